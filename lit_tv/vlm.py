@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from PIL import Image
@@ -19,6 +20,7 @@ from transformers import (
     AutoProcessor,
     AutoTokenizer,
     BatchFeature,
+    BitsAndBytesConfig,
     FuyuProcessor,
     PretrainedConfig,
     PreTrainedTokenizerBase,
@@ -28,6 +30,7 @@ from transformers.utils import cached_file
 
 from lit_tv.compat import fix_fuyu_patchify, load_processor_without_video
 from lit_tv.episodes import Episode, ImageLike
+from lit_tv.fuyu import IMAGE_PLACEHOLDER, build_fuyu_inputs
 from lit_tv.layout import Layout, discover_layout
 from lit_tv.prompts import PromptTemplate
 
@@ -42,18 +45,47 @@ class ModelLoadError(OSError):
     """A model id or path that cannot be loaded, with the reason and what to check."""
 
 
-def load_image(image: ImageLike) -> Image.Image:
-    """Open lazily (paths stay paths until a prompt needs them) and convert to RGB."""
+def load_image(image: ImageLike, width: int | None = None) -> Image.Image:
+    """Open lazily (paths stay paths until a prompt needs them) and convert to RGB.
+
+    With `width`, resize to that width keeping the aspect ratio, as the cross-modal reference does
+    (width 224) before the model's processor sees the image.
+    """
     if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    path = Path(image)
-    if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
-    try:
-        with Image.open(path) as opened:
-            return opened.convert("RGB")
-    except OSError as error:
-        raise ValueError(f"cannot read image {path}: {error}") from error
+        rgb = image.convert("RGB")
+    else:
+        path = Path(image)
+        if not path.is_file():
+            raise FileNotFoundError(f"image file not found: {path}")
+        try:
+            with Image.open(path) as opened:
+                rgb = opened.convert("RGB")
+        except OSError as error:
+            raise ValueError(f"cannot read image {path}: {error}") from error
+    if width is None:
+        return rgb
+    return rgb.resize((width, max(1, int(width / rgb.width * rgb.height))))
+
+
+def quantization_config(quantization: str | None, dtype: str, device: str) -> BitsAndBytesConfig | None:
+    """transformers' config for `quantization`; refused where it cannot run, before any weights load.
+
+    ``nf4``: 4-bit NormalFloat weights with double quantisation (bitsandbytes, CUDA only), computing in `dtype`.
+    """
+    if quantization is None:
+        return None
+    if quantization != "nf4":
+        raise ValueError(f"model.quantization must be 'nf4' or null, got {quantization!r}")
+    if torch.device(device).type != "cuda" or not torch.cuda.is_available():
+        raise ValueError(f"model.quantization: 'nf4' runs on CUDA only (bitsandbytes 4-bit), but the model would load "
+                         f"on {device!r} (CUDA available: {torch.cuda.is_available()}); set model.quantization: null")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ImportError("model.quantization: 'nf4' needs the bitsandbytes package (pip install bitsandbytes), "
+                          "which is not installed")
+    if dtype == "auto":
+        raise ValueError("model.quantization: 'nf4' computes in model.dtype: set it to bfloat16, float16 or float32")
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=getattr(torch, dtype))
 
 
 # Models shipped inside the package, addressed like hub ids.
@@ -102,7 +134,9 @@ class VLMOptions:
     """Which frozen model to load and how: `FrozenVLM.from_pretrained`'s options as one config block.
 
     name: a hub id, a local folder, or ``lit_tv/shapes-toy``. Remote code runs only with
-    `trust_remote_code`. `processor_kwargs` reach `AutoProcessor.from_pretrained`.
+    `trust_remote_code`. `processor_kwargs` reach `AutoProcessor.from_pretrained`. `image_width`
+    resizes every image to that width (aspect kept) before the processor; `quantization: nf4` loads
+    the weights in 4-bit NF4 (bitsandbytes, CUDA).
     """
 
     name: str = "lit_tv/shapes-toy"
@@ -111,13 +145,16 @@ class VLMOptions:
     trust_remote_code: bool = False
     image_placeholder: str | None = None
     processor_kwargs: dict[str, Any] = field(default_factory=dict)
+    image_width: int | None = None
+    quantization: Literal["nf4"] | None = None
 
     def load(self, device: str) -> FrozenVLM:
         return FrozenVLM.from_pretrained(self.name, dtype=self.dtype, device=device,
                                          attn_implementation=self.attn_implementation,
                                          trust_remote_code=self.trust_remote_code,
                                          image_placeholder=self.image_placeholder,
-                                         processor_kwargs=self.processor_kwargs)
+                                         processor_kwargs=self.processor_kwargs,
+                                         image_width=self.image_width, quantization=self.quantization)
 
 
 SHAPES_TOY = VLMOptions()  # the default model of every method: the shipped toy VLM
@@ -130,8 +167,12 @@ class FrozenVLM(nn.Module):
     can train or gradient-sync them.
     """
 
-    def __init__(self, model: nn.Module, processor, name: str = "", image_placeholder: str | None = None) -> None:
+    def __init__(self, model: nn.Module, processor, name: str = "", image_placeholder: str | None = None,
+                 image_width: int | None = None) -> None:
         super().__init__()
+        if image_width is not None and (not isinstance(image_width, int) or image_width < 1):
+            raise ValueError(f"model.image_width must be a positive number of pixels or null, got {image_width!r}")
+        self.image_width = image_width
         self.model = model.eval().requires_grad_(False)
         self.processor = processor
         self.name = name or getattr(model.config, "_name_or_path", type(model).__name__)
@@ -156,11 +197,15 @@ class FrozenVLM(nn.Module):
         trust_remote_code: bool = False,
         image_placeholder: str | None = None,
         processor_kwargs: dict | None = None,
+        image_width: int | None = None,
+        quantization: str | None = None,
     ) -> FrozenVLM:
         """Load by hub id or local folder; VLMs with their processor, text-only LMs with their tokenizer.
 
         `processor_kwargs` go to `AutoProcessor.from_pretrained` (e.g. ``{"do_image_splitting": False}``).
+        A quantized model is placed on `device` while it loads (bitsandbytes weights cannot be moved later).
         """
+        quantized = quantization_config(quantization, dtype, device)
         name = resolve_model_path(name_or_path)
         common = {"trust_remote_code": trust_remote_code}
         try:
@@ -171,10 +216,12 @@ class FrozenVLM(nn.Module):
                 f"Hugging Face hub or its local cache ({error})") from error
         is_vlm = type(config) in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
         model_class = AutoModelForImageTextToText if is_vlm else AutoModelForCausalLM
+        placement = {"quantization_config": quantized, "device_map": device} if quantized else {}
         model = model_class.from_pretrained(name, dtype=getattr(torch, dtype) if dtype != "auto" else "auto",
-                                            attn_implementation=attn_implementation, **common)
+                                            attn_implementation=attn_implementation, **placement, **common)
         processor = _load_processor(name, config, is_vlm, processor_kwargs or {}, **common)
-        return cls(model.to(device), processor, name=name, image_placeholder=image_placeholder)
+        return cls(model if quantized else model.to(device), processor, name=name,
+                   image_placeholder=image_placeholder, image_width=image_width)
 
     # ---- what the model is -------------------------------------------------------------------
 
@@ -191,9 +238,18 @@ class FrozenVLM(nn.Module):
         return self.layout.lm_head.weight.device
 
     @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the model computes in: floating inputs are cast to it."""
+        return self.layout.lm_head.weight.dtype
+
+    @property
     def image_token(self) -> str:
-        """The token the processor expands per image ('' where images are not placed in the text)."""
-        return "" if isinstance(self.processor, FuyuProcessor) else getattr(self.processor, "image_token", "")
+        """The token the processor expands per image (Fuyu: the placeholder lit_tv replaces with patches)."""
+        return IMAGE_PLACEHOLDER if self._is_fuyu else getattr(self.processor, "image_token", "")
+
+    @property
+    def _is_fuyu(self) -> bool:
+        return isinstance(self.processor, FuyuProcessor)
 
     def _default_image_placeholder(self) -> str:
         start, end = WRAPPED_IMAGE_TOKENS.get(type(self.processor).__name__, ("", ""))
@@ -219,10 +275,6 @@ class FrozenVLM(nn.Module):
     def _check_images(self, index: int, text: str, images: list) -> None:
         if images and not self.is_multimodal:
             raise ValueError(f"episode {index} has {len(images)} images but {self.name} is a text-only model")
-        if isinstance(self.processor, FuyuProcessor):
-            if len(images) > 1:
-                raise ValueError(f"episode {index} has {len(images)} images; Fuyu takes one image per prompt")
-            return
         found = text.count(self.image_token) if self.image_token else 0
         if found != len(images):
             raise ValueError(
@@ -230,21 +282,23 @@ class FrozenVLM(nn.Module):
                 f"but {len(images)} images were given")
 
     def build_inputs(self, episodes: Sequence[Episode], template: PromptTemplate) -> BatchFeature:
-        """Left-padded batch: position -1 is every row's last prompt token."""
+        """Left-padded batch on the model's device, floating inputs in its dtype.
+
+        Position -1 is every row's last prompt token (for Fuyu too: see `lit_tv.fuyu`).
+        """
         texts, images = [], []
         for index, episode in enumerate(episodes):
             text, row_images = self.render(episode, template), episode.images()
             self._check_images(index, text, row_images)
             texts.append(text)
-            images.append([load_image(image) for image in row_images])
-        if not any(images):
+            images.append([load_image(image, self.image_width) for image in row_images])
+        if self._is_fuyu:
+            batch = build_fuyu_inputs(self.processor, texts, images, self.image_token)
+        elif not any(images):
             batch = self.tokenizer(texts, padding=True, return_tensors="pt")  # with BOS, as the processor adds
-        elif isinstance(self.processor, FuyuProcessor):
-            batch = self.processor(text=texts, images=[row[0] for row in images], return_tensors="pt",
-                                   return_legacy_image_output=False)
         else:
             batch = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
-        return batch.to(self.device)
+        return BatchFeature(dict(batch)).to(self.device, dtype=self.dtype)
 
     def answer_token_ids(self, episodes: Sequence[Episode], template: PromptTemplate) -> torch.Tensor:
         """First token of each query's target answer as it continues the prompt → `[batch]`."""

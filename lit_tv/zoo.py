@@ -44,6 +44,7 @@ from transformers import (
 )
 
 from lit_tv.compat import build_processor_without_video
+from lit_tv.fuyu import MANTIS_MARKERS
 
 SPECIAL_TOKENS = [
     "<pad>", "<s>", "</s>", "<unk>", "<image>",
@@ -83,7 +84,8 @@ def build_fuyu_tokenizer() -> PreTrainedTokenizerFast:
     """Sentencepiece-style BPE like Fuyu's own: '▁' prepended, image tokens ordinary vocabulary.
 
     FuyuProcessor drops the first token of the image part, which its real tokenizer emits as a
-    lone '▁'; this tokenizer reproduces that.
+    lone '▁'; this tokenizer reproduces that. It also has Mantis-Fuyu's image markers
+    (``|IMAGE|``, ``|ENDOFIMAGE|``), so prompts get Mantis' layout (`lit_tv.fuyu`).
     """
     image_tokens = ["|SPEAKER|", "|NEWLINE|"]
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
@@ -93,7 +95,7 @@ def build_fuyu_tokenizer() -> PreTrainedTokenizerFast:
         pre_tokenizers.Split("▁", "merged_with_next")])
     tokenizer.decoder = decoders.Replace("▁", " ")
     corpus = CORPUS * 4 + ["".join(image_tokens)] * 8
-    specials = ["<pad>", "<s>", "</s>", "<unk>", "<0x04>"]
+    specials = ["<pad>", "<s>", "</s>", "<unk>", "<0x04>", *MANTIS_MARKERS]
     trainer = trainers.BpeTrainer(vocab_size=TEXT["vocab_size"], special_tokens=specials,
                                   initial_alphabet=sorted(set("".join(corpus)) | {"▁"}))
     tokenizer.train_from_iterator(corpus, trainer)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
 from conftest import TEMPLATE, ZOO_NAMES, colour_image, episodes_for
@@ -11,7 +13,7 @@ from transformers import LlamaConfig, MambaConfig, MambaForCausalLM
 from lit_tv.episodes import Episode, Example
 from lit_tv.layout import UnsupportedModelError, discover_layout
 from lit_tv.prompts import PromptTemplate
-from lit_tv.vlm import FrozenVLM, ModelLoadError
+from lit_tv.vlm import FrozenVLM, ModelLoadError, VLMOptions, load_image, quantization_config
 from lit_tv.zoo import build_llava_7b
 
 
@@ -52,10 +54,14 @@ def test_plain_template_renders_shots_then_query():
     assert template.render(episode, "<image>") == "Guess.\nQ:y\nA:z\n\n<image>Q:x\nA:"
 
 
-def test_loads_in_bfloat16(zoo_folder):
-    vlm = FrozenVLM.from_pretrained(zoo_folder("llava"), dtype="bfloat16")
-    assert vlm.layout.lm_head.weight.dtype == torch.bfloat16
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_loads_in_bfloat16_and_casts_only_floating_inputs(zoo_folder, name):
+    vlm = FrozenVLM.from_pretrained(zoo_folder(name), dtype="bfloat16")
+    assert vlm.layout.lm_head.weight.dtype == vlm.dtype == torch.bfloat16
     inputs = vlm.build_inputs(episodes_for(vlm), TEMPLATE)
+    floating = {key: value.dtype for key, value in inputs.items() if value.is_floating_point()}
+    assert floating == ({"pixel_values": torch.bfloat16} if vlm.is_multimodal else {})
+    assert inputs["input_ids"].dtype == torch.int64
     assert torch.isfinite(vlm.last_logits(inputs)).all()
 
 
@@ -89,20 +95,13 @@ def test_model_without_decoder_is_refused():
         discover_layout(Headless())
 
 
-@pytest.mark.parametrize("name", ["llava", "idefics2", "idefics3", "qwen2_vl"])
+@pytest.mark.parametrize("name", ["llava", "idefics2", "idefics3", "qwen2_vl", "fuyu"])
 def test_placeholder_count_must_match_images(zoo_vlm, name):
     vlm = zoo_vlm(name)
     no_placeholder = PromptTemplate(query="Q: {text}\nA:")
     episode = Episode(query=Example("colour?", images=(colour_image("red"),), answers=("red",)))
     with pytest.raises(ValueError, match="episode 0: prompt has 0 image placeholders .* but 1 images"):
         vlm.build_inputs([episode], no_placeholder)
-
-
-def test_fuyu_takes_one_image_per_prompt(zoo_vlm):
-    vlm = zoo_vlm("fuyu")
-    two = Episode(query=Example("colour?", images=(colour_image("red"), colour_image("blue")), answers=("red",)))
-    with pytest.raises(ValueError, match="Fuyu takes one image per prompt"):
-        vlm.build_inputs([two], TEMPLATE)
 
 
 def test_text_model_refuses_images(zoo_vlm):
@@ -161,3 +160,42 @@ def test_processor_options_reach_a_processor_built_without_torchvision(zoo_folde
     size = {"shortest_edge": 1024, "longest_edge": 4096}  # Qwen2-VL: its video processor needs torchvision
     vlm = FrozenVLM.from_pretrained(zoo_folder("qwen2_vl"), processor_kwargs={"size": size})
     assert vlm.processor.image_processor.size.longest_edge == 4096
+
+
+def test_image_width_resizes_keeping_the_aspect_ratio_like_the_reference(tmp_path):
+    colour_image("red", (40, 30)).save(tmp_path / "red.png")
+    assert load_image(tmp_path / "red.png", width=224).size == (224, 168)
+    assert load_image(colour_image("red", (40, 30))).size == (40, 30)
+
+
+def test_image_width_reaches_the_prompts_images(zoo_folder):
+    vlm = VLMOptions(str(zoo_folder("fuyu")), image_width=16).load("cpu")
+    episode = Episode(query=Example("colour?", images=(colour_image("red", (40, 30)),), answers=("red",)))
+    # 40x30 at width 16 is 16x12: 2x2 Fuyu patches of 8 pixels instead of 4x3
+    assert vlm.build_inputs([episode], TEMPLATE)["pixel_values"].shape[0] == 2 * 2
+    with pytest.raises(ValueError, match="model.image_width must be a positive"):
+        FrozenVLM(vlm.model, vlm.processor, image_width=0)
+
+
+def test_nf4_is_refused_off_cuda_before_anything_loads(tmp_path):
+    with pytest.raises(ValueError, match="model.quantization: 'nf4' runs on CUDA only .* on 'cpu'"):
+        FrozenVLM.from_pretrained(tmp_path / "never_read", quantization="nf4")  # not even the path is checked
+
+
+def test_nf4_without_bitsandbytes_is_refused_by_name(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "bitsandbytes" else True)
+    with pytest.raises(ImportError, match="model.quantization: 'nf4' needs the bitsandbytes package"):
+        quantization_config("nf4", "bfloat16", "cuda:0")
+
+
+def test_nf4_config_is_4bit_normalfloat_computing_in_the_model_dtype(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: True)
+    config = quantization_config("nf4", "bfloat16", "cuda:0")
+    assert config.load_in_4bit and not config.load_in_8bit
+    assert (config.bnb_4bit_quant_type, config.bnb_4bit_compute_dtype) == ("nf4", torch.bfloat16)
+    assert config.bnb_4bit_use_double_quant
+    assert quantization_config(None, "bfloat16", "cpu") is None
+    with pytest.raises(ValueError, match="model.quantization must be 'nf4' or null, got 'int8'"):
+        quantization_config("int8", "bfloat16", "cuda:0")
