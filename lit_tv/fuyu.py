@@ -2,12 +2,13 @@
 
 HF's FuyuProcessor puts one image before all the text and appends the begin-of-answer token
 `<0x04>`, so a prompt's last position is `<0x04>`, not the text's final token. The cross-modal
-reference runs Mantis-Fuyu through Mantis' own processor instead: any number of images inside the
-text, each labelled ``image {index}: `` and wrapped in ``|IMAGE|`` / ``|ENDOFIMAGE|``, every text
-piece of an image prompt after a BOS, text-only prompts without special tokens, nothing appended.
-That layout is built here for tokenizers that have both markers (Mantis'); other Fuyu tokenizers
-get the same interleaving without markers and labels, and HF's BOS rules (BOS before the text
-that follows an image; text-only prompts with the tokenizer's defaults).
+reference runs Mantis-Fuyu through Mantis' own processor instead (MFuyuProcessor): any number of
+images inside the text, each labelled ``image {index}: `` and wrapped in ``|IMAGE|`` /
+``|ENDOFIMAGE|``, every text piece of an image prompt after a BOS, text-only prompts without
+special tokens, nothing appended. That layout is built here when the tokenizer has both markers
+(Mantis' has); other Fuyu tokenizers get the same interleaving and BOS rule without markers and
+labels (for one image first this equals HF's inputs minus `<0x04>`), and text-only prompts with
+the tokenizer's defaults, as HF's processor.
 
 transformers 5's FuyuModel scatters the patch embeddings over the image tokens of the whole
 batch in order, so `pixel_values` is every image's patches concatenated in prompt order, row by

@@ -67,6 +67,11 @@ def load_image(image: ImageLike, width: int | None = None) -> Image.Image:
     return rgb.resize((width, max(1, int(width / rgb.width * rgb.height))))
 
 
+def check_image_width(width: int | None) -> None:
+    if width is not None and (not isinstance(width, int) or isinstance(width, bool) or width < 1):
+        raise ValueError(f"model.image_width must be a positive number of pixels or null, got {width!r}")
+
+
 def quantization_config(quantization: str | None, dtype: str, device: str) -> BitsAndBytesConfig | None:
     """transformers' config for `quantization`; refused where it cannot run, before any weights load.
 
@@ -148,6 +153,9 @@ class VLMOptions:
     image_width: int | None = None
     quantization: Literal["nf4"] | None = None
 
+    def __post_init__(self) -> None:
+        check_image_width(self.image_width)  # a config mistake stops the run before data or weights load
+
     def load(self, device: str) -> FrozenVLM:
         return FrozenVLM.from_pretrained(self.name, dtype=self.dtype, device=device,
                                          attn_implementation=self.attn_implementation,
@@ -170,8 +178,7 @@ class FrozenVLM(nn.Module):
     def __init__(self, model: nn.Module, processor, name: str = "", image_placeholder: str | None = None,
                  image_width: int | None = None) -> None:
         super().__init__()
-        if image_width is not None and (not isinstance(image_width, int) or image_width < 1):
-            raise ValueError(f"model.image_width must be a positive number of pixels or null, got {image_width!r}")
+        check_image_width(image_width)
         self.image_width = image_width
         self.model = model.eval().requires_grad_(False)
         self.processor = processor
@@ -205,6 +212,7 @@ class FrozenVLM(nn.Module):
         `processor_kwargs` go to `AutoProcessor.from_pretrained` (e.g. ``{"do_image_splitting": False}``).
         A quantized model is placed on `device` while it loads (bitsandbytes weights cannot be moved later).
         """
+        check_image_width(image_width)
         quantized = quantization_config(quantization, dtype, device)
         name = resolve_model_path(name_or_path)
         common = {"trust_remote_code": trust_remote_code}

@@ -173,8 +173,8 @@ def test_image_width_reaches_the_prompts_images(zoo_folder):
     episode = Episode(query=Example("colour?", images=(colour_image("red", (40, 30)),), answers=("red",)))
     # 40x30 at width 16 is 16x12: 2x2 Fuyu patches of 8 pixels instead of 4x3
     assert vlm.build_inputs([episode], TEMPLATE)["pixel_values"].shape[0] == 2 * 2
-    with pytest.raises(ValueError, match="model.image_width must be a positive"):
-        FrozenVLM(vlm.model, vlm.processor, image_width=0)
+    with pytest.raises(ValueError, match="model.image_width must be a positive number of pixels or null, got 0"):
+        VLMOptions(str(zoo_folder("fuyu")), image_width=0)
 
 
 def test_nf4_is_refused_off_cuda_before_anything_loads(tmp_path):
