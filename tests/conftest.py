@@ -51,8 +51,6 @@ def colour_image(colour: str, size: tuple[int, int] = (40, 30)) -> Image.Image:
 def episodes_for(vlm: FrozenVLM) -> list[Episode]:
     """Three episodes of different lengths (so left padding matters) that this model can take."""
     images_per_shot = 1 if vlm.is_multimodal else 0
-    if type(vlm.processor).__name__ == "FuyuProcessor":
-        images_per_shot = 0  # one image per prompt: the query's
 
     def example(text: str, colour: str, n_images: int) -> Example:
         return Example(text=text, images=tuple(colour_image(colour) for _ in range(n_images)), answers=(colour,))
