@@ -53,22 +53,37 @@ _VQA_CONTRACTIONS = {spelling: word for word in _CONTRACTED for spelling in _spe
 _VQA_CONTRACTIONS["somebody'd"] = "somebodyd"  # sic: the official table maps this one backwards
 
 
-def normalize_vqa_answer(text: str) -> str:
-    """The official VQA processing: punctuation, then lower case, number words -> digits, articles, contractions.
-
-    A punctuation mark is deleted where it touches a space (or anywhere, once the text holds a
-    digit-comma-digit like '1,000'), otherwise replaced by a space: 'yes, it is' -> 'yes it is' but
-    'black-and-white' -> 'black and white'. Periods go unless a digit follows ('3.5' stays).
-    """
-    text = text.replace("\n", " ").replace("\t", " ").strip()
+def process_punctuation(text: str) -> str:
+    """The official `processPunctuation`: a mark is deleted where it touches a space (or anywhere, once the text
+    holds a digit-comma-digit like '1,000'), otherwise replaced by a space: 'yes, it is' -> 'yes it is' but
+    'black-and-white' -> 'black and white'. Periods go unless a digit follows ('3.5' stays); the official call
+    passes re.UNICODE (32) as the count, so at most 32 periods go."""
     delete_all = _DIGIT_COMMA_DIGIT.search(text) is not None
     out = text
     for mark in _VQA_PUNCTUATION:
         touches_space = f"{mark} " in text or f" {mark}" in text
         out = out.replace(mark, "" if delete_all or touches_space else " ")
-    out = _PERIOD.sub("", out)
-    words = [_VQA_NUMBERS.get(word, word) for word in out.lower().split()]
+    return _PERIOD.sub("", out, count=32)
+
+
+def process_digit_article(text: str) -> str:
+    """The official `processDigitArticle`: lower case, number words -> digits, no articles, contractions restored."""
+    words = [_VQA_NUMBERS.get(word, word) for word in text.lower().split()]
     return " ".join(_VQA_CONTRACTIONS.get(word, word) for word in words if word not in _VQA_ARTICLES)
+
+
+def _strip_whitespace(text: str) -> str:
+    return text.replace("\n", " ").replace("\t", " ").strip()
+
+
+def normalize_vqa_answer(text: str) -> str:
+    """What the official script does to a prediction: whitespace, punctuation, then digits/articles/contractions."""
+    return process_digit_article(process_punctuation(_strip_whitespace(text)))
+
+
+def cut_answer(prediction: str) -> str:
+    """The MTV reference's answer cut for non-Qwen models: the text before the first newline and the first '.'."""
+    return prediction.split("\n", 1)[0].split(".", 1)[0]
 
 
 def first_line(prediction: str) -> str:
@@ -131,20 +146,34 @@ class ExactMatch(AnswerMetric):
 
 
 class VQAAccuracy(AnswerMetric):
-    """Official VQA accuracy: min(1, matches / 3) averaged over the leave-one-out subsets of the human answers.
+    """Official VQA accuracy (GT-Vision-Lab vqaEval.py): min(1, matches / 3) averaged over the leave-one-out
+    subsets of the human answers.
 
-    Both sides get the official normalisation. The official script normalises the prediction only when
-    the humans disagree, trusting released answers to be normalised already; normalising always gives
-    the same score on such answers and does not fail 'Two' against ten '2's. The prediction is its first
-    line (see `first_line`). A question with a single reference (some jsonl files) is scored by exact
-    match, since leaving its one answer out would leave nothing to match.
+    As the official script: the prediction always gets the full normalisation (`normalize_vqa_answer`); the
+    human answers get only their whitespace stripped and, when they disagree, `process_punctuation` (the
+    released annotations are normalised already). ``normalize_references`` gives them the full normalisation
+    too (then 'Two' also matches ten '2's in unnormalised jsonl data). The prediction is its first line (see
+    `first_line`), or with ``answer_cut`` the MTV reference's cut for non-Qwen models (`cut_answer`). A
+    question with a single reference (some jsonl files) is scored by exact match, since leaving its one answer
+    out would leave nothing to match.
     """
+
+    def __init__(self, normalize_references: bool = False, answer_cut: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.normalize_references = normalize_references
+        self.answer_cut = answer_cut
+
+    def _references(self, references: Sequence[str]) -> list[str]:
+        if self.normalize_references:
+            return [normalize_vqa_answer(reference) for reference in references]
+        stripped = [_strip_whitespace(reference) for reference in references]
+        return [process_punctuation(reference) for reference in stripped] if len(set(stripped)) > 1 else stripped
 
     def score(self, prediction: str, references: Sequence[str]) -> float:
         if not references:
             return 0.0
-        answer = normalize_vqa_answer(first_line(prediction))
-        matches = [normalize_vqa_answer(reference) == answer for reference in references]
+        answer = normalize_vqa_answer(cut_answer(prediction) if self.answer_cut else first_line(prediction))
+        matches = [reference == answer for reference in self._references(references)]
         if len(matches) == 1:
             return float(matches[0])
         total = sum(matches)

@@ -35,14 +35,14 @@ VQA_CASES = [
     ("the dog", ten(("dog", 10)), 1.0),
     ("a dog", ten(("dog", 3), ("cat", 7)), 0.9),
     ("an apple", ten(("apple", 2), ("pear", 8)), 0.6),
-    ("dog", ten(("the dog", 10)), 1.0),
+    ("dog", ten(("the dog", 10)), 0.0),  # the official script leaves agreeing human answers as they are
     # number words to digits (zero to ten only; 'none' counts as 0)
     ("two", ten(("2", 10)), 1.0),
     ("Three", ten(("3", 3), ("4", 7)), 0.9),
     ("none", ten(("0", 10)), 1.0),
     ("zero", ten(("0", 2), ("1", 8)), 0.6),
     ("eleven", ten(("11", 10)), 0.0),
-    ("two", ten(("2", 2), ("two", 1), ("3", 7)), 0.9),
+    ("two", ten(("2", 2), ("two", 1), ("3", 7)), 0.6),  # disagreeing human answers: punctuation only, 'two' stays
     # punctuation: deleted next to a space or in '1,000', otherwise a space; periods kept before digits
     ("yes, it is", ten(("yes it is", 10)), 1.0),
     ("black-and-white", ten(("black and white", 10)), 1.0),
@@ -56,7 +56,7 @@ VQA_CASES = [
     ("red/blue", ten(("red blue", 10)), 1.0),
     # contractions: spellings without the apostrophe get it back (the table has no 'im', only 'Im')
     ("dont", ten(("don't", 10)), 1.0),
-    ("don't", ten(("dont", 10)), 1.0),
+    ("don't", ten(("dont", 10)), 0.0),  # the prediction's 'don't' stays, the humans' 'dont' is left alone
     ("isnt", ten(("isn't", 2), ("no", 8)), 0.6),
     ("whats", ten(("what's", 10)), 1.0),
     ("I'm", ten(("im", 10)), 0.0),
@@ -83,6 +83,35 @@ def test_vqa_accuracy_equals_the_hand_computed_official_score(prediction, answer
     metric = VQAAccuracy()
     metric.update([prediction], [answers])
     assert metric.compute().item() == pytest.approx(expected, abs=1e-6)
+
+
+# Where the official script and "normalise both sides" differ: unnormalised human answers.
+REFERENCE_NORMALISATION_CASES = [
+    ("dog", ten(("the dog", 10)), 0.0, 1.0),
+    ("two", ten(("2", 2), ("two", 1), ("3", 7)), 0.6, 0.9),
+    ("don't", ten(("dont", 10)), 0.0, 1.0),
+    ("two", ten(("Two", 10)), 0.0, 1.0),
+    ("red", ten(("Red", 5), ("red!", 5)), 0.0, 1.0),  # disagreeing: punctuation goes, case stays
+]
+
+
+@pytest.mark.parametrize(("prediction", "answers", "official", "both"), REFERENCE_NORMALISATION_CASES)
+def test_official_scoring_leaves_human_answers_as_the_script_does(prediction, answers, official, both):
+    for metric, expected in ((VQAAccuracy(), official), (VQAAccuracy(normalize_references=True), both)):
+        metric.update([prediction], [answers])
+        assert metric.compute().item() == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize(("prediction", "expected"), [
+    ("yes. The sign says so", 1.0), ("yes\nQuestion: what", 1.0), ("3.5 inches", 0.0), ("no.", 0.0),
+])
+def test_answer_cut_keeps_the_text_before_the_first_period_and_newline(prediction, expected):
+    cut, uncut = VQAAccuracy(answer_cut=True), VQAAccuracy()
+    cut.update([prediction], [ten(("yes", 10))])
+    uncut.update([prediction], [ten(("yes", 10))])
+    assert cut.compute().item() == expected
+    if "\n" not in prediction and expected:
+        assert uncut.compute().item() == 0.0  # the cut is what makes it count
 
 
 def test_vqa_accuracy_averages_over_questions():

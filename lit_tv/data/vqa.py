@@ -2,16 +2,18 @@
 
 Support episodes and REINFORCE queries come from the train split, test queries from the official
 val split (the split both papers report), all scored by the official VQA accuracy. The prompt is
-the MTV reference code's: ``<image>{question} Answer: {answer}`` per example, VizWiz with its
-instruction about unanswerable questions in front. The reference code runs the shots together
-without a separator; here each answer ends with a newline, as in its Flowers/CUB prompts, so the
-model can tell where an answer stops (VQAAccuracy scores the first line of a generation).
+the MTV reference code's: ``<image>{question} Answer: {answer}`` per example (OK-VQA: ``Answer:{answer}``, no
+space), VizWiz with its instruction about unanswerable questions in front. The reference code runs the shots
+together without a separator; here each answer ends with a newline, as in its Flowers/CUB prompts, so the
+model can tell where an answer stops (VQAAccuracy scores the first line of a generation, or with
+``answer_cut`` the reference's cut at the first '.' and newline).
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 from lit_tv.data.base import DataError, Record, Split, SplitDataModule, field, read_json, read_json_list, require
@@ -42,13 +44,22 @@ def _answers(raw: list, where: str) -> tuple[str, ...]:
 
 
 class VQADataModule(SplitDataModule):
-    """Shared by the VQA loaders: the reference prompt format (with an optional instruction) and VQA accuracy."""
+    """Shared by the VQA loaders: the reference prompt format (with an optional instruction) and VQA accuracy.
 
-    metric = VQAAccuracy
+    Args:
+        instruction: text before the first shot.
+        answer_format: how a shot's answer follows its ``Answer:`` (VizWiz ``" {answer}\\n"``, OK-VQA
+            ``"{answer}\\n"``: the reference has no space there).
+        answer_cut: score the text before the first '.' and newline (the MTV reference does so for non-Qwen
+            models); off: the first line.
+        normalize_references: normalise the human answers fully too (off: as the official script).
+    """
 
-    def __init__(self, instruction: str = "", **kwargs) -> None:
+    def __init__(self, instruction: str = "", answer_format: str = " {answer}\n", answer_cut: bool = False,
+                 normalize_references: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.template = PromptTemplate(query="{images}{text} Answer:", answer=" {answer}\n", instruction=instruction)
+        self.template = PromptTemplate(query="{images}{text} Answer:", answer=answer_format, instruction=instruction)
+        self.metric = partial(VQAAccuracy, answer_cut=answer_cut, normalize_references=normalize_references)
 
 
 class VizWiz(VQADataModule):
@@ -88,8 +99,8 @@ class OKVQA(VQADataModule):
                  train_annotations: str = "mscoco_train2014_annotations.json", train_images: str = "train2014",
                  test_questions: str = "OpenEnded_mscoco_val2014_questions.json",
                  test_annotations: str = "mscoco_val2014_annotations.json", test_images: str = "val2014",
-                 instruction: str = "", **kwargs) -> None:
-        super().__init__(instruction=instruction, **kwargs)
+                 instruction: str = "", answer_format: str = "{answer}\n", **kwargs) -> None:
+        super().__init__(instruction=instruction, answer_format=answer_format, **kwargs)
         base = Path(root)
         self.train_split = self._read(base / train_questions, base / train_annotations, base / train_images)
         self.test_split = self._read(base / test_questions, base / test_annotations, base / test_images)
