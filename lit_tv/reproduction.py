@@ -1,0 +1,297 @@
+"""The papers' settings as data: what every config under configs/ must hold, and each deviation with its reason.
+
+A config is named ``configs/<benchmark>/<method>_<model>.yaml``. Its expected values are the settings of
+its benchmark x method row, of its model and of its method x model pair, as dotted keys of the full
+configuration (`lit-tv test --config ... --print_config`). A value may differ only where `DEVIATIONS`
+lists that key for that config, with the reason. tests/test_fidelity.py checks every config against
+this table, and `python -m lit_tv.reproduction` writes docs/reproducing.md (the README's
+"Reproducing the papers" table) from it, so the table and the configs cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+DOC = Path(__file__).resolve().parent.parent / "docs" / "reproducing.md"
+
+MTV_PAPER = "MTV (Huang et al., NeurIPS 2024)"
+CROSS_MODAL_PAPER = "Cross-modal task vectors (Luo, Darrell & Bar, ICML 2025)"
+
+M = "model.init_args."
+D = "data.init_args."
+
+@dataclass(frozen=True)
+class Rule:
+    """Settings (dotted keys) for the configs it matches: a benchmark folder, a method prefix and a model
+    suffix of the file name, each "*" for any; `notes` are deviations that no single key expresses."""
+
+    benchmark: str
+    method: str
+    model: str
+    settings: dict[str, Any]
+    notes: tuple[str, ...] = ()
+
+    def matches(self, benchmark: str, method: str, model: str) -> bool:
+        return all(want in ("*", have) for want, have in
+                   ((self.benchmark, benchmark), (self.method, method), (self.model, model)))
+
+
+MTV_BENCHMARKS = ("vizwiz", "okvqa", "flowers", "cub")
+
+# MTV (paper + Brandon3964/MultiModal-Task-Vector): REINFORCE and head selection.
+_REINFORCE = {
+    "trainer.max_steps": 600, f"{M}samples": 32, f"{M}learning_rate": 0.1, f"{M}theta_init": -1.0,
+    f"{M}selection_samples": 10, f"{M}selection_queries": 50, f"{M}policy": "every_token",
+    f"{D}support_size": 100, f"{D}train_size": 100, f"{D}batch_size": 1,
+}
+_VQA = {f"{M}max_new_tokens": 10, f"{D}test_size": None, f"{D}normalize_references": False}
+_TWO_WAY = {f"{D}shots": 1, f"{D}test_shots": 1}
+_ONE_RUN = ("one seed per run: the reference reports one run too",)
+_NEWLINE = ("each shot's answer ends with a newline; the reference runs the shots together (a model continuing "
+            "the pattern then writes the next question after a newline, not glued to its answer)",)
+_FIXED_EPISODES = ("test episodes are drawn (seeded) from the official test images of the held-out classes, not "
+                   "the reference's fixed episode list, whose file and class split are not published with the "
+                   "dataset; the class split is a seeded half of the classes",)
+_CROSS_MODAL_DATA = {f"{D}shots": 5, f"{M}max_new_tokens": 1, f"{M}model.image_width": 224,
+                     f"{M}model.quantization": "nf4"}
+_CROSS_MODAL_SEEDS = ("one seed per run: the reference averages 3 seeds (run the config with --data.init_args.seed "
+                      "0, 1, 2 and average; the layer is chosen per run)",)
+
+RULES: tuple[Rule, ...] = (
+    # ---- MTV paper ----
+    *(Rule(benchmark, "mtv", "*", {**_REINFORCE, f"{M}selection": "best_of_samples"}, _ONE_RUN)
+      for benchmark in MTV_BENCHMARKS),
+    Rule("vizwiz", "mtv", "*", {**_VQA, f"{D}shots": 4, f"{D}test_shots": 0}, _NEWLINE),
+    Rule("okvqa", "mtv", "*", {**_VQA, f"{D}shots": 4, f"{D}test_shots": 0}, _NEWLINE),
+    Rule("flowers", "mtv", "*", {**_TWO_WAY, f"{D}test_size": 5076}, _FIXED_EPISODES),
+    Rule("cub", "mtv", "*", {**_TWO_WAY, f"{D}test_size": 5023}, _FIXED_EPISODES),
+    Rule("vizwiz", "icl", "*", {**_VQA, f"{D}test_shots": 4}, _NEWLINE),
+    Rule("okvqa", "icl", "*", {**_VQA, f"{D}test_shots": 4}, _NEWLINE),
+    Rule("flowers", "icl", "*", {**_TWO_WAY, f"{D}test_size": 5076}, _FIXED_EPISODES),
+    Rule("cub", "icl", "*", {**_TWO_WAY, f"{D}test_size": 5023}, _FIXED_EPISODES),
+    Rule("cub", "transfer", "*", {**_TWO_WAY, f"{D}test_size": 5023, f"{D}support_size": 100,
+                                  f"{M}transfer": "heads", f"{M}policy": "every_token"}, _FIXED_EPISODES),
+    *(Rule(benchmark, "vtv", "*", {**_REINFORCE, **_VQA, "trainer.max_steps": 10, f"{D}support_size": 10,
+                                   f"{D}shots": 1, f"{M}selection": "best_of_samples"}, _NEWLINE)
+      for benchmark in ("vizwiz", "okvqa")),
+    *(Rule(benchmark, "fv", "*", {**_VQA, f"{M}layer": 20, f"{M}top_k": 10, f"{M}aie_prompts": 25,
+                                  f"{D}shots": 10, f"{D}support_size": 100},
+           ("the FV paper's 10-shot prompts for the means; the MTV supplement states the layer (20), not the "
+            "shot count",))
+      for benchmark in ("vizwiz", "okvqa")),
+    # the reference cuts the answers of every model but Qwen-VL at the first '.' and newline
+    *(Rule(benchmark, "*", model, {f"{D}answer_cut": True})
+      for benchmark in ("vizwiz", "okvqa") for model in ("llava-1.5-7b", "idefics2-8b")),
+    Rule("vizwiz", "*", "qwen2-vl-7b", {f"{D}answer_cut": False}),
+    Rule("okvqa", "*", "qwen2-vl-7b", {f"{D}answer_cut": False}),
+    # ---- cross-modal paper ----
+    Rule("cross_modal", "xpatch", "*", {**_CROSS_MODAL_DATA, f"{D}shot_modality": "text",
+                                        f"{D}query_modality": "image", f"{M}source": "exemplars",
+                                        f"{M}position": "last_shot", f"{M}mode": "replace", f"{M}layer": None},
+         _CROSS_MODAL_SEEDS),
+    Rule("cross_modal", "llm_to_vlm", "*", {**_CROSS_MODAL_DATA, f"{D}shot_modality": "text",
+                                            f"{D}query_modality": "image", f"{M}source": "exemplars",
+                                            f"{M}position": "last_shot", f"{M}mode": "replace",
+                                            f"{M}layer": None, f"{M}extractor.quantization": "nf4"},
+         _CROSS_MODAL_SEEDS),
+    Rule("cross_modal", "icl", "*", {**_CROSS_MODAL_DATA, f"{D}test_shots": 5, f"{D}shot_modality": "text",
+                                     f"{D}query_modality": "image"}, _CROSS_MODAL_SEEDS),
+    Rule("cross_modal", "mtv", "*", {**_REINFORCE, f"{D}shots": 5, f"{M}max_new_tokens": 1,
+                                     f"{M}selection": "best_of_samples"},
+         ("not a result of either paper: MTV's settings on the cross-modal tasks, one task per fit",)),
+    # ---- models ----
+    Rule("*", "*", "idefics2-8b", {f"{M}model.name": "HuggingFaceM4/idefics2-8b",
+                                   f"{M}model.processor_kwargs.do_image_splitting": False}),
+    *(Rule(benchmark, "*", "llava-1.5-7b", {f"{M}model.name": "Efficient-Large-Model/Llama-3-VILA1.5-8B"})
+      for benchmark in MTV_BENCHMARKS),
+    *(Rule(benchmark, "*", "qwen2-vl-7b", {f"{M}model.name": "Qwen/Qwen-VL"}) for benchmark in MTV_BENCHMARKS),
+    Rule("cross_modal", "*", "llava-1.5-7b", {f"{M}model.name": "llava-hf/llava-1.5-7b-hf"}),
+    Rule("cross_modal", "*", "qwen2-vl-7b", {f"{M}model.name": "Qwen/Qwen2-VL-7B"},
+         ("not a model of the cross-modal paper: an extra architecture (M-RoPE)",)),
+    Rule("cross_modal", "*", "mantis-fuyu", {f"{M}model.name": "TIGER-Lab/Mantis-8B-Fuyu",
+                                             f"{M}model.dtype": "float16"},
+         ("loaded with transformers' Fuyu classes (Mantis' own MFuyu classes are not on the hub); prompts are "
+          "built in Mantis' layout by lit_tv/fuyu.py; no revision pin",)),
+)
+
+_QWEN = ("Qwen2-VL-7B instead of Qwen-VL-7B: Qwen-VL's remote code does not load in transformers 5; "
+         "Qwen2-VL is its successor")
+_VILA = ("LLaVA-1.5-7B instead of VILA-1.5-8B: VILA has no transformers 5 class; LLaVA-1.5 (which VILA builds "
+         "on, and a model of the cross-modal paper) stands in")
+
+DEVIATIONS: dict[str, dict[str, str]] = {
+    **{f"{benchmark}/{method}_qwen2-vl-7b.yaml": {f"{M}model.name": _QWEN}
+       for benchmark in MTV_BENCHMARKS for method in ("mtv", "icl")},
+    **{f"{benchmark}/{method}_llava-1.5-7b.yaml": {f"{M}model.name": _VILA}
+       for benchmark in MTV_BENCHMARKS for method in ("mtv", "icl")},
+    **{f"{benchmark}/{method}_qwen2-vl-7b.yaml": {f"{M}model.name": _QWEN}
+       for benchmark in ("vizwiz", "okvqa") for method in ("fv", "vtv")},
+}
+
+
+def _test_size_deviation(config: str) -> None:
+    DEVIATIONS.setdefault(config, {})[f"{D}test_size"] = (
+        "null: one episode per official test image of the held-out classes (see the note on test episodes)")
+
+
+for _benchmark in ("flowers", "cub"):
+    for _method in ("mtv", "icl"):
+        for _model in ("llava-1.5-7b", "idefics2-8b", "qwen2-vl-7b"):
+            _test_size_deviation(f"{_benchmark}/{_method}_{_model}.yaml")
+_test_size_deviation("cub/transfer_idefics2-8b.yaml")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One table or figure row of a paper that lit_tv reproduces, and the configs that run it."""
+
+    paper: str
+    result: str
+    configs: tuple[str, ...]
+    how: str = ""
+    reported: str = ""
+
+
+def _per_model(pattern: str, models: tuple[str, ...] = ("qwen2-vl-7b", "idefics2-8b", "llava-1.5-7b")
+               ) -> tuple[str, ...]:
+    return tuple(pattern.format(model=model) for model in models)
+
+
+_CM_MODELS = ("llava-1.5-7b", "idefics2-8b", "mantis-fuyu")
+_XPATCH = tuple(f"cross_modal/xpatch_{model}.yaml" for model in _CM_MODELS)
+
+TARGETS: tuple[Target, ...] = (
+    Target(MTV_PAPER, "Table 2a, VizWiz: 0-shot / 4-shot ICL / MTV (Qwen-VL, Idefics2, VILA)",
+           _per_model("vizwiz/icl_{model}.yaml") + _per_model("vizwiz/mtv_{model}.yaml"),
+           "0-shot: the ICL config with `--data.init_args.test_shots 0`",
+           "35.2/42.0/45.6, 31.3/40.8/52.5, 28.0/39.3/55.2"),
+    Target(MTV_PAPER, "Table 2a, OK-VQA: 0-shot / 4-shot ICL / MTV (Qwen-VL, Idefics2, VILA)",
+           _per_model("okvqa/icl_{model}.yaml") + _per_model("okvqa/mtv_{model}.yaml"),
+           "0-shot: the ICL config with `--data.init_args.test_shots 0`",
+           "58.6/62.0/62.0, 52.4/51.5/53.0, 32.8/35.6/40.6"),
+    Target(MTV_PAPER, "Flowers / CUB: 1-shot ICL -> MTV + 1-shot (Idefics2; other models as extras)",
+           _per_model("flowers/icl_{model}.yaml") + _per_model("flowers/mtv_{model}.yaml")
+           + _per_model("cub/icl_{model}.yaml") + _per_model("cub/mtv_{model}.yaml"),
+           reported="Idefics2: 82.8 -> 83.8 / 88.7 -> 89.8"),
+    Target(MTV_PAPER, "MTV + ICL (MTV heads with 4 shots in the prompt)", ("vizwiz/mtv_idefics2-8b.yaml",),
+           "`lit-tv test` of the MTV config with `--data.init_args.test_shots 4`"),
+    Target(MTV_PAPER, "Flowers -> CUB: heads chosen on Flowers, means recomputed on CUB",
+           ("flowers/mtv_idefics2-8b.yaml", "cub/transfer_idefics2-8b.yaml")),
+    Target(MTV_PAPER, "Baselines on Qwen-VL: Visual Task Vectors, Function Vectors (VizWiz / OK-VQA)",
+           ("vizwiz/vtv_qwen2-vl-7b.yaml", "okvqa/vtv_qwen2-vl-7b.yaml", "vizwiz/fv_qwen2-vl-7b.yaml",
+            "okvqa/fv_qwen2-vl-7b.yaml"), reported="VTV 37.0 / 58.9; FV 36.4 / 59.0"),
+    Target(MTV_PAPER, "Accuracy vs shots per iteration and vs iterations",
+           ("vizwiz/mtv_idefics2-8b.yaml",),
+           "sweep `--data.init_args.shots` and `--data.init_args.support_size` of the MTV config"),
+    Target(CROSS_MODAL_PAPER, "Text ICL: xBase (text shots + image query) / xPatch (text vector -> image query)",
+           tuple(f"cross_modal/icl_{model}.yaml" for model in _CM_MODELS)
+           + _XPATCH),
+    Target(CROSS_MODAL_PAPER, "Image ICL: Base / Patch", _XPATCH,
+           "`--data.init_args.shot_modality image` on the ICL and xPatch configs"),
+    Target(CROSS_MODAL_PAPER, "Image -> text transfer", _XPATCH,
+           "`--data.init_args.shot_modality image --data.init_args.query_modality text`"),
+    Target(CROSS_MODAL_PAPER, "Instruction vectors / ensemble of instruction and exemplars",
+           _XPATCH,
+           "`--model.init_args.source instruction` / `ensemble` (the reference's instructions)"),
+    Target(CROSS_MODAL_PAPER, "LLM -> VLM: vectors from the base LLM patched into the VLM",
+           tuple(f"cross_modal/llm_to_vlm_{model}.yaml" for model in _CM_MODELS)),
+    Target(CROSS_MODAL_PAPER, "Extras, not results of either paper: Qwen2-VL on the cross-modal tasks, MTV there",
+           ("cross_modal/icl_qwen2-vl-7b.yaml",)
+           + tuple(f"cross_modal/mtv_{model}.yaml" for model in ("llava-1.5-7b", "idefics2-8b", "qwen2-vl-7b"))),
+)
+
+
+# ---- reading configs against the table ------------------------------------------------------------
+
+
+def config_parts(path: Path) -> tuple[str, str, str]:
+    """(benchmark, method, model) of ``configs/<benchmark>/<method>_<model>.yaml``."""
+    method, _, model = path.stem.rpartition("_")
+    return path.parent.name, method, model
+
+
+def matching_rules(path: Path) -> list[Rule]:
+    """The rules of one config, in table order; a config no benchmark x method rule covers is refused."""
+    benchmark, method, model = config_parts(path)
+    rules = [rule for rule in RULES if rule.matches(benchmark, method, model)]
+    if not any(rule.benchmark != "*" and rule.method != "*" for rule in rules):
+        raise KeyError(f"{path}: no rule for ({benchmark}, {method}) in lit_tv.reproduction.RULES")
+    return rules
+
+
+def expected_settings(path: Path) -> dict[str, Any]:
+    """The papers' values for one config (later rules win)."""
+    return {key: value for rule in matching_rules(path) for key, value in rule.settings.items()}
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as dotted keys (lists stay values)."""
+    if not isinstance(tree, dict):
+        return {prefix.rstrip("."): tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(flatten(value, f"{prefix}{key}."))
+    return flat
+
+
+def drift(path: Path, effective: dict[str, Any]) -> list[str]:
+    """How a config's effective values differ from the paper's, beyond its listed deviations (empty: faithful).
+
+    A listed deviation whose value now equals the paper's is reported too: the table would be stale.
+    """
+    name = str(path.relative_to(CONFIGS))
+    listed = DEVIATIONS.get(name, {})
+    problems = []
+    for key, wanted in expected_settings(path).items():
+        found = effective.get(key, "<missing>")
+        if key in listed and found == wanted:
+            problems.append(f"{name}: {key} = {found!r} equals the paper now; drop its listed deviation")
+        elif key not in listed and found != wanted:
+            problems.append(f"{name}: {key} = {found!r}, the paper's setting is {wanted!r} (or list a deviation)")
+    problems += [f"{name}: deviation listed for {key}, which the table does not set"
+                 for key in listed if key not in expected_settings(path)]
+    return problems
+
+
+# ---- the document -----------------------------------------------------------------------------------
+
+
+def _deviations(config: str) -> list[str]:
+    keys = [f"`{key.removeprefix(M).removeprefix(D)}`: {reason}" for key, reason in DEVIATIONS.get(config, {}).items()]
+    return keys + [note for rule in matching_rules(CONFIGS / config) for note in rule.notes]
+
+
+def render_document() -> str:
+    """docs/reproducing.md: one row per target, its configs and every deviation of those configs."""
+    lines = ["# Reproducing the papers", "",
+             "Generated by `python -m lit_tv.reproduction` from `lit_tv/reproduction.py`; "
+             "`tests/test_fidelity.py` checks every config against the same table. Paths are under `configs/`.", ""]
+    for paper in (MTV_PAPER, CROSS_MODAL_PAPER):
+        lines += [f"## {paper}", "", "| result | paper reports | run | deviations |", "| --- | --- | --- | --- |"]
+        for target in (t for t in TARGETS if t.paper == paper):
+            run = "<br>".join(f"`{config}`" for config in target.configs)
+            if target.how:
+                run += f"<br>{target.how}"
+            notes = list(dict.fromkeys(note for config in target.configs for note in _deviations(config)))
+            lines.append(f"| {target.result} | {target.reported} | {run} | {'<br>'.join(notes) or 'none'} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Write (default) or ``--check`` docs/reproducing.md."""
+    text = render_document()
+    if "--check" in (argv if argv is not None else sys.argv[1:]):
+        if not DOC.is_file() or DOC.read_text() != text:
+            raise SystemExit(f"{DOC} is out of date: run python -m lit_tv.reproduction")
+        return
+    DOC.parent.mkdir(exist_ok=True)
+    DOC.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
