@@ -50,7 +50,6 @@ _REINFORCE = {
 }
 _VQA = {f"{M}max_new_tokens": 10, f"{D}test_size": None, f"{D}normalize_references": False}
 _TWO_WAY = {f"{D}shots": 1, f"{D}test_shots": 1}
-_ONE_RUN = ("one seed per run: the reference reports one run too",)
 _NEWLINE = ("each shot's answer ends with a newline; the reference runs the shots together (a model continuing "
             "the pattern then writes the next question after a newline, not glued to its answer)",)
 _FIXED_EPISODES = ("test episodes are drawn (seeded) from the official test images of the held-out classes, not "
@@ -63,7 +62,7 @@ _CROSS_MODAL_SEEDS = ("one seed per run: the reference averages 3 seeds (run the
 
 RULES: tuple[Rule, ...] = (
     # ---- MTV paper ----
-    *(Rule(benchmark, "mtv", "*", {**_REINFORCE, f"{M}selection": "best_of_samples"}, _ONE_RUN)
+    *(Rule(benchmark, "mtv", "*", {**_REINFORCE, f"{M}selection": "best_of_samples"})
       for benchmark in MTV_BENCHMARKS),
     Rule("vizwiz", "mtv", "*", {**_VQA, f"{D}shots": 4, f"{D}test_shots": 0}, _NEWLINE),
     Rule("okvqa", "mtv", "*", {**_VQA, f"{D}shots": 4, f"{D}test_shots": 0}, _NEWLINE),
