@@ -15,6 +15,7 @@ from typing import Literal
 
 import torch
 from torch import nn
+from transformers.cache_utils import Cache
 
 from lit_tv.vlm import FrozenVLM
 
@@ -39,10 +40,14 @@ def _hooks(handles: list) -> Iterator[None]:
 
 
 def _track_prefill(vlm: FrozenVLM, step: _Step):
-    """A decoder pre-hook: prefill = called without a cache or with an empty one."""
+    """A decoder pre-hook: prefill = called without a cache or with an empty one.
+
+    The cache is found by type: decoders name the argument differently (Persimmon, under Fuyu, takes
+    `cache` since transformers 5.24, the others `past_key_values`).
+    """
 
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-        cache = kwargs.get("past_key_values")
+        cache = next((value for value in kwargs.values() if isinstance(value, Cache)), None)
         step.prefill = cache is None or cache.get_seq_length() == 0
 
     return vlm.model.get_decoder().register_forward_pre_hook(hook, with_kwargs=True)
