@@ -29,10 +29,14 @@ class Example:
 
 @dataclass(frozen=True)
 class Episode:
-    """Demonstrations (shots, answered) followed by one query whose answer the model must give."""
+    """Demonstrations (shots, answered) followed by one query whose answer the model must give.
+
+    `seed` is the data seed that drew it: a run over several seeds scores (and builds vectors) per seed.
+    """
 
     query: Example
     shots: tuple[Example, ...] = field(default_factory=tuple)
+    seed: int = 0
 
     @property
     def task(self) -> str:

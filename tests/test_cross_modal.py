@@ -26,8 +26,8 @@ def test_grid_search_selects_by_validation_and_test_uses_that_layer(zoo_folder, 
     chosen = {}
     accuracy_by_layer = torch.tensor([0.2, 0.9])  # validation says layer 1
 
-    def fake_hits(batch):
-        return accuracy_by_layer * len(batch)
+    def fake_scores(batch):
+        return accuracy_by_layer.expand(len(batch), 2)
 
     original_patch = cli.model._patch
 
@@ -35,7 +35,7 @@ def test_grid_search_selects_by_validation_and_test_uses_that_layer(zoo_folder, 
         chosen.setdefault("layers", set()).add(layer)
         return original_patch(batch, layer)
 
-    monkeypatch.setattr(cli.model, "layer_hits", fake_hits)
+    monkeypatch.setattr(cli.model, "layer_scores", fake_scores)
     monkeypatch.setattr(cli.model, "_patch", spy_patch)
     cli.trainer.test(cli.model, datamodule=cli.datamodule)
     assert cli.model.layer == 1

@@ -98,7 +98,8 @@ class InspectVectors(Callback):
 
     def log_logit_lens(self, pl_module: ResidualTaskVectors, writer: SummaryWriter, step: int, prefix: str,
                        path: Path) -> None:
-        tables = {task: top_tokens(pl_module.vlm, vector, self.top_k) for task, vector in pl_module.vectors.items()}
+        tables = {task: top_tokens(pl_module.vlm, vector, self.top_k)
+                  for task, vector in pl_module.vectors_of_seed().items()}
         for task, table in tables.items():
             writer.add_text(f"{prefix}/logit_lens/{_name(task)}", as_markdown(table), step)
         records = {_name(task): [[{"token": token, "probability": probability} for token, probability in row]
@@ -156,9 +157,10 @@ class InspectVectors(Callback):
         vectors = [residual_per_episode(vlm, pl_module.template, episodes, self.batch_size)]
         tasks, specs = [e.task for e in support], [specification(e) for e in support]
         if hparams.source != "exemplars":
-            instructions = [Episode(query=Example(pl_module.instruction(task))) for task in pl_module.vectors]
+            own = list(pl_module.vectors_of_seed())
+            instructions = [Episode(query=Example(pl_module.instruction(task))) for task in own]
             vectors.append(residual_per_episode(vlm, BARE, instructions, self.batch_size))
-            tasks += list(pl_module.vectors)
+            tasks += own
             specs += ["instruction"] * len(instructions)
         return torch.cat(vectors), tasks, specs
 
@@ -184,9 +186,10 @@ class InspectVectors(Callback):
             task_specs = sorted(spec for t, spec in means if t == task)
             for first, second in combinations(task_specs, 2):
                 results[f"{_name(task)}/{first}_vs_{second}"] = cosine_by_layer(means[task, first], means[task, second])
+        own = pl_module.vectors_of_seed()
         for task, reference in self.reference_vectors().items():
-            if task in pl_module.vectors:
-                results[f"{_name(task)}/vs_reference"] = cosine_by_layer(pl_module.vectors[task], reference.to(vectors))
+            if task in own:
+                results[f"{_name(task)}/vs_reference"] = cosine_by_layer(own[task], reference.to(vectors))
         return results
 
     def reference_vectors(self) -> dict[str, torch.Tensor]:

@@ -38,7 +38,8 @@ class MeanActivations(Callback):
         self.compute(trainer, pl_module)
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.compute(trainer, pl_module)
+        if getattr(pl_module, "heads_chosen", True):  # without heads the module refuses to test: do not average first
+            self.compute(trainer, pl_module)
 
     def compute(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if pl_module.mean_activations.abs().sum() > 0:

@@ -12,7 +12,7 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import zip_longest
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -29,6 +29,7 @@ from lit_tv.metrics import ExactMatch
 from lit_tv.prompts import PromptTemplate
 
 Role = Literal["support", "train", "val", "test"]
+ROLES: tuple[Role, ...] = ("support", "train", "val", "test")
 
 
 class DataError(ValueError):
@@ -194,6 +195,13 @@ class Pool:
         self._free.clear()
         return [record for row in zip_longest(*columns) for record in row if record is not None]
 
+    def usable(self, groups: Sequence[str]) -> list[Record]:
+        """Every usable record of `groups` in the pool's order, interleaved by group (taken ones only with
+        ``overlap``)."""
+        columns = [[self.records[index] for index in self._by_group.get(group, [])
+                    if (self.overlap or index not in self._taken) and self._is_usable(index)] for group in groups]
+        return [record for row in zip_longest(*columns) for record in row if record is not None]
+
     def draw(self, k: int, rng: random.Random, purpose: str, group: str = "",
              exclude: Collection[Record] = ()) -> list[Record]:
         """``k`` distinct usable records of ``group`` for demonstrations, none of them in ``exclude``."""
@@ -229,12 +237,15 @@ class EpisodeDataModule(L.LightningDataModule):
     Args:
         shots: answered examples per support episode (what the mean activations average over).
         test_shots: shots of validation and test episodes (0 for task vectors, k for the ICL baseline).
-        support_size: support episodes (MTV's iterations).
+        support_size: support episodes (MTV's iterations); ``None``: one per usable record of the split
+            the shots come from, each record the query of its own episode (the cross-modal reference).
         train_size: training queries (the REINFORCE head search).
         val_size / test_size: validation and test queries; ``None`` takes every usable one.
         batch_size: episodes per batch (for MTV: training queries per REINFORCE step).
         eval_batch_size: episodes per validation / test batch (default: `batch_size`).
         seed: seeds every choice; each role has its own stream.
+        seeds: draw every role once per seed and tag each episode with its seed (the cross-modal reference
+            reports the mean over seeds 0, 1, 2); methods then score and build vectors per seed. None: `seed`.
         overlap: let demonstrations reuse records that are also queries (off: disjoint).
         skip_bad_data: leave out records with a missing field or an unreadable image, count them and warn
             once, instead of stopping at the first with an error that names the file and the field.
@@ -243,27 +254,38 @@ class EpisodeDataModule(L.LightningDataModule):
     template: PromptTemplate
     tasks: tuple[str, ...] = ()
     metric: ClassVar[Callable[[], Metric]] = ExactMatch
+    support_per_record: ClassVar[bool] = False  # whether support_size=None (one episode per record) is drawn
 
     def transfer_batch_to_device(self, batch: list[Episode], device, dataloader_idx: int) -> list[Episode]:
         """Episodes stay as they are: the model's `build_inputs` moves the tensors it makes."""
         return batch
 
-    def __init__(self, shots: int = 4, test_shots: int = 0, support_size: int = 100, train_size: int = 100,
+    def __init__(self, shots: int = 4, test_shots: int = 0, support_size: int | None = 100, train_size: int = 100,
                  val_size: int | None = 0, test_size: int | None = None, batch_size: int = 1,
-                 eval_batch_size: int | None = None, seed: int = 0, overlap: bool = False,
-                 skip_bad_data: bool = False) -> None:
+                 eval_batch_size: int | None = None, seed: int = 0, seeds: Sequence[int] | None = None,
+                 overlap: bool = False, skip_bad_data: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.shots = shots
         self.test_shots = test_shots
         self.sizes: dict[Role, int | None] = {"support": support_size, "train": train_size, "val": val_size,
                                               "test": test_size}
+        if support_size is None and not self.support_per_record:
+            raise ValueError(f"data.init_args.support_size: {type(self).__name__} needs a number of support episodes "
+                             "(null, one per record, is for benchmarks read from record files)")
+        for role, size in self.sizes.items():
+            if size is not None and size < 0:
+                raise ValueError(f"data.init_args.{role}_size must be at least 0 (or null: all), got {size}")
+        self.seeds = list(seeds) if seeds else [seed]
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"data.init_args.seeds repeats a seed: {self.seeds}")
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
-        self.seed = seed
+        self.seed = self.seeds[0]
         self.overlap = overlap
         self.issues = DataIssues(skip_bad_data)
         self._episodes: dict[Role, list[Episode]] | None = None
+        self._roles: frozenset[Role] = frozenset(ROLES)
 
     def build_episodes(self) -> dict[Role, list[Episode]]:
         raise NotImplementedError
@@ -282,10 +304,26 @@ class EpisodeDataModule(L.LightningDataModule):
 
     def episodes(self, role: Role) -> list[Episode]:
         if self._episodes is None:
-            self._episodes = self.build_episodes()
+            self._episodes = self._draw()
             if self.issues.counts:
                 rank_zero_warn(f"{type(self).__name__}: {self.issues.summary()}")
+        if role not in self._roles:
+            raise DataError(f"{type(self).__name__}: no {role} episodes were drawn for this run (the method uses "
+                            f"{sorted(self._roles)})")
         return self._episodes[role]
+
+    def _draw(self) -> dict[Role, list[Episode]]:
+        """`build_episodes` once per seed, roles the run does not use sized 0 (they take no records)."""
+        sizes, episodes = self.sizes, {role: [] for role in ROLES}
+        try:
+            self.sizes = {role: size if role in self._roles else 0 for role, size in sizes.items()}
+            for seed in self.seeds:
+                self.seed = seed
+                for role, drawn in self.build_episodes().items():
+                    episodes[role] += [replace(episode, seed=seed) for episode in drawn]
+        finally:
+            self.sizes, self.seed = sizes, self.seeds[0]
+        return episodes
 
     def support_episodes(self) -> list[Episode]:
         """Answered shots + a query from the training side: what task vectors are averaged over."""
@@ -302,7 +340,13 @@ class EpisodeDataModule(L.LightningDataModule):
         return self.episodes("test")
 
     def setup(self, stage: str | None = None) -> None:
-        self.episodes("support")  # choose and check everything now, before the model is loaded
+        """Draw the roles the method uses in this stage (all without one), now, before the model loads."""
+        method = self.trainer.lightning_module if self.trainer is not None else None
+        roles = frozenset(method.data_roles(stage)) if hasattr(method, "data_roles") else frozenset(ROLES)
+        if roles != self._roles:
+            self._roles, self._episodes = roles, None
+        for role in roles:
+            self.episodes(role)  # choose and check everything now
 
     def _loader(self, episodes: list[Episode], training: bool) -> DataLoader[list[Episode]]:
         size = self.batch_size if training else self.eval_batch_size
@@ -330,6 +374,7 @@ class SplitDataModule(EpisodeDataModule):
     train_split: Split
     test_split: Split
     check_images = True
+    support_per_record = True
 
     def render(self, record: Record, kind: Literal["shot", "query"], rng: random.Random) -> Example:
         """The example as it appears in a prompt (a cross-modal benchmark turns it into text or an image)."""
@@ -354,8 +399,13 @@ class SplitDataModule(EpisodeDataModule):
             episodes[role] = [self._episode(train.draw(shots, rng, f"{role} shots", query.group, exclude=[query]),
                                             query, rng) for query in queries[role]]
         rng = self.rng("support")
+        if self.sizes["support"] is None:  # every record the query of its own episode, shots from the others
+            episodes["support"] = [self._episode(train.draw(self.shots, rng, "support shots", query.group,
+                                                            exclude=[query]), query, rng)
+                                   for query in train.usable(groups)]
+            return episodes
         episodes["support"] = []
-        for index in range(self.sizes["support"] or 0):
+        for index in range(self.sizes["support"]):
             *shots, query = train.draw(self.shots + 1, rng, "support episodes", groups[index % len(groups)])
             episodes["support"].append(self._episode(shots, query, rng))
         return episodes

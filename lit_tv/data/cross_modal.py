@@ -4,13 +4,16 @@
 relative to the data root. An example is shown as text (its ``input``) or as its image, so text ICL,
 image ICL and mixed episodes come from the same records. Support episodes, REINFORCE and validation
 queries are drawn from the val files (the reference takes its vectors from val), test queries from
-the test files. Prompts are the reference's ``Q:{x}\\nA:{y}\\n\\n``; answers are scored by prefix match.
+the test files. Prompts are the reference's ``Q:{x}\\nA:{y}\\n\\n``; answers are scored by prefix match
+(case-insensitive with ``ignore_case``, an option of the reference).
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -41,15 +44,27 @@ class CrossModalTasks(SplitDataModule):
         tasks: any of the six tasks (default all); accuracy is logged per task.
         shot_modality / query_modality: how demonstrations and queries show an example; ``mixed``
             picks text or image per example (seeded).
+        ignore_case: the prefix match ignores case (an option of the reference's scoring).
+        chat: wrap each example as a user / assistant turn of the model's chat template (the paper's
+            Idefics2 chat-template ablation); off: the plain ``Q:``/``A:`` text.
+
+    Sizes default to the reference's use of the val files: every val record is the query of one support
+    episode (the task vector is the mean over all of them) and of one validation query (the layer grid
+    search); demonstrations are drawn from the other val records (``overlap``), never the query itself.
     """
 
     metric = FirstTokenMatch
     template = PromptTemplate(query="Q:{images}{text}\nA:", answer="{answer}\n\n")
 
     def __init__(self, root: str, tasks: Sequence[str] = TASKS, shot_modality: Modality = "text",
-                 query_modality: Modality = "image", shots: int = 5, support_size: int = 300,
-                 train_size: int = 60, val_size: int | None = 60, **kwargs) -> None:
-        super().__init__(shots=shots, support_size=support_size, train_size=train_size, val_size=val_size, **kwargs)
+                 query_modality: Modality = "image", shots: int = 5, support_size: int | None = None,
+                 train_size: int = 0, val_size: int | None = None, overlap: bool = True, ignore_case: bool = False,
+                 chat: bool = False, **kwargs) -> None:
+        super().__init__(shots=shots, support_size=support_size, train_size=train_size, val_size=val_size,
+                         overlap=overlap, **kwargs)
+        self.metric = partial(FirstTokenMatch, ignore_case=ignore_case)
+        if chat:
+            self.template = replace(self.template, chat=True)
         unknown = sorted(set(tasks) - set(TASKS))
         if unknown:
             raise ValueError(f"unknown cross-modal tasks {unknown}, expected some of {list(TASKS)}")

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from typing import ClassVar
 
 import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
+from lit_tv.data.base import Role
 from lit_tv.episodes import Episode
 from lit_tv.metrics import ExactMatch
 from lit_tv.prompts import PromptTemplate
 from lit_tv.vlm import SHAPES_TOY, FrozenVLM, ModelLoadError, VLMOptions, resolve_model_path
+
+_SEED = "seed_"
+
+
+def _seed_key(seed: int) -> str:
+    return f"{_SEED}{seed}"
 
 
 class FrozenVLMMethod(L.LightningModule):
@@ -19,6 +29,8 @@ class FrozenVLMMethod(L.LightningModule):
     The VLM is not a registered submodule: its weights never enter a checkpoint, an optimizer or
     DDP's broadcast, and it is loaded in `configure_model` directly on the right device.
     """
+
+    scores_per_seed: ClassVar[bool] = True  # whether a run over several data seeds is meaningful
 
     def __init__(self, model: VLMOptions = SHAPES_TOY, max_new_tokens: int = 10) -> None:
         super().__init__()
@@ -40,9 +52,19 @@ class FrozenVLMMethod(L.LightningModule):
             vlm = self.model_options.load(str(self.device))
             object.__setattr__(self, "_vlm", vlm)  # bypass nn.Module registration on purpose (see class doc)
 
+    def data_roles(self, stage: str) -> set[Role]:
+        """The episode roles this method uses in `stage`: the DataModule draws only these, so a role it does
+        not use (REINFORCE queries in an ICL test) takes no records from the others."""
+        return {"fit": {"train", "val"}, "validate": {"val"}}.get(stage, {"test"})
+
     def setup(self, stage: str) -> None:
         """The prompt format belongs to the benchmark: take it from the DataModule."""
-        self.template: PromptTemplate = self.trainer.datamodule.template
+        data = self.trainer.datamodule
+        self.template: PromptTemplate = data.template
+        seeds = getattr(data, "seeds", [0])
+        if len(seeds) > 1 and not self.scores_per_seed:
+            raise ValueError(f"data.init_args.seeds={seeds}: {type(self).__name__} runs one data seed per fit (its "
+                             "vectors would mix seeds); run once per seed")
 
     def patching(self, batch: list[Episode]) -> AbstractContextManager:
         """The intervention active while answering these queries (none for plain ICL)."""
@@ -55,16 +77,35 @@ class FrozenVLMMethod(L.LightningModule):
             return self.vlm.generate(inputs, max_new_tokens=self.max_new_tokens)
 
     def _start_scoring(self) -> None:
-        """One metric overall and one per task; the DataModule may name its metric (default ExactMatch)."""
+        """One metric overall, one per task and (over several data seeds) one per seed; the DataModule may name
+        its metric (default ExactMatch)."""
         data = self.trainer.datamodule
         make_metric = getattr(data, "metric", ExactMatch)
-        self.accuracy = nn.ModuleDict({key: make_metric() for key in ("all", *getattr(data, "tasks", ()))})
+        seeds = getattr(data, "seeds", [0])
+        keys = ("all", *getattr(data, "tasks", ()), *(_seed_key(seed) for seed in seeds if len(seeds) > 1))
+        self.accuracy = nn.ModuleDict({key: make_metric() for key in keys})
         self.accuracy.to(self.device)
+
+    def _log_spread_over_seeds(self, stage: str) -> None:
+        """Mean and standard deviation of the per-seed accuracies (the cross-modal paper reports both)."""
+        values = [metric.compute() for key, metric in getattr(self, "accuracy", {}).items()
+                  if key.startswith(_SEED) and metric.update_called]
+        if len(values) > 1:
+            stacked = torch.stack(values).float()
+            self.log_dict({f"{stage}/accuracy_mean_over_seeds": stacked.mean(),
+                           f"{stage}/accuracy_std_over_seeds": stacked.std()})
+            rank_zero_info(f"{stage} accuracy over {len(values)} seeds: {stacked.mean():.4f} +- {stacked.std():.4f}")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_spread_over_seeds("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_spread_over_seeds("test")
 
     def _score(self, batch: list[Episode], stage: str) -> None:
         answers = self.answer(batch)
         for key, metric in self.accuracy.items():
-            rows = [i for i, episode in enumerate(batch) if key in ("all", episode.task)]
+            rows = [i for i, episode in enumerate(batch) if key in ("all", episode.task, _seed_key(episode.seed))]
             if rows:
                 metric.update([answers[i] for i in rows], [batch[i].query.answers for i in rows])
             name = f"{stage}/accuracy" if key == "all" else f"{stage}/accuracy/{key}"

@@ -10,12 +10,14 @@ the vectors may come from another model with the same hidden size (LLM -> VLM tr
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Literal
 
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from lit_tv.averaging import mean_recording
+from lit_tv.data.base import Role
 from lit_tv.episodes import Episode, Example
 from lit_tv.interventions import patch_residual, record_residual
 from lit_tv.methods.base import FrozenVLMMethod
@@ -24,13 +26,14 @@ from lit_tv.task_vectors import check_layout, layout_from_config, load_vectors_b
 from lit_tv.vlm import SHAPES_TOY, FrozenVLM, VLMOptions
 
 BARE = PromptTemplate(query="{text}", answer="")
+Group = tuple[int, str]  # (data seed, task)
 
 
 def at_last_demonstration(episode: Episode) -> Episode:
     """The episode cut just before its last shot's answer: its last token is that shot's delimiter."""
     if not episode.shots:
         raise ValueError("extraction at the last demonstration needs episodes with at least one shot")
-    return Episode(query=episode.shots[-1], shots=episode.shots[:-1])
+    return Episode(query=episode.shots[-1], shots=episode.shots[:-1], seed=episode.seed)
 
 
 class ResidualTaskVectors(FrozenVLMMethod):
@@ -72,7 +75,13 @@ class ResidualTaskVectors(FrozenVLMMethod):
         if task_vector is not None:  # refuse a file made for another model before its weights load
             check_layout(task_vector, layout_from_config(model.name, model.trust_remote_code))
         self.layer = layer
-        self.vectors: dict[str, torch.Tensor] = {}
+        self.vectors: dict[Group, torch.Tensor] = {}  # (data seed, task) -> [layers, hidden]
+
+    def data_roles(self, stage: str) -> set[Role]:
+        """Support episodes (the vectors), validation queries for the grid search, test queries."""
+        if stage == "validate":
+            return {"support", "val"}
+        return {"support", "test"} | ({"val"} if self.layer is None else set())
 
     # ---- extraction -------------------------------------------------------------------------
 
@@ -81,8 +90,8 @@ class ResidualTaskVectors(FrozenVLMMethod):
         return mean_recording(self.trainer, vlm, template, episodes, record_residual,
                               self.hparams.extraction_batch_size, "task vectors")
 
-    def extract(self) -> dict[str, torch.Tensor]:
-        """One `[layers, hidden]` vector per task of the DataModule."""
+    def extract(self) -> dict[Group, torch.Tensor]:
+        """One `[layers, hidden]` vector per data seed and task of the DataModule."""
         data = self.trainer.datamodule
         extractor = self.extractor
         vlm = extractor.load(str(self.device)) if extractor else self.vlm
@@ -90,21 +99,35 @@ class ResidualTaskVectors(FrozenVLMMethod):
             raise ValueError(f"extractor {extractor.name} has hidden size {vlm.layout.hidden_size}, "
                              f"the patched model {self.vlm.layout.hidden_size}")
         support = data.support_episodes()
+        instructions = ({task: self._mean_residual(vlm, [Episode(query=Example(self.instruction(task)))], BARE)
+                         for task in data.tasks} if self.hparams.source in ("instruction", "ensemble") else {})
         vectors = {}
-        for task in data.tasks:
+        for seed, task in self.groups():
             parts = {}
             if self.hparams.source in ("exemplars", "ensemble"):
-                episodes = [e for e in support if e.task == task]
+                episodes = [e for e in support if (e.seed, e.task) == (seed, task)]
+                if not episodes:
+                    raise ValueError(f"no support episodes of task {task!r} (seed {seed}): raise "
+                                     "data.init_args.support_size")
                 if self.hparams.position == "last_shot":
                     episodes = [at_last_demonstration(e) for e in episodes]
                 parts["exemplars"] = self._mean_residual(vlm, episodes, self.template)
-            if self.hparams.source in ("instruction", "ensemble"):
-                instruction = Episode(query=Example(self.instruction(task)))
-                parts["instruction"] = self._mean_residual(vlm, [instruction], BARE)
+            if instructions:
+                parts["instruction"] = instructions[task]
             weight = self.hparams.ensemble_weight
-            vectors[task] = (weight * parts["instruction"] + (1 - weight) * parts["exemplars"]
-                             if len(parts) == 2 else next(iter(parts.values())))
+            vectors[seed, task] = (weight * parts["instruction"] + (1 - weight) * parts["exemplars"]
+                                   if len(parts) == 2 else next(iter(parts.values())))
         return vectors
+
+    def vectors_of_seed(self, seed: int | None = None) -> dict[str, torch.Tensor]:
+        """{task: vector} of one data seed (default: the run's first), e.g. to inspect or compare them."""
+        seed = min(vector_seed for vector_seed, _ in self.vectors) if seed is None else seed
+        return {task: vector for (vector_seed, task), vector in self.vectors.items() if vector_seed == seed}
+
+    def groups(self) -> list[Group]:
+        """(data seed, task) pairs, in a fixed order: one vector and one grid-search accuracy each."""
+        data = self.trainer.datamodule
+        return [(seed, task) for seed in getattr(data, "seeds", [0]) for task in data.tasks]
 
     def instruction(self, task: str) -> str:
         """The task's instruction: from the config, else from the DataModule (e.g. the reference's)."""
@@ -120,16 +143,20 @@ class ResidualTaskVectors(FrozenVLMMethod):
         if self.hparams.task_vector is None:
             self.vectors = self.extract()
             return
+        seeds = getattr(self.trainer.datamodule, "seeds", [0])
+        if len(seeds) > 1:
+            raise ValueError(f"model.init_args.task_vector holds the vectors of one data seed; data.init_args.seeds "
+                             f"is {seeds}: run once per seed, each with its own file")
         vectors, layer = load_vectors_by_task(self.hparams.task_vector, "vectors", self.trainer.datamodule.tasks)
-        self.vectors = {task: vector.to(self.device) for task, vector in vectors.items()}
+        self.vectors = {(seeds[0], task): vector.to(self.device) for task, vector in vectors.items()}
         if self.layer is None:
             self.layer = layer
 
     # ---- patching and the layer grid search ------------------------------------------------------
 
     def _rows(self, batch: list[Episode]) -> torch.Tensor:
-        """Each query's own task vector, stacked → `[batch, layers, hidden]`."""
-        return torch.stack([self.vectors[episode.task] for episode in batch])
+        """Each query's own task vector (its seed's), stacked → `[batch, layers, hidden]`."""
+        return torch.stack([self.vectors[episode.seed, episode.task] for episode in batch])
 
     def _patch(self, batch: list[Episode], layer: int) -> AbstractContextManager:
         return patch_residual(self.vlm, layer, self._rows(batch)[:, layer], mode=self.hparams.mode,
@@ -139,20 +166,30 @@ class ResidualTaskVectors(FrozenVLMMethod):
         return self._patch(batch, self.layer)
 
     @torch.no_grad()
-    def layer_hits(self, batch: list[Episode]) -> torch.Tensor:
-        """First-token hits of the batch with the vector patched at each layer → `[layers]`."""
+    def layer_scores(self, batch: list[Episode]) -> torch.Tensor:
+        """Scores of the batch's answers with the vector patched at each layer → `[batch, layers]`.
+
+        Answers are generated and scored exactly as the test does (the DataModule's metric, e.g. the prefix
+        match), so the chosen layer is the best one by the test's own rule.
+        """
         inputs = self.vlm.build_inputs(batch, self.template)
-        targets = self.vlm.answer_token_ids(batch, self.template)
-        hits = []
+        metric = self.trainer.datamodule.metric()
+        columns = []
         for layer in range(self.vlm.layout.num_layers):
             with self._patch(batch, layer):
-                hits.append((self.vlm.last_logits(inputs).argmax(-1) == targets).sum())
-        return torch.stack(hits).float().to(self.device)
+                answers = self.vlm.generate(inputs, max_new_tokens=self.max_new_tokens)
+            columns.append([metric.score(answer, episode.query.answers) for answer, episode in zip(answers, batch,
+                                                                                                   strict=True)])
+        return torch.tensor(columns, device=self.device).T
 
     def _choose_layer(self, hits: torch.Tensor, queries: torch.Tensor) -> None:
-        """Keep the layer with the best validation accuracy; log the whole curve."""
-        accuracy = hits / queries
-        self.layer = int(accuracy.argmax())
+        """The first layer of best accuracy averaged over (seed, task) groups (the reference's rule); log the curve.
+
+        `hits` is `[groups, layers]`, `queries` `[groups]`; groups without validation queries are left out.
+        """
+        present = queries > 0
+        accuracy = (hits[present] / queries[present, None]).mean(0)
+        self.layer = int(accuracy.argmax())  # torch.argmax returns the first maximum
         if isinstance(self.logger, TensorBoardLogger) and self.global_rank == 0:
             for layer, value in enumerate(accuracy.tolist()):
                 self.logger.experiment.add_scalar("val/accuracy_by_layer", value, layer)
@@ -161,19 +198,21 @@ class ResidualTaskVectors(FrozenVLMMethod):
 
     def on_validation_start(self) -> None:
         self._ensure_vectors()
-        self.grid_hits = torch.zeros(self.vlm.layout.num_layers, device=self.device)
-        self.grid_queries = torch.zeros((), device=self.device)
+        self.grid_groups = self.groups()
+        self.grid_hits = torch.zeros(len(self.grid_groups), self.vlm.layout.num_layers, device=self.device)
+        self.grid_queries = torch.zeros(len(self.grid_groups), device=self.device)
 
     def validation_step(self, batch: list[Episode], batch_idx: int) -> None:
-        self.grid_hits += self.layer_hits(batch)
-        self.grid_queries += len(batch)
+        rows = torch.tensor([self.grid_groups.index((e.seed, e.task)) for e in batch], device=self.device)
+        self.grid_hits.index_add_(0, rows, self.layer_scores(batch))
+        self.grid_queries.index_add_(0, rows, torch.ones(len(batch), device=self.device))
 
     def on_validation_epoch_end(self) -> None:
         self._reduce_and_choose()
         self._export()
 
     def _reduce_and_choose(self) -> None:
-        if not self.grid_queries:
+        if not self.grid_queries.sum():
             raise ValueError("the layer grid search needs validation queries: set data.init_args.val_size > 0 "
                              "or fix model.init_args.layer")
         strategy = self.trainer.strategy
@@ -196,11 +235,15 @@ class ResidualTaskVectors(FrozenVLMMethod):
             self.export(self.hparams.export)
 
     def export(self, path: str) -> None:
+        """One file of per-task vectors per data seed (`path` itself for one seed, else `<stem>.seed<N>.<ext>`)."""
         data = self.trainer.datamodule
-        tasks = list(self.vectors)
-        save_task_vector(path, {"vectors": torch.stack([self.vectors[task] for task in tasks])},
-                         {"method": "residual", "model": self.model_name,
-                          "extractor": self.extractor.name if self.extractor else "", "tasks": tasks,
-                          "layer": self.layer, "source": self.hparams.source,
-                          "position": self.hparams.position, "layout": self.vlm.layout.signature(),
-                          "benchmark": type(data).__name__, "seed": getattr(data, "seed", None)})
+        seeds = sorted({seed for seed, _ in self.vectors})
+        for seed in seeds:
+            tasks = [task for vector_seed, task in self.vectors if vector_seed == seed]
+            target = Path(path) if len(seeds) == 1 else Path(path).with_suffix(f".seed{seed}{Path(path).suffix}")
+            save_task_vector(str(target), {"vectors": torch.stack([self.vectors[seed, task] for task in tasks])},
+                             {"method": "residual", "model": self.model_name,
+                              "extractor": self.extractor.name if self.extractor else "", "tasks": tasks,
+                              "layer": self.layer, "source": self.hparams.source,
+                              "position": self.hparams.position, "layout": self.vlm.layout.signature(),
+                              "benchmark": type(data).__name__, "seed": seed})

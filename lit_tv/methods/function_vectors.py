@@ -22,6 +22,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from lit_tv.analysis.heatmap import grid_image
 from lit_tv.callbacks.mean_activations import mean_head_activations
+from lit_tv.data.base import Role
 from lit_tv.episodes import Episode
 from lit_tv.interventions import patch_residual, replace_heads
 from lit_tv.layout import Layout
@@ -145,6 +146,12 @@ class FunctionVectors(FrozenVLMMethod):
             check_layout(task_vector, layout_from_config(model.name, model.trust_remote_code))
         self.layer = layer
         self.vectors: dict[str, torch.Tensor] = {}  # task -> FV [hidden]
+
+    scores_per_seed = False
+
+    def data_roles(self, stage: str) -> set[Role]:
+        """Support episodes (means and shuffled-label prompts) besides the scored queries."""
+        return super().data_roles(stage) | ({"support"} if self.hparams.task_vector is None else set())
 
     def configure_model(self) -> None:
         super().configure_model()

@@ -18,6 +18,7 @@ from torch import nn
 from transformers import BatchFeature
 
 from lit_tv.analysis.heatmap import grid_image
+from lit_tv.data.base import Role
 from lit_tv.episodes import Episode
 from lit_tv.interventions import PatchPolicy, replace_heads
 from lit_tv.methods.base import FrozenVLMMethod
@@ -47,7 +48,9 @@ class MTV(FrozenVLMMethod):
         samples: Bernoulli head-mask samples per query, all in one batched forward (reference: 32).
         learning_rate / theta_init: Adam on theta (reference: 0.1 and -1).
         selection: ``best_of_samples`` (reference: the lowest-loss of `selection_samples` masks on
-            the last `selection_queries` training queries) or ``threshold`` (sigmoid(theta) > `threshold`).
+            the last `selection_queries` training queries), ``pruned_best_of_samples`` (the same, heads with
+            sigmoid(theta) < `threshold` never sampled: the reference's Idefics2 setting, 0.8) or
+            ``threshold`` (sigmoid(theta) > `threshold`).
         policy: patch the prompt's last position only, or also every generated token.
         fast_path: score the mask samples of a query over its prompt prefix run once (KV cache),
             as one batched last-token step; off: the full prompt repeated once per sample. The cache is
@@ -65,7 +68,7 @@ class MTV(FrozenVLMMethod):
         samples: int = 32,
         learning_rate: float = 0.1,
         theta_init: float = -1.0,
-        selection: Literal["best_of_samples", "threshold"] = "best_of_samples",
+        selection: Literal["best_of_samples", "pruned_best_of_samples", "threshold"] = "best_of_samples",
         selection_samples: int = 10,
         selection_queries: int = 50,
         threshold: float = 0.5,
@@ -102,6 +105,15 @@ class MTV(FrozenVLMMethod):
             self.heads_chosen.fill_(True)
             if self.hparams.transfer == "all":
                 self.mean_activations.copy_(tensors["mean_activations"])
+
+    scores_per_seed = False
+
+    def data_roles(self, stage: str) -> set[Role]:
+        """Fit: support episodes (the means) and REINFORCE queries; test: test queries, and the support
+        episodes when the means are recomputed for transferred heads."""
+        if stage == "fit":
+            return {"support", "train", "val"}
+        return super().data_roles(stage) | ({"support"} if self.hparams.transfer == "heads" else set())
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
@@ -141,10 +153,11 @@ class MTV(FrozenVLMMethod):
         return self.all_gather(losses).mean(0) if self.trainer.world_size > 1 else losses
 
     def training_step(self, batch: list[Episode], batch_idx: int) -> torch.Tensor:
-        distribution = torch.distributions.Bernoulli(logits=self.theta)
+        # as the reference: probabilities floored at 1e-3 (no head is ever ruled out), z-scores with std + 1e-3
+        distribution = torch.distributions.Bernoulli(probs=torch.sigmoid(self.theta).clamp(min=1e-3))
         masks = self._sample_masks(distribution, self.hparams.samples)
         losses = self._mean_over_ranks(torch.stack([self._losses(query, masks) for query in batch]).mean(0))
-        normalised = (losses - losses.mean()) / (losses.std() + 1e-6)
+        normalised = (losses - losses.mean()) / (losses.std() + 1e-3)
         surrogate = (distribution.log_prob(masks.float()).sum((1, 2)) * normalised).sum()
         probabilities = torch.sigmoid(self.theta.detach())
         self.log_dict({"train/loss": losses.mean(), "train/mean_sigmoid_theta": probabilities.mean(),
@@ -181,10 +194,14 @@ class MTV(FrozenVLMMethod):
 
     @torch.no_grad()
     def select_heads(self) -> torch.Tensor:
-        """The final head set: best of sampled masks on held-out training queries, or a threshold."""
+        """The final head set: best of sampled masks (optionally only among likely heads) on the last training
+        queries, or a threshold."""
+        probabilities = torch.sigmoid(self.theta)
         if self.hparams.selection == "threshold":
-            return torch.sigmoid(self.theta) > self.hparams.threshold
-        masks = self._sample_masks(torch.distributions.Bernoulli(logits=self.theta), self.hparams.selection_samples)
+            return probabilities > self.hparams.threshold
+        if self.hparams.selection == "pruned_best_of_samples":
+            probabilities = probabilities * (probabilities >= self.hparams.threshold)
+        masks = self._sample_masks(torch.distributions.Bernoulli(probs=probabilities), self.hparams.selection_samples)
         queries = self.trainer.datamodule.train_queries()[-self.hparams.selection_queries:]
         losses = torch.stack([self._losses(query, masks) for query in queries]).mean(0)
         return masks[losses.argmin()]

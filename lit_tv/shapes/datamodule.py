@@ -44,13 +44,14 @@ class ShapesDataModule(EpisodeDataModule):
         batch_size: int = 8,
         eval_batch_size: int | None = None,
         seed: int = 0,
+        seeds: Sequence[int] | None = None,
     ) -> None:
         unknown = set(tasks) - set(TASKS)
         if unknown:
             raise ValueError(f"unknown tasks {sorted(unknown)}, expected some of {TASKS}")
         super().__init__(shots=shots, test_shots=test_shots, support_size=support_size, train_size=train_size,
                          val_size=val_size, test_size=test_size, batch_size=batch_size,
-                         eval_batch_size=eval_batch_size, seed=seed)
+                         eval_batch_size=eval_batch_size, seed=seed, seeds=seeds)
         self.save_hyperparameters()
         self.tasks = tuple(tasks)
         self.shot_modality: Modality = shot_modality
