@@ -6,8 +6,9 @@ together), is listed in lit_tv/reproduction.py.
 
 from __future__ import annotations
 
-from benchmark_fixtures import write_cub, write_flowers, write_okvqa, write_vizwiz
+from benchmark_fixtures import write_cross_modal, write_cub, write_flowers, write_okvqa, write_vizwiz
 
+from lit_tv.data.cross_modal import CrossModalTasks
 from lit_tv.data.fewshot_classification import CUB200, Flowers102
 from lit_tv.data.vqa import OKVQA, VIZWIZ_INSTRUCTION, VizWiz
 from lit_tv.episodes import Episode, Example
@@ -46,3 +47,11 @@ def test_two_way_prompts_are_the_references(tmp_path):
                     "Answer with the option's letter from the given choice directly.")
         text = data.template.render(two_shot((question, "A"), (question, "B"), question), "<image>")
         assert text == (f"<image>{question} Answer: A\n<image>{question} Answer: B\n<image>{question} Answer:")
+
+
+def test_cross_modal_prompt_is_the_references(tmp_path):
+    template = CrossModalTasks(str(write_cross_modal(tmp_path, tasks=("country-capital",))),
+                               tasks=["country-capital"]).template
+    shots = (Example("France", (), ("Paris",)), Example("Japan", (), ("Tokyo",)))
+    text = template.render(Episode(query=Example("", ("image.jpg",)), shots=shots), "<image>")
+    assert text == "Q:France\nA:Paris\n\nQ:Japan\nA:Tokyo\n\nQ:<image>\nA:"
