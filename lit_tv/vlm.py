@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,9 @@ WRAPPED_IMAGE_TOKENS = {
     "Qwen2VLProcessor": ("<|vision_start|>", "<|vision_end|>"),
     "Qwen2_5_VLProcessor": ("<|vision_start|>", "<|vision_end|>"),
 }
+
+
+LOGGER = logging.getLogger(__name__)
 
 
 class ModelLoadError(OSError):
@@ -168,6 +172,19 @@ class VLMOptions:
 SHAPES_TOY = VLMOptions()  # the default model of every method: the shipped toy VLM
 
 
+@dataclass
+class Branch:
+    """One prompt's prefix in a KV cache, and the inputs that score its last token in `rows` ways.
+
+    along ``positions``: the rows are tokens of the one cached sequence (batch 1); ``batch``: the
+    cache was copied to `rows` sequences. Head patches must know which (`replace_heads(rows_along=...)`).
+    """
+
+    inputs: dict
+    rows: int
+    along: Literal["positions", "batch"]
+
+
 class FrozenVLM(nn.Module):
     """A frozen model plus what lit_tv needs to read and patch it.
 
@@ -189,6 +206,8 @@ class FrozenVLM(nn.Module):
             else {}
         # Qwen2-VL-style models keep the last prompt's M-RoPE offsets between calls
         self._position_caches = [module for module in model.modules() if hasattr(module, "rope_deltas")]
+        # whether rows may share one cached prefix through a 4-D mask: checked on the first branch, or set
+        self.shares_prefix: bool | None = None
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -330,25 +349,87 @@ class FrozenVLM(nn.Module):
         return self.model(**inputs, **self._last_only).logits[:, -1].float()
 
     @torch.inference_mode()
-    def branch_last_token(self, inputs: BatchFeature, rows: int) -> dict:
-        """Prefill all but the last token of one prompt once; inputs for its last token in `rows` copies.
+    def branch_last_token(self, inputs: BatchFeature, rows: int) -> Branch:
+        """Prefill all but the last token of one prompt once; inputs that score its last token `rows` times.
 
-        The returned dict (last token ids + a KV cache repeated to `rows`) goes to `last_logits`.
-        Head patches touch only the last position, so the shared prefix is the same in every row:
-        this is the REINFORCE fast path. Positions continue from the cache (no attention mask is
-        needed: a single prompt has no padding).
+        Head patches touch only the last position, so the shared prefix is the same for every row:
+        this is the REINFORCE fast path. The rows are `rows` extra tokens of the one cached sequence
+        (batch 1), each seeing the prefix and itself (a 4-D mask), all at the last token's position, so
+        the prefix's keys and values exist once. A model that refuses such a mask (checked once, see
+        `shares_prefix`), or a prompt past a sliding attention window, gets the cache copied per row.
         """
         ids = inputs["input_ids"]
         if ids.shape[0] != 1 or not inputs["attention_mask"].all():
             raise ValueError(f"branch_last_token takes one unpadded prompt, got a batch of shape {tuple(ids.shape)}")
+        if self.shares_prefix is None:
+            self.shares_prefix = self._check_shared_prefix(inputs)
+        along = "positions" if self.shares_prefix else "batch"
+        return self._branch(inputs, rows, along)
+
+    def _branch(self, inputs: BatchFeature, rows: int, along: Literal["positions", "batch"]) -> Branch:
+        ids = inputs["input_ids"]
         aligned = [key for key, value in inputs.items() if torch.is_tensor(value) and value.shape[:2] == ids.shape]
         prefix = {key: value[:, :-1] if key in aligned else value for key, value in inputs.items()}
         for module in self._position_caches:  # M-RoPE offsets of an earlier prompt must not leak into this one
             module.rope_deltas = None
         cache = self.model(**prefix, use_cache=True).past_key_values
-        cache.batch_repeat_interleave(rows)
-        step = {key: inputs[key][:, -1:].repeat(rows, 1) for key in aligned if key != "attention_mask"}
-        return {**step, "past_key_values": cache, "use_cache": True}
+        length = cache.get_seq_length()
+        windows = [size for layer in cache.layers if (size := layer.get_max_length()) > 0]
+        if along == "positions" and windows and length + rows >= min(windows):
+            along = "batch"  # past a sliding window the 4-D mask would have to crop the prefix too
+        step = {key: inputs[key][:, -1:] for key in aligned if key != "attention_mask"}
+        if along == "batch":  # positions continue from the cache; one prompt has no padding: no mask needed
+            cache.batch_repeat_interleave(rows)
+            step = {key: value.repeat(rows, 1) for key, value in step.items()}
+        else:
+            step = {key: value.repeat(1, rows) for key, value in step.items()}
+            step["attention_mask"] = self._rows_mask(length, rows)
+            step["position_ids"] = self._last_positions(length, rows)
+        return Branch({**step, "past_key_values": cache, "use_cache": True}, rows, along)
+
+    def _rows_mask(self, length: int, rows: int) -> torch.Tensor:
+        """Additive `[1, 1, rows, length + rows]` mask: every row sees the prefix and itself only."""
+        blocked = torch.finfo(self.dtype).min
+        own = torch.full((rows, rows), blocked, dtype=self.dtype, device=self.device).fill_diagonal_(0)
+        prefix = torch.zeros(rows, length, dtype=self.dtype, device=self.device)
+        return torch.cat([prefix, own], dim=1)[None, None]
+
+    def _last_positions(self, length: int, rows: int) -> torch.Tensor:
+        """Every row at the last prompt token's position; M-RoPE models: its 3 components, offset by the
+        cached rope deltas (image tokens advance positions by less than their count)."""
+        positions = torch.full((1, rows), length, device=self.device)
+        deltas = [module.rope_deltas for module in self._position_caches if module.rope_deltas is not None]
+        if not deltas:
+            return positions
+        return (positions + deltas[0].to(self.device)).expand(3, 1, rows)
+
+    def branch_logits(self, branch: Branch) -> torch.Tensor:
+        """Next-token logits of every row of a branch → `[rows, vocab]`; the branch can then be scored again."""
+        with torch.inference_mode():
+            if branch.along == "batch":
+                logits = self.last_logits(branch.inputs)
+            else:
+                logits = self.model(**branch.inputs, logits_to_keep=branch.rows).logits[0, -branch.rows:].float()
+        branch.inputs["past_key_values"].crop(-(branch.rows if branch.along == "positions" else 1))
+        return logits
+
+    def _check_shared_prefix(self, inputs: BatchFeature) -> bool:
+        """Two rows over a shared prefix must each score like the copied cache: a model that ignores or
+        refuses the 4-D mask or the position ids fails this. Run once per model; the choice is logged."""
+        try:
+            shared = self.branch_logits(self._branch(inputs, 2, "positions"))
+        except (TypeError, ValueError, RuntimeError, IndexError) as error:
+            LOGGER.warning("%s refuses a custom 4-D attention mask (%s): REINFORCE copies the prompt cache per "
+                           "sample instead", self.name, error)
+            return False
+        copied = self.branch_logits(self._branch(inputs, 1, "batch"))
+        tolerance = (1e-4 if self.dtype == torch.float32 else 3e-2) * float(copied.abs().max()) + 1e-5
+        if (shared - copied).abs().max() > tolerance:
+            LOGGER.warning("%s does not honour a custom 4-D attention mask or position ids (rows over a shared "
+                           "prefix score differently): REINFORCE copies the prompt cache per sample instead", self.name)
+            return False
+        LOGGER.info("%s: mask samples share one cached prefix (4-D attention mask)", self.name)
+        return True
 
     @torch.inference_mode()
     def generate(self, inputs: BatchFeature, max_new_tokens: int = 10) -> list[str]:

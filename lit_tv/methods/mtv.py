@@ -49,9 +49,11 @@ class MTV(FrozenVLMMethod):
         selection: ``best_of_samples`` (reference: the lowest-loss of `selection_samples` masks on
             the last `selection_queries` training queries) or ``threshold`` (sigmoid(theta) > `threshold`).
         policy: patch the prompt's last position only, or also every generated token.
-        fast_path: score the mask samples of a query over its prompt prefix run once (KV cache),
-            as one batched last-token step; off: the full prompt repeated once per sample. The cache is
-            copied per sample: 32 x 0.5 MB per prompt token on LLaVA-7B (10 GB for a 600-token query).
+        fast_path: score the mask samples of a query over its prompt prefix run once (KV cache): the
+            samples are extra tokens after the one cached prefix, each seeing the prefix and itself, so
+            the cache is not copied (`FrozenVLM.branch_last_token`; a model that refuses the 4-D mask
+            copies it per sample, 32 x 0.5 MB per prompt token on LLaVA-7B). Off: the full prompt
+            repeated once per sample.
         test_heads: ``selected``, or ``random`` (control: as many heads, drawn at random).
         task_vector: a saved vector to test/predict with; ``transfer="heads"`` keeps its heads and
             recomputes the means on this DataModule (e.g. Flowers -> CUB).
@@ -122,13 +124,16 @@ class MTV(FrozenVLMMethod):
     def _losses(self, query: Episode, masks: torch.Tensor) -> torch.Tensor:
         """First-answer-token cross-entropy of `query` under each mask `[samples, layers, heads]`."""
         inputs = self.vlm.build_inputs([query], self.template)
-        if self.hparams.fast_path:  # the last-token step runs over a cache: not a prefill, so patch every step
-            inputs, policy = self.vlm.branch_last_token(inputs, len(masks)), "every_token"
-        else:
-            inputs, policy = repeat_rows(inputs, len(masks)), "prompt"
         target = self.vlm.answer_token_ids([query], self.template).expand(len(masks))
-        with torch.no_grad(), replace_heads(self.vlm, self.mean_activations, masks, policy=policy):
-            logits = self.vlm.last_logits(inputs)
+        with torch.no_grad():
+            if self.hparams.fast_path:  # the branch runs over a cache: not a prefill, so patch every step
+                branch = self.vlm.branch_last_token(inputs, len(masks))
+                with replace_heads(self.vlm, self.mean_activations, masks, policy="every_token",
+                                   rows_along=branch.along):
+                    logits = self.vlm.branch_logits(branch)
+            else:
+                with replace_heads(self.vlm, self.mean_activations, masks, policy="prompt"):
+                    logits = self.vlm.last_logits(repeat_rows(inputs, len(masks)))
         return F.cross_entropy(logits.clone(), target, reduction="none")
 
     def _sample_masks(self, distribution: torch.distributions.Bernoulli, count: int) -> torch.Tensor:
