@@ -349,7 +349,8 @@ class FrozenVLM(nn.Module):
         return self.model(**inputs, **self._last_only).logits[:, -1].float()
 
     @torch.inference_mode()
-    def branch_last_token(self, inputs: BatchFeature, rows: int) -> Branch:
+    def branch_last_token(self, inputs: BatchFeature, rows: int,
+                          along: Literal["positions", "batch"] | None = None) -> Branch:
         """Prefill all but the last token of one prompt once; inputs that score its last token `rows` times.
 
         Head patches touch only the last position, so the shared prefix is the same for every row:
@@ -357,13 +358,15 @@ class FrozenVLM(nn.Module):
         (batch 1), each seeing the prefix and itself (a 4-D mask), all at the last token's position, so
         the prefix's keys and values exist once. A model that refuses such a mask (checked once, see
         `shares_prefix`), or a prompt past a sliding attention window, gets the cache copied per row.
+        `along` forces one layout (the benchmark compares both).
         """
         ids = inputs["input_ids"]
         if ids.shape[0] != 1 or not inputs["attention_mask"].all():
             raise ValueError(f"branch_last_token takes one unpadded prompt, got a batch of shape {tuple(ids.shape)}")
-        if self.shares_prefix is None:
-            self.shares_prefix = self._check_shared_prefix(inputs)
-        along = "positions" if self.shares_prefix else "batch"
+        if along is None:
+            if self.shares_prefix is None:
+                self.shares_prefix = self._check_shared_prefix(inputs)
+            along = "positions" if self.shares_prefix else "batch"
         return self._branch(inputs, rows, along)
 
     def _branch(self, inputs: BatchFeature, rows: int, along: Literal["positions", "batch"]) -> Branch:
@@ -414,8 +417,8 @@ class FrozenVLM(nn.Module):
         return logits
 
     def _check_shared_prefix(self, inputs: BatchFeature) -> bool:
-        """Two rows over a shared prefix must each score like the copied cache: a model that ignores or
-        refuses the 4-D mask or the position ids fails this. Run once per model; the choice is logged."""
+        """Two identical rows over a shared prefix must score alike and like the copied cache: a model that
+        ignores or refuses the 4-D mask or the position ids fails this. Run once per model; the choice is logged."""
         try:
             shared = self.branch_logits(self._branch(inputs, 2, "positions"))
         except (TypeError, ValueError, RuntimeError, IndexError) as error:
@@ -423,8 +426,10 @@ class FrozenVLM(nn.Module):
                            "sample instead", self.name, error)
             return False
         copied = self.branch_logits(self._branch(inputs, 1, "batch"))
-        tolerance = (1e-4 if self.dtype == torch.float32 else 3e-2) * float(copied.abs().max()) + 1e-5
-        if (shared - copied).abs().max() > tolerance:
+        # identical rows in one call agree closely in any precision; another kernel only roughly in bf16
+        tight, loose = (1e-5, 1e-4) if self.dtype == torch.float32 else (1e-3, 1e-1)
+        scale = float(copied.abs().max()) + 1e-6
+        if (shared[0] - shared[1]).abs().max() > tight * scale or (shared - copied).abs().max() > loose * scale:
             LOGGER.warning("%s does not honour a custom 4-D attention mask or position ids (rows over a shared "
                            "prefix score differently): REINFORCE copies the prompt cache per sample instead", self.name)
             return False
