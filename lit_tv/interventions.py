@@ -93,8 +93,8 @@ def record_heads(vlm: FrozenVLM) -> Iterator[Recording]:
 
     def make_hook(index: int):
         def hook(module: nn.Module, args: tuple) -> None:
-            if step.prefill:
-                last = args[0][:, -1].detach()
+            if step.prefill:  # to one device: a dispatched model runs its layers on several
+                last = args[0][:, -1].detach().to(vlm.device)
                 recording.per_layer[index] = last.unflatten(-1, (layout.num_heads, layout.head_dim))
 
         return hook
@@ -154,7 +154,9 @@ def replace_heads(
                     rows_along == "positions" and hidden.shape[0] != 1):
                 raise ValueError(f"per-row head mask has {layer_mask.shape[0]} rows, the input has {rows.shape[0]} "
                                  f"(rows along {rows_along}, input shape {tuple(hidden.shape[:2])})")
-            patched = torch.where(layer_mask, layer_values, rows.unflatten(-1, (layout.num_heads, layout.head_dim)))
+            # .to: a no-op unless a dispatched model runs this layer on another device
+            patched = torch.where(layer_mask.to(rows.device), layer_values.to(rows.device),
+                                  rows.unflatten(-1, (layout.num_heads, layout.head_dim)))
             out = hidden.clone()
             out[place] = patched.flatten(-2)
             return (out, *args[1:])
@@ -178,7 +180,7 @@ def record_residual(vlm: FrozenVLM, position: Position = -1) -> Iterator[Recordi
     def make_hook(index: int):
         def hook(module: nn.Module, args: tuple, output) -> None:
             if step.prefill:
-                recording.per_layer[index] = _select(_layer_output(output), position).detach()
+                recording.per_layer[index] = _select(_layer_output(output), position).detach().to(vlm.device)
 
         return hook
 
@@ -216,7 +218,8 @@ def patch_residual(
         if policy == "prompt" and not step.prefill:
             return None
         hidden = _layer_output(output)
-        rows = vector if mode == "replace" else _select(hidden, position) + scale * vector
+        row = vector.to(hidden.device)
+        rows = row if mode == "replace" else _select(hidden, position) + scale * row
         patched = _write(hidden, position, rows.expand(hidden.shape[0], -1))
         return (patched, *output[1:]) if isinstance(output, tuple) else patched
 

@@ -97,6 +97,46 @@ def quantization_config(quantization: str | None, dtype: str, device: str) -> Bi
                               bnb_4bit_compute_dtype=getattr(torch, dtype))
 
 
+DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
+DeviceMap = str | dict[str, int | str]
+
+
+def dispatch_options(device_map: DeviceMap | None, max_memory: dict[int | str, int | str] | None,
+                     offload_folder: str | None) -> dict:
+    """`from_pretrained` arguments that spread the frozen model over devices (accelerate's dispatch).
+
+    Refused before any weights load: memory limits or an offload folder without a device map, an
+    unknown strategy, disk offload without a folder, or accelerate missing.
+    """
+    if device_map is None:
+        if max_memory is not None or offload_folder is not None:
+            raise ValueError("model.max_memory / model.offload_folder take effect only with model.device_map "
+                             f"(one of {DEVICE_MAP_STRATEGIES} or {{module name: device}})")
+        return {}
+    if isinstance(device_map, str) and device_map not in DEVICE_MAP_STRATEGIES:
+        raise ValueError(f"model.device_map must be one of {DEVICE_MAP_STRATEGIES} or a mapping of module names to "
+                         f"devices (0, 'cuda:1', 'cpu', 'disk'), got {device_map!r}")
+    if isinstance(device_map, dict) and "disk" in device_map.values() and offload_folder is None:
+        raise ValueError("model.device_map puts modules on 'disk': set model.offload_folder to a folder for them")
+    if importlib.util.find_spec("accelerate") is None:
+        raise ImportError("model.device_map needs the accelerate package (pip install accelerate), "
+                          "which is not installed")
+    return {"device_map": device_map, "max_memory": max_memory, "offload_folder": offload_folder}
+
+
+def dispatched_device(model: nn.Module) -> torch.device | None:
+    """Where a dispatched model takes its inputs: its first accelerator, else the CPU; None if not dispatched.
+
+    Offloaded weights sit on the meta device, so a parameter's device says nothing; accelerate's hooks
+    move every module's inputs to where it runs and the outputs back to the inputs' device.
+    """
+    placement = getattr(model, "hf_device_map", None)
+    if not placement or len(set(placement.values())) == 1 and next(iter(placement.values())) != "disk":
+        return None
+    accelerators = [device for device in placement.values() if device not in ("cpu", "disk")]
+    return torch.device(accelerators[0]) if accelerators else torch.device("cpu")
+
+
 # Models shipped inside the package, addressed like hub ids.
 BUILTIN_MODELS = {"lit_tv/shapes-toy": Path(__file__).parent / "shapes" / "checkpoint"}
 
@@ -145,7 +185,9 @@ class VLMOptions:
     name: a hub id, a local folder, or ``lit_tv/shapes-toy``. Remote code runs only with
     `trust_remote_code`. `processor_kwargs` reach `AutoProcessor.from_pretrained`. `image_width`
     resizes every image to that width (aspect kept) before the processor; `quantization: nf4` loads
-    the weights in 4-bit NF4 (bitsandbytes, CUDA).
+    the weights in 4-bit NF4 (bitsandbytes, CUDA). `device_map` (``auto`` or module name -> device),
+    `max_memory` (device -> size, e.g. ``{0: 20GiB, cpu: 60GiB}``) and `offload_folder` spread a model
+    larger than one device over GPUs, CPU and disk (accelerate); the trainer's device is then ignored.
     """
 
     name: str = "lit_tv/shapes-toy"
@@ -156,9 +198,13 @@ class VLMOptions:
     processor_kwargs: dict[str, Any] = field(default_factory=dict)
     image_width: int | None = None
     quantization: Literal["nf4"] | None = None
+    device_map: DeviceMap | None = None
+    max_memory: dict[int | str, int | str] | None = None
+    offload_folder: str | None = None
 
     def __post_init__(self) -> None:
         check_image_width(self.image_width)  # a config mistake stops the run before data or weights load
+        dispatch_options(self.device_map, self.max_memory, self.offload_folder)
 
     def load(self, device: str) -> FrozenVLM:
         return FrozenVLM.from_pretrained(self.name, dtype=self.dtype, device=device,
@@ -166,7 +212,9 @@ class VLMOptions:
                                          trust_remote_code=self.trust_remote_code,
                                          image_placeholder=self.image_placeholder,
                                          processor_kwargs=self.processor_kwargs,
-                                         image_width=self.image_width, quantization=self.quantization)
+                                         image_width=self.image_width, quantization=self.quantization,
+                                         device_map=self.device_map, max_memory=self.max_memory,
+                                         offload_folder=self.offload_folder)
 
 
 SHAPES_TOY = VLMOptions()  # the default model of every method: the shipped toy VLM
@@ -201,6 +249,7 @@ class FrozenVLM(nn.Module):
         self.processor = processor
         self.name = name or getattr(model.config, "_name_or_path", type(model).__name__)
         self.layout: Layout = discover_layout(model)
+        self._dispatched_to = dispatched_device(model)
         # only the last position's logits: [batch, tokens, vocab] of a long image prompt is gigabytes
         self._last_only = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters \
             else {}
@@ -225,13 +274,18 @@ class FrozenVLM(nn.Module):
         processor_kwargs: dict | None = None,
         image_width: int | None = None,
         quantization: str | None = None,
+        device_map: DeviceMap | None = None,
+        max_memory: dict[int | str, int | str] | None = None,
+        offload_folder: str | None = None,
     ) -> FrozenVLM:
         """Load by hub id or local folder; VLMs with their processor, text-only LMs with their tokenizer.
 
         `processor_kwargs` go to `AutoProcessor.from_pretrained` (e.g. ``{"do_image_splitting": False}``).
-        A quantized model is placed on `device` while it loads (bitsandbytes weights cannot be moved later).
+        A quantized model is placed on `device` while it loads (bitsandbytes weights cannot be moved later);
+        with `device_map` the model is dispatched while it loads and never moved afterwards.
         """
         check_image_width(image_width)
+        dispatch = dispatch_options(device_map, max_memory, offload_folder)
         quantized = quantization_config(quantization, dtype, device)
         name = resolve_model_path(name_or_path)
         common = {"trust_remote_code": trust_remote_code}
@@ -244,10 +298,11 @@ class FrozenVLM(nn.Module):
         is_vlm = type(config) in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
         model_class = AutoModelForImageTextToText if is_vlm else AutoModelForCausalLM
         placement = {"quantization_config": quantized, "device_map": device} if quantized else {}
+        placement |= dispatch
         model = model_class.from_pretrained(name, dtype=getattr(torch, dtype) if dtype != "auto" else "auto",
                                             attn_implementation=attn_implementation, **placement, **common)
         processor = _load_processor(name, config, is_vlm, processor_kwargs or {}, **common)
-        return cls(model if quantized else model.to(device), processor, name=name,
+        return cls(model if placement else model.to(device), processor, name=name,
                    image_placeholder=image_placeholder, image_width=image_width)
 
     # ---- what the model is -------------------------------------------------------------------
@@ -262,7 +317,13 @@ class FrozenVLM(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.layout.lm_head.weight.device
+        """Where inputs go: lm_head's device, or a dispatched model's first accelerator (its weights may be on meta)."""
+        return self._dispatched_to or self.layout.lm_head.weight.device
+
+    @property
+    def is_dispatched(self) -> bool:
+        """Spread over devices (or offloaded) by accelerate: its hooks place every module; never move it."""
+        return self._dispatched_to is not None
 
     @property
     def dtype(self) -> torch.dtype:

@@ -96,7 +96,7 @@ def function_vector(vlm: FrozenVLM, means: torch.Tensor, heads: torch.Tensor) ->
     for layer, head in heads.nonzero().tolist():
         alone = torch.zeros(2, layout.num_heads, layout.head_dim, device=vlm.device, dtype=dtype)
         alone[0, head] = means[layer, head]
-        output = layout.out_projections[layer](alone.flatten(-2)).float()
+        output = layout.out_projections[layer](alone.flatten(-2)).float().to(total.device)
         total += output[0] - output[1]
     return total
 

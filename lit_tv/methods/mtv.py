@@ -134,7 +134,7 @@ class MTV(FrozenVLMMethod):
             else:
                 with replace_heads(self.vlm, self.mean_activations, masks, policy="prompt"):
                     logits = self.vlm.last_logits(repeat_rows(inputs, len(masks)))
-        return F.cross_entropy(logits.clone(), target, reduction="none")
+        return F.cross_entropy(logits.clone(), target, reduction="none").to(self.device)  # dispatched: may differ
 
     def _sample_masks(self, distribution: torch.distributions.Bernoulli, count: int) -> torch.Tensor:
         """Masks drawn on rank 0 and shared, so every process scores the same samples."""
