@@ -22,7 +22,7 @@ export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 
 if [ "${1:-}" = "--cpu" ]; then
     shift
-    args=(--model llava --device cpu --dtype float32 --batch 1 --new-tokens 2 --repeats 1)
+    args=(--model llava --device cpu --dtype float32 --batch 1 --new-tokens 2 --repeats 1 --threads 1)
 else
     if ! "$python" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
         echo "benchmarks/gpu.sh: no CUDA device visible to $python; use --cpu for the tiny CPU run" >&2

@@ -3,10 +3,12 @@
     python benchmarks/speed.py                      # tiny LLaVA on CPU
     python benchmarks/speed.py --model lit_tv/shapes-toy
     python benchmarks/speed.py --model llava-7b-random --device cuda --dtype bfloat16 --json speed.json
+    bash benchmarks/gpu.sh OUT_DIR                  # the same on a GPU in one command (see there)
 
-(a) patched vs unpatched generation, (b) REINFORCE step (32 samples): the samples over one shared cached
-prefix vs one batch-1 forward per sample (the reference implementation's way), one plain batched
-forward, the prefix cache copied per sample, and one query forward, (c) mean-activation extraction
+(a) patched vs unpatched generation, (b) REINFORCE step (32 samples): MTV's step, one forward with the
+samples as copies of the last token after the shared prefix, vs one batch-1 forward per sample (the
+reference implementation's way), one plain batched forward, the prefix cached and the samples a second
+call over it (cache shared, or copied per sample), and one query forward, (c) mean-activation extraction
 vs a plain forward of the same episodes, (d) MTV zero-shot query vs 4/8/16-shot ICL queries.
 Every time is a median over repeats, measured in this run. Peak memory is the working memory of
 one call: bytes allocated above what was allocated before it (weights and inputs excluded), from
@@ -182,14 +184,22 @@ def run(vlm: FrozenVLM, timer: Timer, batch: int, new_tokens: int, samples: int 
         with replace_heads(vlm, means, masks):
             vlm.last_logits(repeat_rows(single, samples))
 
-    def branched(along: str | None) -> None:
+    def branched(along: str) -> None:
         branch = vlm.branch_last_token(single, samples, along=along)
-        with replace_heads(vlm, means, masks, policy="every_token", rows_along=branch.along):
+        with replace_heads(vlm, means, masks, policy="every_token", rows_along=along):
             vlm.branch_logits(branch)
 
-    results |= timer({"b_query_forward": query_forward, "b_reinforce_sequential": sequential,
-                      "b_reinforce_batched": batched, "b_reinforce_copied_cache": lambda: branched("batch"),
-                      "b_reinforce_shared_prefix": lambda: branched(None)})
+    def forked() -> None:  # what MTV's training step runs
+        with replace_heads(vlm, means, masks, rows_along="positions"):
+            vlm.fork_logits(single, samples)
+
+    works = {"b_query_forward": query_forward, "b_reinforce_sequential": sequential, "b_reinforce_batched": batched,
+             "b_reinforce_copied_cache": lambda: branched("batch")}
+    if vlm.can_share_prefix(single, samples):
+        works |= {"b_reinforce_cached_prefix": lambda: branched("positions"), "b_reinforce_shared_prefix": forked}
+    else:  # the model refuses 4-D masks: MTV copies the cache, and so does this row
+        works["b_reinforce_shared_prefix"] = works["b_reinforce_copied_cache"]
+    results |= timer(works)
 
     support = vlm.build_inputs([episode(4, rng) for _ in range(batch)], TEMPLATE)
 
@@ -233,6 +243,9 @@ def ratios(results: dict[str, dict]) -> dict[str, float]:
         "mean-activation throughput / plain forward (target >= 0.9)":
             seconds["c_forward_plain"] / seconds["c_mean_activations"],
     }
+    if "b_reinforce_cached_prefix" in seconds:
+        out["REINFORCE step: prefix cached once, samples a second call / shared-prefix step"] = (
+            seconds["b_reinforce_cached_prefix"] / seconds[step])
     for shots in (4, 8, 16):
         out[f"{shots}-shot ICL query / MTV query" + (" (target >= 10)" if shots == 16 else "")] = (
             seconds[f"d_query_icl_{shots}shot"] / seconds["d_query_mtv_0shot"])
@@ -248,8 +261,12 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--samples", type=int, default=32, help="REINFORCE mask samples per step (reference: 32)")
+    parser.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads): 1 keeps a shared "
+                        "machine's timings steady")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     start = time.perf_counter()
     vlm = load(args.model, args.device, args.dtype)
     build_seconds = time.perf_counter() - start
@@ -257,9 +274,11 @@ def main() -> None:
     timer = Timer(args.device, args.repeats)
     results = run(vlm, timer, args.batch, args.new_tokens, args.samples)
     summary = ratios(results)
-    along = "shared prefix (4-D mask)" if vlm.shares_prefix else "copied cache (the model refused the 4-D mask)"
-    print(f"\n{args.model} on {device_name} ({args.dtype}), batch {args.batch}, {args.new_tokens} new tokens, "
-          f"median of {args.repeats}; model built in {build_seconds:.1f} s; REINFORCE fast path: {along}")
+    along = ("shared prefix (4-D mask)" if "b_reinforce_cached_prefix" in results else
+             "copied cache (the model refused the 4-D mask, or a sliding window is too short)")
+    print(f"\n{args.model} on {device_name} ({args.dtype}, {torch.get_num_threads()} CPU threads), batch {args.batch}, "
+          f"{args.new_tokens} new tokens, median of {args.repeats}; model built in {build_seconds:.1f} s; "
+          f"REINFORCE fast path: {along}")
     print(f"  peak memory: {timer.memory_measure}")
     for key, value in results.items():
         print(f"  {key:<28} {value['seconds'] * 1000:9.1f} ms   peak {value['peak_mib']:9.1f} MiB")
@@ -267,7 +286,8 @@ def main() -> None:
         print(f"  {value:8.2f}x  {key}")
     if args.json:
         report = {"model": args.model, "device": device_name, "dtype": args.dtype, "torch": torch.__version__,
-                  "transformers": transformers.__version__, "batch": args.batch, "new_tokens": args.new_tokens,
+                  "transformers": transformers.__version__, "threads": torch.get_num_threads(),
+                  "batch": args.batch, "new_tokens": args.new_tokens,
                   "repeats": args.repeats, "build_seconds": build_seconds, "reinforce_fast_path": along,
                   "memory_measure": timer.memory_measure, "results": results, "ratios": summary}
         write_atomic(args.json, json.dumps(report, indent=2))

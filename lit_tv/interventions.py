@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from lit_tv.vlm import FrozenVLM
+from lit_tv.vlm import FrozenVLM, decoder_cache
 
 PatchPolicy = Literal["prompt", "every_token"]
 PATCH_POLICIES = ("prompt", "every_token")
@@ -42,7 +42,7 @@ def _track_prefill(vlm: FrozenVLM, step: _Step):
     """A decoder pre-hook: prefill = called without a cache or with an empty one."""
 
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-        cache = kwargs.get("past_key_values")
+        cache = decoder_cache(kwargs)
         step.prefill = cache is None or cache.get_seq_length() == 0
 
     return vlm.model.get_decoder().register_forward_pre_hook(hook, with_kwargs=True)

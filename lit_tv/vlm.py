@@ -6,7 +6,8 @@ import importlib.util
 import inspect
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -43,6 +44,8 @@ WRAPPED_IMAGE_TOKENS = {
 
 
 LOGGER = logging.getLogger(__name__)
+# attention implementations that apply a user-supplied 4-D mask (eager adds it; sdpa and flex take it as is)
+MASKED_ATTENTION = ("eager", "sdpa", "flex_attention")
 
 
 class ModelLoadError(OSError):
@@ -122,6 +125,12 @@ def dispatch_options(device_map: DeviceMap | None, max_memory: dict[int | str, i
         raise ImportError("model.device_map needs the accelerate package (pip install accelerate), "
                           "which is not installed")
     return {"device_map": device_map, "max_memory": max_memory, "offload_folder": offload_folder}
+
+
+def decoder_cache(kwargs: dict):
+    """The KV cache a decoder call got: `cache` since transformers 5.24, `past_key_values` before."""
+    cache = kwargs.get("cache")
+    return cache if cache is not None else kwargs.get("past_key_values")
 
 
 def dispatched_device(model: nn.Module) -> torch.device | None:
@@ -231,6 +240,7 @@ class Branch:
     inputs: dict
     rows: int
     along: Literal["positions", "batch"]
+    mask: torch.Tensor | None = None  # positions: each row sees the prefix and itself
 
 
 class FrozenVLM(nn.Module):
@@ -410,29 +420,53 @@ class FrozenVLM(nn.Module):
         return self.model(**inputs, **self._last_only).logits[:, -1].float()
 
     @torch.inference_mode()
+    def fork_logits(self, inputs: BatchFeature, rows: int) -> torch.Tensor:
+        """Next-token logits of one prompt's last token scored `rows` times, in one forward → `[rows, vocab]`.
+
+        Head patches touch only the last position, so the prompt's prefix is the same for every row:
+        this is the REINFORCE fast path. The sequence is the prompt with its last token repeated `rows`
+        times; a 4-D mask lets each copy see the prefix and itself only, and every copy sits at the last
+        token's position, so patches with ``rows_along="positions"`` give each copy its own heads. No
+        cache is kept and nothing is copied. Needs `shares_prefix` (checked by `can_share_prefix`).
+        """
+        self._check_one_prompt(inputs, "fork_logits")
+        ids = inputs["input_ids"]
+        length = ids.shape[1] - 1
+        extended = {key: torch.cat([value, value[:, -1:].expand(-1, rows - 1)], dim=1) if self._aligned(key, inputs)
+                    else value for key, value in inputs.items() if key != "attention_mask"}
+        for module in self._position_caches:  # M-RoPE offsets of an earlier prompt must not leak into this one
+            module.rope_deltas = None
+        blocked = torch.finfo(self.dtype).min
+        causal = torch.full((length, length + rows), blocked, dtype=self.dtype, device=self.device).triu_(1)
+        mask = torch.cat([causal[None, None], self._rows_mask(length, rows)], dim=2)
+        with self._rows_at_one_position(mask, rows):
+            logits = self.model(**extended, use_cache=False, **self._keep(rows)).logits
+        return logits[0, -rows:].float()
+
+    def can_share_prefix(self, inputs: BatchFeature, rows: int = 1) -> bool:
+        """Whether `rows` copies of this prompt's last token may share its prefix through a 4-D mask: the
+        model honours such masks (`shares_prefix`, checked on first use) and no sliding attention window
+        is shorter than the sequence (the mask would have to crop the prefix too)."""
+        if self.shares_prefix is None:
+            self.shares_prefix = self._check_shared_prefix(inputs)
+        window = getattr(self.model.config.get_text_config(), "sliding_window", None)
+        return self.shares_prefix and not (window and inputs["input_ids"].shape[1] + rows > window)
+
+    @torch.inference_mode()
     def branch_last_token(self, inputs: BatchFeature, rows: int,
                           along: Literal["positions", "batch"] | None = None) -> Branch:
-        """Prefill all but the last token of one prompt once; inputs that score its last token `rows` times.
+        """Prefill all but the last token of one prompt once; inputs that score its last token `rows` times,
+        as often as needed (`branch_logits` crops the scored tokens off again: Function Vectors' head chunks).
 
-        Head patches touch only the last position, so the shared prefix is the same for every row:
-        this is the REINFORCE fast path. The rows are `rows` extra tokens of the one cached sequence
-        (batch 1), each seeing the prefix and itself (a 4-D mask), all at the last token's position, so
-        the prefix's keys and values exist once. A model that refuses such a mask (checked once, see
-        `shares_prefix`), or a prompt past a sliding attention window, gets the cache copied per row.
-        `along` forces one layout (the benchmark compares both).
+        The rows are `rows` extra tokens of the one cached sequence (batch 1), each seeing the prefix and
+        itself (a 4-D mask), all at the last token's position, so the prefix's keys and values exist once.
+        A model that refuses such a mask (`can_share_prefix`), or a prompt past a sliding attention
+        window, gets the cache copied per row. `along` forces one layout (the benchmark compares both).
         """
-        ids = inputs["input_ids"]
-        if ids.shape[0] != 1 or not inputs["attention_mask"].all():
-            raise ValueError(f"branch_last_token takes one unpadded prompt, got a batch of shape {tuple(ids.shape)}")
+        self._check_one_prompt(inputs, "branch_last_token")
         if along is None:
-            if self.shares_prefix is None:
-                self.shares_prefix = self._check_shared_prefix(inputs)
-            along = "positions" if self.shares_prefix else "batch"
-        return self._branch(inputs, rows, along)
-
-    def _branch(self, inputs: BatchFeature, rows: int, along: Literal["positions", "batch"]) -> Branch:
-        ids = inputs["input_ids"]
-        aligned = [key for key, value in inputs.items() if torch.is_tensor(value) and value.shape[:2] == ids.shape]
+            along = "positions" if self.can_share_prefix(inputs) else "batch"
+        aligned = [key for key in inputs if self._aligned(key, inputs)]
         prefix = {key: value[:, :-1] if key in aligned else value for key, value in inputs.items()}
         for module in self._position_caches:  # M-RoPE offsets of an earlier prompt must not leak into this one
             module.rope_deltas = None
@@ -447,9 +481,34 @@ class FrozenVLM(nn.Module):
             step = {key: value.repeat(rows, 1) for key, value in step.items()}
         else:
             step = {key: value.repeat(1, rows) for key, value in step.items()}
-            step["attention_mask"] = self._rows_mask(length, rows)
-            step["position_ids"] = self._last_positions(length, rows)
-        return Branch({**step, "past_key_values": cache, "use_cache": True}, rows, along)
+        mask = self._rows_mask(length, rows) if along == "positions" else None
+        return Branch({**step, "past_key_values": cache, "use_cache": True}, rows, along, mask)
+
+    def branch_logits(self, branch: Branch) -> torch.Tensor:
+        """Next-token logits of every row of a branch → `[rows, vocab]`; the branch can then be scored again."""
+        with torch.inference_mode():
+            if branch.along == "batch":
+                logits = self.last_logits(branch.inputs)
+            else:
+                with self._rows_at_one_position(branch.mask, branch.rows):
+                    logits = self.model(**branch.inputs, **self._keep(branch.rows)).logits[0, -branch.rows:].float()
+        branch.inputs["past_key_values"].crop(-(branch.rows if branch.along == "positions" else 1))
+        return logits
+
+    @staticmethod
+    def _check_one_prompt(inputs: BatchFeature, caller: str) -> None:
+        ids = inputs["input_ids"]
+        if ids.shape[0] != 1 or not inputs["attention_mask"].all():
+            raise ValueError(f"{caller} takes one unpadded prompt, got a batch of shape {tuple(ids.shape)}")
+
+    @staticmethod
+    def _aligned(key: str, inputs: BatchFeature) -> bool:
+        """Inputs with one entry per token (ids, mask, Fuyu's patch indices, Qwen2-VL's token types)."""
+        value = inputs[key]
+        return torch.is_tensor(value) and value.shape[:2] == inputs["input_ids"].shape
+
+    def _keep(self, rows: int) -> dict:
+        return {"logits_to_keep": rows} if self._last_only else {}
 
     def _rows_mask(self, length: int, rows: int) -> torch.Tensor:
         """Additive `[1, 1, rows, length + rows]` mask: every row sees the prefix and itself only."""
@@ -458,43 +517,53 @@ class FrozenVLM(nn.Module):
         prefix = torch.zeros(rows, length, dtype=self.dtype, device=self.device)
         return torch.cat([prefix, own], dim=1)[None, None]
 
-    def _last_positions(self, length: int, rows: int) -> torch.Tensor:
-        """Every row at the last prompt token's position; M-RoPE models: its 3 components, offset by the
-        cached rope deltas (image tokens advance positions by less than their count)."""
-        positions = torch.full((1, rows), length, device=self.device)
-        deltas = [module.rope_deltas for module in self._position_caches if module.rope_deltas is not None]
-        if not deltas:
-            return positions
-        return (positions + deltas[0].to(self.device)).expand(3, 1, rows)
+    @contextmanager
+    def _rows_at_one_position(self, mask: torch.Tensor, rows: int) -> Iterator[None]:
+        """While the decoder runs: `mask` is its attention mask and its last `rows` tokens share the first
+        one's position ids, whatever the model computed (plain, or Qwen2-VL's M-RoPE components)."""
 
-    def branch_logits(self, branch: Branch) -> torch.Tensor:
-        """Next-token logits of every row of a branch → `[rows, vocab]`; the branch can then be scored again."""
-        with torch.inference_mode():
-            if branch.along == "batch":
-                logits = self.last_logits(branch.inputs)
-            else:
-                logits = self.model(**branch.inputs, logits_to_keep=branch.rows).logits[0, -branch.rows:].float()
-        branch.inputs["past_key_values"].crop(-(branch.rows if branch.along == "positions" else 1))
-        return logits
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple:
+            positions = kwargs.get("position_ids")
+            if positions is None:
+                cache = decoder_cache(kwargs)
+                start = cache.get_seq_length() if cache is not None else 0
+                tokens = kwargs.get("inputs_embeds")
+                length = (tokens if tokens is not None else kwargs["input_ids"]).shape[1]
+                positions = torch.arange(start, start + length, device=mask.device)[None]
+            positions = positions.clone()
+            positions[..., -rows:] = positions[..., -rows, None]
+            return args, {**kwargs, "attention_mask": mask, "position_ids": positions}
+
+        handle = self.model.get_decoder().register_forward_pre_hook(hook, with_kwargs=True)
+        try:
+            yield
+        finally:
+            handle.remove()
 
     def _check_shared_prefix(self, inputs: BatchFeature) -> bool:
-        """Two identical rows over a shared prefix must score alike and like the copied cache: a model that
+        """Two identical rows over one prefix must score alike and like the plain forward: a model that
         ignores or refuses the 4-D mask or the position ids fails this. Run once per model; the choice is logged."""
+        attention = getattr(self.model.config.get_text_config(), "_attn_implementation", None) or "eager"
+        if attention not in MASKED_ATTENTION:  # flash attention takes padding masks only
+            LOGGER.warning("%s runs attn_implementation=%r, which takes no custom 4-D attention mask: REINFORCE "
+                           "copies the prompt cache per sample instead (use one of %s to share it)",
+                           self.name, attention, MASKED_ATTENTION)
+            return False
         try:
-            shared = self.branch_logits(self._branch(inputs, 2, "positions"))
+            shared = self.fork_logits(inputs, 2)
         except (TypeError, ValueError, RuntimeError, IndexError) as error:
             LOGGER.warning("%s refuses a custom 4-D attention mask (%s): REINFORCE copies the prompt cache per "
                            "sample instead", self.name, error)
             return False
-        copied = self.branch_logits(self._branch(inputs, 1, "batch"))
+        plain = self.last_logits(inputs)
         # identical rows in one call agree closely in any precision; another kernel only roughly in bf16
-        tight, loose = (1e-5, 1e-4) if self.dtype == torch.float32 else (1e-3, 1e-1)
-        scale = float(copied.abs().max()) + 1e-6
-        if (shared[0] - shared[1]).abs().max() > tight * scale or (shared - copied).abs().max() > loose * scale:
+        tight, loose = (1e-5, 1e-4) if self.dtype == torch.float32 else (1e-2, 1e-1)
+        scale = float(plain.abs().max()) + 1e-6
+        if (shared[0] - shared[1]).abs().max() > tight * scale or (shared - plain).abs().max() > loose * scale:
             LOGGER.warning("%s does not honour a custom 4-D attention mask or position ids (rows over a shared "
                            "prefix score differently): REINFORCE copies the prompt cache per sample instead", self.name)
             return False
-        LOGGER.info("%s: mask samples share one cached prefix (4-D attention mask)", self.name)
+        LOGGER.info("%s: mask samples share one prefix (4-D attention mask)", self.name)
         return True
 
     @torch.inference_mode()

@@ -73,17 +73,20 @@ def test_fast_path_losses_equal_the_plain_batched_path(zoo_folder, name):
     assert fast.std() > 0
 
 
-def test_the_shared_prefix_is_one_batch_1_cache_with_one_token_per_sample(zoo_vlm):
-    vlm = zoo_vlm("qwen2_vl")  # M-RoPE: the samples sit at the last token's 3-D position
+@pytest.mark.parametrize("name", ["qwen2_vl", "llava"])  # Qwen2-VL: the copies sit at the last token's M-RoPE position
+def test_forked_and_branched_rows_score_like_the_plain_forward(zoo_vlm, name):
+    vlm = zoo_vlm(name)
     inputs = vlm.build_inputs([Episode(query=Example("colour?", images=(colour_image("red"),), answers=("red",)))],
                               TEMPLATE)
+    plain = vlm.last_logits(inputs)
+    torch.testing.assert_close(vlm.fork_logits(inputs, 5), plain.expand(5, -1), atol=1e-5, rtol=1e-5)
     branch = vlm.branch_last_token(inputs, 5)
     assert branch.along == "positions" and branch.inputs["input_ids"].shape == (1, 5)
     keys = branch.inputs["past_key_values"].layers[0].keys
     assert keys.shape[0] == 1 and keys.shape[-2] == inputs["input_ids"].shape[1] - 1  # the prefix, once
-    plain = vlm.last_logits(inputs)
-    torch.testing.assert_close(vlm.branch_logits(branch), plain.expand(5, -1), atol=1e-5, rtol=1e-5)
-    assert branch.inputs["past_key_values"].layers[0].keys.shape == keys.shape  # cropped back: can score again
+    for _ in range(2):  # cropped back after scoring: the branch scores again
+        torch.testing.assert_close(vlm.branch_logits(branch), plain.expand(5, -1), atol=1e-5, rtol=1e-5)
+    assert branch.inputs["past_key_values"].layers[0].keys.shape == keys.shape
 
 
 def _refuse_4d_masks(module, args, kwargs):
@@ -100,16 +103,21 @@ def _ignore_4d_masks(module, args, kwargs):
 
 
 @pytest.mark.parametrize(("hook", "logged"), [(_refuse_4d_masks, "refuses a custom 4-D attention mask"),
-                                               (_ignore_4d_masks, "does not honour a custom 4-D attention mask")])
-def test_a_model_without_custom_masks_falls_back_to_copying_the_cache(zoo_folder, caplog, hook, logged):
+                                               (_ignore_4d_masks, "does not honour a custom 4-D attention mask"),
+                                               (None, "'sdpa', which takes no custom 4-D attention mask")])
+def test_a_model_without_custom_masks_falls_back_to_copying_the_cache(zoo_folder, caplog, monkeypatch, hook, logged):
     method, query, masks = _method_with_query(zoo_folder("llava"))
-    handle = method.vlm.model.get_decoder().register_forward_pre_hook(hook, with_kwargs=True)
+    if hook is None:  # as under flash attention, which takes padding masks only
+        monkeypatch.setattr("lit_tv.vlm.MASKED_ATTENTION", ("eager",))
+    decoder = method.vlm.model.get_decoder()
+    handles = [] if hook is None else [decoder.register_forward_pre_hook(hook, with_kwargs=True)]
     try:
         with caplog.at_level("WARNING", logger="lit_tv.vlm"):
             fast = method._losses(query, masks)
         plain = _plain_batched_losses(method, query, masks)
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
     assert method.vlm.shares_prefix is False
     assert logged in caplog.text and "copies the prompt cache per sample" in caplog.text
     torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)

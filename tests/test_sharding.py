@@ -64,13 +64,15 @@ def test_recording_replacing_and_patching_give_the_numbers_of_the_plain_model(zo
 
 
 def test_a_dispatched_model_shares_the_reinforce_prefix_too(zoo_vlm, dispatched):
-    inputs = episodes_for(dispatched)[:1]
-    step_logits = []
+    episodes = episodes_for(dispatched)[:1]
+    results = []
     for vlm in (zoo_vlm("llava"), dispatched):
-        branch = vlm.branch_last_token(vlm.build_inputs(inputs, TEMPLATE), 4)
-        step_logits.append(vlm.branch_logits(branch))
+        inputs = vlm.build_inputs(episodes, TEMPLATE)
+        branch = vlm.branch_last_token(inputs, 4)
         assert branch.along == "positions"
-    torch.testing.assert_close(step_logits[1], step_logits[0], atol=1e-5, rtol=1e-5)
+        results.append((vlm.fork_logits(inputs, 4), vlm.branch_logits(branch)))
+    for plain, dispatched_logits in zip(*results, strict=True):
+        torch.testing.assert_close(dispatched_logits, plain, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize(("options", "message"), [
