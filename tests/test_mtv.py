@@ -89,16 +89,20 @@ def test_forked_and_branched_rows_score_like_the_plain_forward(zoo_vlm, name):
     assert branch.inputs["past_key_values"].layers[0].keys.shape == keys.shape
 
 
-def _refuse_4d_masks(module, args, kwargs):
+def _custom_mask(kwargs: dict) -> bool:
+    """A float 4-D mask reaching a layer is lit_tv's own (the zoo's sdpa builds none or a boolean one)."""
     mask = kwargs.get("attention_mask")
-    if torch.is_tensor(mask) and mask.dim() == 4:
+    return torch.is_tensor(mask) and mask.dim() == 4 and mask.is_floating_point()
+
+
+def _refuse_4d_masks(module, args, kwargs):
+    if _custom_mask(kwargs):
         raise ValueError("custom attention masks are not supported")
 
 
 def _ignore_4d_masks(module, args, kwargs):
-    mask = kwargs.get("attention_mask")
-    if torch.is_tensor(mask) and mask.dim() == 4:
-        return args, {**kwargs, "attention_mask": None}  # the model's own causal mask: samples see each other
+    if _custom_mask(kwargs):  # then causal attention: the samples see each other
+        return args, {**kwargs, "attention_mask": None}
     return None
 
 
@@ -109,8 +113,8 @@ def test_a_model_without_custom_masks_falls_back_to_copying_the_cache(zoo_folder
     method, query, masks = _method_with_query(zoo_folder("llava"))
     if hook is None:  # as under flash attention, which takes padding masks only
         monkeypatch.setattr("lit_tv.vlm.MASKED_ATTENTION", ("eager",))
-    decoder = method.vlm.model.get_decoder()
-    handles = [] if hook is None else [decoder.register_forward_pre_hook(hook, with_kwargs=True)]
+    layers = [] if hook is None else method.vlm.layout.layers
+    handles = [layer.register_forward_pre_hook(hook, with_kwargs=True) for layer in layers]
     try:
         with caplog.at_level("WARNING", logger="lit_tv.vlm"):
             fast = method._losses(query, masks)
