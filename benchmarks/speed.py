@@ -3,11 +3,17 @@
     python benchmarks/speed.py                      # tiny LLaVA on CPU
     python benchmarks/speed.py --model lit_tv/shapes-toy
     python benchmarks/speed.py --model llava-7b-random --device cuda --dtype bfloat16 --json speed.json
+    bash benchmarks/gpu.sh OUT_DIR                  # the same on a GPU in one command (see there)
 
-(a) patched vs unpatched generation, (b) REINFORCE step: fast path vs 32 sequential batch-1
-forwards (the reference implementation's way) and vs one plain batched forward, (c) mean-activation
-extraction vs a plain forward of the same episodes, (d) MTV zero-shot query vs 4/8/16-shot ICL
-queries, (e) peak GPU memory of each. Every number is a median over repeats, measured in this run.
+(a) patched vs unpatched generation, (b) REINFORCE step (32 samples): MTV's step, one forward with the
+samples as copies of the last token after the shared prefix, vs one batch-1 forward per sample (the
+reference implementation's way), one plain batched forward, the prefix cached and the samples a second
+call over it (cache shared, or copied per sample), and one query forward, (c) mean-activation extraction
+vs a plain forward of the same episodes, (d) MTV zero-shot query vs 4/8/16-shot ICL queries.
+Every time is a median over repeats, measured in this run. Peak memory is the working memory of
+one call: bytes allocated above what was allocated before it (weights and inputs excluded), from
+CUDA's allocator on a GPU, and on CPU the peak of live tensor storage bytes created inside the call
+(counted op by op, in a separate untimed pass: CPU allocators do not report a peak).
 """
 
 from __future__ import annotations
@@ -17,13 +23,18 @@ import json
 import statistics
 import tempfile
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import transformers
 from PIL import Image
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from lit_tv.episodes import Episode, Example
+from lit_tv.files import write_atomic
 from lit_tv.interventions import record_heads, replace_heads
 from lit_tv.methods.mtv import repeat_rows
 from lit_tv.prompts import PromptTemplate
@@ -31,7 +42,6 @@ from lit_tv.vlm import FrozenVLM
 from lit_tv.zoo import LARGE, ZOO, save_zoo_model
 
 TEMPLATE = PromptTemplate(query="{images}Question: {text}\nAnswer:", answer=" {answer}\n")
-SAMPLES = 32
 
 
 def load(name: str, device: str, dtype: str) -> FrozenVLM:
@@ -59,8 +69,42 @@ def episode(shots: int, rng: torch.Generator) -> Episode:
     return Episode(query=example(shots), shots=tuple(example(i) for i in range(shots)))
 
 
+class LiveTensorBytes(TorchDispatchMode):
+    """Peak bytes of tensor storages that ops inside the context created and that are still alive.
+
+    The CPU stand-in for `torch.cuda.max_memory_allocated`: every op's outputs whose storage is new
+    are counted until the storage is freed (views and in-place results of existing tensors are not).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = self.peak = 0
+        self._counted: set[int] = set()
+
+    def _free(self, key: int, size: int) -> None:
+        self._counted.discard(key)
+        self.live -= size
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        existing = {leaf.untyped_storage().data_ptr() for leaf in tree_leaves((args, kwargs))
+                    if isinstance(leaf, torch.Tensor)}
+        for leaf in tree_leaves(out):
+            if not isinstance(leaf, torch.Tensor):
+                continue
+            storage = leaf.untyped_storage()
+            key = storage.data_ptr()
+            if key in existing or key in self._counted or storage.nbytes() == 0:
+                continue
+            self._counted.add(key)
+            self.live += storage.nbytes()
+            self.peak = max(self.peak, self.live)
+            weakref.finalize(storage, self._free, key, storage.nbytes())
+        return out
+
+
 class Timer:
-    """Median wall time and peak GPU memory of named callables, run round-robin.
+    """Median wall time of named callables, run round-robin, then each one's peak working memory.
 
     Interleaving the repeats spreads machine noise evenly over everything compared.
     """
@@ -69,34 +113,50 @@ class Timer:
         self.cuda = device.startswith("cuda")
         self.repeats = repeats
 
-    def _once(self, work: Callable[[], object]) -> tuple[float, float]:
+    def _seconds(self, work: Callable[[], object]) -> float:
         if self.cuda:
             torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
         work()
         if self.cuda:
             torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() / 2**30 if self.cuda else float("nan")
-        return time.perf_counter() - start, peak
+        return time.perf_counter() - start
+
+    def peak_mib(self, work: Callable[[], object]) -> float:
+        """Working memory of one call: the peak allocated above what was allocated before it."""
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()
+            work()
+            torch.cuda.synchronize()
+            return (torch.cuda.max_memory_allocated() - before) / 2**20
+        with LiveTensorBytes() as counter:
+            work()
+        return counter.peak / 2**20
+
+    @property
+    def memory_measure(self) -> str:
+        return ("torch.cuda.max_memory_allocated above the allocation before the call" if self.cuda else
+                "peak live bytes of tensor storages created inside the call (CPU proxy, counted per op)")
 
     def __call__(self, works: dict[str, Callable[[], object]]) -> dict[str, dict[str, float]]:
         for work in works.values():
             work()  # warm-up
-        runs: dict[str, list[tuple[float, float]]] = {name: [] for name in works}
+        runs: dict[str, list[float]] = {name: [] for name in works}
         for _ in range(self.repeats):
             for name, work in works.items():
-                runs[name].append(self._once(work))
-        return {name: {"seconds": statistics.median(t for t, _ in values), "peak_gib": max(p for _, p in values)}
+                runs[name].append(self._seconds(work))
+        return {name: {"seconds": statistics.median(values), "peak_mib": self.peak_mib(works[name])}
                 for name, values in runs.items()}
 
 
-def run(vlm: FrozenVLM, timer: Timer, batch: int, new_tokens: int) -> dict[str, dict]:
+def run(vlm: FrozenVLM, timer: Timer, batch: int, new_tokens: int, samples: int = 32) -> dict[str, dict]:
     layout, rng = vlm.layout, torch.Generator().manual_seed(0)
     means = torch.randn(layout.num_layers, layout.num_heads, layout.head_dim, generator=rng) * 0.1
     selected = torch.zeros(layout.num_layers, layout.num_heads, dtype=torch.bool)
     selected.view(-1)[torch.randperm(selected.numel(), generator=rng)[: max(1, selected.numel() // 50)]] = True
-    masks = torch.rand(SAMPLES, layout.num_layers, layout.num_heads, generator=rng) < 0.27
+    masks = torch.rand(samples, layout.num_layers, layout.num_heads, generator=rng) < 0.27
     zero_shot = [episode(0, rng) for _ in range(batch)]
     queries = vlm.build_inputs(zero_shot, TEMPLATE)
     single = vlm.build_inputs(zero_shot[:1], TEMPLATE)
@@ -112,6 +172,9 @@ def run(vlm: FrozenVLM, timer: Timer, batch: int, new_tokens: int) -> dict[str, 
     results |= timer({"a_generation_unpatched": lambda: generate(False),
                       "a_generation_patched": lambda: generate(True)})
 
+    def query_forward() -> None:
+        vlm.last_logits(single)
+
     def sequential() -> None:
         for mask in masks:
             with replace_heads(vlm, means, mask):
@@ -119,15 +182,24 @@ def run(vlm: FrozenVLM, timer: Timer, batch: int, new_tokens: int) -> dict[str, 
 
     def batched() -> None:
         with replace_heads(vlm, means, masks):
-            vlm.last_logits(repeat_rows(single, SAMPLES))
+            vlm.last_logits(repeat_rows(single, samples))
 
-    def fast() -> None:
-        step = vlm.branch_last_token(single, SAMPLES)
-        with replace_heads(vlm, means, masks, policy="every_token"):
-            vlm.last_logits(step)
+    def branched(along: str) -> None:
+        branch = vlm.branch_last_token(single, samples, along=along)
+        with replace_heads(vlm, means, masks, policy="every_token", rows_along=along):
+            vlm.branch_logits(branch)
 
-    results |= timer({"b_reinforce_sequential_32": sequential, "b_reinforce_batched_32": batched,
-                      "b_reinforce_fast_path": fast})
+    def forked() -> None:  # what MTV's training step runs
+        with replace_heads(vlm, means, masks, rows_along="positions"):
+            vlm.fork_logits(single, samples)
+
+    works = {"b_query_forward": query_forward, "b_reinforce_sequential": sequential, "b_reinforce_batched": batched,
+             "b_reinforce_copied_cache": lambda: branched("batch")}
+    if vlm.can_share_prefix(single, samples):
+        works |= {"b_reinforce_cached_prefix": lambda: branched("positions"), "b_reinforce_shared_prefix": forked}
+    else:  # the model refuses 4-D masks: MTV copies the cache, and so does this row
+        works["b_reinforce_shared_prefix"] = works["b_reinforce_copied_cache"]
+    results |= timer(works)
 
     support = vlm.build_inputs([episode(4, rng) for _ in range(batch)], TEMPLATE)
 
@@ -151,18 +223,31 @@ def run(vlm: FrozenVLM, timer: Timer, batch: int, new_tokens: int) -> dict[str, 
 
 def ratios(results: dict[str, dict]) -> dict[str, float]:
     seconds = {key: value["seconds"] for key, value in results.items()}
+    peak = {key: value["peak_mib"] for key, value in results.items()}
+    step = "b_reinforce_shared_prefix"
     out = {
         "patched / unpatched generation (target <= 1.05)":
             seconds["a_generation_patched"] / seconds["a_generation_unpatched"],
-        "REINFORCE step: sequential 32 / fast path (target >= 15 on 7B GPU, >= 5 on CPU tiny)":
-            seconds["b_reinforce_sequential_32"] / seconds["b_reinforce_fast_path"],
-        "REINFORCE step: plain batched 32 / fast path":
-            seconds["b_reinforce_batched_32"] / seconds["b_reinforce_fast_path"],
+        "REINFORCE step: one sequential batch-1 forward per sample / shared-prefix step (target >= 25)":
+            seconds["b_reinforce_sequential"] / seconds[step],
+        "REINFORCE step: shared-prefix step / one query forward (target <= 2)":
+            seconds[step] / seconds["b_query_forward"],
+        "REINFORCE step: one plain forward of all samples / shared-prefix step":
+            seconds["b_reinforce_batched"] / seconds[step],
+        "REINFORCE step: prefix cache copied per sample / shared-prefix step":
+            seconds["b_reinforce_copied_cache"] / seconds[step],
+        "REINFORCE peak memory: shared-prefix step / one query forward (target <= 1.3)":
+            peak[step] / peak["b_query_forward"],
+        "REINFORCE peak memory: prefix cache copied per sample / one query forward":
+            peak["b_reinforce_copied_cache"] / peak["b_query_forward"],
         "mean-activation throughput / plain forward (target >= 0.9)":
             seconds["c_forward_plain"] / seconds["c_mean_activations"],
     }
+    if "b_reinforce_cached_prefix" in seconds:
+        out["REINFORCE step: prefix cached once, samples a second call / shared-prefix step"] = (
+            seconds["b_reinforce_cached_prefix"] / seconds[step])
     for shots in (4, 8, 16):
-        out[f"{shots}-shot ICL query / MTV query" + (" (target >= 5)" if shots == 16 else "")] = (
+        out[f"{shots}-shot ICL query / MTV query" + (" (target >= 10)" if shots == 16 else "")] = (
             seconds[f"d_query_icl_{shots}shot"] / seconds["d_query_mtv_0shot"])
     return out
 
@@ -175,23 +260,37 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4, help="queries per generation / episodes per forward")
     parser.add_argument("--new-tokens", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--samples", type=int, default=32, help="REINFORCE mask samples per step (reference: 32)")
+    parser.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads): 1 keeps a shared "
+                        "machine's timings steady")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.perf_counter()
     vlm = load(args.model, args.device, args.dtype)
+    build_seconds = time.perf_counter() - start
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
-    results = run(vlm, Timer(args.device, args.repeats), args.batch, args.new_tokens)
+    timer = Timer(args.device, args.repeats)
+    results = run(vlm, timer, args.batch, args.new_tokens, args.samples)
     summary = ratios(results)
-    print(f"\n{args.model} on {device_name} ({args.dtype}), batch {args.batch}, {args.new_tokens} new tokens, "
-          f"median of {args.repeats}")
+    along = ("shared prefix (4-D mask)" if "b_reinforce_cached_prefix" in results else
+             "copied cache (the model refused the 4-D mask, or a sliding window is too short)")
+    print(f"\n{args.model} on {device_name} ({args.dtype}, {torch.get_num_threads()} CPU threads), batch {args.batch}, "
+          f"{args.new_tokens} new tokens, median of {args.repeats}; model built in {build_seconds:.1f} s; "
+          f"REINFORCE fast path: {along}")
+    print(f"  peak memory: {timer.memory_measure}")
     for key, value in results.items():
-        print(f"  {key:<28} {value['seconds'] * 1000:9.1f} ms   peak {value['peak_gib']:.2f} GiB")
+        print(f"  {key:<28} {value['seconds'] * 1000:9.1f} ms   peak {value['peak_mib']:9.1f} MiB")
     for key, value in summary.items():
         print(f"  {value:8.2f}x  {key}")
     if args.json:
         report = {"model": args.model, "device": device_name, "dtype": args.dtype, "torch": torch.__version__,
-                  "results": results, "ratios": summary}
-        args.json.write_text(json.dumps(report, indent=2))
-
+                  "transformers": transformers.__version__, "threads": torch.get_num_threads(),
+                  "batch": args.batch, "new_tokens": args.new_tokens,
+                  "repeats": args.repeats, "build_seconds": build_seconds, "reinforce_fast_path": along,
+                  "memory_measure": timer.memory_measure, "results": results, "ratios": summary}
+        write_atomic(args.json, json.dumps(report, indent=2))
 
 if __name__ == "__main__":
     main()

@@ -15,9 +15,8 @@ from typing import Literal
 
 import torch
 from torch import nn
-from transformers.cache_utils import Cache
 
-from lit_tv.vlm import FrozenVLM
+from lit_tv.vlm import FrozenVLM, decoder_cache
 
 PatchPolicy = Literal["prompt", "every_token"]
 PATCH_POLICIES = ("prompt", "every_token")
@@ -40,14 +39,10 @@ def _hooks(handles: list) -> Iterator[None]:
 
 
 def _track_prefill(vlm: FrozenVLM, step: _Step):
-    """A decoder pre-hook: prefill = called without a cache or with an empty one.
-
-    The cache is found by type: decoders name the argument differently (Persimmon, under Fuyu, takes
-    `cache` since transformers 5.24, the others `past_key_values`).
-    """
+    """A decoder pre-hook: prefill = called without a cache or with an empty one (see `decoder_cache`)."""
 
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-        cache = next((value for value in kwargs.values() if isinstance(value, Cache)), None)
+        cache = decoder_cache(kwargs)
         step.prefill = cache is None or cache.get_seq_length() == 0
 
     return vlm.model.get_decoder().register_forward_pre_hook(hook, with_kwargs=True)
@@ -98,8 +93,8 @@ def record_heads(vlm: FrozenVLM) -> Iterator[Recording]:
 
     def make_hook(index: int):
         def hook(module: nn.Module, args: tuple) -> None:
-            if step.prefill:
-                last = args[0][:, -1].detach()
+            if step.prefill:  # to one device: a dispatched model runs its layers on several
+                last = args[0][:, -1].detach().to(vlm.device)
                 recording.per_layer[index] = last.unflatten(-1, (layout.num_heads, layout.head_dim))
 
         return hook
@@ -115,16 +110,22 @@ def _check_policy(policy: str) -> None:
         raise ValueError(f"patch policy must be one of {PATCH_POLICIES}, got {policy!r}")
 
 
+RowsAlong = Literal["batch", "positions"]
+
+
 @contextmanager
 def replace_heads(
-    vlm: FrozenVLM, values: torch.Tensor, mask: torch.Tensor, policy: PatchPolicy = "prompt"
+    vlm: FrozenVLM, values: torch.Tensor, mask: torch.Tensor, policy: PatchPolicy = "prompt",
+    rows_along: RowsAlong = "batch",
 ) -> Iterator[None]:
     """Replace the masked heads' out-projection input at the last position with `values`.
 
-    values: `[layers, heads, head_dim]` or per row `[batch, layers, heads, head_dim]`.
-    mask: `[layers, heads]` or per row `[batch, layers, heads]` (bool): one batched forward can
-    patch different heads in every row. policy "prompt" patches the prefill's last position only;
-    "every_token" also every generated token. Only layers with a selected head are hooked.
+    values: `[layers, heads, head_dim]` or per row `[rows, layers, heads, head_dim]`.
+    mask: `[layers, heads]` or per row `[rows, layers, heads]` (bool): one batched forward can
+    patch different heads in every row. Rows are batch rows, or with ``rows_along="positions"`` the
+    last `rows` positions of a batch-1 sequence (a `Branch` over a shared prefix). policy "prompt"
+    patches the prefill's last position only; "every_token" also every generated token. Only layers
+    with a selected head are hooked.
     """
     _check_policy(policy)
     layout, step = vlm.layout, _Step()
@@ -132,23 +133,33 @@ def replace_heads(
     if tuple(mask.shape[-2:]) != shape or tuple(values.shape[-3:]) != (*shape, layout.head_dim):
         raise ValueError(f"head values {tuple(values.shape)} / mask {tuple(mask.shape)} do not match the model's "
                          f"layers x heads x head_dim = {shape + (layout.head_dim,)}")
+    if rows_along == "positions" and mask.dim() != 3:
+        raise ValueError(f"rows_along='positions' needs a per-row mask [rows, layers, heads], got {tuple(mask.shape)}")
     mask = mask.to(device=vlm.device, dtype=torch.bool)
     values = values.to(device=vlm.device, dtype=layout.lm_head.weight.dtype)
     layers_used = mask.reshape(-1, *shape).any(dim=(0, 2)).nonzero().flatten().tolist()
+    # the patched places of `[B, T, features]`: the last position of every row, or the last `rows` positions of one
+    place = (0, slice(-mask.shape[0], None)) if rows_along == "positions" else (slice(None), -1)
 
     def make_hook(index: int):
-        layer_mask = mask[..., index, :, None]  # [heads, 1] or [batch, heads, 1]
-        layer_values = values[..., index, :, :]  # [heads, dim] or [batch, heads, dim]
+        layer_mask = mask[..., index, :, None]  # [heads, 1] or [rows, heads, 1]
+        layer_values = values[..., index, :, :]  # [heads, dim] or [rows, heads, dim]
 
         def hook(module: nn.Module, args: tuple) -> tuple | None:
             if policy == "prompt" and not step.prefill:
                 return None
             hidden = args[0]
-            if layer_mask.dim() == 3 and layer_mask.shape[0] != hidden.shape[0]:
-                raise ValueError(f"per-row head mask has {layer_mask.shape[0]} rows, batch has {hidden.shape[0]}")
-            last = hidden[:, -1].unflatten(-1, (layout.num_heads, layout.head_dim))
-            patched = torch.where(layer_mask, layer_values, last).flatten(-2)
-            return (_write(hidden, -1, patched), *args[1:])
+            rows = hidden[place]
+            if (layer_mask.dim() == 3 and layer_mask.shape[0] != rows.shape[0]) or (
+                    rows_along == "positions" and hidden.shape[0] != 1):
+                raise ValueError(f"per-row head mask has {layer_mask.shape[0]} rows, the input has {rows.shape[0]} "
+                                 f"(rows along {rows_along}, input shape {tuple(hidden.shape[:2])})")
+            # .to: a no-op unless a dispatched model runs this layer on another device
+            patched = torch.where(layer_mask.to(rows.device), layer_values.to(rows.device),
+                                  rows.unflatten(-1, (layout.num_heads, layout.head_dim)))
+            out = hidden.clone()
+            out[place] = patched.flatten(-2)
+            return (out, *args[1:])
 
         return hook
 
@@ -169,7 +180,7 @@ def record_residual(vlm: FrozenVLM, position: Position = -1) -> Iterator[Recordi
     def make_hook(index: int):
         def hook(module: nn.Module, args: tuple, output) -> None:
             if step.prefill:
-                recording.per_layer[index] = _select(_layer_output(output), position).detach()
+                recording.per_layer[index] = _select(_layer_output(output), position).detach().to(vlm.device)
 
         return hook
 
@@ -207,7 +218,8 @@ def patch_residual(
         if policy == "prompt" and not step.prefill:
             return None
         hidden = _layer_output(output)
-        rows = vector if mode == "replace" else _select(hidden, position) + scale * vector
+        row = vector.to(hidden.device)
+        rows = row if mode == "replace" else _select(hidden, position) + scale * row
         patched = _write(hidden, position, rows.expand(hidden.shape[0], -1))
         return (patched, *output[1:]) if isinstance(output, tuple) else patched
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +41,11 @@ WRAPPED_IMAGE_TOKENS = {
     "Qwen2VLProcessor": ("<|vision_start|>", "<|vision_end|>"),
     "Qwen2_5_VLProcessor": ("<|vision_start|>", "<|vision_end|>"),
 }
+
+
+LOGGER = logging.getLogger(__name__)
+# attention implementations that apply a user-supplied 4-D mask (eager adds it; sdpa and flex take it as is)
+MASKED_ATTENTION = ("eager", "sdpa", "flex_attention")
 
 
 class ModelLoadError(OSError):
@@ -93,6 +100,52 @@ def quantization_config(quantization: str | None, dtype: str, device: str) -> Bi
                               bnb_4bit_compute_dtype=getattr(torch, dtype))
 
 
+DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
+DeviceMap = str | dict[str, int | str]
+
+
+def dispatch_options(device_map: DeviceMap | None, max_memory: dict[int | str, int | str] | None,
+                     offload_folder: str | None) -> dict:
+    """`from_pretrained` arguments that spread the frozen model over devices (accelerate's dispatch).
+
+    Refused before any weights load: memory limits or an offload folder without a device map, an
+    unknown strategy, disk offload without a folder, or accelerate missing.
+    """
+    if device_map is None:
+        if max_memory is not None or offload_folder is not None:
+            raise ValueError("model.max_memory / model.offload_folder take effect only with model.device_map "
+                             f"(one of {DEVICE_MAP_STRATEGIES} or {{module name: device}})")
+        return {}
+    if isinstance(device_map, str) and device_map not in DEVICE_MAP_STRATEGIES:
+        raise ValueError(f"model.device_map must be one of {DEVICE_MAP_STRATEGIES} or a mapping of module names to "
+                         f"devices (0, 'cuda:1', 'cpu', 'disk'), got {device_map!r}")
+    if isinstance(device_map, dict) and "disk" in device_map.values() and offload_folder is None:
+        raise ValueError("model.device_map puts modules on 'disk': set model.offload_folder to a folder for them")
+    if importlib.util.find_spec("accelerate") is None:
+        raise ImportError("model.device_map needs the accelerate package (pip install accelerate), "
+                          "which is not installed")
+    return {"device_map": device_map, "max_memory": max_memory, "offload_folder": offload_folder}
+
+
+def decoder_cache(kwargs: dict):
+    """The KV cache a decoder call got: `cache` since transformers 5.24, `past_key_values` before."""
+    cache = kwargs.get("cache")
+    return cache if cache is not None else kwargs.get("past_key_values")
+
+
+def dispatched_device(model: nn.Module) -> torch.device | None:
+    """Where a dispatched model takes its inputs: its first accelerator, else the CPU; None if not dispatched.
+
+    Offloaded weights sit on the meta device, so a parameter's device says nothing; accelerate's hooks
+    move every module's inputs to where it runs and the outputs back to the inputs' device.
+    """
+    placement = getattr(model, "hf_device_map", None)
+    if not placement or len(set(placement.values())) == 1 and next(iter(placement.values())) != "disk":
+        return None
+    accelerators = [device for device in placement.values() if device not in ("cpu", "disk")]
+    return torch.device(accelerators[0]) if accelerators else torch.device("cpu")
+
+
 # Models shipped inside the package, addressed like hub ids.
 BUILTIN_MODELS = {"lit_tv/shapes-toy": Path(__file__).parent / "shapes" / "checkpoint"}
 
@@ -141,7 +194,9 @@ class VLMOptions:
     name: a hub id, a local folder, or ``lit_tv/shapes-toy``. Remote code runs only with
     `trust_remote_code`. `processor_kwargs` reach `AutoProcessor.from_pretrained`. `image_width`
     resizes every image to that width (aspect kept) before the processor; `quantization: nf4` loads
-    the weights in 4-bit NF4 (bitsandbytes, CUDA).
+    the weights in 4-bit NF4 (bitsandbytes, CUDA). `device_map` (``auto`` or module name -> device),
+    `max_memory` (device -> size, e.g. ``{0: 20GiB, cpu: 60GiB}``) and `offload_folder` spread a model
+    larger than one device over GPUs, CPU and disk (accelerate); the trainer's device is then ignored.
     """
 
     name: str = "lit_tv/shapes-toy"
@@ -152,9 +207,13 @@ class VLMOptions:
     processor_kwargs: dict[str, Any] = field(default_factory=dict)
     image_width: int | None = None
     quantization: Literal["nf4"] | None = None
+    device_map: DeviceMap | None = None
+    max_memory: dict[int | str, int | str] | None = None
+    offload_folder: str | None = None
 
     def __post_init__(self) -> None:
         check_image_width(self.image_width)  # a config mistake stops the run before data or weights load
+        dispatch_options(self.device_map, self.max_memory, self.offload_folder)
 
     def load(self, device: str) -> FrozenVLM:
         return FrozenVLM.from_pretrained(self.name, dtype=self.dtype, device=device,
@@ -162,10 +221,26 @@ class VLMOptions:
                                          trust_remote_code=self.trust_remote_code,
                                          image_placeholder=self.image_placeholder,
                                          processor_kwargs=self.processor_kwargs,
-                                         image_width=self.image_width, quantization=self.quantization)
+                                         image_width=self.image_width, quantization=self.quantization,
+                                         device_map=self.device_map, max_memory=self.max_memory,
+                                         offload_folder=self.offload_folder)
 
 
 SHAPES_TOY = VLMOptions()  # the default model of every method: the shipped toy VLM
+
+
+@dataclass
+class Branch:
+    """One prompt's prefix in a KV cache, and the inputs that score its last token in `rows` ways.
+
+    along ``positions``: the rows are tokens of the one cached sequence (batch 1); ``batch``: the
+    cache was copied to `rows` sequences. Head patches must know which (`replace_heads(rows_along=...)`).
+    """
+
+    inputs: dict
+    rows: int
+    along: Literal["positions", "batch"]
+    mask: torch.Tensor | None = None  # positions: each row sees the prefix and itself
 
 
 class FrozenVLM(nn.Module):
@@ -184,11 +259,14 @@ class FrozenVLM(nn.Module):
         self.processor = processor
         self.name = name or getattr(model.config, "_name_or_path", type(model).__name__)
         self.layout: Layout = discover_layout(model)
+        self._dispatched_to = dispatched_device(model)
         # only the last position's logits: [batch, tokens, vocab] of a long image prompt is gigabytes
         self._last_only = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters \
             else {}
         # Qwen2-VL-style models keep the last prompt's M-RoPE offsets between calls
         self._position_caches = [module for module in model.modules() if hasattr(module, "rope_deltas")]
+        # whether rows may share one cached prefix through a 4-D mask: checked on the first branch, or set
+        self.shares_prefix: bool | None = None
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -206,13 +284,18 @@ class FrozenVLM(nn.Module):
         processor_kwargs: dict | None = None,
         image_width: int | None = None,
         quantization: str | None = None,
+        device_map: DeviceMap | None = None,
+        max_memory: dict[int | str, int | str] | None = None,
+        offload_folder: str | None = None,
     ) -> FrozenVLM:
         """Load by hub id or local folder; VLMs with their processor, text-only LMs with their tokenizer.
 
         `processor_kwargs` go to `AutoProcessor.from_pretrained` (e.g. ``{"do_image_splitting": False}``).
-        A quantized model is placed on `device` while it loads (bitsandbytes weights cannot be moved later).
+        A quantized model is placed on `device` while it loads (bitsandbytes weights cannot be moved later);
+        with `device_map` the model is dispatched while it loads and never moved afterwards.
         """
         check_image_width(image_width)
+        dispatch = dispatch_options(device_map, max_memory, offload_folder)
         quantized = quantization_config(quantization, dtype, device)
         name = resolve_model_path(name_or_path)
         common = {"trust_remote_code": trust_remote_code}
@@ -225,10 +308,11 @@ class FrozenVLM(nn.Module):
         is_vlm = type(config) in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
         model_class = AutoModelForImageTextToText if is_vlm else AutoModelForCausalLM
         placement = {"quantization_config": quantized, "device_map": device} if quantized else {}
+        placement |= dispatch
         model = model_class.from_pretrained(name, dtype=getattr(torch, dtype) if dtype != "auto" else "auto",
                                             attn_implementation=attn_implementation, **placement, **common)
         processor = _load_processor(name, config, is_vlm, processor_kwargs or {}, **common)
-        return cls(model if quantized else model.to(device), processor, name=name,
+        return cls(model if placement else model.to(device), processor, name=name,
                    image_placeholder=image_placeholder, image_width=image_width)
 
     # ---- what the model is -------------------------------------------------------------------
@@ -243,7 +327,13 @@ class FrozenVLM(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.layout.lm_head.weight.device
+        """Where inputs go: lm_head's device, or a dispatched model's first accelerator (its weights may be on meta)."""
+        return self._dispatched_to or self.layout.lm_head.weight.device
+
+    @property
+    def is_dispatched(self) -> bool:
+        """Spread over devices (or offloaded) by accelerate: its hooks place every module; never move it."""
+        return self._dispatched_to is not None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -330,25 +420,151 @@ class FrozenVLM(nn.Module):
         return self.model(**inputs, **self._last_only).logits[:, -1].float()
 
     @torch.inference_mode()
-    def branch_last_token(self, inputs: BatchFeature, rows: int) -> dict:
-        """Prefill all but the last token of one prompt once; inputs for its last token in `rows` copies.
+    def fork_logits(self, inputs: BatchFeature, rows: int) -> torch.Tensor:
+        """Next-token logits of one prompt's last token scored `rows` times, in one forward → `[rows, vocab]`.
 
-        The returned dict (last token ids + a KV cache repeated to `rows`) goes to `last_logits`.
-        Head patches touch only the last position, so the shared prefix is the same in every row:
-        this is the REINFORCE fast path. Positions continue from the cache (no attention mask is
-        needed: a single prompt has no padding).
+        Head patches touch only the last position, so the prompt's prefix is the same for every row:
+        this is the REINFORCE fast path. The sequence is the prompt with its last token repeated `rows`
+        times; a 4-D mask lets each copy see the prefix and itself only, and every copy sits at the last
+        token's position, so patches with ``rows_along="positions"`` give each copy its own heads. No
+        cache is kept and nothing is copied. Needs `shares_prefix` (checked by `can_share_prefix`).
         """
+        self._check_one_prompt(inputs, "fork_logits")
         ids = inputs["input_ids"]
-        if ids.shape[0] != 1 or not inputs["attention_mask"].all():
-            raise ValueError(f"branch_last_token takes one unpadded prompt, got a batch of shape {tuple(ids.shape)}")
-        aligned = [key for key, value in inputs.items() if torch.is_tensor(value) and value.shape[:2] == ids.shape]
+        length = ids.shape[1] - 1
+        extended = {key: torch.cat([value, value[:, -1:].expand(-1, rows - 1)], dim=1) if self._aligned(key, inputs)
+                    else value for key, value in inputs.items() if key != "attention_mask"}
+        for module in self._position_caches:  # M-RoPE offsets of an earlier prompt must not leak into this one
+            module.rope_deltas = None
+        blocked = torch.finfo(self.dtype).min
+        causal = torch.full((length, length + rows), blocked, dtype=self.dtype, device=self.device).triu_(1)
+        mask = torch.cat([causal[None, None], self._rows_mask(length, rows)], dim=2)
+        with self._rows_at_one_position(mask, rows):
+            logits = self.model(**extended, use_cache=False, **self._keep(rows)).logits
+        return logits[0, -rows:].float()
+
+    def can_share_prefix(self, inputs: BatchFeature, rows: int = 1) -> bool:
+        """Whether `rows` copies of this prompt's last token may share its prefix through a 4-D mask: the
+        model honours such masks (`shares_prefix`, checked on first use) and no sliding attention window
+        is shorter than the sequence (the mask would have to crop the prefix too)."""
+        if self.shares_prefix is None:
+            self.shares_prefix = self._check_shared_prefix(inputs)
+        window = getattr(self.model.config.get_text_config(), "sliding_window", None)
+        return self.shares_prefix and not (window and inputs["input_ids"].shape[1] + rows > window)
+
+    @torch.inference_mode()
+    def branch_last_token(self, inputs: BatchFeature, rows: int,
+                          along: Literal["positions", "batch"] | None = None) -> Branch:
+        """Prefill all but the last token of one prompt once; inputs that score its last token `rows` times,
+        as often as needed (`branch_logits` crops the scored tokens off again: Function Vectors' head chunks).
+
+        The rows are `rows` extra tokens of the one cached sequence (batch 1), each seeing the prefix and
+        itself (a 4-D mask), all at the last token's position, so the prefix's keys and values exist once.
+        A model that refuses such a mask (`can_share_prefix`), or a prompt past a sliding attention
+        window, gets the cache copied per row. `along` forces one layout (the benchmark compares both).
+        """
+        self._check_one_prompt(inputs, "branch_last_token")
+        if along is None:
+            along = "positions" if self.can_share_prefix(inputs) else "batch"
+        aligned = [key for key in inputs if self._aligned(key, inputs)]
         prefix = {key: value[:, :-1] if key in aligned else value for key, value in inputs.items()}
         for module in self._position_caches:  # M-RoPE offsets of an earlier prompt must not leak into this one
             module.rope_deltas = None
         cache = self.model(**prefix, use_cache=True).past_key_values
-        cache.batch_repeat_interleave(rows)
-        step = {key: inputs[key][:, -1:].repeat(rows, 1) for key in aligned if key != "attention_mask"}
-        return {**step, "past_key_values": cache, "use_cache": True}
+        length = cache.get_seq_length()
+        windows = [size for layer in cache.layers if (size := layer.get_max_length()) > 0]
+        if along == "positions" and windows and length + rows >= min(windows):
+            along = "batch"  # past a sliding window the 4-D mask would have to crop the prefix too
+        step = {key: inputs[key][:, -1:] for key in aligned if key != "attention_mask"}
+        if along == "batch":  # positions continue from the cache; one prompt has no padding: no mask needed
+            cache.batch_repeat_interleave(rows)
+            step = {key: value.repeat(rows, 1) for key, value in step.items()}
+        else:
+            step = {key: value.repeat(1, rows) for key, value in step.items()}
+        mask = self._rows_mask(length, rows) if along == "positions" else None
+        return Branch({**step, "past_key_values": cache, "use_cache": True}, rows, along, mask)
+
+    def branch_logits(self, branch: Branch) -> torch.Tensor:
+        """Next-token logits of every row of a branch → `[rows, vocab]`; the branch can then be scored again."""
+        with torch.inference_mode():
+            if branch.along == "batch":
+                logits = self.last_logits(branch.inputs)
+            else:
+                with self._rows_at_one_position(branch.mask, branch.rows):
+                    logits = self.model(**branch.inputs, **self._keep(branch.rows)).logits[0, -branch.rows:].float()
+        branch.inputs["past_key_values"].crop(-(branch.rows if branch.along == "positions" else 1))
+        return logits
+
+    @staticmethod
+    def _check_one_prompt(inputs: BatchFeature, caller: str) -> None:
+        ids = inputs["input_ids"]
+        if ids.shape[0] != 1 or not inputs["attention_mask"].all():
+            raise ValueError(f"{caller} takes one unpadded prompt, got a batch of shape {tuple(ids.shape)}")
+
+    @staticmethod
+    def _aligned(key: str, inputs: BatchFeature) -> bool:
+        """Inputs with one entry per token (ids, mask, Fuyu's patch indices, Qwen2-VL's token types)."""
+        value = inputs[key]
+        return torch.is_tensor(value) and value.shape[:2] == inputs["input_ids"].shape
+
+    def _keep(self, rows: int) -> dict:
+        return {"logits_to_keep": rows} if self._last_only else {}
+
+    def _rows_mask(self, length: int, rows: int) -> torch.Tensor:
+        """Additive `[1, 1, rows, length + rows]` mask: every row sees the prefix and itself only."""
+        blocked = torch.finfo(self.dtype).min
+        own = torch.full((rows, rows), blocked, dtype=self.dtype, device=self.device).fill_diagonal_(0)
+        prefix = torch.zeros(rows, length, dtype=self.dtype, device=self.device)
+        return torch.cat([prefix, own], dim=1)[None, None]
+
+    @contextmanager
+    def _rows_at_one_position(self, mask: torch.Tensor, rows: int) -> Iterator[None]:
+        """While the decoder runs: `mask` is its attention mask and its last `rows` tokens share the first
+        one's position ids, whatever the model computed (plain, or Qwen2-VL's M-RoPE components)."""
+
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple:
+            positions = kwargs.get("position_ids")
+            if positions is None:
+                cache = decoder_cache(kwargs)
+                start = cache.get_seq_length() if cache is not None else 0
+                tokens = kwargs.get("inputs_embeds")
+                length = (tokens if tokens is not None else kwargs["input_ids"]).shape[1]
+                positions = torch.arange(start, start + length, device=mask.device)[None]
+            positions = positions.clone()
+            positions[..., -rows:] = positions[..., -rows, None]
+            return args, {**kwargs, "attention_mask": mask, "position_ids": positions}
+
+        handle = self.model.get_decoder().register_forward_pre_hook(hook, with_kwargs=True)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def _check_shared_prefix(self, inputs: BatchFeature) -> bool:
+        """Two identical rows over one prefix must score alike and like the plain forward: a model that
+        ignores or refuses the 4-D mask or the position ids fails this. Run once per model; the choice is logged."""
+        attention = getattr(self.model.config.get_text_config(), "_attn_implementation", None) or "eager"
+        if attention not in MASKED_ATTENTION:  # flash attention takes padding masks only
+            LOGGER.warning("%s runs attn_implementation=%r, which takes no custom 4-D attention mask: REINFORCE "
+                           "copies the prompt cache per sample instead (use one of %s to share it)",
+                           self.name, attention, MASKED_ATTENTION)
+            return False
+        try:
+            shared = self.fork_logits(inputs, 2)
+        except (TypeError, ValueError, RuntimeError, IndexError) as error:
+            LOGGER.warning("%s refuses a custom 4-D attention mask (%s): REINFORCE copies the prompt cache per "
+                           "sample instead", self.name, error)
+            return False
+        plain = self.last_logits(inputs)
+        # identical rows in one call agree closely in any precision; another kernel only roughly in bf16
+        tight, loose = (1e-5, 1e-4) if self.dtype == torch.float32 else (1e-2, 1e-1)
+        scale = float(plain.abs().max()) + 1e-6
+        if (shared[0] - shared[1]).abs().max() > tight * scale or (shared - plain).abs().max() > loose * scale:
+            LOGGER.warning("%s does not honour a custom 4-D attention mask or position ids (rows over a shared "
+                           "prefix score differently): REINFORCE copies the prompt cache per sample instead", self.name)
+            return False
+        LOGGER.info("%s: mask samples share one prefix (4-D attention mask)", self.name)
+        return True
 
     @torch.inference_mode()
     def generate(self, inputs: BatchFeature, max_new_tokens: int = 10) -> list[str]:

@@ -41,21 +41,90 @@ def test_batched_reinforce_losses_equal_separate_forwards(zoo_folder):
     assert batched.std() > 0, "different masks should give different losses"
 
 
-@pytest.mark.parametrize("name", ["llava", "idefics2", "idefics3", "qwen2_vl", "fuyu"])
-def test_fast_path_losses_equal_the_plain_batched_path(zoo_folder, name):
-    method = MTV(model=VLMOptions(str(zoo_folder(name))), samples=8)
+def _method_with_query(folder: Path, multimodal: bool = True, fuyu: bool = False) -> tuple[MTV, Episode, torch.Tensor]:
+    """An MTV over a zoo model with random means, a query (with one shot where the model takes several images)
+    and 8 different mask samples."""
+    method = MTV(model=VLMOptions(str(folder)), samples=8)
     method.configure_model()
     method.template = TEMPLATE
     layout = method.vlm.layout
     method.mean_activations.copy_(torch.randn(layout.num_layers, layout.num_heads, layout.head_dim))
-    query = Episode(query=Example("colour?", images=(colour_image("red"),), answers=("red",)),
-                    shots=() if name == "fuyu" else (Example("this?", images=(colour_image("blue"),),
-                                                             answers=("blue",)),))
+    images = (colour_image("red"),) if multimodal else ()
+    shots = () if fuyu else (Example("this?", images=(colour_image("blue"),) if multimodal else (), answers=("blue",)),)
+    query = Episode(query=Example("colour?", images=images, answers=("red",)), shots=shots)
     masks = torch.rand(8, layout.num_layers, layout.num_heads, generator=torch.Generator().manual_seed(1)) < 0.5
-    fast = method._losses(query, masks)
+    return method, query, masks
+
+
+def _plain_batched_losses(method: MTV, query: Episode, masks: torch.Tensor) -> torch.Tensor:
     method.hparams.fast_path = False
-    torch.testing.assert_close(fast, method._losses(query, masks), atol=1e-5, rtol=1e-5)
+    try:
+        return method._losses(query, masks)
+    finally:
+        method.hparams.fast_path = True
+
+
+@pytest.mark.parametrize("name", ["llava", "idefics2", "idefics3", "qwen2_vl", "fuyu", "llama"])
+def test_fast_path_losses_equal_the_plain_batched_path(zoo_folder, name):
+    method, query, masks = _method_with_query(zoo_folder(name), multimodal=name != "llama", fuyu=name == "fuyu")
+    fast = method._losses(query, masks)
+    assert method.vlm.shares_prefix, "the samples should share one cached prefix on every zoo model"
+    torch.testing.assert_close(fast, _plain_batched_losses(method, query, masks), atol=1e-5, rtol=1e-5)
     assert fast.std() > 0
+
+
+@pytest.mark.parametrize("name", ["qwen2_vl", "llava"])  # Qwen2-VL: the copies sit at the last token's M-RoPE position
+def test_forked_and_branched_rows_score_like_the_plain_forward(zoo_vlm, name):
+    vlm = zoo_vlm(name)
+    inputs = vlm.build_inputs([Episode(query=Example("colour?", images=(colour_image("red"),), answers=("red",)))],
+                              TEMPLATE)
+    plain = vlm.last_logits(inputs)
+    torch.testing.assert_close(vlm.fork_logits(inputs, 5), plain.expand(5, -1), atol=1e-5, rtol=1e-5)
+    branch = vlm.branch_last_token(inputs, 5)
+    assert branch.along == "positions" and branch.inputs["input_ids"].shape == (1, 5)
+    keys = branch.inputs["past_key_values"].layers[0].keys
+    assert keys.shape[0] == 1 and keys.shape[-2] == inputs["input_ids"].shape[1] - 1  # the prefix, once
+    for _ in range(2):  # cropped back after scoring: the branch scores again
+        torch.testing.assert_close(vlm.branch_logits(branch), plain.expand(5, -1), atol=1e-5, rtol=1e-5)
+    assert branch.inputs["past_key_values"].layers[0].keys.shape == keys.shape
+
+
+def _custom_mask(kwargs: dict) -> bool:
+    """A float 4-D mask reaching a layer is lit_tv's own (the zoo's sdpa builds none or a boolean one)."""
+    mask = kwargs.get("attention_mask")
+    return torch.is_tensor(mask) and mask.dim() == 4 and mask.is_floating_point()
+
+
+def _refuse_4d_masks(module, args, kwargs):
+    if _custom_mask(kwargs):
+        raise ValueError("custom attention masks are not supported")
+
+
+def _ignore_4d_masks(module, args, kwargs):
+    if _custom_mask(kwargs):  # then causal attention: the samples see each other
+        return args, {**kwargs, "attention_mask": None}
+    return None
+
+
+@pytest.mark.parametrize(("hook", "logged"), [(_refuse_4d_masks, "refuses a custom 4-D attention mask"),
+                                               (_ignore_4d_masks, "does not honour a custom 4-D attention mask"),
+                                               (None, "'sdpa', which takes no custom 4-D attention mask")])
+def test_a_model_without_custom_masks_falls_back_to_copying_the_cache(zoo_folder, caplog, monkeypatch, hook, logged):
+    method, query, masks = _method_with_query(zoo_folder("llava"))
+    if hook is None:  # as under flash attention, which takes padding masks only
+        monkeypatch.setattr("lit_tv.vlm.MASKED_ATTENTION", ("eager",))
+    layers = [] if hook is None else method.vlm.layout.layers
+    handles = [layer.register_forward_pre_hook(hook, with_kwargs=True) for layer in layers]
+    try:
+        with caplog.at_level("WARNING", logger="lit_tv.vlm"):
+            fast = method._losses(query, masks)
+        plain = _plain_batched_losses(method, query, masks)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert method.vlm.shares_prefix is False
+    assert logged in caplog.text and "copies the prompt cache per sample" in caplog.text
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
 
 
 def test_only_theta_is_trainable_and_the_vlm_stays_out_of_the_checkpoint(zoo_folder):

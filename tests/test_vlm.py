@@ -152,7 +152,7 @@ def test_branching_a_text_prompt_after_an_image_prompt_equals_the_plain_forward(
     vlm.last_logits(vlm.build_inputs(episodes_for(vlm)[2:], TEMPLATE))  # leaves Qwen2-VL's M-RoPE offsets behind
     text = vlm.build_inputs([Episode(query=Example("colour of a red star?", answers=("red",)))], TEMPLATE)
     plain = vlm.last_logits(text)[0]
-    branched = vlm.last_logits(vlm.branch_last_token(text, 3))
+    branched = vlm.branch_logits(vlm.branch_last_token(text, 3))
     torch.testing.assert_close(branched, plain.expand(3, -1), atol=1e-5, rtol=1e-5)
 
 

@@ -27,7 +27,8 @@ class FrozenVLMMethod(L.LightningModule):
     """Base of the methods.
 
     The VLM is not a registered submodule: its weights never enter a checkpoint, an optimizer or
-    DDP's broadcast, and it is loaded in `configure_model` directly on the right device.
+    DDP's broadcast, and it is loaded in `configure_model` directly on the right device. So Lightning
+    never moves or wraps it, which a model dispatched over several devices (`device_map`) relies on.
     """
 
     scores_per_seed: ClassVar[bool] = True  # whether a run over several data seeds is meaningful
@@ -49,6 +50,12 @@ class FrozenVLMMethod(L.LightningModule):
 
     def configure_model(self) -> None:
         if self._vlm is None:
+            if self.model_options.device_map is not None and self._trainer is not None and self.trainer.world_size > 1:
+                raise ValueError(
+                    f"model.device_map={self.model_options.device_map!r} spreads one model over this node's devices, "
+                    f"but the trainer runs {self.trainer.world_size} processes, each of which would load its own "
+                    "copy over the same devices: run a dispatched model in one process (trainer.devices: 1, no "
+                    "ddp), or drop model.device_map and use DDP with one model per GPU")
             vlm = self.model_options.load(str(self.device))
             object.__setattr__(self, "_vlm", vlm)  # bypass nn.Module registration on purpose (see class doc)
 

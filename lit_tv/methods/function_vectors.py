@@ -58,8 +58,8 @@ def indirect_effects(vlm: FrozenVLM, template: PromptTemplate, prompt: Episode, 
                      rows_per_forward: int = 32) -> torch.Tensor:
     """Each head's indirect effect on one (corrupted) prompt → fp32 `[layers, heads]`.
 
-    The prompt's prefix runs once (`branch_last_token`); every head then gets one row of a batched
-    last-token step with a per-row head mask, `rows_per_forward` rows at a time. The step is cropped
+    The prompt's prefix runs once (`branch_last_token`); every head then gets one row of a last-token
+    step with a per-row head mask, `rows_per_forward` rows at a time. `branch_logits` crops the step
     off the cache after each chunk, so every chunk branches from the same prefix.
     """
     layout = vlm.layout
@@ -72,9 +72,8 @@ def indirect_effects(vlm: FrozenVLM, template: PromptTemplate, prompt: Episode, 
     probabilities = []
     for rows in masks.split(chunk):
         # the step runs over a cache, so it is not a prefill: patch "every_token" (it is the only token)
-        with replace_heads(vlm, means, rows, policy="every_token"):
-            probabilities.append(vlm.last_logits(step).softmax(-1)[:, target])
-        step["past_key_values"].crop(-1)
+        with replace_heads(vlm, means, rows, policy="every_token", rows_along=step.along):
+            probabilities.append(vlm.branch_logits(step).softmax(-1)[:, target])
     probability = torch.cat(probabilities)[: 1 + layout.num_layers * layout.num_heads]
     return (probability[1:] - probability[0]).view(layout.num_layers, layout.num_heads)
 
@@ -98,7 +97,7 @@ def function_vector(vlm: FrozenVLM, means: torch.Tensor, heads: torch.Tensor) ->
     for layer, head in heads.nonzero().tolist():
         alone = torch.zeros(2, layout.num_heads, layout.head_dim, device=vlm.device, dtype=dtype)
         alone[0, head] = means[layer, head]
-        output = layout.out_projections[layer](alone.flatten(-2)).float()
+        output = layout.out_projections[layer](alone.flatten(-2)).float().to(total.device)
         total += output[0] - output[1]
     return total
 

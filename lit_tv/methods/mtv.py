@@ -1,8 +1,9 @@
 """MTV (Huang et al., NeurIPS 2024): mean head activations + REINFORCE-selected heads, zero-shot use.
 
 `theta` ([layers, heads], fp32) is the only parameter. Each training step samples head masks from
-Bernoulli(sigmoid(theta)), runs every sample as one row of a single batched forward (per-row head
-masks), scores the first answer token by cross-entropy and steps Adam on the REINFORCE surrogate.
+Bernoulli(sigmoid(theta)), scores every sample in one forward of the query (its last token repeated once
+per sample after the shared prefix, per-sample head masks) by the first answer token's cross-entropy,
+and steps Adam on the REINFORCE surrogate.
 """
 
 from __future__ import annotations
@@ -52,9 +53,11 @@ class MTV(FrozenVLMMethod):
             sigmoid(theta) < `threshold` never sampled: the reference's Idefics2 setting, 0.8) or
             ``threshold`` (sigmoid(theta) > `threshold`).
         policy: patch the prompt's last position only, or also every generated token.
-        fast_path: score the mask samples of a query over its prompt prefix run once (KV cache),
-            as one batched last-token step; off: the full prompt repeated once per sample. The cache is
-            copied per sample: 32 x 0.5 MB per prompt token on LLaVA-7B (10 GB for a 600-token query).
+        fast_path: score the mask samples of a query in one forward of its prompt: the samples are
+            copies of the last token after the one prefix, each seeing the prefix and itself
+            (`FrozenVLM.fork_logits`); a model that refuses the 4-D mask gets the prefix's KV cache copied
+            per sample (32 x 0.5 MB per prompt token on LLaVA-7B). Off: the full prompt repeated once per
+            sample.
         test_heads: ``selected``, or ``random`` (control: as many heads, drawn at random).
         task_vector: a saved vector to test/predict with; ``transfer="heads"`` keeps its heads and
             recomputes the means on this DataModule (e.g. Flowers -> CUB).
@@ -134,14 +137,19 @@ class MTV(FrozenVLMMethod):
     def _losses(self, query: Episode, masks: torch.Tensor) -> torch.Tensor:
         """First-answer-token cross-entropy of `query` under each mask `[samples, layers, heads]`."""
         inputs = self.vlm.build_inputs([query], self.template)
-        if self.hparams.fast_path:  # the last-token step runs over a cache: not a prefill, so patch every step
-            inputs, policy = self.vlm.branch_last_token(inputs, len(masks)), "every_token"
-        else:
-            inputs, policy = repeat_rows(inputs, len(masks)), "prompt"
         target = self.vlm.answer_token_ids([query], self.template).expand(len(masks))
-        with torch.no_grad(), replace_heads(self.vlm, self.mean_activations, masks, policy=policy):
-            logits = self.vlm.last_logits(inputs)
-        return F.cross_entropy(logits.clone(), target, reduction="none")
+        with torch.no_grad():
+            if not self.hparams.fast_path:
+                with replace_heads(self.vlm, self.mean_activations, masks, policy="prompt"):
+                    logits = self.vlm.last_logits(repeat_rows(inputs, len(masks)))
+            elif self.vlm.can_share_prefix(inputs, len(masks)):  # one forward: the samples are copies of the last token
+                with replace_heads(self.vlm, self.mean_activations, masks, rows_along="positions"):
+                    logits = self.vlm.fork_logits(inputs, len(masks))
+            else:  # the prefix cache copied per sample; its step is not a prefill, so patch every step
+                branch = self.vlm.branch_last_token(inputs, len(masks), along="batch")
+                with replace_heads(self.vlm, self.mean_activations, masks, policy="every_token"):
+                    logits = self.vlm.branch_logits(branch)
+        return F.cross_entropy(logits.clone(), target, reduction="none").to(self.device)  # dispatched: may differ
 
     def _sample_masks(self, distribution: torch.distributions.Bernoulli, count: int) -> torch.Tensor:
         """Masks drawn on rank 0 and shared, so every process scores the same samples."""

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The GPU benchmark in one command: every ratio of benchmarks/speed.py plus peak memory, one JSON file.
+#
+#   bash benchmarks/gpu.sh OUT_DIR            # LLaVA-1.5-7B-sized random model, bf16, on cuda (< 8 min on an H100)
+#   bash benchmarks/gpu.sh OUT_DIR --cpu      # the tiny zoo LLaVA on CPU, a few seconds (what the tests run)
+#   bash benchmarks/gpu.sh OUT_DIR --cpu --repeats 5   # further arguments go to speed.py
+#
+# Needs only torch, transformers, lightning, torchmetrics, safetensors, tokenizers and pillow: lit_tv is
+# imported from this checkout (PYTHONPATH), nothing is installed or downloaded. PYTHON picks the interpreter.
+# Writes OUT_DIR/speed.json (and the printed table as OUT_DIR/speed.txt); exits non-zero if anything failed.
+set -euo pipefail
+
+if [ $# -lt 1 ] || [[ "$1" == -* ]]; then
+    echo "usage: bash benchmarks/gpu.sh OUT_DIR [--cpu] [speed.py options]" >&2
+    exit 2
+fi
+out=$1
+shift
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+python=${PYTHON:-python3}
+export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
+
+if [ "${1:-}" = "--cpu" ]; then
+    shift
+    args=(--model llava --device cpu --dtype float32 --batch 1 --new-tokens 2 --repeats 1 --threads 1)
+else
+    if ! "$python" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+        echo "benchmarks/gpu.sh: no CUDA device visible to $python; use --cpu for the tiny CPU run" >&2
+        exit 1
+    fi
+    args=(--model llava-7b-random --device cuda --dtype bfloat16 --batch 4 --new-tokens 10 --repeats 5)
+fi
+
+mkdir -p "$out"
+timeout 480 "$python" "$root/benchmarks/speed.py" "${args[@]}" "$@" --json "$out/speed.json" | tee "$out/speed.txt"
+echo "wrote $out/speed.json"
