@@ -7,6 +7,7 @@ from contextlib import AbstractContextManager, nullcontext
 import lightning as L
 from torch import nn
 
+from lit_tv.checkpoints import check_identity, checkpoint_entry
 from lit_tv.episodes import Episode
 from lit_tv.metrics import ExactMatch
 from lit_tv.prompts import PromptTemplate
@@ -39,6 +40,13 @@ class FrozenVLMMethod(L.LightningModule):
         if self._vlm is None:
             vlm = self.model_options.load(str(self.device))
             object.__setattr__(self, "_vlm", vlm)  # bypass nn.Module registration on purpose (see class doc)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["lit_tv"] = checkpoint_entry(self, self.model_name, self.vlm.layout.signature())
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """The CLI checks this before the model loads; this catches a checkpoint handed to a Trainer directly."""
+        check_identity(checkpoint, "checkpoint", self, self.vlm.layout.signature())
 
     def setup(self, stage: str) -> None:
         """The prompt format belongs to the benchmark: take it from the DataModule."""

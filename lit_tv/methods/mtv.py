@@ -21,7 +21,13 @@ from lit_tv.analysis.heatmap import grid_image
 from lit_tv.episodes import Episode
 from lit_tv.interventions import PatchPolicy, replace_heads
 from lit_tv.methods.base import FrozenVLMMethod
-from lit_tv.task_vectors import check_layout, layout_from_config, load_task_vector, save_task_vector
+from lit_tv.task_vectors import (
+    check_task_vector,
+    layout_from_config,
+    load_task_vector,
+    require_finite,
+    save_task_vector,
+)
 from lit_tv.vlm import SHAPES_TOY, VLMOptions
 
 
@@ -80,8 +86,23 @@ class MTV(FrozenVLMMethod):
         super().__init__(model, max_new_tokens)
         self.save_hyperparameters()
         if task_vector is not None:  # refuse a vector of another model before its weights load
-            check_layout(task_vector, layout_from_config(model.name, model.trust_remote_code))
+            check_task_vector(task_vector, "mtv", layout_from_config(model.name, model.trust_remote_code))
         self.theta: nn.Parameter | None = None
+        # Head masks come from a generator of their own (seeded like the run), saved in every checkpoint:
+        # a resumed fit draws the masks the uninterrupted fit would have drawn.
+        self.mask_generator = torch.Generator().manual_seed(torch.initial_seed())
+        self._resumed_step: int | None = None  # the global step of the checkpoint a fit resumed from
+        self._finish_at_fit_end = False
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["mask_generator"] = self.mask_generator.get_state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        require_finite(checkpoint["state_dict"]["mean_activations"], "mean_activations", "the checkpoint")
+        self.mask_generator.set_state(checkpoint["mask_generator"])
+        self._resumed_step = checkpoint["global_step"]
 
     def configure_model(self) -> None:
         super().configure_model()
@@ -115,6 +136,7 @@ class MTV(FrozenVLMMethod):
         if not self.mean_activations.any():
             raise ValueError("MTV has no mean activations to patch in: add the "
                              "lit_tv.callbacks.mean_activations.MeanActivations callback to trainer.callbacks")
+        require_finite(self.mean_activations, "mean_activations", "this fit")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam([self.theta], lr=self.hparams.learning_rate)
@@ -131,9 +153,12 @@ class MTV(FrozenVLMMethod):
             logits = self.vlm.last_logits(inputs)
         return F.cross_entropy(logits.clone(), target, reduction="none")
 
-    def _sample_masks(self, distribution: torch.distributions.Bernoulli, count: int) -> torch.Tensor:
-        """Masks drawn on rank 0 and shared, so every process scores the same samples."""
-        masks = distribution.sample((count,)).bool().cpu()  # broadcast pickles: a CUDA tensor would land on cuda:0
+    def _sample_masks(self, count: int) -> torch.Tensor:
+        """`count` masks from Bernoulli(sigmoid(theta)), drawn on rank 0 and shared, so every process scores
+        the same samples (on the CPU: `mask_generator` lives there, and broadcast pickles, so a CUDA tensor
+        would land on cuda:0)."""
+        probabilities = torch.sigmoid(self.theta.detach()).float().cpu().expand(count, *self.theta.shape)
+        masks = torch.bernoulli(probabilities, generator=self.mask_generator).bool()
         return self.trainer.strategy.broadcast(masks, src=0).to(self.device)
 
     def _mean_over_ranks(self, losses: torch.Tensor) -> torch.Tensor:
@@ -141,8 +166,9 @@ class MTV(FrozenVLMMethod):
         return self.all_gather(losses).mean(0) if self.trainer.world_size > 1 else losses
 
     def training_step(self, batch: list[Episode], batch_idx: int) -> torch.Tensor:
+        self.heads_chosen.fill_(False)  # theta moves on: heads chosen before (a resumed final checkpoint) are stale
         distribution = torch.distributions.Bernoulli(logits=self.theta)
-        masks = self._sample_masks(distribution, self.hparams.samples)
+        masks = self._sample_masks(self.hparams.samples)
         losses = self._mean_over_ranks(torch.stack([self._losses(query, masks) for query in batch]).mean(0))
         normalised = (losses - losses.mean()) / (losses.std() + 1e-6)
         surrogate = (distribution.log_prob(masks.float()).sum((1, 2)) * normalised).sum()
@@ -156,9 +182,29 @@ class MTV(FrozenVLMMethod):
         if self.global_step % self.hparams.heatmap_every_n_steps == 0:
             self._log_heatmap()
 
+    def on_fit_start(self) -> None:
+        """A fit resumed from its final step's checkpoint, killed before the heads were chosen: Lightning
+        skips the loop (and `on_train_end`), so the heads are chosen here and exported at `on_fit_end`."""
+        self._finish_at_fit_end = (self._resumed_step is not None and 0 <= self.trainer.max_steps <= self._resumed_step
+                                   and not self.heads_chosen)
+        if self._finish_at_fit_end:
+            self._choose_heads()
+
     def on_train_end(self) -> None:
+        """Choose the heads (unless a resumed finished fit already did), export, rewrite `last.ckpt`."""
+        if not self.heads_chosen:
+            self._choose_heads()
+        self._finish_fit()
+
+    def on_fit_end(self) -> None:
+        if self._finish_at_fit_end:
+            self._finish_fit()
+
+    def _choose_heads(self) -> None:
         self.selected_heads.copy_(self.select_heads())
         self.heads_chosen.fill_(True)
+
+    def _finish_fit(self) -> None:
         self._log_heatmap()
         if isinstance(self.logger, TensorBoardLogger) and self.global_rank == 0:
             self.logger.experiment.add_scalar("heads/selected", int(self.selected_heads.sum()), self.global_step)
@@ -184,7 +230,7 @@ class MTV(FrozenVLMMethod):
         """The final head set: best of sampled masks on held-out training queries, or a threshold."""
         if self.hparams.selection == "threshold":
             return torch.sigmoid(self.theta) > self.hparams.threshold
-        masks = self._sample_masks(torch.distributions.Bernoulli(logits=self.theta), self.hparams.selection_samples)
+        masks = self._sample_masks(self.hparams.selection_samples)
         queries = self.trainer.datamodule.train_queries()[-self.hparams.selection_queries:]
         losses = torch.stack([self._losses(query, masks) for query in queries]).mean(0)
         return masks[losses.argmin()]
