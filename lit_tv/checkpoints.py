@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from lit_tv.files import atomic_path
 from lit_tv.task_vectors import layout_from_config
 from lit_tv.vlm import BUILTIN_MODELS
 
@@ -27,6 +29,18 @@ if TYPE_CHECKING:
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint that does not belong to the run it was given to; the message names the option."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, through a temporary file renamed over the target: a fit killed
+    while saving leaves the previous `last.ckpt` whole (Lightning writes the target in place)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if "://" in str(path):  # a remote filesystem: fsspec's own semantics
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        with atomic_path(path) as temporary:
+            super().save_checkpoint(checkpoint, temporary, storage_options)
 
 
 def model_identity(name: str) -> str:

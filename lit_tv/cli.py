@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
+from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
-from lit_tv.checkpoints import CheckpointMismatchError, check_checkpoint, resolve_checkpoint
+from lit_tv.checkpoints import AtomicCheckpointIO, CheckpointMismatchError, check_checkpoint, resolve_checkpoint
 from lit_tv.methods.base import FrozenVLMMethod
 
 
@@ -27,6 +30,12 @@ class LitTVCLI(LightningCLI):
     def __init__(self, args: list[str] | None, run: bool = True) -> None:
         super().__init__(FrozenVLMMethod, subclass_mode_model=True, subclass_mode_data=True, args=args, run=run,
                          save_config_kwargs={"overwrite": True})
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # Lightning's default, not a user's choice
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
 
     def add_arguments_to_parser(self, parser) -> None:
         if any(action.dest == "weights_only" for action in parser._actions):  # the subcommands' parsers

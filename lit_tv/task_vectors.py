@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,7 +31,11 @@ def layout_from_config(model: str, trust_remote_code: bool = False) -> dict[str,
 
 
 def save_task_vector(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, object]) -> Path:
-    """Write atomically (temp file + rename): an interrupted export never leaves a half file."""
+    """Write atomically (temp file + rename): an interrupted export never leaves a half file. Replacing a
+    file says so (it is another run's; a run that is still writing it has been refused at its start)."""
+    if Path(path).exists():
+        written = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(Path(path).stat().st_mtime))
+        warnings.warn(f"replacing the task vector {path} written {written} by an earlier run", stacklevel=2)
     strings = {key: value if isinstance(value, str) else json.dumps(value) for key, value in metadata.items()}
     strings["lit_tv_version"] = lit_tv.__version__
     tensors = {key: value.detach().cpu().contiguous() for key, value in tensors.items()}

@@ -177,7 +177,7 @@ def test_predict_answers_a_jsonl_with_a_saved_vector(zoo_folder, tmp_path, monke
 
 @pytest.mark.parametrize(("line", "message"), [
     ('{"images": ["0.png"]}', "questions.jsonl:1: field 'question'"),
-    ('{"images": ["missing.png"], "question": "q"}', "questions.jsonl:1: image not found: .*missing.png"),
+    ('{"images": ["missing.png"], "question": "q"}', "questions.jsonl:1: image file not found: .*missing.png"),
     ("{not json", "questions.jsonl:1: not valid JSON"),
 ])
 def test_bad_query_files_name_the_line_and_field(tmp_path, line, message):

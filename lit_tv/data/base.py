@@ -23,9 +23,10 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchmetrics import Metric
 
-from lit_tv.data.loaders import episode_loader
+from lit_tv.data.loaders import check_batch_multiple, episode_loader
 from lit_tv.episodes import Episode, Example
 from lit_tv.metrics import ExactMatch
+from lit_tv.options import require_at_least
 from lit_tv.prompts import PromptTemplate
 
 Role = Literal["support", "train", "val", "test"]
@@ -254,6 +255,11 @@ class EpisodeDataModule(L.LightningDataModule):
                  skip_bad_data: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
+        for option, value in (("shots", shots), ("test_shots", test_shots), ("support_size", support_size),
+                              ("train_size", train_size), ("val_size", val_size), ("test_size", test_size)):
+            require_at_least(f"data.init_args.{option}", value, 0)
+        require_at_least("data.init_args.batch_size", batch_size, 1)
+        require_at_least("data.init_args.eval_batch_size", eval_batch_size, 1)
         self.shots = shots
         self.test_shots = test_shots
         self.sizes: dict[Role, int | None] = {"support": support_size, "train": train_size, "val": val_size,
@@ -302,6 +308,8 @@ class EpisodeDataModule(L.LightningDataModule):
         return self.episodes("test")
 
     def setup(self, stage: str | None = None) -> None:
+        if stage == "fit" and self.trainer is not None:  # before the mean-activation pass, not at the first step
+            check_batch_multiple(self.batch_size, self.trainer.world_size)
         self.episodes("support")  # choose and check everything now, before the model is loaded
 
     def _loader(self, episodes: list[Episode], training: bool) -> DataLoader[list[Episode]]:

@@ -19,6 +19,12 @@ from torch.utils.data import DataLoader, DistributedSampler
 from lit_tv.episodes import Episode
 
 
+def check_batch_multiple(batch_size: int, world_size: int) -> None:
+    """Training batches are split evenly over the processes (each holds its share of every global batch)."""
+    if batch_size % world_size:
+        raise ValueError(f"data.init_args.batch_size {batch_size} must be a multiple of the {world_size} processes")
+
+
 class GlobalBatchSampler(DistributedSampler):
     """Indices of this rank's slices of consecutive global batches.
 
@@ -29,8 +35,8 @@ class GlobalBatchSampler(DistributedSampler):
 
     def __init__(self, size: int, global_batch: int, rank: int, world_size: int, shuffle: bool, seed: int,
                  drop_incomplete: bool) -> None:
-        if drop_incomplete and global_batch % world_size:
-            raise ValueError(f"batch_size {global_batch} must be a multiple of the {world_size} processes")
+        if drop_incomplete:
+            check_batch_multiple(global_batch, world_size)
         super().__init__(range(size), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed)
         self.size, self.global_batch, self.drop_incomplete = size, global_batch, drop_incomplete
         self._served = 0  # indices handed out in the current epoch

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import ClassVar
 
 import lightning as L
 from torch import nn
 
 from lit_tv.checkpoints import check_identity, checkpoint_entry
 from lit_tv.episodes import Episode
+from lit_tv.files import OutputLock
 from lit_tv.metrics import ExactMatch
+from lit_tv.options import require_at_least
 from lit_tv.prompts import PromptTemplate
 from lit_tv.vlm import SHAPES_TOY, FrozenVLM, ModelLoadError, VLMOptions, resolve_model_path
 
@@ -24,6 +28,7 @@ class FrozenVLMMethod(L.LightningModule):
     def __init__(self, model: VLMOptions = SHAPES_TOY, max_new_tokens: int = 10) -> None:
         super().__init__()
         resolve_model_path(model.name)  # a bad path fails here, before any data or weights are touched
+        require_at_least("model.init_args.max_new_tokens", max_new_tokens, 1)
         self.model_options = model
         self.model_name = model.name
         self.max_new_tokens = max_new_tokens
@@ -48,9 +53,28 @@ class FrozenVLMMethod(L.LightningModule):
         """The CLI checks this before the model loads; this catches a checkpoint handed to a Trainer directly."""
         check_identity(checkpoint, "checkpoint", self, self.vlm.layout.signature())
 
+    # the stages in which the method writes `export` (its task vector)
+    export_stages: ClassVar[tuple[str, ...]] = ()
+
+    def outputs(self, stage: str) -> list[Path]:
+        """Files and folders this run writes that no other run may write at the same time."""
+        export = getattr(self.hparams, "export", None)
+        paths = [Path(export)] if export and stage in self.export_stages else []
+        if stage == "fit":
+            paths += [Path(callback.dirpath) for callback in self.trainer.checkpoint_callbacks
+                      if getattr(callback, "dirpath", None)]
+        return paths
+
     def setup(self, stage: str) -> None:
-        """The prompt format belongs to the benchmark: take it from the DataModule."""
+        """The prompt format belongs to the benchmark: take it from the DataModule. Outputs are claimed
+        (refused if a live run is writing them) before any data pass or weights load."""
         self.template: PromptTemplate = self.trainer.datamodule.template
+        self._output_lock = OutputLock(self.outputs(stage) if self.global_rank == 0 else [],
+                                       "model.init_args.export, the ModelCheckpoint dirpath, or run it elsewhere")
+        self._output_lock.acquire()
+
+    def teardown(self, stage: str) -> None:
+        self._output_lock.release()
 
     def patching(self, batch: list[Episode]) -> AbstractContextManager:
         """The intervention active while answering these queries (none for plain ICL)."""

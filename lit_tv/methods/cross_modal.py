@@ -49,6 +49,8 @@ class ResidualTaskVectors(FrozenVLMMethod):
             is used unless `layer` is set.
     """
 
+    export_stages = ("validate", "test")
+
     def __init__(
         self,
         model: VLMOptions = SHAPES_TOY,

@@ -120,6 +120,8 @@ class FunctionVectors(FrozenVLMMethod):
             unless `layer` is set).
     """
 
+    export_stages = ("validate", "test")
+
     def __init__(
         self,
         model: VLMOptions = SHAPES_TOY,

@@ -21,6 +21,7 @@ from lit_tv.analysis.heatmap import grid_image
 from lit_tv.episodes import Episode
 from lit_tv.interventions import PatchPolicy, replace_heads
 from lit_tv.methods.base import FrozenVLMMethod
+from lit_tv.options import require_at_least
 from lit_tv.task_vectors import (
     check_task_vector,
     layout_from_config,
@@ -64,6 +65,8 @@ class MTV(FrozenVLMMethod):
         export: where fit writes the task vector (safetensors).
     """
 
+    export_stages = ("fit",)
+
     def __init__(
         self,
         model: VLMOptions = SHAPES_TOY,
@@ -85,6 +88,9 @@ class MTV(FrozenVLMMethod):
     ) -> None:
         super().__init__(model, max_new_tokens)
         self.save_hyperparameters()
+        require_at_least("model.init_args.samples", samples, 2, "the losses are z-normalised across the samples")
+        require_at_least("model.init_args.selection_samples", selection_samples, 1)
+        require_at_least("model.init_args.selection_queries", selection_queries, 1)
         if task_vector is not None:  # refuse a vector of another model before its weights load
             check_task_vector(task_vector, "mtv", layout_from_config(model.name, model.trust_remote_code))
         self.theta: nn.Parameter | None = None
@@ -126,11 +132,22 @@ class MTV(FrozenVLMMethod):
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
+        if stage == "fit":
+            self._check_fit_options()
         precision = str(self.trainer.precision)
         if precision.endswith("-true") and precision != "32-true":
             raise ValueError(
                 f"trainer.precision={precision} would cast theta to low precision; use 32-true or bf16-mixed "
                 "and set model.init_args.model.dtype (e.g. bfloat16) for the frozen VLM")
+
+    def _check_fit_options(self) -> None:
+        """What would make the head search do nothing, refused before the mean-activation pass."""
+        trainer = self.trainer
+        if trainer.max_steps == 0 or (trainer.max_steps == -1 and trainer.max_epochs == 0):
+            raise ValueError(f"trainer.max_steps={trainer.max_steps} / trainer.max_epochs={trainer.max_epochs}: "
+                             "the REINFORCE head search needs at least one step")
+        if not trainer.datamodule.train_queries():
+            raise ValueError("data.init_args.train_size must be >= 1: the head search scores training queries")
 
     def on_train_start(self) -> None:
         if not self.mean_activations.any():
