@@ -72,6 +72,20 @@ class LitTVCLI(LightningCLI):
         self._check_ckpt_path()
 
 
+def _raised_by(error: BaseException, package: str) -> bool:
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    return frame is not None and f"{os.sep}{package}{os.sep}" in frame.tb_frame.f_code.co_filename
+
+
+def user_error(error: BaseException) -> BaseException:
+    """The error to show: jsonargparse wraps one raised while it builds the classes in a long message of its own."""
+    while _raised_by(error, "jsonargparse") and isinstance(error.__cause__ or error.__context__, (ValueError, OSError)):
+        error = error.__cause__ or error.__context__
+    return error
+
+
 def main(argv: list[str] | None = None) -> None:
     from lit_tv.main_job import run_main_job  # it builds its runs with LitTVCLI
 
@@ -83,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     except (ValueError, OSError) as error:
         if os.environ.get("LIT_TV_TRACEBACK"):
             raise
-        raise SystemExit(f"lit-tv: error: {error}") from error
+        raise SystemExit(f"lit-tv: error: {user_error(error)}") from error
 
 
 def run() -> None:
