@@ -145,4 +145,5 @@ def test_images_in_a_query_file_are_decoded_when_it_is_read(bad_files, tmp_path)
     lines = [{"images": ["ok.png"], "question": "a"}, {"images": ["cut.png"], "question": "b"}]
     (tmp_path / "q.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     with pytest.raises(SystemExit, match=r"q.jsonl:2: cannot read image"):
-        main(["predict", "--config", *PREDICT, "--data.init_args.path", str(tmp_path / "q.jsonl")])
+        main(["predict", "--config", *[arg.format(**bad_files) for arg in PREDICT], "--data.init_args.path",
+              str(tmp_path / "q.jsonl")])
