@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
-from test_mtv import CONFIG, _scalars, _tiny_run
+from test_mtv import CONFIG, KillAtStep, Killed, _scalars, _tiny_run
 
 from lit_tv.cli import main
 from lit_tv.main_job import build_cli
@@ -78,19 +78,6 @@ def test_resuming_with_other_options_is_refused_naming_them(fitted_shapes, monke
     with pytest.raises(SystemExit, match=r"model.init_args.samples: 32 -> 8.*data.init_args.seed: 0 -> 1"):
         main(["fit", "--config", str(CONFIG), *SHAPES, "--ckpt_path", "last", "--model.init_args.samples", "8",
               "--data.init_args.seed", "1"])
-
-
-class Killed(Exception):
-    """Stands for the process being killed."""
-
-
-class KillAtStep(Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step == self.step:
-            raise Killed
 
 
 class KillBeforeHeadSelection(Callback):
