@@ -131,7 +131,6 @@ class MTV(FrozenVLMMethod):
                 self.mean_activations.copy_(tensors["mean_activations"])
 
     def setup(self, stage: str) -> None:
-        super().setup(stage)
         if stage == "fit":
             self._check_fit_options()
         precision = str(self.trainer.precision)
@@ -139,6 +138,7 @@ class MTV(FrozenVLMMethod):
             raise ValueError(
                 f"trainer.precision={precision} would cast theta to low precision; use 32-true or bf16-mixed "
                 "and set model.init_args.model.dtype (e.g. bfloat16) for the frozen VLM")
+        super().setup(stage)  # claims the outputs: only once the options are known to be good
 
     def _check_fit_options(self) -> None:
         """What would make the head search do nothing, refused before the mean-activation pass."""
