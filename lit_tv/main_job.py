@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lightning.pytorch.cli import LightningCLI
-
-from lit_tv.methods.base import FrozenVLMMethod
+from lit_tv.cli import LitTVCLI
 from lit_tv.shapes.world import TASKS
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "shapes"
@@ -20,13 +18,12 @@ ROWS = ("zero-shot", "4-shot ICL", "MTV", "random heads", "function vec.", "text
 ALL_TASK_RUNS = {"function vec.": "function_vectors.yaml", "text vec.->img": "cross_modal.yaml"}
 
 
-def build_cli(config: Path, overrides: list[str]) -> LightningCLI:
+def build_cli(config: Path, overrides: list[str]) -> LitTVCLI:
     """Objects exactly as `lit-tv <subcommand> --config config ...overrides` would build them."""
-    return LightningCLI(FrozenVLMMethod, subclass_mode_model=True, subclass_mode_data=True, run=False,
-                        args=["--config", str(config), *overrides], save_config_kwargs={"overwrite": True})
+    return LitTVCLI(["--config", str(config), *overrides], run=False)
 
 
-def _test_accuracy(cli: LightningCLI) -> float:
+def _test_accuracy(cli: LitTVCLI) -> float:
     return cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]["test/accuracy"]
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lit_tv.files import write_atomic
+
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 DOC = Path(__file__).resolve().parent.parent / "docs" / "reproducing.md"
 
@@ -296,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"{DOC} is out of date: run python -m lit_tv.reproduction")
         return
     DOC.parent.mkdir(exist_ok=True)
-    DOC.write_text(text)
+    write_atomic(DOC, text)
 
 
 if __name__ == "__main__":

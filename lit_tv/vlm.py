@@ -27,7 +27,7 @@ from transformers import (
     PretrainedConfig,
     PreTrainedTokenizerBase,
 )
-from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
 from transformers.utils import cached_file
 
 from lit_tv.compat import fix_fuyu_patchify, load_processor_without_video
@@ -72,6 +72,14 @@ def load_image(image: ImageLike, width: int | None = None) -> Image.Image:
     if width is None:
         return rgb
     return rgb.resize((width, max(1, int(width / rgb.width * rgb.height))))
+
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def check_dtype(dtype: str) -> None:
+    if dtype not in DTYPES:
+        raise ValueError(f"model.dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
 
 
 def check_image_width(width: int | None) -> None:
@@ -212,7 +220,8 @@ class VLMOptions:
     offload_folder: str | None = None
 
     def __post_init__(self) -> None:
-        check_image_width(self.image_width)  # a config mistake stops the run before data or weights load
+        check_dtype(self.dtype)  # a config mistake stops the run before data or weights load
+        check_image_width(self.image_width)
         dispatch_options(self.device_map, self.max_memory, self.offload_folder)
 
     def load(self, device: str) -> FrozenVLM:
@@ -267,6 +276,8 @@ class FrozenVLM(nn.Module):
         self._position_caches = [module for module in model.modules() if hasattr(module, "rope_deltas")]
         # whether rows may share one cached prefix through a 4-D mask: checked on the first branch, or set
         self.shares_prefix: bool | None = None
+        # beyond its trained positions a model still answers, just not meaningfully: such prompts are refused
+        self.context_length: int | None = getattr(model.config.get_text_config(), "max_position_embeddings", None)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -294,6 +305,7 @@ class FrozenVLM(nn.Module):
         A quantized model is placed on `device` while it loads (bitsandbytes weights cannot be moved later);
         with `device_map` the model is dispatched while it loads and never moved afterwards.
         """
+        check_dtype(dtype)
         check_image_width(image_width)
         dispatch = dispatch_options(device_map, max_memory, offload_folder)
         quantized = quantization_config(quantization, dtype, device)
@@ -302,10 +314,14 @@ class FrozenVLM(nn.Module):
         try:
             config = AutoConfig.from_pretrained(name, **common)
         except (OSError, ValueError) as error:
-            raise ModelLoadError(
-                f"cannot load model {name!r}: not a local folder with a config.json and not available from the "
-                f"Hugging Face hub or its local cache ({error})") from error
+            where = (f"the local folder {name} has no usable config.json" if Path(name).is_dir() else
+                     f"{name!r} is not a local folder and not available from the Hugging Face hub or its local cache")
+            raise ModelLoadError(f"model.name: cannot load model: {where} ({error})") from error
         is_vlm = type(config) in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
+        if not is_vlm and type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
+            raise ModelLoadError(
+                f"model.name: {name} is a {type(config).__name__} ({config.model_type!r}), neither an "
+                "image-text-to-text model nor a causal LM: lit_tv patches decoder-only models")
         model_class = AutoModelForImageTextToText if is_vlm else AutoModelForCausalLM
         placement = {"quantization_config": quantized, "device_map": device} if quantized else {}
         placement |= dispatch
@@ -396,7 +412,20 @@ class FrozenVLM(nn.Module):
             batch = self.tokenizer(texts, padding=True, return_tensors="pt")  # with BOS, as the processor adds
         else:
             batch = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+        self._check_context(batch, episodes)
         return BatchFeature(dict(batch)).to(self.device, dtype=self.dtype)
+
+    def _check_context(self, batch: BatchFeature | dict, episodes: Sequence[Episode]) -> None:
+        if self.context_length is None:
+            return
+        ids = batch["input_ids"]
+        lengths = batch["attention_mask"].sum(1) if "attention_mask" in batch else [ids.shape[1]] * len(ids)
+        for index, (episode, length) in enumerate(zip(episodes, lengths, strict=True)):
+            if int(length) > self.context_length:
+                raise ValueError(
+                    f"episode {index} of the batch ({len(episode.shots)} shots, query {episode.query.text!r:.60}) "
+                    f"is {int(length)} tokens, longer than {self.name}'s context of {self.context_length} "
+                    "(max_position_embeddings): use fewer shots (data.init_args.shots) or smaller images")
 
     def answer_token_ids(self, episodes: Sequence[Episode], template: PromptTemplate) -> torch.Tensor:
         """First token of each query's target answer as it continues the prompt → `[batch]`."""

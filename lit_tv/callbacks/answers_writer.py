@@ -1,4 +1,4 @@
-"""Writes `lit-tv predict` answers as jsonl, atomically (all or nothing)."""
+"""Writes `lit-tv predict` answers as jsonl, each batch's as soon as it is answered."""
 
 from __future__ import annotations
 
@@ -7,17 +7,37 @@ from pathlib import Path
 
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from lit_tv.files import write_atomic
+from lit_tv.files import LineStream
 
 
 class AnswersWriter(BasePredictionWriter):
-    """One `{question, images, answer}` per line, in input order, once every batch is answered."""
+    """One `{question, images, answer}` per line, in input order.
+
+    The file is emptied when the run starts (an earlier run's answers never pass for this one's) and
+    each batch is written when answered, so a failure late in the query file keeps every answer before it.
+    """
 
     def __init__(self, path: str = "logs/answers.jsonl") -> None:
-        super().__init__(write_interval="epoch")
+        super().__init__(write_interval="batch")
         self.path = Path(path)
+        self._stream: LineStream | None = None
 
-    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
+    def on_predict_start(self, trainer, pl_module) -> None:
         if trainer.world_size > 1:
             raise RuntimeError("AnswersWriter writes from one process: run `lit-tv predict` with --trainer.devices 1")
-        write_atomic(self.path, "".join(json.dumps(record) + "\n" for batch in predictions for record in batch))
+        self._stream = LineStream(self.path)
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
+                           dataloader_idx) -> None:
+        self._stream.write(json.dumps(record) for record in prediction)
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        self._close()
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None

@@ -23,9 +23,10 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchmetrics import Metric
 
-from lit_tv.data.loaders import episode_loader
+from lit_tv.data.loaders import check_batch_multiple, episode_loader
 from lit_tv.episodes import Episode, Example
 from lit_tv.metrics import ExactMatch
+from lit_tv.options import require_at_least
 from lit_tv.prompts import PromptTemplate
 
 Role = Literal["support", "train", "val", "test"]
@@ -266,6 +267,11 @@ class EpisodeDataModule(L.LightningDataModule):
                  overlap: bool = False, skip_bad_data: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
+        for option, value in (("shots", shots), ("test_shots", test_shots), ("support_size", support_size),
+                              ("train_size", train_size), ("val_size", val_size), ("test_size", test_size)):
+            require_at_least(f"data.init_args.{option}", value, 0)
+        require_at_least("data.init_args.batch_size", batch_size, 1)
+        require_at_least("data.init_args.eval_batch_size", eval_batch_size, 1)
         self.shots = shots
         self.test_shots = test_shots
         self.sizes: dict[Role, int | None] = {"support": support_size, "train": train_size, "val": val_size,
@@ -273,9 +279,6 @@ class EpisodeDataModule(L.LightningDataModule):
         if support_size is None and not self.support_per_record:
             raise ValueError(f"data.init_args.support_size: {type(self).__name__} needs a number of support episodes "
                              "(null, one per record, is for benchmarks read from record files)")
-        for role, size in self.sizes.items():
-            if size is not None and size < 0:
-                raise ValueError(f"data.init_args.{role}_size must be at least 0 (or null: all), got {size}")
         self.seeds = list(seeds) if seeds else [seed]
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"data.init_args.seeds repeats a seed: {self.seeds}")
@@ -341,6 +344,8 @@ class EpisodeDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Draw the roles the method uses in this stage (all without one), now, before the model loads."""
+        if stage == "fit" and self.trainer is not None:  # before the mean-activation pass, not at the first step
+            check_batch_multiple(self.batch_size, self.trainer.world_size)
         method = self.trainer.lightning_module if self.trainer is not None else None
         roles = frozenset(method.data_roles(stage)) if hasattr(method, "data_roles") else frozenset(ROLES)
         if roles != self._roles:

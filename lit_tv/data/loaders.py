@@ -2,18 +2,27 @@
 
 Every rank takes its slice of each *global* batch (the configured batch size), in one seeded
 order. A run on N processes therefore sees, step for step, the queries one process sees; eval
-sets are split without the padding duplicates `DistributedSampler` adds.
+sets are split without the padding duplicates `DistributedSampler` adds. The training loader is
+resumable: a checkpoint saved mid-epoch records how far the epoch got, and the resumed fit goes
+on with the next query of the same order (not the epoch's first).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from lit_tv.episodes import Episode
+
+
+def check_batch_multiple(batch_size: int, world_size: int) -> None:
+    """Training batches are split evenly over the processes (each holds its share of every global batch)."""
+    if batch_size % world_size:
+        raise ValueError(f"data.init_args.batch_size {batch_size} must be a multiple of the {world_size} processes")
 
 
 class GlobalBatchSampler(DistributedSampler):
@@ -26,10 +35,12 @@ class GlobalBatchSampler(DistributedSampler):
 
     def __init__(self, size: int, global_batch: int, rank: int, world_size: int, shuffle: bool, seed: int,
                  drop_incomplete: bool) -> None:
-        if drop_incomplete and global_batch % world_size:
-            raise ValueError(f"batch_size {global_batch} must be a multiple of the {world_size} processes")
+        if drop_incomplete:
+            check_batch_multiple(global_batch, world_size)
         super().__init__(range(size), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed)
         self.size, self.global_batch, self.drop_incomplete = size, global_batch, drop_incomplete
+        self._served = 0  # indices handed out in the current epoch
+        self._resume: dict[str, int] | None = None
 
     def _order(self) -> list[int]:
         if not self.shuffle:
@@ -46,10 +57,34 @@ class GlobalBatchSampler(DistributedSampler):
             yield batch[self.rank * share:(self.rank + 1) * share]
 
     def __iter__(self) -> Iterator[int]:
-        return (index for part in self._slices() for index in part)
+        skip = self._resume["served"] if self._resume and self._resume["epoch"] == self.epoch else 0
+        self._resume, self._served = None, 0
+        for index in (index for part in self._slices() for index in part):
+            self._served += 1
+            if self._served > skip:
+                yield index
+
+    def state_dict(self) -> dict[str, int]:
+        """How far this epoch got. Every rank serves as many indices per training batch (the batch is a
+        multiple of the processes), so rank 0's count, the one a checkpoint keeps, holds for all."""
+        return {"epoch": self.epoch, "served": self._served}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume = dict(state)
 
     def __len__(self) -> int:
         return sum(len(part) for part in self._slices())
+
+
+class EpisodeLoader(DataLoader):
+    """A DataLoader whose position in the epoch goes into checkpoints (Lightning saves loaders with a
+    state_dict), so a fit resumed mid-epoch sees the queries the uninterrupted fit would have seen."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sampler.load_state_dict(state)
 
 
 def episode_loader(episodes: Sequence[Episode], batch_size: int, trainer: L.Trainer | None, shuffle: bool,
@@ -57,4 +92,4 @@ def episode_loader(episodes: Sequence[Episode], batch_size: int, trainer: L.Trai
     """Batches of Episode lists; under DDP each rank gets its slice of every global batch."""
     world_size, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
     sampler = GlobalBatchSampler(len(episodes), batch_size, rank, world_size, shuffle, seed, training)
-    return DataLoader(list(episodes), batch_size=-(-batch_size // world_size), sampler=sampler, collate_fn=list)
+    return EpisodeLoader(list(episodes), batch_size=-(-batch_size // world_size), sampler=sampler, collate_fn=list)

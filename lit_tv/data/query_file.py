@@ -8,7 +8,9 @@ from pathlib import Path
 import lightning as L
 from torch.utils.data import DataLoader
 
+from lit_tv.data.base import DataError, image_problem
 from lit_tv.episodes import Episode, Example
+from lit_tv.options import require_at_least
 from lit_tv.prompts import PromptTemplate
 
 
@@ -30,9 +32,12 @@ def read_queries(path: Path) -> list[Episode]:
         if not isinstance(images, list) or not all(isinstance(image, str) for image in images):
             raise ValueError(f"{path}:{number}: field 'images' must be a list of paths")
         for image in images:
-            if not (path.parent / image).is_file():
-                raise FileNotFoundError(f"{path}:{number}: image not found: {path.parent / image}")
+            problem = image_problem(path.parent / image)
+            if problem:
+                raise DataError(f"{path}:{number}: {problem}: {path.parent / image}")
         episodes.append(Episode(query=Example(record["question"], tuple(path.parent / image for image in images))))
+    if not episodes:
+        raise ValueError(f"query file {path} has no questions (expected one {{images, question}} object per line)")
     return episodes
 
 
@@ -43,6 +48,7 @@ class QueryFile(L.LightningDataModule):
         super().__init__()
         self.path = Path(path)
         self.template = template or PromptTemplate()
+        require_at_least("data.init_args.batch_size", batch_size, 1)
         self.batch_size = batch_size
         self.episodes = read_queries(self.path)  # checked now, before any model loads
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import ClassVar
 
 import lightning as L
@@ -10,9 +11,12 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
+from lit_tv.checkpoints import check_identity, checkpoint_entry
 from lit_tv.data.base import Role
 from lit_tv.episodes import Episode
+from lit_tv.files import OutputLock
 from lit_tv.metrics import ExactMatch
+from lit_tv.options import require_at_least
 from lit_tv.prompts import PromptTemplate
 from lit_tv.vlm import SHAPES_TOY, FrozenVLM, ModelLoadError, VLMOptions, resolve_model_path
 
@@ -36,6 +40,7 @@ class FrozenVLMMethod(L.LightningModule):
     def __init__(self, model: VLMOptions = SHAPES_TOY, max_new_tokens: int = 10) -> None:
         super().__init__()
         resolve_model_path(model.name)  # a bad path fails here, before any data or weights are touched
+        require_at_least("model.init_args.max_new_tokens", max_new_tokens, 1)
         self.model_options = model
         self.model_name = model.name
         self.max_new_tokens = max_new_tokens
@@ -59,19 +64,46 @@ class FrozenVLMMethod(L.LightningModule):
             vlm = self.model_options.load(str(self.device))
             object.__setattr__(self, "_vlm", vlm)  # bypass nn.Module registration on purpose (see class doc)
 
-    def data_roles(self, stage: str) -> set[Role]:
-        """The episode roles this method uses in `stage`: the DataModule draws only these, so a role it does
-        not use (REINFORCE queries in an ICL test) takes no records from the others."""
-        return {"fit": {"train", "val"}, "validate": {"val"}}.get(stage, {"test"})
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["lit_tv"] = checkpoint_entry(self, self.model_name, self.vlm.layout.signature())
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """The CLI checks this before the model loads; this catches a checkpoint handed to a Trainer directly."""
+        check_identity(checkpoint, "checkpoint", self, self.vlm.layout.signature())
+
+    # the stages in which the method writes `export` (its task vector)
+    export_stages: ClassVar[tuple[str, ...]] = ()
+
+    def outputs(self, stage: str) -> list[Path]:
+        """Files and folders this run writes that no other run may write at the same time."""
+        export = getattr(self.hparams, "export", None)
+        paths = [Path(export)] if export and stage in self.export_stages else []
+        if stage == "fit":
+            paths += [Path(callback.dirpath) for callback in self.trainer.checkpoint_callbacks
+                      if getattr(callback, "dirpath", None)]
+        return paths
 
     def setup(self, stage: str) -> None:
-        """The prompt format belongs to the benchmark: take it from the DataModule."""
+        """The prompt format belongs to the benchmark: take it from the DataModule. Outputs are claimed
+        (refused if a live run is writing them) before any data pass or weights load."""
         data = self.trainer.datamodule
         self.template: PromptTemplate = data.template
         seeds = getattr(data, "seeds", [0])
         if len(seeds) > 1 and not self.scores_per_seed:
             raise ValueError(f"data.init_args.seeds={seeds}: {type(self).__name__} runs one data seed per fit (its "
                              "vectors would mix seeds); run once per seed")
+        self._output_lock = OutputLock(self.outputs(stage) if self.global_rank == 0 else [],
+                                       "model.init_args.export, the ModelCheckpoint dirpath, or run it elsewhere")
+        self._output_lock.acquire()
+
+    def teardown(self, stage: str) -> None:
+        self._output_lock.release()
+
+    def data_roles(self, stage: str) -> set[Role]:
+        """The episode roles this method uses in `stage`: the DataModule draws only these, so a role it does
+        not use (REINFORCE queries in an ICL test) takes no records from the others."""
+        return {"fit": {"train", "val"}, "validate": {"val"}}.get(stage, {"test"})
+
 
     def patching(self, batch: list[Episode]) -> AbstractContextManager:
         """The intervention active while answering these queries (none for plain ICL)."""

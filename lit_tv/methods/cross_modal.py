@@ -22,7 +22,7 @@ from lit_tv.episodes import Episode, Example
 from lit_tv.interventions import patch_residual, record_residual
 from lit_tv.methods.base import FrozenVLMMethod
 from lit_tv.prompts import PromptTemplate
-from lit_tv.task_vectors import check_layout, layout_from_config, load_vectors_by_task, save_task_vector
+from lit_tv.task_vectors import check_task_vector, layout_from_config, load_vectors_by_task, save_task_vector
 from lit_tv.vlm import SHAPES_TOY, FrozenVLM, VLMOptions
 
 BARE = PromptTemplate(query="{text}", answer="")
@@ -52,6 +52,8 @@ class ResidualTaskVectors(FrozenVLMMethod):
             is used unless `layer` is set.
     """
 
+    export_stages = ("validate", "test")
+
     def __init__(
         self,
         model: VLMOptions = SHAPES_TOY,
@@ -73,7 +75,7 @@ class ResidualTaskVectors(FrozenVLMMethod):
         # jsonargparse hands an optional dataclass over as a plain dict
         self.extractor = VLMOptions(**extractor) if isinstance(extractor, dict) else extractor
         if task_vector is not None:  # refuse a file made for another model before its weights load
-            check_layout(task_vector, layout_from_config(model.name, model.trust_remote_code))
+            check_task_vector(task_vector, "residual", layout_from_config(model.name, model.trust_remote_code))
         self.layer = layer
         self.vectors: dict[Group, torch.Tensor] = {}  # (data seed, task) -> [layers, hidden]
 

@@ -29,7 +29,7 @@ from lit_tv.layout import Layout
 from lit_tv.methods.base import FrozenVLMMethod
 from lit_tv.prompts import PromptTemplate
 from lit_tv.task_vectors import (
-    check_layout,
+    check_task_vector,
     layout_from_config,
     load_vectors_by_task,
     read_metadata,
@@ -120,6 +120,8 @@ class FunctionVectors(FrozenVLMMethod):
             unless `layer` is set).
     """
 
+    export_stages = ("validate", "test")
+
     def __init__(
         self,
         model: VLMOptions = SHAPES_TOY,
@@ -142,7 +144,7 @@ class FunctionVectors(FrozenVLMMethod):
             raise ValueError(f"model.init_args.heads must be 'shared' or 'per_task', got {heads!r}")
         self.save_hyperparameters()
         if task_vector is not None:  # refuse a file made for another model before its weights load
-            check_layout(task_vector, layout_from_config(model.name, model.trust_remote_code))
+            check_task_vector(task_vector, "function_vectors", layout_from_config(model.name, model.trust_remote_code))
         self.layer = layer
         self.vectors: dict[str, torch.Tensor] = {}  # task -> FV [hidden]
 

@@ -23,7 +23,14 @@ from lit_tv.data.base import Role
 from lit_tv.episodes import Episode
 from lit_tv.interventions import PatchPolicy, replace_heads
 from lit_tv.methods.base import FrozenVLMMethod
-from lit_tv.task_vectors import check_layout, layout_from_config, load_task_vector, save_task_vector
+from lit_tv.options import require_at_least
+from lit_tv.task_vectors import (
+    check_task_vector,
+    layout_from_config,
+    load_task_vector,
+    require_finite,
+    save_task_vector,
+)
 from lit_tv.vlm import SHAPES_TOY, VLMOptions
 
 
@@ -64,6 +71,8 @@ class MTV(FrozenVLMMethod):
         export: where fit writes the task vector (safetensors).
     """
 
+    export_stages = ("fit",)
+
     def __init__(
         self,
         model: VLMOptions = SHAPES_TOY,
@@ -85,9 +94,27 @@ class MTV(FrozenVLMMethod):
     ) -> None:
         super().__init__(model, max_new_tokens)
         self.save_hyperparameters()
+        require_at_least("model.init_args.samples", samples, 2, "the losses are z-normalised across the samples")
+        require_at_least("model.init_args.selection_samples", selection_samples, 1)
+        require_at_least("model.init_args.selection_queries", selection_queries, 1)
         if task_vector is not None:  # refuse a vector of another model before its weights load
-            check_layout(task_vector, layout_from_config(model.name, model.trust_remote_code))
+            check_task_vector(task_vector, "mtv", layout_from_config(model.name, model.trust_remote_code))
         self.theta: nn.Parameter | None = None
+        # Head masks come from a generator of their own (seeded like the run), saved in every checkpoint:
+        # a resumed fit draws the masks the uninterrupted fit would have drawn.
+        self.mask_generator = torch.Generator().manual_seed(torch.initial_seed())
+        self._resumed_step: int | None = None  # the global step of the checkpoint a fit resumed from
+        self._finish_at_fit_end = False
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["mask_generator"] = self.mask_generator.get_state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        require_finite(checkpoint["state_dict"]["mean_activations"], "mean_activations", "the checkpoint")
+        self.mask_generator.set_state(checkpoint["mask_generator"])
+        self._resumed_step = checkpoint["global_step"]
 
     def configure_model(self) -> None:
         super().configure_model()
@@ -119,17 +146,29 @@ class MTV(FrozenVLMMethod):
         return super().data_roles(stage) | ({"support"} if self.hparams.transfer == "heads" else set())
 
     def setup(self, stage: str) -> None:
-        super().setup(stage)
+        if stage == "fit":
+            self._check_fit_options()
         precision = str(self.trainer.precision)
         if precision.endswith("-true") and precision != "32-true":
             raise ValueError(
                 f"trainer.precision={precision} would cast theta to low precision; use 32-true or bf16-mixed "
                 "and set model.init_args.model.dtype (e.g. bfloat16) for the frozen VLM")
+        super().setup(stage)  # claims the outputs: only once the options are known to be good
+
+    def _check_fit_options(self) -> None:
+        """What would make the head search do nothing, refused before the mean-activation pass."""
+        trainer = self.trainer
+        if trainer.max_steps == 0 or (trainer.max_steps == -1 and trainer.max_epochs == 0):
+            raise ValueError(f"trainer.max_steps={trainer.max_steps} / trainer.max_epochs={trainer.max_epochs}: "
+                             "the REINFORCE head search needs at least one step")
+        if not trainer.datamodule.train_queries():
+            raise ValueError("data.init_args.train_size must be >= 1: the head search scores training queries")
 
     def on_train_start(self) -> None:
         if not self.mean_activations.any():
             raise ValueError("MTV has no mean activations to patch in: add the "
                              "lit_tv.callbacks.mean_activations.MeanActivations callback to trainer.callbacks")
+        require_finite(self.mean_activations, "mean_activations", "this fit")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam([self.theta], lr=self.hparams.learning_rate)
@@ -151,9 +190,12 @@ class MTV(FrozenVLMMethod):
                     logits = self.vlm.branch_logits(branch)
         return F.cross_entropy(logits.clone(), target, reduction="none").to(self.device)  # dispatched: may differ
 
-    def _sample_masks(self, distribution: torch.distributions.Bernoulli, count: int) -> torch.Tensor:
-        """Masks drawn on rank 0 and shared, so every process scores the same samples."""
-        masks = distribution.sample((count,)).bool().cpu()  # broadcast pickles: a CUDA tensor would land on cuda:0
+    def _sample_masks(self, probabilities: torch.Tensor, count: int) -> torch.Tensor:
+        """`count` masks from Bernoulli(`probabilities`), drawn on rank 0 and shared, so every process scores
+        the same samples (on the CPU: `mask_generator` lives there, and broadcast pickles, so a CUDA tensor
+        would land on cuda:0)."""
+        probabilities = probabilities.detach().float().cpu().expand(count, *probabilities.shape)
+        masks = torch.bernoulli(probabilities, generator=self.mask_generator).bool()
         return self.trainer.strategy.broadcast(masks, src=0).to(self.device)
 
     def _mean_over_ranks(self, losses: torch.Tensor) -> torch.Tensor:
@@ -161,9 +203,11 @@ class MTV(FrozenVLMMethod):
         return self.all_gather(losses).mean(0) if self.trainer.world_size > 1 else losses
 
     def training_step(self, batch: list[Episode], batch_idx: int) -> torch.Tensor:
+        self.heads_chosen.fill_(False)  # theta moves on: heads chosen before (a resumed final checkpoint) are stale
         # as the reference: probabilities floored at 1e-3 (no head is ever ruled out), z-scores with std + 1e-3
-        distribution = torch.distributions.Bernoulli(probs=torch.sigmoid(self.theta).clamp(min=1e-3))
-        masks = self._sample_masks(distribution, self.hparams.samples)
+        probabilities = torch.sigmoid(self.theta).clamp(min=1e-3)
+        distribution = torch.distributions.Bernoulli(probs=probabilities)
+        masks = self._sample_masks(probabilities, self.hparams.samples)
         losses = self._mean_over_ranks(torch.stack([self._losses(query, masks) for query in batch]).mean(0))
         normalised = (losses - losses.mean()) / (losses.std() + 1e-3)
         surrogate = (distribution.log_prob(masks.float()).sum((1, 2)) * normalised).sum()
@@ -177,9 +221,29 @@ class MTV(FrozenVLMMethod):
         if self.global_step % self.hparams.heatmap_every_n_steps == 0:
             self._log_heatmap()
 
+    def on_fit_start(self) -> None:
+        """A fit resumed from its final step's checkpoint, killed before the heads were chosen: Lightning
+        skips the loop (and `on_train_end`), so the heads are chosen here and exported at `on_fit_end`."""
+        self._finish_at_fit_end = (self._resumed_step is not None and 0 <= self.trainer.max_steps <= self._resumed_step
+                                   and not self.heads_chosen)
+        if self._finish_at_fit_end:
+            self._choose_heads()
+
     def on_train_end(self) -> None:
+        """Choose the heads (unless a resumed finished fit already did), export, rewrite `last.ckpt`."""
+        if not self.heads_chosen:
+            self._choose_heads()
+        self._finish_fit()
+
+    def on_fit_end(self) -> None:
+        if self._finish_at_fit_end:
+            self._finish_fit()
+
+    def _choose_heads(self) -> None:
         self.selected_heads.copy_(self.select_heads())
         self.heads_chosen.fill_(True)
+
+    def _finish_fit(self) -> None:
         self._log_heatmap()
         if isinstance(self.logger, TensorBoardLogger) and self.global_rank == 0:
             self.logger.experiment.add_scalar("heads/selected", int(self.selected_heads.sum()), self.global_step)
@@ -209,7 +273,7 @@ class MTV(FrozenVLMMethod):
             return probabilities > self.hparams.threshold
         if self.hparams.selection == "pruned_best_of_samples":
             probabilities = probabilities * (probabilities >= self.hparams.threshold)
-        masks = self._sample_masks(torch.distributions.Bernoulli(probs=probabilities), self.hparams.selection_samples)
+        masks = self._sample_masks(probabilities, self.hparams.selection_samples)
         queries = self.trainer.datamodule.train_queries()[-self.hparams.selection_queries:]
         losses = torch.stack([self._losses(query, masks) for query in queries]).mean(0)
         return masks[losses.argmin()]

@@ -1,0 +1,143 @@
+"""What a checkpoint must agree with before a run uses it.
+
+LightningCLI (2.6) re-applies a checkpoint's saved hyper-parameters over the config and the command
+line, so `lit-tv test ... --ckpt_path last.ckpt --model.init_args.test_heads random` used to test the
+*selected* heads. lit_tv's CLI does not: the options given are the options that run. Before any
+weights load, a checkpoint of another method or another model is refused, and a resumed fit must
+be given the options of the fit it continues (else it would not be the same run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from lit_tv.files import atomic_path
+from lit_tv.task_vectors import layout_from_config
+from lit_tv.vlm import BUILTIN_MODELS
+
+if TYPE_CHECKING:
+    from lit_tv.methods.base import FrozenVLMMethod
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint that does not belong to the run it was given to; the message names the option."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, through a temporary file renamed over the target: a fit killed
+    while saving leaves the previous `last.ckpt` whole (Lightning writes the target in place)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if "://" in str(path):  # a remote filesystem: fsspec's own semantics
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        with atomic_path(path) as temporary:
+            super().save_checkpoint(checkpoint, temporary, storage_options)
+
+
+def model_identity(name: str) -> str:
+    """A model name two runs compare: built-in names and hub ids as given, local folders as absolute paths."""
+    local = Path(name).expanduser()
+    return name if name in BUILTIN_MODELS or not local.exists() else str(local.resolve())
+
+
+def method_path(method: L.LightningModule) -> str:
+    return f"{type(method).__module__}.{type(method).__qualname__}"
+
+
+def checkpoint_entry(method: L.LightningModule, model_name: str, layout: dict[str, int]) -> dict[str, Any]:
+    """What `lit-tv` stores in every checkpoint to recognise it later (`checkpoint["lit_tv"]`)."""
+    return {"method": method_path(method), "model": model_identity(model_name), "layout": layout}
+
+
+def resolve_checkpoint(trainer: L.Trainer, ckpt_path: str | Path | None) -> Path | None:
+    """The file `ckpt_path` names: a path, or ``last`` (the newest ``last*.ckpt`` of the checkpoint callbacks)."""
+    if ckpt_path is None:
+        return None
+    if str(ckpt_path) != "last":
+        path = Path(ckpt_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"--ckpt_path: checkpoint file not found: {path}")
+        return path
+    candidates = [Path(found) for callback in trainer.checkpoint_callbacks if isinstance(callback, ModelCheckpoint)
+                  for found in callback._find_last_checkpoints(trainer)]
+    return max(candidates, key=lambda path: path.stat().st_mtime) if candidates else None
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu", mmap=True)
+    except Exception as error:  # torch raises RuntimeError, pickle and zip errors alike for a bad file
+        raise CheckpointMismatchError(f"--ckpt_path: cannot read checkpoint {path}: {error}") from error
+
+
+def _flat(options: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """Nested options as ``prefix.key.subkey`` -> value (what a command line would name them)."""
+    flat: dict[str, Any] = {}
+    for key, value in options.items():
+        if key.startswith("_"):  # LightningCLI's own bookkeeping (_class_path, _instantiator)
+            continue
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = dataclasses.asdict(value)
+        if isinstance(value, Mapping) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+def differences(saved: Mapping[str, Any], given: Mapping[str, Any], prefix: str) -> list[str]:
+    """``option: checkpoint value -> this run's value`` for every option that differs."""
+    old, new = _flat(saved, prefix), _flat(given, prefix)
+    return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(old.keys() | new.keys())
+            if old.get(key) != new.get(key)]
+
+
+def check_identity(checkpoint: Mapping[str, Any], path: Path | str, method: FrozenVLMMethod,
+                   layout: dict[str, int]) -> None:
+    """Refuse a checkpoint written by another method, or for another model or layout than `method`'s."""
+    entry = checkpoint.get("lit_tv")
+    if entry is None:
+        raise CheckpointMismatchError(f"--ckpt_path: {path} was not written by lit-tv fit (no 'lit_tv' entry)")
+    if entry["method"] != method_path(method):
+        raise CheckpointMismatchError(
+            f"--ckpt_path: {path} holds a {entry['method']} fit but this run's model.class_path is "
+            f"{method_path(method)}; use that method's config or its own checkpoint")
+    name = method.model_options.name
+    if entry["model"] != model_identity(name):
+        raise CheckpointMismatchError(
+            f"--ckpt_path: {path} was fitted on model {entry['model']} but model.init_args.model.name is "
+            f"{name}; its heads and means belong to that model")
+    if entry["layout"] != layout:
+        raise CheckpointMismatchError(f"--ckpt_path: {path} was fitted on layout {entry['layout']}; "
+                                      f"model.init_args.model.name {name} has layout {layout}")
+
+
+def check_checkpoint(path: Path, method: FrozenVLMMethod, datamodule: L.LightningDataModule | None,
+                     stage: str) -> list[str]:
+    """Refuse a checkpoint of another method or model, or (``fit``) a resume with other options.
+
+    Returns the options where a test / validate / predict run differs from the checkpoint's fit:
+    those runs use the options they were given (the caller says so).
+    """
+    checkpoint = read_checkpoint(path)
+    options = method.model_options
+    check_identity(checkpoint, path, method, layout_from_config(options.name, options.trust_remote_code))
+    changed = differences(checkpoint.get("hyper_parameters", {}), method.hparams, "model.init_args.")
+    if stage == "fit" and datamodule is not None:  # other data at test time is a use, not a mistake
+        changed += differences(checkpoint.get("datamodule_hyper_parameters", {}), datamodule.hparams,
+                               "data.init_args.")
+    if stage == "fit" and changed:
+        raise CheckpointMismatchError(
+            f"--ckpt_path: resuming {path} needs the options of the fit it continues; these differ "
+            f"(checkpoint -> given): {'; '.join(changed)}. Give the same options, or start a new fit without "
+            "--ckpt_path")
+    return changed

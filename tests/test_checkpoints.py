@@ -1,0 +1,122 @@
+"""Checkpoints as a user meets them: the options asked for win, foreign checkpoints are refused, resume is exact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+from test_mtv import CONFIG, KillAtStep, Killed, _scalars, _tiny_run
+
+from lit_tv.cli import main
+from lit_tv.main_job import build_cli
+from lit_tv.task_vectors import load_task_vector
+
+CONFIGS = CONFIG.parent
+# the README's MTV commands on the shapes toy, one task, sized to run in seconds
+SHAPES = ["--data.init_args.tasks=[position]", "--data.init_args.support_size=24", "--data.init_args.train_size=40",
+          "--data.init_args.test_size=60", "--trainer.enable_progress_bar=false"]
+LAST = Path("logs/shapes_mtv/checkpoints/last.ckpt")
+VECTOR = Path("logs/shapes_mtv/task_vector.safetensors")
+
+
+def _test_accuracy(*args: str) -> float:
+    """`lit-tv test --config configs/shapes/mtv.yaml ...` and the accuracy it logged (its newest run)."""
+    main(["test", "--config", str(CONFIG), *SHAPES, *args])
+    newest = max(Path("logs/shapes_mtv").glob("version_*"), key=lambda path: int(path.name.split("_")[1]))
+    return _scalars(newest)["test/accuracy"][0]
+
+
+@pytest.fixture(scope="module")
+def fitted_shapes(tmp_path_factory) -> Path:
+    """`lit-tv fit --config configs/shapes/mtv.yaml` on the position task, in a folder of its own."""
+    folder = tmp_path_factory.mktemp("shapes_fit")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        main(["fit", "--config", str(CONFIG), *SHAPES])
+    return folder
+
+
+def test_the_random_heads_control_gives_its_own_number_through_ckpt_path_and_task_vector(fitted_shapes,
+                                                                                          monkeypatch):
+    monkeypatch.chdir(fitted_shapes)
+    selected = _test_accuracy("--ckpt_path", str(LAST))
+    random_by_checkpoint = _test_accuracy("--ckpt_path", str(LAST), "--model.init_args.test_heads", "random")
+    random_by_vector = _test_accuracy("--model.init_args.task_vector", str(VECTOR),
+                                      "--model.init_args.test_heads", "random")
+    assert random_by_checkpoint == random_by_vector, "the same control must give the same number either way"
+    assert random_by_checkpoint <= selected - 0.3, (selected, random_by_checkpoint)
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ("icl.yaml", "holds a lit_tv.methods.mtv.MTV fit but this run's model.class_path is lit_tv.methods.icl.ICL"),
+    ("function_vectors.yaml", "holds a lit_tv.methods.mtv.MTV fit but this run's model.class_path is "
+                              "lit_tv.methods.function_vectors.FunctionVectors"),
+])
+def test_a_checkpoint_of_another_method_is_refused(fitted_shapes, monkeypatch, config, message):
+    monkeypatch.chdir(fitted_shapes)
+    with pytest.raises(SystemExit, match=message):
+        main(["test", "--config", str(CONFIGS / config), "--ckpt_path", str(LAST)])
+
+
+def test_a_checkpoint_of_another_model_is_refused_before_the_model_loads(fitted_shapes, monkeypatch, zoo_folder):
+    monkeypatch.chdir(fitted_shapes)
+    with pytest.raises(SystemExit, match="fitted on model lit_tv/shapes-toy but model.init_args.model.name is .*llava"):
+        main(["test", "--config", str(CONFIG), "--ckpt_path", str(LAST),
+              "--model.init_args.model.name", str(zoo_folder("llava"))])
+
+
+def test_ckpt_path_and_task_vector_together_are_refused(fitted_shapes, monkeypatch):
+    monkeypatch.chdir(fitted_shapes)
+    with pytest.raises(SystemExit, match="either --ckpt_path or model.init_args.task_vector"):
+        main(["test", "--config", str(CONFIG), "--ckpt_path", str(LAST), "--model.init_args.task_vector", str(VECTOR)])
+
+
+def test_resuming_with_other_options_is_refused_naming_them(fitted_shapes, monkeypatch):
+    monkeypatch.chdir(fitted_shapes)
+    with pytest.raises(SystemExit, match=r"model.init_args.samples: 32 -> 8.*data.init_args.seed: 0 -> 1"):
+        main(["fit", "--config", str(CONFIG), *SHAPES, "--ckpt_path", "last", "--model.init_args.samples", "8",
+              "--data.init_args.seed", "1"])
+
+
+class KillBeforeHeadSelection(Callback):
+    """Callbacks' on_train_end runs before the module's, where the heads are chosen and exported."""
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        raise Killed
+
+
+def _final(folder: Path) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """theta and heads of the run's final last.ckpt, and its exported vector."""
+    state = torch.load(folder / LAST, weights_only=True)["state_dict"]
+    assert state["heads_chosen"], "the final checkpoint must hold the chosen heads"
+    tensors, _ = load_task_vector(folder / VECTOR)
+    return state["theta"], state["selected_heads"], tensors
+
+
+@pytest.mark.parametrize("kill", [KillAtStep(15), KillBeforeHeadSelection()], ids=["mid_epoch", "before_heads"])
+def test_a_killed_fit_resumed_with_ckpt_path_last_ends_as_the_uninterrupted_fit(zoo_folder, tmp_path, monkeypatch,
+                                                                               kill):
+    # 8 training queries, checkpoints every 10 steps, 20 steps: the kill at 15 resumes in the second epoch
+    args = _tiny_run(zoo_folder("llava"), "--trainer.max_steps", "20", "--data.init_args.train_size", "8",
+                     "--data.init_args.test_size", "4")
+    (tmp_path / "whole").mkdir()
+    monkeypatch.chdir(tmp_path / "whole")
+    main(["fit", *args])
+    (tmp_path / "killed").mkdir()
+    monkeypatch.chdir(tmp_path / "killed")
+    cli = build_cli(CONFIG, args)
+    cli.trainer.callbacks.append(kill)
+    with pytest.raises(Killed):
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert not VECTOR.exists()
+    assert not torch.load(LAST, weights_only=True)["state_dict"]["heads_chosen"]
+    main(["fit", *args, "--ckpt_path", "last"])
+    theta, heads, vector = _final(tmp_path / "whole")
+    resumed_theta, resumed_heads, resumed_vector = _final(tmp_path / "killed")
+    torch.testing.assert_close(resumed_theta, theta, rtol=1e-6, atol=1e-7)
+    assert (theta != -1).any(), "REINFORCE should have moved theta"
+    assert torch.equal(resumed_heads, heads) and heads.any()
+    assert torch.equal(resumed_vector["selected_heads"], vector["selected_heads"])
+    torch.testing.assert_close(resumed_vector["mean_activations"], vector["mean_activations"])

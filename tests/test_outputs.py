@@ -1,0 +1,108 @@
+"""What runs leave on disk: whole files readable by others, no temporaries, no run overwriting a live run's outputs,
+answers kept as they come."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import colour_image
+from test_bad_inputs import PREDICT, SMALL, _mtv_vector
+
+from lit_tv.checkpoints import AtomicCheckpointIO
+from lit_tv.cli import main
+from lit_tv.files import atomic_path, write_atomic
+from lit_tv.main_job import CONFIGS, build_cli
+
+MTV = str(CONFIGS / "mtv.yaml")
+VECTOR = Path("logs/shapes_mtv/task_vector.safetensors")
+
+
+@pytest.fixture
+def usual_umask():
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def _leftovers(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.tmp"))
+
+
+def test_written_files_are_readable_like_checkpoints(tmp_path, usual_umask):
+    path = write_atomic(tmp_path / "results.json", "{}")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_an_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = write_atomic(tmp_path / "results.json", "old")
+    with pytest.raises(KeyboardInterrupt), atomic_path(path) as temporary:
+        temporary.write_text("half")
+        raise KeyboardInterrupt
+    assert path.read_text() == "old" and not _leftovers(tmp_path)
+
+
+def test_a_checkpoint_save_that_fails_leaves_the_last_one_whole(tmp_path, usual_umask):
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"step": torch.tensor(1)}, path)
+    with pytest.raises(Exception, match="pickle|lambda"):
+        AtomicCheckpointIO().save_checkpoint({"step": lambda: 2}, path)
+    assert torch.load(path, weights_only=True)["step"] == 1 and not _leftovers(tmp_path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def _lock(path: Path, pid: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{path}.lock").write_text(json.dumps({"host": os.uname().nodename, "pid": pid, "since": "earlier"}))
+
+
+def test_a_fit_into_the_outputs_of_a_live_run_is_refused_and_a_dead_runs_lock_is_taken_over(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _lock(VECTOR, other.pid)
+        with pytest.raises(SystemExit, match=rf"task_vector.safetensors is being written by another run \(pid "
+                                             rf"{other.pid} .*model.init_args.export"):
+            main(["fit", "--config", MTV, *SMALL])
+        assert not Path("logs/shapes_mtv/checkpoints").exists() and not VECTOR.exists()
+        _lock(Path("logs/shapes_mtv/checkpoints"), other.pid)
+        Path(f"{VECTOR}.lock").unlink()
+        with pytest.raises(SystemExit, match=r"checkpoints is being written by another run"):
+            main(["fit", "--config", MTV, *SMALL])
+    finally:
+        other.kill()
+        other.wait()
+    main(["fit", "--config", MTV, *SMALL])  # the owner is gone: its locks are stale
+    assert VECTOR.is_file() and not list(Path("logs").rglob("*.lock")), "locks are released when the fit ends"
+
+
+def test_a_second_fit_says_it_replaces_the_earlier_vector(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(["fit", "--config", MTV, *SMALL])
+    with pytest.warns(UserWarning, match=r"replacing the task vector logs/shapes_mtv/task_vector.safetensors written"):
+        main(["fit", "--config", MTV, *SMALL])
+
+
+def test_predict_writes_answers_as_they_come_and_never_keeps_an_earlier_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    vector = _mtv_vector(tmp_path, "vector.safetensors")
+    for index in range(3):
+        colour_image(["red", "blue", "green"][index]).save(tmp_path / f"{index}.png")
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("".join(json.dumps({"images": [f"{index}.png"], "question": f"q{index}"}) + "\n"
+                                 for index in range(3)))
+    answers = tmp_path / "logs" / "shapes_mtv" / "answers.jsonl"
+    answers.parent.mkdir(parents=True)
+    answers.write_text('{"question": "from an earlier run"}\n')
+    cli = build_cli(Path(PREDICT[0]), [f"--model.init_args.task_vector={vector}", f"--data.init_args.path={questions}",
+                                       "--data.init_args.batch_size=1"])
+    (tmp_path / "2.png").unlink()  # the last image goes missing after the file was read
+    with pytest.raises(FileNotFoundError, match="2.png"):
+        cli.trainer.predict(cli.model, datamodule=cli.datamodule)
+    assert [json.loads(line)["question"] for line in answers.read_text().splitlines()] == ["q0", "q1"]
