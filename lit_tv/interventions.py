@@ -11,16 +11,26 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 from torch import nn
 
-from lit_tv.vlm import FrozenVLM
+from lit_tv.layout import Layout
 
 PatchPolicy = Literal["prompt", "every_token"]
 PATCH_POLICIES = ("prompt", "every_token")
 Position = int | torch.Tensor
+
+
+class Hookable(Protocol):
+    """What the hooks need: a `FrozenVLM`, or a plain HF model with its layout (`lit_tv.apply.HookedModel`)."""
+
+    model: nn.Module
+    layout: Layout
+
+    @property
+    def device(self) -> torch.device: ...
 
 
 @dataclass
@@ -38,7 +48,7 @@ def _hooks(handles: list) -> Iterator[None]:
         yield
 
 
-def _track_prefill(vlm: FrozenVLM, step: _Step):
+def _track_prefill(vlm: Hookable, step: _Step):
     """A decoder pre-hook: prefill = called without a cache or with an empty one."""
 
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
@@ -84,7 +94,7 @@ class Recording:
 
 
 @contextmanager
-def record_heads(vlm: FrozenVLM) -> Iterator[Recording]:
+def record_heads(vlm: Hookable) -> Iterator[Recording]:
     """Record each layer's per-head out-projection input at the last prompt position.
 
     `recording.value` is `[batch, layers, heads, head_dim]`, detached, in the model's dtype.
@@ -112,7 +122,7 @@ def _check_policy(policy: str) -> None:
 
 @contextmanager
 def replace_heads(
-    vlm: FrozenVLM, values: torch.Tensor, mask: torch.Tensor, policy: PatchPolicy = "prompt"
+    vlm: Hookable, values: torch.Tensor, mask: torch.Tensor, policy: PatchPolicy = "prompt"
 ) -> Iterator[None]:
     """Replace the masked heads' out-projection input at the last position with `values`.
 
@@ -154,7 +164,7 @@ def replace_heads(
 
 
 @contextmanager
-def record_residual(vlm: FrozenVLM, position: Position = -1) -> Iterator[Recording]:
+def record_residual(vlm: Hookable, position: Position = -1) -> Iterator[Recording]:
     """Record every decoder layer's output at `position` (int, or per-row tensor `[batch]`).
 
     `recording.value` is `[batch, layers, hidden]`, taken during the prefill.
@@ -176,7 +186,7 @@ def record_residual(vlm: FrozenVLM, position: Position = -1) -> Iterator[Recordi
 
 @contextmanager
 def patch_residual(
-    vlm: FrozenVLM,
+    vlm: Hookable,
     layer: int,
     vector: torch.Tensor,
     position: Position = -1,

@@ -202,5 +202,6 @@ class ResidualTaskVectors(FrozenVLMMethod):
                          {"method": "residual", "model": self.model_name,
                           "extractor": self.extractor.name if self.extractor else "", "tasks": tasks,
                           "layer": self.layer, "source": self.hparams.source,
-                          "position": self.hparams.position, "layout": self.vlm.layout.signature(),
+                          "position": self.hparams.position, "mode": self.hparams.mode,
+                          "scale": self.hparams.scale, "layout": self.vlm.layout.signature(),
                           "benchmark": type(data).__name__, "seed": getattr(data, "seed", None)})

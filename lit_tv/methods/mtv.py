@@ -195,6 +195,7 @@ class MTV(FrozenVLMMethod):
         metadata = {"method": "mtv", "model": self.model_name, "layout": self.vlm.layout.signature(),
                     "benchmark": type(data).__name__, "shots": getattr(data, "shots", None),
                     "iterations": len(data.support_episodes()), "seed": getattr(data, "seed", None),
+                    "tasks": list(getattr(data, "tasks", ())),
                     "samples": self.hparams.samples, "steps": self.global_step}
         save_task_vector(path, {"mean_activations": self.mean_activations.float(), "theta": self.theta.detach(),
                                 "selected_heads": self.selected_heads.to(torch.uint8)}, metadata)
