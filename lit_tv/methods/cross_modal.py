@@ -15,6 +15,7 @@ from typing import Literal
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from lit_tv.analysis.heatmap import layer_curve
 from lit_tv.averaging import mean_recording
 from lit_tv.episodes import Episode, Example
 from lit_tv.interventions import patch_residual, record_residual
@@ -158,6 +159,10 @@ class ResidualTaskVectors(FrozenVLMMethod):
                 self.logger.experiment.add_scalar("val/accuracy_by_layer", value, layer)
             self.logger.experiment.add_scalar("val/best_layer", self.layer, self.global_step)
             self.logger.experiment.add_scalar("val/best_accuracy", accuracy.max(), self.global_step)
+            self.logger.experiment.add_figure(
+                "val/accuracy_by_layer_plot",
+                layer_curve(accuracy.tolist(), "validation accuracy with the vector at each layer", best=self.layer),
+                self.global_step)
 
     def on_validation_start(self) -> None:
         self._ensure_vectors()

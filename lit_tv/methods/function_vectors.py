@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from lit_tv.analysis.heatmap import grid_image
+from lit_tv.analysis.heatmap import head_heatmap
 from lit_tv.callbacks.mean_activations import mean_head_activations
 from lit_tv.episodes import Episode
 from lit_tv.interventions import patch_residual, replace_heads
@@ -193,12 +193,13 @@ class FunctionVectors(FrozenVLMMethod):
                 self.export(self.hparams.export)
 
     def _log_aie(self) -> None:
-        """Each task's AIE as a layers x heads image (rows = layers, min-max scaled)."""
+        """Each task's AIE as a layer x head heatmap (diverging scale around 0), the FV's heads boxed."""
         if not isinstance(self.logger, TensorBoardLogger):
             return
-        for task, cells in zip(self.tasks, self.aie.cpu(), strict=True):
-            scaled = (cells - cells.min()) / (cells.max() - cells.min()).clamp_min(1e-12)
-            self.logger.experiment.add_image(f"fv/aie/{task or 'all'}", grid_image(scaled), self.global_step)
+        for index, task in enumerate(self.tasks):
+            figure = head_heatmap(self.aie[index], f"average indirect effect: {task or 'all'}",
+                                  "AIE (probability of the answer)", self.selected_heads[index], diverging=True)
+            self.logger.experiment.add_figure(f"fv/aie/{task or 'all'}", figure, self.global_step)
 
     def export(self, path: str) -> None:
         data = self.trainer.datamodule

@@ -17,7 +17,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from transformers import BatchFeature
 
-from lit_tv.analysis.heatmap import grid_image
+from lit_tv.analysis.heatmap import head_heatmap
 from lit_tv.episodes import Episode
 from lit_tv.interventions import PatchPolicy, replace_heads
 from lit_tv.methods.base import FrozenVLMMethod
@@ -174,10 +174,12 @@ class MTV(FrozenVLMMethod):
                 self.trainer.save_checkpoint(Path(callback.dirpath) / name)
 
     def _log_heatmap(self) -> None:
-        """sigmoid(theta) as a layers x heads image (rows = layers), 16 pixels per cell."""
+        """sigmoid(theta) as a layer x head heatmap on a fixed 0..1 scale, the final heads boxed once chosen."""
         if not isinstance(self.logger, TensorBoardLogger) or self.global_rank != 0:
             return
-        self.logger.experiment.add_image("heads/sigmoid_theta", grid_image(torch.sigmoid(self.theta)), self.global_step)
+        figure = head_heatmap(torch.sigmoid(self.theta), f"MTV head probabilities, step {self.global_step}",
+                              "sigmoid(theta)", self.selected_heads if self.heads_chosen else None, limits=(0, 1))
+        self.logger.experiment.add_figure("heads/sigmoid_theta", figure, self.global_step)
 
     @torch.no_grad()
     def select_heads(self) -> torch.Tensor:
