@@ -11,11 +11,13 @@ import sys
 
 from lightning.pytorch.cli import LightningCLI
 
+from lit_tv.console import quiet_libraries
 from lit_tv.main_job import run_main_job
 from lit_tv.methods.base import FrozenVLMMethod
 
 
 def main(argv: list[str] | None = None) -> None:
+    quiet_libraries()
     args = sys.argv[1:] if argv is None else argv
     if not args:
         run_main_job()

@@ -136,6 +136,9 @@ class ResidualTaskVectors(FrozenVLMMethod):
         return patch_residual(self.vlm, layer, self._rows(batch)[:, layer], mode=self.hparams.mode,
                               scale=self.hparams.scale)
 
+    def test_summary(self, task: str) -> dict[str, object]:
+        return {"layer": self.layer}
+
     def patching(self, batch: list[Episode]) -> AbstractContextManager:
         return self._patch(batch, self.layer)
 

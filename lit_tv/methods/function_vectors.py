@@ -230,6 +230,13 @@ class FunctionVectors(FrozenVLMMethod):
         vectors, _ = load_vectors_by_task(self.hparams.task_vector, "function_vectors", tasks)
         self.vectors = {task: vector.to(self.device) for task, vector in vectors.items()}
 
+    def test_summary(self, task: str) -> dict[str, object]:
+        """Heads summed into this task's FV (all tasks: their union; none when loaded from a file) and the layer."""
+        heads = getattr(self, "selected_heads", None)
+        if heads is not None:
+            heads = heads[self.tasks.index(task)] if task in self.tasks else heads.any(0)
+        return {"heads": None if heads is None else int(heads.sum()), "layer": self.layer}
+
     def patching(self, batch: list[Episode]) -> AbstractContextManager:
         missing = sorted({episode.task for episode in batch} - set(self.vectors))
         if missing:

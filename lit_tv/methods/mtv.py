@@ -208,6 +208,9 @@ class MTV(FrozenVLMMethod):
             raise ValueError("no heads have been chosen yet: test with the task vector or the last.ckpt that "
                              "`lit-tv fit` writes when it ends (model.init_args.task_vector or --ckpt_path)")
 
+    def test_summary(self, task: str) -> dict[str, object]:
+        return {"heads": int(self.selected_heads.sum())}
+
     def patching(self, batch: list[Episode]) -> AbstractContextManager:
         heads = self.selected_heads
         mask = heads if self.hparams.test_heads == "selected" else random_heads_like(heads, seed=0)
