@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -76,19 +77,19 @@ def test_a_vector_in_a_plain_transformers_loop_matches_lit_tv_test(config, toy, 
     assert sum(gains) / len(gains) >= 0.2, gains  # the vectors really act: zero-shot is about 0.3
 
 
+def residual_file(path: Path, tasks: list[str], hidden: int, head_dim: int) -> Path:
+    layout = {"num_layers": 4, "num_heads": 8, "head_dim": head_dim, "hidden_size": hidden}
+    save_file({"vectors": torch.zeros(len(tasks), 4, hidden)}, str(path),
+              metadata={"method": "residual", "tasks": json.dumps(tasks), "layer": "1", "layout": json.dumps(layout)})
+    return path
+
+
 def test_the_layout_task_and_padding_are_checked(toy, tmp_path):
     model, processor = toy
-    wrong = tmp_path / "wrong.safetensors"
-    save_file({"vectors": torch.zeros(1, 4, 64)}, str(wrong),
-              metadata={"method": "residual", "tasks": '["colour"]', "layer": "1",
-                        "layout": '{"num_layers": 4, "num_heads": 8, "head_dim": 8, "hidden_size": 64}'})
     with pytest.raises(TaskVectorMismatchError, match="hidden_size"):
-        with lit_tv.apply_task_vector(model, wrong):
+        with lit_tv.apply_task_vector(model, residual_file(tmp_path / "wrong.safetensors", ["colour"], 64, 8)):
             pass
-    good = tmp_path / "good.safetensors"
-    save_file({"vectors": torch.zeros(2, 4, 128)}, str(good),
-              metadata={"method": "residual", "tasks": '["colour", "shape"]', "layer": "1",
-                        "layout": '{"num_layers": 4, "num_heads": 8, "head_dim": 16, "hidden_size": 128}'})
+    good = residual_file(tmp_path / "good.safetensors", ["colour", "shape"], 128, 16)
     with pytest.raises(ValueError, match="pass task="):
         with lit_tv.apply_task_vector(model, good):
             pass

@@ -14,11 +14,12 @@ from matplotlib.ticker import MaxNLocator
 
 
 def head_heatmap(cells: torch.Tensor, title: str, label: str, selected: torch.Tensor | None = None,
-                 limits: tuple[float, float] | None = None, diverging: bool = False) -> Figure:
+                 limits: tuple[float, float] | None = None, diverging: bool = False,
+                 marked: str = "selected heads") -> Figure:
     """`[layers, heads]` values as a heatmap (rows are layers, layer 0 at the top), `selected` heads boxed.
 
     limits: the colour scale's range (default: the values' own); diverging: centred on 0 (for effects
-    that can be negative, such as the AIE).
+    that can be negative, such as the AIE); marked: what the boxes are, for the title.
     """
     values = cells.detach().float().cpu()
     layers, heads = values.shape
@@ -35,7 +36,7 @@ def head_heatmap(cells: torch.Tensor, title: str, label: str, selected: torch.Te
         rows, columns = selected.detach().cpu().bool().nonzero(as_tuple=True)
         axes.scatter(columns.numpy(), rows.numpy(), marker="s", s=120, facecolors="none", edgecolors="red",
                      linewidths=1.5)
-        title = f"{title}\n{len(rows)} selected heads boxed"
+        title = f"{title}\n{len(rows)} {marked} boxed"
     axes.set(xlabel="head", ylabel="layer", title=title)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))
