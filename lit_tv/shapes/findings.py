@@ -33,6 +33,9 @@ from lit_tv.shapes.world import TASKS
 
 CONTEXT_SHOTS = 7  # the toy was trained on sequences of at most 7 shots (lit_tv.shapes.train --max-shots)
 QUIET = ["--trainer.logger=false", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+# the fits keep only the means callback: their vectors are exported, no checkpoint is written
+NO_CHECKPOINTS = ["--trainer.enable_checkpointing=false",
+                  "--trainer.callbacks=[{class_path: lit_tv.callbacks.mean_activations.MeanActivations}]"]
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ def mtv_vs_iterations(budget: Budget, logdir: Path) -> tuple[dict[int, float], d
         options = [*_sizes(support_size=budget.support_size, train_size=budget.train_size),
                    f"--data.init_args.tasks=[{task}]", f"--data.init_args.test_size={budget.test_size // 3 or 1}",
                    f"--model.init_args.selection_queries={min(50, budget.train_size)}", *budget.mtv_options]
-        fit = build_cli(CONFIGS / "mtv.yaml", [*options, f"--trainer.max_steps={budget.steps}",
+        fit = build_cli(CONFIGS / "mtv.yaml", [*options, f"--trainer.max_steps={budget.steps}", *NO_CHECKPOINTS,
                                                f"--model.init_args.export={vector}"])
         fit.trainer.fit(fit.model, datamodule=fit.datamodule)
         heads[task] = fit.model.selected_heads.cpu()
