@@ -49,10 +49,13 @@ def _hooks(handles: list) -> Iterator[None]:
 
 
 def _track_prefill(vlm: Hookable, step: _Step):
-    """A decoder pre-hook: prefill = called without a cache or with an empty one."""
+    """A decoder pre-hook: prefill = called without a cache or with an empty one.
+
+    transformers >= 5.24 passes the cache as `cache`, earlier versions as `past_key_values`.
+    """
 
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-        cache = kwargs.get("past_key_values")
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
         step.prefill = cache is None or cache.get_seq_length() == 0
 
     return vlm.model.get_decoder().register_forward_pre_hook(hook, with_kwargs=True)
