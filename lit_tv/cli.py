@@ -20,6 +20,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
 from lit_tv.checkpoints import AtomicCheckpointIO, CheckpointMismatchError, check_checkpoint, resolve_checkpoint
+from lit_tv.console import quiet_libraries
 from lit_tv.methods.base import FrozenVLMMethod
 
 
@@ -89,6 +90,7 @@ def user_error(error: BaseException) -> BaseException:
 def main(argv: list[str] | None = None) -> None:
     from lit_tv.main_job import run_main_job  # it builds its runs with LitTVCLI
 
+    quiet_libraries()
     try:
         if argv or (argv is None and sys.argv[1:]):
             LitTVCLI(argv)  # None: LightningCLI reads sys.argv itself

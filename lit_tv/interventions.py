@@ -11,16 +11,27 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 from torch import nn
 
-from lit_tv.vlm import FrozenVLM, decoder_cache
+from lit_tv.layout import Layout
+from lit_tv.vlm import decoder_cache
 
 PatchPolicy = Literal["prompt", "every_token"]
 PATCH_POLICIES = ("prompt", "every_token")
 Position = int | torch.Tensor
+
+
+class Hookable(Protocol):
+    """What the hooks need: a `FrozenVLM`, or a plain HF model with its layout (`lit_tv.apply.HookedModel`)."""
+
+    model: nn.Module
+    layout: Layout
+
+    @property
+    def device(self) -> torch.device: ...
 
 
 @dataclass
@@ -38,7 +49,7 @@ def _hooks(handles: list) -> Iterator[None]:
         yield
 
 
-def _track_prefill(vlm: FrozenVLM, step: _Step):
+def _track_prefill(vlm: Hookable, step: _Step):
     """A decoder pre-hook: prefill = called without a cache or with an empty one (see `decoder_cache`)."""
 
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
@@ -84,7 +95,7 @@ class Recording:
 
 
 @contextmanager
-def record_heads(vlm: FrozenVLM) -> Iterator[Recording]:
+def record_heads(vlm: Hookable) -> Iterator[Recording]:
     """Record each layer's per-head out-projection input at the last prompt position.
 
     `recording.value` is `[batch, layers, heads, head_dim]`, detached, in the model's dtype.
@@ -115,7 +126,7 @@ RowsAlong = Literal["batch", "positions"]
 
 @contextmanager
 def replace_heads(
-    vlm: FrozenVLM, values: torch.Tensor, mask: torch.Tensor, policy: PatchPolicy = "prompt",
+    vlm: Hookable, values: torch.Tensor, mask: torch.Tensor, policy: PatchPolicy = "prompt",
     rows_along: RowsAlong = "batch",
 ) -> Iterator[None]:
     """Replace the masked heads' out-projection input at the last position with `values`.
@@ -170,7 +181,7 @@ def replace_heads(
 
 
 @contextmanager
-def record_residual(vlm: FrozenVLM, position: Position = -1) -> Iterator[Recording]:
+def record_residual(vlm: Hookable, position: Position = -1) -> Iterator[Recording]:
     """Record every decoder layer's output at `position` (int, or per-row tensor `[batch]`).
 
     `recording.value` is `[batch, layers, hidden]`, taken during the prefill.
@@ -192,7 +203,7 @@ def record_residual(vlm: FrozenVLM, position: Position = -1) -> Iterator[Recordi
 
 @contextmanager
 def patch_residual(
-    vlm: FrozenVLM,
+    vlm: Hookable,
     layer: int,
     vector: torch.Tensor,
     position: Position = -1,

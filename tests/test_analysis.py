@@ -11,6 +11,7 @@ from conftest import TEMPLATE, episodes_for
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from lit_tv.analysis.heatmap import head_heatmap, layer_curve
 from lit_tv.analysis.logit_lens import as_markdown, top_tokens
 from lit_tv.analysis.similarity import cosine_by_layer
 from lit_tv.analysis.token_mass import token_set_mass
@@ -97,3 +98,24 @@ def test_inspect_callback_writes_logit_lens_evolution_tsne_and_cosines(zoo_folde
         assert any(tag.startswith(f"inspect/test/cosine/{task}/") and "instruction" in tag for tag in tags["scalars"])
     lens = json.loads((tmp_path / "inspect" / "version_0" / "logit_lens_test.json").read_text())
     assert set(lens) == set(TASKS) and len(lens["shape"]) == 2 and len(lens["shape"][0]) == 3
+
+
+def test_the_head_heatmap_has_axes_a_colour_scale_and_the_selected_heads_marked():
+    cells = torch.linspace(0, 1, 4 * 8).view(4, 8)
+    selected = torch.zeros(4, 8, dtype=torch.bool)
+    selected[1, 2] = selected[3, 7] = True
+    figure = head_heatmap(cells, "t", "sigmoid(theta)", selected, limits=(0, 1))
+    heatmap, colour_bar = figure.axes
+    assert (heatmap.get_xlabel(), heatmap.get_ylabel()) == ("head", "layer")
+    assert colour_bar.get_ylabel() == "sigmoid(theta)"
+    marks = heatmap.collections[0].get_offsets()  # (head, layer) of every boxed cell
+    assert sorted(map(tuple, marks.tolist())) == [(2.0, 1.0), (7.0, 3.0)]
+    assert heatmap.images[0].get_clim() == (0, 1)
+    effects = head_heatmap(cells - 0.8, "aie", "AIE", diverging=True)
+    assert effects.axes[0].images[0].get_clim() == pytest.approx((-0.8, 0.8))  # centred on 0
+
+
+def test_the_layer_curve_marks_the_chosen_layer():
+    axes = layer_curve([0.2, 0.9, 0.5], "t", best=1).axes[0]
+    assert axes.get_xlabel() == "layer" and axes.lines[0].get_ydata().tolist() == [0.2, 0.9, 0.5]
+    assert axes.lines[1].get_xdata()[0] == 1

@@ -44,6 +44,8 @@ def test_grid_search_selects_by_validation_and_test_uses_that_layer(zoo_folder, 
     events.Reload()
     curve = [event.value for event in events.Scalars("val/accuracy_by_layer")]
     assert curve == pytest.approx([0.2, 0.9])
+    plot = events.Images("val/accuracy_by_layer_plot")[-1]
+    assert plot.width >= 300 and plot.height >= 200, (plot.width, plot.height)
     _, metadata = load_task_vector(tmp_path / "logs" / "shapes_cross_modal" / "task_vectors.safetensors")
     assert metadata["layer"] == "1"
 

@@ -120,6 +120,8 @@ def test_function_vectors_run_through_the_cli_and_log_accuracy_and_aie(zoo_folde
     assert {"test/accuracy", "test/accuracy/colour"} <= set(events.Tags()["scalars"])
     assert 0.0 <= events.Scalars("test/accuracy")[0].value <= 1.0
     assert {"fv/aie/colour", "fv/aie/shape", "fv/aie/position"} <= set(events.Tags()["images"])
+    aie_map = events.Images("fv/aie/colour")[-1]
+    assert aie_map.width >= 200 and aie_map.height >= 150, (aie_map.width, aie_map.height)
     tensors, metadata = load_task_vector(tmp_path / "logs" / "shapes_function_vectors" / "function_vectors.safetensors")
     assert tensors["function_vectors"].shape == (3, 64) and tensors["aie"].shape == (3, 2, 4)
     heads = tensors["heads"].bool()

@@ -161,6 +161,8 @@ def test_fit_then_test_through_the_cli_logs_to_tensorboard(zoo_folder, tmp_path,
     events.Reload()
     assert {"train/loss", "train/mean_sigmoid_theta", "heads/selected"} <= set(events.Tags()["scalars"])
     assert "heads/sigmoid_theta" in events.Tags()["images"]
+    heatmap = events.Images("heads/sigmoid_theta")[-1]  # a rendered figure, not a layers x heads pixel grid
+    assert heatmap.width >= 200 and heatmap.height >= 150, (heatmap.width, heatmap.height)
     checkpoint = tmp_path / "logs" / "shapes_mtv" / "checkpoints" / "last.ckpt"
     state = torch.load(checkpoint, weights_only=True, map_location="cpu")["state_dict"]
     assert state["mean_activations"].abs().sum() > 0

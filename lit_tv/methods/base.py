@@ -12,6 +12,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from lit_tv.checkpoints import check_identity, checkpoint_entry
+from lit_tv.console import task_table
 from lit_tv.data.base import Role
 from lit_tv.episodes import Episode
 from lit_tv.files import OutputLock
@@ -147,18 +148,38 @@ class FrozenVLMMethod(L.LightningModule):
             rows = [i for i, episode in enumerate(batch) if key in ("all", episode.task, _seed_key(episode.seed))]
             if rows:
                 metric.update([answers[i] for i in rows], [batch[i].query.answers for i in rows])
-            name = f"{stage}/accuracy" if key == "all" else f"{stage}/accuracy/{key}"
-            self.log(name, metric, on_step=False, on_epoch=True, batch_size=len(batch),
+            suffix = "" if key == "all" else f"/{key}"
+            self.log(f"{stage}/accuracy{suffix}", metric, on_step=False, on_epoch=True, batch_size=len(batch),
                      metric_attribute=f"accuracy.{key}")
-        # how many queries were scored over all processes: a duplicated or dropped query shows here
-        self.log(f"{stage}/queries", float(len(batch)), on_step=False, on_epoch=True, reduce_fx="sum",
-                 sync_dist=True, batch_size=len(batch))
+            # how many queries were scored over all processes: a duplicated or dropped query shows here
+            self.log(f"{stage}/queries{suffix}", float(len(rows)), on_step=False, on_epoch=True, reduce_fx="sum",
+                     sync_dist=True, batch_size=len(batch))
 
     def on_validation_start(self) -> None:
         self._start_scoring()
 
     def on_test_start(self) -> None:
         self._start_scoring()
+
+    def test_summary(self, task: str) -> dict[str, object]:
+        """Extra columns of the end-of-test table for one task ("all" = every task): e.g. heads used, layer."""
+        return {}
+
+    def on_test_end(self) -> None:
+        """Print the per-task table once (rank 0) in place of Lightning's metric dump, unless run quietly."""
+        loop = self.trainer.test_loop
+        if not loop.verbose or not self.trainer.is_global_zero:
+            return
+        metrics = self.trainer.callback_metrics
+        rows = {}
+        for key in self.accuracy:
+            suffix = "" if key == "all" else f"/{key}"
+            rows[key] = {"accuracy": float(metrics[f"test/accuracy{suffix}"]),
+                         "queries": int(metrics[f"test/queries{suffix}"]), **self.test_summary(key)}
+        columns = list(dict.fromkeys(column for row in rows.values() for column in row))
+        print(f"\n{type(self).__name__} on {type(self.trainer.datamodule).__name__} ({self.model_name}), test split\n"
+              + task_table(rows, columns))
+        loop.verbose = False  # the table above replaces Lightning's, which the loop prints after this hook
 
     def validation_step(self, batch: list[Episode], batch_idx: int) -> None:
         self._score(batch, "val")

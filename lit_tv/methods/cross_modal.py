@@ -16,6 +16,7 @@ from typing import Literal
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from lit_tv.analysis.heatmap import layer_curve
 from lit_tv.averaging import mean_recording
 from lit_tv.data.base import Role
 from lit_tv.episodes import Episode, Example
@@ -164,6 +165,9 @@ class ResidualTaskVectors(FrozenVLMMethod):
         return patch_residual(self.vlm, layer, self._rows(batch)[:, layer], mode=self.hparams.mode,
                               scale=self.hparams.scale)
 
+    def test_summary(self, task: str) -> dict[str, object]:
+        return {"layer": self.layer}
+
     def patching(self, batch: list[Episode]) -> AbstractContextManager:
         return self._patch(batch, self.layer)
 
@@ -197,6 +201,10 @@ class ResidualTaskVectors(FrozenVLMMethod):
                 self.logger.experiment.add_scalar("val/accuracy_by_layer", value, layer)
             self.logger.experiment.add_scalar("val/best_layer", self.layer, self.global_step)
             self.logger.experiment.add_scalar("val/best_accuracy", accuracy.max(), self.global_step)
+            self.logger.experiment.add_figure(
+                "val/accuracy_by_layer_plot",
+                layer_curve(accuracy.tolist(), "validation accuracy with the vector at each layer", best=self.layer),
+                self.global_step)
 
     def on_validation_start(self) -> None:
         self._ensure_vectors()
@@ -247,5 +255,6 @@ class ResidualTaskVectors(FrozenVLMMethod):
                              {"method": "residual", "model": self.model_name,
                               "extractor": self.extractor.name if self.extractor else "", "tasks": tasks,
                               "layer": self.layer, "source": self.hparams.source,
-                              "position": self.hparams.position, "layout": self.vlm.layout.signature(),
+                              "position": self.hparams.position, "mode": self.hparams.mode,
+                              "scale": self.hparams.scale, "layout": self.vlm.layout.signature(),
                               "benchmark": type(data).__name__, "seed": seed})

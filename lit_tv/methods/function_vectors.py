@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from lit_tv.analysis.heatmap import grid_image
+from lit_tv.analysis.heatmap import head_heatmap
 from lit_tv.callbacks.mean_activations import mean_head_activations
 from lit_tv.data.base import Role
 from lit_tv.episodes import Episode
@@ -201,12 +201,13 @@ class FunctionVectors(FrozenVLMMethod):
                 self.export(self.hparams.export)
 
     def _log_aie(self) -> None:
-        """Each task's AIE as a layers x heads image (rows = layers, min-max scaled)."""
+        """Each task's AIE as a layer x head heatmap (diverging scale around 0), the FV's heads boxed."""
         if not isinstance(self.logger, TensorBoardLogger):
             return
-        for task, cells in zip(self.tasks, self.aie.cpu(), strict=True):
-            scaled = (cells - cells.min()) / (cells.max() - cells.min()).clamp_min(1e-12)
-            self.logger.experiment.add_image(f"fv/aie/{task or 'all'}", grid_image(scaled), self.global_step)
+        for index, task in enumerate(self.tasks):
+            figure = head_heatmap(self.aie[index], f"average indirect effect: {task or 'all'}",
+                                  "AIE (probability of the answer)", self.selected_heads[index], diverging=True)
+            self.logger.experiment.add_figure(f"fv/aie/{task or 'all'}", figure, self.global_step)
 
     def export(self, path: str) -> None:
         data = self.trainer.datamodule
@@ -236,6 +237,13 @@ class FunctionVectors(FrozenVLMMethod):
         tasks = tuple(getattr(self.trainer.datamodule, "tasks", ())) or ("",)
         vectors, _ = load_vectors_by_task(self.hparams.task_vector, "function_vectors", tasks)
         self.vectors = {task: vector.to(self.device) for task, vector in vectors.items()}
+
+    def test_summary(self, task: str) -> dict[str, object]:
+        """Heads summed into this task's FV (all tasks: their union; none when loaded from a file) and the layer."""
+        heads = getattr(self, "selected_heads", None)
+        if heads is not None:
+            heads = heads[self.tasks.index(task)] if task in self.tasks else heads.any(0)
+        return {"heads": None if heads is None else int(heads.sum()), "layer": self.layer}
 
     def patching(self, batch: list[Episode]) -> AbstractContextManager:
         missing = sorted({episode.task for episode in batch} - set(self.vectors))

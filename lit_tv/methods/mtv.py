@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from transformers import BatchFeature
 
-from lit_tv.analysis.heatmap import grid_image
+from lit_tv.analysis.heatmap import head_heatmap
 from lit_tv.data.base import Role
 from lit_tv.episodes import Episode
 from lit_tv.interventions import PatchPolicy, replace_heads
@@ -259,10 +259,12 @@ class MTV(FrozenVLMMethod):
                 self.trainer.save_checkpoint(Path(callback.dirpath) / name)
 
     def _log_heatmap(self) -> None:
-        """sigmoid(theta) as a layers x heads image (rows = layers), 16 pixels per cell."""
+        """sigmoid(theta) as a layer x head heatmap on a fixed 0..1 scale, the final heads boxed once chosen."""
         if not isinstance(self.logger, TensorBoardLogger) or self.global_rank != 0:
             return
-        self.logger.experiment.add_image("heads/sigmoid_theta", grid_image(torch.sigmoid(self.theta)), self.global_step)
+        figure = head_heatmap(torch.sigmoid(self.theta), f"MTV head probabilities, step {self.global_step}",
+                              "sigmoid(theta)", self.selected_heads if self.heads_chosen else None, limits=(0, 1))
+        self.logger.experiment.add_figure("heads/sigmoid_theta", figure, self.global_step)
 
     @torch.no_grad()
     def select_heads(self) -> torch.Tensor:
@@ -284,6 +286,7 @@ class MTV(FrozenVLMMethod):
         metadata = {"method": "mtv", "model": self.model_name, "layout": self.vlm.layout.signature(),
                     "benchmark": type(data).__name__, "shots": getattr(data, "shots", None),
                     "iterations": len(data.support_episodes()), "seed": getattr(data, "seed", None),
+                    "tasks": list(getattr(data, "tasks", ())),
                     "samples": self.hparams.samples, "steps": self.global_step}
         save_task_vector(path, {"mean_activations": self.mean_activations.float(), "theta": self.theta.detach(),
                                 "selected_heads": self.selected_heads.to(torch.uint8)}, metadata)
@@ -293,6 +296,9 @@ class MTV(FrozenVLMMethod):
         if not self.heads_chosen:
             raise ValueError("no heads have been chosen yet: test with the task vector or the last.ckpt that "
                              "`lit-tv fit` writes when it ends (model.init_args.task_vector or --ckpt_path)")
+
+    def test_summary(self, task: str) -> dict[str, object]:
+        return {"heads": int(self.selected_heads.sum())}
 
     def patching(self, batch: list[Episode]) -> AbstractContextManager:
         heads = self.selected_heads

@@ -1,0 +1,61 @@
+"""What `lit-tv` prints: the libraries' advertising and per-load bars silenced, a per-task table at the end of test.
+
+`quiet_libraries` is called once by the CLI, the main job and the findings command. It drops only
+messages that carry no information about the run: Lightning's cloud tips (litlogger / litmodels), its
+note on `weights_only` when saving a checkpoint, its warning that the CLI was built from Python (the
+main job does that on purpose), its internal pytree deprecation warning, and transformers' "Loading
+weights" bar of every model load (downloads keep their bars; warnings and load reports are untouched).
+Long passes keep their one progress bar each.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from transformers.utils import logging as transformers_logging
+
+SILENCED_PREFIXES = ("💡 Tip:", "`weights_only` was not set")
+SILENCED_LOGGERS = ("lightning.pytorch.utilities.rank_zero",
+                    "lightning.pytorch.trainer.connectors.checkpoint_connector")
+WEIGHT_BAR = "Loading weights"
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(SILENCED_PREFIXES)
+
+
+def _no_weight_bars(factory: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+    """transformers' tqdm hook: the per-load "Loading weights" bar is disabled, every other bar kept."""
+    if kwargs.get("desc") == WEIGHT_BAR:
+        kwargs = {**kwargs, "disable": True}
+    return factory(*args, **kwargs)
+
+
+def quiet_libraries() -> None:
+    """Silence the messages listed in the module doc (idempotent)."""
+    for name in SILENCED_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(existing, _DropNoise) for existing in logger.filters):
+            logger.addFilter(_DropNoise())
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended to run from within Python")
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    transformers_logging.set_tqdm_hook(_no_weight_bars)
+
+
+def task_table(rows: Mapping[str, Mapping[str, object]], columns: Sequence[str]) -> str:
+    """A plain-text table, one row per task (`rows[task][column]`); floats with 3 decimals, missing cells '-'."""
+
+    def cell(value: object) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    width = max(len("task"), *(len(task) for task in rows))
+    lines = [f"{'task':<{width}}" + "".join(f"{column:>10}" for column in columns)]
+    lines += [f"{task:<{width}}" + "".join(f"{cell(values.get(column)):>10}" for column in columns)
+              for task, values in rows.items()]
+    return "\n".join(lines)

@@ -1,0 +1,290 @@
+"""The papers' findings as figures on the shapes world, measured by the real methods through the CLI objects.
+
+    python -m lit_tv.shapes.findings [--out docs/figures] [--logdir logs/findings] [--fast]
+
+(1) accuracy vs shots (ICL, up to the 7 shots the toy was trained on) and vs MTV iterations (support
+episodes in the mean); (2) the cross-modal table: text ICL xBase vs xPatch, image ICL Base vs Patch,
+instruction and ensemble vectors; (3) exemplar vs ensemble vectors as the examples grow; (4) the heads
+MTV selects vs the heads Function Vectors use. Every number comes from `lit-tv test` / `fit` runs of the
+shipped configs with options changed (`lit_tv.main_job.build_cli`); each figure is a PNG in `--out`
+and a TensorBoard figure in `--logdir`, and all numbers go to `<out>/findings.json`. `--fast` runs
+the same code on a few queries (a smoke test, not a measurement).
+
+The data functions (`icl_vs_shots`, `mtv_vs_iterations`, ...) return plain numbers, so another task
+family can feed the same figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from matplotlib.figure import Figure
+from torch.utils.tensorboard import SummaryWriter
+
+from lit_tv.analysis.heatmap import head_heatmap
+from lit_tv.console import quiet_libraries
+from lit_tv.files import atomic_path, write_atomic
+from lit_tv.main_job import CONFIGS, build_cli
+from lit_tv.shapes.world import TASKS
+
+CONTEXT_SHOTS = 7  # the toy was trained on sequences of at most 7 shots (lit_tv.shapes.train --max-shots)
+QUIET = ["--trainer.logger=false", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+# the fits keep only the means callback: their vectors are exported, no checkpoint is written
+NO_CHECKPOINTS = ["--trainer.enable_checkpointing=false",
+                  "--trainer.callbacks=[{class_path: lit_tv.callbacks.mean_activations.MeanActivations}]"]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Sizes of every run: the defaults measure, `FAST` only checks that everything runs."""
+
+    test_size: int = 90  # held-out queries per run (balanced over the tasks in it)
+    support_size: int = 100  # MTV / FV support episodes; the MTV fit's means
+    train_size: int = 100
+    steps: int = 40  # REINFORCE steps (configs/shapes/mtv.yaml)
+    iterations: tuple[int, ...] = (1, 3, 10, 30, 100)
+    shots: tuple[int, ...] = tuple(range(CONTEXT_SHOTS + 1))
+    cross_support: int = 300  # cross-modal support episodes (configs/shapes/cross_modal.yaml)
+    val_size: int = 60
+    examples: tuple[int, ...] = (1, 2, 4, 7)  # examples per task behind one exemplar vector
+    mtv_options: tuple[str, ...] = field(default=())  # e.g. fewer REINFORCE samples
+
+
+FAST = Budget(test_size=6, support_size=4, train_size=8, steps=2, iterations=(1, 2), shots=(0, 1), cross_support=6,
+              val_size=6, examples=(1, 2), mtv_options=("--model.init_args.samples=4",))
+
+
+def _sizes(**sizes: int) -> list[str]:
+    return [*QUIET, *(f"--data.init_args.{key}={value}" for key, value in sizes.items())]
+
+
+def run_test(config: str, options: list[str]) -> dict[str, float]:
+    """`lit-tv test --config configs/shapes/<config> <options>`'s logged metrics."""
+    cli = build_cli(CONFIGS / config, options)
+    return cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
+
+
+def per_task(metrics: dict[str, float], tasks: tuple[str, ...] = TASKS) -> dict[str, float]:
+    return {**{task: metrics[f"test/accuracy/{task}"] for task in tasks}, "mean": metrics["test/accuracy"]}
+
+
+# ---- (1) shots and iterations --------------------------------------------------------------------------
+
+
+def icl_vs_shots(budget: Budget) -> dict[int, float]:
+    """Held-out accuracy of k-shot image ICL (mean over tasks) for each k of the budget."""
+    return {shots: run_test("icl.yaml", [*_sizes(test_size=budget.test_size, test_shots=shots)])[
+        "test/accuracy"] for shots in budget.shots}
+
+
+def mtv_vs_iterations(budget: Budget, logdir: Path) -> tuple[dict[int, float], dict[str, torch.Tensor]]:
+    """MTV accuracy (mean over tasks) with the means over N support episodes, and each task's heads.
+
+    Per task, one `lit-tv fit` (means over `support_size` episodes, REINFORCE) chooses the heads; each N
+    is then a `lit-tv test` with those heads (`transfer: heads`) and the means recomputed over N episodes.
+    """
+    heads, accuracy = {}, {n: 0.0 for n in budget.iterations}
+    for task in TASKS:
+        vector = logdir / f"mtv_{task}.safetensors"
+        options = [*_sizes(support_size=budget.support_size, train_size=budget.train_size),
+                   f"--data.init_args.tasks=[{task}]", f"--data.init_args.test_size={budget.test_size // 3 or 1}",
+                   f"--model.init_args.selection_queries={min(50, budget.train_size)}", *budget.mtv_options]
+        fit = build_cli(CONFIGS / "mtv.yaml", [*options, f"--trainer.max_steps={budget.steps}", *NO_CHECKPOINTS,
+                                               f"--model.init_args.export={vector}"])
+        fit.trainer.fit(fit.model, datamodule=fit.datamodule)
+        heads[task] = fit.model.selected_heads.cpu()
+        for n in budget.iterations:
+            metrics = run_test("mtv.yaml", [*options, f"--data.init_args.support_size={n}",
+                                                f"--model.init_args.task_vector={vector}",
+                                                "--model.init_args.transfer=heads", "--model.init_args.export=null"])
+            accuracy[n] += metrics["test/accuracy"] / len(TASKS)
+    return accuracy, heads
+
+
+def scaling_figure(icl: dict[int, float], mtv: dict[int, float], shots_per_episode: int = 4) -> Figure:
+    figure = Figure(figsize=(9, 3.6))
+    left, right = figure.subplots(1, 2, sharey=True)
+    left.plot(list(icl), list(icl.values()), marker="o", label="ICL")
+    left.axvline(CONTEXT_SHOTS, color="grey", linestyle=":", label="trained context")
+    left.set(xlabel="shots in the prompt", ylabel="accuracy (mean over tasks)", title="in-context learning",
+             ylim=(0, 1.02))
+    right.plot(list(mtv), list(mtv.values()), marker="o", color="tab:green", label="MTV (0-shot query)")
+    right.axhline(max(icl.values()), color="tab:blue", linestyle="--", label="best ICL in context")
+    right.set(xscale="log", xlabel=f"support episodes in the mean ({shots_per_episode} shots each)",
+              title="MTV")
+    right.set_xticks(list(mtv), [str(n) for n in mtv], minor=False)
+    right.minorticks_off()
+    for axes in (left, right):
+        axes.legend(loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+# ---- (2) the cross-modal table ---------------------------------------------------------------------------
+
+# setting -> (config, options): the reference's settings on the toy (7 shots; image queries unless said)
+CROSS_MODAL = {
+    "zero-shot": ("icl.yaml", ["--data.init_args.test_shots=0"]),
+    "text ICL (xBase)": ("icl.yaml", ["--data.init_args.test_shots=7", "--data.init_args.shot_modality=text"]),
+    "text vector (xPatch)": ("cross_modal.yaml", []),
+    "image ICL (Base)": ("icl.yaml", ["--data.init_args.test_shots=7", "--data.init_args.shot_modality=image"]),
+    "image vector (Patch)": ("cross_modal.yaml", ["--data.init_args.shot_modality=image"]),
+    "instruction vector": ("cross_modal.yaml", ["--model.init_args.source=instruction"]),
+    "ensemble vector": ("cross_modal.yaml", ["--model.init_args.source=ensemble"]),
+}
+CROSS_MODAL_RUN = ["--trainer.callbacks=[]", "--model.init_args.export=null"]
+
+
+def cross_modal_table(budget: Budget) -> dict[str, dict[str, float]]:
+    """Accuracy per task (and mean) on image queries for every setting of `CROSS_MODAL`."""
+    table = {}
+    for setting, (config, options) in CROSS_MODAL.items():
+        sizes = _sizes(test_size=budget.test_size)
+        if config == "cross_modal.yaml":
+            sizes += [*CROSS_MODAL_RUN, f"--data.init_args.support_size={budget.cross_support}",
+                      f"--data.init_args.val_size={budget.val_size}"]
+        table[setting] = per_task(run_test(config, [*sizes, *options]))
+    return table
+
+
+def table_figure(table: dict[str, dict[str, float]]) -> Figure:
+    """Grouped bars: one group per task (and the mean), one bar per setting."""
+    settings, columns = list(table), list(next(iter(table.values())))
+    figure = Figure(figsize=(10, 4))
+    axes = figure.add_subplot()
+    width = 0.8 / len(settings)
+    for index, setting in enumerate(settings):
+        positions = [column + (index - (len(settings) - 1) / 2) * width for column in range(len(columns))]
+        axes.bar(positions, [table[setting][column] for column in columns], width, label=setting)
+    axes.set_xticks(range(len(columns)), columns)
+    axes.set(ylabel="accuracy on image queries", ylim=(0, 1.02), title="cross-modal task vectors (shapes toy)")
+    axes.legend(fontsize="small", ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    figure.tight_layout()
+    return figure
+
+
+def markdown_table(table: dict[str, dict[str, float]]) -> str:
+    columns = list(next(iter(table.values())))
+    lines = ["| setting | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines += [f"| {setting} | " + " | ".join(f"{row[column]:.3f}" for column in columns) + " |"
+              for setting, row in table.items()]
+    return "\n".join(lines)
+
+
+# ---- (3) sample efficiency --------------------------------------------------------------------------------
+
+
+def vectors_vs_examples(budget: Budget) -> dict[str, dict[int, float]]:
+    """Image-query accuracy (mean over tasks) of text-exemplar and ensemble vectors made from k examples per task.
+
+    One support episode of k text examples per task: the vector is that episode's residual at the last
+    demonstration; the ensemble averages it with the instruction vector.
+    """
+    curves: dict[str, dict[int, float]] = {"exemplars": {}, "ensemble": {}}
+    for source, curve in curves.items():
+        for k in budget.examples:
+            options = [*_sizes(test_size=budget.test_size, support_size=len(TASKS), shots=k,
+                               val_size=budget.val_size), *CROSS_MODAL_RUN, f"--model.init_args.source={source}"]
+            curve[k] = run_test("cross_modal.yaml", options)["test/accuracy"]
+    return curves
+
+
+def efficiency_figure(curves: dict[str, dict[int, float]]) -> Figure:
+    figure = Figure(figsize=(5, 3.6))
+    axes = figure.add_subplot()
+    for source, curve in curves.items():
+        axes.plot(list(curve), list(curve.values()), marker="o", label=f"{source} vector")
+    axes.set(xlabel="text examples per task behind the vector", ylabel="accuracy on image queries", ylim=(0, 1.02),
+             title="sample efficiency")
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+# ---- (4) MTV heads vs FV heads ---------------------------------------------------------------------------
+
+
+def fv_heads(budget: Budget) -> torch.Tensor:
+    """The heads Function Vectors sum (top-10 of the AIE averaged over tasks, shared by every task)."""
+    cli = build_cli(CONFIGS / "function_vectors.yaml",
+                    [*_sizes(test_size=budget.test_size, support_size=budget.support_size),
+                     "--model.init_args.export=null"])
+    cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
+    return cli.model.selected_heads[0].cpu()
+
+
+def overlap(mtv: dict[str, torch.Tensor], fv: torch.Tensor) -> dict[str, object]:
+    """Heads in both sets and their Jaccard index, for the union of MTV's per-task heads and per task."""
+    union = torch.stack(list(mtv.values())).any(0)
+
+    def stats(heads: torch.Tensor) -> dict[str, float]:
+        both, either = int((heads & fv).sum()), int((heads | fv).sum())
+        return {"mtv": int(heads.sum()), "fv": int(fv.sum()), "both": both, "jaccard": both / either if either else 0.0}
+
+    return {"all tasks": stats(union), **{task: stats(heads) for task, heads in mtv.items()}}
+
+
+def heads_figure(mtv: dict[str, torch.Tensor], fv: torch.Tensor, summary: dict[str, object]) -> Figure:
+    counts = torch.stack(list(mtv.values())).sum(0).float()
+    union = summary["all tasks"]
+    return head_heatmap(counts, f"MTV vs FV heads: {union['both']} in both, Jaccard {union['jaccard']:.2f}",
+                        "tasks whose MTV uses it", fv, limits=(0, len(mtv)), marked="FV heads")
+
+
+# ---- the command -----------------------------------------------------------------------------------------
+
+
+def save(figure: Figure, name: str, out: Path, writer: SummaryWriter) -> Path:
+    """The figure as `<out>/<name>.png` (written atomically) and as TensorBoard figure `findings/<name>`."""
+    path = out / f"{name}.png"
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=90)
+    writer.add_figure(f"findings/{name}", figure, 0)
+    return path
+
+
+def run_findings(out: Path, logdir: Path, budget: Budget = Budget()) -> dict[str, object]:
+    """Measure everything, write the four figures and findings.json; return the numbers."""
+    quiet_libraries()
+    out.mkdir(parents=True, exist_ok=True)
+    writer = SummaryWriter(str(logdir))
+    icl = icl_vs_shots(budget)
+    mtv, mtv_heads = mtv_vs_iterations(budget, logdir)
+    save(scaling_figure(icl, mtv), "shots_and_iterations", out, writer)
+    table = cross_modal_table(budget)
+    save(table_figure(table), "cross_modal_table", out, writer)
+    writer.add_text("findings/cross_modal_table", markdown_table(table), 0)
+    efficiency = vectors_vs_examples(budget)
+    save(efficiency_figure(efficiency), "sample_efficiency", out, writer)
+    fv = fv_heads(budget)
+    heads = overlap(mtv_heads, fv)
+    save(heads_figure(mtv_heads, fv, heads), "mtv_vs_fv_heads", out, writer)
+    writer.close()
+    numbers = {"icl_vs_shots": icl, "mtv_vs_iterations": mtv, "cross_modal": table,
+               "sample_efficiency": efficiency, "heads_overlap": heads, "budget": vars(budget)}
+    write_atomic(out / "findings.json", json.dumps(numbers, indent=1))
+    print(f"\nfindings: ICL by shots {fmt(icl)}\nMTV by support episodes {fmt(mtv)}\n"
+          f"{markdown_table(table)}\nexemplar / ensemble vectors by examples {json.dumps(efficiency)}\n"
+          f"MTV vs FV heads {json.dumps(heads['all tasks'])}\nfigures in {out}, TensorBoard in {logdir}")
+    return numbers
+
+
+def fmt(curve: dict[int, float]) -> str:
+    return " ".join(f"{key}:{value:.3f}" for key, value in curve.items())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("docs/figures"), help="PNG files and findings.json")
+    parser.add_argument("--logdir", type=Path, default=Path("logs/findings"), help="TensorBoard event files")
+    parser.add_argument("--fast", action="store_true", help="a few queries per run: checks that it runs")
+    args = parser.parse_args(argv)
+    run_findings(args.out, args.logdir, FAST if args.fast else Budget())
+
+
+if __name__ == "__main__":
+    main()

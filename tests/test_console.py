@@ -1,0 +1,46 @@
+"""What `lit-tv` prints on real runs: no library tips or per-load weight bars, one bar per long pass, one table."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from lit_tv.cli import main
+from lit_tv.console import task_table
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "shapes"
+NOISE = ("Tip:", "litlogger", "litmodels", "Loading weights", "weights_only", "LeafSpec", "args parameter")
+
+
+def test_fit_and_test_print_no_noise_and_test_ends_with_one_per_task_table(tmp_path, monkeypatch, capfd):
+    monkeypatch.chdir(tmp_path)
+    small = ["--config", str(CONFIGS / "mtv.yaml"), "--data.init_args.support_size=8", "--data.init_args.test_size=6",
+             "--data.init_args.train_size=12", "--model.init_args.selection_queries=4", "--model.init_args.samples=8"]
+    main(["fit", *small, "--trainer.max_steps=3"])
+    fit = "".join(capfd.readouterr())
+    assert "mean activations" in fit  # the long pass keeps its progress bar
+    main(["test", *small, "--ckpt_path", "logs/shapes_mtv/checkpoints/last.ckpt"])
+    out, err = capfd.readouterr()
+    for text in (fit, out + err):
+        assert not [word for word in NOISE if word in text], text
+    assert out.count("task    accuracy") == 1 and "Test metric" not in out, out  # ours replaces Lightning's
+    heads = re.search(r"^colour\s+([\d.]+)\s+6\s+(\d+)$", out, re.MULTILINE)
+    assert heads, out
+    assert re.search(rf"^all\s+{heads.group(1)}\s+6\s+{heads.group(2)}$", out, re.MULTILINE), out
+
+
+def test_cross_modal_test_table_has_each_task_and_the_layer(tmp_path, monkeypatch, capfd):
+    monkeypatch.chdir(tmp_path)
+    main(["test", "--config", str(CONFIGS / "cross_modal.yaml"), "--trainer.callbacks=[]",
+          "--data.init_args.support_size=6", "--data.init_args.val_size=6", "--data.init_args.test_size=9"])
+    out = capfd.readouterr().out
+    assert re.search(r"^task\s+accuracy\s+queries\s+layer$", out, re.MULTILINE), out
+    for task, queries in (("all", 9), ("colour", 3), ("shape", 3), ("position", 3)):
+        assert re.search(rf"^{task}\s+[\d.]+\s+{queries}\s+\d$", out, re.MULTILINE), (task, out)
+
+
+def test_task_table_formats_numbers_and_missing_cells():
+    table = task_table({"colour": {"accuracy": 0.5, "queries": 4}, "all": {"accuracy": 1 / 3, "heads": 2}},
+                       ["accuracy", "queries", "heads"])
+    assert table.splitlines() == ["task    accuracy   queries     heads", "colour     0.500         4         -",
+                                  "all        0.333         -         2"]

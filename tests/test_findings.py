@@ -1,0 +1,36 @@
+"""`python -m lit_tv.shapes.findings --fast`: every figure as a PNG and in TensorBoard, numbers from real runs."""
+
+from __future__ import annotations
+
+import json
+
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lit_tv.shapes.findings import main
+
+FIGURES = ("shots_and_iterations", "cross_modal_table", "sample_efficiency", "mtv_vs_fv_heads")
+
+
+def test_the_findings_command_writes_every_figure_and_its_numbers(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(["--fast", "--out", "figures", "--logdir", "tb"])
+    for name in FIGURES:
+        with Image.open(tmp_path / "figures" / f"{name}.png") as image:
+            assert image.width >= 400 and image.height >= 250, (name, image.size)
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0, "tensors": 0})
+    events.Reload()
+    assert {f"findings/{name}" for name in FIGURES} <= set(events.Tags()["images"])
+    assert events.Images("findings/mtv_vs_fv_heads")[0].width >= 300
+    numbers = json.loads((tmp_path / "figures" / "findings.json").read_text())
+    assert list(numbers["icl_vs_shots"]) == ["0", "1"] and list(numbers["mtv_vs_iterations"]) == ["1", "2"]
+    table = numbers["cross_modal"]
+    assert list(table) == ["zero-shot", "text ICL (xBase)", "text vector (xPatch)", "image ICL (Base)",
+                           "image vector (Patch)", "instruction vector", "ensemble vector"]
+    # two separate runs of the same zero-shot setting on the same held-out queries agree
+    assert table["zero-shot"]["mean"] == numbers["icl_vs_shots"]["0"]
+    assert all(0 <= value <= 1 for row in table.values() for value in row.values())
+    heads = numbers["heads_overlap"]["all tasks"]
+    assert heads["fv"] == 10 and 0 <= heads["both"] <= min(heads["fv"], heads["mtv"])
+    assert heads["jaccard"] == heads["both"] / (heads["mtv"] + heads["fv"] - heads["both"])
+    assert (tmp_path / "tb" / "mtv_colour.safetensors").is_file()  # each task's fitted MTV vector
