@@ -94,7 +94,8 @@ def quantization_config(quantization: str | None, dtype: str, device: str) -> Bi
 
 
 # Models shipped inside the package, addressed like hub ids.
-BUILTIN_MODELS = {"lit_tv/shapes-toy": Path(__file__).parent / "shapes" / "checkpoint"}
+BUILTIN_MODELS = {"lit_tv/shapes-toy": Path(__file__).parent / "shapes" / "checkpoint",
+                  "lit_tv/shapes-toy-many-shot": Path(__file__).parent / "shapes" / "checkpoint_many_shot"}
 
 
 def resolve_model_path(name_or_path: str | Path) -> str:
@@ -251,6 +252,18 @@ class FrozenVLM(nn.Module):
         return self.layout.lm_head.weight.dtype
 
     @property
+    def context_length(self) -> int | None:
+        """The most prompt tokens the text model takes (``max_position_embeddings``), if its config says."""
+        return getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
+
+    def _check_context(self, batch: BatchFeature) -> None:
+        """A prompt past the context would run on positions the model never saw: refuse it instead."""
+        context, length = self.context_length, batch["input_ids"].shape[-1]
+        if context is not None and length > context:
+            raise ValueError(f"a prompt of {length} tokens is longer than the context of {self.name} "
+                             f"({context} tokens, max_position_embeddings): use fewer or smaller shots")
+
+    @property
     def image_token(self) -> str:
         """The token the processor expands per image (Fuyu: the placeholder lit_tv replaces with patches)."""
         return IMAGE_PLACEHOLDER if self._is_fuyu else getattr(self.processor, "image_token", "")
@@ -306,6 +319,7 @@ class FrozenVLM(nn.Module):
             batch = self.tokenizer(texts, padding=True, return_tensors="pt")  # with BOS, as the processor adds
         else:
             batch = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+        self._check_context(batch)
         return BatchFeature(dict(batch)).to(self.device, dtype=self.dtype)
 
     def answer_token_ids(self, episodes: Sequence[Episode], template: PromptTemplate) -> torch.Tensor:
