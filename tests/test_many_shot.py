@@ -133,8 +133,10 @@ def test_retraining_command_continues_the_toy_with_a_short_context(tmp_path) -> 
     out = tmp_path / "toy"
     train_main(["--out", str(out), "--steps", "2", "--batch-size", "4", "--eval-every", "1000",
                 "--logs", str(tmp_path / "logs"), "--distractors", "0.45", "--context", "96", "--max-shots", "4",
-                "--init", str(CLEAN_CHECKPOINT), "--denoise", "--uniform-tasks"])
+                "--text-shots", "15", "--init", str(CLEAN_CHECKPOINT), "--denoise", "--uniform-tasks"])
     assert AutoConfig.from_pretrained(out).text_config.max_position_embeddings == 96
     assert json.loads((out / "config.json").read_text())["text_config"]["max_position_embeddings"] == 96
     with pytest.raises(ValueError, match="max_shots=5 image shots take 109 tokens, more than context=96"):
         train_main(["--out", str(out), "--max-shots", "5", "--context", "96"])
+    with pytest.raises(ValueError, match="text_shots=16 text shots take 99 tokens, more than context=96"):
+        train_main(["--out", str(out), "--max-shots", "4", "--text-shots", "16", "--context", "96"])

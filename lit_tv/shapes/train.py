@@ -28,7 +28,7 @@ from transformers import BatchFeature, LlavaForConditionalGeneration, LlavaProce
 
 from lit_tv.episodes import Episode
 from lit_tv.shapes.report import accuracy_by_task, heldout_episodes
-from lit_tv.shapes.toy import SHAPES_TEMPLATE, build_model, build_processor, image_prompt_tokens, save
+from lit_tv.shapes.toy import SHAPES_TEMPLATE, build_model, build_processor, save
 from lit_tv.shapes.world import Modality, make_episode
 
 MODALITIES: tuple[Modality, ...] = ("image", "text", "mixed")
@@ -39,12 +39,17 @@ MONITORED = {"0-shot": "0shot", "4-shot image": "4img", "4 text shots -> image":
 
 
 def training_batch(rng: random.Random, batch_size: int, max_shots: int, distractors: float = 0.0,
-                   weights: dict[str, float] = TASK_WEIGHTS) -> list[Episode]:
+                   weights: dict[str, float] = TASK_WEIGHTS, text_shots: int = 0) -> list[Episode]:
     """Episodes with random task and modality pairing (text shots -> image query included).
 
     One shot count per batch keeps sequence lengths alike: little padding, so cheap on a CPU.
     ``weights``: how often each task is drawn (with distractors also the prior a majority is weighed against).
+    ``text_shots``: half the batches instead hold 0 to this many text shots (short: many fit a small context).
     """
+    if text_shots and rng.random() < 0.5:  # no draw without text_shots: the shipped toy's stream is unchanged
+        shots = rng.randint(0, text_shots)
+        return [make_episode(task, shots, rng, "train", "text", rng.choice(MODALITIES), distractors)
+                for task in rng.choices(list(weights), weights=list(weights.values()), k=batch_size)]
     shots = rng.randint(0, max_shots)
     return [
         make_episode(task, shots, rng, "train", rng.choice(MODALITIES), rng.choice(MODALITIES), distractors)
@@ -74,6 +79,17 @@ def encode(processor: LlavaProcessor, episodes: Sequence[Episode], denoise: bool
             labels[row, after_delimiter[row]] = torch.tensor(processor.tokenizer.convert_tokens_to_ids(words))
     inputs["labels"] = labels
     return inputs
+
+
+def check_fits(processor: LlavaProcessor, context: int, max_shots: int, text_shots: int) -> None:
+    """Refuse, before training starts, shot counts whose longest sequence (image query) exceeds ``context``."""
+    rng = random.Random(0)
+    for shots, modality in ((max_shots, "image"), (text_shots, "text")):
+        longest = encode(processor, [make_episode("colour", shots, rng, "train", modality, "image")])
+        tokens = longest["input_ids"].shape[1]
+        if tokens > context:
+            option = "max_shots" if modality == "image" else "text_shots"
+            raise ValueError(f"{option}={shots} {modality} shots take {tokens} tokens, more than context={context}")
 
 
 def warmup_cosine(warmup: int, steps: int, floor: float = 0.1) -> Callable[[int], float]:
@@ -114,20 +130,20 @@ def train(
     init: Path | None = None,
     denoise: bool = False,
     uniform_tasks: bool = False,
+    text_shots: int = 0,
 ) -> dict[str, dict[str, float]]:
     """Train, log, save model + processor to ``out``; returns the final held-out scores.
 
     ``init``: a toy checkpoint to continue from (its context is set to ``context``); else from scratch.
-    ``uniform_tasks``: draw the tasks equally often instead of by `TASK_WEIGHTS`.
+    ``uniform_tasks``: draw the tasks equally often instead of by `TASK_WEIGHTS`; ``text_shots``: see
+    `training_batch`.
     """
     weights = dict.fromkeys(TASK_WEIGHTS, 1.0) if uniform_tasks else TASK_WEIGHTS
-    longest = image_prompt_tokens(max_shots) + 1  # all images, the query answered
-    if longest > context:
-        raise ValueError(f"max_shots={max_shots} image shots take {longest} tokens, more than context={context}")
+    processor = build_processor()
+    check_fits(processor, context, max_shots, text_shots)
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    processor = build_processor()
     if init is None:
         model = build_model(processor.tokenizer, context).train()
     else:
@@ -141,7 +157,7 @@ def train(
     scores: dict[str, dict[str, float]] = {}
     progress = tqdm(range(1, steps + 1), desc="train", dynamic_ncols=True)
     for step in progress:
-        batch = training_batch(rng, batch_size, max_shots, distractors, weights)
+        batch = training_batch(rng, batch_size, max_shots, distractors, weights, text_shots)
         loss = model(**encode(processor, batch, denoise)).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -187,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--denoise", action="store_true",
                         help="label every answer with the task's, also where a distractor is shown")
     parser.add_argument("--uniform-tasks", action="store_true", help="draw every task equally often")
+    parser.add_argument("--text-shots", type=int, default=0,
+                        help="half the batches hold up to this many text shots instead (0: off)")
     args = parser.parse_args(argv)
     train(
         args.out,
@@ -203,6 +221,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.init,
         args.denoise,
         args.uniform_tasks,
+        args.text_shots,
     )
 
 
