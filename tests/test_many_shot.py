@@ -91,7 +91,7 @@ def test_the_many_shot_toy_refuses_a_prompt_longer_than_its_context() -> None:
 
 def test_shipped_many_shot_toy_gains_from_every_shot_that_fits() -> None:
     assert sum(f.stat().st_size for f in CHECKPOINT.iterdir()) < 10e6
-    queries = 100
+    queries = 150
     result = accuracy_vs_shots(queries=queries)
     accuracy, n = result["accuracy"], queries * len(TASKS)
     assert result["shots"] == list(range(context_shots()[1] + 1))
