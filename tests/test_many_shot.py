@@ -13,7 +13,8 @@ from transformers import AutoConfig
 
 from lit_tv.cli import main
 from lit_tv.shapes.datamodule import ShapesDataModule
-from lit_tv.shapes.many_shot import CHECKPOINT, MODEL, accuracy_vs_shots, context_shots
+from lit_tv.shapes.many_shot import CHECKPOINT, MODEL, accuracy_vs_iterations, accuracy_vs_shots, context_shots
+from lit_tv.shapes.many_shot import main as many_shot_main
 from lit_tv.shapes.report import CHECKPOINT as CLEAN_CHECKPOINT
 from lit_tv.shapes.toy import SHAPES_TEMPLATE, build_processor, image_prompt_tokens
 from lit_tv.shapes.train import encode
@@ -96,11 +97,33 @@ def test_shipped_many_shot_toy_gains_from_every_shot_that_fits() -> None:
     accuracy, n = result["accuracy"], queries * len(TASKS)
     assert result["shots"] == list(range(context_shots()[1] + 1))
 
-    def margin(a: float, b: float) -> float:  # three standard errors of a difference of two accuracies
-        return 3 * math.sqrt((a * (1 - a) + b * (1 - b)) / n)
+    assert accuracy[-1] - accuracy[0] > margin(accuracy[-1], accuracy[0], n), accuracy
+    assert accuracy[-1] - accuracy[1] > margin(accuracy[-1], accuracy[1], n), accuracy
 
-    assert accuracy[-1] - accuracy[0] > margin(accuracy[-1], accuracy[0]), accuracy
-    assert accuracy[-1] - accuracy[1] > margin(accuracy[-1], accuracy[1]), accuracy
+
+def margin(a: float, b: float, n: int) -> float:
+    """Three standard errors of the difference of two accuracies over `n` queries each."""
+    return 3 * math.sqrt((a * (1 - a) + b * (1 - b)) / n)
+
+
+def test_mtv_means_over_many_episodes_beat_the_most_shots_that_fit() -> None:
+    queries = 150
+    n = queries * len(TASKS)
+    best_icl = max(accuracy_vs_shots(queries=queries)["accuracy"])
+    mtv = accuracy_vs_iterations(iterations=(1, 100), queries=queries)
+    assert mtv["searched"][-1] - best_icl > margin(mtv["searched"][-1], best_icl, n), (mtv, best_icl)
+    fixed = mtv["fixed_heads"]  # the same heads: more episodes in the means help
+    assert fixed[-1] - fixed[0] > margin(fixed[-1], fixed[0], n), fixed
+    assert mtv["searched"][-1] - mtv["random_heads"] > margin(mtv["searched"][-1], mtv["random_heads"], n)
+    assert set(mtv["per_task"]) == set(TASKS)
+
+
+def test_measurement_command_prints_the_table(capsys) -> None:
+    many_shot_main(["--queries", "6", "--steps", "2"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("| held-out accuracy, context 96 tokens")
+    assert sum(line.startswith("| ICL, ") for line in lines) == context_shots()[1]
+    assert sum(line.startswith("| MTV, means over ") for line in lines) == 4
 
 
 def _quick(config: str, *extra: str) -> list[str]:

@@ -12,10 +12,12 @@ plain numbers, for the findings figures.
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
+import transformers
 from transformers import AutoConfig
 
 from lit_tv.callbacks.mean_activations import MeanActivations, mean_head_activations
@@ -152,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=40, help="REINFORCE steps per MTV vector")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # one table, not a Trainer banner per run
+    transformers.utils.logging.disable_progress_bar()
     shots = accuracy_vs_shots(args.model, args.queries, args.seed)
     iterations = accuracy_vs_iterations(args.model, steps=args.steps, queries=args.queries, seed=args.seed)
     print(table(shots, iterations))
