@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
+import torch
 import transformers
 from transformers import AutoConfig
 
@@ -153,7 +154,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=150, help="held-out queries per task")
     parser.add_argument("--steps", type=int, default=40, help="REINFORCE steps per MTV vector")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the least CPU time on a busy box)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # one table, not a Trainer banner per run
     transformers.utils.logging.disable_progress_bar()
     shots = accuracy_vs_shots(args.model, args.queries, args.seed)
