@@ -121,7 +121,7 @@ def test_mtv_means_over_many_episodes_beat_the_most_shots_that_fit() -> None:
 def test_measurement_command_prints_the_table(capsys) -> None:
     many_shot_main(["--queries", "6", "--steps", "2"])
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("| held-out accuracy, context 96 tokens")
+    assert lines[0].startswith("| setting (context 96 tokens) | held-out accuracy |")
     assert sum(line.startswith("| ICL, ") for line in lines) == context_shots()[1]
     assert sum(line.startswith("| MTV, means over ") for line in lines) == 4
 

@@ -143,8 +143,8 @@ def table(shots: dict, iterations: dict) -> str:
                                 strict=True)]
     rows += [f"| MTV, as many heads at random ({max(iterations['iterations'])} episodes) | "
              f"{iterations['random_heads']:.2f} | |"]
-    header = (f"| held-out accuracy, context {shots['context']} tokens | heads searched per row | "
-              f"heads of the last MTV row |\n|---|---|---|")
+    header = (f"| setting (context {shots['context']} tokens) | held-out accuracy | "
+              f"MTV with the heads of the {max(iterations['iterations'])}-episode row |\n|---|---|---|")
     return "\n".join([header, *rows])
 
 
