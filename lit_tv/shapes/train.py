@@ -9,8 +9,9 @@ image query) is logged to TensorBoard periodically, because in-context learning 
 fixed ``--threads``.
 
 The many-shot toy is this script with ``--distractors`` (shots that answer another attribute),
-``--context`` (the prompt length the model takes, so that only a few image shots fit) and
-``--init`` (start from the shipped toy's weights instead of from scratch); see ``many_shot.py``.
+``--context`` (the prompt length the model takes, so that only a few image shots fit), ``--init``
+(start from the shipped toy's weights instead of from scratch), ``--denoise``, ``--uniform-tasks``
+and ``--text-shots``; the README's "The many-shot family" gives the command.
 """
 
 from __future__ import annotations
