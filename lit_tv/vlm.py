@@ -155,7 +155,8 @@ def dispatched_device(model: nn.Module) -> torch.device | None:
 
 
 # Models shipped inside the package, addressed like hub ids.
-BUILTIN_MODELS = {"lit_tv/shapes-toy": Path(__file__).parent / "shapes" / "checkpoint"}
+BUILTIN_MODELS = {"lit_tv/shapes-toy": Path(__file__).parent / "shapes" / "checkpoint",
+                  "lit_tv/shapes-toy-many-shot": Path(__file__).parent / "shapes" / "checkpoint_many_shot"}
 
 
 def resolve_model_path(name_or_path: str | Path) -> str:

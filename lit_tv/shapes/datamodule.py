@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from lit_tv.data.base import EpisodeDataModule, Role
 from lit_tv.episodes import Episode
 from lit_tv.shapes.toy import SHAPES_TEMPLATE
-from lit_tv.shapes.world import COLOURS, POSITIONS, SHAPES, TASKS, Modality, Split, make_episodes
+from lit_tv.shapes.world import COLOURS, POSITIONS, SHAPES, TASKS, Modality, Split, check_distractors, make_episodes
 
 # Distinct seed streams per role, so growing one role never changes another.
 _STREAMS: dict[Role, int] = {"support": 0, "train": 1, "val": 2, "test": 3}
@@ -24,6 +24,8 @@ class ShapesDataModule(EpisodeDataModule):
     ``shots`` examples per support episode; ``train_size`` 0-shot training queries;
     ``val_size`` / ``test_size`` held-out queries with ``test_shots`` shots (0 for task-vector
     methods, k for the ICL baseline). Shots and queries are images, text renderings, or mixed.
+    ``distractors``: the fraction of shots (of every role) that answer another attribute of their
+    object; `lit_tv.shapes.world.MANY_SHOT_DISTRACTORS` makes the many-shot family. Queries never do.
     """
 
     template = SHAPES_TEMPLATE  # the prompt format the toy VLM was trained on
@@ -45,10 +47,12 @@ class ShapesDataModule(EpisodeDataModule):
         eval_batch_size: int | None = None,
         seed: int = 0,
         seeds: Sequence[int] | None = None,
+        distractors: float = 0.0,
     ) -> None:
         unknown = set(tasks) - set(TASKS)
         if unknown:
             raise ValueError(f"unknown tasks {sorted(unknown)}, expected some of {TASKS}")
+        self.distractors = check_distractors(distractors)
         super().__init__(shots=shots, test_shots=test_shots, support_size=support_size, train_size=train_size,
                          val_size=val_size, test_size=test_size, batch_size=batch_size,
                          eval_batch_size=eval_batch_size, seed=seed, seeds=seeds)
@@ -60,5 +64,5 @@ class ShapesDataModule(EpisodeDataModule):
     def build_episodes(self) -> dict[Role, list[Episode]]:
         shots: dict[Role, int] = {"support": self.shots, "train": 0, "val": self.test_shots, "test": self.test_shots}
         return {role: make_episodes(self.tasks, self.sizes[role], shots[role], self.seed * len(_STREAMS) + stream,
-                                    _SPLITS[role], self.shot_modality, self.query_modality)
+                                    _SPLITS[role], self.shot_modality, self.query_modality, self.distractors)
                 for role, stream in _STREAMS.items()}

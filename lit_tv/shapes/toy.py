@@ -68,9 +68,24 @@ def build_processor() -> LlavaProcessor:
     )
 
 
-def build_model(tokenizer: PreTrainedTokenizerFast) -> LlavaForConditionalGeneration:
+def image_prompt_tokens(shots: int) -> int:
+    """Tokens of a prompt of ``shots`` answered image examples and an image query: BOS, 16 image
+    tokens and ``=`` per example, one answer word per shot."""
+    return 1 + (shots + 1) * (IMAGE_TOKENS + 1) + shots
+
+
+def max_image_shots(context: int) -> int:
+    """The most image shots whose prompt (and the query's answer, as in training) fits ``context``."""
+    shots = 0
+    while image_prompt_tokens(shots + 1) + 1 <= context:
+        shots += 1
+    return shots
+
+
+def build_model(tokenizer: PreTrainedTokenizerFast, context: int = 1024) -> LlavaForConditionalGeneration:
     """About 1.4M parameters: 2-layer CLIP tower (patch 8), 4-layer Llama (hidden 128, 8 heads).
 
+    ``context`` is the text model's ``max_position_embeddings``, which lit_tv enforces on prompts.
     Weights come from torch's global RNG: seed it first for a reproducible initialisation.
     """
     vision = CLIPVisionConfig(
@@ -88,7 +103,7 @@ def build_model(tokenizer: PreTrainedTokenizerFast) -> LlavaForConditionalGenera
         num_hidden_layers=4,
         num_attention_heads=8,
         num_key_value_heads=8,
-        max_position_embeddings=1024,
+        max_position_embeddings=context,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

@@ -37,6 +37,10 @@ POSITIONS: dict[str, tuple[int, int]] = {
     "bottom-right": (1, 1),
 }
 TASKS: tuple[str, ...] = ("colour", "shape", "position")
+# The many-shot family: this fraction of the shots answer another attribute of their own object (an
+# annotator who often names the wrong attribute). One shot then names the task only with probability
+# 0.55, four shots by majority about 0.67 of the time, and only many shots pin it down.
+MANY_SHOT_DISTRACTORS = 0.45
 
 Split = Literal["train", "heldout"]
 Modality = Literal["image", "text", "mixed"]
@@ -136,9 +140,14 @@ def draw(obj: ShapeObject, rng: random.Random) -> Image.Image:
     return Image.fromarray(np.clip(pixels, 0, 255).round().astype(np.uint8), mode="RGB")
 
 
-def make_example(obj: ShapeObject, task: str, modality: Literal["image", "text"], rng: random.Random) -> Example:
-    """An answered example: an image with empty text, or the object's text rendering."""
-    answers = (obj.attribute(task),)
+def make_example(obj: ShapeObject, task: str, modality: Literal["image", "text"], rng: random.Random,
+                 answered: str | None = None) -> Example:
+    """An answered example: an image with empty text, or the object's text rendering.
+
+    ``answered`` names the attribute the answer gives when it is not ``task`` (a distractor shot):
+    its answers are then (the one shown, the task's), so the last answer is always the task's.
+    """
+    answers = (obj.attribute(task),) if answered is None else (obj.attribute(answered), obj.attribute(task))
     if modality == "image":
         return Example(text="", images=(draw(obj, rng),), answers=answers, task=task)
     if modality == "text":
@@ -154,6 +163,14 @@ def _pick_modality(modality: Modality, rng: random.Random) -> Literal["image", "
     raise ValueError(f"unknown modality {modality!r}")
 
 
+def check_distractors(distractors: float) -> float:
+    """The distractor rate, which must leave the task the most frequent answer (below 2/3)."""
+    if not 0 <= distractors < 2 / 3:
+        raise ValueError(f"distractors={distractors} must be in [0, 2/3): at 2/3 or more a shot answers the task "
+                         "no more often than each other attribute, so no number of shots names it")
+    return distractors
+
+
 def make_episode(
     task: str,
     shots: int,
@@ -161,16 +178,23 @@ def make_episode(
     split: Split = "train",
     shot_modality: Modality = "image",
     query_modality: Modality = "image",
+    distractors: float = 0.0,
 ) -> Episode:
     """``shots`` answered examples and one query, all of one task, objects drawn from ``split``.
 
-    ``"mixed"`` picks image or text independently for every example.
+    ``"mixed"`` picks image or text independently for every example. Each shot answers, with
+    probability ``distractors``, another (random) attribute of its object instead; the query's
+    answer is always the task's.
     """
+    check_distractors(distractors)
     pool = objects(split)
-    examples = [
-        make_example(rng.choice(pool), task, _pick_modality(modality, rng), rng)
-        for modality in [shot_modality] * shots + [query_modality]
-    ]
+    examples = []
+    for index, modality in enumerate([shot_modality] * shots + [query_modality]):
+        obj, kind = rng.choice(pool), _pick_modality(modality, rng)
+        answered = None
+        if distractors and index < shots and rng.random() < distractors:  # no draw at 0: clean episodes unchanged
+            answered = rng.choice([other for other in TASKS if other != task])
+        examples.append(make_example(obj, task, kind, rng, answered))
     return Episode(query=examples[-1], shots=tuple(examples[:-1]))
 
 
@@ -182,7 +206,9 @@ def make_episodes(
     split: Split = "train",
     shot_modality: Modality = "image",
     query_modality: Modality = "image",
+    distractors: float = 0.0,
 ) -> list[Episode]:
     """``n`` episodes cycling through ``tasks`` (balanced per task), reproducible from ``seed``."""
     rng = random.Random(seed)
-    return [make_episode(tasks[i % len(tasks)], shots, rng, split, shot_modality, query_modality) for i in range(n)]
+    return [make_episode(tasks[i % len(tasks)], shots, rng, split, shot_modality, query_modality, distractors)
+            for i in range(n)]
