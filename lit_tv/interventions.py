@@ -134,7 +134,7 @@ def replace_heads(
     values: `[layers, heads, head_dim]` or per row `[rows, layers, heads, head_dim]`.
     mask: `[layers, heads]` or per row `[rows, layers, heads]` (bool): one batched forward can
     patch different heads in every row. Rows are batch rows, or with ``rows_along="positions"`` the
-    last `rows` positions of a batch-1 sequence (a `Branch` over a shared prefix). policy "prompt"
+    last `rows` positions of a batch-1 sequence (`fork_logits`, or a `Branch` over a prefix). policy "prompt"
     patches the prefill's last position only; "every_token" also every generated token. Only layers
     with a selected head are hooked.
     """

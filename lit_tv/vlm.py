@@ -275,7 +275,7 @@ class FrozenVLM(nn.Module):
             else {}
         # Qwen2-VL-style models keep the last prompt's M-RoPE offsets between calls
         self._position_caches = [module for module in model.modules() if hasattr(module, "rope_deltas")]
-        # whether rows may share one cached prefix through a 4-D mask: checked on the first branch, or set
+        # whether rows may share one prefix through a 4-D mask: checked on first use (can_share_prefix), or set
         self.shares_prefix: bool | None = None
         # beyond its trained positions a model still answers, just not meaningfully: such prompts are refused
         self.context_length: int | None = getattr(model.config.get_text_config(), "max_position_embeddings", None)
