@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lit_tv.files import atomic_path
-from lit_tv.task_vectors import layout_from_config
+from lit_tv.task_vectors import layout_from_config, require_finite
 from lit_tv.vlm import BUILTIN_MODELS
 
 if TYPE_CHECKING:
@@ -131,6 +131,8 @@ def check_checkpoint(path: Path, method: FrozenVLMMethod, datamodule: L.Lightnin
     checkpoint = read_checkpoint(path)
     options = method.model_options
     check_identity(checkpoint, path, method, layout_from_config(options.name, options.trust_remote_code))
+    for name, tensor in checkpoint.get("state_dict", {}).items():
+        require_finite(tensor, name, f"--ckpt_path: {path}")
     changed = differences(checkpoint.get("hyper_parameters", {}), method.hparams, "model.init_args.")
     if stage == "fit" and datamodule is not None:  # other data at test time is a use, not a mistake
         changed += differences(checkpoint.get("datamodule_hyper_parameters", {}), datamodule.hparams,
