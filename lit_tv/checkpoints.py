@@ -59,8 +59,12 @@ def checkpoint_entry(method: L.LightningModule, model_name: str, layout: dict[st
 
 
 def resolve_checkpoint(trainer: L.Trainer, ckpt_path: str | Path | None) -> Path | None:
-    """The file `ckpt_path` names: a path, or ``last`` (the newest ``last*.ckpt`` of the checkpoint callbacks)."""
-    if ckpt_path is None:
+    """The file `ckpt_path` names: a path, or ``last`` (the newest ``last*.ckpt`` of the checkpoint callbacks).
+
+    None for no checkpoint and for Lightning's other names (``best``, ``hpc``, ``registry:...``), which only
+    Lightning resolves; the module checks those when they load (`FrozenVLMMethod.on_load_checkpoint`).
+    """
+    if ckpt_path is None or str(ckpt_path) in ("best", "hpc") or str(ckpt_path).startswith("registry"):
         return None
     if str(ckpt_path) != "last":
         path = Path(ckpt_path)
