@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lit_tv.files import atomic_path
-from lit_tv.task_vectors import layout_from_config
+from lit_tv.task_vectors import layout_from_config, require_finite
 from lit_tv.vlm import BUILTIN_MODELS
 
 if TYPE_CHECKING:
@@ -59,8 +59,12 @@ def checkpoint_entry(method: L.LightningModule, model_name: str, layout: dict[st
 
 
 def resolve_checkpoint(trainer: L.Trainer, ckpt_path: str | Path | None) -> Path | None:
-    """The file `ckpt_path` names: a path, or ``last`` (the newest ``last*.ckpt`` of the checkpoint callbacks)."""
-    if ckpt_path is None:
+    """The file `ckpt_path` names: a path, or ``last`` (the newest ``last*.ckpt`` of the checkpoint callbacks).
+
+    None for no checkpoint and for Lightning's other names (``best``, ``hpc``, ``registry:...``), which only
+    Lightning resolves; the module checks those when they load (`FrozenVLMMethod.on_load_checkpoint`).
+    """
+    if ckpt_path is None or str(ckpt_path) in ("best", "hpc") or str(ckpt_path).startswith("registry"):
         return None
     if str(ckpt_path) != "last":
         path = Path(ckpt_path)
@@ -131,6 +135,8 @@ def check_checkpoint(path: Path, method: FrozenVLMMethod, datamodule: L.Lightnin
     checkpoint = read_checkpoint(path)
     options = method.model_options
     check_identity(checkpoint, path, method, layout_from_config(options.name, options.trust_remote_code))
+    for name, tensor in checkpoint.get("state_dict", {}).items():
+        require_finite(tensor, name, f"--ckpt_path: {path}")
     changed = differences(checkpoint.get("hyper_parameters", {}), method.hparams, "model.init_args.")
     if stage == "fit" and datamodule is not None:  # other data at test time is a use, not a mistake
         changed += differences(checkpoint.get("datamodule_hyper_parameters", {}), datamodule.hparams,

@@ -120,3 +120,12 @@ def test_a_killed_fit_resumed_with_ckpt_path_last_ends_as_the_uninterrupted_fit(
     assert torch.equal(resumed_heads, heads) and heads.any()
     assert torch.equal(resumed_vector["selected_heads"], vector["selected_heads"])
     torch.testing.assert_close(resumed_vector["mean_activations"], vector["mean_activations"])
+
+
+def test_a_checkpoint_holding_nan_is_refused_before_the_model_loads(fitted_shapes, monkeypatch):
+    monkeypatch.chdir(fitted_shapes)
+    checkpoint = torch.load(LAST, weights_only=True)
+    checkpoint["state_dict"]["mean_activations"][0, 0, 0] = float("nan")
+    torch.save(checkpoint, "nan.ckpt")
+    with pytest.raises(SystemExit, match=r"--ckpt_path: nan.ckpt: 'mean_activations' holds 1 NaN or infinite values"):
+        main(["test", "--config", str(CONFIG), "--ckpt_path", "nan.ckpt"])
