@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import lit_tv.cli
 from lit_tv.cli import main
 from lit_tv.console import task_table
+from lit_tv.main_job import run_main_job
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "shapes"
 NOISE = ("Tip:", "litlogger", "litmodels", "Loading weights", "weights_only", "LeafSpec", "args parameter")
@@ -27,6 +29,18 @@ def test_fit_and_test_print_no_noise_and_test_ends_with_one_per_task_table(tmp_p
     heads = re.search(r"^colour\s+([\d.]+)\s+6\s+(\d+)$", out, re.MULTILINE)
     assert heads, out
     assert re.search(rf"^all\s+{heads.group(1)}\s+6\s+{heads.group(2)}$", out, re.MULTILINE), out
+
+
+def test_the_main_job_prints_its_table_without_noise(tmp_path, monkeypatch, capfd):
+    """`lit-tv` with no arguments, on fewer queries and steps (the same runs as the real main job)."""
+    monkeypatch.chdir(tmp_path)
+    small = ["--data.init_args.support_size=6", "--data.init_args.test_size=6", "--data.init_args.train_size=6",
+             "--data.init_args.val_size=6", "--trainer.max_steps=2"]
+    monkeypatch.setattr(lit_tv.cli, "run_main_job", lambda: run_main_job(small, tasks=("colour", "position")))
+    main([])
+    out, err = capfd.readouterr()
+    assert not [word for word in NOISE if word in out + err], out + err
+    assert out.count("shapes world, accuracy on held-out test queries") == 1 and "task    accuracy" not in out
 
 
 def test_cross_modal_test_table_has_each_task_and_the_layer(tmp_path, monkeypatch, capfd):

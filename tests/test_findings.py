@@ -34,3 +34,4 @@ def test_the_findings_command_writes_every_figure_and_its_numbers(tmp_path, monk
     assert heads["fv"] == 10 and 0 <= heads["both"] <= min(heads["fv"], heads["mtv"])
     assert heads["jaccard"] == heads["both"] / (heads["mtv"] + heads["fv"] - heads["both"])
     assert (tmp_path / "tb" / "mtv_colour.safetensors").is_file()  # each task's fitted MTV vector
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["figures", "tb"]  # no stray configs or checkpoints

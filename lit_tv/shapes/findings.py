@@ -58,8 +58,10 @@ FAST = Budget(test_size=6, support_size=4, train_size=8, steps=2, iterations=(1,
               val_size=6, examples=(1, 2), mtv_options=("--model.init_args.samples=4",))
 
 
-def _sizes(**sizes: int) -> list[str]:
-    return [*QUIET, *(f"--data.init_args.{key}={value}" for key, value in sizes.items())]
+def _sizes(logdir: Path, **sizes: int) -> list[str]:
+    """Quiet runs whose saved config lands in `logdir`, with these DataModule sizes."""
+    return [*QUIET, f"--trainer.default_root_dir={logdir}",
+            *(f"--data.init_args.{key}={value}" for key, value in sizes.items())]
 
 
 def run_test(config: str, options: list[str]) -> dict[str, float]:
@@ -75,9 +77,9 @@ def per_task(metrics: dict[str, float], tasks: tuple[str, ...] = TASKS) -> dict[
 # ---- (1) shots and iterations --------------------------------------------------------------------------
 
 
-def icl_vs_shots(budget: Budget) -> dict[int, float]:
+def icl_vs_shots(budget: Budget, logdir: Path) -> dict[int, float]:
     """Held-out accuracy of k-shot image ICL (mean over tasks) for each k of the budget."""
-    return {shots: run_test("icl.yaml", [*_sizes(test_size=budget.test_size, test_shots=shots)])[
+    return {shots: run_test("icl.yaml", [*_sizes(logdir, test_size=budget.test_size, test_shots=shots)])[
         "test/accuracy"] for shots in budget.shots}
 
 
@@ -90,7 +92,7 @@ def mtv_vs_iterations(budget: Budget, logdir: Path) -> tuple[dict[int, float], d
     heads, accuracy = {}, {n: 0.0 for n in budget.iterations}
     for task in TASKS:
         vector = logdir / f"mtv_{task}.safetensors"
-        options = [*_sizes(support_size=budget.support_size, train_size=budget.train_size),
+        options = [*_sizes(logdir, support_size=budget.support_size, train_size=budget.train_size),
                    f"--data.init_args.tasks=[{task}]", f"--data.init_args.test_size={budget.test_size // 3 or 1}",
                    f"--model.init_args.selection_queries={min(50, budget.train_size)}", *budget.mtv_options]
         fit = build_cli(CONFIGS / "mtv.yaml", [*options, f"--trainer.max_steps={budget.steps}", *NO_CHECKPOINTS,
@@ -139,11 +141,11 @@ CROSS_MODAL = {
 CROSS_MODAL_RUN = ["--trainer.callbacks=[]", "--model.init_args.export=null"]
 
 
-def cross_modal_table(budget: Budget) -> dict[str, dict[str, float]]:
+def cross_modal_table(budget: Budget, logdir: Path) -> dict[str, dict[str, float]]:
     """Accuracy per task (and mean) on image queries for every setting of `CROSS_MODAL`."""
     table = {}
     for setting, (config, options) in CROSS_MODAL.items():
-        sizes = _sizes(test_size=budget.test_size)
+        sizes = _sizes(logdir, test_size=budget.test_size)
         if config == "cross_modal.yaml":
             sizes += [*CROSS_MODAL_RUN, f"--data.init_args.support_size={budget.cross_support}",
                       f"--data.init_args.val_size={budget.val_size}"]
@@ -178,7 +180,7 @@ def markdown_table(table: dict[str, dict[str, float]]) -> str:
 # ---- (3) sample efficiency --------------------------------------------------------------------------------
 
 
-def vectors_vs_examples(budget: Budget) -> dict[str, dict[int, float]]:
+def vectors_vs_examples(budget: Budget, logdir: Path) -> dict[str, dict[int, float]]:
     """Image-query accuracy (mean over tasks) of text-exemplar and ensemble vectors made from k examples per task.
 
     One support episode of k text examples per task: the vector is that episode's residual at the last
@@ -187,7 +189,7 @@ def vectors_vs_examples(budget: Budget) -> dict[str, dict[int, float]]:
     curves: dict[str, dict[int, float]] = {"exemplars": {}, "ensemble": {}}
     for source, curve in curves.items():
         for k in budget.examples:
-            options = [*_sizes(test_size=budget.test_size, support_size=len(TASKS), shots=k,
+            options = [*_sizes(logdir, test_size=budget.test_size, support_size=len(TASKS), shots=k,
                                val_size=budget.val_size), *CROSS_MODAL_RUN, f"--model.init_args.source={source}"]
             curve[k] = run_test("cross_modal.yaml", options)["test/accuracy"]
     return curves
@@ -208,10 +210,10 @@ def efficiency_figure(curves: dict[str, dict[int, float]]) -> Figure:
 # ---- (4) MTV heads vs FV heads ---------------------------------------------------------------------------
 
 
-def fv_heads(budget: Budget) -> torch.Tensor:
+def fv_heads(budget: Budget, logdir: Path) -> torch.Tensor:
     """The heads Function Vectors sum (top-10 of the AIE averaged over tasks, shared by every task)."""
     cli = build_cli(CONFIGS / "function_vectors.yaml",
-                    [*_sizes(test_size=budget.test_size, support_size=budget.support_size),
+                    [*_sizes(logdir, test_size=budget.test_size, support_size=budget.support_size),
                      "--model.init_args.export=null"])
     cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
     return cli.model.selected_heads[0].cpu()
@@ -252,15 +254,15 @@ def run_findings(out: Path, logdir: Path, budget: Budget = Budget()) -> dict[str
     quiet_libraries()
     out.mkdir(parents=True, exist_ok=True)
     writer = SummaryWriter(str(logdir))
-    icl = icl_vs_shots(budget)
+    icl = icl_vs_shots(budget, logdir)
     mtv, mtv_heads = mtv_vs_iterations(budget, logdir)
     save(scaling_figure(icl, mtv), "shots_and_iterations", out, writer)
-    table = cross_modal_table(budget)
+    table = cross_modal_table(budget, logdir)
     save(table_figure(table), "cross_modal_table", out, writer)
     writer.add_text("findings/cross_modal_table", markdown_table(table), 0)
-    efficiency = vectors_vs_examples(budget)
+    efficiency = vectors_vs_examples(budget, logdir)
     save(efficiency_figure(efficiency), "sample_efficiency", out, writer)
-    fv = fv_heads(budget)
+    fv = fv_heads(budget, logdir)
     heads = overlap(mtv_heads, fv)
     save(heads_figure(mtv_heads, fv, heads), "mtv_vs_fv_heads", out, writer)
     writer.close()
