@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import lit_tv.cli
+import lit_tv.main_job
 from lit_tv.cli import main
 from lit_tv.console import task_table
 from lit_tv.main_job import run_main_job
@@ -36,7 +36,7 @@ def test_the_main_job_prints_its_table_without_noise(tmp_path, monkeypatch, capf
     monkeypatch.chdir(tmp_path)
     small = ["--data.init_args.support_size=6", "--data.init_args.test_size=6", "--data.init_args.train_size=6",
              "--data.init_args.val_size=6", "--trainer.max_steps=2"]
-    monkeypatch.setattr(lit_tv.cli, "run_main_job", lambda: run_main_job(small, tasks=("colour", "position")))
+    monkeypatch.setattr(lit_tv.main_job, "run_main_job", lambda: run_main_job(small, tasks=("colour", "position")))
     main([])
     out, err = capfd.readouterr()
     assert not [word for word in NOISE if word in out + err], out + err

@@ -97,7 +97,7 @@ def test_a_run_over_seeds_logs_each_seed_with_mean_and_spread_and_exports_one_fi
 
 def test_mtv_refuses_several_seeds(zoo_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ValueError, match=r"data.init_args.seeds=\[0, 1\]: MTV runs one data seed per fit"):
+    with pytest.raises(SystemExit, match=r"data.init_args.seeds=\[0, 1\]: MTV runs one data seed per fit"):
         main(["fit", "--config", str(CONFIGS / "shapes" / "mtv.yaml"), "--model.init_args.model.name",
               str(zoo_folder("llava")), "--data.init_args.seeds", "[0, 1]", "--trainer.max_steps", "1"])
 

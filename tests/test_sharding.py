@@ -108,7 +108,7 @@ def test_fit_with_a_dispatched_model_learns_what_the_plain_one_learns_and_never_
 
 def test_a_dispatched_model_under_ddp_is_refused_with_the_reason(zoo_folder, tmp_path):
     args = [*_tiny_run(zoo_folder("llava"), "--model.init_args.model.device_map", "auto"),
-            "--trainer.strategy", "ddp", "--trainer.devices", "2"]
+            "--trainer.strategy", "ddp", "--trainer.devices", "2", "--data.init_args.batch_size", "2"]
     done = subprocess.run([sys.executable, "-m", "lit_tv.cli", "fit", *args], cwd=tmp_path, capture_output=True,
                           text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert done.returncode != 0

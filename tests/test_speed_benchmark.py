@@ -44,8 +44,9 @@ def _imported_lit_tv_modules() -> list[str]:
 
 
 def _top_level_imports(source: Path) -> set[str]:
+    """What a module imports when it loads (its own statements; imports inside functions run only when called)."""
     names = set()
-    for node in ast.walk(ast.parse(source.read_text())):
+    for node in ast.parse(source.read_text()).body:
         if isinstance(node, ast.Import):
             names |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0:

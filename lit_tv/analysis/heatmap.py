@@ -7,10 +7,12 @@ and the heads a method selected marked, so a reader sees at a glance where a tas
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+
+if TYPE_CHECKING:  # drawn only when logged: the methods (and the GPU benchmark) import without matplotlib
+    from matplotlib.figure import Figure
 
 
 def head_heatmap(cells: torch.Tensor, title: str, label: str, selected: torch.Tensor | None = None,
@@ -21,6 +23,8 @@ def head_heatmap(cells: torch.Tensor, title: str, label: str, selected: torch.Te
     limits: the colour scale's range (default: the values' own); diverging: centred on 0 (for effects
     that can be negative, such as the AIE); marked: what the boxes are, for the title.
     """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
     values = cells.detach().float().cpu()
     layers, heads = values.shape
     if diverging and limits is None:
@@ -46,6 +50,8 @@ def head_heatmap(cells: torch.Tensor, title: str, label: str, selected: torch.Te
 
 def layer_curve(values: Sequence[float], title: str, ylabel: str = "accuracy", best: int | None = None) -> Figure:
     """One value in [0, 1] per layer (e.g. accuracy) as a line, the chosen layer (`best`) marked."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
     figure = Figure(figsize=(5, 3.5))
     axes = figure.add_subplot()
     axes.plot(range(len(values)), list(values), marker="o")
