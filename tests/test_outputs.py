@@ -106,3 +106,16 @@ def test_predict_writes_answers_as_they_come_and_never_keeps_an_earlier_runs(tmp
     with pytest.raises(FileNotFoundError, match="2.png"):
         cli.trainer.predict(cli.model, datamodule=cli.datamodule)
     assert [json.loads(line)["question"] for line in answers.read_text().splitlines()] == ["q0", "q1"]
+
+
+def test_a_predict_run_refused_for_an_empty_query_file_leaves_no_earlier_answers(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    vector = _mtv_vector(tmp_path, "vector.safetensors")
+    (tmp_path / "empty.jsonl").write_text("\n")
+    answers = tmp_path / "logs" / "shapes_mtv" / "answers.jsonl"
+    answers.parent.mkdir(parents=True)
+    answers.write_text('{"question": "from an earlier run"}\n')
+    with pytest.raises(SystemExit, match="has no questions"):
+        main(["predict", "--config", PREDICT[0], f"--model.init_args.task_vector={vector}",
+              f"--data.init_args.path={tmp_path / 'empty.jsonl'}"])
+    assert not answers.exists(), "an earlier run's answers must not pass for this run's"

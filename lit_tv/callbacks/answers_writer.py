@@ -13,13 +13,16 @@ from lit_tv.files import LineStream
 class AnswersWriter(BasePredictionWriter):
     """One `{question, images, answer}` per line, in input order.
 
-    The file is emptied when the run starts (an earlier run's answers never pass for this one's) and
-    each batch is written when answered, so a failure late in the query file keeps every answer before it.
+    An earlier run's file is removed when this writer is built, before the query file is read (the CLI
+    builds callbacks before the DataModule), so a run that stops on a bad query file leaves no answers that
+    pass for its own; each batch is written when answered, so a failure late in the query file keeps every
+    answer before it.
     """
 
     def __init__(self, path: str = "logs/answers.jsonl") -> None:
         super().__init__(write_interval="batch")
         self.path = Path(path)
+        self.path.unlink(missing_ok=True)
         self._stream: LineStream | None = None
 
     def on_predict_start(self, trainer, pl_module) -> None:
