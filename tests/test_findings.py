@@ -9,7 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from lit_tv.shapes.findings import main
 
-FIGURES = ("shots_and_iterations", "cross_modal_table", "sample_efficiency", "mtv_vs_fv_heads")
+FIGURES = ("shots_and_iterations", "many_shot_scaling", "cross_modal_table", "sample_efficiency", "mtv_vs_fv_heads")
 
 
 def test_the_findings_command_writes_every_figure_and_its_numbers(tmp_path, monkeypatch):
@@ -24,6 +24,8 @@ def test_the_findings_command_writes_every_figure_and_its_numbers(tmp_path, monk
     assert events.Images("findings/mtv_vs_fv_heads")[0].width >= 300
     numbers = json.loads((tmp_path / "figures" / "findings.json").read_text())
     assert list(numbers["icl_vs_shots"]) == ["0", "1"] and list(numbers["mtv_vs_iterations"]) == ["1", "2"]
+    many = numbers["many_shot"]
+    assert many["icl"]["shots"] == [0, 1, 2, 3, 4] and many["mtv"]["iterations"] == [1, 2]  # capped by the context
     table = numbers["cross_modal"]
     assert list(table) == ["zero-shot", "text ICL (xBase)", "text vector (xPatch)", "image ICL (Base)",
                            "image vector (Patch)", "instruction vector", "ensemble vector"]

@@ -3,7 +3,8 @@
     python -m lit_tv.shapes.findings [--out docs/figures] [--logdir logs/findings] [--fast]
 
 (1) accuracy vs shots (ICL, up to the 7 shots the toy was trained on) and vs MTV iterations (support
-episodes in the mean); (2) the cross-modal table: text ICL xBase vs xPatch, image ICL Base vs Patch,
+episodes in the mean), on the shapes toy and on the many-shot family, whose toy's context holds 4 image
+shots (`lit_tv.shapes.many_shot`); (2) the cross-modal table: text ICL xBase vs xPatch, image ICL Base vs Patch,
 instruction and ensemble vectors; (3) exemplar vs ensemble vectors as the examples grow; (4) the heads
 MTV selects vs the heads Function Vectors use. Every number comes from `lit-tv test` / `fit` runs of the
 shipped configs with options changed (`lit_tv.main_job.build_cli`); each figure is a PNG in `--out`
@@ -29,6 +30,7 @@ from lit_tv.analysis.heatmap import head_heatmap
 from lit_tv.console import quiet_libraries
 from lit_tv.files import atomic_path, write_atomic
 from lit_tv.main_job import CONFIGS, build_cli
+from lit_tv.shapes.many_shot import ITERATIONS, accuracy_vs_iterations, accuracy_vs_shots
 from lit_tv.shapes.world import TASKS
 
 CONTEXT_SHOTS = 7  # the toy was trained on sequences of at most 7 shots (lit_tv.shapes.train --max-shots)
@@ -52,10 +54,15 @@ class Budget:
     val_size: int = 60
     examples: tuple[int, ...] = (1, 2, 4, 7)  # examples per task behind one exemplar vector
     mtv_options: tuple[str, ...] = field(default=())  # e.g. fewer REINFORCE samples
+    many_shot_queries: int = 150  # held-out queries per task on the many-shot family
+    many_shot_iterations: tuple[int, ...] = ITERATIONS
+    many_shot_draws: int = 3  # disjoint draws of the support episodes behind the kept-heads curve
+    many_shot_options: dict = field(default_factory=dict)  # e.g. fewer REINFORCE samples
 
 
 FAST = Budget(test_size=6, support_size=4, train_size=8, steps=2, iterations=(1, 2), shots=(0, 1), cross_support=6,
-              val_size=6, examples=(1, 2), mtv_options=("--model.init_args.samples=4",))
+              val_size=6, examples=(1, 2), mtv_options=("--model.init_args.samples=4",), many_shot_queries=2,
+              many_shot_iterations=(1, 2), many_shot_draws=1, many_shot_options={"samples": 4})
 
 
 def _sizes(logdir: Path, **sizes: int) -> list[str]:
@@ -107,23 +114,35 @@ def mtv_vs_iterations(budget: Budget, logdir: Path) -> tuple[dict[int, float], d
     return accuracy, heads
 
 
-def scaling_figure(icl: dict[int, float], mtv: dict[int, float], shots_per_episode: int = 4) -> Figure:
+def scaling_figure(icl: dict[int, float], mtv: dict[str, dict[int, float]], shots_per_episode: int = 4,
+                   context_shots: int = CONTEXT_SHOTS, context: str = "trained context", title: str = "") -> Figure:
+    """ICL accuracy by shots (up to `context_shots`) beside MTV accuracy by support episodes (one curve each)."""
     figure = Figure(figsize=(9, 3.6))
     left, right = figure.subplots(1, 2, sharey=True)
     left.plot(list(icl), list(icl.values()), marker="o", label="ICL")
-    left.axvline(CONTEXT_SHOTS, color="grey", linestyle=":", label="trained context")
-    left.set(xlabel="shots in the prompt", ylabel="accuracy (mean over tasks)", title="in-context learning",
-             ylim=(0, 1.02))
-    right.plot(list(mtv), list(mtv.values()), marker="o", color="tab:green", label="MTV (0-shot query)")
+    left.axvline(context_shots, color="grey", linestyle=":", label=context)
+    left.set(xlabel="shots in the prompt", ylabel="accuracy (mean over tasks)",
+             title=f"in-context learning{title}", ylim=(0, 1.02))
+    for (label, curve), colour in zip(mtv.items(), ("tab:green", "tab:olive"), strict=False):
+        right.plot(list(curve), list(curve.values()), marker="o", color=colour, label=label)
     right.axhline(max(icl.values()), color="tab:blue", linestyle="--", label="best ICL in context")
+    episodes = sorted({n for curve in mtv.values() for n in curve})
     right.set(xscale="log", xlabel=f"support episodes in the mean ({shots_per_episode} shots each)",
-              title="MTV")
-    right.set_xticks(list(mtv), [str(n) for n in mtv], minor=False)
+              title=f"MTV{title}")
+    right.set_xticks(episodes, [str(n) for n in episodes], minor=False)
     right.minorticks_off()
     for axes in (left, right):
         axes.legend(loc="lower right")
     figure.tight_layout()
     return figure
+
+
+def many_shot_curves(budget: Budget) -> dict[str, dict]:
+    """(1) on the many-shot family, where a few shots are not enough: `lit_tv.shapes.many_shot`'s numbers."""
+    return {"icl": accuracy_vs_shots(queries=budget.many_shot_queries),
+            "mtv": accuracy_vs_iterations(iterations=budget.many_shot_iterations, steps=budget.steps,
+                                          queries=budget.many_shot_queries, draws=budget.many_shot_draws,
+                                          **budget.many_shot_options)}
 
 
 # ---- (2) the cross-modal table ---------------------------------------------------------------------------
@@ -250,13 +269,22 @@ def save(figure: Figure, name: str, out: Path, writer: SummaryWriter) -> Path:
 
 
 def run_findings(out: Path, logdir: Path, budget: Budget = Budget()) -> dict[str, object]:
-    """Measure everything, write the four figures and findings.json; return the numbers."""
+    """Measure everything, write the five figures and findings.json; return the numbers."""
     quiet_libraries()
     out.mkdir(parents=True, exist_ok=True)
     writer = SummaryWriter(str(logdir))
     icl = icl_vs_shots(budget, logdir)
     mtv, mtv_heads = mtv_vs_iterations(budget, logdir)
-    save(scaling_figure(icl, mtv), "shots_and_iterations", out, writer)
+    save(scaling_figure(icl, {"MTV (0-shot query)": mtv}), "shots_and_iterations", out, writer)
+    many = many_shot_curves(budget)
+    save(scaling_figure(dict(zip(many["icl"]["shots"], many["icl"]["accuracy"], strict=True)),
+                        {label: dict(zip(many["mtv"]["iterations"], many["mtv"][curve], strict=True))
+                         for label, curve in (("MTV, heads searched per count", "searched"),
+                                              ("MTV, heads kept, means recomputed", "fixed_heads"))},
+                        shots_per_episode=many["mtv"]["shots_per_iteration"],
+                        context_shots=many["icl"]["shots"][-1],
+                        context=f"context ({many['icl']['context']} tokens)", title=" (many-shot family)"),
+         "many_shot_scaling", out, writer)
     table = cross_modal_table(budget, logdir)
     save(table_figure(table), "cross_modal_table", out, writer)
     writer.add_text("findings/cross_modal_table", markdown_table(table), 0)
@@ -266,7 +294,7 @@ def run_findings(out: Path, logdir: Path, budget: Budget = Budget()) -> dict[str
     heads = overlap(mtv_heads, fv)
     save(heads_figure(mtv_heads, fv, heads), "mtv_vs_fv_heads", out, writer)
     writer.close()
-    numbers = {"icl_vs_shots": icl, "mtv_vs_iterations": mtv, "cross_modal": table,
+    numbers = {"icl_vs_shots": icl, "mtv_vs_iterations": mtv, "many_shot": many, "cross_modal": table,
                "sample_efficiency": efficiency, "heads_overlap": heads, "budget": vars(budget)}
     write_atomic(out / "findings.json", json.dumps(numbers, indent=1))
     print(f"\nfindings: ICL by shots {fmt(icl)}\nMTV by support episodes {fmt(mtv)}\n"
