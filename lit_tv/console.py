@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from transformers.utils import logging as transformers_logging
@@ -44,6 +45,21 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended to run from within Python")
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     transformers_logging.set_tqdm_hook(_no_weight_bars)
+
+
+@contextmanager
+def lightning_warnings_only() -> Iterator[None]:
+    """Lightning's per-run banners ("Seed set to 0", "GPU available: ...") off, its warnings kept: for a job
+    that runs many Trainers and prints one table of its own (the main job)."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def task_table(rows: Mapping[str, Mapping[str, object]], columns: Sequence[str]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lit_tv.cli import LitTVCLI
+from lit_tv.console import lightning_warnings_only
 from lit_tv.shapes.world import TASKS
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "shapes"
@@ -63,9 +64,11 @@ def format_table(by_task: dict[str, dict[str, float]]) -> str:
 
 def run_main_job(overrides: list[str] | None = None, tasks: tuple[str, ...] = TASKS) -> dict[str, dict[str, float]]:
     """Run the table on the held-out test queries of every task; print it and return it."""
-    by_task = {task: run_task(task, overrides or []) for task in tasks}
-    for row, config in ALL_TASK_RUNS.items():
-        for task, accuracy in run_all_tasks(config, overrides or [], tasks).items():
-            by_task[task][row] = accuracy
+    overrides = ["--trainer.enable_model_summary=false", *(overrides or [])]  # theta's size, 18 times: no news
+    with lightning_warnings_only():
+        by_task = {task: run_task(task, overrides) for task in tasks}
+        for row, config in ALL_TASK_RUNS.items():
+            for task, accuracy in run_all_tasks(config, overrides, tasks).items():
+                by_task[task][row] = accuracy
     print("\nshapes world, accuracy on held-out test queries (lit_tv/shapes-toy)\n" + format_table(by_task))
     return by_task

@@ -275,6 +275,8 @@ class FrozenVLM(nn.Module):
             else {}
         # Qwen2-VL-style models keep the last prompt's M-RoPE offsets between calls
         self._position_caches = [module for module in model.modules() if hasattr(module, "rope_deltas")]
+        # the KV cache's argument and output field: `cache` since transformers 5.24, `past_key_values` before
+        self.cache_name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         # whether rows may share one prefix through a 4-D mask: checked on first use (can_share_prefix), or set
         self.shares_prefix: bool | None = None
         # beyond its trained positions a model still answers, just not meaningfully: such prompts are refused
@@ -500,7 +502,7 @@ class FrozenVLM(nn.Module):
         prefix = {key: value[:, :-1] if key in aligned else value for key, value in inputs.items()}
         for module in self._position_caches:  # M-RoPE offsets of an earlier prompt must not leak into this one
             module.rope_deltas = None
-        cache = self.model(**prefix, use_cache=True).past_key_values
+        cache = getattr(self.model(**prefix, use_cache=True), self.cache_name)
         length = cache.get_seq_length()
         windows = [size for layer in cache.layers if (size := layer.get_max_length()) > 0]
         if along == "positions" and windows and length + rows >= min(windows):
@@ -512,7 +514,7 @@ class FrozenVLM(nn.Module):
         else:
             step = {key: value.repeat(1, rows) for key, value in step.items()}
         mask = self._rows_mask(length, rows) if along == "positions" else None
-        return Branch({**step, "past_key_values": cache, "use_cache": True}, rows, along, mask)
+        return Branch({**step, self.cache_name: cache, "use_cache": True}, rows, along, mask)
 
     def branch_logits(self, branch: Branch) -> torch.Tensor:
         """Next-token logits of every row of a branch → `[rows, vocab]`; the branch can then be scored again."""
@@ -522,7 +524,7 @@ class FrozenVLM(nn.Module):
             else:
                 with self._rows_at_one_position(branch.mask, branch.rows):
                     logits = self.model(**branch.inputs, **self._keep(branch.rows)).logits[0, -branch.rows:].float()
-        branch.inputs["past_key_values"].crop(-(branch.rows if branch.along == "positions" else 1))
+        branch.inputs[self.cache_name].crop(-(branch.rows if branch.along == "positions" else 1))
         return logits
 
     @staticmethod

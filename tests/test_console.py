@@ -41,6 +41,8 @@ def test_the_main_job_prints_its_table_without_noise(tmp_path, monkeypatch, capf
     out, err = capfd.readouterr()
     assert not [word for word in NOISE if word in out + err], out + err
     assert out.count("shapes world, accuracy on held-out test queries") == 1 and "task    accuracy" not in out
+    for banner in ("GPU available", "Seed set to", "Trainable params"):  # one table, not a banner per run
+        assert banner not in out + err, out + err
 
 
 def test_cross_modal_test_table_has_each_task_and_the_layer(tmp_path, monkeypatch, capfd):

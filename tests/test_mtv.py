@@ -82,11 +82,11 @@ def test_forked_and_branched_rows_score_like_the_plain_forward(zoo_vlm, name):
     torch.testing.assert_close(vlm.fork_logits(inputs, 5), plain.expand(5, -1), atol=1e-5, rtol=1e-5)
     branch = vlm.branch_last_token(inputs, 5)
     assert branch.along == "positions" and branch.inputs["input_ids"].shape == (1, 5)
-    keys = branch.inputs["past_key_values"].layers[0].keys
+    keys = branch.inputs[vlm.cache_name].layers[0].keys
     assert keys.shape[0] == 1 and keys.shape[-2] == inputs["input_ids"].shape[1] - 1  # the prefix, once
     for _ in range(2):  # cropped back after scoring: the branch scores again
         torch.testing.assert_close(vlm.branch_logits(branch), plain.expand(5, -1), atol=1e-5, rtol=1e-5)
-    assert branch.inputs["past_key_values"].layers[0].keys.shape == keys.shape
+    assert branch.inputs[vlm.cache_name].layers[0].keys.shape == keys.shape
 
 
 def _custom_mask(kwargs: dict) -> bool:
