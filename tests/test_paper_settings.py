@@ -182,3 +182,17 @@ def test_the_chat_option_renders_each_example_as_a_chat_turn(tmp_path, zoo_folde
     shot = episode.shots[0]
     assert vlm.render(episode, data.template) == (
         f"user:Q:{shot.text}\nA:\nassistant:{shot.answer}\nuser:<image>Q:\nA:\nassistant:")
+
+
+def test_the_cross_modal_mtv_config_fits_one_task_of_the_released_size(zoo_folder, tmp_path, monkeypatch):
+    """30 val records per task, as released: the config's own sizes (20 REINFORCE queries, 100 support
+    episodes from the other 10 records, no validation) must fit, not stop for want of records."""
+    root = write_cross_modal(tmp_path / "data", tasks=("country-capital",), val=30, test=4)
+    monkeypatch.chdir(tmp_path)
+    config = ["--config", str(CONFIGS / "cross_modal" / "mtv_llava-1.5-7b.yaml"), "--data.init_args.root", str(root),
+              "--model.init_args.model.name", str(zoo_folder("llava")), "--model.init_args.model.dtype", "float32",
+              "--trainer.accelerator", "cpu", "--trainer.max_steps", "1", "--model.init_args.samples", "4",
+              "--model.init_args.selection_queries", "2"]
+    main(["fit", *config])
+    _, metadata = load_task_vector(tmp_path / "logs" / "cross_modal_mtv_llava-1.5-7b" / "task_vector.safetensors")
+    assert metadata["iterations"] == "100"
