@@ -129,6 +129,11 @@ class DataIssues:
         return "; ".join(f"skipped {count} {kind} (first: {self.first[kind]})" for kind, count in self.counts.items())
 
 
+def _interleave(columns: list[list[Record]]) -> list[Record]:
+    """One record of each group in turn (groups run out at different lengths)."""
+    return [record for row in zip_longest(*columns) for record in row if record is not None]
+
+
 def _lazy_shuffle(items: list[int], rng: random.Random) -> Iterator[int]:
     """Fisher-Yates from the end, yielding as it goes: drawing k of n costs O(k) random numbers."""
     items = list(items)
@@ -194,14 +199,14 @@ class Pool:
                                 f"usable ones are left; lower the size or add data")
             columns.append(chosen)
         self._free.clear()
-        return [record for row in zip_longest(*columns) for record in row if record is not None]
+        return _interleave(columns)
 
     def usable(self, groups: Sequence[str]) -> list[Record]:
         """Every usable record of `groups` in the pool's order, interleaved by group (taken ones only with
         ``overlap``)."""
         columns = [[self.records[index] for index in self._by_group.get(group, [])
                     if (self.overlap or index not in self._taken) and self._is_usable(index)] for group in groups]
-        return [record for row in zip_longest(*columns) for record in row if record is not None]
+        return _interleave(columns)
 
     def draw(self, k: int, rng: random.Random, purpose: str, group: str = "",
              exclude: Collection[Record] = ()) -> list[Record]:

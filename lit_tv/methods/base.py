@@ -84,12 +84,16 @@ class FrozenVLMMethod(L.LightningModule):
                       if getattr(callback, "dirpath", None)]
         return paths
 
+    @property
+    def data_seeds(self) -> list[int]:
+        """The DataModule's data seeds (one for a DataModule without them, e.g. a query file)."""
+        return list(getattr(self.trainer.datamodule, "seeds", [0]))
+
     def setup(self, stage: str) -> None:
         """The prompt format belongs to the benchmark: take it from the DataModule. Outputs are claimed
         (refused if a live run is writing them) before any data pass or weights load."""
-        data = self.trainer.datamodule
-        self.template: PromptTemplate = data.template
-        seeds = getattr(data, "seeds", [0])
+        self.template: PromptTemplate = self.trainer.datamodule.template
+        seeds = self.data_seeds
         if len(seeds) > 1 and not self.scores_per_seed:
             raise ValueError(f"data.init_args.seeds={seeds}: {type(self).__name__} runs one data seed per fit (its "
                              "vectors would mix seeds); run once per seed")
@@ -104,7 +108,6 @@ class FrozenVLMMethod(L.LightningModule):
         """The episode roles this method uses in `stage`: the DataModule draws only these, so a role it does
         not use (REINFORCE queries in an ICL test) takes no records from the others."""
         return {"fit": {"train", "val"}, "validate": {"val"}}.get(stage, {"test"})
-
 
     def patching(self, batch: list[Episode]) -> AbstractContextManager:
         """The intervention active while answering these queries (none for plain ICL)."""
@@ -121,7 +124,7 @@ class FrozenVLMMethod(L.LightningModule):
         its metric (default ExactMatch)."""
         data = self.trainer.datamodule
         make_metric = getattr(data, "metric", ExactMatch)
-        seeds = getattr(data, "seeds", [0])
+        seeds = self.data_seeds
         keys = ("all", *getattr(data, "tasks", ()), *(_seed_key(seed) for seed in seeds if len(seeds) > 1))
         self.accuracy = nn.ModuleDict({key: make_metric() for key in keys})
         self.accuracy.to(self.device)

@@ -129,8 +129,7 @@ class ResidualTaskVectors(FrozenVLMMethod):
 
     def groups(self) -> list[Group]:
         """(data seed, task) pairs, in a fixed order: one vector and one grid-search accuracy each."""
-        data = self.trainer.datamodule
-        return [(seed, task) for seed in getattr(data, "seeds", [0]) for task in data.tasks]
+        return [(seed, task) for seed in self.data_seeds for task in self.trainer.datamodule.tasks]
 
     def instruction(self, task: str) -> str:
         """The task's instruction: from the config, else from the DataModule (e.g. the reference's)."""
@@ -146,7 +145,7 @@ class ResidualTaskVectors(FrozenVLMMethod):
         if self.hparams.task_vector is None:
             self.vectors = self.extract()
             return
-        seeds = getattr(self.trainer.datamodule, "seeds", [0])
+        seeds = self.data_seeds
         if len(seeds) > 1:
             raise ValueError(f"model.init_args.task_vector holds the vectors of one data seed; data.init_args.seeds "
                              f"is {seeds}: run once per seed, each with its own file")
@@ -249,11 +248,11 @@ class ResidualTaskVectors(FrozenVLMMethod):
         data = self.trainer.datamodule
         seeds = sorted({seed for seed, _ in self.vectors})
         for seed in seeds:
-            tasks = [task for vector_seed, task in self.vectors if vector_seed == seed]
+            by_task = self.vectors_of_seed(seed)
             target = Path(path) if len(seeds) == 1 else Path(path).with_suffix(f".seed{seed}{Path(path).suffix}")
-            save_task_vector(str(target), {"vectors": torch.stack([self.vectors[seed, task] for task in tasks])},
+            save_task_vector(str(target), {"vectors": torch.stack(list(by_task.values()))},
                              {"method": "residual", "model": self.model_name,
-                              "extractor": self.extractor.name if self.extractor else "", "tasks": tasks,
+                              "extractor": self.extractor.name if self.extractor else "", "tasks": list(by_task),
                               "layer": self.layer, "source": self.hparams.source,
                               "position": self.hparams.position, "mode": self.hparams.mode,
                               "scale": self.hparams.scale, "layout": self.vlm.layout.signature(),

@@ -72,6 +72,7 @@ class MTV(FrozenVLMMethod):
     """
 
     export_stages = ("fit",)
+    scores_per_seed = False
 
     def __init__(
         self,
@@ -135,8 +136,6 @@ class MTV(FrozenVLMMethod):
             self.heads_chosen.fill_(True)
             if self.hparams.transfer == "all":
                 self.mean_activations.copy_(tensors["mean_activations"])
-
-    scores_per_seed = False
 
     def data_roles(self, stage: str) -> set[Role]:
         """Fit: support episodes (the means) and REINFORCE queries; test: test queries, and the support
@@ -205,9 +204,9 @@ class MTV(FrozenVLMMethod):
     def training_step(self, batch: list[Episode], batch_idx: int) -> torch.Tensor:
         self.heads_chosen.fill_(False)  # theta moves on: heads chosen before (a resumed final checkpoint) are stale
         # as the reference: probabilities floored at 1e-3 (no head is ever ruled out), z-scores with std + 1e-3
-        probabilities = torch.sigmoid(self.theta).clamp(min=1e-3)
-        distribution = torch.distributions.Bernoulli(probs=probabilities)
-        masks = self._sample_masks(probabilities, self.hparams.samples)
+        sampling = torch.sigmoid(self.theta).clamp(min=1e-3)
+        distribution = torch.distributions.Bernoulli(probs=sampling)
+        masks = self._sample_masks(sampling, self.hparams.samples)
         losses = self._mean_over_ranks(torch.stack([self._losses(query, masks) for query in batch]).mean(0))
         normalised = (losses - losses.mean()) / (losses.std() + 1e-3)
         surrogate = (distribution.log_prob(masks.float()).sum((1, 2)) * normalised).sum()
