@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from PIL import Image
 
 ImageLike = Image.Image | str | Path
+# where a prompt's examples come from: one name for the shapes world and the cross-modal tasks
+Modality = Literal["text", "image", "mixed"]
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,7 @@ def test_instruction_source_needs_an_instruction_per_task(zoo_folder, tmp_path, 
 
 def test_last_shot_extraction_reads_the_last_demonstrations_delimiter_inside_the_full_prompt():
     from lit_tv.interventions import record_residual
-    from lit_tv.methods.cross_modal import at_last_demonstration
+    from lit_tv.methods.residual import at_last_demonstration
     from lit_tv.shapes.toy import SHAPES_TEMPLATE
     from lit_tv.shapes.world import make_episodes
     from lit_tv.vlm import FrozenVLM

@@ -9,7 +9,7 @@ from __future__ import annotations
 from benchmark_fixtures import write_cross_modal, write_cub, write_flowers, write_okvqa, write_vizwiz
 
 from lit_tv.data.cross_modal import CrossModalTasks
-from lit_tv.data.fewshot_classification import CUB200, Flowers102
+from lit_tv.data.two_way import CUB200, Flowers102
 from lit_tv.data.vqa import OKVQA, VIZWIZ_INSTRUCTION, VizWiz
 from lit_tv.episodes import Episode, Example
 

@@ -15,7 +15,7 @@ from lit_tv.cli import main
 from lit_tv.data.base import DataError
 from lit_tv.data.cross_modal import CrossModalTasks
 from lit_tv.main_job import build_cli
-from lit_tv.methods.cross_modal import ResidualTaskVectors
+from lit_tv.methods.residual import ResidualTaskVectors
 from lit_tv.task_vectors import load_task_vector
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

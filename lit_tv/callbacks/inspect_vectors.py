@@ -22,7 +22,7 @@ from lit_tv.analysis.tsne import scatter_figure, tsne_2d
 from lit_tv.episodes import Episode, Example
 from lit_tv.files import write_atomic
 from lit_tv.interventions import record_residual
-from lit_tv.methods.cross_modal import BARE, ResidualTaskVectors, at_last_demonstration
+from lit_tv.methods.residual import BARE, ResidualTaskVectors, at_last_demonstration
 from lit_tv.task_vectors import load_task_vector
 from lit_tv.vlm import FrozenVLM
 
@@ -69,7 +69,7 @@ class InspectVectors(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not isinstance(pl_module, ResidualTaskVectors):
             raise TypeError(f"InspectVectors inspects residual task vectors: the model must be a "
-                            f"lit_tv.methods.cross_modal.ResidualTaskVectors, got {type(pl_module).__name__}")
+                            f"lit_tv.methods.residual.ResidualTaskVectors, got {type(pl_module).__name__}")
         if not isinstance(trainer.logger, TensorBoardLogger):
             rank_zero_warn("InspectVectors writes to TensorBoard and trainer.logger is not a TensorBoardLogger: "
                            "nothing will be inspected")

@@ -18,11 +18,9 @@ from pathlib import Path
 from typing import Literal
 
 from lit_tv.data.base import Record, Split, SplitDataModule, field, read_json_list, require
-from lit_tv.episodes import Example
+from lit_tv.episodes import Example, Modality
 from lit_tv.metrics import FirstTokenMatch
 from lit_tv.prompts import PromptTemplate
-
-Modality = Literal["text", "image", "mixed"]
 
 # The reference's instructions, one per task, for instruction-based task vectors.
 TASK_INSTRUCTIONS = {

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lit_tv.data.base import EpisodeDataModule, Role
-from lit_tv.episodes import Episode
+from lit_tv.episodes import Episode, Modality
 from lit_tv.shapes.toy import SHAPES_TEMPLATE
-from lit_tv.shapes.world import COLOURS, POSITIONS, SHAPES, TASKS, Modality, Split, check_distractors, make_episodes
+from lit_tv.shapes.world import COLOURS, POSITIONS, SHAPES, TASKS, Split, check_distractors, make_episodes
 
 # Distinct seed streams per role, so growing one role never changes another.
 _STREAMS: dict[Role, int] = {"support": 0, "train": 1, "val": 2, "test": 3}

@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
 
-from lit_tv.episodes import Episode
+from lit_tv.episodes import Episode, Modality
 from lit_tv.shapes.toy import SHAPES_TEMPLATE
-from lit_tv.shapes.world import TASKS, Modality, make_episodes
+from lit_tv.shapes.world import TASKS, make_episodes
 
 CHECKPOINT = Path(__file__).parent / "checkpoint"
 # Setting name -> (shots, shot modality, query modality).

@@ -27,10 +27,10 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 from transformers import BatchFeature, LlavaForConditionalGeneration, LlavaProcessor
 
-from lit_tv.episodes import Episode
+from lit_tv.episodes import Episode, Modality
 from lit_tv.shapes.report import accuracy_by_task, heldout_episodes
 from lit_tv.shapes.toy import SHAPES_TEMPLATE, build_model, build_processor, save
-from lit_tv.shapes.world import Modality, make_episode
+from lit_tv.shapes.world import make_episode
 
 MODALITIES: tuple[Modality, ...] = ("image", "text", "mixed")
 # Shape is by far the hardest attribute to see in 32x32 pixels, so half the sequences ask for it.

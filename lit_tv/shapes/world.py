@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageDraw
 
-from lit_tv.episodes import Episode, Example
+from lit_tv.episodes import Episode, Example, Modality
 
 IMAGE_SIZE = 32
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -43,7 +43,6 @@ TASKS: tuple[str, ...] = ("colour", "shape", "position")
 MANY_SHOT_DISTRACTORS = 0.45
 
 Split = Literal["train", "heldout"]
-Modality = Literal["image", "text", "mixed"]
 
 
 @dataclass(frozen=True)

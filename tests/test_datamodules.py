@@ -29,7 +29,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from lit_tv.cli import main
 from lit_tv.data.base import DataError
 from lit_tv.data.cross_modal import TASKS, CrossModalTasks
-from lit_tv.data.fewshot_classification import CUB200, Flowers102
+from lit_tv.data.two_way import CUB200, Flowers102
 from lit_tv.data.vqa import OKVQA, VizWiz, VQAJsonl
 from lit_tv.episodes import Episode
 from lit_tv.metrics import ExactMatch, FirstTokenMatch, VQAAccuracy

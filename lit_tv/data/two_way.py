@@ -1,0 +1,198 @@
+"""Flowers-102 and CUB-200-2011 as 2-way k-shot episodes (MTV's Flowers/CUB setting), from their official releases.
+
+An episode names two classes as options A and B in the MTV reference code's prompt, shows k example
+images per class (A's then B's, round by round, k = 1 in the paper), then a query image of one of
+the two; the answer is its letter. The option order is random, so A and B are each the answer about
+half of the time.
+
+Classes are split (seeded) into train and test classes that never overlap: support episodes,
+REINFORCE and validation queries use train classes only, test episodes test classes only. Within
+them the official image split decides: demonstrations come from official train images, validation
+and test queries from official test images.
+"""
+
+from __future__ import annotations
+
+import random
+from functools import partial
+from pathlib import Path
+from typing import ClassVar
+
+from lit_tv.data.base import DataError, EpisodeDataModule, Pool, Record, Role, Split, require
+from lit_tv.data.flower_names import FLOWER_NAMES
+from lit_tv.episodes import Episode, Example
+from lit_tv.metrics import ExactMatch
+from lit_tv.prompts import PromptTemplate
+
+LETTERS = "AB"
+QUESTION = ("What is the type of {kind} in the image? A.{a} B.{b}\n"
+            "Answer with the option's letter from the given choice directly.")
+
+
+class TwoWayClassification(EpisodeDataModule):
+    """2-way episodes over class-disjoint train and test classes; subclasses read the official files.
+
+    Subclasses set ``train_split`` / ``test_split`` (official train and test images of all classes,
+    records grouped by class name).
+
+    Args:
+        test_class_fraction: share of the classes held out for testing.
+        shots: example images per class in support episodes (MTV: 1, one 2-way episode per iteration).
+        test_shots: example images per class in training, validation and test queries (MTV+1-shot: 1).
+            REINFORCE queries get them too, so the head search sees the prompt shape it is tested on.
+    """
+
+    kind: ClassVar[str]
+    metric = partial(ExactMatch, options=LETTERS)
+    template = PromptTemplate(query="{images}{text} Answer:", answer=" {answer}\n")
+    train_split: Split
+    test_split: Split
+
+    def __init__(self, test_class_fraction: float = 0.5, shots: int = 1, test_shots: int = 1, **kwargs) -> None:
+        super().__init__(shots=shots, test_shots=test_shots, **kwargs)
+        if not 0 < test_class_fraction < 1:
+            raise ValueError(f"test_class_fraction must be between 0 and 1, got {test_class_fraction}")
+        self.test_class_fraction = test_class_fraction
+
+    def class_split(self) -> tuple[list[str], list[str]]:
+        """Train and test classes: a seeded, disjoint split of every class found."""
+        classes = sorted({record.group for record in self.train_split.records + self.test_split.records})
+        self.rng("classes").shuffle(classes)
+        held_out = round(len(classes) * self.test_class_fraction)
+        train, test = sorted(classes[held_out:]), sorted(classes[:held_out])
+        if len(train) < 2 or len(test) < 2:
+            raise DataError(f"{type(self).__name__}: {len(classes)} classes split into {len(train)} train and "
+                            f"{len(test)} test classes; 2-way episodes need at least 2 on each side")
+        return train, test
+
+    def _pool(self, split: Split, classes: list[str], side: str) -> Pool:
+        return self.pool(Split(f"{split.name} of the {side} classes",
+                               [record for record in split.records if record.group in classes]))
+
+    def _episode(self, query: Record, classes: list[str], shot_pool: Pool, shots: int, rng: random.Random) -> Episode:
+        options = [query.group, rng.choice([name for name in classes if name != query.group])]
+        rng.shuffle(options)
+        text = QUESTION.format(kind=self.kind, a=options[0], b=options[1])
+        examples = {name: shot_pool.draw(shots, rng, "demonstrations", name, exclude=[query]) for name in options}
+
+        def ask(record: Record) -> Example:
+            return Example(text, record.example.images, (LETTERS[options.index(record.group)],))
+
+        return Episode(query=ask(query), shots=tuple(ask(examples[name][i]) for i in range(shots) for name in options))
+
+    def build_episodes(self) -> dict[Role, list[Episode]]:
+        train_classes, test_classes = self.class_split()
+        train_shots = self._pool(self.train_split, train_classes, "train")
+        test_shots = self._pool(self.train_split, test_classes, "test")
+        queries = {
+            "train": train_shots.take(self.sizes["train"], "REINFORCE queries"),
+            "val": self._pool(self.test_split, train_classes, "train").take(self.sizes["val"], "validation queries"),
+            "test": self._pool(self.test_split, test_classes, "test").take(self.sizes["test"], "test queries"),
+        }
+        sides = {"train": (train_classes, train_shots), "val": (train_classes, train_shots),
+                 "test": (test_classes, test_shots)}
+        episodes: dict[Role, list[Episode]] = {}
+        for role, (classes, shot_pool) in sides.items():
+            rng = self.rng(role)
+            episodes[role] = [self._episode(query, classes, shot_pool, self.test_shots, rng) for query in queries[role]]
+        rng = self.rng("support")
+        episodes["support"] = [
+            self._episode(train_shots.draw(1, rng, "support queries", rng.choice(train_classes))[0],
+                          train_classes, train_shots, self.shots, rng)
+            for _ in range(self.sizes["support"] or 0)]
+        return episodes
+
+
+def _mat_array(path: Path, name: str) -> list[int]:
+    """An integer array field of a MATLAB file."""
+    from scipy.io import loadmat  # only Flowers-102 needs scipy
+    from scipy.io.matlab import MatReadError
+
+    try:
+        data = loadmat(require(path, "Flowers-102 file"))
+    except (MatReadError, ValueError, OSError, IndexError, TypeError) as error:  # scipy's ways to fail on non-MATLAB
+        raise DataError(f"{path}: not a readable .mat file ({error})") from error
+    if name not in data:
+        raise DataError(f"{path}: field '{name}' is missing (expected an array of integers)")
+    return [int(value) for value in data[name].ravel()]
+
+
+class Flowers102(TwoWayClassification):
+    """Oxford Flowers-102: ``jpg/image_XXXXX.jpg``, ``imagelabels.mat`` (field ``labels``, 1..102) and
+    ``setid.mat`` (fields ``trnid``, ``valid``, ``tstid``); train + val images serve as train images."""
+
+    kind = "flower"
+
+    def __init__(self, root: str, test_class_fraction: float = 0.5, shots: int = 1, test_shots: int = 1,
+                 **kwargs) -> None:
+        super().__init__(test_class_fraction=test_class_fraction, shots=shots, test_shots=test_shots, **kwargs)
+        base = Path(root)
+        images = require(base / "jpg", "Flowers-102 image folder")
+        labels = _mat_array(base / "imagelabels.mat", "labels")
+        setid = base / "setid.mat"
+        train_ids = _mat_array(setid, "trnid") + _mat_array(setid, "valid")
+        self.train_split = self._read(train_ids, labels, images, f"Flowers-102 {setid.name} trnid+valid")
+        self.test_split = self._read(_mat_array(setid, "tstid"), labels, images, f"Flowers-102 {setid.name} tstid")
+
+    def _read(self, ids: list[int], labels: list[int], images: Path, name: str) -> Split:
+        records = []
+        for image_id in ids:
+            with self.issues.guard():
+                if not 1 <= image_id <= len(labels):
+                    raise DataError(f"{name}: image id {image_id} has no entry in field 'labels' of imagelabels.mat "
+                                    f"({len(labels)} images)")
+                label = labels[image_id - 1]
+                if not 1 <= label <= len(FLOWER_NAMES):
+                    raise DataError(f"imagelabels.mat: field 'labels' gives image {image_id} label {label}, "
+                                    f"expected 1..{len(FLOWER_NAMES)}")
+                flower = FLOWER_NAMES[label - 1]
+                records.append(Record(Example("", (images / f"image_{image_id:05d}.jpg",), (flower,)),
+                                      f"id {image_id} in {name}", group=flower))
+        return Split(name, records)
+
+
+class CUB200(TwoWayClassification):
+    """CUB-200-2011: ``images.txt``, ``image_class_labels.txt``, ``classes.txt``, ``train_test_split.txt``
+    (lines of ``<id> <value>``) and ``images/``; '001.Black_footed_Albatross' is shown as 'Black footed Albatross'."""
+
+    kind = "bird"
+
+    def __init__(self, root: str, test_class_fraction: float = 0.5, shots: int = 1, test_shots: int = 1,
+                 **kwargs) -> None:
+        super().__init__(test_class_fraction=test_class_fraction, shots=shots, test_shots=test_shots, **kwargs)
+        base = Path(root)
+        images = require(base / "images", "CUB-200-2011 image folder")
+        tables = {name: self._table(base / name) for name in
+                  ("images.txt", "image_class_labels.txt", "classes.txt", "train_test_split.txt")}
+        splits: dict[str, list[Record]] = {"1": [], "0": []}
+        for image_id, relative in tables["images.txt"].items():
+            with self.issues.guard():
+                class_id = self._lookup(tables, "image_class_labels.txt", image_id, base)
+                bird = self._lookup(tables, "classes.txt", class_id, base).split(".", 1)[-1].replace("_", " ")
+                is_train = self._lookup(tables, "train_test_split.txt", image_id, base)
+                if is_train not in splits:
+                    raise DataError(f"{base / 'train_test_split.txt'}: image {image_id} is marked {is_train!r}, "
+                                    f"expected 1 (train) or 0 (test)")
+                splits[is_train].append(Record(Example("", (images / relative,), (bird,)),
+                                               f"image {image_id} of {base / 'images.txt'}", group=bird))
+        self.train_split = Split("CUB-200-2011 train images", splits["1"])
+        self.test_split = Split("CUB-200-2011 test images", splits["0"])
+
+    def _table(self, path: Path) -> dict[str, str]:
+        """``<id> <value>`` lines as a dict."""
+        table = {}
+        for number, line in enumerate(require(path, "CUB-200-2011 file").read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            with self.issues.guard():
+                parts = line.split(maxsplit=1)
+                if len(parts) != 2:
+                    raise DataError(f"{path}:{number}: expected '<id> <value>', got {line!r}")
+                table[parts[0]] = parts[1].strip()
+        return table
+
+    @staticmethod
+    def _lookup(tables: dict[str, dict[str, str]], name: str, key: str, base: Path) -> str:
+        if key not in tables[name]:
+            raise DataError(f"{base / name}: no line for id {key}")
+        return tables[name][key]

@@ -1,0 +1,259 @@
+"""Residual-stream task vectors (Luo, Darrell & Bar): one vector per task, patched across modalities.
+
+A task defined by answered examples (text, image or mixed), by a bare instruction, or by both
+(ensemble) becomes the mean decoder-layer output at one position over support episodes; it
+replaces (or is added to) the hidden state at a query's last position at one layer, prefill only.
+The layer is chosen by validation accuracy (the paper's grid search, which really runs here), and
+the vectors may come from another model with the same hidden size (LLM -> VLM transfer).
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Literal
+
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from lit_tv.analysis.heatmap import layer_curve
+from lit_tv.averaging import mean_recording
+from lit_tv.data.base import Role
+from lit_tv.episodes import Episode, Example
+from lit_tv.interventions import patch_residual, record_residual
+from lit_tv.methods.base import FrozenVLMMethod
+from lit_tv.prompts import PromptTemplate
+from lit_tv.task_vectors import check_task_vector, layout_from_config, load_vectors_by_task, save_task_vector
+from lit_tv.vlm import SHAPES_TOY, FrozenVLM, VLMOptions
+
+BARE = PromptTemplate(query="{text}", answer="")
+Group = tuple[int, str]  # (data seed, task)
+
+
+def at_last_demonstration(episode: Episode) -> Episode:
+    """The episode cut just before its last shot's answer: its last token is that shot's delimiter."""
+    if not episode.shots:
+        raise ValueError("extraction at the last demonstration needs episodes with at least one shot")
+    return Episode(query=episode.shots[-1], shots=episode.shots[:-1], seed=episode.seed)
+
+
+class ResidualTaskVectors(FrozenVLMMethod):
+    """Cross-modal task vectors; no trainable parameter.
+
+    Args:
+        source: ``exemplars`` (the DataModule's support episodes), ``instruction`` (the last token of
+            `instructions[task]` alone; default: the DataModule's `instructions`) or ``ensemble``
+            (`ensemble_weight` x instruction + (1 - weight) x exemplars).
+        position: ``last_shot`` (the last demonstration's answer delimiter, as the reference code)
+            or ``query`` (the support episode's final token).
+        layer: patch this layer; ``None`` picks the best layer on the validation split.
+        mode / scale: ``replace`` the query's hidden state, or ``add`` scale x vector.
+        extractor: another model (e.g. the VLM's base LLM, `VLMOptions`) to extract the vectors in.
+        task_vector: vectors exported by an earlier run (safetensors) instead of extracting; their layer
+            is used unless `layer` is set.
+    """
+
+    export_stages = ("validate", "test")
+
+    def __init__(
+        self,
+        model: VLMOptions = SHAPES_TOY,
+        max_new_tokens: int = 1,
+        source: Literal["exemplars", "instruction", "ensemble"] = "exemplars",
+        instructions: dict[str, str] | None = None,
+        ensemble_weight: float = 0.5,
+        position: Literal["last_shot", "query"] = "last_shot",
+        layer: int | None = None,
+        mode: Literal["replace", "add"] = "replace",
+        scale: float = 1.0,
+        extractor: VLMOptions | None = None,
+        extraction_batch_size: int = 16,
+        task_vector: str | None = None,
+        export: str | None = None,
+    ) -> None:
+        super().__init__(model, max_new_tokens)
+        self.save_hyperparameters()
+        # jsonargparse hands an optional dataclass over as a plain dict
+        self.extractor = VLMOptions(**extractor) if isinstance(extractor, dict) else extractor
+        if task_vector is not None:  # refuse a file made for another model before its weights load
+            check_task_vector(task_vector, "residual", layout_from_config(model.name, model.trust_remote_code))
+        self.layer = layer
+        self.vectors: dict[Group, torch.Tensor] = {}  # (data seed, task) -> [layers, hidden]
+
+    def data_roles(self, stage: str) -> set[Role]:
+        """Support episodes (the vectors), validation queries for the grid search, test queries."""
+        if stage == "validate":
+            return {"support", "val"}
+        return {"support", "test"} | ({"val"} if self.layer is None else set())
+
+    # ---- extraction -------------------------------------------------------------------------
+
+    def _mean_residual(self, vlm: FrozenVLM, episodes: list[Episode], template: PromptTemplate) -> torch.Tensor:
+        """Mean decoder-layer outputs at the last position → `[layers, hidden]` (fp32, rank-synced)."""
+        return mean_recording(self.trainer, vlm, template, episodes, record_residual,
+                              self.hparams.extraction_batch_size, "task vectors")
+
+    def extract(self) -> dict[Group, torch.Tensor]:
+        """One `[layers, hidden]` vector per data seed and task of the DataModule."""
+        data = self.trainer.datamodule
+        extractor = self.extractor
+        vlm = extractor.load(str(self.device)) if extractor else self.vlm
+        if vlm.layout.hidden_size != self.vlm.layout.hidden_size:
+            raise ValueError(f"extractor {extractor.name} has hidden size {vlm.layout.hidden_size}, "
+                             f"the patched model {self.vlm.layout.hidden_size}")
+        support = data.support_episodes()
+        instructions = ({task: self._mean_residual(vlm, [Episode(query=Example(self.instruction(task)))], BARE)
+                         for task in data.tasks} if self.hparams.source in ("instruction", "ensemble") else {})
+        vectors = {}
+        for seed, task in self.groups():
+            parts = {}
+            if self.hparams.source in ("exemplars", "ensemble"):
+                episodes = [e for e in support if (e.seed, e.task) == (seed, task)]
+                if not episodes:
+                    raise ValueError(f"no support episodes of task {task!r} (seed {seed}): raise "
+                                     "data.init_args.support_size")
+                if self.hparams.position == "last_shot":
+                    episodes = [at_last_demonstration(e) for e in episodes]
+                parts["exemplars"] = self._mean_residual(vlm, episodes, self.template)
+            if instructions:
+                parts["instruction"] = instructions[task]
+            weight = self.hparams.ensemble_weight
+            vectors[seed, task] = (weight * parts["instruction"] + (1 - weight) * parts["exemplars"]
+                                   if len(parts) == 2 else next(iter(parts.values())))
+        return vectors
+
+    def vectors_of_seed(self, seed: int | None = None) -> dict[str, torch.Tensor]:
+        """{task: vector} of one data seed (default: the run's first), e.g. to inspect or compare them."""
+        seed = min(vector_seed for vector_seed, _ in self.vectors) if seed is None else seed
+        return {task: vector for (vector_seed, task), vector in self.vectors.items() if vector_seed == seed}
+
+    def groups(self) -> list[Group]:
+        """(data seed, task) pairs, in a fixed order: one vector and one grid-search accuracy each."""
+        return [(seed, task) for seed in self.data_seeds for task in self.trainer.datamodule.tasks]
+
+    def instruction(self, task: str) -> str:
+        """The task's instruction: from the config, else from the DataModule (e.g. the reference's)."""
+        instructions = self.hparams.instructions or getattr(self.trainer.datamodule, "instructions", None) or {}
+        if task not in instructions:
+            raise ValueError(f"source={self.hparams.source!r} needs an instruction for task {task!r}: set "
+                             f"model.init_args.instructions (has {sorted(instructions)})")
+        return instructions[task]
+
+    def _ensure_vectors(self) -> None:
+        if self.vectors:
+            return
+        if self.hparams.task_vector is None:
+            self.vectors = self.extract()
+            return
+        seeds = self.data_seeds
+        if len(seeds) > 1:
+            raise ValueError(f"model.init_args.task_vector holds the vectors of one data seed; data.init_args.seeds "
+                             f"is {seeds}: run once per seed, each with its own file")
+        vectors, layer = load_vectors_by_task(self.hparams.task_vector, "vectors", self.trainer.datamodule.tasks)
+        self.vectors = {(seeds[0], task): vector.to(self.device) for task, vector in vectors.items()}
+        if self.layer is None:
+            self.layer = layer
+
+    # ---- patching and the layer grid search ------------------------------------------------------
+
+    def _rows(self, batch: list[Episode]) -> torch.Tensor:
+        """Each query's own task vector (its seed's), stacked → `[batch, layers, hidden]`."""
+        return torch.stack([self.vectors[episode.seed, episode.task] for episode in batch])
+
+    def _patch(self, batch: list[Episode], layer: int) -> AbstractContextManager:
+        return patch_residual(self.vlm, layer, self._rows(batch)[:, layer], mode=self.hparams.mode,
+                              scale=self.hparams.scale)
+
+    def test_summary(self, task: str) -> dict[str, object]:
+        return {"layer": self.layer}
+
+    def patching(self, batch: list[Episode]) -> AbstractContextManager:
+        return self._patch(batch, self.layer)
+
+    @torch.no_grad()
+    def layer_scores(self, batch: list[Episode]) -> torch.Tensor:
+        """Scores of the batch's answers with the vector patched at each layer → `[batch, layers]`.
+
+        Answers are generated and scored exactly as the test does (the DataModule's metric, e.g. the prefix
+        match), so the chosen layer is the best one by the test's own rule.
+        """
+        inputs = self.vlm.build_inputs(batch, self.template)
+        metric = self.trainer.datamodule.metric()
+        columns = []
+        for layer in range(self.vlm.layout.num_layers):
+            with self._patch(batch, layer):
+                answers = self.vlm.generate(inputs, max_new_tokens=self.max_new_tokens)
+            columns.append([metric.score(answer, episode.query.answers) for answer, episode in zip(answers, batch,
+                                                                                                   strict=True)])
+        return torch.tensor(columns, device=self.device).T
+
+    def _choose_layer(self, hits: torch.Tensor, queries: torch.Tensor) -> None:
+        """The first layer of best accuracy averaged over (seed, task) groups (the reference's rule); log the curve.
+
+        `hits` is `[groups, layers]`, `queries` `[groups]`; groups without validation queries are left out.
+        """
+        present = queries > 0
+        accuracy = (hits[present] / queries[present, None]).mean(0)
+        self.layer = int(accuracy.argmax())  # torch.argmax returns the first maximum
+        if isinstance(self.logger, TensorBoardLogger) and self.global_rank == 0:
+            for layer, value in enumerate(accuracy.tolist()):
+                self.logger.experiment.add_scalar("val/accuracy_by_layer", value, layer)
+            self.logger.experiment.add_scalar("val/best_layer", self.layer, self.global_step)
+            self.logger.experiment.add_scalar("val/best_accuracy", accuracy.max(), self.global_step)
+            self.logger.experiment.add_figure(
+                "val/accuracy_by_layer_plot",
+                layer_curve(accuracy.tolist(), "validation accuracy with the vector at each layer", best=self.layer),
+                self.global_step)
+
+    def on_validation_start(self) -> None:
+        self._ensure_vectors()
+        self.grid_groups = self.groups()
+        self.grid_hits = torch.zeros(len(self.grid_groups), self.vlm.layout.num_layers, device=self.device)
+        self.grid_queries = torch.zeros(len(self.grid_groups), device=self.device)
+
+    def validation_step(self, batch: list[Episode], batch_idx: int) -> None:
+        rows = torch.tensor([self.grid_groups.index((e.seed, e.task)) for e in batch], device=self.device)
+        self.grid_hits.index_add_(0, rows, self.layer_scores(batch))
+        self.grid_queries.index_add_(0, rows, torch.ones(len(batch), device=self.device))
+
+    def on_validation_epoch_end(self) -> None:
+        self._reduce_and_choose()
+        self._export()
+
+    def _reduce_and_choose(self) -> None:
+        if not self.grid_queries.sum():
+            raise ValueError("the layer grid search needs validation queries: set data.init_args.val_size > 0 "
+                             "or fix model.init_args.layer")
+        strategy = self.trainer.strategy
+        self._choose_layer(strategy.reduce(self.grid_hits, reduce_op="sum"),
+                           strategy.reduce(self.grid_queries, reduce_op="sum"))
+
+    def on_test_start(self) -> None:
+        """Vectors from the support episodes, then (without a fixed layer) the grid search on validation."""
+        super().on_test_start()
+        self._ensure_vectors()
+        if self.layer is None:
+            self.on_validation_start()
+            for index, batch in enumerate(self.trainer.datamodule.val_dataloader()):
+                self.validation_step(batch, index)
+            self._reduce_and_choose()
+        self._export()
+
+    def _export(self) -> None:
+        if self.hparams.export and self.global_rank == 0:
+            self.export(self.hparams.export)
+
+    def export(self, path: str) -> None:
+        """One file of per-task vectors per data seed (`path` itself for one seed, else `<stem>.seed<N>.<ext>`)."""
+        data = self.trainer.datamodule
+        seeds = sorted({seed for seed, _ in self.vectors})
+        for seed in seeds:
+            by_task = self.vectors_of_seed(seed)
+            target = Path(path) if len(seeds) == 1 else Path(path).with_suffix(f".seed{seed}{Path(path).suffix}")
+            save_task_vector(str(target), {"vectors": torch.stack(list(by_task.values()))},
+                             {"method": "residual", "model": self.model_name,
+                              "extractor": self.extractor.name if self.extractor else "", "tasks": list(by_task),
+                              "layer": self.layer, "source": self.hparams.source,
+                              "position": self.hparams.position, "mode": self.hparams.mode,
+                              "scale": self.hparams.scale, "layout": self.vlm.layout.signature(),
+                              "benchmark": type(data).__name__, "seed": seed})
