@@ -6,7 +6,8 @@
 #   bash benchmarks/gpu.sh OUT_DIR --cpu --repeats 5   # further arguments go to speed.py
 #
 # Needs only torch, transformers, lightning, torchmetrics, safetensors, tokenizers and pillow: lit_tv is
-# imported from this checkout (PYTHONPATH), nothing is installed or downloaded. PYTHON picks the interpreter.
+# imported from this checkout (PYTHONPATH), nothing is installed or downloaded. PYTHON picks the interpreter;
+# without it, the checkout's .venv (what scripts/main.sh builds) when there is one, else python3.
 # Writes OUT_DIR/speed.json (and the printed table as OUT_DIR/speed.txt); exits non-zero if anything failed.
 set -euo pipefail
 
@@ -17,7 +18,13 @@ fi
 out=$1
 shift
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-python=${PYTHON:-python3}
+if [ -n "${PYTHON:-}" ]; then
+    python=$PYTHON
+elif [ -x "$root/.venv/bin/python" ]; then
+    python=$root/.venv/bin/python
+else
+    python=python3
+fi
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 
 if [ "${1:-}" = "--cpu" ]; then

@@ -15,11 +15,28 @@ ROOT = Path(__file__).resolve().parent.parent
 STOCK = {"torch", "transformers", "lightning", "torchmetrics", "safetensors", "tokenizers", "PIL", "numpy"}
 
 
+def checkout_with_venv(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A checkout whose .venv runs this interpreter, and a fresh shell's environment: no PYTHON, and a
+    `python3` on PATH without torch (the system one, as before `source .venv/bin/activate`)."""
+    checkout, bin_dir = tmp_path / "checkout", tmp_path / "bin"
+    for folder in (checkout / ".venv" / "bin", bin_dir):
+        folder.mkdir(parents=True)
+    for name in ("benchmarks", "lit_tv"):
+        (checkout / name).symlink_to(ROOT / name)
+    for script, body in ((checkout / ".venv" / "bin" / "python", f'exec {sys.executable} "$@"'),
+                         (bin_dir / "python3", 'echo "python3: No module named torch" >&2; exit 1')):
+        script.write_text(f"#!/bin/sh\n{body}\n")
+        script.chmod(0o755)
+    env = {key: value for key, value in os.environ.items() if key != "PYTHON"}
+    return checkout, {**env, "PATH": f"{bin_dir}:/usr/bin:/bin", "PYTHONWARNINGS": "ignore"}
+
+
 def test_gpu_benchmark_in_cpu_mode_writes_every_ratio_and_peak_memory(tmp_path):
+    """`bash benchmarks/gpu.sh OUT --cpu` as written in a fresh shell: it finds the checkout's .venv itself."""
     out = tmp_path / "bench"
-    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), str(out), "--cpu"],
-                          env={**os.environ, "PYTHON": sys.executable, "PYTHONWARNINGS": "ignore"},
-                          capture_output=True, text=True, timeout=600)
+    checkout, env = checkout_with_venv(tmp_path)
+    done = subprocess.run(["bash", str(checkout / "benchmarks" / "gpu.sh"), str(out), "--cpu"],
+                          env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((out / "speed.json").read_text())
     assert report["device"] == "cpu" and report["reinforce_fast_path"] == "shared prefix (4-D mask)"
@@ -33,6 +50,14 @@ def test_gpu_benchmark_in_cpu_mode_writes_every_ratio_and_peak_memory(tmp_path):
     assert peak["b_reinforce_copied_cache"] > 2 * peak["b_reinforce_shared_prefix"]
     assert peak["b_reinforce_batched"] > 2 * peak["b_reinforce_shared_prefix"]
     assert "shared-prefix step / one query forward" in (out / "speed.txt").read_text()
+
+
+def test_a_given_python_wins_over_the_checkouts_venv(tmp_path):
+    checkout, env = checkout_with_venv(tmp_path)
+    chosen = tmp_path / "bin" / "python3"
+    done = subprocess.run(["bash", str(checkout / "benchmarks" / "gpu.sh"), str(tmp_path / "bench")],
+                          env={**env, "PYTHON": str(chosen)}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and f"no CUDA device visible to {chosen}" in done.stderr, done.stderr
 
 
 def _imported_lit_tv_modules() -> list[str]:
