@@ -7,6 +7,7 @@ import json
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from lit_tv.shapes import findings_doc
 from lit_tv.shapes.findings import main
 
 FIGURES = ("shots_and_iterations", "many_shot_scaling", "cross_modal_table", "sample_efficiency", "mtv_vs_fv_heads")
@@ -37,3 +38,8 @@ def test_the_findings_command_writes_every_figure_and_its_numbers(tmp_path, monk
     assert heads["jaccard"] == heads["both"] / (heads["mtv"] + heads["fv"] - heads["both"])
     assert (tmp_path / "tb" / "mtv_colour.safetensors").is_file()  # each task's fitted MTV vector
     assert sorted(path.name for path in tmp_path.iterdir()) == ["figures", "tb"]  # no stray configs or checkpoints
+
+
+def test_the_findings_page_shows_the_committed_numbers():
+    assert findings_doc.DOC.read_text() == findings_doc.render_document(json.loads(findings_doc.NUMBERS.read_text())), \
+        "docs/findings.md is stale: run python -m lit_tv.shapes.findings_doc"
