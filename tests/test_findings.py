@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -40,6 +41,11 @@ def test_the_findings_command_writes_every_figure_and_its_numbers(tmp_path, monk
     assert sorted(path.name for path in tmp_path.iterdir()) == ["figures", "tb"]  # no stray configs or checkpoints
 
 
-def test_the_findings_page_shows_the_committed_numbers():
-    assert findings_doc.DOC.read_text() == findings_doc.render_document(json.loads(findings_doc.NUMBERS.read_text())), \
-        "docs/findings.md is stale: run python -m lit_tv.shapes.findings_doc"
+def test_the_findings_page_shows_the_committed_numbers(tmp_path, monkeypatch):
+    findings_doc.main(["--check"])  # `python -m lit_tv.shapes.findings_doc --check`: docs/findings.md is up to date
+    numbers = json.loads(findings_doc.NUMBERS.read_text())
+    numbers["heads_overlap"]["all tasks"]["both"] += 1
+    monkeypatch.setattr(findings_doc, "NUMBERS", tmp_path / "findings.json")
+    findings_doc.NUMBERS.write_text(json.dumps(numbers))
+    with pytest.raises(SystemExit, match="out of date: run python -m lit_tv.shapes.findings_doc"):
+        findings_doc.main(["--check"])
