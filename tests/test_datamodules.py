@@ -27,8 +27,8 @@ from scipy.io import savemat
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lit_tv.cli import main
-from lit_tv.data.base import DataError
 from lit_tv.data.cross_modal import TASKS, CrossModalTasks
+from lit_tv.data.records import DataError
 from lit_tv.data.two_way import CUB200, Flowers102
 from lit_tv.data.vqa import OKVQA, VizWiz, VQAJsonl
 from lit_tv.episodes import Episode
