@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import TEMPLATE, episodes_for
 from lightning.pytorch.loggers import TensorBoardLogger
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard_events import read_events
 
 from lit_tv.analysis.heatmap import head_heatmap, layer_curve
 from lit_tv.analysis.logit_lens import as_markdown, top_tokens
@@ -86,8 +86,7 @@ def test_inspect_callback_writes_logit_lens_evolution_tsne_and_cosines(zoo_folde
                         callbacks=[InspectVectors(top_k=3, queries=2, layers=[0, 1], reference=str(reference))])
     trainer.test(method, datamodule=data, verbose=False)
 
-    events = EventAccumulator(logger.log_dir, size_guidance={"tensors": 0, "images": 0, "scalars": 0})
-    events.Reload()
+    events = read_events(logger.log_dir)
     tags = events.Tags()
     text = events.Tensors("inspect/test/logit_lens/colour/text_summary")[0].tensor_proto.string_val[0].decode()
     assert text.startswith("| layer |") and text.count("\n") == 3

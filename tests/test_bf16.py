@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 from conftest import ZOO_NAMES
-from test_mtv import _scalars, _tiny_run
+from tensorboard_events import logged_scalars
+from test_mtv import _tiny_run
 
 from lit_tv.cli import main
 
@@ -18,6 +19,6 @@ def test_mtv_fit_and_test_run_in_bfloat16_through_the_cli(zoo_folder, tmp_path, 
                      *(TEXT_ONLY if name == "llama" else ()))
     main(["fit", *args])
     main(["test", *args, "--ckpt_path", "logs/shapes_mtv/checkpoints/last.ckpt"])
-    scalars = _scalars(tmp_path / "logs" / "shapes_mtv" / "version_1")
+    scalars = logged_scalars(tmp_path / "logs" / "shapes_mtv" / "version_1")
     assert scalars["test/queries"] == [6.0]
     assert "test/accuracy" in scalars

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
-from test_mtv import CONFIG, KillAtStep, Killed, _scalars, _tiny_run
+from tensorboard_events import logged_scalars
+from test_mtv import CONFIG, KillAtStep, Killed, _tiny_run
 
 from lit_tv.cli import main
 from lit_tv.main_job import build_cli
@@ -25,7 +26,7 @@ def _test_accuracy(*args: str) -> float:
     """`lit-tv test --config configs/shapes/mtv.yaml ...` and the accuracy it logged (its newest run)."""
     main(["test", "--config", str(CONFIG), *SHAPES, *args])
     newest = max(Path("logs/shapes_mtv").glob("version_*"), key=lambda path: int(path.name.split("_")[1]))
-    return _scalars(newest)["test/accuracy"][0]
+    return logged_scalars(newest)["test/accuracy"][0]
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard_events import read_events
 
 from lit_tv.cli import main
 from lit_tv.main_job import build_cli
@@ -40,8 +40,7 @@ def test_grid_search_selects_by_validation_and_test_uses_that_layer(zoo_folder, 
     cli.trainer.test(cli.model, datamodule=cli.datamodule)
     assert cli.model.layer == 1
     assert chosen["layers"] == {1}  # every test query was patched at the validation-chosen layer
-    events = EventAccumulator(str(next((tmp_path / "logs" / "shapes_cross_modal").glob("version_*"))))
-    events.Reload()
+    events = read_events(next((tmp_path / "logs" / "shapes_cross_modal").glob("version_*")))
     curve = [event.value for event in events.Scalars("val/accuracy_by_layer")]
     assert curve == pytest.approx([0.2, 0.9])
     plot = events.Images("val/accuracy_by_layer_plot")[-1]

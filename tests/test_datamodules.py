@@ -24,11 +24,11 @@ from benchmark_fixtures import (
 )
 from PIL import Image
 from scipy.io import savemat
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard_events import logged_scalars
 
 from lit_tv.cli import main
-from lit_tv.data.base import DataError
 from lit_tv.data.cross_modal import TASKS, CrossModalTasks
+from lit_tv.data.records import DataError
 from lit_tv.data.two_way import CUB200, Flowers102
 from lit_tv.data.vqa import OKVQA, VizWiz, VQAJsonl
 from lit_tv.episodes import Episode
@@ -325,12 +325,6 @@ CLI_RUNS = {
 }
 
 
-def _scalars(log_dir: Path) -> dict[str, list[float]]:
-    events = EventAccumulator(str(log_dir))
-    events.Reload()
-    return {tag: [event.value for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
-
-
 @pytest.mark.parametrize("benchmark", sorted(CLI_RUNS))
 def test_mtv_fit_and_test_through_the_cli_on_each_benchmark(zoo_folder, tmp_path, monkeypatch, benchmark):
     writer, folder, data_args = CLI_RUNS[benchmark]
@@ -347,7 +341,7 @@ def test_mtv_fit_and_test_through_the_cli_on_each_benchmark(zoo_folder, tmp_path
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")["state_dict"]
     assert state["mean_activations"].abs().sum() > 0
     main(["test", *args, "--ckpt_path", str(run / "checkpoints" / "last.ckpt")])
-    scalars = _scalars(run / "version_1")
+    scalars = logged_scalars(run / "version_1")
     assert 0.0 <= scalars["test/accuracy"][0] <= 1.0
     if benchmark == "cross_modal":  # the fixture is too small for one task alone: all six, scored per task
         assert {f"test/accuracy/{task}" for task in TASKS} <= set(scalars)

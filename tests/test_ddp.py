@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard_events import logged_scalars
 
 from lit_tv.task_vectors import load_task_vector
 
@@ -24,9 +24,8 @@ def _lit_tv(cwd: Path, *args: str) -> None:
 
 
 def _test_scalars(folder: Path, run: str = "shapes_mtv") -> dict[str, float]:
-    events = EventAccumulator(str(sorted((folder / "logs" / run).glob("version_*"))[-1]))
-    events.Reload()
-    return {tag: events.Scalars(tag)[-1].value for tag in events.Tags()["scalars"] if tag.startswith("test/")}
+    logged = logged_scalars(sorted((folder / "logs" / run).glob("version_*"))[-1])
+    return {tag: values[-1] for tag, values in logged.items() if tag.startswith("test/")}
 
 
 def _on_one_and_two_processes(tmp_path: Path, *runs: list[str]) -> tuple[Path, Path]:

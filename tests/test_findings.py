@@ -6,7 +6,7 @@ import json
 
 import pytest
 from PIL import Image
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard_events import read_events
 
 from lit_tv.shapes import findings_doc
 from lit_tv.shapes.findings import main
@@ -20,8 +20,7 @@ def test_the_findings_command_writes_every_figure_and_its_numbers(tmp_path, monk
     for name in FIGURES:
         with Image.open(tmp_path / "figures" / f"{name}.png") as image:
             assert image.width >= 400 and image.height >= 250, (name, image.size)
-    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0, "tensors": 0})
-    events.Reload()
+    events = read_events(tmp_path / "tb")
     assert {f"findings/{name}" for name in FIGURES} <= set(events.Tags()["images"])
     assert events.Images("findings/mtv_vs_fv_heads")[0].width >= 300
     numbers = json.loads((tmp_path / "figures" / "findings.json").read_text())

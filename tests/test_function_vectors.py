@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TEMPLATE, colour_image
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard_events import read_events
 
 from lit_tv.cli import main
 from lit_tv.episodes import Episode, Example
@@ -114,9 +114,7 @@ def test_function_vectors_run_through_the_cli_and_log_accuracy_and_aie(zoo_folde
           "--model.init_args.top_k", "3",
           "--data.init_args.support_size", "6", "--data.init_args.train_size", "0", "--data.init_args.val_size", "0",
           "--data.init_args.test_size", "6"])
-    events = EventAccumulator(str(tmp_path / "logs" / "shapes_function_vectors" / "version_0"),
-                              size_guidance={"images": 0, "scalars": 0})
-    events.Reload()
+    events = read_events(tmp_path / "logs" / "shapes_function_vectors" / "version_0")
     assert {"test/accuracy", "test/accuracy/colour"} <= set(events.Tags()["scalars"])
     assert 0.0 <= events.Scalars("test/accuracy")[0].value <= 1.0
     assert {"fv/aie/colour", "fv/aie/shape", "fv/aie/position"} <= set(events.Tags()["images"])

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import TEMPLATE, colour_image
 from lightning.pytorch.callbacks import Callback
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard_events import logged_scalars, read_events
 
 from lit_tv.cli import main
 from lit_tv.data.query_file import QueryFile
@@ -140,12 +140,6 @@ def test_missing_model_path_fails_before_anything_loads(tmp_path):
         MTV(model=VLMOptions(str(tmp_path / "nowhere")))
 
 
-def _scalars(log_dir: Path) -> dict[str, list[float]]:
-    events = EventAccumulator(str(log_dir))
-    events.Reload()
-    return {tag: [event.value for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
-
-
 def _tiny_run(model_folder: Path, *extra: str) -> list[str]:
     """CLI arguments for a seconds-long MTV run on a zoo model (run with cwd in a temp folder)."""
     return ["--config", str(CONFIG), "--model.init_args.model.name", str(model_folder), "--trainer.max_steps", "4",
@@ -157,8 +151,7 @@ def test_fit_then_test_through_the_cli_logs_to_tensorboard(zoo_folder, tmp_path,
     monkeypatch.chdir(tmp_path)
     main(["fit", *_tiny_run(zoo_folder("llava"))])
     fit_dir = tmp_path / "logs" / "shapes_mtv" / "version_0"
-    events = EventAccumulator(str(fit_dir))
-    events.Reload()
+    events = read_events(fit_dir)
     assert {"train/loss", "train/mean_sigmoid_theta", "heads/selected"} <= set(events.Tags()["scalars"])
     assert "heads/sigmoid_theta" in events.Tags()["images"]
     heatmap = events.Images("heads/sigmoid_theta")[-1]  # a rendered figure, not a layers x heads pixel grid
@@ -168,7 +161,7 @@ def test_fit_then_test_through_the_cli_logs_to_tensorboard(zoo_folder, tmp_path,
     assert state["mean_activations"].abs().sum() > 0
     assert state["heads_chosen"], "last.ckpt must hold the final head set"
     main(["test", *_tiny_run(zoo_folder("llava"), "--ckpt_path", str(checkpoint))])
-    scalars = _scalars(tmp_path / "logs" / "shapes_mtv" / "version_1")
+    scalars = logged_scalars(tmp_path / "logs" / "shapes_mtv" / "version_1")
     assert {"test/accuracy", "test/accuracy/colour", "test/queries"} <= set(scalars)
     assert scalars["test/queries"] == [6.0]  # every test query scored exactly once
 
@@ -267,7 +260,7 @@ def test_mtv_runs_on_each_vlm_architecture_through_the_cli(zoo_folder, tmp_path,
     monkeypatch.chdir(tmp_path)
     main(["fit", *_tiny_run(zoo_folder(name), "--trainer.max_steps", "2")])
     main(["test", *_tiny_run(zoo_folder(name), "--ckpt_path", "logs/shapes_mtv/checkpoints/last.ckpt")])
-    assert "test/accuracy" in _scalars(tmp_path / "logs" / "shapes_mtv" / "version_1")
+    assert "test/accuracy" in logged_scalars(tmp_path / "logs" / "shapes_mtv" / "version_1")
 
 
 def test_every_config_parses():

@@ -9,23 +9,17 @@ from pathlib import Path
 import pytest
 import torch
 from benchmark_fixtures import write_cross_modal, write_image, write_json, write_vizwiz
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard_events import logged_scalars
 
 from lit_tv.cli import main
-from lit_tv.data.base import DataError
 from lit_tv.data.cross_modal import CrossModalTasks
+from lit_tv.data.records import DataError
 from lit_tv.main_job import build_cli
 from lit_tv.methods.residual import ResidualTaskVectors
 from lit_tv.task_vectors import load_task_vector
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 SHAPES_CROSS_MODAL = CONFIGS / "shapes" / "cross_modal.yaml"
-
-
-def _scalars(log_dir: Path) -> dict[str, list[float]]:
-    events = EventAccumulator(str(log_dir))
-    events.Reload()
-    return {tag: [event.value for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
 def test_an_icl_test_draws_no_reinforce_queries(zoo_folder, tmp_path, monkeypatch):
@@ -35,7 +29,7 @@ def test_an_icl_test_draws_no_reinforce_queries(zoo_folder, tmp_path, monkeypatc
     main(["test", "--config", str(CONFIGS / "vizwiz" / "icl_llava-1.5-7b.yaml"), "--data.init_args.root", str(root),
           "--model.init_args.model.name", str(zoo_folder("llava")), "--model.init_args.model.dtype", "float32",
           "--trainer.accelerator", "cpu", "--model.init_args.max_new_tokens", "2"])
-    scalars = _scalars(next((tmp_path / "logs" / "vizwiz_icl_llava-1.5-7b").glob("version_*")))
+    scalars = logged_scalars(next((tmp_path / "logs" / "vizwiz_icl_llava-1.5-7b").glob("version_*")))
     assert scalars["test/queries"] == [6.0]
 
 
@@ -85,7 +79,7 @@ def test_a_run_over_seeds_logs_each_seed_with_mean_and_spread_and_exports_one_fi
           "--data.init_args.support_size", "6", "--data.init_args.val_size", "6", "--data.init_args.test_size", "6",
           "--data.init_args.seeds", "[0, 1]", "--model.init_args.layer", "1"])
     run = tmp_path / "logs" / "shapes_cross_modal"
-    scalars = _scalars(next(run.glob("version_*")))
+    scalars = logged_scalars(next(run.glob("version_*")))
     per_seed = torch.tensor([scalars["test/accuracy/seed_0"][0], scalars["test/accuracy/seed_1"][0]])
     assert scalars["test/accuracy_mean_over_seeds"][0] == pytest.approx(per_seed.mean().item())
     assert scalars["test/accuracy_std_over_seeds"][0] == pytest.approx(per_seed.std().item(), abs=1e-6)
@@ -163,7 +157,7 @@ def test_the_majority_label_baseline_answers_each_task_s_most_common_val_answer(
     monkeypatch.chdir(tmp_path)
     main(["test", "--config", str(CONFIGS / "cross_modal" / "majority_label.yaml"), "--data.init_args.root",
           str(root), "--data.init_args.tasks", "[food-color]", "--data.init_args.shots", "2"])
-    scalars = _scalars(next((tmp_path / "logs" / "cross_modal_majority_label").glob("version_*")))
+    scalars = logged_scalars(next((tmp_path / "logs" / "cross_modal_majority_label").glob("version_*")))
     assert scalars["test/accuracy"][0] == pytest.approx(2 / 5)
     assert scalars["test/accuracy_std_over_seeds"][0] == pytest.approx(0.0)
 

@@ -17,7 +17,8 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
-from lit_tv.data.base import Record, Split, SplitDataModule, field, read_json_list, require
+from lit_tv.data.datamodules import SplitDataModule
+from lit_tv.data.records import Record, Split, field, read_json_list, require
 from lit_tv.episodes import Example, Modality
 from lit_tv.metrics import FirstTokenMatch
 from lit_tv.prompts import PromptTemplate

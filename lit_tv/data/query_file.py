@@ -8,7 +8,7 @@ from pathlib import Path
 import lightning as L
 from torch.utils.data import DataLoader
 
-from lit_tv.data.base import DataError, image_problem
+from lit_tv.data.records import DataError, image_problem
 from lit_tv.episodes import Episode, Example
 from lit_tv.options import require_at_least
 from lit_tv.prompts import PromptTemplate

@@ -18,8 +18,10 @@ from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
-from lit_tv.data.base import DataError, EpisodeDataModule, Pool, Record, Role, Split, require
+from lit_tv.data.datamodules import EpisodeDataModule, Role, Sizes
 from lit_tv.data.flower_names import FLOWER_NAMES
+from lit_tv.data.pool import Pool, seeded_random
+from lit_tv.data.records import DataError, Record, Split, require
 from lit_tv.episodes import Episode, Example
 from lit_tv.metrics import ExactMatch
 from lit_tv.prompts import PromptTemplate
@@ -54,10 +56,10 @@ class TwoWayClassification(EpisodeDataModule):
             raise ValueError(f"test_class_fraction must be between 0 and 1, got {test_class_fraction}")
         self.test_class_fraction = test_class_fraction
 
-    def class_split(self) -> tuple[list[str], list[str]]:
-        """Train and test classes: a seeded, disjoint split of every class found."""
+    def class_split(self, seed: int) -> tuple[list[str], list[str]]:
+        """Train and test classes: a disjoint split of every class found, seeded by ``seed``."""
         classes = sorted({record.group for record in self.train_split.records + self.test_split.records})
-        self.rng("classes").shuffle(classes)
+        seeded_random(seed, "classes").shuffle(classes)
         held_out = round(len(classes) * self.test_class_fraction)
         train, test = sorted(classes[held_out:]), sorted(classes[:held_out])
         if len(train) < 2 or len(test) < 2:
@@ -65,9 +67,9 @@ class TwoWayClassification(EpisodeDataModule):
                             f"{len(test)} test classes; 2-way episodes need at least 2 on each side")
         return train, test
 
-    def _pool(self, split: Split, classes: list[str], side: str) -> Pool:
+    def _pool(self, split: Split, classes: list[str], side: str, seed: int) -> Pool:
         return self.pool(Split(f"{split.name} of the {side} classes",
-                               [record for record in split.records if record.group in classes]))
+                               [record for record in split.records if record.group in classes]), seed)
 
     def _episode(self, query: Record, classes: list[str], shot_pool: Pool, shots: int, rng: random.Random) -> Episode:
         options = [query.group, rng.choice([name for name in classes if name != query.group])]
@@ -80,26 +82,26 @@ class TwoWayClassification(EpisodeDataModule):
 
         return Episode(query=ask(query), shots=tuple(ask(examples[name][i]) for i in range(shots) for name in options))
 
-    def build_episodes(self) -> dict[Role, list[Episode]]:
-        train_classes, test_classes = self.class_split()
-        train_shots = self._pool(self.train_split, train_classes, "train")
-        test_shots = self._pool(self.train_split, test_classes, "test")
+    def build_episodes(self, seed: int, sizes: Sizes) -> dict[Role, list[Episode]]:
+        train_classes, test_classes = self.class_split(seed)
+        train_shots = self._pool(self.train_split, train_classes, "train", seed)
+        test_shots = self._pool(self.train_split, test_classes, "test", seed)
         queries = {
-            "train": train_shots.take(self.sizes["train"], "REINFORCE queries"),
-            "val": self._pool(self.test_split, train_classes, "train").take(self.sizes["val"], "validation queries"),
-            "test": self._pool(self.test_split, test_classes, "test").take(self.sizes["test"], "test queries"),
+            "train": train_shots.take(sizes["train"], "REINFORCE queries"),
+            "val": self._pool(self.test_split, train_classes, "train", seed).take(sizes["val"], "validation queries"),
+            "test": self._pool(self.test_split, test_classes, "test", seed).take(sizes["test"], "test queries"),
         }
         sides = {"train": (train_classes, train_shots), "val": (train_classes, train_shots),
                  "test": (test_classes, test_shots)}
         episodes: dict[Role, list[Episode]] = {}
         for role, (classes, shot_pool) in sides.items():
-            rng = self.rng(role)
+            rng = seeded_random(seed, role)
             episodes[role] = [self._episode(query, classes, shot_pool, self.test_shots, rng) for query in queries[role]]
-        rng = self.rng("support")
+        rng = seeded_random(seed, "support")
         episodes["support"] = [
             self._episode(train_shots.draw(1, rng, "support queries", rng.choice(train_classes))[0],
                           train_classes, train_shots, self.shots, rng)
-            for _ in range(self.sizes["support"] or 0)]
+            for _ in range(sizes["support"] or 0)]
         return episodes
 
 

@@ -16,7 +16,8 @@ from collections import Counter
 from functools import partial
 from pathlib import Path
 
-from lit_tv.data.base import DataError, Record, Split, SplitDataModule, field, read_json, read_json_list, require
+from lit_tv.data.datamodules import SplitDataModule
+from lit_tv.data.records import DataError, Record, Split, field, read_json, read_json_list, require
 from lit_tv.episodes import Example
 from lit_tv.metrics import VQAAccuracy
 from lit_tv.prompts import PromptTemplate

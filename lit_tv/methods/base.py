@@ -13,7 +13,7 @@ from torch import nn
 
 from lit_tv.checkpoints import check_identity, checkpoint_entry
 from lit_tv.console import task_table
-from lit_tv.data.base import Role
+from lit_tv.data.datamodules import Role
 from lit_tv.episodes import Episode
 from lit_tv.files import OutputLock
 from lit_tv.metrics import ExactMatch

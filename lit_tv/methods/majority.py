@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from lit_tv.data.base import Role
+from lit_tv.data.datamodules import Role
 from lit_tv.episodes import Episode
 from lit_tv.methods.base import FrozenVLMMethod
 

@@ -19,7 +19,7 @@ from torch import nn
 from transformers import BatchFeature
 
 from lit_tv.analysis.heatmap import head_heatmap
-from lit_tv.data.base import Role
+from lit_tv.data.datamodules import Role
 from lit_tv.episodes import Episode
 from lit_tv.interventions import PatchPolicy, replace_heads
 from lit_tv.methods.base import FrozenVLMMethod

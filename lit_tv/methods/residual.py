@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from lit_tv.analysis.heatmap import layer_curve
 from lit_tv.averaging import mean_recording
-from lit_tv.data.base import Role
+from lit_tv.data.datamodules import Role
 from lit_tv.episodes import Episode, Example
 from lit_tv.interventions import patch_residual, record_residual
 from lit_tv.methods.base import FrozenVLMMethod

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lit_tv.data.base import EpisodeDataModule, Role
+from lit_tv.data.datamodules import EpisodeDataModule, Role, Sizes
 from lit_tv.episodes import Episode, Modality
 from lit_tv.shapes.toy import SHAPES_TEMPLATE
 from lit_tv.shapes.world import COLOURS, POSITIONS, SHAPES, TASKS, Split, check_distractors, make_episodes
@@ -61,8 +61,8 @@ class ShapesDataModule(EpisodeDataModule):
         self.shot_modality: Modality = shot_modality
         self.query_modality: Modality = query_modality
 
-    def build_episodes(self) -> dict[Role, list[Episode]]:
+    def build_episodes(self, seed: int, sizes: Sizes) -> dict[Role, list[Episode]]:
         shots: dict[Role, int] = {"support": self.shots, "train": 0, "val": self.test_shots, "test": self.test_shots}
-        return {role: make_episodes(self.tasks, self.sizes[role], shots[role], self.seed * len(_STREAMS) + stream,
+        return {role: make_episodes(self.tasks, sizes[role], shots[role], seed * len(_STREAMS) + stream,
                                     _SPLITS[role], self.shot_modality, self.query_modality, self.distractors)
                 for role, stream in _STREAMS.items()}
