@@ -1,7 +1,7 @@
 """Means of recorded activations over many episodes, split across processes.
 
 MTV's head means, Function Vectors' per-task head means and the cross-modal residual vectors are
-all this computation with a different recorder.
+all this computation with a different recorder. It sits below the methods and callbacks that use it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lit_tv.episodes import Episode
-from lit_tv.interventions import Recording
+from lit_tv.interventions import Recording, record_heads
 from lit_tv.prompts import PromptTemplate
 from lit_tv.vlm import FrozenVLM
 
@@ -42,3 +42,13 @@ def mean_recording(trainer: L.Trainer, vlm: FrozenVLM, template: PromptTemplate,
         total = total + recording.value.float().sum(0).to(device)
         count += len(batch)
     return trainer.strategy.reduce(total, reduce_op="sum") / trainer.strategy.reduce(count, reduce_op="sum")
+
+
+def mean_head_activations(trainer: L.Trainer, vlm: FrozenVLM, template: PromptTemplate, episodes: Sequence[Episode],
+                          batch_size: int = 8) -> torch.Tensor:
+    """Each head's out-projection input at the last prompt position, averaged → fp32 `[layers, heads, head_dim]`.
+
+    The `MeanActivations` callback fills MTV's buffer with it; methods that need several means (one per task)
+    call it directly.
+    """
+    return mean_recording(trainer, vlm, template, episodes, record_heads, batch_size, "mean activations")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import lightning as L
 import torch
@@ -21,10 +21,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lit_tv.files import atomic_path
 from lit_tv.task_vectors import layout_from_config, require_finite
-from lit_tv.vlm import BUILTIN_MODELS
-
-if TYPE_CHECKING:
-    from lit_tv.methods.base import FrozenVLMMethod
+from lit_tv.vlm import BUILTIN_MODELS, VLMOptions
 
 
 class CheckpointMismatchError(ValueError):
@@ -43,17 +40,29 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             super().save_checkpoint(checkpoint, temporary, storage_options)
 
 
+class CheckpointedMethod(Protocol):
+    """What a checkpoint is checked against: a method's model options and hyper-parameters (its class names it).
+
+    Typed by what it has, not by `FrozenVLMMethod`: the methods sit above this module and call it.
+    """
+
+    model_options: VLMOptions
+
+    @property
+    def hparams(self) -> Mapping[str, Any]: ...
+
+
 def model_identity(name: str) -> str:
     """A model name two runs compare: built-in names and hub ids as given, local folders as absolute paths."""
     local = Path(name).expanduser()
     return name if name in BUILTIN_MODELS or not local.exists() else str(local.resolve())
 
 
-def method_path(method: L.LightningModule) -> str:
+def method_path(method: object) -> str:
     return f"{type(method).__module__}.{type(method).__qualname__}"
 
 
-def checkpoint_entry(method: L.LightningModule, model_name: str, layout: dict[str, int]) -> dict[str, Any]:
+def checkpoint_entry(method: CheckpointedMethod, model_name: str, layout: dict[str, int]) -> dict[str, Any]:
     """What `lit-tv` stores in every checkpoint to recognise it later (`checkpoint["lit_tv"]`)."""
     return {"method": method_path(method), "model": model_identity(model_name), "layout": layout}
 
@@ -105,7 +114,7 @@ def differences(saved: Mapping[str, Any], given: Mapping[str, Any], prefix: str)
             if old.get(key) != new.get(key)]
 
 
-def check_identity(checkpoint: Mapping[str, Any], path: Path | str, method: FrozenVLMMethod,
+def check_identity(checkpoint: Mapping[str, Any], path: Path | str, method: CheckpointedMethod,
                    layout: dict[str, int]) -> None:
     """Refuse a checkpoint written by another method, or for another model or layout than `method`'s."""
     entry = checkpoint.get("lit_tv")
@@ -125,7 +134,7 @@ def check_identity(checkpoint: Mapping[str, Any], path: Path | str, method: Froz
                                       f"model.init_args.model.name {name} has layout {layout}")
 
 
-def check_checkpoint(path: Path, method: FrozenVLMMethod, datamodule: L.LightningDataModule | None,
+def check_checkpoint(path: Path, method: CheckpointedMethod, datamodule: L.LightningDataModule | None,
                      stage: str) -> list[str]:
     """Refuse a checkpoint of another method or model, or (``fit``) a resume with other options.
 

@@ -1,17 +1,18 @@
-"""`lit-tv`: LightningCLI over the method modules and benchmark DataModules.
+"""`lit-tv <subcommand>`: LightningCLI over the method modules and benchmark DataModules.
 
-    lit-tv                                   # the main job: every method's table on the shapes world
     lit-tv fit  --config configs/shapes/mtv.yaml
     lit-tv test --config configs/shapes/mtv.yaml --ckpt_path logs/.../checkpoints/....ckpt
 
 A bad input (a ValueError or OSError: a file, a field, an option) ends the run with one line that
-names it and exit status 1; ``LIT_TV_TRACEBACK=1`` shows the traceback instead.
+names it and exit status 1; ``LIT_TV_TRACEBACK=1`` shows the traceback instead. `lit-tv` with no
+subcommand (the shapes world's main job) is `lit_tv.__main__`'s: jobs built on this CLI sit above it.
 """
 
 from __future__ import annotations
 
 import os
-import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Trainer
@@ -73,6 +74,11 @@ class LitTVCLI(LightningCLI):
         self._check_ckpt_path()
 
 
+def build_cli(config: Path, overrides: list[str]) -> LitTVCLI:
+    """Objects exactly as `lit-tv <subcommand> --config config ...overrides` would build them."""
+    return LitTVCLI(["--config", str(config), *overrides], run=False)
+
+
 def _raised_by(error: BaseException, package: str) -> bool:
     frame = error.__traceback__
     while frame is not None and frame.tb_next is not None:
@@ -87,25 +93,21 @@ def user_error(error: BaseException) -> BaseException:
     return error
 
 
-def main(argv: list[str] | None = None) -> None:
-    from lit_tv.main_job import run_main_job  # it builds its runs with LitTVCLI
-
+def run_as_command(job: Callable[[], object]) -> None:
+    """Run `job` as a `lit-tv` command: libraries kept quiet, a bad input ends it with one line and exit status 1."""
     quiet_libraries()
     try:
-        if argv or (argv is None and sys.argv[1:]):
-            LitTVCLI(argv)  # None: LightningCLI reads sys.argv itself
-        else:
-            run_main_job()
+        job()
     except (ValueError, OSError) as error:
         if os.environ.get("LIT_TV_TRACEBACK"):
             raise
         raise SystemExit(f"lit-tv: error: {user_error(error)}") from error
 
 
-def run() -> None:
-    """Console-script entry."""
-    main()
+def main(argv: list[str] | None = None) -> None:
+    """`lit-tv <subcommand> ...` (None: LightningCLI reads sys.argv itself)."""
+    run_as_command(lambda: LitTVCLI(argv))
 
 
 if __name__ == "__main__":
-    run()
+    main()

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 import lit_tv
-from lit_tv.main_job import build_cli
+from lit_tv.cli import build_cli
 from lit_tv.metrics import ExactMatch
 from lit_tv.task_vectors import TaskVectorMismatchError
 from lit_tv.vlm import BUILTIN_MODELS

@@ -10,8 +10,7 @@ from lightning.pytorch.callbacks import Callback
 from tensorboard_events import logged_scalars
 from test_mtv import CONFIG, KillAtStep, Killed, _tiny_run
 
-from lit_tv.cli import main
-from lit_tv.main_job import build_cli
+from lit_tv.cli import build_cli, main
 from lit_tv.task_vectors import load_task_vector
 
 CONFIGS = CONFIG.parent

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import lit_tv.main_job
+import lit_tv.__main__
 from lit_tv.cli import main
 from lit_tv.console import task_table
-from lit_tv.main_job import run_main_job
+from lit_tv.shapes.main_job import run_main_job
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "shapes"
 NOISE = ("Tip:", "litlogger", "litmodels", "Loading weights", "weights_only", "LeafSpec", "args parameter")
@@ -36,8 +36,8 @@ def test_the_main_job_prints_its_table_without_noise(tmp_path, monkeypatch, capf
     monkeypatch.chdir(tmp_path)
     small = ["--data.init_args.support_size=6", "--data.init_args.test_size=6", "--data.init_args.train_size=6",
              "--data.init_args.val_size=6", "--trainer.max_steps=2"]
-    monkeypatch.setattr(lit_tv.main_job, "run_main_job", lambda: run_main_job(small, tasks=("colour", "position")))
-    main([])
+    monkeypatch.setattr(lit_tv.__main__, "run_main_job", lambda: run_main_job(small, tasks=("colour", "position")))
+    lit_tv.__main__.main([])
     out, err = capfd.readouterr()
     assert not [word for word in NOISE if word in out + err], out + err
     assert out.count("shapes world, accuracy on held-out test queries") == 1 and "task    accuracy" not in out

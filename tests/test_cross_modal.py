@@ -8,8 +8,7 @@ import pytest
 import torch
 from tensorboard_events import read_events
 
-from lit_tv.cli import main
-from lit_tv.main_job import build_cli
+from lit_tv.cli import build_cli, main
 from lit_tv.task_vectors import load_task_vector
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "shapes" / "cross_modal.yaml"

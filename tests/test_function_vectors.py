@@ -11,10 +11,9 @@ import torch
 from conftest import TEMPLATE, colour_image
 from tensorboard_events import read_events
 
-from lit_tv.cli import main
+from lit_tv.cli import build_cli, main
 from lit_tv.episodes import Episode, Example
 from lit_tv.interventions import replace_heads
-from lit_tv.main_job import build_cli
 from lit_tv.methods.function_vectors import (
     FunctionVectors,
     function_vector,

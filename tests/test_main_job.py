@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from lit_tv.main_job import ROWS, run_all_tasks, run_main_job, run_task
+from lit_tv.shapes.main_job import ROWS, run_all_tasks, run_main_job, run_task
 
 SMALL = ["--data.init_args.support_size=24", "--data.init_args.test_size=30", "--data.init_args.train_size=40"]
 

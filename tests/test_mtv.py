@@ -11,11 +11,10 @@ from conftest import TEMPLATE, colour_image
 from lightning.pytorch.callbacks import Callback
 from tensorboard_events import logged_scalars, read_events
 
-from lit_tv.cli import main
+from lit_tv.cli import build_cli, main
 from lit_tv.data.query_file import QueryFile
 from lit_tv.episodes import Episode, Example
 from lit_tv.interventions import replace_heads
-from lit_tv.main_job import build_cli
 from lit_tv.methods.mtv import MTV
 from lit_tv.task_vectors import TaskVectorMismatchError, load_task_vector, save_task_vector
 from lit_tv.vlm import ModelLoadError, VLMOptions

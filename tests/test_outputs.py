@@ -16,9 +16,9 @@ from conftest import colour_image
 from test_bad_inputs import PREDICT, SMALL, _mtv_vector
 
 from lit_tv.checkpoints import AtomicCheckpointIO
-from lit_tv.cli import main
+from lit_tv.cli import build_cli, main
 from lit_tv.files import atomic_path, write_atomic
-from lit_tv.main_job import CONFIGS, build_cli
+from lit_tv.shapes.main_job import CONFIGS
 
 MTV = str(CONFIGS / "mtv.yaml")
 VECTOR = Path("logs/shapes_mtv/task_vector.safetensors")

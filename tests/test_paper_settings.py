@@ -11,10 +11,9 @@ import torch
 from benchmark_fixtures import write_cross_modal, write_image, write_json, write_vizwiz
 from tensorboard_events import logged_scalars
 
-from lit_tv.cli import main
+from lit_tv.cli import build_cli, main
 from lit_tv.data.cross_modal import CrossModalTasks
 from lit_tv.data.records import DataError
-from lit_tv.main_job import build_cli
 from lit_tv.methods.residual import ResidualTaskVectors
 from lit_tv.task_vectors import load_task_vector
 

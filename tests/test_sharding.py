@@ -11,8 +11,8 @@ import torch
 from conftest import TEMPLATE, episodes_for
 from test_mtv import CONFIG, _tiny_run
 
+from lit_tv.cli import build_cli
 from lit_tv.interventions import patch_residual, record_heads, record_residual, replace_heads
-from lit_tv.main_job import build_cli
 from lit_tv.vlm import FrozenVLM, VLMOptions
 
 # layers split between CPU and disk: accelerate's hooks place (and load from disk) every one of them

@@ -1,27 +1,11 @@
-"""Mean head activations over many-shot ICL episodes, computed once before REINFORCE starts."""
+"""MTV's mean head activations over many-shot ICL episodes, filled in once before REINFORCE starts."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import Callback
 
-from lit_tv.averaging import mean_recording
-from lit_tv.episodes import Episode
-from lit_tv.interventions import record_heads
-from lit_tv.prompts import PromptTemplate
-from lit_tv.vlm import FrozenVLM
-
-
-def mean_head_activations(trainer: L.Trainer, vlm: FrozenVLM, template: PromptTemplate, episodes: Sequence[Episode],
-                          batch_size: int = 8) -> torch.Tensor:
-    """Each head's out-projection input at the last prompt position, averaged → fp32 `[layers, heads, head_dim]`.
-
-    Methods that need several means (one per task) call this directly.
-    """
-    return mean_recording(trainer, vlm, template, episodes, record_heads, batch_size, "mean activations")
+from lit_tv.averaging import mean_head_activations
 
 
 class MeanActivations(Callback):

@@ -21,7 +21,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from lit_tv.analysis.heatmap import head_heatmap
-from lit_tv.callbacks.mean_activations import mean_head_activations
+from lit_tv.averaging import mean_head_activations
 from lit_tv.data.datamodules import Role
 from lit_tv.episodes import Episode
 from lit_tv.interventions import patch_residual, replace_heads

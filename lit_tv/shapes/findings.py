@@ -7,7 +7,7 @@ episodes in the mean), on the shapes toy and on the many-shot family, whose toy'
 shots (`lit_tv.shapes.many_shot`); (2) the cross-modal table: text ICL xBase vs xPatch, image ICL Base vs Patch,
 instruction and ensemble vectors; (3) exemplar vs ensemble vectors as the examples grow; (4) the heads
 MTV selects vs the heads Function Vectors use. Every number comes from `lit-tv test` / `fit` runs of the
-shipped configs with options changed (`lit_tv.main_job.build_cli`); each figure is a PNG in `--out`
+shipped configs with options changed (`lit_tv.cli.build_cli`); each figure is a PNG in `--out`
 and a TensorBoard figure in `--logdir`, and all numbers go to `<out>/findings.json`. `--fast` runs
 the same code on a few queries (a smoke test, not a measurement).
 
@@ -27,9 +27,10 @@ from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 
 from lit_tv.analysis.heatmap import head_heatmap
+from lit_tv.cli import build_cli
 from lit_tv.console import quiet_libraries
 from lit_tv.files import atomic_path, write_atomic
-from lit_tv.main_job import CONFIGS, build_cli
+from lit_tv.shapes.main_job import CONFIGS
 from lit_tv.shapes.many_shot import ITERATIONS, accuracy_vs_iterations, accuracy_vs_shots
 from lit_tv.shapes.world import TASKS
 

@@ -21,7 +21,8 @@ import torch
 import transformers
 from transformers import AutoConfig
 
-from lit_tv.callbacks.mean_activations import MeanActivations, mean_head_activations
+from lit_tv.averaging import mean_head_activations
+from lit_tv.callbacks.mean_activations import MeanActivations
 from lit_tv.methods.icl import ICL
 from lit_tv.methods.mtv import MTV
 from lit_tv.shapes.datamodule import ShapesDataModule

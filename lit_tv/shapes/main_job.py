@@ -9,19 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lit_tv.cli import LitTVCLI
+from lit_tv.cli import LitTVCLI, build_cli
 from lit_tv.console import lightning_warnings_only
 from lit_tv.shapes.world import TASKS
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "shapes"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "shapes"
 ROWS = ("zero-shot", "4-shot ICL", "MTV", "random heads", "function vec.", "text vec.->img")
 # Methods that handle every task in one run (their vectors are per task): row -> config.
 ALL_TASK_RUNS = {"function vec.": "function_vectors.yaml", "text vec.->img": "cross_modal.yaml"}
-
-
-def build_cli(config: Path, overrides: list[str]) -> LitTVCLI:
-    """Objects exactly as `lit-tv <subcommand> --config config ...overrides` would build them."""
-    return LitTVCLI(["--config", str(config), *overrides], run=False)
 
 
 def _test_accuracy(cli: LitTVCLI) -> float:

@@ -1,0 +1,23 @@
+"""`lit-tv` and `python -m lit_tv`: with a subcommand the CLI, with none the shapes world's main job.
+
+The one module above both: the main job builds its runs through the CLI, so the CLI never imports it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from lit_tv import cli
+from lit_tv.shapes.main_job import run_main_job
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`argv` None reads the command line; no arguments run the main job."""
+    if argv or (argv is None and sys.argv[1:]):
+        cli.main(argv)
+    else:
+        cli.run_as_command(run_main_job)
+
+
+if __name__ == "__main__":
+    main()
