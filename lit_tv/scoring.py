@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -36,7 +36,7 @@ class LastTokenRows:
     the whole prompt, run in one forward with the copies appended (no cache kept, nothing copied).
     """
 
-    vlm: FrozenVLM
+    vlm: FrozenVLM = field(repr=False)
     inputs: dict
     rows: int
     along: RowsAlong
