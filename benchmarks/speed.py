@@ -38,6 +38,7 @@ from lit_tv.files import write_atomic
 from lit_tv.interventions import record_heads, replace_heads
 from lit_tv.methods.mtv import repeat_rows
 from lit_tv.prompts import PromptTemplate
+from lit_tv.scoring import fork_last_token
 from lit_tv.vlm import FrozenVLM
 from lit_tv.zoo import LARGE, ZOO, save_zoo_model
 
@@ -185,17 +186,14 @@ def run(vlm: FrozenVLM, timer: Timer, batch: int, new_tokens: int, samples: int 
             vlm.last_logits(repeat_rows(single, samples))
 
     def branched(along: str) -> None:
-        branch = vlm.branch_last_token(single, samples, along=along)
-        with replace_heads(vlm, means, masks, policy="every_token", rows_along=along):
-            vlm.branch_logits(branch)
+        fork_last_token(vlm, single, samples, along=along, reuse=True).logits(means, masks)
 
     def forked() -> None:  # what MTV's training step runs
-        with replace_heads(vlm, means, masks, rows_along="positions"):
-            vlm.fork_logits(single, samples)
+        fork_last_token(vlm, single, samples, along="positions").logits(means, masks)
 
     works = {"b_query_forward": query_forward, "b_reinforce_sequential": sequential, "b_reinforce_batched": batched,
              "b_reinforce_copied_cache": lambda: branched("batch")}
-    if vlm.can_share_prefix(single, samples):
+    if fork_last_token(vlm, single, samples).along == "positions":
         works |= {"b_reinforce_cached_prefix": lambda: branched("positions"), "b_reinforce_shared_prefix": forked}
     else:  # the model refuses 4-D masks: MTV copies the cache, and so does this row
         works["b_reinforce_shared_prefix"] = works["b_reinforce_copied_cache"]

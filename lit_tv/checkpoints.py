@@ -20,8 +20,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lit_tv.files import atomic_path
+from lit_tv.loading import BUILTIN_MODELS, VLMOptions
 from lit_tv.task_vectors import layout_from_config, require_finite
-from lit_tv.vlm import BUILTIN_MODELS, VLMOptions
 
 
 class CheckpointMismatchError(ValueError):

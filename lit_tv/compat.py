@@ -1,5 +1,6 @@
-"""Work-arounds for transformers 5 processors that break when torchvision is absent.
+"""Work-arounds for differences between transformers versions, and for processors that break without torchvision.
 
+The KV cache is passed and returned as `cache` since transformers 5.24, as `past_key_values` before.
 lit_tv does not depend on torchvision, so transformers falls back to its PIL image processors.
 Two processors are broken on that path (seen on transformers 5.23); each shim below is applied
 only to the processor instance that needs it.
@@ -7,13 +8,26 @@ only to the processor instance that needs it.
 
 from __future__ import annotations
 
+import inspect
 import types
 from pathlib import Path
 from unittest import mock
 
 import torch
+from torch import nn
 from transformers import AutoImageProcessor, AutoTokenizer, ProcessorMixin
 from transformers.models.auto.processing_auto import processor_class_from_name
+
+
+def cache_argument(model: nn.Module) -> str:
+    """The name under which `model`'s forward takes the KV cache, and its output returns it."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def decoder_cache(kwargs: dict):
+    """The KV cache a decoder call got, under either name."""
+    cache = kwargs.get("cache")
+    return cache if cache is not None else kwargs.get("past_key_values")
 
 
 def build_processor_without_video(processor_class: type[ProcessorMixin], tokenizer, image_processor) -> ProcessorMixin:

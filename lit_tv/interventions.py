@@ -16,8 +16,8 @@ from typing import Literal, Protocol
 import torch
 from torch import nn
 
+from lit_tv.compat import decoder_cache
 from lit_tv.layout import Layout
-from lit_tv.vlm import decoder_cache
 
 PatchPolicy = Literal["prompt", "every_token"]
 PATCH_POLICIES = ("prompt", "every_token")
@@ -134,7 +134,7 @@ def replace_heads(
     values: `[layers, heads, head_dim]` or per row `[rows, layers, heads, head_dim]`.
     mask: `[layers, heads]` or per row `[rows, layers, heads]` (bool): one batched forward can
     patch different heads in every row. Rows are batch rows, or with ``rows_along="positions"`` the
-    last `rows` positions of a batch-1 sequence (`fork_logits`, or a `Branch` over a prefix). policy "prompt"
+    last `rows` positions of a batch-1 sequence (`lit_tv.scoring.fork_last_token`). policy "prompt"
     patches the prefill's last position only; "every_token" also every generated token. Only layers
     with a selected head are hooked.
     """

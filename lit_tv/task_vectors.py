@@ -15,7 +15,7 @@ from transformers import AutoConfig
 
 import lit_tv
 from lit_tv.files import atomic_path
-from lit_tv.vlm import resolve_model_path
+from lit_tv.loading import resolve_model_path
 
 
 class TaskVectorMismatchError(ValueError):

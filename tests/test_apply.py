@@ -12,9 +12,9 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 import lit_tv
 from lit_tv.cli import build_cli
+from lit_tv.loading import BUILTIN_MODELS
 from lit_tv.metrics import ExactMatch
 from lit_tv.task_vectors import TaskVectorMismatchError
-from lit_tv.vlm import BUILTIN_MODELS
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "shapes"
 TOY = BUILTIN_MODELS["lit_tv/shapes-toy"]

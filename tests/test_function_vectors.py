@@ -14,6 +14,7 @@ from tensorboard_events import read_events
 from lit_tv.cli import build_cli, main
 from lit_tv.episodes import Episode, Example
 from lit_tv.interventions import replace_heads
+from lit_tv.loading import VLMOptions
 from lit_tv.methods.function_vectors import (
     FunctionVectors,
     function_vector,
@@ -22,7 +23,7 @@ from lit_tv.methods.function_vectors import (
     top_heads,
 )
 from lit_tv.task_vectors import load_task_vector
-from lit_tv.vlm import FrozenVLM, VLMOptions
+from lit_tv.vlm import FrozenVLM
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "shapes" / "function_vectors.yaml"
 

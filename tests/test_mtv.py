@@ -15,9 +15,10 @@ from lit_tv.cli import build_cli, main
 from lit_tv.data.query_file import QueryFile
 from lit_tv.episodes import Episode, Example
 from lit_tv.interventions import replace_heads
+from lit_tv.loading import ModelLoadError, VLMOptions
 from lit_tv.methods.mtv import MTV
+from lit_tv.scoring import fork_last_token
 from lit_tv.task_vectors import TaskVectorMismatchError, load_task_vector, save_task_vector
-from lit_tv.vlm import ModelLoadError, VLMOptions
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "shapes" / "mtv.yaml"
 
@@ -78,13 +79,13 @@ def test_forked_and_branched_rows_score_like_the_plain_forward(zoo_vlm, name):
     inputs = vlm.build_inputs([Episode(query=Example("colour?", images=(colour_image("red"),), answers=("red",)))],
                               TEMPLATE)
     plain = vlm.last_logits(inputs)
-    torch.testing.assert_close(vlm.fork_logits(inputs, 5), plain.expand(5, -1), atol=1e-5, rtol=1e-5)
-    branch = vlm.branch_last_token(inputs, 5)
+    torch.testing.assert_close(fork_last_token(vlm, inputs, 5).logits(), plain.expand(5, -1), atol=1e-5, rtol=1e-5)
+    branch = fork_last_token(vlm, inputs, 5, reuse=True)
     assert branch.along == "positions" and branch.inputs["input_ids"].shape == (1, 5)
     keys = branch.inputs[vlm.cache_name].layers[0].keys
     assert keys.shape[0] == 1 and keys.shape[-2] == inputs["input_ids"].shape[1] - 1  # the prefix, once
     for _ in range(2):  # cropped back after scoring: the branch scores again
-        torch.testing.assert_close(vlm.branch_logits(branch), plain.expand(5, -1), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(branch.logits(), plain.expand(5, -1), atol=1e-5, rtol=1e-5)
     assert branch.inputs[vlm.cache_name].layers[0].keys.shape == keys.shape
 
 
@@ -111,11 +112,11 @@ def _ignore_4d_masks(module, args, kwargs):
 def test_a_model_without_custom_masks_falls_back_to_copying_the_cache(zoo_folder, caplog, monkeypatch, hook, logged):
     method, query, masks = _method_with_query(zoo_folder("llava"))
     if hook is None:  # as under flash attention, which takes padding masks only
-        monkeypatch.setattr("lit_tv.vlm.MASKED_ATTENTION", ("eager",))
+        monkeypatch.setattr("lit_tv.scoring.MASKED_ATTENTION", ("eager",))
     layers = [] if hook is None else method.vlm.layout.layers
     handles = [layer.register_forward_pre_hook(hook, with_kwargs=True) for layer in layers]
     try:
-        with caplog.at_level("WARNING", logger="lit_tv.vlm"):
+        with caplog.at_level("WARNING", logger="lit_tv.scoring"):
             fast = method._losses(query, masks)
         plain = _plain_batched_losses(method, query, masks)
     finally:

@@ -13,7 +13,9 @@ from test_mtv import CONFIG, _tiny_run
 
 from lit_tv.cli import build_cli
 from lit_tv.interventions import patch_residual, record_heads, record_residual, replace_heads
-from lit_tv.vlm import FrozenVLM, VLMOptions
+from lit_tv.loading import VLMOptions
+from lit_tv.scoring import fork_last_token
+from lit_tv.vlm import FrozenVLM
 
 # layers split between CPU and disk: accelerate's hooks place (and load from disk) every one of them
 LAYER_MAP = {"model.vision_tower": "cpu", "model.multi_modal_projector": "disk",
@@ -26,7 +28,8 @@ SMALL_CPU = {"device_map": "auto", "max_memory": {"cpu": "300KB"}}  # what does 
 @pytest.fixture(params=["layer_map", "small_max_memory"])
 def dispatched(request, zoo_folder, tmp_path) -> FrozenVLM:
     options = {"device_map": LAYER_MAP} if request.param == "layer_map" else SMALL_CPU
-    vlm = VLMOptions(str(zoo_folder("llava")), offload_folder=str(tmp_path / "offload"), **options).load("cpu")
+    vlm = FrozenVLM.from_options(VLMOptions(str(zoo_folder("llava")), offload_folder=str(tmp_path / "offload"),
+                                            **options), "cpu")
     assert vlm.is_dispatched and set(vlm.model.hf_device_map.values()) == {"cpu", "disk"}
     assert all(hasattr(layer, "_hf_hook") for layer in vlm.layout.layers)
     assert vlm.layout.lm_head.weight.device.type == "meta"  # offloaded: only the hooks know where it is
@@ -68,9 +71,9 @@ def test_a_dispatched_model_shares_the_reinforce_prefix_too(zoo_vlm, dispatched)
     results = []
     for vlm in (zoo_vlm("llava"), dispatched):
         inputs = vlm.build_inputs(episodes, TEMPLATE)
-        branch = vlm.branch_last_token(inputs, 4)
+        branch = fork_last_token(vlm, inputs, 4, reuse=True)
         assert branch.along == "positions"
-        results.append((vlm.fork_logits(inputs, 4), vlm.branch_logits(branch)))
+        results.append((fork_last_token(vlm, inputs, 4).logits(), branch.logits()))
     for plain, dispatched_logits in zip(*results, strict=True):
         torch.testing.assert_close(dispatched_logits, plain, atol=1e-5, rtol=1e-5)
 

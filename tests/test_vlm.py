@@ -12,8 +12,10 @@ from transformers import LlamaConfig, MambaConfig, MambaForCausalLM
 
 from lit_tv.episodes import Episode, Example
 from lit_tv.layout import UnsupportedModelError, discover_layout
+from lit_tv.loading import ModelLoadError, VLMOptions, quantization_config
 from lit_tv.prompts import PromptTemplate
-from lit_tv.vlm import FrozenVLM, ModelLoadError, VLMOptions, load_image, quantization_config
+from lit_tv.scoring import fork_last_token
+from lit_tv.vlm import FrozenVLM, load_image
 from lit_tv.zoo import build_llava_7b
 
 
@@ -152,7 +154,7 @@ def test_branching_a_text_prompt_after_an_image_prompt_equals_the_plain_forward(
     vlm.last_logits(vlm.build_inputs(episodes_for(vlm)[2:], TEMPLATE))  # leaves Qwen2-VL's M-RoPE offsets behind
     text = vlm.build_inputs([Episode(query=Example("colour of a red star?", answers=("red",)))], TEMPLATE)
     plain = vlm.last_logits(text)[0]
-    branched = vlm.branch_logits(vlm.branch_last_token(text, 3))
+    branched = fork_last_token(vlm, text, 3, reuse=True).logits()
     torch.testing.assert_close(branched, plain.expand(3, -1), atol=1e-5, rtol=1e-5)
 
 
@@ -169,7 +171,7 @@ def test_image_width_resizes_keeping_the_aspect_ratio_like_the_reference(tmp_pat
 
 
 def test_image_width_reaches_the_prompts_images(zoo_folder):
-    vlm = VLMOptions(str(zoo_folder("fuyu")), image_width=16).load("cpu")
+    vlm = FrozenVLM.from_options(VLMOptions(str(zoo_folder("fuyu")), image_width=16), "cpu")
     episode = Episode(query=Example("colour?", images=(colour_image("red", (40, 30)),), answers=("red",)))
     # 40x30 at width 16 is 16x12: 2x2 Fuyu patches of 8 pixels instead of 4x3
     assert vlm.build_inputs([episode], TEMPLATE)["pixel_values"].shape[0] == 2 * 2

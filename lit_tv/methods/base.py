@@ -16,10 +16,11 @@ from lit_tv.console import task_table
 from lit_tv.data.datamodules import Role
 from lit_tv.episodes import Episode
 from lit_tv.files import OutputLock
+from lit_tv.loading import SHAPES_TOY, ModelLoadError, VLMOptions, resolve_model_path
 from lit_tv.metrics import ExactMatch
 from lit_tv.options import require_at_least
 from lit_tv.prompts import PromptTemplate
-from lit_tv.vlm import SHAPES_TOY, FrozenVLM, ModelLoadError, VLMOptions, resolve_model_path
+from lit_tv.vlm import FrozenVLM
 
 _SEED = "seed_"
 
@@ -62,7 +63,7 @@ class FrozenVLMMethod(L.LightningModule):
                     f"but the trainer runs {self.trainer.world_size} processes, each of which would load its own "
                     "copy over the same devices: run a dispatched model in one process (trainer.devices: 1, no "
                     "ddp), or drop model.device_map and use DDP with one model per GPU")
-            vlm = self.model_options.load(str(self.device))
+            vlm = FrozenVLM.from_options(self.model_options, str(self.device))
             object.__setattr__(self, "_vlm", vlm)  # bypass nn.Module registration on purpose (see class doc)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

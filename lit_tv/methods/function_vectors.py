@@ -24,10 +24,12 @@ from lit_tv.analysis.heatmap import head_heatmap
 from lit_tv.averaging import mean_head_activations
 from lit_tv.data.datamodules import Role
 from lit_tv.episodes import Episode
-from lit_tv.interventions import patch_residual, replace_heads
+from lit_tv.interventions import patch_residual
 from lit_tv.layout import Layout
+from lit_tv.loading import SHAPES_TOY, VLMOptions
 from lit_tv.methods.base import FrozenVLMMethod
 from lit_tv.prompts import PromptTemplate
+from lit_tv.scoring import fork_last_token
 from lit_tv.task_vectors import (
     check_task_vector,
     layout_from_config,
@@ -35,7 +37,7 @@ from lit_tv.task_vectors import (
     read_metadata,
     save_task_vector,
 )
-from lit_tv.vlm import SHAPES_TOY, FrozenVLM, VLMOptions
+from lit_tv.vlm import FrozenVLM
 
 
 def shuffle_labels(episode: Episode, rng: random.Random) -> Episode:
@@ -58,8 +60,8 @@ def indirect_effects(vlm: FrozenVLM, template: PromptTemplate, prompt: Episode, 
                      rows_per_forward: int = 32) -> torch.Tensor:
     """Each head's indirect effect on one (corrupted) prompt → fp32 `[layers, heads]`.
 
-    The prompt's prefix runs once (`branch_last_token`); every head then gets one row of a last-token
-    step with a per-row head mask, `rows_per_forward` rows at a time. `branch_logits` crops the step
+    The prompt's prefix runs once (`fork_last_token` with `reuse`); every head then gets one row of a
+    last-token step with a per-row head mask, `rows_per_forward` rows at a time. The step is cropped
     off the cache after each chunk, so every chunk branches from the same prefix.
     """
     layout = vlm.layout
@@ -67,13 +69,11 @@ def indirect_effects(vlm: FrozenVLM, template: PromptTemplate, prompt: Episode, 
     chunk = min(rows_per_forward, len(masks))
     padding = -len(masks) % chunk  # unpatched rows, so every chunk matches the cache's batch size
     masks = torch.cat([masks, masks[:1].expand(padding, -1, -1)])
-    step = vlm.branch_last_token(vlm.build_inputs([prompt], template), chunk)
+    step = fork_last_token(vlm, vlm.build_inputs([prompt], template), chunk, reuse=True)
     target = vlm.answer_token_ids([prompt], template)[0]
     probabilities = []
     for rows in masks.split(chunk):
-        # the step runs over a cache, so it is not a prefill: patch "every_token" (it is the only token)
-        with replace_heads(vlm, means, rows, policy="every_token", rows_along=step.along):
-            probabilities.append(vlm.branch_logits(step).softmax(-1)[:, target])
+        probabilities.append(step.logits(means, rows).softmax(-1)[:, target])
     probability = torch.cat(probabilities)[: 1 + layout.num_layers * layout.num_heads]
     return (probability[1:] - probability[0]).view(layout.num_layers, layout.num_heads)
 

@@ -22,8 +22,10 @@ from lit_tv.analysis.heatmap import head_heatmap
 from lit_tv.data.datamodules import Role
 from lit_tv.episodes import Episode
 from lit_tv.interventions import PatchPolicy, replace_heads
+from lit_tv.loading import SHAPES_TOY, VLMOptions
 from lit_tv.methods.base import FrozenVLMMethod
 from lit_tv.options import require_at_least
+from lit_tv.scoring import fork_last_token
 from lit_tv.task_vectors import (
     check_task_vector,
     layout_from_config,
@@ -31,7 +33,6 @@ from lit_tv.task_vectors import (
     require_finite,
     save_task_vector,
 )
-from lit_tv.vlm import SHAPES_TOY, VLMOptions
 
 
 def repeat_rows(inputs: BatchFeature, times: int) -> BatchFeature:
@@ -62,7 +63,7 @@ class MTV(FrozenVLMMethod):
         policy: patch the prompt's last position only, or also every generated token.
         fast_path: score the mask samples of a query in one forward of its prompt: the samples are
             copies of the last token after the one prefix, each seeing the prefix and itself
-            (`FrozenVLM.fork_logits`); a model that refuses the 4-D mask gets the prefix's KV cache copied
+            (`lit_tv.scoring.fork_last_token`); a model that refuses the 4-D mask gets the prefix's KV cache copied
             per sample (32 x 0.5 MB per prompt token on LLaVA-7B). Off: the full prompt repeated once per
             sample.
         test_heads: ``selected``, or ``random`` (control: as many heads, drawn at random).
@@ -180,13 +181,8 @@ class MTV(FrozenVLMMethod):
             if not self.hparams.fast_path:
                 with replace_heads(self.vlm, self.mean_activations, masks, policy="prompt"):
                     logits = self.vlm.last_logits(repeat_rows(inputs, len(masks)))
-            elif self.vlm.can_share_prefix(inputs, len(masks)):  # one forward: the samples are copies of the last token
-                with replace_heads(self.vlm, self.mean_activations, masks, rows_along="positions"):
-                    logits = self.vlm.fork_logits(inputs, len(masks))
-            else:  # the prefix cache copied per sample; its step is not a prefill, so patch every step
-                branch = self.vlm.branch_last_token(inputs, len(masks), along="batch")
-                with replace_heads(self.vlm, self.mean_activations, masks, policy="every_token"):
-                    logits = self.vlm.branch_logits(branch)
+            else:  # the samples are copies of the last token over one prefix
+                logits = fork_last_token(self.vlm, inputs, len(masks)).logits(self.mean_activations, masks)
         return F.cross_entropy(logits.clone(), target, reduction="none").to(self.device)  # dispatched: may differ
 
     def _sample_masks(self, probabilities: torch.Tensor, count: int) -> torch.Tensor:

@@ -21,10 +21,11 @@ from lit_tv.averaging import mean_recording
 from lit_tv.data.datamodules import Role
 from lit_tv.episodes import Episode, Example
 from lit_tv.interventions import patch_residual, record_residual
+from lit_tv.loading import SHAPES_TOY, VLMOptions
 from lit_tv.methods.base import FrozenVLMMethod
 from lit_tv.prompts import PromptTemplate
 from lit_tv.task_vectors import check_task_vector, layout_from_config, load_vectors_by_task, save_task_vector
-from lit_tv.vlm import SHAPES_TOY, FrozenVLM, VLMOptions
+from lit_tv.vlm import FrozenVLM
 
 BARE = PromptTemplate(query="{text}", answer="")
 Group = tuple[int, str]  # (data seed, task)
@@ -97,7 +98,7 @@ class ResidualTaskVectors(FrozenVLMMethod):
         """One `[layers, hidden]` vector per data seed and task of the DataModule."""
         data = self.trainer.datamodule
         extractor = self.extractor
-        vlm = extractor.load(str(self.device)) if extractor else self.vlm
+        vlm = FrozenVLM.from_options(extractor, str(self.device)) if extractor else self.vlm
         if vlm.layout.hidden_size != self.vlm.layout.hidden_size:
             raise ValueError(f"extractor {extractor.name} has hidden size {vlm.layout.hidden_size}, "
                              f"the patched model {self.vlm.layout.hidden_size}")

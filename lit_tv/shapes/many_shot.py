@@ -23,12 +23,12 @@ from transformers import AutoConfig
 
 from lit_tv.averaging import mean_head_activations
 from lit_tv.callbacks.mean_activations import MeanActivations
+from lit_tv.loading import VLMOptions, resolve_model_path
 from lit_tv.methods.icl import ICL
 from lit_tv.methods.mtv import MTV
 from lit_tv.shapes.datamodule import ShapesDataModule
 from lit_tv.shapes.toy import max_image_shots
 from lit_tv.shapes.world import MANY_SHOT_DISTRACTORS, TASKS
-from lit_tv.vlm import VLMOptions, resolve_model_path
 
 CHECKPOINT = Path(__file__).parent / "checkpoint_many_shot"
 MODEL = "lit_tv/shapes-toy-many-shot"

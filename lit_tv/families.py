@@ -1,0 +1,62 @@
+"""What lit_tv must know about a model family beyond transformers' common processor API, one entry per family.
+
+Keyed by processor class (a subclass gets its base's entry); a family not listed needs nothing special.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+from transformers import BatchFeature, ProcessorMixin
+
+from lit_tv.compat import fix_fuyu_patchify
+from lit_tv.fuyu import IMAGE_PLACEHOLDER, build_fuyu_inputs
+
+# M-RoPE models (Qwen2-VL and kin) keep the last prompt's position offsets on modules with this attribute
+POSITION_OFFSETS = "rope_deltas"
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model family's quirks.
+
+    image_token: the placeholder lit_tv writes per image; None: the processor's own `image_token`.
+    image_wrapping: markers around each image token in plain-text (non-chat) prompts.
+    build_inputs: builds a batch from texts and images itself, where the processor cannot.
+    fix_processor: a shim applied to the processor once it is loaded.
+    """
+
+    image_token: str | None = None
+    image_wrapping: tuple[str, str] = ("", "")
+    build_inputs: Callable[[ProcessorMixin, list[str], list[list], str], BatchFeature] | None = None
+    fix_processor: Callable[[ProcessorMixin], None] | None = None
+
+
+_QWEN_VISION = ("<|vision_start|>", "<|vision_end|>")
+FAMILIES = {
+    # HF's processor puts one image before all the text and appends a token: see lit_tv.fuyu
+    "FuyuProcessor": Family(image_token=IMAGE_PLACEHOLDER, build_inputs=build_fuyu_inputs,
+                            fix_processor=fix_fuyu_patchify),
+    "Qwen2VLProcessor": Family(image_wrapping=_QWEN_VISION),
+    "Qwen2_5_VLProcessor": Family(image_wrapping=_QWEN_VISION),
+}
+PLAIN = Family()
+
+
+def family_of(processor: object) -> Family:
+    """The entry of the processor's class or its nearest listed base; `PLAIN` for the rest (and tokenizers)."""
+    return next((FAMILIES[base.__name__] for base in type(processor).__mro__ if base.__name__ in FAMILIES), PLAIN)
+
+
+def position_offset_modules(model: nn.Module) -> list[nn.Module]:
+    """Modules that carry position offsets from one call to the next: found by attribute, not by family,
+    so every M-RoPE model transformers ships is covered, listed or not."""
+    return [module for module in model.modules() if hasattr(module, POSITION_OFFSETS)]
+
+
+def forget_position_offsets(modules: list[nn.Module]) -> None:
+    """So an earlier prompt's M-RoPE offsets do not leak into the next prompt's prefill."""
+    for module in modules:
+        setattr(module, POSITION_OFFSETS, None)

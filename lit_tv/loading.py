@@ -1,0 +1,214 @@
+"""Which frozen model to load and how (`VLMOptions`), checked once, and the loading itself."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    AutoTokenizer,
+    BitsAndBytesConfig,
+    PretrainedConfig,
+)
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
+from transformers.utils import cached_file
+
+from lit_tv.compat import load_processor_without_video
+from lit_tv.families import family_of
+
+
+class ModelLoadError(OSError):
+    """A model id or path that cannot be loaded, with the reason and what to check."""
+
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def check_dtype(dtype: str) -> None:
+    if dtype not in DTYPES:
+        raise ValueError(f"model.dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+
+
+def check_image_width(width: int | None) -> None:
+    if width is not None and (not isinstance(width, int) or isinstance(width, bool) or width < 1):
+        raise ValueError(f"model.image_width must be a positive number of pixels or null, got {width!r}")
+
+
+def quantization_config(quantization: str | None, dtype: str, device: str) -> BitsAndBytesConfig | None:
+    """transformers' config for `quantization`; refused where it cannot run, before any weights load.
+
+    ``nf4``: 4-bit NormalFloat weights with double quantisation (bitsandbytes, CUDA only), computing in `dtype`.
+    """
+    if quantization is None:
+        return None
+    if quantization != "nf4":
+        raise ValueError(f"model.quantization must be 'nf4' or null, got {quantization!r}")
+    if torch.device(device).type != "cuda" or not torch.cuda.is_available():
+        raise ValueError(f"model.quantization: 'nf4' runs on CUDA only (bitsandbytes 4-bit), but the model would load "
+                         f"on {device!r} (CUDA available: {torch.cuda.is_available()}); set model.quantization: null")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ImportError("model.quantization: 'nf4' needs the bitsandbytes package (pip install bitsandbytes), "
+                          "which is not installed")
+    if dtype == "auto":
+        raise ValueError("model.quantization: 'nf4' computes in model.dtype: set it to bfloat16, float16 or float32")
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=getattr(torch, dtype))
+
+
+DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
+DeviceMap = str | dict[str, int | str]
+
+
+def check_dispatch(device_map: DeviceMap | None, max_memory: dict[int | str, int | str] | None,
+                   offload_folder: str | None) -> None:
+    """Refuse, before any weights load, memory limits or an offload folder without a device map, an
+    unknown strategy, disk offload without a folder, or accelerate missing."""
+    if device_map is None:
+        if max_memory is not None or offload_folder is not None:
+            raise ValueError("model.max_memory / model.offload_folder take effect only with model.device_map "
+                             f"(one of {DEVICE_MAP_STRATEGIES} or {{module name: device}})")
+        return
+    if isinstance(device_map, str) and device_map not in DEVICE_MAP_STRATEGIES:
+        raise ValueError(f"model.device_map must be one of {DEVICE_MAP_STRATEGIES} or a mapping of module names to "
+                         f"devices (0, 'cuda:1', 'cpu', 'disk'), got {device_map!r}")
+    if isinstance(device_map, dict) and "disk" in device_map.values() and offload_folder is None:
+        raise ValueError("model.device_map puts modules on 'disk': set model.offload_folder to a folder for them")
+    if importlib.util.find_spec("accelerate") is None:
+        raise ImportError("model.device_map needs the accelerate package (pip install accelerate), "
+                          "which is not installed")
+
+
+def dispatched_device(model: nn.Module) -> torch.device | None:
+    """Where a dispatched model takes its inputs: its first accelerator, else the CPU; None if not dispatched.
+
+    Offloaded weights sit on the meta device, so a parameter's device says nothing; accelerate's hooks
+    move every module's inputs to where it runs and the outputs back to the inputs' device.
+    """
+    placement = getattr(model, "hf_device_map", None)
+    if not placement or len(set(placement.values())) == 1 and next(iter(placement.values())) != "disk":
+        return None
+    accelerators = [device for device in placement.values() if device not in ("cpu", "disk")]
+    return torch.device(accelerators[0]) if accelerators else torch.device("cpu")
+
+
+# Models shipped inside the package, addressed like hub ids.
+BUILTIN_MODELS = {"lit_tv/shapes-toy": Path(__file__).parent / "shapes" / "checkpoint",
+                  "lit_tv/shapes-toy-many-shot": Path(__file__).parent / "shapes" / "checkpoint_many_shot"}
+
+
+def resolve_model_path(name_or_path: str | Path) -> str:
+    """A built-in name, an existing local folder, or a hub id; a missing local path is refused here."""
+    name = str(name_or_path)
+    if name in BUILTIN_MODELS:
+        return str(BUILTIN_MODELS[name])
+    local = Path(name).expanduser()
+    if local.exists():
+        return str(local)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+        raise ModelLoadError(f"model path does not exist: {name}")
+    return name
+
+
+@dataclass(frozen=True)
+class VLMOptions:
+    """Which frozen model to load and how (`FrozenVLM.from_options`), as one config block, checked once.
+
+    name: a hub id, a local folder, or ``lit_tv/shapes-toy``. Remote code runs only with
+    `trust_remote_code`. `processor_kwargs` reach `AutoProcessor.from_pretrained` (e.g.
+    ``{"do_image_splitting": False}``). `image_width` resizes every image to that width (aspect kept)
+    before the processor; `quantization: nf4` loads the weights in 4-bit NF4 (bitsandbytes, CUDA).
+    `device_map` (``auto`` or module name -> device), `max_memory` (device -> size, e.g.
+    ``{0: 20GiB, cpu: 60GiB}``) and `offload_folder` spread a model larger than one device over GPUs,
+    CPU and disk (accelerate); the trainer's device is then ignored.
+    """
+
+    name: str = "lit_tv/shapes-toy"
+    dtype: str = "float32"
+    attn_implementation: str | None = None
+    trust_remote_code: bool = False
+    image_placeholder: str | None = None
+    processor_kwargs: dict[str, Any] = field(default_factory=dict)
+    image_width: int | None = None
+    quantization: Literal["nf4"] | None = None
+    device_map: DeviceMap | None = None
+    max_memory: dict[int | str, int | str] | None = None
+    offload_folder: str | None = None
+
+    def __post_init__(self) -> None:
+        check_dtype(self.dtype)  # a config mistake stops the run before data or weights load
+        check_image_width(self.image_width)
+        check_dispatch(self.device_map, self.max_memory, self.offload_folder)
+
+    def placement(self, device: str) -> dict:
+        """`from_pretrained` arguments that place the weights while they load: a quantized model on `device`
+        (bitsandbytes weights cannot be moved later), a dispatched one over `device_map`; empty otherwise."""
+        quantized = quantization_config(self.quantization, self.dtype, device)
+        placement = {"quantization_config": quantized, "device_map": device} if quantized else {}
+        if self.device_map is not None:
+            placement |= {"device_map": self.device_map, "max_memory": self.max_memory,
+                          "offload_folder": self.offload_folder}
+        return placement
+
+
+SHAPES_TOY = VLMOptions()  # the default model of every method: the shipped toy VLM
+
+
+def load_pretrained(options: VLMOptions, device: str) -> tuple[nn.Module, Any, str]:
+    """The model on `device` (or placed while it loads), its processor (a text-only LM's tokenizer) and its path.
+
+    Refused with the reason: a path that is not a model, a model that is not decoder-only.
+    """
+    placement = options.placement(device)
+    name = resolve_model_path(options.name)
+    common = {"trust_remote_code": options.trust_remote_code}
+    try:
+        config = AutoConfig.from_pretrained(name, **common)
+    except (OSError, ValueError) as error:
+        where = (f"the local folder {name} has no usable config.json" if Path(name).is_dir() else
+                 f"{name!r} is not a local folder and not available from the Hugging Face hub or its local cache")
+        raise ModelLoadError(f"model.name: cannot load model: {where} ({error})") from error
+    is_vlm = type(config) in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
+    if not is_vlm and type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
+        raise ModelLoadError(
+            f"model.name: {name} is a {type(config).__name__} ({config.model_type!r}), neither an "
+            "image-text-to-text model nor a causal LM: lit_tv patches decoder-only models")
+    model_class = AutoModelForImageTextToText if is_vlm else AutoModelForCausalLM
+    dtype = getattr(torch, options.dtype) if options.dtype != "auto" else "auto"
+    model = model_class.from_pretrained(name, dtype=dtype, attn_implementation=options.attn_implementation,
+                                        **placement, **common)
+    processor = _load_processor(name, config, is_vlm, options.processor_kwargs or {}, **common)
+    return model if placement else model.to(device), processor, name
+
+
+def _load_processor(name_or_path: str, config: PretrainedConfig, is_vlm: bool, processor_kwargs: dict, **kwargs):
+    if not is_vlm:
+        return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+    try:
+        processor = AutoProcessor.from_pretrained(name_or_path, **processor_kwargs, **kwargs)
+    except ImportError as error:
+        if "torchvision" not in str(error).lower():
+            raise
+        class_name = getattr(config, "processor_class", None) or _processor_class_name(name_or_path)
+        processor = load_processor_without_video(name_or_path, class_name, processor_kwargs, **kwargs)
+    family = family_of(processor)
+    if family.fix_processor is not None:
+        family.fix_processor(processor)
+    return processor
+
+
+def _processor_class_name(name_or_path: str) -> str:
+    """Read the processor class a saved folder declares (processor_config.json or tokenizer config)."""
+    for file_name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
+        resolved = cached_file(name_or_path, file_name, _raise_exceptions_for_missing_entries=False)
+        if resolved and (name := json.loads(Path(resolved).read_text()).get("processor_class")):
+            return name
+    raise ModelLoadError(f"{name_or_path}: no processor_class declared in its processor or tokenizer config")
