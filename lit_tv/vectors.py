@@ -93,20 +93,20 @@ class TaskVector:
     def save(self, path: str | Path) -> Path:
         """Write the vector with its metadata and checksums, after the checks that need no model."""
         self.path = Path(path)
-        self._check_tensors()
-        metadata = {**self.extra, "kind": self.kind, "method": self.method, "model": self.model,
-                    "layout": self.layout, "fingerprint": self.fingerprint, "tasks": self.tasks,
-                    **self.kind_metadata()}
-        return write_vector_file(path, self.tensors(), metadata)
+        self._check_tensors(self.layout)
+        return write_vector_file(path, self.tensors(), self.metadata())
+
+    def metadata(self) -> dict[str, object]:
+        """What the file's metadata holds besides the checksums."""
+        return {**self.extra, "kind": self.kind, "method": self.method, "model": self.model, "layout": self.layout,
+                "fingerprint": self.fingerprint, "tasks": self.tasks, **self.kind_metadata()}
 
     # ---- checks --------------------------------------------------------------------------------
 
-    def _sizes(self) -> dict[str, int]:
-        return {**self.layout, "tasks": len(self.tasks)}
-
-    def _check_tensors(self, sizes: dict[str, int] | None = None) -> None:
-        """Every tensor of the kind present, of its dtype and shape (sizes: the layout's, default the saved one)."""
-        sizes = {**self._sizes(), **(sizes or {})}
+    def _check_tensors(self, layout: dict[str, int] | None = None) -> None:
+        """Every tensor of the kind of its dtype and shape (sizes of `layout` when given, else only their number
+        of dims and tasks), all finite."""
+        sizes = {**(layout or {}), "tasks": len(self.tasks)}
         tensors = self.tensors()
         for name, (dims, dtype) in self.specs().items():
             tensor = tensors[name]
@@ -276,8 +276,8 @@ class ResidualVector(TaskVector):
             return {"vectors": (("tasks", "hidden_size"), torch.float32)}
         return self.tensor_specs
 
-    def _check_tensors(self, sizes: dict[str, int] | None = None) -> None:
-        super()._check_tensors(sizes)
+    def _check_tensors(self, layout: dict[str, int] | None = None) -> None:
+        super()._check_tensors(layout)
         if self.mode not in ("replace", "add"):
             raise TaskVectorError(f"{self.where}: field 'mode' is {self.mode!r}, expected 'replace' or 'add'")
 
