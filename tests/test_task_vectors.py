@@ -94,11 +94,11 @@ BAD_TENSORS = [
 
 
 @pytest.mark.parametrize("case", BAD_TENSORS, ids=[case[0] for case in BAD_TENSORS])
-def test_bad_tensors_are_refused_on_load_naming_file_and_tensor(case, toy, tmp_path):
+def test_bad_tensors_are_refused_naming_file_and_tensor(case, toy, tmp_path):
     _, tensors, message = case
     path = write_altered(head_vector(toy), tmp_path / "bad.safetensors", **tensors)
     with pytest.raises(TaskVectorError, match=rf"bad.safetensors.*{message}"):
-        load(path)
+        load(path).check(discover_layout(toy).signature())
 
 
 def test_out_of_range_heads_and_layers_are_refused_against_the_model(toy, tmp_path):

@@ -119,7 +119,7 @@ class FrozenVLMMethod(L.LightningModule):
         if len(seeds) > 1 and not self.scores_per_seed:
             raise ValueError(f"data.init_args.seeds={seeds}: {type(self).__name__} runs one data seed per fit (its "
                              "vectors would mix seeds); run once per seed")
-        if self.task_vector_file is not None:
+        if self.task_vector_file is not None and stage != "predict":  # predict answers the user's own queries
             self._check_vector_tasks()
         self._output_lock = OutputLock(self.outputs(stage) if self.global_rank == 0 else [],
                                        "model.init_args.export, the ModelCheckpoint dirpath, or run it elsewhere")
