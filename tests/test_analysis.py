@@ -22,7 +22,7 @@ from lit_tv.loading import VLMOptions
 from lit_tv.methods.function_vectors import FunctionVectors
 from lit_tv.methods.residual import ResidualTaskVectors
 from lit_tv.shapes.datamodule import ShapesDataModule
-from lit_tv.task_vectors import save_task_vector
+from lit_tv.vectors import ResidualVector
 
 TASKS = ("colour", "shape", "position")
 
@@ -78,8 +78,8 @@ def test_inspect_callback_writes_logit_lens_evolution_tsne_and_cosines(zoo_folde
     method = ResidualTaskVectors(model=VLMOptions(str(zoo_folder("llava"))), layer=1, source="ensemble")
     data = ShapesDataModule(shots=1, shot_modality="mixed", support_size=12, train_size=0, val_size=0, test_size=6,
                             batch_size=4)
-    reference = save_task_vector(tmp_path / "llm.safetensors", {"vectors": torch.randn(3, 2, 64)},
-                                 {"tasks": list(TASKS)})
+    reference = ResidualVector(vectors=torch.randn(3, 2, 64), layer=None, tasks=list(TASKS), method="residual"
+                               ).save(tmp_path / "llm.safetensors")
     logger = TensorBoardLogger(tmp_path, name="inspect")
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=logger, enable_progress_bar=False,
                         enable_model_summary=False,

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 import lit_tv
 from lit_tv.cli import build_cli
 from lit_tv.loading import BUILTIN_MODELS
 from lit_tv.metrics import ExactMatch
-from lit_tv.task_vectors import TaskVectorMismatchError
+from lit_tv.task_vectors import TaskVectorMismatchError, model_fingerprint
+from lit_tv.vectors import ResidualVector
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "shapes"
 TOY = BUILTIN_MODELS["lit_tv/shapes-toy"]
@@ -77,23 +76,22 @@ def test_a_vector_in_a_plain_transformers_loop_matches_lit_tv_test(config, toy, 
     assert sum(gains) / len(gains) >= 0.2, gains  # the vectors really act: zero-shot is about 0.3
 
 
-def residual_file(path: Path, tasks: list[str], hidden: int, head_dim: int) -> Path:
+def residual_file(path: Path, model, tasks: list[str], hidden: int, head_dim: int) -> Path:
     layout = {"num_layers": 4, "num_heads": 8, "head_dim": head_dim, "hidden_size": hidden}
-    save_file({"vectors": torch.zeros(len(tasks), 4, hidden)}, str(path),
-              metadata={"method": "residual", "tasks": json.dumps(tasks), "layer": "1", "layout": json.dumps(layout)})
-    return path
+    return ResidualVector(vectors=torch.ones(len(tasks), 4, hidden), layer=1, tasks=tasks, method="residual",
+                          layout=layout, fingerprint=model_fingerprint(model)).save(path)
 
 
 def test_the_layout_task_and_padding_are_checked(toy, tmp_path):
     model, processor = toy
     with pytest.raises(TaskVectorMismatchError, match="hidden_size"):
-        with lit_tv.apply_task_vector(model, residual_file(tmp_path / "wrong.safetensors", ["colour"], 64, 8)):
+        with lit_tv.apply_task_vector(model, residual_file(tmp_path / "wrong.safetensors", model, ["colour"], 64, 8)):
             pass
-    good = residual_file(tmp_path / "good.safetensors", ["colour", "shape"], 128, 16)
+    good = residual_file(tmp_path / "good.safetensors", model, ["colour", "shape"], 128, 16)
     with pytest.raises(ValueError, match="pass task="):
         with lit_tv.apply_task_vector(model, good):
             pass
-    with pytest.raises(ValueError, match="no vector for task 'position'"):
+    with pytest.raises(TaskVectorMismatchError, match="no vector for task 'position'"):
         with lit_tv.apply_task_vector(model, good, task="position"):
             pass
     processor.tokenizer.padding_side = "right"

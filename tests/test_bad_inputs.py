@@ -13,11 +13,13 @@ import pytest
 import torch
 from conftest import colour_image
 from PIL import Image
-from transformers import T5Config, T5ForConditionalGeneration
+from transformers import AutoModelForImageTextToText, T5Config, T5ForConditionalGeneration
 
 from lit_tv.cli import main
+from lit_tv.loading import BUILTIN_MODELS
 from lit_tv.shapes.datamodule import ShapesDataModule
-from lit_tv.task_vectors import layout_from_config, save_task_vector
+from lit_tv.task_vectors import layout_from_config, model_fingerprint, write_vector_file
+from lit_tv.vectors import HeadVector
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "shapes"
 MTV, ICL = str(CONFIGS / "mtv.yaml"), str(CONFIGS / "icl.yaml")
@@ -31,9 +33,11 @@ def _mtv_vector(folder: Path, name: str, drop: str = "", method: str = "mtv", **
     layout = layout_from_config("lit_tv/shapes-toy")
     shape = (layout["num_layers"], layout["num_heads"])
     tensors = {"mean_activations": torch.ones(*shape, layout["head_dim"]), "theta": torch.zeros(shape),
-               "selected_heads": torch.ones(shape, dtype=torch.uint8), **replace}
+               "heads": HeadVector.indices(torch.ones(shape, dtype=torch.bool)), **replace}
     tensors.pop(drop, None)
-    return save_task_vector(folder / name, tensors, {"method": method, "model": "lit_tv/shapes-toy", "layout": layout})
+    fingerprint = model_fingerprint(AutoModelForImageTextToText.from_pretrained(BUILTIN_MODELS["lit_tv/shapes-toy"]))
+    return write_vector_file(folder / name, tensors, {"kind": "heads", "method": method, "model": "lit_tv/shapes-toy",
+                                                      "layout": layout, "fingerprint": fingerprint, "tasks": []})
 
 
 def _files(folder: Path) -> dict[str, Path]:

@@ -118,7 +118,7 @@ def test_a_killed_fit_resumed_with_ckpt_path_last_ends_as_the_uninterrupted_fit(
     torch.testing.assert_close(resumed_theta, theta, rtol=1e-6, atol=1e-7)
     assert (theta != -1).any(), "REINFORCE should have moved theta"
     assert torch.equal(resumed_heads, heads) and heads.any()
-    assert torch.equal(resumed_vector["selected_heads"], vector["selected_heads"])
+    assert torch.equal(resumed_vector["heads"], vector["heads"])
     torch.testing.assert_close(resumed_vector["mean_activations"], vector["mean_activations"])
 
 

@@ -53,7 +53,7 @@ def test_two_processes_match_one(zoo_folder, tmp_path):
     one_test, two_test = (_test_scalars(folder) for folder in folders)
     torch.testing.assert_close(two["mean_activations"], one["mean_activations"], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(two["theta"], one["theta"], atol=1e-5, rtol=1e-5)
-    assert torch.equal(two["selected_heads"], one["selected_heads"])
+    assert torch.equal(two["heads"], one["heads"])
     assert one_test["test/queries"] == two_test["test/queries"] == 7  # no query padded in or dropped
     assert one_test["test/accuracy"] == two_test["test/accuracy"]
 

@@ -121,7 +121,7 @@ def test_function_vectors_run_through_the_cli_and_log_accuracy_and_aie(zoo_folde
     aie_map = events.Images("fv/aie/colour")[-1]
     assert aie_map.width >= 200 and aie_map.height >= 150, (aie_map.width, aie_map.height)
     tensors, metadata = load_task_vector(tmp_path / "logs" / "shapes_function_vectors" / "function_vectors.safetensors")
-    assert tensors["function_vectors"].shape == (3, 64) and tensors["aie"].shape == (3, 2, 4)
+    assert tensors["vectors"].shape == (3, 64) and tensors["aie"].shape == (3, 2, 4)
     heads = tensors["heads"].bool()
     assert heads.sum((1, 2)).tolist() == [3, 3, 3] and (heads == heads[0]).all(), "shared heads: the same per task"
     assert torch.equal(heads[0], top_heads(tensors["aie"].mean(0), 3))
@@ -135,4 +135,4 @@ def test_function_vectors_run_through_the_cli_and_log_accuracy_and_aie(zoo_folde
     again.trainer.test(again.model, datamodule=again.datamodule)
     assert again.model.layer == 0
     for index, task in enumerate(("colour", "shape", "position")):
-        torch.testing.assert_close(again.model.vectors[task], tensors["function_vectors"][index])
+        torch.testing.assert_close(again.model.vectors[task], tensors["vectors"][index])

@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("the frozen model", ("lit_tv.prompts", "lit_tv.families", "lit_tv.loading", "lit_tv.vlm", "lit_tv.zoo")),
     ("reading and patching a model", ("lit_tv.interventions", "lit_tv.scoring", "lit_tv.averaging",
                                       "lit_tv.task_vectors", "lit_tv.analysis.*")),
-    ("saved vectors and checkpoints", ("lit_tv.apply", "lit_tv.checkpoints")),
+    ("saved vectors and checkpoints", ("lit_tv.vectors", "lit_tv.apply", "lit_tv.checkpoints")),
     ("benchmarks", ("lit_tv.data.*",)),
     ("methods", ("lit_tv.methods.*",)),
     ("callbacks", ("lit_tv.callbacks.*",)),  # may use a method (inspect_vectors reads residual vectors)

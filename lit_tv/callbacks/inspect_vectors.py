@@ -23,7 +23,7 @@ from lit_tv.episodes import Episode, Example
 from lit_tv.files import write_atomic
 from lit_tv.interventions import record_residual
 from lit_tv.methods.residual import BARE, ResidualTaskVectors, at_last_demonstration
-from lit_tv.task_vectors import load_task_vector
+from lit_tv.vectors import ResidualVector, load
 from lit_tv.vlm import FrozenVLM
 
 TOKEN_SETS = ("input", "task", "answer")
@@ -195,8 +195,5 @@ class InspectVectors(Callback):
     def reference_vectors(self) -> dict[str, torch.Tensor]:
         if self.reference is None:
             return {}
-        tensors, metadata = load_task_vector(self.reference)
-        if "vectors" not in tensors or "tasks" not in metadata:
-            raise ValueError(f"InspectVectors reference {self.reference}: expected a residual task-vector file "
-                             f"('vectors' tensor and 'tasks' metadata), found tensors {sorted(tensors)}")
-        return dict(zip(json.loads(metadata["tasks"]), tensors["vectors"], strict=True))
+        reference = load(self.reference, ResidualVector)
+        return dict(zip(reference.tasks, reference.vectors, strict=True))

@@ -20,6 +20,8 @@ from lit_tv.loading import SHAPES_TOY, ModelLoadError, VLMOptions, resolve_model
 from lit_tv.metrics import ExactMatch
 from lit_tv.options import require_at_least
 from lit_tv.prompts import PromptTemplate
+from lit_tv.task_vectors import layout_from_config
+from lit_tv.vectors import TaskVector, load
 from lit_tv.vlm import FrozenVLM
 
 _SEED = "seed_"
@@ -38,6 +40,8 @@ class FrozenVLMMethod(L.LightningModule):
     """
 
     scores_per_seed: ClassVar[bool] = True  # whether a run over several data seeds is meaningful
+    vector_kind: ClassVar[type[TaskVector] | None] = None  # the kind of task vector the method reads and exports
+    vector_method: ClassVar[str] = ""  # the method name its vectors carry
 
     def __init__(self, model: VLMOptions = SHAPES_TOY, max_new_tokens: int = 10) -> None:
         super().__init__()
@@ -48,6 +52,22 @@ class FrozenVLMMethod(L.LightningModule):
         self.max_new_tokens = max_new_tokens
         self._vlm: FrozenVLM | None = None
         self.strict_loading = False
+        self.task_vector_file: TaskVector | None = None
+
+    def read_task_vector(self, path: str | None, allow_other_task: bool, allow_other_model: bool) -> None:
+        """The `task_vector` option: read (checksums) and checked against the model's layout and this method
+        now, before any weights load; against the run's tasks at setup and the model's weights once loaded."""
+        self._allow_other = {"task": allow_other_task, "model": allow_other_model}
+        if path is not None:
+            self.task_vector_file = load(path, self.vector_kind)
+            options = self.model_options
+            self.task_vector_file.check(layout_from_config(options.name, options.trust_remote_code),
+                                        method=self.vector_method)
+
+    def _check_vector_tasks(self) -> None:
+        data = self.trainer.datamodule
+        self.task_vector_file.check_tasks(tuple(getattr(data, "tasks", ())), type(data).__name__,
+                                                 self._allow_other["task"])
 
     @property
     def vlm(self) -> FrozenVLM:
@@ -65,6 +85,8 @@ class FrozenVLMMethod(L.LightningModule):
                     "ddp), or drop model.device_map and use DDP with one model per GPU")
             vlm = FrozenVLM.from_options(self.model_options, str(self.device))
             object.__setattr__(self, "_vlm", vlm)  # bypass nn.Module registration on purpose (see class doc)
+            if self.task_vector_file is not None:
+                self.task_vector_file.check_model(vlm.model, self._allow_other["model"])
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["lit_tv"] = checkpoint_entry(self, self.model_name, self.vlm.layout.signature())
@@ -98,6 +120,8 @@ class FrozenVLMMethod(L.LightningModule):
         if len(seeds) > 1 and not self.scores_per_seed:
             raise ValueError(f"data.init_args.seeds={seeds}: {type(self).__name__} runs one data seed per fit (its "
                              "vectors would mix seeds); run once per seed")
+        if self.task_vector_file is not None and stage != "predict":  # predict answers the user's own queries
+            self._check_vector_tasks()
         self._output_lock = OutputLock(self.outputs(stage) if self.global_rank == 0 else [],
                                        "model.init_args.export, the ModelCheckpoint dirpath, or run it elsewhere")
         self._output_lock.acquire()

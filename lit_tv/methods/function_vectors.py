@@ -10,7 +10,6 @@ out-projection; (4) at inference it is added to one layer's output at the query'
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -30,13 +29,7 @@ from lit_tv.loading import SHAPES_TOY, VLMOptions
 from lit_tv.methods.base import FrozenVLMMethod
 from lit_tv.prompts import PromptTemplate
 from lit_tv.scoring import fork_last_token
-from lit_tv.task_vectors import (
-    check_task_vector,
-    layout_from_config,
-    load_vectors_by_task,
-    read_metadata,
-    save_task_vector,
-)
+from lit_tv.vectors import ResidualVector
 from lit_tv.vlm import FrozenVLM
 
 
@@ -118,9 +111,13 @@ class FunctionVectors(FrozenVLMMethod):
         export: where the FVs, heads, AIE and means are written (safetensors).
         task_vector: FVs exported by an earlier run to use instead of computing them (their layer too,
             unless `layer` is set).
+        allow_other_task / allow_other_model: use a one-task `task_vector` on other tasks, or a vector made
+            on a model with other weights of the same layout, on purpose (a warning instead of an error).
     """
 
     export_stages = ("validate", "test")
+    vector_kind = ResidualVector
+    vector_method = "function_vectors"
 
     def __init__(
         self,
@@ -135,6 +132,8 @@ class FunctionVectors(FrozenVLMMethod):
         seed: int = 0,
         task_vector: str | None = None,
         export: str | None = None,
+        allow_other_task: bool = False,
+        allow_other_model: bool = False,
     ) -> None:
         super().__init__(model, max_new_tokens)
         for name, value in (("top_k", top_k), ("aie_prompts", aie_prompts), ("rows_per_forward", rows_per_forward)):
@@ -143,8 +142,7 @@ class FunctionVectors(FrozenVLMMethod):
         if heads not in ("shared", "per_task"):
             raise ValueError(f"model.init_args.heads must be 'shared' or 'per_task', got {heads!r}")
         self.save_hyperparameters()
-        if task_vector is not None:  # refuse a file made for another model before its weights load
-            check_task_vector(task_vector, "function_vectors", layout_from_config(model.name, model.trust_remote_code))
+        self.read_task_vector(task_vector, allow_other_task, allow_other_model)
         self.layer = layer
         self.vectors: dict[str, torch.Tensor] = {}  # task -> FV [hidden]
 
@@ -157,8 +155,8 @@ class FunctionVectors(FrozenVLMMethod):
     def configure_model(self) -> None:
         super().configure_model()
         layers = self.vlm.layout.num_layers
-        if self.layer is None and self.hparams.task_vector is not None:
-            self.layer = json.loads(read_metadata(self.hparams.task_vector).get("layer", "null"))
+        if self.layer is None and isinstance(self.task_vector_file, ResidualVector):
+            self.layer = self.task_vector_file.layer
         if self.layer is None:
             self.layer = layers // 3
         if not 0 <= self.layer < layers:
@@ -210,15 +208,16 @@ class FunctionVectors(FrozenVLMMethod):
             self.logger.experiment.add_figure(f"fv/aie/{task or 'all'}", figure, self.global_step)
 
     def export(self, path: str) -> None:
+        """The FVs as a residual vector added at `layer`, with the heads, AIE and means they came from."""
         data = self.trainer.datamodule
-        save_task_vector(path, {"function_vectors": torch.stack([self.vectors[task] for task in self.tasks]),
-                                "heads": self.selected_heads.to(torch.uint8), "aie": self.aie,
-                                "mean_activations": self.means},
-                         {"method": "function_vectors", "model": self.model_name, "tasks": list(self.tasks),
-                          "layer": self.layer, "top_k": self.hparams.top_k, "heads": self.hparams.heads,
-                          "aie_prompts": self.hparams.aie_prompts, "layout": self.vlm.layout.signature(),
-                          "benchmark": type(data).__name__, "shots": getattr(data, "shots", None),
-                          "seed": self.hparams.seed})
+        vector = ResidualVector(
+            vectors=torch.stack([self.vectors[task] for task in self.tasks]).float().cpu(), layer=self.layer,
+            mode="add", provenance={"heads": self.selected_heads.to(torch.uint8), "aie": self.aie,
+                                    "mean_activations": self.means},
+            tasks=list(self.tasks), method=self.vector_method,
+            extra={"top_k": self.hparams.top_k, "heads": self.hparams.heads, "aie_prompts": self.hparams.aie_prompts,
+                   "benchmark": type(data).__name__, "shots": getattr(data, "shots", None), "seed": self.hparams.seed})
+        vector.with_model(self.vlm.model, self.model_name).save(path)
 
     # ---- using them ------------------------------------------------------------------------
 
@@ -231,12 +230,12 @@ class FunctionVectors(FrozenVLMMethod):
         super().on_test_start()
         if self.vectors:
             return
-        if self.hparams.task_vector is None:
+        vector = self.task_vector_file
+        if not isinstance(vector, ResidualVector):
             self.compute_vectors()
             return
         tasks = tuple(getattr(self.trainer.datamodule, "tasks", ())) or ("",)
-        vectors, _ = load_vectors_by_task(self.hparams.task_vector, "function_vectors", tasks)
-        self.vectors = {task: vector.to(self.device) for task, vector in vectors.items()}
+        self.vectors = {task: vector.for_task(task, self.hparams.allow_other_task).to(self.device) for task in tasks}
 
     def test_summary(self, task: str) -> dict[str, object]:
         """Heads summed into this task's FV (all tasks: their union; none when loaded from a file) and the layer."""

@@ -26,13 +26,8 @@ from lit_tv.loading import SHAPES_TOY, VLMOptions
 from lit_tv.methods.base import FrozenVLMMethod
 from lit_tv.options import require_at_least
 from lit_tv.scoring import fork_last_token
-from lit_tv.task_vectors import (
-    check_task_vector,
-    layout_from_config,
-    load_task_vector,
-    require_finite,
-    save_task_vector,
-)
+from lit_tv.task_vectors import require_finite
+from lit_tv.vectors import HeadVector
 
 
 def repeat_rows(inputs: BatchFeature, times: int) -> BatchFeature:
@@ -68,12 +63,16 @@ class MTV(FrozenVLMMethod):
             sample.
         test_heads: ``selected``, or ``random`` (control: as many heads, drawn at random).
         task_vector: a saved vector to test/predict with; ``transfer="heads"`` keeps its heads and
-            recomputes the means on this DataModule (e.g. Flowers -> CUB).
+            recomputes the means on this DataModule (e.g. Flowers -> CUB, with `allow_other_task`).
+        allow_other_task / allow_other_model: use `task_vector` on other tasks (or another benchmark), or
+            on a model with other weights of the same layout, on purpose (a warning instead of an error).
         export: where fit writes the task vector (safetensors).
     """
 
     export_stages = ("fit",)
     scores_per_seed = False
+    vector_kind = HeadVector
+    vector_method = "mtv"
 
     def __init__(
         self,
@@ -93,14 +92,15 @@ class MTV(FrozenVLMMethod):
         transfer: Literal["all", "heads"] = "all",
         export: str | None = None,
         heatmap_every_n_steps: int = 20,
+        allow_other_task: bool = False,
+        allow_other_model: bool = False,
     ) -> None:
         super().__init__(model, max_new_tokens)
         self.save_hyperparameters()
         require_at_least("model.init_args.samples", samples, 2, "the losses are z-normalised across the samples")
         require_at_least("model.init_args.selection_samples", selection_samples, 1)
         require_at_least("model.init_args.selection_queries", selection_queries, 1)
-        if task_vector is not None:  # refuse a vector of another model before its weights load
-            check_task_vector(task_vector, "mtv", layout_from_config(model.name, model.trust_remote_code))
+        self.read_task_vector(task_vector, allow_other_task, allow_other_model)
         self.theta: nn.Parameter | None = None
         # Head masks come from a generator of their own (seeded like the run), saved in every checkpoint:
         # a resumed fit draws the masks the uninterrupted fit would have drawn.
@@ -130,13 +130,13 @@ class MTV(FrozenVLMMethod):
         self.register_buffer("selected_heads", torch.zeros(shape, dtype=torch.bool, device=self.device))
         # set once the final heads are chosen: a checkpoint from the middle of REINFORCE has none yet
         self.register_buffer("heads_chosen", torch.zeros((), dtype=torch.bool, device=self.device))
-        if self.hparams.task_vector is not None:
-            tensors, _ = load_task_vector(self.hparams.task_vector)
-            self.theta.data.copy_(tensors["theta"])
-            self.selected_heads.copy_(tensors["selected_heads"].bool())
+        vector = self.task_vector_file
+        if isinstance(vector, HeadVector):
+            self.theta.data.copy_(vector.theta)
+            self.selected_heads.copy_(vector.mask())
             self.heads_chosen.fill_(True)
             if self.hparams.transfer == "all":
-                self.mean_activations.copy_(tensors["mean_activations"])
+                self.mean_activations.copy_(vector.means)
 
     def data_roles(self, stage: str) -> set[Role]:
         """Fit: support episodes (the means) and REINFORCE queries; test: test queries, and the support
@@ -278,13 +278,13 @@ class MTV(FrozenVLMMethod):
     def export(self, path: str) -> None:
         """Means, theta, heads and what produced them, as one safetensors file."""
         data = self.trainer.datamodule
-        metadata = {"method": "mtv", "model": self.model_name, "layout": self.vlm.layout.signature(),
-                    "benchmark": type(data).__name__, "shots": getattr(data, "shots", None),
-                    "iterations": len(data.support_episodes()), "seed": getattr(data, "seed", None),
-                    "tasks": list(getattr(data, "tasks", ())),
-                    "samples": self.hparams.samples, "steps": self.global_step}
-        save_task_vector(path, {"mean_activations": self.mean_activations.float(), "theta": self.theta.detach(),
-                                "selected_heads": self.selected_heads.to(torch.uint8)}, metadata)
+        provenance = {"benchmark": type(data).__name__, "shots": getattr(data, "shots", None),
+                      "iterations": len(data.support_episodes()), "seed": getattr(data, "seed", None),
+                      "samples": self.hparams.samples, "steps": self.global_step}
+        vector = HeadVector(means=self.mean_activations.float().cpu(), theta=self.theta.detach().float().cpu(),
+                            heads=HeadVector.indices(self.selected_heads), tasks=list(getattr(data, "tasks", ())),
+                            method=self.vector_method, extra=provenance)
+        vector.with_model(self.vlm.model, self.model_name).save(path)
 
     def on_test_start(self) -> None:
         super().on_test_start()

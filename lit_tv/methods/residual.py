@@ -24,7 +24,7 @@ from lit_tv.interventions import patch_residual, record_residual
 from lit_tv.loading import SHAPES_TOY, VLMOptions
 from lit_tv.methods.base import FrozenVLMMethod
 from lit_tv.prompts import PromptTemplate
-from lit_tv.task_vectors import check_task_vector, layout_from_config, load_vectors_by_task, save_task_vector
+from lit_tv.vectors import ResidualVector
 from lit_tv.vlm import FrozenVLM
 
 BARE = PromptTemplate(query="{text}", answer="")
@@ -52,9 +52,13 @@ class ResidualTaskVectors(FrozenVLMMethod):
         extractor: another model (e.g. the VLM's base LLM, `VLMOptions`) to extract the vectors in.
         task_vector: vectors exported by an earlier run (safetensors) instead of extracting; their layer
             is used unless `layer` is set.
+        allow_other_task / allow_other_model: use a one-task `task_vector` on other tasks, or a vector made
+            on a model with other weights of the same layout, on purpose (a warning instead of an error).
     """
 
     export_stages = ("validate", "test")
+    vector_kind = ResidualVector
+    vector_method = "residual"
 
     def __init__(
         self,
@@ -71,13 +75,14 @@ class ResidualTaskVectors(FrozenVLMMethod):
         extraction_batch_size: int = 16,
         task_vector: str | None = None,
         export: str | None = None,
+        allow_other_task: bool = False,
+        allow_other_model: bool = False,
     ) -> None:
         super().__init__(model, max_new_tokens)
         self.save_hyperparameters()
         # jsonargparse hands an optional dataclass over as a plain dict
         self.extractor = VLMOptions(**extractor) if isinstance(extractor, dict) else extractor
-        if task_vector is not None:  # refuse a file made for another model before its weights load
-            check_task_vector(task_vector, "residual", layout_from_config(model.name, model.trust_remote_code))
+        self.read_task_vector(task_vector, allow_other_task, allow_other_model)
         self.layer = layer
         self.vectors: dict[Group, torch.Tensor] = {}  # (data seed, task) -> [layers, hidden]
 
@@ -143,17 +148,18 @@ class ResidualTaskVectors(FrozenVLMMethod):
     def _ensure_vectors(self) -> None:
         if self.vectors:
             return
-        if self.hparams.task_vector is None:
+        vector = self.task_vector_file
+        if not isinstance(vector, ResidualVector):
             self.vectors = self.extract()
             return
         seeds = self.data_seeds
         if len(seeds) > 1:
             raise ValueError(f"model.init_args.task_vector holds the vectors of one data seed; data.init_args.seeds "
                              f"is {seeds}: run once per seed, each with its own file")
-        vectors, layer = load_vectors_by_task(self.hparams.task_vector, "vectors", self.trainer.datamodule.tasks)
-        self.vectors = {(seeds[0], task): vector.to(self.device) for task, vector in vectors.items()}
+        self.vectors = {(seeds[0], task): vector.for_task(task, self.hparams.allow_other_task).to(self.device)
+                        for task in self.trainer.datamodule.tasks}
         if self.layer is None:
-            self.layer = layer
+            self.layer = vector.layer
 
     # ---- patching and the layer grid search ------------------------------------------------------
 
@@ -251,10 +257,9 @@ class ResidualTaskVectors(FrozenVLMMethod):
         for seed in seeds:
             by_task = self.vectors_of_seed(seed)
             target = Path(path) if len(seeds) == 1 else Path(path).with_suffix(f".seed{seed}{Path(path).suffix}")
-            save_task_vector(str(target), {"vectors": torch.stack(list(by_task.values()))},
-                             {"method": "residual", "model": self.model_name,
-                              "extractor": self.extractor.name if self.extractor else "", "tasks": list(by_task),
-                              "layer": self.layer, "source": self.hparams.source,
-                              "position": self.hparams.position, "mode": self.hparams.mode,
-                              "scale": self.hparams.scale, "layout": self.vlm.layout.signature(),
-                              "benchmark": type(data).__name__, "seed": seed})
+            vector = ResidualVector(
+                vectors=torch.stack(list(by_task.values())).float().cpu(), layer=self.layer, mode=self.hparams.mode,
+                scale=self.hparams.scale, tasks=list(by_task), method=self.vector_method,
+                extra={"extractor": self.extractor.name if self.extractor else "", "source": self.hparams.source,
+                       "position": self.hparams.position, "benchmark": type(data).__name__, "seed": seed})
+            vector.with_model(self.vlm.model, self.model_name).save(target)
