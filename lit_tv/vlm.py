@@ -34,7 +34,7 @@ from lit_tv.compat import fix_fuyu_patchify, load_processor_without_video
 from lit_tv.episodes import Episode, ImageLike
 from lit_tv.fuyu import IMAGE_PLACEHOLDER, build_fuyu_inputs
 from lit_tv.layout import Layout, discover_layout
-from lit_tv.prompts import PromptTemplate
+from lit_tv.prompts import PromptTemplate, word_start_token_id
 
 # Processors whose image token must sit between vision start/end markers in plain-text prompts.
 WRAPPED_IMAGE_TOKENS = {
@@ -431,7 +431,11 @@ class FrozenVLM(nn.Module):
                     "(max_position_embeddings): use fewer shots (data.init_args.shots) or smaller images")
 
     def answer_token_ids(self, episodes: Sequence[Episode], template: PromptTemplate) -> torch.Tensor:
-        """First token of each query's target answer as it continues the prompt → `[batch]`."""
+        """First token of each query's target answer → `[batch]`: as it continues the prompt, or with
+        ``template.target: word_start`` as a word of its own (`word_start_token_id`)."""
+        if template.target == "word_start":
+            ids = [word_start_token_id(self.tokenizer, episode.query.answer) for episode in episodes]
+            return torch.tensor(ids, device=self.device)
         ids = []
         for episode in episodes:
             prompt = self.render(episode, template)
