@@ -50,8 +50,9 @@ _REINFORCE = {
     f"{M}selection_samples": 10, f"{M}selection_queries": 50, f"{M}policy": "every_token",
     f"{D}support_size": 100, f"{D}train_size": 100, f"{D}batch_size": 1,
 }
-_VQA = {f"{M}max_new_tokens": 10, f"{D}test_size": None, f"{D}normalize_references": False}
-_TWO_WAY = {f"{D}shots": 1, f"{D}test_shots": 1}
+_VQA = {f"{M}max_new_tokens": 10, f"{D}test_size": None, f"{D}normalize_references": False,
+        f"{D}target_token": "word_start"}
+_TWO_WAY = {f"{D}shots": 1, f"{D}test_shots": 1, f"{M}max_new_tokens": 20, f"{D}option_match": "exact"}
 _NEWLINE = ("each shot's answer ends with a newline; the reference runs the shots together (a model continuing "
             "the pattern then writes the next question after a newline, not glued to its answer)",)
 _FIXED_EPISODES = ("test episodes are drawn (seeded) from the official test images of the held-out classes, not "
@@ -81,6 +82,7 @@ RULES: tuple[Rule, ...] = (
                                    f"{D}shots": 1, f"{M}selection": "best_of_samples"}, _NEWLINE)
       for benchmark in ("vizwiz", "okvqa")),
     *(Rule(benchmark, "fv", "*", {**_VQA, f"{M}layer": 20, f"{M}top_k": 10, f"{M}aie_prompts": 25,
+                                  f"{M}policy": "every_token",
                                   f"{D}shots": 10, f"{D}support_size": 100},
            ("the FV paper's 10-shot prompts for the means; the MTV supplement states the layer (20), not the "
             "shot count",))

@@ -604,8 +604,9 @@ class FrozenVLM(nn.Module):
 
     @torch.inference_mode()
     def generate(self, inputs: BatchFeature, max_new_tokens: int = 10) -> list[str]:
-        """Greedy answers, decoded without the prompt and special tokens."""
-        output = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+        """Greedy answers, decoded without the prompt and special tokens; at least one token each
+        (``min_new_tokens=1``, as the MTV reference generates: an end-of-sequence first is never taken)."""
+        output = self.model.generate(**inputs, max_new_tokens=max_new_tokens, min_new_tokens=1, do_sample=False,
                                      pad_token_id=self.tokenizer.pad_token_id)
         new_tokens = output[:, inputs["input_ids"].shape[1]:]
         return [text.strip() for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
