@@ -66,8 +66,8 @@ _CROSS_MODAL_SIZES = {f"{D}shots": 5, f"{D}seeds": [0, 1, 2], f"{D}support_size"
 _CROSS_MODAL_DATA = {**_CROSS_MODAL_SIZES, f"{M}model.image_width": 224, f"{M}model.quantization": "nf4"}
 
 _NO_REVISION = ("weights not pinned to the reference's hub revision: `VLMOptions` has no `revision` option yet "
-                "(TODO: add one and pin LLaVA-1.5 and Idefics2 as the cross-modal reference does); a hub update would change "
-                "every number of this model",)
+                "(TODO: add one and pin LLaVA-1.5 and Idefics2 as the cross-modal reference does); a hub update "
+                "would change every number of this model",)
 
 RULES: tuple[Rule, ...] = (
     # ---- MTV paper ----

@@ -5,7 +5,8 @@ Per task: (1) mean out-projection inputs per head at the last position over clea
 of the correct first answer token when that head alone takes its mean activation at the last
 position; (3) the FV is the sum of the top-k heads' mean activations passed through their layer's
 out-projection; (4) at inference it is added to one layer's output at the query's last position, and with
-``policy: every_token`` (the FV reference's generation, the paper configs) at every generated token too. No parameter is trained: `lit-tv test` computes all of it at test start.
+``policy: every_token`` (the FV reference's generation, the paper configs) at every generated token too.
+No parameter is trained: `lit-tv test` computes all of it at test start.
 """
 
 from __future__ import annotations
