@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torchmetrics import Metric
@@ -130,17 +131,24 @@ def option_letter(prediction: str) -> str:
 class ExactMatch(AnswerMetric):
     """Fraction of predictions equal to any reference answer after normalisation.
 
-    With ``options`` (e.g. ``"AB"``) the references are option letters and a prediction counts by the
-    letter it starts with; plain normalisation would drop 'A' as an article and let an empty answer match it.
+    With ``options`` (e.g. ``"AB"``) the references are option letters (plain normalisation would drop 'A'
+    as an article and let an empty answer match it). ``option_match: exact`` is the MTV reference's rule:
+    the text before the first '.' and newline, stripped, must be the letter (any case); ``leading_letter``
+    counts a prediction by the letter it starts with ('(B) rose' -> B).
     """
 
-    def __init__(self, options: str = "", **kwargs) -> None:
+    def __init__(self, options: str = "", option_match: Literal["exact", "leading_letter"] = "exact",
+                 **kwargs) -> None:
         super().__init__(**kwargs)
+        if option_match not in ("exact", "leading_letter"):
+            raise ValueError(f"option_match must be 'exact' or 'leading_letter', got {option_match!r}")
         self.options = options.upper()
+        self.option_match = option_match
 
     def score(self, prediction: str, references: Sequence[str]) -> float:
         if self.options:
-            letter = option_letter(prediction)
+            letter = (option_letter(prediction) if self.option_match == "leading_letter"
+                      else cut_answer(prediction).strip().upper())
             return float(letter in self.options and letter in {reference.strip().upper() for reference in references})
         return float(normalize_answer(prediction) in {normalize_answer(reference) for reference in references})
 

@@ -16,12 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from lit_tv.files import write_atomic
+from lit_tv.paper_results import CROSS_MODAL_PAPER, MTV_PAPER, TARGETS
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 DOC = Path(__file__).resolve().parent.parent / "docs" / "reproducing.md"
-
-MTV_PAPER = "MTV (Huang et al., NeurIPS 2024)"
-CROSS_MODAL_PAPER = "Cross-modal task vectors (Luo, Darrell & Bar, ICML 2025)"
 
 M = "model.init_args."
 D = "data.init_args."
@@ -50,18 +48,26 @@ _REINFORCE = {
     f"{M}selection_samples": 10, f"{M}selection_queries": 50, f"{M}policy": "every_token",
     f"{D}support_size": 100, f"{D}train_size": 100, f"{D}batch_size": 1,
 }
-_VQA = {f"{M}max_new_tokens": 10, f"{D}test_size": None, f"{D}normalize_references": False}
-_TWO_WAY = {f"{D}shots": 1, f"{D}test_shots": 1}
+_VQA = {f"{M}max_new_tokens": 10, f"{D}test_size": None, f"{D}normalize_references": False,
+        f"{D}target_token": "word_start"}
+_TWO_WAY = {f"{D}shots": 1, f"{D}test_shots": 1, f"{M}max_new_tokens": 20, f"{D}option_match": "exact"}
 _NEWLINE = ("each shot's answer ends with a newline; the reference runs the shots together (a model continuing "
-            "the pattern then writes the next question after a newline, not glued to its answer)",)
+            "the pattern then writes the next question after a newline, not glued to its answer); undo with "
+            "`--data.init_args.answer_format ' {answer}'` (OK-VQA: `'{answer}'`)",)
 _FIXED_EPISODES = ("test episodes are drawn (seeded) from the official test images of the held-out classes, not "
                    "the reference's fixed episode list, whose file and class split are not published with the "
-                   "dataset; the class split is a seeded half of the classes",)
+                   "dataset; the class split is a seeded half of the classes (`data.init_args.test_class_fraction`)",)
+# the layer the released cross-modal code fixes per model (the paper instead searches a grid on val)
+RELEASED_LAYERS = {"llava-1.5-7b": 15, "idefics2-8b": 16, "mantis-fuyu": 23}
 # Cross-modal (paper + g-luo/task_vectors_are_cross_modal): every val record is one prompt of the vectors and
 # one query of the layer search; results are means over 3 seeds.
 _CROSS_MODAL_SIZES = {f"{D}shots": 5, f"{D}seeds": [0, 1, 2], f"{D}support_size": None, f"{D}val_size": None,
                       f"{D}train_size": 0, f"{D}overlap": True, f"{D}ignore_case": False, f"{M}max_new_tokens": 1}
 _CROSS_MODAL_DATA = {**_CROSS_MODAL_SIZES, f"{M}model.image_width": 224, f"{M}model.quantization": "nf4"}
+
+_NO_REVISION = ("weights not pinned to the reference's hub revision: `VLMOptions` has no `revision` option yet "
+                "(TODO: add one and pin LLaVA-1.5 and Idefics2 as the cross-modal reference does); a hub update "
+                "would change every number of this model",)
 
 RULES: tuple[Rule, ...] = (
     # ---- MTV paper ----
@@ -81,6 +87,7 @@ RULES: tuple[Rule, ...] = (
                                    f"{D}shots": 1, f"{M}selection": "best_of_samples"}, _NEWLINE)
       for benchmark in ("vizwiz", "okvqa")),
     *(Rule(benchmark, "fv", "*", {**_VQA, f"{M}layer": 20, f"{M}top_k": 10, f"{M}aie_prompts": 25,
+                                  f"{M}policy": "every_token",
                                   f"{D}shots": 10, f"{D}support_size": 100},
            ("the FV paper's 10-shot prompts for the means; the MTV supplement states the layer (20), not the "
             "shot count",))
@@ -98,22 +105,31 @@ RULES: tuple[Rule, ...] = (
                                             f"{D}query_modality": "image", f"{M}source": "exemplars",
                                             f"{M}position": "last_shot", f"{M}mode": "replace",
                                             f"{M}layer": None, f"{M}extractor.quantization": "nf4"}),
+    *(Rule("cross_modal", "xpatch_released", model, {
+        **_CROSS_MODAL_DATA, f"{D}shot_modality": "text", f"{D}query_modality": "image", f"{M}source": "exemplars",
+        f"{M}position": "last_shot", f"{M}mode": "replace", f"{M}layer": layer})
+      for model, layer in RELEASED_LAYERS.items()),
+    Rule("cross_modal", "ensemble", "idefics2-8b", {
+        **_CROSS_MODAL_DATA, f"{D}shot_modality": "text", f"{D}query_modality": "image", f"{M}source": "ensemble",
+        f"{M}ensemble_weight": 0.5, f"{M}position": "last_shot", f"{M}mode": "replace", f"{M}layer": 16,
+        f"{D}ignore_case": True, f"{D}support_size": 180}),
     Rule("cross_modal", "icl", "*", {**_CROSS_MODAL_DATA, f"{D}test_shots": 5, f"{D}shot_modality": "text",
-                                     f"{D}query_modality": "image"}),
-    Rule("cross_modal", "majority", "*", {**_CROSS_MODAL_SIZES, f"{D}query_modality": "image"}),
+                                     f"{D}query_modality": "image", f"{D}test_shots_from": "test"}),
+    Rule("cross_modal", "majority", "*", {**_CROSS_MODAL_SIZES, f"{D}query_modality": "image", f"{D}test_shots": 5,
+                                          f"{D}test_shots_from": "test", f"{M}source": "demonstrations"}),
     Rule("cross_modal", "mtv", "*", {**_REINFORCE, f"{D}shots": 5, f"{M}max_new_tokens": 1,
                                      f"{M}selection": "best_of_samples"},
          ("not a result of either paper: MTV's settings on the cross-modal tasks, one task per fit",)),
     # ---- models ----
     Rule("*", "*", "idefics2-8b", {f"{M}model.name": "HuggingFaceM4/idefics2-8b",
-                                   f"{M}model.processor_kwargs.do_image_splitting": False}),
+                                   f"{M}model.processor_kwargs.do_image_splitting": False}, _NO_REVISION),
     # the MTV reference keeps only heads with sigmoid(theta) >= 0.8 in Idefics2's final sampling
     *(Rule(benchmark, "mtv", "idefics2-8b", {f"{M}selection": "pruned_best_of_samples", f"{M}threshold": 0.8})
       for benchmark in (*MTV_BENCHMARKS, "cross_modal")),
     *(Rule(benchmark, "*", "llava-1.5-7b", {f"{M}model.name": "Efficient-Large-Model/Llama-3-VILA1.5-8B"})
       for benchmark in MTV_BENCHMARKS),
     *(Rule(benchmark, "*", "qwen2-vl-7b", {f"{M}model.name": "Qwen/Qwen-VL"}) for benchmark in MTV_BENCHMARKS),
-    Rule("cross_modal", "*", "llava-1.5-7b", {f"{M}model.name": "llava-hf/llava-1.5-7b-hf"}),
+    Rule("cross_modal", "*", "llava-1.5-7b", {f"{M}model.name": "llava-hf/llava-1.5-7b-hf"}, _NO_REVISION),
     Rule("cross_modal", "*", "qwen2-vl-7b", {f"{M}model.name": "Qwen/Qwen2-VL-7B"},
          ("not a model of the cross-modal paper: an extra architecture (M-RoPE)",)),
     Rule("cross_modal", "*", "mantis-fuyu", {f"{M}model.name": "TIGER-Lab/Mantis-8B-Fuyu",
@@ -123,9 +139,11 @@ RULES: tuple[Rule, ...] = (
 )
 
 _QWEN = ("Qwen2-VL-7B instead of Qwen-VL-7B: Qwen-VL's remote code does not load in transformers 5; "
-         "Qwen2-VL is its successor")
+         "Qwen2-VL is its successor. Another model: its accuracies are not comparable with the paper's Qwen-VL "
+         "column, only the ordering of 0-shot, ICL and the method is")
 _VILA = ("LLaVA-1.5-7B instead of VILA-1.5-8B: VILA has no transformers 5 class; LLaVA-1.5 (which VILA builds "
-         "on, and a model of the cross-modal paper) stands in")
+         "on, and a model of the cross-modal paper) stands in. Another model: its accuracies are not comparable "
+         "with the paper's VILA column, only the ordering of 0-shot, ICL and MTV is")
 
 DEVIATIONS: dict[str, dict[str, str]] = {
     **{f"{benchmark}/{method}_qwen2-vl-7b.yaml": {f"{M}model.name": _QWEN}
@@ -139,7 +157,8 @@ DEVIATIONS: dict[str, dict[str, str]] = {
 
 def _test_size_deviation(config: str) -> None:
     DEVIATIONS.setdefault(config, {})[f"{D}test_size"] = (
-        "null: one episode per official test image of the held-out classes (see the note on test episodes)")
+        "null: one episode per official test image of the held-out classes (see the note on test episodes); "
+        "`--data.init_args.test_size 5076` (CUB: 5023) draws the reference's count")
 
 
 for _benchmark in ("flowers", "cub"):
@@ -150,71 +169,7 @@ _test_size_deviation("cub/transfer_idefics2-8b.yaml")
 for _model in ("llava-1.5-7b", "idefics2-8b", "qwen2-vl-7b"):
     DEVIATIONS.setdefault(f"cross_modal/mtv_{_model}.yaml", {})[f"{D}train_size"] = (
         "20: the released cross-modal val files hold 30 records per task, so 100 REINFORCE queries of one task "
-        "do not exist; 10 records stay for the demonstrations")
-
-
-@dataclass(frozen=True)
-class Target:
-    """One table or figure row of a paper that lit_tv reproduces, and the configs that run it."""
-
-    paper: str
-    result: str
-    configs: tuple[str, ...]
-    how: str = ""
-    reported: str = ""
-
-
-def _per_model(pattern: str, models: tuple[str, ...] = ("qwen2-vl-7b", "idefics2-8b", "llava-1.5-7b")
-               ) -> tuple[str, ...]:
-    return tuple(pattern.format(model=model) for model in models)
-
-
-_CM_MODELS = ("llava-1.5-7b", "idefics2-8b", "mantis-fuyu")
-_XPATCH = tuple(f"cross_modal/xpatch_{model}.yaml" for model in _CM_MODELS)
-
-TARGETS: tuple[Target, ...] = (
-    Target(MTV_PAPER, "Table 2a, VizWiz: 0-shot / 4-shot ICL / MTV (Qwen-VL, Idefics2, VILA)",
-           _per_model("vizwiz/icl_{model}.yaml") + _per_model("vizwiz/mtv_{model}.yaml"),
-           "0-shot: the ICL config with `--data.init_args.test_shots 0`",
-           "35.2/42.0/45.6, 31.3/40.8/52.5, 28.0/39.3/55.2"),
-    Target(MTV_PAPER, "Table 2a, OK-VQA: 0-shot / 4-shot ICL / MTV (Qwen-VL, Idefics2, VILA)",
-           _per_model("okvqa/icl_{model}.yaml") + _per_model("okvqa/mtv_{model}.yaml"),
-           "0-shot: the ICL config with `--data.init_args.test_shots 0`",
-           "58.6/62.0/62.0, 52.4/51.5/53.0, 32.8/35.6/40.6"),
-    Target(MTV_PAPER, "Flowers / CUB: 1-shot ICL -> MTV + 1-shot (Idefics2; other models as extras)",
-           _per_model("flowers/icl_{model}.yaml") + _per_model("flowers/mtv_{model}.yaml")
-           + _per_model("cub/icl_{model}.yaml") + _per_model("cub/mtv_{model}.yaml"),
-           reported="Idefics2: 82.8 -> 83.8 / 88.7 -> 89.8"),
-    Target(MTV_PAPER, "MTV + ICL (MTV heads with 4 shots in the prompt)", ("vizwiz/mtv_idefics2-8b.yaml",),
-           "`lit-tv test` of the MTV config with `--data.init_args.test_shots 4`"),
-    Target(MTV_PAPER, "Flowers -> CUB: heads chosen on Flowers, means recomputed on CUB",
-           ("flowers/mtv_idefics2-8b.yaml", "cub/transfer_idefics2-8b.yaml")),
-    Target(MTV_PAPER, "Baselines on Qwen-VL: Visual Task Vectors, Function Vectors (VizWiz / OK-VQA)",
-           ("vizwiz/vtv_qwen2-vl-7b.yaml", "okvqa/vtv_qwen2-vl-7b.yaml", "vizwiz/fv_qwen2-vl-7b.yaml",
-            "okvqa/fv_qwen2-vl-7b.yaml"), reported="VTV 37.0 / 58.9; FV 36.4 / 59.0"),
-    Target(MTV_PAPER, "Accuracy vs shots per iteration and vs iterations",
-           ("vizwiz/mtv_idefics2-8b.yaml",),
-           "sweep `--data.init_args.shots` and `--data.init_args.support_size` of the MTV config"),
-    Target(CROSS_MODAL_PAPER, "Text ICL: xBase (text shots + image query) / xPatch (text vector -> image query)",
-           tuple(f"cross_modal/icl_{model}.yaml" for model in _CM_MODELS)
-           + _XPATCH),
-    Target(CROSS_MODAL_PAPER, "Image ICL: Base / Patch", _XPATCH,
-           "`--data.init_args.shot_modality image` on the ICL and xPatch configs"),
-    Target(CROSS_MODAL_PAPER, "Image -> text transfer", _XPATCH,
-           "`--data.init_args.shot_modality image --data.init_args.query_modality text`"),
-    Target(CROSS_MODAL_PAPER, "Instruction vectors / ensemble of instruction and exemplars",
-           _XPATCH,
-           "`--model.init_args.source instruction` / `ensemble` (the reference's instructions)"),
-    Target(CROSS_MODAL_PAPER, "LLM -> VLM: vectors from the base LLM patched into the VLM",
-           tuple(f"cross_modal/llm_to_vlm_{model}.yaml" for model in _CM_MODELS)),
-    Target(CROSS_MODAL_PAPER, "Random baseline: each task's most frequent answer",
-           ("cross_modal/majority_label.yaml",)),
-    Target(CROSS_MODAL_PAPER, "Idefics2 chat-template ablation", ("cross_modal/xpatch_idefics2-8b.yaml",),
-           "`--data.init_args.chat true` (each example a user / assistant turn of Idefics2's chat template)"),
-    Target(CROSS_MODAL_PAPER, "Extras, not results of either paper: Qwen2-VL on the cross-modal tasks, MTV there",
-           ("cross_modal/icl_qwen2-vl-7b.yaml",)
-           + tuple(f"cross_modal/mtv_{model}.yaml" for model in ("llava-1.5-7b", "idefics2-8b", "qwen2-vl-7b"))),
-)
+        "do not exist; 10 records stay for the demonstrations. Not a paper result, so nothing to compare")
 
 
 # ---- reading configs against the table ------------------------------------------------------------

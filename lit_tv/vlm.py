@@ -17,7 +17,7 @@ from lit_tv.episodes import Episode, ImageLike
 from lit_tv.families import family_of, forget_position_offsets, position_offset_modules
 from lit_tv.layout import Layout, discover_layout
 from lit_tv.loading import VLMOptions, dispatched_device, load_pretrained
-from lit_tv.prompts import PromptTemplate
+from lit_tv.prompts import PromptTemplate, word_start_token_id
 
 
 def load_image(image: ImageLike, width: int | None = None) -> Image.Image:
@@ -181,7 +181,11 @@ class FrozenVLM(nn.Module):
                     "(max_position_embeddings): use fewer shots (data.init_args.shots) or smaller images")
 
     def answer_token_ids(self, episodes: Sequence[Episode], template: PromptTemplate) -> torch.Tensor:
-        """First token of each query's target answer as it continues the prompt → `[batch]`."""
+        """First token of each query's target answer → `[batch]`: as it continues the prompt, or with
+        ``template.target: word_start`` as a word of its own (`word_start_token_id`)."""
+        if template.target == "word_start":
+            ids = [word_start_token_id(self.tokenizer, episode.query.answer) for episode in episodes]
+            return torch.tensor(ids, device=self.device)
         ids = []
         for episode in episodes:
             prompt = self.render(episode, template)
@@ -211,8 +215,9 @@ class FrozenVLM(nn.Module):
 
     @torch.inference_mode()
     def generate(self, inputs: BatchFeature, max_new_tokens: int = 10) -> list[str]:
-        """Greedy answers, decoded without the prompt and special tokens."""
-        output = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+        """Greedy answers, decoded without the prompt and special tokens; at least one token each
+        (``min_new_tokens=1``, as the MTV reference generates: an end-of-sequence first is never taken)."""
+        output = self.model.generate(**inputs, max_new_tokens=max_new_tokens, min_new_tokens=1, do_sample=False,
                                      pad_token_id=self.tokenizer.pad_token_id)
         new_tokens = output[:, inputs["input_ids"].shape[1]:]
         return [text.strip() for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]

@@ -1,4 +1,5 @@
-"""The exact prompt text each benchmark renders for a 2-shot episode, against the MTV reference's format.
+"""The exact prompt text each benchmark renders for a 2-shot episode, against the MTV reference's format, and
+the answer token REINFORCE scores, per tokenizer family of the zoo, against the reference's target.
 
 The one remaining difference, the newline that ends each shot's answer (the reference runs VQA shots
 together), is listed in lit_tv/reproduction.py.
@@ -6,6 +7,7 @@ together), is listed in lit_tv/reproduction.py.
 
 from __future__ import annotations
 
+import pytest
 from benchmark_fixtures import write_cross_modal, write_cub, write_flowers, write_okvqa, write_vizwiz
 
 from lit_tv.data.cross_modal import CrossModalTasks
@@ -55,3 +57,29 @@ def test_cross_modal_prompt_is_the_references(tmp_path):
     shots = (Example("France", (), ("Paris",)), Example("Japan", (), ("Tokyo",)))
     text = template.render(Episode(query=Example("", ("image.jpg",)), shots=shots), "<image>")
     assert text == "Q:France\nA:Paris\n\nQ:Japan\nA:Tokyo\n\nQ:<image>\nA:"
+
+
+# The reference's REINFORCE target: " " + answer's first token for byte-level BPE (Qwen), the bare answer's
+# word-start piece for SentencePiece (Idefics2). Hand-read from the zoo's two tokenizer families.
+TARGET_TOKENS = {
+    "llava": {"red": "Ġre", "yes": "Ġy", "blue": "Ġblu"},  # byte-level BPE, as Qwen's
+    "fuyu": {"red": "▁red", "yes": "▁yes", "blue": "▁blue"},  # SentencePiece-style, as Idefics2's
+}
+
+
+@pytest.mark.parametrize("family", sorted(TARGET_TOKENS))
+def test_okvqa_scores_the_reference_s_target_token(tmp_path, zoo_vlm, family):
+    vlm = zoo_vlm(family)
+    template = OKVQA(str(write_okvqa(tmp_path)), **SIZES).template
+    for answer, token in TARGET_TOKENS[family].items():
+        query = Episode(query=Example("What colour?", ("image.jpg",), (answer,)))
+        scored = vlm.answer_token_ids([query], template).tolist()
+        assert vlm.tokenizer.convert_ids_to_tokens(scored) == [token]
+
+
+def test_the_continuation_target_stays_an_option(tmp_path, zoo_vlm):
+    """OK-VQA's ``Answer:{a}`` glues the answer to the colon: its continuation token is not the word start."""
+    vlm = zoo_vlm("llava")
+    template = OKVQA(str(write_okvqa(tmp_path)), target_token="continuation", **SIZES).template
+    query = Episode(query=Example("What colour?", ("image.jpg",), ("red",)))
+    assert vlm.tokenizer.convert_ids_to_tokens(vlm.answer_token_ids([query], template).tolist()) == ["re"]

@@ -18,7 +18,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "lit_tv"
 # `name.*` is a package and everything in it; a plain name is that one module.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundations", ("lit_tv", "lit_tv.compat", "lit_tv.console", "lit_tv.episodes", "lit_tv.files", "lit_tv.fuyu",
-                     "lit_tv.layout", "lit_tv.metrics", "lit_tv.options", "lit_tv.reproduction")),
+                     "lit_tv.layout", "lit_tv.metrics", "lit_tv.options", "lit_tv.paper_results",
+                     "lit_tv.reproduction")),
     ("the frozen model", ("lit_tv.prompts", "lit_tv.families", "lit_tv.loading", "lit_tv.vlm", "lit_tv.zoo")),
     ("reading and patching a model", ("lit_tv.interventions", "lit_tv.scoring", "lit_tv.averaging",
                                       "lit_tv.task_vectors", "lit_tv.analysis.*")),

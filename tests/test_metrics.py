@@ -139,7 +139,18 @@ def test_official_normalisation(text, normalised):
     ("A", 1.0), ("A.", 1.0), ("(a)", 1.0), ("A. pink primrose", 1.0), ("A\nWhat is", 1.0),
     ("B", 0.0), ("", 0.0), ("Answer", 0.0), ("C", 0.0),
 ])
-def test_exact_match_scores_option_letters(prediction, expected):
+def test_exact_match_scores_option_letters_by_their_leading_letter(prediction, expected):
+    metric = ExactMatch(options="AB", option_match="leading_letter")
+    metric.update([prediction], [("A",)])
+    assert metric.compute().item() == expected
+
+
+@pytest.mark.parametrize(("prediction", "expected"), [
+    ("A", 1.0), ("a", 1.0), ("A.", 1.0), (" A \nWhat is", 1.0), ("A. pink primrose", 1.0),
+    ("(a)", 0.0), ("A pink primrose", 0.0), ("B", 0.0), ("", 0.0), ("Answer", 0.0),
+])
+def test_exact_match_scores_option_letters_as_the_mtv_reference(prediction, expected):
+    """The reference: the text before the first '.' and newline, stripped, equals the letter (any case)."""
     metric = ExactMatch(options="AB")
     metric.update([prediction], [("A",)])
     assert metric.compute().item() == expected

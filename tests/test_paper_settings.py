@@ -3,6 +3,7 @@ layer rule, Idefics2's pruned head selection, the majority-label baseline and th
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from tensorboard_events import logged_scalars
 from lit_tv.cli import build_cli, main
 from lit_tv.data.cross_modal import CrossModalTasks
 from lit_tv.data.records import DataError
+from lit_tv.episodes import Episode, Example
+from lit_tv.methods.majority import MajorityLabel
 from lit_tv.methods.residual import ResidualTaskVectors
 from lit_tv.task_vectors import load_task_vector
 
@@ -151,14 +154,40 @@ def _majority_fixture(root: Path) -> Path:
     return root
 
 
-def test_the_majority_label_baseline_answers_each_task_s_most_common_val_answer(tmp_path, monkeypatch):
+def test_the_majority_label_baseline_can_answer_each_task_s_most_common_val_answer(tmp_path, monkeypatch):
     root = _majority_fixture(tmp_path / "data")
     monkeypatch.chdir(tmp_path)
     main(["test", "--config", str(CONFIGS / "cross_modal" / "majority_label.yaml"), "--data.init_args.root",
-          str(root), "--data.init_args.tasks", "[food-color]", "--data.init_args.shots", "2"])
+          str(root), "--data.init_args.tasks", "[food-color]", "--data.init_args.shots", "2",
+          "--model.init_args.source", "task", "--data.init_args.test_shots", "0"])
     scalars = logged_scalars(next((tmp_path / "logs" / "cross_modal_majority_label").glob("version_*")))
     assert scalars["test/accuracy"][0] == pytest.approx(2 / 5)
     assert scalars["test/accuracy_std_over_seeds"][0] == pytest.approx(0.0)
+
+
+def test_the_random_baseline_answers_the_majority_of_each_query_s_own_demonstrations():
+    def example(answer: str) -> Example:
+        return Example("food", (), (answer,), task="food-color")
+
+    method = MajorityLabel(source="demonstrations")
+    batch = [Episode(query=example("red"), shots=tuple(map(example, ["blue", "red", "blue", "tan", "red"]))),
+             Episode(query=example("red"), shots=tuple(map(example, ["tan", "green", "green", "red", "red"])))]
+    assert method.answer(batch) == ["blue", "green"]  # ties: the first answer seen
+
+
+def test_cross_modal_test_demonstrations_come_from_the_test_file_s_other_records(tmp_path):
+    root = write_cross_modal(tmp_path, tasks=("food-color",), val=10, test=6)
+    data = CrossModalTasks(str(root), tasks=["food-color"], test_shots=5)
+    data.setup("test")
+    test_inputs = {raw["input"] for raw in json.loads((root / "annotations" / "food-color_test.json").read_text())}
+    episodes = data.test_queries()
+    assert len(episodes) == 6
+    for episode in episodes:
+        shots = {shot.text for shot in episode.shots}
+        assert len(shots) == 5 and shots <= test_inputs
+    val = CrossModalTasks(str(root), tasks=["food-color"], test_shots=5, test_shots_from="val")
+    val.setup("test")
+    assert all(not {shot.text for shot in episode.shots} & test_inputs for episode in val.test_queries())
 
 
 def test_the_chat_option_renders_each_example_as_a_chat_turn(tmp_path, zoo_folder):
@@ -169,12 +198,20 @@ def test_the_chat_option_renders_each_example_as_a_chat_turn(tmp_path, zoo_folde
     vlm = FrozenVLM.from_pretrained(zoo_folder("llava"))
     vlm.processor.chat_template = CHAT_TEMPLATE
     root = write_cross_modal(tmp_path, tasks=("food-color",))
-    data = CrossModalTasks(str(root), tasks=["food-color"], test_shots=1, chat=True)
+    data = CrossModalTasks(str(root), tasks=["food-color"], test_shots=1, chat="template")
     data.setup("test")
     episode = data.test_queries()[0]
     shot = episode.shots[0]
     assert vlm.render(episode, data.template) == (
         f"user:Q:{shot.text}\nA:\nassistant:{shot.answer}\nuser:<image>Q:\nA:\nassistant:")
+
+
+def test_the_paper_s_chat_ablation_names_the_roles_in_place_of_q_and_a(tmp_path):
+    root = write_cross_modal(tmp_path, tasks=("food-color",))
+    template = CrossModalTasks(str(root), tasks=["food-color"], chat="roles").template
+    shots = (Example("banana", (), ("yellow",)),)
+    text = template.render(Episode(query=Example("", ("image.jpg",)), shots=shots), "<image>")
+    assert text == "User:banana\nAssistant:yellow\n\nUser:<image>\nAssistant:"
 
 
 def test_the_cross_modal_mtv_config_fits_one_task_of_the_released_size(zoo_folder, tmp_path, monkeypatch):

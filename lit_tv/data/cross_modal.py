@@ -4,7 +4,8 @@
 relative to the data root. An example is shown as text (its ``input``) or as its image, so text ICL,
 image ICL and mixed episodes come from the same records. Support episodes, REINFORCE and validation
 queries are drawn from the val files (the reference takes its vectors from val), test queries from
-the test files. Prompts are the reference's ``Q:{x}\\nA:{y}\\n\\n``; answers are scored by prefix match
+the test files, and the demonstrations of test episodes (xBase, the Random baseline) from the test file's
+other records, as the reference. Prompts are the reference's ``Q:{x}\\nA:{y}\\n\\n``; answers are scored by prefix match
 (case-insensitive with ``ignore_case``, an option of the reference).
 """
 
@@ -17,9 +18,10 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
-from lit_tv.data.datamodules import SplitDataModule
+from lit_tv.data.datamodules import Role, Sizes, SplitDataModule
+from lit_tv.data.pool import Pool, seeded_random
 from lit_tv.data.records import Record, Split, field, read_json_list, require
-from lit_tv.episodes import Example, Modality
+from lit_tv.episodes import Episode, Example, Modality
 from lit_tv.metrics import FirstTokenMatch
 from lit_tv.prompts import PromptTemplate
 
@@ -33,6 +35,8 @@ TASK_INSTRUCTIONS = {
     "food-flavor": "The flavor descriptor of the food:",
 }
 TASKS = tuple(TASK_INSTRUCTIONS)
+# The paper's chat ablation: the reference's Q/A format with the chat roles' names in place of Q and A.
+ROLES_TEMPLATE = PromptTemplate(query="User:{images}{text}\nAssistant:", answer="{answer}\n\n")
 
 
 class CrossModalTasks(SplitDataModule):
@@ -44,8 +48,11 @@ class CrossModalTasks(SplitDataModule):
         shot_modality / query_modality: how demonstrations and queries show an example; ``mixed``
             picks text or image per example (seeded).
         ignore_case: the prefix match ignores case (an option of the reference's scoring).
-        chat: wrap each example as a user / assistant turn of the model's chat template (the paper's
-            Idefics2 chat-template ablation); off: the plain ``Q:``/``A:`` text.
+        chat: ``roles``: ``User:`` / ``Assistant:`` in place of ``Q:`` / ``A:`` (the paper's chat ablation);
+            ``template``: each example a user / assistant turn of the model's own chat template;
+            ``none``: the plain ``Q:``/``A:`` text.
+        test_shots_from: where test episodes' demonstrations come from: ``test``, the test file's other
+            records (the reference), or ``val``, the val records the vectors are built from.
 
     Sizes default to the reference's use of the val files: every val record is the query of one support
     episode (the task vector is the mean over all of them) and of one validation query (the layer grid
@@ -58,12 +65,20 @@ class CrossModalTasks(SplitDataModule):
     def __init__(self, root: str, tasks: Sequence[str] = TASKS, shot_modality: Modality = "text",
                  query_modality: Modality = "image", shots: int = 5, support_size: int | None = None,
                  train_size: int = 0, val_size: int | None = None, overlap: bool = True, ignore_case: bool = False,
-                 chat: bool = False, **kwargs) -> None:
+                 chat: Literal["none", "roles", "template"] = "none",
+                 test_shots_from: Literal["test", "val"] = "test", **kwargs) -> None:
         super().__init__(shots=shots, support_size=support_size, train_size=train_size, val_size=val_size,
                          overlap=overlap, **kwargs)
         self.metric = partial(FirstTokenMatch, ignore_case=ignore_case)
-        if chat:
+        if chat not in ("none", "roles", "template"):
+            raise ValueError(f"data.init_args.chat must be 'none', 'roles' or 'template', got {chat!r}")
+        if test_shots_from not in ("test", "val"):
+            raise ValueError(f"data.init_args.test_shots_from must be 'test' or 'val', got {test_shots_from!r}")
+        if chat == "roles":
+            self.template = ROLES_TEMPLATE
+        elif chat == "template":
             self.template = replace(self.template, chat=True)
+        self.test_shots_from = test_shots_from
         unknown = sorted(set(tasks) - set(TASKS))
         if unknown:
             raise ValueError(f"unknown cross-modal tasks {unknown}, expected some of {list(TASKS)}")
@@ -87,6 +102,19 @@ class CrossModalTasks(SplitDataModule):
                                       (field(raw, "output", str, where),), task=task)
                     records.append(Record(example, f"field 'image' of {where}", group=task))
         return Split(f"cross-modal {split} files", records)
+
+    def build_episodes(self, seed: int, sizes: Sizes) -> dict[Role, list[Episode]]:
+        """As every split benchmark; with ``test_shots_from: test`` the test episodes' demonstrations are
+        drawn from the test file's other records (each test record still the query of one episode)."""
+        episodes = super().build_episodes(seed, sizes)
+        if self.test_shots_from == "val" or not self.test_shots:
+            return episodes
+        test = Pool(self.test_split, seed, self.issues, check_images=self.check_images, overlap=True)
+        rng = seeded_random(seed, "test shots from the test file")
+        episodes["test"] = [
+            self._episode(test.draw(self.test_shots, rng, "test shots", query.group, exclude=[query]), query, rng)
+            for query in test.take(sizes["test"], "test queries", list(self.tasks))]
+        return episodes
 
     def render(self, record: Record, kind: Literal["shot", "query"], rng: random.Random) -> Example:
         """The record as text (its input, no image) or as an image (no text)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from functools import partial
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from lit_tv.data.datamodules import EpisodeDataModule, Role, Sizes
 from lit_tv.data.flower_names import FLOWER_NAMES
@@ -42,16 +42,19 @@ class TwoWayClassification(EpisodeDataModule):
         shots: example images per class in support episodes (MTV: 1, one 2-way episode per iteration).
         test_shots: example images per class in training, validation and test queries (MTV+1-shot: 1).
             REINFORCE queries get them too, so the head search sees the prompt shape it is tested on.
+        option_match: how an answer counts (`ExactMatch`): ``exact``, the reference's (the text before the
+            first '.' and newline is the letter), or ``leading_letter`` (the letter it starts with).
     """
 
     kind: ClassVar[str]
-    metric = partial(ExactMatch, options=LETTERS)
     template = PromptTemplate(query="{images}{text} Answer:", answer=" {answer}\n")
     train_split: Split
     test_split: Split
 
-    def __init__(self, test_class_fraction: float = 0.5, shots: int = 1, test_shots: int = 1, **kwargs) -> None:
+    def __init__(self, test_class_fraction: float = 0.5, shots: int = 1, test_shots: int = 1,
+                 option_match: Literal["exact", "leading_letter"] = "exact", **kwargs) -> None:
         super().__init__(shots=shots, test_shots=test_shots, **kwargs)
+        self.metric = partial(ExactMatch, options=LETTERS, option_match=option_match)
         if not 0 < test_class_fraction < 1:
             raise ValueError(f"test_class_fraction must be between 0 and 1, got {test_class_fraction}")
         self.test_class_fraction = test_class_fraction

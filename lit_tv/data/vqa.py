@@ -15,6 +15,7 @@ import json
 from collections import Counter
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 from lit_tv.data.datamodules import SplitDataModule
 from lit_tv.data.records import DataError, Record, Split, field, read_json, read_json_list, require
@@ -54,12 +55,17 @@ class VQADataModule(SplitDataModule):
         answer_cut: score the text before the first '.' and newline (the MTV reference does so for non-Qwen
             models); off: the first line.
         normalize_references: normalise the human answers fully too (off: as the official script).
+        target_token: the answer token REINFORCE and FV's indirect effects score: ``word_start`` (the MTV
+            reference: the answer as a word of its own, " yes" not OK-VQA's "yes" glued to ``Answer:``)
+            or ``continuation`` (how the shot's answer format continues the prompt).
     """
 
     def __init__(self, instruction: str = "", answer_format: str = " {answer}\n", answer_cut: bool = False,
-                 normalize_references: bool = False, **kwargs) -> None:
+                 normalize_references: bool = False,
+                 target_token: Literal["word_start", "continuation"] = "word_start", **kwargs) -> None:
         super().__init__(**kwargs)
-        self.template = PromptTemplate(query="{images}{text} Answer:", answer=answer_format, instruction=instruction)
+        self.template = PromptTemplate(query="{images}{text} Answer:", answer=answer_format, instruction=instruction,
+                                       target=target_token)
         self.metric = partial(VQAAccuracy, answer_cut=answer_cut, normalize_references=normalize_references)
 
 

@@ -4,8 +4,9 @@ Per task: (1) mean out-projection inputs per head at the last position over clea
 (2) the average indirect effect (AIE) of each head on shuffled-label prompts: the rise in probability
 of the correct first answer token when that head alone takes its mean activation at the last
 position; (3) the FV is the sum of the top-k heads' mean activations passed through their layer's
-out-projection; (4) at inference it is added to one layer's output at the query's last position
-(prefill only). No parameter is trained: `lit-tv test` computes all of it at test start.
+out-projection; (4) at inference it is added to one layer's output at the query's last position, and with
+``policy: every_token`` (the FV reference's generation, the paper configs) at every generated token too.
+No parameter is trained: `lit-tv test` computes all of it at test start.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from lit_tv.analysis.heatmap import head_heatmap
 from lit_tv.averaging import mean_head_activations
 from lit_tv.data.datamodules import Role
 from lit_tv.episodes import Episode
-from lit_tv.interventions import patch_residual
+from lit_tv.interventions import PatchPolicy, patch_residual
 from lit_tv.layout import Layout
 from lit_tv.loading import SHAPES_TOY, VLMOptions
 from lit_tv.methods.base import FrozenVLMMethod
@@ -108,6 +109,8 @@ class FunctionVectors(FrozenVLMMethod):
             a copy of the prompt's KV cache (LLaVA-7B: 0.5 MB per token), so this bounds the memory.
         mean_batch_size: episodes per forward for the mean activations.
         seed: seeds the label shuffles.
+        policy: add the FV at the prompt's last position only (``prompt``) or also at every generated token
+            (``every_token``, as the FV reference generates).
         export: where the FVs, heads, AIE and means are written (safetensors).
         task_vector: FVs exported by an earlier run to use instead of computing them (their layer too,
             unless `layer` is set).
@@ -130,6 +133,7 @@ class FunctionVectors(FrozenVLMMethod):
         rows_per_forward: int = 32,
         mean_batch_size: int = 16,
         seed: int = 0,
+        policy: PatchPolicy = "prompt",
         task_vector: str | None = None,
         export: str | None = None,
         allow_other_task: bool = False,
@@ -250,4 +254,4 @@ class FunctionVectors(FrozenVLMMethod):
             raise ValueError(f"no function vector for tasks {missing} (computed for {sorted(self.vectors)}); "
                              "vectors are computed at the start of `lit-tv test` or `validate`")
         rows = torch.stack([self.vectors[episode.task] for episode in batch])
-        return patch_residual(self.vlm, self.layer, rows, mode="add")
+        return patch_residual(self.vlm, self.layer, rows, mode="add", policy=self.hparams.policy)

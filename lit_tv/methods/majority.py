@@ -1,36 +1,58 @@
-"""The cross-modal paper's Random baseline: every query answered with its task's most frequent answer.
+"""The cross-modal paper's Random baseline: every query answered with a majority answer, no model run.
 
-No model runs. The label counts come from the support episodes' queries (the cross-modal val records),
-so the baseline knows the answer distribution a task vector is built from, and nothing of the test split.
+As the paper defines it (``source: demonstrations``), the answer is the most frequent answer among the
+query's own demonstrations (its ``test_shots``, e.g. 5). ``source: task`` answers with the task's most
+frequent answer among the support episodes' queries (the cross-modal val records the vectors are built
+from), knowing nothing of the test split. Ties go to the first answer seen, so the choice is reproducible.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from typing import Literal
 
 from lit_tv.data.datamodules import Role
 from lit_tv.episodes import Episode
+from lit_tv.loading import SHAPES_TOY, VLMOptions
 from lit_tv.methods.base import FrozenVLMMethod
 
 
+def majority(answers: list[str]) -> str:
+    """The most frequent answer; among ties the first seen."""
+    return Counter(answers).most_common(1)[0][0]
+
+
 class MajorityLabel(FrozenVLMMethod):
-    """Answers each test query with the most common support answer of its task (and data seed)."""
+    """Answers each test query with the majority answer of its demonstrations (or of its task's support)."""
+
+    def __init__(self, model: VLMOptions = SHAPES_TOY, max_new_tokens: int = 10,
+                 source: Literal["demonstrations", "task"] = "demonstrations") -> None:
+        super().__init__(model, max_new_tokens)
+        if source not in ("demonstrations", "task"):
+            raise ValueError(f"model.init_args.source must be 'demonstrations' or 'task', got {source!r}")
+        self.source = source
 
     def data_roles(self, stage: str) -> set[Role]:
-        return super().data_roles(stage) | {"support"}
+        return super().data_roles(stage) | ({"support"} if self.source == "task" else set())
 
     def configure_model(self) -> None:
         """Nothing to load: the baseline never runs the VLM."""
 
     def on_test_start(self) -> None:
         super().on_test_start()
-        counts: dict[tuple[int, str], Counter[str]] = {}
+        if self.source == "demonstrations":
+            return
+        answers: dict[tuple[int, str], list[str]] = {}
         for episode in self.trainer.datamodule.support_episodes():
-            counts.setdefault((episode.seed, episode.task), Counter())[episode.query.answer] += 1
-        # most_common keeps first-seen order among ties, so the choice is reproducible
-        self.labels = {group: counter.most_common(1)[0][0] for group, counter in counts.items()}
+            answers.setdefault((episode.seed, episode.task), []).append(episode.query.answer)
+        self.labels = {group: majority(values) for group, values in answers.items()}
 
     def answer(self, batch: list[Episode]) -> list[str]:
+        if self.source == "demonstrations":
+            if any(not episode.shots for episode in batch):
+                raise ValueError("the Random baseline answers with the majority of each query's demonstrations: "
+                                 "set data.init_args.test_shots (the paper: 5)")
+            return [majority([shot.answer for shot in episode.shots]) for episode in batch]
         missing = sorted({episode.task for episode in batch if (episode.seed, episode.task) not in self.labels})
         if missing:
             raise ValueError(f"no support episodes of tasks {missing} to count their labels: "

@@ -36,6 +36,22 @@ def repeat_rows(inputs: BatchFeature, times: int) -> BatchFeature:
                          for key, value in inputs.items()})
 
 
+SAMPLING_EPSILON = 1e-3  # the reference's eps: probability clamp and z-score denominator
+
+
+def sampling_probabilities(theta: torch.Tensor) -> torch.Tensor:
+    """sigmoid(theta) clamped to [eps, 1 - eps], as the reference: no head is ever ruled out or certain."""
+    return torch.sigmoid(theta).clamp(min=SAMPLING_EPSILON, max=1 - SAMPLING_EPSILON)
+
+
+def reinforce_surrogate(probabilities: torch.Tensor, masks: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+    """The reference's REINFORCE objective: sum over samples of log P(mask) * z(loss), the losses z-normalised
+    across the samples with std + eps (a lower-loss mask gets a negative weight, so descent makes it likelier)."""
+    normalised = (losses - losses.mean()) / (losses.std() + SAMPLING_EPSILON)
+    log_probs = torch.distributions.Bernoulli(probs=probabilities).log_prob(masks.float()).sum((1, 2))
+    return (log_probs * normalised).sum()
+
+
 def random_heads_like(selected: torch.Tensor, seed: int) -> torch.Tensor:
     """A control: as many heads as `selected`, drawn uniformly at random (seeded)."""
     order = torch.randperm(selected.numel(), generator=torch.Generator().manual_seed(seed))
@@ -52,7 +68,7 @@ class MTV(FrozenVLMMethod):
         samples: Bernoulli head-mask samples per query, all in one batched forward (reference: 32).
         learning_rate / theta_init: Adam on theta (reference: 0.1 and -1).
         selection: ``best_of_samples`` (reference: the lowest-loss of `selection_samples` masks on
-            the last `selection_queries` training queries), ``pruned_best_of_samples`` (the same, heads with
+            the first `selection_queries` training queries), ``pruned_best_of_samples`` (the same, heads with
             sigmoid(theta) < `threshold` never sampled: the reference's Idefics2 setting, 0.8) or
             ``threshold`` (sigmoid(theta) > `threshold`).
         policy: patch the prompt's last position only, or also every generated token.
@@ -199,13 +215,10 @@ class MTV(FrozenVLMMethod):
 
     def training_step(self, batch: list[Episode], batch_idx: int) -> torch.Tensor:
         self.heads_chosen.fill_(False)  # theta moves on: heads chosen before (a resumed final checkpoint) are stale
-        # as the reference: probabilities floored at 1e-3 (no head is ever ruled out), z-scores with std + 1e-3
-        sampling = torch.sigmoid(self.theta).clamp(min=1e-3)
-        distribution = torch.distributions.Bernoulli(probs=sampling)
+        sampling = sampling_probabilities(self.theta)
         masks = self._sample_masks(sampling, self.hparams.samples)
         losses = self._mean_over_ranks(torch.stack([self._losses(query, masks) for query in batch]).mean(0))
-        normalised = (losses - losses.mean()) / (losses.std() + 1e-3)
-        surrogate = (distribution.log_prob(masks.float()).sum((1, 2)) * normalised).sum()
+        surrogate = reinforce_surrogate(sampling, masks, losses)
         probabilities = torch.sigmoid(self.theta.detach())
         self.log_dict({"train/loss": losses.mean(), "train/mean_sigmoid_theta": probabilities.mean(),
                        "train/heads_above_half": (probabilities > 0.5).sum().float()},
@@ -263,15 +276,15 @@ class MTV(FrozenVLMMethod):
 
     @torch.no_grad()
     def select_heads(self) -> torch.Tensor:
-        """The final head set: best of sampled masks (optionally only among likely heads) on the last training
-        queries, or a threshold."""
+        """The final head set: best of sampled masks (optionally only among likely heads) on the first
+        `selection_queries` training queries (the reference's train[:50]), or a threshold."""
         probabilities = torch.sigmoid(self.theta)
         if self.hparams.selection == "threshold":
             return probabilities > self.hparams.threshold
         if self.hparams.selection == "pruned_best_of_samples":
             probabilities = probabilities * (probabilities >= self.hparams.threshold)
         masks = self._sample_masks(probabilities, self.hparams.selection_samples)
-        queries = self.trainer.datamodule.train_queries()[-self.hparams.selection_queries:]
+        queries = self.trainer.datamodule.train_queries()[: self.hparams.selection_queries]
         losses = torch.stack([self._losses(query, masks) for query in queries]).mean(0)
         return masks[losses.argmin()]
 

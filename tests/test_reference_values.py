@@ -1,0 +1,113 @@
+"""Values of the papers and their reference code, written down here by hand, independently of the table in
+lit_tv/reproduction.py and of the code: a drift in either fails here.
+
+The REINFORCE arithmetic against hand-computed numbers, the shots of REINFORCE queries, the two-way question
+and class split, decoding lengths, and the settings table against a second transcription of the papers.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from benchmark_fixtures import write_flowers, write_vizwiz
+
+from lit_tv.data.two_way import Flowers102
+from lit_tv.data.vqa import VizWiz
+from lit_tv.methods.mtv import reinforce_surrogate, sampling_probabilities
+from lit_tv.reproduction import CONFIGS, expected_settings
+
+M = "model.init_args."
+D = "data.init_args."
+
+
+def test_sampling_probabilities_are_clamped_to_the_reference_s_range():
+    theta = torch.tensor([-20.0, 0.0, 20.0])
+    assert sampling_probabilities(theta).tolist() == pytest.approx([1e-3, 0.5, 1 - 1e-3])
+
+
+def test_the_reinforce_surrogate_matches_hand_computed_values():
+    probabilities = torch.tensor([[0.5, 0.2]])
+    masks = torch.tensor([[[1, 0]], [[0, 1]], [[1, 1]]], dtype=torch.bool)
+    losses = torch.tensor([1.0, 2.0, 3.0])
+    # z = (loss - 2) / (std + 1e-3), std (unbiased) = 1; log P(mask) summed over heads
+    z = [-1 / 1.001, 0.0, 1 / 1.001]
+    log_p = [math.log(0.5) + math.log(0.8), math.log(0.5) + math.log(0.2), math.log(0.5) + math.log(0.2)]
+    expected = sum(a * b for a, b in zip(log_p, z, strict=True))
+    assert reinforce_surrogate(probabilities, masks, losses).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_reinforce_queries_are_zero_shot_and_the_means_four_shot_on_vqa(tmp_path):
+    """MTV on VizWiz / OK-VQA: the means from 4-shot prompts, the head search on 0-shot queries."""
+    data = VizWiz(str(write_vizwiz(tmp_path, train=12, val=6)), shots=4, test_shots=2, support_size=2,
+                  train_size=3, val_size=0)
+    data.setup("fit")
+    assert [len(episode.shots) for episode in data.train_queries()] == [0, 0, 0]
+    assert [len(episode.shots) for episode in data.support_episodes()] == [4, 4]
+
+
+def test_two_way_reinforce_queries_hold_one_example_per_class(tmp_path):
+    data = Flowers102(str(write_flowers(tmp_path)), shots=1, test_shots=1, support_size=2, train_size=3, val_size=0)
+    data.setup("fit")
+    assert [len(episode.shots) for episode in data.train_queries()] == [2, 2, 2]
+
+
+def test_the_two_way_question_is_the_reference_s_and_the_classes_split_in_half(tmp_path):
+    data = Flowers102(str(write_flowers(tmp_path)), support_size=0, train_size=0, val_size=0, test_size=2)
+    data.setup("test")
+    episode = data.test_queries()[0]
+    options = episode.query.text.split("A.", 1)[1].split(" B.")[0], episode.query.text.split(" B.", 1)[1].split("\n")[0]
+    assert episode.query.text == (f"What is the type of flower in the image? A.{options[0]} B.{options[1]}\n"
+                                  "Answer with the option's letter from the given choice directly.")
+    train, test = data.class_split()
+    assert len(train) == len(test) == 4 and not set(train) & set(test)
+
+
+def test_generation_always_writes_at_least_one_token(zoo_vlm, monkeypatch):
+    """The reference generates with min_new_tokens=1: an end-of-sequence first is never the answer."""
+    vlm = zoo_vlm("llava")
+    seen = {}
+    original = vlm.model.generate
+
+    def spy(**kwargs):
+        seen.update(kwargs)
+        return original(**kwargs)
+
+    monkeypatch.setattr(vlm.model, "generate", spy)
+    vlm.generate(vlm.tokenizer(["a b"], return_tensors="pt"), max_new_tokens=2)
+    assert seen["min_new_tokens"] == 1
+
+
+# A second transcription of the papers and reference code (DESIGN.md, the MTV supplement, Luo et al.), by config.
+PAPERS = {
+    "vizwiz/mtv_idefics2-8b.yaml": {
+        "trainer.max_steps": 600, f"{M}samples": 32, f"{M}learning_rate": 0.1, f"{M}theta_init": -1.0,
+        f"{M}selection_samples": 10, f"{M}selection_queries": 50, f"{M}threshold": 0.8, f"{D}shots": 4,
+        f"{D}test_shots": 0, f"{D}support_size": 100, f"{D}train_size": 100, f"{M}max_new_tokens": 10,
+        f"{M}policy": "every_token", f"{D}target_token": "word_start"},
+    "okvqa/mtv_qwen2-vl-7b.yaml": {f"{D}shots": 4, f"{D}test_shots": 0, f"{M}max_new_tokens": 10,
+                                   f"{D}answer_cut": False, f"{D}target_token": "word_start"},
+    "flowers/mtv_idefics2-8b.yaml": {f"{D}shots": 1, f"{D}test_shots": 1, f"{D}test_size": 5076,
+                                     f"{M}max_new_tokens": 20, f"{D}option_match": "exact"},
+    "cub/icl_idefics2-8b.yaml": {f"{D}test_size": 5023, f"{M}max_new_tokens": 20, f"{D}option_match": "exact"},
+    "vizwiz/vtv_qwen2-vl-7b.yaml": {"trainer.max_steps": 10, f"{D}support_size": 10, f"{D}shots": 1},
+    "okvqa/fv_qwen2-vl-7b.yaml": {f"{M}layer": 20, f"{M}top_k": 10, f"{M}aie_prompts": 25, f"{D}shots": 10,
+                                  f"{M}policy": "every_token"},
+    "cross_modal/xpatch_llava-1.5-7b.yaml": {f"{D}shots": 5, f"{D}seeds": [0, 1, 2], f"{M}layer": None,
+                                             f"{M}max_new_tokens": 1, f"{M}model.image_width": 224,
+                                             f"{M}model.quantization": "nf4"},
+    "cross_modal/xpatch_released_llava-1.5-7b.yaml": {f"{M}layer": 15},
+    "cross_modal/xpatch_released_idefics2-8b.yaml": {f"{M}layer": 16},
+    "cross_modal/xpatch_released_mantis-fuyu.yaml": {f"{M}layer": 23},
+    "cross_modal/ensemble_idefics2-8b.yaml": {f"{M}layer": 16, f"{D}ignore_case": True, f"{M}source": "ensemble"},
+    "cross_modal/icl_idefics2-8b.yaml": {f"{D}test_shots": 5, f"{D}test_shots_from": "test"},
+    "cross_modal/majority_label.yaml": {f"{D}test_shots": 5, f"{M}source": "demonstrations"},
+}
+
+
+@pytest.mark.parametrize("config", sorted(PAPERS))
+def test_the_settings_table_agrees_with_a_second_transcription_of_the_papers(config):
+    table = expected_settings(CONFIGS / Path(config))
+    assert {key: table.get(key, "<not in the table>") for key in PAPERS[config]} == PAPERS[config]
