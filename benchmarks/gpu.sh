@@ -4,6 +4,7 @@
 #   bash benchmarks/gpu.sh OUT_DIR            # LLaVA-1.5-7B-sized random model, bf16, on cuda (< 8 min on an H100)
 #   bash benchmarks/gpu.sh OUT_DIR --cpu      # the tiny zoo LLaVA on CPU, a few seconds (what the tests run)
 #   bash benchmarks/gpu.sh OUT_DIR --cpu --repeats 5   # further arguments go to speed.py
+#   bash benchmarks/gpu.sh OUT_DIR --cpu --model llava llava-1.5-tiny-random   # also 600-token prompts (tested)
 #
 # Needs only torch, transformers, lightning, torchmetrics, safetensors, tokenizers and pillow: lit_tv is
 # imported from this checkout (PYTHONPATH), nothing is installed or downloaded. PYTHON picks the interpreter;

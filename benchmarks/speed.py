@@ -1,6 +1,7 @@
 """Side-by-side timings of lit_tv's paths against the reference way of computing, as ratios.
 
     python benchmarks/speed.py                      # tiny LLaVA on CPU
+    python benchmarks/speed.py --model llava llava-1.5-small-random --threads 1   # 43- and 600-token prompts
     python benchmarks/speed.py --model lit_tv/shapes-toy
     python benchmarks/speed.py --model llava-7b-random --device cuda --dtype bfloat16 --json speed.json
     bash benchmarks/gpu.sh OUT_DIR                  # the same on a GPU in one command (see there)
@@ -10,10 +11,14 @@ samples as copies of the last token after the shared prefix, vs one batch-1 forw
 reference implementation's way), one plain batched forward, the prefix cached and the samples a second
 call over it (cache shared, or copied per sample), and one query forward, (c) mean-activation extraction
 vs a plain forward of the same episodes, (d) MTV zero-shot query vs 4/8/16-shot ICL queries.
-Every time is a median over repeats, measured in this run. Peak memory is the working memory of
-one call: bytes allocated above what was allocated before it (weights and inputs excluded), from
-CUDA's allocator on a GPU, and on CPU the peak of live tensor storage bytes created inside the call
-(counted op by op, in a separate untimed pass: CPU allocators do not report a peak).
+Several models are measured one after another in one run, their ratios then printed side by side
+(e.g. the tiny zoo LLaVA's 43-token queries and llava-1.5-small-random's 600-token ones: LLaVA-1.5's
+layout at 1/16 of its widths). Every time is a median over rounds, measured in this run; a ratio divides
+times round by round (a round runs the compared works back to back) and shows its median and min-max.
+Peak memory is the working memory of one call: bytes allocated above what was allocated before it
+(weights and inputs excluded), from CUDA's allocator on a GPU, and on CPU the peak of live tensor
+storage bytes created inside the call (counted op by op, in a separate untimed pass: CPU allocators do
+not report a peak; the count matches what the profiler sees the allocator hand out, tested).
 """
 
 from __future__ import annotations
@@ -40,20 +45,20 @@ from lit_tv.methods.mtv import repeat_rows
 from lit_tv.prompts import PromptTemplate
 from lit_tv.scoring import fork_last_token
 from lit_tv.vlm import FrozenVLM
-from lit_tv.zoo import LARGE, ZOO, save_zoo_model
+from lit_tv.zoo import BENCHMARK_MODELS, ZOO, save_zoo_model
 
 TEMPLATE = PromptTemplate(query="{images}Question: {text}\nAnswer:", answer=" {answer}\n")
 
 
 def load(name: str, device: str, dtype: str) -> FrozenVLM:
-    """A zoo model built in memory (LARGE ones directly on the device), or any id/path via from_pretrained."""
-    if name in LARGE:
+    """A zoo model built in memory (BENCHMARK_MODELS directly on the device), or any id/path via from_pretrained."""
+    if name in BENCHMARK_MODELS:
         torch.manual_seed(0)
         default = torch.get_default_dtype()
         torch.set_default_dtype(getattr(torch, dtype))
         try:
             with torch.device(device):
-                model, processor = LARGE[name]()
+                model, processor = BENCHMARK_MODELS[name]()
         finally:
             torch.set_default_dtype(default)
         return FrozenVLM(model, processor, name=name)
@@ -148,7 +153,7 @@ class Timer:
         for _ in range(self.repeats):
             for name, work in works.items():
                 runs[name].append(self._seconds(work))
-        return {name: {"seconds": statistics.median(values), "peak_mib": self.peak_mib(works[name])}
+        return {name: {"seconds": statistics.median(values), "rounds": values, "peak_mib": self.peak_mib(works[name])}
                 for name, values in runs.items()}
 
 
@@ -219,9 +224,10 @@ def run(vlm: FrozenVLM, timer: Timer, batch: int, new_tokens: int, samples: int 
     return results
 
 
-def ratios(results: dict[str, dict]) -> dict[str, float]:
-    seconds = {key: value["seconds"] for key, value in results.items()}
-    peak = {key: value["peak_mib"] for key, value in results.items()}
+def ratios(results: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """Each ratio's median, min and max: times divided round by round, peak memory (one pass) once."""
+    seconds = {key: torch.tensor(value["rounds"], dtype=torch.float64) for key, value in results.items()}
+    peak = {key: torch.tensor([value["peak_mib"]], dtype=torch.float64) for key, value in results.items()}
     step = "b_reinforce_shared_prefix"
     out = {
         "patched / unpatched generation (target <= 1.05)":
@@ -247,17 +253,67 @@ def ratios(results: dict[str, dict]) -> dict[str, float]:
     for shots in (4, 8, 16):
         out[f"{shots}-shot ICL query / MTV query" + (" (target >= 10)" if shots == 16 else "")] = (
             seconds[f"d_query_icl_{shots}shot"] / seconds["d_query_mtv_0shot"])
-    return out
+    return {key: {"median": statistics.median(values.tolist()), "min": float(values.min()), "max": float(values.max())}
+            for key, values in out.items()}
+
+
+def prompt_tokens(vlm: FrozenVLM) -> dict[str, int]:
+    """Tokens of one zero-shot query and of one 16-shot ICL prompt: the lengths the ratios were measured at."""
+    rng = torch.Generator().manual_seed(0)
+    return {f"{shots}-shot": vlm.build_inputs([episode(shots, rng)], TEMPLATE)["input_ids"].shape[1]
+            for shots in (0, 16)}
+
+
+def measure(name: str, args: argparse.Namespace, timer: Timer) -> dict:
+    """Build one model and time every path on it: that model's part of the report."""
+    start = time.perf_counter()
+    vlm = load(name, args.device, args.dtype)
+    build_seconds = time.perf_counter() - start
+    results = run(vlm, timer, args.batch, args.new_tokens, args.samples)
+    along = ("shared prefix (4-D mask)" if "b_reinforce_cached_prefix" in results else
+             "copied cache (the model refused the 4-D mask, or a sliding window is too short)")
+    return {"model": name, "prompt_tokens": prompt_tokens(vlm), "build_seconds": build_seconds,
+            "seconds": time.perf_counter() - start, "reinforce_fast_path": along,
+            "parameters": sum(parameter.numel() for parameter in vlm.model.parameters()),
+            "results": results, "ratios": ratios(results)}
+
+
+def _spread(ratio: dict[str, float]) -> str:
+    return f"{ratio['median']:.2f} ({ratio['min']:.2f}-{ratio['max']:.2f})"
+
+
+def print_model(report: dict) -> None:
+    tokens = report["prompt_tokens"]
+    print(f"\n{report['model']} ({report['parameters'] / 1e6:.1f}M parameters): {tokens['0-shot']}-token query, "
+          f"{tokens['16-shot']}-token 16-shot ICL prompt; built in {report['build_seconds']:.1f} s, measured in "
+          f"{report['seconds']:.1f} s; REINFORCE fast path: {report['reinforce_fast_path']}")
+    for key, value in report["results"].items():
+        rounds = [seconds * 1000 for seconds in value["rounds"]]
+        print(f"  {key:<28} {value['seconds'] * 1000:9.1f} ms ({min(rounds):.1f}-{max(rounds):.1f})   "
+              f"peak {value['peak_mib']:9.1f} MiB")
+    for key, value in report["ratios"].items():
+        print(f"  {_spread(value):>20}x  {key}")
+
+
+def print_side_by_side(reports: list[dict]) -> None:
+    """One Markdown table: a row per ratio, a column per model (median and min-max over the rounds)."""
+    columns = [f"{report['model']}, {report['prompt_tokens']['0-shot']}-token query" for report in reports]
+    print(f"\n| ratio | {' | '.join(columns)} |\n| --- |{' --- |' * len(reports)}")
+    for key in reports[0]["ratios"]:
+        cells = [_spread(report["ratios"][key]) if key in report["ratios"] else "n/a" for report in reports]
+        print(f"| {key} | {' | '.join(cells)} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="llava", help=f"zoo name ({', '.join([*ZOO, *LARGE])}) or id/path")
+    parser.add_argument("--model", nargs="+", default=["llava"],
+                        help=f"zoo names ({', '.join([*ZOO, *BENCHMARK_MODELS])}) or ids/paths, measured one after "
+                        "another in this run, their ratios then side by side")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--batch", type=int, default=4, help="queries per generation / episodes per forward")
     parser.add_argument("--new-tokens", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds (after one warm-up round)")
     parser.add_argument("--samples", type=int, default=32, help="REINFORCE mask samples per step (reference: 32)")
     parser.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads): 1 keeps a shared "
                         "machine's timings steady")
@@ -265,30 +321,24 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    start = time.perf_counter()
-    vlm = load(args.model, args.device, args.dtype)
-    build_seconds = time.perf_counter() - start
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     timer = Timer(args.device, args.repeats)
-    results = run(vlm, timer, args.batch, args.new_tokens, args.samples)
-    summary = ratios(results)
-    along = ("shared prefix (4-D mask)" if "b_reinforce_cached_prefix" in results else
-             "copied cache (the model refused the 4-D mask, or a sliding window is too short)")
-    print(f"\n{args.model} on {device_name} ({args.dtype}, {torch.get_num_threads()} CPU threads), batch {args.batch}, "
-          f"{args.new_tokens} new tokens, median of {args.repeats}; model built in {build_seconds:.1f} s; "
-          f"REINFORCE fast path: {along}")
-    print(f"  peak memory: {timer.memory_measure}")
-    for key, value in results.items():
-        print(f"  {key:<28} {value['seconds'] * 1000:9.1f} ms   peak {value['peak_mib']:9.1f} MiB")
-    for key, value in summary.items():
-        print(f"  {value:8.2f}x  {key}")
+    print(f"on {device_name} ({args.dtype}, {torch.get_num_threads()} CPU threads), batch {args.batch}, "
+          f"{args.new_tokens} new tokens, {args.samples} REINFORCE samples; times: median (min-max) of "
+          f"{args.repeats} rounds; peak memory: {timer.memory_measure}")
+    reports = []
+    for name in args.model:
+        reports.append(measure(name, args, timer))
+        print_model(reports[-1])
+    if len(reports) > 1:
+        print_side_by_side(reports)
     if args.json:
-        report = {"model": args.model, "device": device_name, "dtype": args.dtype, "torch": torch.__version__,
+        report = {"device": device_name, "dtype": args.dtype, "torch": torch.__version__,
                   "transformers": transformers.__version__, "threads": torch.get_num_threads(),
-                  "batch": args.batch, "new_tokens": args.new_tokens,
-                  "repeats": args.repeats, "build_seconds": build_seconds, "reinforce_fast_path": along,
-                  "memory_measure": timer.memory_measure, "results": results, "ratios": summary}
+                  "batch": args.batch, "new_tokens": args.new_tokens, "samples": args.samples,
+                  "repeats": args.repeats, "memory_measure": timer.memory_measure, "models": reports}
         write_atomic(args.json, json.dumps(report, indent=2))
+
 
 if __name__ == "__main__":
     main()

@@ -1,9 +1,10 @@
 """Random models of real VLM architectures, saved and loaded like a user's hub model.
 
 Tiny ones for the tests (and for trying the CLI without downloads:
-`python -m lit_tv.zoo llava /tmp/tiny-llava`), and `llava-7b-random`, a LLaVA-1.5-7B-sized model
-for GPU timings. Each builder returns a model and its processor (or tokenizer), built offline: a
-byte-level BPE trained here on a small corpus plus the architecture's own PIL image processor.
+`python -m lit_tv.zoo llava /tmp/tiny-llava`), and random models of LLaVA-1.5-7B's layout for
+benchmarks/speed.py: `llava-7b-random` at full size for GPU timings, narrower ones for 600-token prompts
+on CPU. Each builder returns a model and its processor (or tokenizer), built offline: a byte-level BPE
+trained here on a small corpus plus the architecture's own PIL image processor.
 `save_zoo_model` writes both with `save_pretrained`, so they load through FrozenVLM's public path.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -131,13 +133,23 @@ def build_llava(image_size: int = 32, patch_size: int = 8, vision: dict | None =
     return LlavaForConditionalGeneration(config), processor
 
 
-def build_llava_7b() -> tuple[torch.nn.Module, object]:
-    """LLaVA-1.5-7B's shapes (CLIP ViT-L/14-336, Llama-2-7B), random weights: 576 image tokens."""
+def build_llava_1_5(hidden: int = 4096, layers: int = 32, vision_hidden: int = 1024, vision_layers: int = 24,
+                    context: int = 16384) -> tuple[torch.nn.Module, object]:
+    """LLaVA-1.5-7B's layout, random weights: CLIP ViT-L/14 at 336 px (576 image tokens per image), Llama-2-7B.
+
+    Narrower or shallower versions keep the head sizes (128 text, 64 vision) and the MLP's and the
+    vocabulary's proportion to the width, so a prompt's costs divide up as in the real model: the CPU
+    benchmark runs 600-token prompts on one. The real context is 4096 tokens, about 6 shots of one image
+    each; `context` is larger so that the benchmark's 16-shot ICL prompt (about 9,900 tokens) runs.
+    """
+    scale = hidden / 4096
     return build_llava(
         image_size=336, patch_size=14,
-        vision=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16),
-        text=dict(vocab_size=32064, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                  num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096))
+        vision=dict(hidden_size=vision_hidden, intermediate_size=4 * vision_hidden, num_hidden_layers=vision_layers,
+                    num_attention_heads=vision_hidden // 64),
+        text=dict(vocab_size=round(32064 * scale), hidden_size=hidden, intermediate_size=round(11008 * scale),
+                  num_hidden_layers=layers, num_attention_heads=hidden // 128, num_key_value_heads=hidden // 128,
+                  max_position_embeddings=context))
 
 
 def build_idefics2() -> tuple[torch.nn.Module, object]:
@@ -211,14 +223,20 @@ ZOO: dict[str, Callable[[], tuple[torch.nn.Module, object]]] = {
     "fuyu": build_fuyu,
     "llama": build_llama,
 }
-# Not in ZOO (the tests build every ZOO model): 7B parameters need a GPU's memory, in bf16.
-LARGE = {"llava-7b-random": build_llava_7b}
+# Not in ZOO (the tests build and save every ZOO model): built in memory by benchmarks/speed.py. The 7B one
+# needs a GPU's memory, in bf16; the small one (1/16 of its widths, 4 layers) runs its 600-token prompts on a
+# CPU in minutes, the tiny one (1 layer) in seconds, for the tests.
+BENCHMARK_MODELS: dict[str, Callable[[], tuple[torch.nn.Module, object]]] = {
+    "llava-7b-random": build_llava_1_5,
+    "llava-1.5-small-random": partial(build_llava_1_5, hidden=256, layers=4, vision_hidden=64, vision_layers=2),
+    "llava-1.5-tiny-random": partial(build_llava_1_5, hidden=128, layers=1, vision_hidden=64, vision_layers=1),
+}
 
 
 def save_zoo_model(name: str, folder: Path, seed: int = 0) -> Path:
     """Build the named tiny model with a fixed seed and save model + processor to `folder`."""
     torch.manual_seed(seed)
-    model, processor = {**ZOO, **LARGE}[name]()
+    model, processor = {**ZOO, **BENCHMARK_MODELS}[name]()
     model.save_pretrained(folder)
     if getattr(processor, "video_processor", True) is None:
         # Saved as a hub folder holds it; transformers cannot save a processor with an empty slot.
@@ -234,5 +252,5 @@ if __name__ == "__main__":
     import sys
 
     if len(sys.argv) != 3 or sys.argv[1] not in ZOO:
-        sys.exit(f"usage: python -m lit_tv.zoo {{{'|'.join(ZOO)}}} FOLDER")  # LARGE: see benchmarks/speed.py
+        sys.exit(f"usage: python -m lit_tv.zoo {{{'|'.join(ZOO)}}} FOLDER")  # BENCHMARK_MODELS: speed.py
     print(save_zoo_model(sys.argv[1], Path(sys.argv[2])))

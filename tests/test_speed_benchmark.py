@@ -1,14 +1,23 @@
-"""The one-command GPU benchmark runs end to end in its CPU mode, and needs nothing a stock GPU image lacks."""
+"""The one-command GPU benchmark runs end to end in its CPU mode at both prompt lengths, measures CPU memory as
+the allocator sees it, and needs nothing a stock GPU image lacks."""
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import math
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+import torch
+
+from lit_tv.interventions import replace_heads
+from lit_tv.vlm import FrozenVLM
+from lit_tv.zoo import BENCHMARK_MODELS
 
 ROOT = Path(__file__).resolve().parent.parent
 # what a stock CUDA PyTorch + transformers + lightning image holds (and the standard library)
@@ -31,25 +40,86 @@ def checkout_with_venv(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return checkout, {**env, "PATH": f"{bin_dir}:/usr/bin:/bin", "PYTHONWARNINGS": "ignore"}
 
 
-def test_gpu_benchmark_in_cpu_mode_writes_every_ratio_and_peak_memory(tmp_path):
-    """`bash benchmarks/gpu.sh OUT --cpu` as written in a fresh shell: it finds the checkout's .venv itself."""
+def test_gpu_benchmark_in_cpu_mode_writes_every_ratio_and_peak_memory_at_both_prompt_lengths(tmp_path):
+    """`bash benchmarks/gpu.sh OUT --cpu` as written in a fresh shell (it finds the checkout's .venv itself), on
+    the tiny zoo LLaVA (43-token queries) and LLaVA-1.5's layout at tiny widths (576 image tokens) in one run."""
     out = tmp_path / "bench"
     checkout, env = checkout_with_venv(tmp_path)
-    done = subprocess.run(["bash", str(checkout / "benchmarks" / "gpu.sh"), str(out), "--cpu"],
+    models = ["--model", "llava", "llava-1.5-tiny-random"]
+    done = subprocess.run(["bash", str(checkout / "benchmarks" / "gpu.sh"), str(out), "--cpu", *models],
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((out / "speed.json").read_text())
-    assert report["device"] == "cpu" and report["reinforce_fast_path"] == "shared prefix (4-D mask)"
-    assert "live bytes" in report["memory_measure"]
-    targets = [key for key in report["ratios"] if "target" in key]
-    assert len(targets) == 6, targets  # every target of the issue has its ratio
-    assert all(math.isfinite(value) and value > 0 for value in report["ratios"].values())
-    peak = {key: value["peak_mib"] for key, value in report["results"].items()}
-    assert all(value > 0 for value in peak.values())
-    # 32 samples over one prefix vs the prefix cache copied 32 times, or the whole prompt run 32 times
-    assert peak["b_reinforce_copied_cache"] > 2 * peak["b_reinforce_shared_prefix"]
-    assert peak["b_reinforce_batched"] > 2 * peak["b_reinforce_shared_prefix"]
-    assert "shared-prefix step / one query forward" in (out / "speed.txt").read_text()
+    assert report["device"] == "cpu" and "live bytes" in report["memory_measure"]
+    short, long = report["models"]
+    assert short["prompt_tokens"]["0-shot"] < 100 and 576 < long["prompt_tokens"]["0-shot"] < 700
+    assert long["prompt_tokens"]["16-shot"] > 16 * 576
+    for model in report["models"]:
+        assert model["reinforce_fast_path"] == "shared prefix (4-D mask)"
+        targets = [key for key in model["ratios"] if "target" in key]
+        assert len(targets) == 6, targets  # every target of the issue has its ratio
+        for ratio in model["ratios"].values():
+            assert math.isfinite(ratio["median"]) and 0 < ratio["min"] <= ratio["median"] <= ratio["max"]
+        peak = {key: value["peak_mib"] for key, value in model["results"].items()}
+        assert all(value > 0 for value in peak.values())
+        # 32 samples over one prefix vs the prefix cache copied 32 times, or the whole prompt run 32 times
+        assert peak["b_reinforce_copied_cache"] > 2 * peak["b_reinforce_shared_prefix"]
+        assert peak["b_reinforce_batched"] > 2 * peak["b_reinforce_shared_prefix"]
+    printed = (out / "speed.txt").read_text()
+    # the side-by-side table: one row per ratio, a column per prompt length
+    row = next(line for line in printed.splitlines() if line.startswith("| REINFORCE peak memory: shared-prefix"))
+    assert row.count("|") == 4, row
+
+
+def _speed_module():
+    spec = importlib.util.spec_from_file_location("speed", ROOT / "benchmarks" / "speed.py")
+    speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(speed)
+    return speed
+
+
+@pytest.mark.parametrize("name", sorted(BENCHMARK_MODELS))
+def test_every_benchmark_model_takes_the_16_shot_prompt(name):
+    """16 shots of 576 image tokens are longer than LLaVA-1.5's 4096 positions: the models must take them."""
+    with torch.device("meta"):  # shapes only: no memory, no time
+        model, processor = BENCHMARK_MODELS[name]()
+    speed = _speed_module()
+    vlm = FrozenVLM(model, processor, name=name)
+    prompt = vlm.build_inputs([speed.episode(16, torch.Generator().manual_seed(0))], speed.TEMPLATE)
+    assert prompt["input_ids"].shape[1] > 16 * 576  # refused before it got here, were it longer than the context
+
+
+def _allocator_peak_mib(work) -> float:
+    """Peak bytes the CPU allocator handed out inside `work` and had not got back, from the profiler's memory events."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as profile:
+        work()
+    events = sorted((event for event in profile.profiler.kineto_results.events() if event.name() == "[memory]"),
+                    key=lambda event: event.start_ns())
+    live = peak = 0
+    for event in events:  # allocations positive, frees negative; frees of older blocks are not reported
+        live += event.nbytes()
+        peak = max(peak, live)
+    return peak / 2**20
+
+
+def test_cpu_peak_memory_counts_what_the_allocator_hands_out(zoo_vlm):
+    """The benchmark's CPU measure (op outputs' storages) agrees with the allocator's own accounting, which
+    also sees buffers that ops allocate and free inside themselves."""
+    speed = _speed_module()
+    vlm = zoo_vlm("llava")
+    layout, rng = vlm.layout, torch.Generator().manual_seed(0)
+    single = vlm.build_inputs([speed.episode(0, rng)], speed.TEMPLATE)
+    means = torch.randn(layout.num_layers, layout.num_heads, layout.head_dim, generator=rng)
+    masks = torch.rand(32, layout.num_layers, layout.num_heads, generator=rng) < 0.27
+
+    def step() -> None:
+        with replace_heads(vlm, means, masks, rows_along="positions"):
+            vlm.fork_logits(single, 32)
+
+    timer = speed.Timer("cpu", repeats=1)
+    for work in (lambda: vlm.last_logits(single), step):
+        work()
+        assert timer.peak_mib(work) == pytest.approx(_allocator_peak_mib(work), rel=0.02)
 
 
 def test_a_given_python_wins_over_the_checkouts_venv(tmp_path):

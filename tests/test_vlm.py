@@ -16,7 +16,7 @@ from lit_tv.loading import ModelLoadError, VLMOptions, quantization_config
 from lit_tv.prompts import PromptTemplate
 from lit_tv.scoring import fork_last_token
 from lit_tv.vlm import FrozenVLM, load_image
-from lit_tv.zoo import build_llava_7b
+from lit_tv.zoo import build_llava_1_5
 
 
 @pytest.mark.parametrize("name", ZOO_NAMES)
@@ -141,7 +141,7 @@ def test_chat_template_wraps_shots_as_turns(zoo_folder):
 
 def test_the_7b_benchmark_model_has_llava_1_5_7b_geometry():
     with torch.device("meta"):  # shapes only: no memory, no time
-        model, processor = build_llava_7b()
+        model, processor = build_llava_1_5()
     layout = discover_layout(model)
     assert (layout.num_layers, layout.num_heads, layout.head_dim, layout.hidden_size) == (32, 32, 128, 4096)
     assert sum(parameter.numel() for parameter in model.parameters()) > 7e9
