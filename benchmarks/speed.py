@@ -93,8 +93,9 @@ class LiveTensorBytes(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        existing = {leaf.untyped_storage().data_ptr() for leaf in tree_leaves((args, kwargs))
-                    if isinstance(leaf, torch.Tensor)}
+        existing = {
+            leaf.untyped_storage().data_ptr() for leaf in tree_leaves((args, kwargs)) if isinstance(leaf, torch.Tensor)
+        }
         for leaf in tree_leaves(out):
             if not isinstance(leaf, torch.Tensor):
                 continue
@@ -143,8 +144,11 @@ class Timer:
 
     @property
     def memory_measure(self) -> str:
-        return ("torch.cuda.max_memory_allocated above the allocation before the call" if self.cuda else
-                "peak live bytes of tensor storages created inside the call (CPU proxy, counted per op)")
+        return (
+            "torch.cuda.max_memory_allocated above the allocation before the call"
+            if self.cuda
+            else "peak live bytes of tensor storages created inside the call (CPU proxy, counted per op)"
+        )
 
     def __call__(self, works: dict[str, Callable[[], object]]) -> dict[str, dict[str, float]]:
         for work in works.values():
@@ -153,8 +157,10 @@ class Timer:
         for _ in range(self.repeats):
             for name, work in works.items():
                 runs[name].append(self._seconds(work))
-        return {name: {"seconds": statistics.median(values), "rounds": values, "peak_mib": self.peak_mib(works[name])}
-                for name, values in runs.items()}
+        return {
+            name: {"seconds": statistics.median(values), "rounds": values, "peak_mib": self.peak_mib(works[name])}
+            for name, values in runs.items()
+        }
 
 
 def run(vlm: FrozenVLM, timer: Timer, batch: int, new_tokens: int, samples: int = 32) -> dict[str, dict]:
@@ -175,8 +181,9 @@ def run(vlm: FrozenVLM, timer: Timer, batch: int, new_tokens: int, samples: int 
         with replace_heads(vlm, means, selected, policy="every_token"):
             vlm.generate(queries, max_new_tokens=new_tokens)
 
-    results |= timer({"a_generation_unpatched": lambda: generate(False),
-                      "a_generation_patched": lambda: generate(True)})
+    results |= timer(
+        {"a_generation_unpatched": lambda: generate(False), "a_generation_patched": lambda: generate(True)}
+    )
 
     def query_forward() -> None:
         vlm.last_logits(single)
@@ -196,8 +203,12 @@ def run(vlm: FrozenVLM, timer: Timer, batch: int, new_tokens: int, samples: int 
     def forked() -> None:  # what MTV's training step runs
         fork_last_token(vlm, single, samples, along="positions").logits(means, masks)
 
-    works = {"b_query_forward": query_forward, "b_reinforce_sequential": sequential, "b_reinforce_batched": batched,
-             "b_reinforce_copied_cache": lambda: branched("batch")}
+    works = {
+        "b_query_forward": query_forward,
+        "b_reinforce_sequential": sequential,
+        "b_reinforce_batched": batched,
+        "b_reinforce_copied_cache": lambda: branched("batch"),
+    }
     if fork_last_token(vlm, single, samples).along == "positions":
         works |= {"b_reinforce_cached_prefix": lambda: branched("positions"), "b_reinforce_shared_prefix": forked}
     else:  # the model refuses 4-D masks: MTV copies the cache, and so does this row
@@ -216,11 +227,16 @@ def run(vlm: FrozenVLM, timer: Timer, batch: int, new_tokens: int, samples: int 
 
     results |= timer({"c_forward_plain": plain_forward, "c_mean_activations": mean_activations})
 
-    queries_by_shots = {shots: vlm.build_inputs([episode(shots, rng) for _ in range(batch)], TEMPLATE)
-                        for shots in (4, 8, 16)}
-    results |= timer({"d_query_mtv_0shot": lambda: generate(True)} | {
-        f"d_query_icl_{shots}shot": lambda inputs=inputs: vlm.generate(inputs, max_new_tokens=new_tokens)
-        for shots, inputs in queries_by_shots.items()})
+    queries_by_shots = {
+        shots: vlm.build_inputs([episode(shots, rng) for _ in range(batch)], TEMPLATE) for shots in (4, 8, 16)
+    }
+    results |= timer(
+        {"d_query_mtv_0shot": lambda: generate(True)}
+        | {
+            f"d_query_icl_{shots}shot": lambda inputs=inputs: vlm.generate(inputs, max_new_tokens=new_tokens)
+            for shots, inputs in queries_by_shots.items()
+        }
+    )
     return results
 
 
@@ -230,38 +246,45 @@ def ratios(results: dict[str, dict]) -> dict[str, dict[str, float]]:
     peak = {key: torch.tensor([value["peak_mib"]], dtype=torch.float64) for key, value in results.items()}
     step = "b_reinforce_shared_prefix"
     out = {
-        "patched / unpatched generation (target <= 1.05)":
-            seconds["a_generation_patched"] / seconds["a_generation_unpatched"],
-        "REINFORCE step: one sequential batch-1 forward per sample / shared-prefix step (target >= 25)":
-            seconds["b_reinforce_sequential"] / seconds[step],
-        "REINFORCE step: shared-prefix step / one query forward (target <= 2)":
-            seconds[step] / seconds["b_query_forward"],
-        "REINFORCE step: one plain forward of all samples / shared-prefix step":
-            seconds["b_reinforce_batched"] / seconds[step],
-        "REINFORCE step: prefix cache copied per sample / shared-prefix step":
-            seconds["b_reinforce_copied_cache"] / seconds[step],
-        "REINFORCE peak memory: shared-prefix step / one query forward (target <= 1.3)":
-            peak[step] / peak["b_query_forward"],
-        "REINFORCE peak memory: prefix cache copied per sample / one query forward":
-            peak["b_reinforce_copied_cache"] / peak["b_query_forward"],
-        "mean-activation throughput / plain forward (target >= 0.9)":
-            seconds["c_forward_plain"] / seconds["c_mean_activations"],
+        "patched / unpatched generation (target <= 1.05)": seconds["a_generation_patched"]
+        / seconds["a_generation_unpatched"],
+        "REINFORCE step: one sequential batch-1 forward per sample / shared-prefix step (target >= 25)": seconds[
+            "b_reinforce_sequential"
+        ]
+        / seconds[step],
+        "REINFORCE step: shared-prefix step / one query forward (target <= 2)": seconds[step]
+        / seconds["b_query_forward"],
+        "REINFORCE step: one plain forward of all samples / shared-prefix step": seconds["b_reinforce_batched"]
+        / seconds[step],
+        "REINFORCE step: prefix cache copied per sample / shared-prefix step": seconds["b_reinforce_copied_cache"]
+        / seconds[step],
+        "REINFORCE peak memory: shared-prefix step / one query forward (target <= 1.3)": peak[step]
+        / peak["b_query_forward"],
+        "REINFORCE peak memory: prefix cache copied per sample / one query forward": peak["b_reinforce_copied_cache"]
+        / peak["b_query_forward"],
+        "mean-activation throughput / plain forward (target >= 0.9)": seconds["c_forward_plain"]
+        / seconds["c_mean_activations"],
     }
     if "b_reinforce_cached_prefix" in seconds:
         out["REINFORCE step: prefix cached once, samples a second call / shared-prefix step"] = (
-            seconds["b_reinforce_cached_prefix"] / seconds[step])
+            seconds["b_reinforce_cached_prefix"] / seconds[step]
+        )
     for shots in (4, 8, 16):
         out[f"{shots}-shot ICL query / MTV query" + (" (target >= 10)" if shots == 16 else "")] = (
-            seconds[f"d_query_icl_{shots}shot"] / seconds["d_query_mtv_0shot"])
-    return {key: {"median": statistics.median(values.tolist()), "min": float(values.min()), "max": float(values.max())}
-            for key, values in out.items()}
+            seconds[f"d_query_icl_{shots}shot"] / seconds["d_query_mtv_0shot"]
+        )
+    return {
+        key: {"median": statistics.median(values.tolist()), "min": float(values.min()), "max": float(values.max())}
+        for key, values in out.items()
+    }
 
 
 def prompt_tokens(vlm: FrozenVLM) -> dict[str, int]:
     """Tokens of one zero-shot query and of one 16-shot ICL prompt: the lengths the ratios were measured at."""
     rng = torch.Generator().manual_seed(0)
-    return {f"{shots}-shot": vlm.build_inputs([episode(shots, rng)], TEMPLATE)["input_ids"].shape[1]
-            for shots in (0, 16)}
+    return {
+        f"{shots}-shot": vlm.build_inputs([episode(shots, rng)], TEMPLATE)["input_ids"].shape[1] for shots in (0, 16)
+    }
 
 
 def measure(name: str, args: argparse.Namespace, timer: Timer) -> dict:
@@ -270,12 +293,21 @@ def measure(name: str, args: argparse.Namespace, timer: Timer) -> dict:
     vlm = load(name, args.device, args.dtype)
     build_seconds = time.perf_counter() - start
     results = run(vlm, timer, args.batch, args.new_tokens, args.samples)
-    along = ("shared prefix (4-D mask)" if "b_reinforce_cached_prefix" in results else
-             "copied cache (the model refused the 4-D mask, or a sliding window is too short)")
-    return {"model": name, "prompt_tokens": prompt_tokens(vlm), "build_seconds": build_seconds,
-            "seconds": time.perf_counter() - start, "reinforce_fast_path": along,
-            "parameters": sum(parameter.numel() for parameter in vlm.model.parameters()),
-            "results": results, "ratios": ratios(results)}
+    along = (
+        "shared prefix (4-D mask)"
+        if "b_reinforce_cached_prefix" in results
+        else "copied cache (the model refused the 4-D mask, or a sliding window is too short)"
+    )
+    return {
+        "model": name,
+        "prompt_tokens": prompt_tokens(vlm),
+        "build_seconds": build_seconds,
+        "seconds": time.perf_counter() - start,
+        "reinforce_fast_path": along,
+        "parameters": sum(parameter.numel() for parameter in vlm.model.parameters()),
+        "results": results,
+        "ratios": ratios(results),
+    }
 
 
 def _spread(ratio: dict[str, float]) -> str:
@@ -284,13 +316,17 @@ def _spread(ratio: dict[str, float]) -> str:
 
 def print_model(report: dict) -> None:
     tokens = report["prompt_tokens"]
-    print(f"\n{report['model']} ({report['parameters'] / 1e6:.1f}M parameters): {tokens['0-shot']}-token query, "
-          f"{tokens['16-shot']}-token 16-shot ICL prompt; built in {report['build_seconds']:.1f} s, measured in "
-          f"{report['seconds']:.1f} s; REINFORCE fast path: {report['reinforce_fast_path']}")
+    print(
+        f"\n{report['model']} ({report['parameters'] / 1e6:.1f}M parameters): {tokens['0-shot']}-token query, "
+        f"{tokens['16-shot']}-token 16-shot ICL prompt; built in {report['build_seconds']:.1f} s, measured in "
+        f"{report['seconds']:.1f} s; REINFORCE fast path: {report['reinforce_fast_path']}"
+    )
     for key, value in report["results"].items():
         rounds = [seconds * 1000 for seconds in value["rounds"]]
-        print(f"  {key:<28} {value['seconds'] * 1000:9.1f} ms ({min(rounds):.1f}-{max(rounds):.1f})   "
-              f"peak {value['peak_mib']:9.1f} MiB")
+        print(
+            f"  {key:<28} {value['seconds'] * 1000:9.1f} ms ({min(rounds):.1f}-{max(rounds):.1f})   "
+            f"peak {value['peak_mib']:9.1f} MiB"
+        )
     for key, value in report["ratios"].items():
         print(f"  {_spread(value):>20}x  {key}")
 
@@ -306,26 +342,33 @@ def print_side_by_side(reports: list[dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", nargs="+", default=["llava"],
-                        help=f"zoo names ({', '.join([*ZOO, *BENCHMARK_MODELS])}) or ids/paths, measured one after "
-                        "another in this run, their ratios then side by side")
+    parser.add_argument(
+        "--model",
+        nargs="+",
+        default=["llava"],
+        help=f"zoo names ({', '.join([*ZOO, *BENCHMARK_MODELS])}) or ids/paths, measured one after "
+        "another in this run, their ratios then side by side",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--batch", type=int, default=4, help="queries per generation / episodes per forward")
     parser.add_argument("--new-tokens", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds (after one warm-up round)")
     parser.add_argument("--samples", type=int, default=32, help="REINFORCE mask samples per step (reference: 32)")
-    parser.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads): 1 keeps a shared "
-                        "machine's timings steady")
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads (torch.set_num_threads): 1 keeps a shared machine's timings steady"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     timer = Timer(args.device, args.repeats)
-    print(f"on {device_name} ({args.dtype}, {torch.get_num_threads()} CPU threads), batch {args.batch}, "
-          f"{args.new_tokens} new tokens, {args.samples} REINFORCE samples; times: median (min-max) of "
-          f"{args.repeats} rounds; peak memory: {timer.memory_measure}")
+    print(
+        f"on {device_name} ({args.dtype}, {torch.get_num_threads()} CPU threads), batch {args.batch}, "
+        f"{args.new_tokens} new tokens, {args.samples} REINFORCE samples; times: median (min-max) of "
+        f"{args.repeats} rounds; peak memory: {timer.memory_measure}"
+    )
     reports = []
     for name in args.model:
         reports.append(measure(name, args, timer))
@@ -333,10 +376,19 @@ def main() -> None:
     if len(reports) > 1:
         print_side_by_side(reports)
     if args.json:
-        report = {"device": device_name, "dtype": args.dtype, "torch": torch.__version__,
-                  "transformers": transformers.__version__, "threads": torch.get_num_threads(),
-                  "batch": args.batch, "new_tokens": args.new_tokens, "samples": args.samples,
-                  "repeats": args.repeats, "memory_measure": timer.memory_measure, "models": reports}
+        report = {
+            "device": device_name,
+            "dtype": args.dtype,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "threads": torch.get_num_threads(),
+            "batch": args.batch,
+            "new_tokens": args.new_tokens,
+            "samples": args.samples,
+            "repeats": args.repeats,
+            "memory_measure": timer.memory_measure,
+            "models": reports,
+        }
         write_atomic(args.json, json.dumps(report, indent=2))
 
 

@@ -30,9 +30,16 @@ from lit_tv.vectors import load
 
 
 @contextmanager
-def apply_task_vector(model: nn.Module, path: str | Path, task: str | None = None,
-                      policy: PatchPolicy = "prompt", layer: int | None = None, *,
-                      allow_other_task: bool = False, allow_other_model: bool = False) -> Iterator[None]:
+def apply_task_vector(
+    model: nn.Module,
+    path: str | Path,
+    task: str | None = None,
+    policy: PatchPolicy = "prompt",
+    layer: int | None = None,
+    *,
+    allow_other_task: bool = False,
+    allow_other_model: bool = False,
+) -> Iterator[None]:
     """Patch `model` with the task vector in `path` while the block runs; the hooks go on exit.
 
     model: a plain `transformers` model (VLM or causal LM); its layout and weights must match the file's
@@ -43,6 +50,7 @@ def apply_task_vector(model: nn.Module, path: str | Path, task: str | None = Non
         allow_other_task / allow_other_model: use a one-task vector for another task, or a vector made
         with other weights of the same layout (a transfer), with a warning.
     """
-    with load(path).apply(model, task, policy=policy, layer=layer, allow_other_task=allow_other_task,
-                          allow_other_model=allow_other_model):
+    with load(path).apply(
+        model, task, policy=policy, layer=layer, allow_other_task=allow_other_task, allow_other_model=allow_other_model
+    ):
         yield

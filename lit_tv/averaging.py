@@ -21,22 +21,31 @@ from lit_tv.vlm import FrozenVLM
 Recorder = Callable[[FrozenVLM], AbstractContextManager[Recording]]
 
 
-def mean_recording(trainer: L.Trainer, vlm: FrozenVLM, template: PromptTemplate, episodes: Sequence[Episode],
-                   record: Recorder, batch_size: int = 8, description: str = "averaging") -> torch.Tensor:
+def mean_recording(
+    trainer: L.Trainer,
+    vlm: FrozenVLM,
+    template: PromptTemplate,
+    episodes: Sequence[Episode],
+    record: Recorder,
+    batch_size: int = 8,
+    description: str = "averaging",
+) -> torch.Tensor:
     """The mean over `episodes` of what `record` captures at each prompt's last position (fp32).
 
     Every rank runs every `world_size`-th episode in batches; the fp32 sums and the count are
     all-reduced, so every rank returns the same mean over all episodes, each counted once.
     """
     if len(episodes) < trainer.world_size:
-        raise ValueError(f"{len(episodes)} episodes cannot be shared by {trainer.world_size} processes: "
-                         "raise data.init_args.support_size")
+        raise ValueError(
+            f"{len(episodes)} episodes cannot be shared by {trainer.world_size} processes: "
+            "raise data.init_args.support_size"
+        )
     device = trainer.strategy.root_device
     total: torch.Tensor | float = 0.0
     count = torch.zeros((), device=device)
-    mine = episodes[trainer.global_rank::trainer.world_size]
+    mine = episodes[trainer.global_rank :: trainer.world_size]
     for start in tqdm(range(0, len(mine), batch_size), desc=description, disable=trainer.global_rank != 0):
-        batch = mine[start:start + batch_size]
+        batch = mine[start : start + batch_size]
         with torch.no_grad(), record(vlm) as recording:
             vlm.last_logits(vlm.build_inputs(batch, template))
         total = total + recording.value.float().sum(0).to(device)
@@ -44,8 +53,9 @@ def mean_recording(trainer: L.Trainer, vlm: FrozenVLM, template: PromptTemplate,
     return trainer.strategy.reduce(total, reduce_op="sum") / trainer.strategy.reduce(count, reduce_op="sum")
 
 
-def mean_head_activations(trainer: L.Trainer, vlm: FrozenVLM, template: PromptTemplate, episodes: Sequence[Episode],
-                          batch_size: int = 8) -> torch.Tensor:
+def mean_head_activations(
+    trainer: L.Trainer, vlm: FrozenVLM, template: PromptTemplate, episodes: Sequence[Episode], batch_size: int = 8
+) -> torch.Tensor:
     """Each head's out-projection input at the last prompt position, averaged → fp32 `[layers, heads, head_dim]`.
 
     The `MeanActivations` callback fills MTV's buffer with it; methods that need several means (one per task)

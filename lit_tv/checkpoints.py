@@ -80,8 +80,12 @@ def resolve_checkpoint(trainer: L.Trainer, ckpt_path: str | Path | None) -> Path
         if not path.is_file():
             raise FileNotFoundError(f"--ckpt_path: checkpoint file not found: {path}")
         return path
-    candidates = [Path(found) for callback in trainer.checkpoint_callbacks if isinstance(callback, ModelCheckpoint)
-                  for found in callback._find_last_checkpoints(trainer)]
+    candidates = [
+        Path(found)
+        for callback in trainer.checkpoint_callbacks
+        if isinstance(callback, ModelCheckpoint)
+        for found in callback._find_last_checkpoints(trainer)
+    ]
     return max(candidates, key=lambda path: path.stat().st_mtime) if candidates else None
 
 
@@ -110,12 +114,16 @@ def _flat(options: Mapping[str, Any], prefix: str) -> dict[str, Any]:
 def differences(saved: Mapping[str, Any], given: Mapping[str, Any], prefix: str) -> list[str]:
     """``option: checkpoint value -> this run's value`` for every option that differs."""
     old, new = _flat(saved, prefix), _flat(given, prefix)
-    return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(old.keys() | new.keys())
-            if old.get(key) != new.get(key)]
+    return [
+        f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+    ]
 
 
-def check_identity(checkpoint: Mapping[str, Any], path: Path | str, method: CheckpointedMethod,
-                   layout: dict[str, int]) -> None:
+def check_identity(
+    checkpoint: Mapping[str, Any], path: Path | str, method: CheckpointedMethod, layout: dict[str, int]
+) -> None:
     """Refuse a checkpoint written by another method, or for another model or layout than `method`'s."""
     entry = checkpoint.get("lit_tv")
     if entry is None:
@@ -123,19 +131,24 @@ def check_identity(checkpoint: Mapping[str, Any], path: Path | str, method: Chec
     if entry["method"] != method_path(method):
         raise CheckpointMismatchError(
             f"--ckpt_path: {path} holds a {entry['method']} fit but this run's model.class_path is "
-            f"{method_path(method)}; use that method's config or its own checkpoint")
+            f"{method_path(method)}; use that method's config or its own checkpoint"
+        )
     name = method.model_options.name
     if entry["model"] != model_identity(name):
         raise CheckpointMismatchError(
             f"--ckpt_path: {path} was fitted on model {entry['model']} but model.init_args.model.name is "
-            f"{name}; its heads and means belong to that model")
+            f"{name}; its heads and means belong to that model"
+        )
     if entry["layout"] != layout:
-        raise CheckpointMismatchError(f"--ckpt_path: {path} was fitted on layout {entry['layout']}; "
-                                      f"model.init_args.model.name {name} has layout {layout}")
+        raise CheckpointMismatchError(
+            f"--ckpt_path: {path} was fitted on layout {entry['layout']}; "
+            f"model.init_args.model.name {name} has layout {layout}"
+        )
 
 
-def check_checkpoint(path: Path, method: CheckpointedMethod, datamodule: L.LightningDataModule | None,
-                     stage: str) -> list[str]:
+def check_checkpoint(
+    path: Path, method: CheckpointedMethod, datamodule: L.LightningDataModule | None, stage: str
+) -> list[str]:
     """Refuse a checkpoint of another method or model, or (``fit``) a resume with other options.
 
     Returns the options where a test / validate / predict run differs from the checkpoint's fit:
@@ -148,11 +161,11 @@ def check_checkpoint(path: Path, method: CheckpointedMethod, datamodule: L.Light
         require_finite(tensor, name, f"--ckpt_path: {path}")
     changed = differences(checkpoint.get("hyper_parameters", {}), method.hparams, "model.init_args.")
     if stage == "fit" and datamodule is not None:  # other data at test time is a use, not a mistake
-        changed += differences(checkpoint.get("datamodule_hyper_parameters", {}), datamodule.hparams,
-                               "data.init_args.")
+        changed += differences(checkpoint.get("datamodule_hyper_parameters", {}), datamodule.hparams, "data.init_args.")
     if stage == "fit" and changed:
         raise CheckpointMismatchError(
             f"--ckpt_path: resuming {path} needs the options of the fit it continues; these differ "
             f"(checkpoint -> given): {'; '.join(changed)}. Give the same options, or start a new fit without "
-            "--ckpt_path")
+            "--ckpt_path"
+        )
     return changed

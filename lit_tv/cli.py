@@ -30,8 +30,14 @@ class LitTVCLI(LightningCLI):
     a checkpoint's saved options and a checkpoint is checked against the run before any weights load."""
 
     def __init__(self, args: list[str] | None, run: bool = True) -> None:
-        super().__init__(FrozenVLMMethod, subclass_mode_model=True, subclass_mode_data=True, args=args, run=run,
-                         save_config_kwargs={"overwrite": True})
+        super().__init__(
+            FrozenVLMMethod,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            args=args,
+            run=run,
+            save_config_kwargs={"overwrite": True},
+        )
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)
@@ -51,15 +57,19 @@ class LitTVCLI(LightningCLI):
         if ckpt_path is None:
             return
         if getattr(self.model.hparams, "task_vector", None) is not None:
-            raise CheckpointMismatchError("give either --ckpt_path or model.init_args.task_vector, not both: "
-                                          "the checkpoint's heads and means would replace the vector's")
+            raise CheckpointMismatchError(
+                "give either --ckpt_path or model.init_args.task_vector, not both: "
+                "the checkpoint's heads and means would replace the vector's"
+            )
         path = resolve_checkpoint(self.trainer, ckpt_path)
         if path is None:
             return
         changed = check_checkpoint(path, self.model, self.datamodule, self.subcommand)
         if changed:
-            rank_zero_info(f"{path} was fitted with other options; this run uses the ones it was given "
-                           f"(checkpoint -> given): {'; '.join(changed)}")
+            rank_zero_info(
+                f"{path} was fitted with other options; this run uses the ones it was given "
+                f"(checkpoint -> given): {'; '.join(changed)}"
+            )
 
     def before_fit(self) -> None:
         self._check_ckpt_path()

@@ -40,8 +40,9 @@ def build_processor_without_video(processor_class: type[ProcessorMixin], tokeniz
         return processor_class(image_processor=image_processor, tokenizer=tokenizer, video_processor=None)
 
 
-def load_processor_without_video(path: str | Path, processor_class_name: str, image_kwargs: dict,
-                                 **kwargs) -> ProcessorMixin:
+def load_processor_without_video(
+    path: str | Path, processor_class_name: str, image_kwargs: dict, **kwargs
+) -> ProcessorMixin:
     """`AutoProcessor.from_pretrained` for those processors, from the saved tokenizer and image processor.
 
     `image_kwargs` (the user's processor options, e.g. ``min_pixels``) go to the image processor.
@@ -49,8 +50,11 @@ def load_processor_without_video(path: str | Path, processor_class_name: str, im
     processor_class = processor_class_from_name(processor_class_name)
     if processor_class is None:
         raise ValueError(f"unknown processor class {processor_class_name!r} in {path}")
-    return build_processor_without_video(processor_class, AutoTokenizer.from_pretrained(path, **kwargs),
-                                         AutoImageProcessor.from_pretrained(path, **image_kwargs, **kwargs))
+    return build_processor_without_video(
+        processor_class,
+        AutoTokenizer.from_pretrained(path, **kwargs),
+        AutoImageProcessor.from_pretrained(path, **image_kwargs, **kwargs),
+    )
 
 
 def fix_fuyu_patchify(processor: ProcessorMixin) -> None:

@@ -19,8 +19,10 @@ from typing import Any
 from transformers.utils import logging as transformers_logging
 
 SILENCED_PREFIXES = ("💡 Tip:", "`weights_only` was not set")
-SILENCED_LOGGERS = ("lightning.pytorch.utilities.rank_zero",
-                    "lightning.pytorch.trainer.connectors.checkpoint_connector")
+SILENCED_LOGGERS = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.pytorch.trainer.connectors.checkpoint_connector",
+)
 WEIGHT_BAR = "Loading weights"
 
 
@@ -72,6 +74,8 @@ def task_table(rows: Mapping[str, Mapping[str, object]], columns: Sequence[str])
 
     width = max(len("task"), *(len(task) for task in rows))
     lines = [f"{'task':<{width}}" + "".join(f"{column:>10}" for column in columns)]
-    lines += [f"{task:<{width}}" + "".join(f"{cell(values.get(column)):>10}" for column in columns)
-              for task, values in rows.items()]
+    lines += [
+        f"{task:<{width}}" + "".join(f"{cell(values.get(column)):>10}" for column in columns)
+        for task, values in rows.items()
+    ]
     return "\n".join(lines)

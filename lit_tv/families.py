@@ -37,8 +37,9 @@ class Family:
 _QWEN_VISION = ("<|vision_start|>", "<|vision_end|>")
 FAMILIES = {
     # HF's processor puts one image before all the text and appends a token: see lit_tv.fuyu
-    "FuyuProcessor": Family(image_token=IMAGE_PLACEHOLDER, build_inputs=build_fuyu_inputs,
-                            fix_processor=fix_fuyu_patchify),
+    "FuyuProcessor": Family(
+        image_token=IMAGE_PLACEHOLDER, build_inputs=build_fuyu_inputs, fix_processor=fix_fuyu_patchify
+    ),
     "Qwen2VLProcessor": Family(image_wrapping=_QWEN_VISION),
     "Qwen2_5_VLProcessor": Family(image_wrapping=_QWEN_VISION),
 }

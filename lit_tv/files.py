@@ -115,7 +115,8 @@ class OutputLock:
                     raise FileExistsError(
                         f"{lock.with_suffix('')} is being written by another run (pid {holder['pid']} on "
                         f"{holder['host']}, since {holder.get('since', '?')}); wait for it to end or give this run "
-                        f"other outputs ({self.what})")
+                        f"other outputs ({self.what})"
+                    )
                 lock.unlink(missing_ok=True)  # stale or our own: claim it afresh
 
     def release(self) -> None:

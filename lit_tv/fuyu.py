@@ -63,8 +63,9 @@ def image_patches(processor: FuyuProcessor, image: Image.Image) -> tuple[torch.T
     return patches, row * (height // size.height)
 
 
-def _row_ids(processor: FuyuProcessor, layout: FuyuLayout, text: str, images: list[Image.Image],
-             placeholder: str) -> tuple[list[int], list[torch.Tensor]]:
+def _row_ids(
+    processor: FuyuProcessor, layout: FuyuLayout, text: str, images: list[Image.Image], placeholder: str
+) -> tuple[list[int], list[torch.Tensor]]:
     tokenizer = processor.tokenizer
     if not images:  # text-only prompts: Mantis' processor adds no special tokens, HF's the tokenizer's
         return tokenizer(text, add_special_tokens=layout.markers is None).input_ids, []
@@ -83,8 +84,13 @@ def _row_ids(processor: FuyuProcessor, layout: FuyuLayout, text: str, images: li
     return ids, patches
 
 
-def build_fuyu_inputs(processor: FuyuProcessor, texts: list[str], images: list[list[Image.Image]],
-                      placeholder: str = IMAGE_PLACEHOLDER, layout: FuyuLayout | None = None) -> BatchFeature:
+def build_fuyu_inputs(
+    processor: FuyuProcessor,
+    texts: list[str],
+    images: list[list[Image.Image]],
+    placeholder: str = IMAGE_PLACEHOLDER,
+    layout: FuyuLayout | None = None,
+) -> BatchFeature:
     """Left-padded batch of prompts whose images stand at `placeholder`: position -1 is each last text token.
 
     `layout` defaults to the one the processor's tokenizer supports (`FuyuLayout.of`).
@@ -97,8 +103,10 @@ def build_fuyu_inputs(processor: FuyuProcessor, texts: list[str], images: list[l
         patches += row_patches
     length = max(len(ids) for ids in rows)
     pad = processor.tokenizer.pad_token_id
-    data = {"input_ids": torch.tensor([[pad] * (length - len(ids)) + ids for ids in rows]),
-            "attention_mask": torch.tensor([[0] * (length - len(ids)) + [1] * len(ids) for ids in rows])}
+    data = {
+        "input_ids": torch.tensor([[pad] * (length - len(ids)) + ids for ids in rows]),
+        "attention_mask": torch.tensor([[0] * (length - len(ids)) + [1] * len(ids) for ids in rows]),
+    }
     if patches:
         data["pixel_values"] = torch.cat(patches)
     return BatchFeature(data)

@@ -126,7 +126,10 @@ RowsAlong = Literal["batch", "positions"]
 
 @contextmanager
 def replace_heads(
-    vlm: Hookable, values: torch.Tensor, mask: torch.Tensor, policy: PatchPolicy = "prompt",
+    vlm: Hookable,
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    policy: PatchPolicy = "prompt",
     rows_along: RowsAlong = "batch",
 ) -> Iterator[None]:
     """Replace the masked heads' out-projection input at the last position with `values`.
@@ -142,8 +145,10 @@ def replace_heads(
     layout, step = vlm.layout, _Step()
     shape = (layout.num_layers, layout.num_heads)
     if tuple(mask.shape[-2:]) != shape or tuple(values.shape[-3:]) != (*shape, layout.head_dim):
-        raise ValueError(f"head values {tuple(values.shape)} / mask {tuple(mask.shape)} do not match the model's "
-                         f"layers x heads x head_dim = {shape + (layout.head_dim,)}")
+        raise ValueError(
+            f"head values {tuple(values.shape)} / mask {tuple(mask.shape)} do not match the model's "
+            f"layers x heads x head_dim = {shape + (layout.head_dim,)}"
+        )
     if rows_along == "positions" and mask.dim() != 3:
         raise ValueError(f"rows_along='positions' needs a per-row mask [rows, layers, heads], got {tuple(mask.shape)}")
     mask = mask.to(device=vlm.device, dtype=torch.bool)
@@ -162,12 +167,18 @@ def replace_heads(
             hidden = args[0]
             rows = hidden[place]
             if (layer_mask.dim() == 3 and layer_mask.shape[0] != rows.shape[0]) or (
-                    rows_along == "positions" and hidden.shape[0] != 1):
-                raise ValueError(f"per-row head mask has {layer_mask.shape[0]} rows, the input has {rows.shape[0]} "
-                                 f"(rows along {rows_along}, input shape {tuple(hidden.shape[:2])})")
+                rows_along == "positions" and hidden.shape[0] != 1
+            ):
+                raise ValueError(
+                    f"per-row head mask has {layer_mask.shape[0]} rows, the input has {rows.shape[0]} "
+                    f"(rows along {rows_along}, input shape {tuple(hidden.shape[:2])})"
+                )
             # .to: a no-op unless a dispatched model runs this layer on another device
-            patched = torch.where(layer_mask.to(rows.device), layer_values.to(rows.device),
-                                  rows.unflatten(-1, (layout.num_heads, layout.head_dim)))
+            patched = torch.where(
+                layer_mask.to(rows.device),
+                layer_values.to(rows.device),
+                rows.unflatten(-1, (layout.num_heads, layout.head_dim)),
+            )
             out = hidden.clone()
             out[place] = patched.flatten(-2)
             return (out, *args[1:])

@@ -31,8 +31,12 @@ class Layout:
 
     def signature(self) -> dict[str, int]:
         """The numbers a saved task vector must agree with to be patched into this model."""
-        return {"num_layers": self.num_layers, "num_heads": self.num_heads, "head_dim": self.head_dim,
-                "hidden_size": self.hidden_size}
+        return {
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "head_dim": self.head_dim,
+            "hidden_size": self.hidden_size,
+        }
 
 
 def _first_child(module: nn.Module, names: tuple[str, ...]) -> nn.Module | None:
@@ -48,13 +52,15 @@ def discover_layout(model: nn.Module) -> Layout:
     layers = _first_child(decoder, LAYER_LIST_NAMES)
     if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
         raise UnsupportedModelError(
-            f"{model_name}: its decoder {type(decoder).__name__} has no list of layers (looked for {LAYER_LIST_NAMES})")
+            f"{model_name}: its decoder {type(decoder).__name__} has no list of layers (looked for {LAYER_LIST_NAMES})"
+        )
     text_config = model.config.get_text_config()
     num_heads = getattr(text_config, "num_attention_heads", None)
     if not num_heads:
         raise UnsupportedModelError(
             f"{model_name}: its text config {type(text_config).__name__} has no num_attention_heads, "
-            "so the model has no attention out-projection to map")
+            "so the model has no attention out-projection to map"
+        )
     hidden_size = text_config.hidden_size
     head_dim = getattr(text_config, "head_dim", None) or hidden_size // num_heads
     out_projections = []
@@ -64,12 +70,14 @@ def discover_layout(model: nn.Module) -> Layout:
         if projection is None:
             raise UnsupportedModelError(
                 f"{model_name}: layer {index} ({type(layer).__name__}) has no attention out-projection "
-                f"(looked for {ATTENTION_NAMES} then {OUT_PROJECTION_NAMES})")
+                f"(looked for {ATTENTION_NAMES} then {OUT_PROJECTION_NAMES})"
+            )
         in_features = getattr(projection, "in_features", num_heads * head_dim)
         if in_features != num_heads * head_dim:
             raise UnsupportedModelError(
                 f"{model_name}: layer {index} out-projection takes {in_features} features, "
-                f"expected heads x head_dim = {num_heads} x {head_dim}")
+                f"expected heads x head_dim = {num_heads} x {head_dim}"
+            )
         out_projections.append(projection)
     final_norm = _first_child(decoder, FINAL_NORM_NAMES)
     if final_norm is None:
@@ -77,6 +85,13 @@ def discover_layout(model: nn.Module) -> Layout:
     lm_head = model.get_output_embeddings()
     if lm_head is None:
         raise UnsupportedModelError(f"{model_name}: get_output_embeddings() returned no lm_head")
-    return Layout(num_layers=len(layers), num_heads=num_heads, head_dim=head_dim, hidden_size=hidden_size,
-                  layers=tuple(layers), out_projections=tuple(out_projections), final_norm=final_norm,
-                  lm_head=lm_head)
+    return Layout(
+        num_layers=len(layers),
+        num_heads=num_heads,
+        head_dim=head_dim,
+        hidden_size=hidden_size,
+        layers=tuple(layers),
+        out_projections=tuple(out_projections),
+        final_norm=final_norm,
+        lm_head=lm_head,
+    )

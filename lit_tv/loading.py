@@ -53,38 +53,52 @@ def quantization_config(quantization: str | None, dtype: str, device: str) -> Bi
     if quantization != "nf4":
         raise ValueError(f"model.quantization must be 'nf4' or null, got {quantization!r}")
     if torch.device(device).type != "cuda" or not torch.cuda.is_available():
-        raise ValueError(f"model.quantization: 'nf4' runs on CUDA only (bitsandbytes 4-bit), but the model would load "
-                         f"on {device!r} (CUDA available: {torch.cuda.is_available()}); set model.quantization: null")
+        raise ValueError(
+            f"model.quantization: 'nf4' runs on CUDA only (bitsandbytes 4-bit), but the model would load "
+            f"on {device!r} (CUDA available: {torch.cuda.is_available()}); set model.quantization: null"
+        )
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise ImportError("model.quantization: 'nf4' needs the bitsandbytes package (pip install bitsandbytes), "
-                          "which is not installed")
+        raise ImportError(
+            "model.quantization: 'nf4' needs the bitsandbytes package (pip install bitsandbytes), "
+            "which is not installed"
+        )
     if dtype == "auto":
         raise ValueError("model.quantization: 'nf4' computes in model.dtype: set it to bfloat16, float16 or float32")
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=getattr(torch, dtype))
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=getattr(torch, dtype),
+    )
 
 
 DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
 DeviceMap = str | dict[str, int | str]
 
 
-def check_dispatch(device_map: DeviceMap | None, max_memory: dict[int | str, int | str] | None,
-                   offload_folder: str | None) -> None:
+def check_dispatch(
+    device_map: DeviceMap | None, max_memory: dict[int | str, int | str] | None, offload_folder: str | None
+) -> None:
     """Refuse, before any weights load, memory limits or an offload folder without a device map, an
     unknown strategy, disk offload without a folder, or accelerate missing."""
     if device_map is None:
         if max_memory is not None or offload_folder is not None:
-            raise ValueError("model.max_memory / model.offload_folder take effect only with model.device_map "
-                             f"(one of {DEVICE_MAP_STRATEGIES} or {{module name: device}})")
+            raise ValueError(
+                "model.max_memory / model.offload_folder take effect only with model.device_map "
+                f"(one of {DEVICE_MAP_STRATEGIES} or {{module name: device}})"
+            )
         return
     if isinstance(device_map, str) and device_map not in DEVICE_MAP_STRATEGIES:
-        raise ValueError(f"model.device_map must be one of {DEVICE_MAP_STRATEGIES} or a mapping of module names to "
-                         f"devices (0, 'cuda:1', 'cpu', 'disk'), got {device_map!r}")
+        raise ValueError(
+            f"model.device_map must be one of {DEVICE_MAP_STRATEGIES} or a mapping of module names to "
+            f"devices (0, 'cuda:1', 'cpu', 'disk'), got {device_map!r}"
+        )
     if isinstance(device_map, dict) and "disk" in device_map.values() and offload_folder is None:
         raise ValueError("model.device_map puts modules on 'disk': set model.offload_folder to a folder for them")
     if importlib.util.find_spec("accelerate") is None:
-        raise ImportError("model.device_map needs the accelerate package (pip install accelerate), "
-                          "which is not installed")
+        raise ImportError(
+            "model.device_map needs the accelerate package (pip install accelerate), which is not installed"
+        )
 
 
 def dispatched_device(model: nn.Module) -> torch.device | None:
@@ -101,8 +115,10 @@ def dispatched_device(model: nn.Module) -> torch.device | None:
 
 
 # Models shipped inside the package, addressed like hub ids.
-BUILTIN_MODELS = {"lit_tv/shapes-toy": Path(__file__).parent / "shapes" / "checkpoint",
-                  "lit_tv/shapes-toy-many-shot": Path(__file__).parent / "shapes" / "checkpoint_many_shot"}
+BUILTIN_MODELS = {
+    "lit_tv/shapes-toy": Path(__file__).parent / "shapes" / "checkpoint",
+    "lit_tv/shapes-toy-many-shot": Path(__file__).parent / "shapes" / "checkpoint_many_shot",
+}
 
 
 def resolve_model_path(name_or_path: str | Path) -> str:
@@ -154,8 +170,11 @@ class VLMOptions:
         quantized = quantization_config(self.quantization, self.dtype, device)
         placement = {"quantization_config": quantized, "device_map": device} if quantized else {}
         if self.device_map is not None:
-            placement |= {"device_map": self.device_map, "max_memory": self.max_memory,
-                          "offload_folder": self.offload_folder}
+            placement |= {
+                "device_map": self.device_map,
+                "max_memory": self.max_memory,
+                "offload_folder": self.offload_folder,
+            }
         return placement
 
 
@@ -173,18 +192,23 @@ def load_pretrained(options: VLMOptions, device: str) -> tuple[nn.Module, Any, s
     try:
         config = AutoConfig.from_pretrained(name, **common)
     except (OSError, ValueError) as error:
-        where = (f"the local folder {name} has no usable config.json" if Path(name).is_dir() else
-                 f"{name!r} is not a local folder and not available from the Hugging Face hub or its local cache")
+        where = (
+            f"the local folder {name} has no usable config.json"
+            if Path(name).is_dir()
+            else f"{name!r} is not a local folder and not available from the Hugging Face hub or its local cache"
+        )
         raise ModelLoadError(f"model.name: cannot load model: {where} ({error})") from error
     is_vlm = type(config) in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
     if not is_vlm and type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
         raise ModelLoadError(
             f"model.name: {name} is a {type(config).__name__} ({config.model_type!r}), neither an "
-            "image-text-to-text model nor a causal LM: lit_tv patches decoder-only models")
+            "image-text-to-text model nor a causal LM: lit_tv patches decoder-only models"
+        )
     model_class = AutoModelForImageTextToText if is_vlm else AutoModelForCausalLM
     dtype = getattr(torch, options.dtype) if options.dtype != "auto" else "auto"
-    model = model_class.from_pretrained(name, dtype=dtype, attn_implementation=options.attn_implementation,
-                                        **placement, **common)
+    model = model_class.from_pretrained(
+        name, dtype=dtype, attn_implementation=options.attn_implementation, **placement, **common
+    )
     processor = _load_processor(name, config, is_vlm, options.processor_kwargs or {}, **common)
     return model if placement else model.to(device), processor, name
 

@@ -26,8 +26,20 @@ def normalize_answer(text: str) -> str:
 
 # ---- the official VQA answer normalisation (VQA v2 evaluation script, also used by VizWiz and OK-VQA) ----
 
-_VQA_NUMBERS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
-                "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10"}
+_VQA_NUMBERS = {
+    "none": "0",
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+}
 _VQA_ARTICLES = frozenset({"a", "an", "the"})
 _VQA_PUNCTUATION = ';/[]"{}()=+\\_-><@`,?!'  # no apostrophe, colon or period: those are handled (or kept) apart
 _DIGIT_COMMA_DIGIT = re.compile(r"\d,\d")
@@ -47,7 +59,7 @@ def _spellings_without_apostrophe(word: str) -> list[str]:
     positions = [index for index, char in enumerate(word) if char == "'"]
     if len(positions) == 1:
         return [word.replace("'", "")]
-    return [word[:index] + word[index + 1:] for index in positions]
+    return [word[:index] + word[index + 1 :] for index in positions]
 
 
 _VQA_CONTRACTIONS = {spelling: word for word in _CONTRACTED for spelling in _spellings_without_apostrophe(word)}
@@ -137,8 +149,7 @@ class ExactMatch(AnswerMetric):
     counts a prediction by the letter it starts with ('(B) rose' -> B).
     """
 
-    def __init__(self, options: str = "", option_match: Literal["exact", "leading_letter"] = "exact",
-                 **kwargs) -> None:
+    def __init__(self, options: str = "", option_match: Literal["exact", "leading_letter"] = "exact", **kwargs) -> None:
         super().__init__(**kwargs)
         if option_match not in ("exact", "leading_letter"):
             raise ValueError(f"option_match must be 'exact' or 'leading_letter', got {option_match!r}")
@@ -147,8 +158,11 @@ class ExactMatch(AnswerMetric):
 
     def score(self, prediction: str, references: Sequence[str]) -> float:
         if self.options:
-            letter = (option_letter(prediction) if self.option_match == "leading_letter"
-                      else cut_answer(prediction).strip().upper())
+            letter = (
+                option_letter(prediction)
+                if self.option_match == "leading_letter"
+                else cut_answer(prediction).strip().upper()
+            )
             return float(letter in self.options and letter in {reference.strip().upper() for reference in references})
         return float(normalize_answer(prediction) in {normalize_answer(reference) for reference in references})
 
@@ -201,6 +215,10 @@ class FirstTokenMatch(AnswerMetric):
             return text.strip().lower() if self.ignore_case else text.strip()
 
         predicted = clean(prediction)
-        return float(bool(predicted) and any(
-            reference and (predicted.startswith(reference) or reference.startswith(predicted))
-            for reference in map(clean, references)))
+        return float(
+            bool(predicted)
+            and any(
+                reference and (predicted.startswith(reference) or reference.startswith(predicted))
+                for reference in map(clean, references)
+            )
+        )

@@ -30,8 +30,9 @@ def not_transcribed(table: str) -> str:
     return f"TODO: not transcribed yet ({table})"
 
 
-def _per_model(pattern: str, models: tuple[str, ...] = ("qwen2-vl-7b", "idefics2-8b", "llava-1.5-7b")
-               ) -> tuple[str, ...]:
+def _per_model(
+    pattern: str, models: tuple[str, ...] = ("qwen2-vl-7b", "idefics2-8b", "llava-1.5-7b")
+) -> tuple[str, ...]:
     return tuple(pattern.format(model=model) for model in models)
 
 
@@ -41,69 +42,155 @@ _CM_ICL = _per_model("cross_modal/icl_{model}.yaml", CM_MODELS)
 _CM_TABLES = "Luo et al., the table of this setting among Tables 3, 4, 6, 7 and 8"
 
 TARGETS: tuple[Target, ...] = (
-    Target(MTV_PAPER, "Table 2a, VizWiz: 0-shot / 4-shot ICL / MTV (Qwen-VL, Idefics2, VILA)",
-           _per_model("vizwiz/icl_{model}.yaml") + _per_model("vizwiz/mtv_{model}.yaml"),
-           "0-shot: the ICL config with `--data.init_args.test_shots 0`",
-           "35.2/42.0/45.6, 31.3/40.8/52.5, 28.0/39.3/55.2"),
-    Target(MTV_PAPER, "Table 2a, OK-VQA: 0-shot / 4-shot ICL / MTV (Qwen-VL, Idefics2, VILA)",
-           _per_model("okvqa/icl_{model}.yaml") + _per_model("okvqa/mtv_{model}.yaml"),
-           "0-shot: the ICL config with `--data.init_args.test_shots 0`",
-           "58.6/62.0/62.0, 52.4/51.5/53.0, 32.8/35.6/40.6"),
-    Target(MTV_PAPER, "Flowers / CUB: 1-shot ICL -> MTV + 1-shot (Idefics2; other models as extras)",
-           _per_model("flowers/icl_{model}.yaml") + _per_model("flowers/mtv_{model}.yaml")
-           + _per_model("cub/icl_{model}.yaml") + _per_model("cub/mtv_{model}.yaml"),
-           reported="Idefics2: 82.8 -> 83.8 / 88.7 -> 89.8"),
-    Target(MTV_PAPER, "MTV + ICL (MTV heads with 4 shots in the prompt)", ("vizwiz/mtv_idefics2-8b.yaml",),
-           "`lit-tv test` of the MTV config with `--data.init_args.test_shots 4`",
-           not_transcribed("Huang et al., the MTV + ICL table")),
-    Target(MTV_PAPER, "Flowers -> CUB: heads chosen on Flowers, means recomputed on CUB (the paper's result is "
-           "VILA's; here Idefics2 runs it, so the numbers are not comparable, only the transfer itself)",
-           ("flowers/mtv_idefics2-8b.yaml", "cub/transfer_idefics2-8b.yaml"),
-           reported=not_transcribed("Huang et al., the transfer result, VILA-1.5-8B")),
-    Target(MTV_PAPER, "Baselines on Qwen-VL: Visual Task Vectors, Function Vectors (VizWiz / OK-VQA)",
-           ("vizwiz/vtv_qwen2-vl-7b.yaml", "okvqa/vtv_qwen2-vl-7b.yaml", "vizwiz/fv_qwen2-vl-7b.yaml",
-            "okvqa/fv_qwen2-vl-7b.yaml"), reported="VTV 37.0 / 58.9; FV 36.4 / 59.0"),
-    Target(MTV_PAPER, "Accuracy vs shots per iteration and vs iterations",
-           ("vizwiz/mtv_idefics2-8b.yaml",),
-           "sweep `--data.init_args.shots` and `--data.init_args.support_size` of the MTV config"),
-    Target(MTV_PAPER, "Supplement: 4 shots, 1 iteration (the means from one 4-shot prompt)",
-           ("vizwiz/mtv_idefics2-8b.yaml",), "`--data.init_args.shots 4 --data.init_args.support_size 1`",
-           not_transcribed("Huang et al., supplement")),
-    Target(MTV_PAPER, "Supplement: mean and spread over 5 seeds", ("vizwiz/mtv_idefics2-8b.yaml",),
-           "five fits and tests with `--seed_everything N --data.init_args.seed N`, N = 0 ... 4",
-           not_transcribed("Huang et al., supplement")),
-    Target(CROSS_MODAL_PAPER, "No Context: the image query alone (no demonstrations, no vector)", _CM_ICL,
-           "`--data.init_args.test_shots 0` on the ICL configs", not_transcribed(_CM_TABLES)),
-    Target(CROSS_MODAL_PAPER, "Text ICL: xBase (text shots + image query) / xPatch (text vector -> image query), "
-           "layer by the paper's validation grid search", _CM_ICL + _XPATCH, reported=not_transcribed(_CM_TABLES)),
-    Target(CROSS_MODAL_PAPER, "xPatch at the released code's fixed layers (LLaVA 15, Idefics2 16, Mantis-Fuyu 23; "
-           "the released pipeline never runs the grid)",
-           _per_model("cross_modal/xpatch_released_{model}.yaml", CM_MODELS), reported=not_transcribed(_CM_TABLES)),
-    Target(CROSS_MODAL_PAPER, "Text -> text patching (text vector -> text query)", _XPATCH,
-           "`--data.init_args.query_modality text` on the xPatch configs", not_transcribed(_CM_TABLES)),
-    Target(CROSS_MODAL_PAPER, "Image ICL: Base / Patch", _XPATCH,
-           "`--data.init_args.shot_modality image` on the ICL and xPatch configs", not_transcribed(_CM_TABLES)),
-    Target(CROSS_MODAL_PAPER, "Image -> text transfer", _XPATCH,
-           "`--data.init_args.shot_modality image --data.init_args.query_modality text`",
-           not_transcribed(_CM_TABLES)),
-    Target(CROSS_MODAL_PAPER, "Instruction vectors / ensemble of instruction and exemplars", _XPATCH,
-           "`--model.init_args.source instruction` / `ensemble` (the reference's instructions)",
-           not_transcribed(_CM_TABLES)),
-    Target(CROSS_MODAL_PAPER, "Figure 8: the ensemble from n = 5 ... 30 random 5-shot prompts, layer 16, "
-           "case-insensitive", ("cross_modal/ensemble_idefics2-8b.yaml",),
-           "sweep `--data.init_args.support_size` 30 ... 180 (6 tasks x n)", "a figure: read the curve off it"),
-    Target(CROSS_MODAL_PAPER, "LLM -> VLM: vectors from the base LLM patched into the VLM",
-           _per_model("cross_modal/llm_to_vlm_{model}.yaml", CM_MODELS), reported=not_transcribed(_CM_TABLES)),
-    Target(CROSS_MODAL_PAPER, "Random baseline: the majority answer of each query's own 5 demonstrations",
-           ("cross_modal/majority_label.yaml",),
-           "`--model.init_args.source task`: each task's most frequent val answer instead",
-           not_transcribed(_CM_TABLES)),
-    Target(CROSS_MODAL_PAPER, "Idefics2 chat ablation (User / Assistant in place of Q / A)",
-           ("cross_modal/xpatch_idefics2-8b.yaml",),
-           "`--data.init_args.chat roles` (`template`: each example a turn of Idefics2's own chat template)",
-           not_transcribed(_CM_TABLES)),
-    Target(CROSS_MODAL_PAPER, "Extras, not results of either paper: Qwen2-VL on the cross-modal tasks, MTV there",
-           ("cross_modal/icl_qwen2-vl-7b.yaml",)
-           + _per_model("cross_modal/mtv_{model}.yaml", ("llava-1.5-7b", "idefics2-8b", "qwen2-vl-7b")),
-           reported="none (not in either paper)"),
+    Target(
+        MTV_PAPER,
+        "Table 2a, VizWiz: 0-shot / 4-shot ICL / MTV (Qwen-VL, Idefics2, VILA)",
+        _per_model("vizwiz/icl_{model}.yaml") + _per_model("vizwiz/mtv_{model}.yaml"),
+        "0-shot: the ICL config with `--data.init_args.test_shots 0`",
+        "35.2/42.0/45.6, 31.3/40.8/52.5, 28.0/39.3/55.2",
+    ),
+    Target(
+        MTV_PAPER,
+        "Table 2a, OK-VQA: 0-shot / 4-shot ICL / MTV (Qwen-VL, Idefics2, VILA)",
+        _per_model("okvqa/icl_{model}.yaml") + _per_model("okvqa/mtv_{model}.yaml"),
+        "0-shot: the ICL config with `--data.init_args.test_shots 0`",
+        "58.6/62.0/62.0, 52.4/51.5/53.0, 32.8/35.6/40.6",
+    ),
+    Target(
+        MTV_PAPER,
+        "Flowers / CUB: 1-shot ICL -> MTV + 1-shot (Idefics2; other models as extras)",
+        _per_model("flowers/icl_{model}.yaml")
+        + _per_model("flowers/mtv_{model}.yaml")
+        + _per_model("cub/icl_{model}.yaml")
+        + _per_model("cub/mtv_{model}.yaml"),
+        reported="Idefics2: 82.8 -> 83.8 / 88.7 -> 89.8",
+    ),
+    Target(
+        MTV_PAPER,
+        "MTV + ICL (MTV heads with 4 shots in the prompt)",
+        ("vizwiz/mtv_idefics2-8b.yaml",),
+        "`lit-tv test` of the MTV config with `--data.init_args.test_shots 4`",
+        not_transcribed("Huang et al., the MTV + ICL table"),
+    ),
+    Target(
+        MTV_PAPER,
+        "Flowers -> CUB: heads chosen on Flowers, means recomputed on CUB (the paper's result is "
+        "VILA's; here Idefics2 runs it, so the numbers are not comparable, only the transfer itself)",
+        ("flowers/mtv_idefics2-8b.yaml", "cub/transfer_idefics2-8b.yaml"),
+        reported=not_transcribed("Huang et al., the transfer result, VILA-1.5-8B"),
+    ),
+    Target(
+        MTV_PAPER,
+        "Baselines on Qwen-VL: Visual Task Vectors, Function Vectors (VizWiz / OK-VQA)",
+        (
+            "vizwiz/vtv_qwen2-vl-7b.yaml",
+            "okvqa/vtv_qwen2-vl-7b.yaml",
+            "vizwiz/fv_qwen2-vl-7b.yaml",
+            "okvqa/fv_qwen2-vl-7b.yaml",
+        ),
+        reported="VTV 37.0 / 58.9; FV 36.4 / 59.0",
+    ),
+    Target(
+        MTV_PAPER,
+        "Accuracy vs shots per iteration and vs iterations",
+        ("vizwiz/mtv_idefics2-8b.yaml",),
+        "sweep `--data.init_args.shots` and `--data.init_args.support_size` of the MTV config",
+    ),
+    Target(
+        MTV_PAPER,
+        "Supplement: 4 shots, 1 iteration (the means from one 4-shot prompt)",
+        ("vizwiz/mtv_idefics2-8b.yaml",),
+        "`--data.init_args.shots 4 --data.init_args.support_size 1`",
+        not_transcribed("Huang et al., supplement"),
+    ),
+    Target(
+        MTV_PAPER,
+        "Supplement: mean and spread over 5 seeds",
+        ("vizwiz/mtv_idefics2-8b.yaml",),
+        "five fits and tests with `--seed_everything N --data.init_args.seed N`, N = 0 ... 4",
+        not_transcribed("Huang et al., supplement"),
+    ),
+    Target(
+        CROSS_MODAL_PAPER,
+        "No Context: the image query alone (no demonstrations, no vector)",
+        _CM_ICL,
+        "`--data.init_args.test_shots 0` on the ICL configs",
+        not_transcribed(_CM_TABLES),
+    ),
+    Target(
+        CROSS_MODAL_PAPER,
+        "Text ICL: xBase (text shots + image query) / xPatch (text vector -> image query), "
+        "layer by the paper's validation grid search",
+        _CM_ICL + _XPATCH,
+        reported=not_transcribed(_CM_TABLES),
+    ),
+    Target(
+        CROSS_MODAL_PAPER,
+        "xPatch at the released code's fixed layers (LLaVA 15, Idefics2 16, Mantis-Fuyu 23; "
+        "the released pipeline never runs the grid)",
+        _per_model("cross_modal/xpatch_released_{model}.yaml", CM_MODELS),
+        reported=not_transcribed(_CM_TABLES),
+    ),
+    Target(
+        CROSS_MODAL_PAPER,
+        "Text -> text patching (text vector -> text query)",
+        _XPATCH,
+        "`--data.init_args.query_modality text` on the xPatch configs",
+        not_transcribed(_CM_TABLES),
+    ),
+    Target(
+        CROSS_MODAL_PAPER,
+        "Image ICL: Base / Patch",
+        _XPATCH,
+        "`--data.init_args.shot_modality image` on the ICL and xPatch configs",
+        not_transcribed(_CM_TABLES),
+    ),
+    Target(
+        CROSS_MODAL_PAPER,
+        "Image -> text transfer",
+        _XPATCH,
+        "`--data.init_args.shot_modality image --data.init_args.query_modality text`",
+        not_transcribed(_CM_TABLES),
+    ),
+    Target(
+        CROSS_MODAL_PAPER,
+        "Instruction vectors / ensemble of instruction and exemplars",
+        _XPATCH,
+        "`--model.init_args.source instruction` / `ensemble` (the reference's instructions)",
+        not_transcribed(_CM_TABLES),
+    ),
+    Target(
+        CROSS_MODAL_PAPER,
+        "Figure 8: the ensemble from n = 5 ... 30 random 5-shot prompts, layer 16, case-insensitive",
+        ("cross_modal/ensemble_idefics2-8b.yaml",),
+        "sweep `--data.init_args.support_size` 30 ... 180 (6 tasks x n)",
+        "a figure: read the curve off it",
+    ),
+    Target(
+        CROSS_MODAL_PAPER,
+        "LLM -> VLM: vectors from the base LLM patched into the VLM",
+        _per_model("cross_modal/llm_to_vlm_{model}.yaml", CM_MODELS),
+        reported=not_transcribed(_CM_TABLES),
+    ),
+    Target(
+        CROSS_MODAL_PAPER,
+        "Random baseline: the majority answer of each query's own 5 demonstrations",
+        ("cross_modal/majority_label.yaml",),
+        "`--model.init_args.source task`: each task's most frequent val answer instead",
+        not_transcribed(_CM_TABLES),
+    ),
+    Target(
+        CROSS_MODAL_PAPER,
+        "Idefics2 chat ablation (User / Assistant in place of Q / A)",
+        ("cross_modal/xpatch_idefics2-8b.yaml",),
+        "`--data.init_args.chat roles` (`template`: each example a turn of Idefics2's own chat template)",
+        not_transcribed(_CM_TABLES),
+    ),
+    Target(
+        CROSS_MODAL_PAPER,
+        "Extras, not results of either paper: Qwen2-VL on the cross-modal tasks, MTV there",
+        ("cross_modal/icl_qwen2-vl-7b.yaml",)
+        + _per_model("cross_modal/mtv_{model}.yaml", ("llava-1.5-7b", "idefics2-8b", "qwen2-vl-7b")),
+        reported="none (not in either paper)",
+    ),
 )

@@ -53,7 +53,5 @@ class PromptTemplate:
 
     def render(self, episode: Episode, image_placeholder: str) -> str:
         """Plain-text prompt (no chat template): instruction, answered shots, unanswered query."""
-        shots = "".join(
-            self.render_query(shot, image_placeholder) + self.render_answer(shot) for shot in episode.shots
-        )
+        shots = "".join(self.render_query(shot, image_placeholder) + self.render_answer(shot) for shot in episode.shots)
         return self.instruction + shots + self.render_query(episode.query, image_placeholder)

@@ -65,13 +65,14 @@ class LastTokenRows:
             logits = vlm.last_logits(self.inputs)
         else:
             with _rows_at_one_position(vlm, self.mask, self.rows):
-                logits = vlm.model(**self.inputs, **vlm.logits_to_keep(self.rows)).logits[0, -self.rows:].float()
+                logits = vlm.model(**self.inputs, **vlm.logits_to_keep(self.rows)).logits[0, -self.rows :].float()
         self.inputs[vlm.cache_name].crop(-(self.rows if self.along == "positions" else 1))
         return logits
 
 
-def fork_last_token(vlm: FrozenVLM, inputs: BatchFeature, rows: int, along: RowsAlong | None = None,
-                    reuse: bool = False) -> LastTokenRows:
+def fork_last_token(
+    vlm: FrozenVLM, inputs: BatchFeature, rows: int, along: RowsAlong | None = None, reuse: bool = False
+) -> LastTokenRows:
     """`rows` copies of one unpadded prompt's last token over its prefix, to score (`LastTokenRows.logits`).
 
     Scored once, the copies sit at the end of the one sequence and everything runs in one forward (the
@@ -114,8 +115,11 @@ def _forked_logits(vlm: FrozenVLM, inputs: BatchFeature, rows: int) -> torch.Ten
     """The prompt with its last token repeated `rows` times, in one forward: a 4-D mask lets each copy see
     the prefix and itself only, and every copy sits at the last token's position → `[rows, vocab]`."""
     length = inputs["input_ids"].shape[1] - 1
-    extended = {key: torch.cat([value, value[:, -1:].expand(-1, rows - 1)], dim=1) if _aligned(key, inputs)
-                else value for key, value in inputs.items() if key != "attention_mask"}
+    extended = {
+        key: torch.cat([value, value[:, -1:].expand(-1, rows - 1)], dim=1) if _aligned(key, inputs) else value
+        for key, value in inputs.items()
+        if key != "attention_mask"
+    }
     vlm.forget_position_offsets()
     blocked = torch.finfo(vlm.dtype).min
     causal = torch.full((length, length + rows), blocked, dtype=vlm.dtype, device=vlm.device).triu_(1)
@@ -184,23 +188,33 @@ def _check_shared_prefix(vlm: FrozenVLM, inputs: BatchFeature) -> bool:
     ignores or refuses the 4-D mask or the position ids fails this. Run once per model; the choice is logged."""
     attention = getattr(vlm.model.config.get_text_config(), "_attn_implementation", None) or "eager"
     if attention not in MASKED_ATTENTION:  # flash attention takes padding masks only
-        LOGGER.warning("%s runs attn_implementation=%r, which takes no custom 4-D attention mask: REINFORCE "
-                       "copies the prompt cache per sample instead (use one of %s to share it)",
-                       vlm.name, attention, MASKED_ATTENTION)
+        LOGGER.warning(
+            "%s runs attn_implementation=%r, which takes no custom 4-D attention mask: REINFORCE "
+            "copies the prompt cache per sample instead (use one of %s to share it)",
+            vlm.name,
+            attention,
+            MASKED_ATTENTION,
+        )
         return False
     try:
         shared = _forked_logits(vlm, inputs, 2)
     except (TypeError, ValueError, RuntimeError, IndexError) as error:
-        LOGGER.warning("%s refuses a custom 4-D attention mask (%s): REINFORCE copies the prompt cache per "
-                       "sample instead", vlm.name, error)
+        LOGGER.warning(
+            "%s refuses a custom 4-D attention mask (%s): REINFORCE copies the prompt cache per sample instead",
+            vlm.name,
+            error,
+        )
         return False
     plain = vlm.last_logits(inputs)
     # identical rows in one call agree closely in any precision; another kernel only roughly in bf16
     tight, loose = (1e-5, 1e-4) if vlm.dtype == torch.float32 else (1e-2, 1e-1)
     scale = float(plain.abs().max()) + 1e-6
     if (shared[0] - shared[1]).abs().max() > tight * scale or (shared - plain).abs().max() > loose * scale:
-        LOGGER.warning("%s does not honour a custom 4-D attention mask or position ids (rows over a shared "
-                       "prefix score differently): REINFORCE copies the prompt cache per sample instead", vlm.name)
+        LOGGER.warning(
+            "%s does not honour a custom 4-D attention mask or position ids (rows over a shared "
+            "prefix score differently): REINFORCE copies the prompt cache per sample instead",
+            vlm.name,
+        )
         return False
     LOGGER.info("%s: mask samples share one prefix (4-D attention mask)", vlm.name)
     return True

@@ -50,8 +50,12 @@ def layout_from_config(model: str, trust_remote_code: bool = False) -> dict[str,
     """The layout numbers of a model read from its config alone (no weights are loaded)."""
     text = AutoConfig.from_pretrained(resolve_model_path(model), trust_remote_code=trust_remote_code).get_text_config()
     heads = text.num_attention_heads
-    return {"num_layers": text.num_hidden_layers, "num_heads": heads,
-            "head_dim": getattr(text, "head_dim", None) or text.hidden_size // heads, "hidden_size": text.hidden_size}
+    return {
+        "num_layers": text.num_hidden_layers,
+        "num_heads": heads,
+        "head_dim": getattr(text, "head_dim", None) or text.hidden_size // heads,
+        "hidden_size": text.hidden_size,
+    }
 
 
 def require_finite(tensor: torch.Tensor, name: str, where: str) -> None:
@@ -99,8 +103,10 @@ def load_task_vector(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
     """The tensors and raw metadata of a file, every tensor verified against the checksum saved at export."""
     metadata = read_metadata(path)
     if "checksums" not in metadata:
-        raise TaskVectorError(f"task vector {path}: no 'checksums' in its metadata: it was written by an earlier "
-                              "lit_tv (or by hand) and cannot be verified; export it again with this version")
+        raise TaskVectorError(
+            f"task vector {path}: no 'checksums' in its metadata: it was written by an earlier "
+            "lit_tv (or by hand) and cannot be verified; export it again with this version"
+        )
     try:
         with safe_open(str(path), framework="pt") as file:
             tensors = {key: file.get_tensor(key) for key in file.keys()}
@@ -108,12 +114,16 @@ def load_task_vector(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
         raise TaskVectorError(f"task vector {path}: cannot read its tensors: {error}") from error
     saved = json.loads(metadata["checksums"])
     if sorted(saved) != sorted(tensors):
-        raise TaskVectorError(f"task vector {path}: field 'checksums' lists tensors {sorted(saved)}, the file holds "
-                              f"{sorted(tensors)}: altered after export; export it again")
+        raise TaskVectorError(
+            f"task vector {path}: field 'checksums' lists tensors {sorted(saved)}, the file holds "
+            f"{sorted(tensors)}: altered after export; export it again"
+        )
     for key, tensor in tensors.items():
         if tensor_checksum(tensor) != saved[key]:
-            raise TaskVectorError(f"task vector {path}: tensor '{key}' does not match its checksum saved at export "
-                                  "(field 'checksums'): altered after export; export it again")
+            raise TaskVectorError(
+                f"task vector {path}: tensor '{key}' does not match its checksum saved at export "
+                "(field 'checksums'): altered after export; export it again"
+            )
     return tensors, metadata
 
 
@@ -128,8 +138,10 @@ def model_fingerprint(model: nn.Module) -> dict[str, object]:
     """What identifies a model's weights cheaply (see the module doc): config type, vocabulary, embedding norms."""
     text = model.config.get_text_config()
     norms = {}
-    for name, module in (("input_embedding_norm", model.get_input_embeddings()),
-                         ("output_embedding_norm", model.get_output_embeddings())):
+    for name, module in (
+        ("input_embedding_norm", model.get_input_embeddings()),
+        ("output_embedding_norm", model.get_output_embeddings()),
+    ):
         rows = _embedding_row_norms(module)
         norms[name] = None if rows is None else float(rows.square().sum().sqrt())
     return {"model_type": getattr(text, "model_type", ""), "vocab_size": getattr(text, "vocab_size", None), **norms}
@@ -163,4 +175,5 @@ def require_plausible_scale(vectors: torch.Tensor, name: str, where: str, scale:
     if high > scale * SCALE_LIMIT or low < scale / SCALE_LIMIT:
         raise TaskVectorError(
             f"{where}: '{name}' has vector norms from {low:.3g} to {high:.3g}, more than {SCALE_LIMIT:.0e} times off "
-            f"this model's scale (median input-embedding norm {scale:.3g}): not a plausible task vector")
+            f"this model's scale (median input-embedding norm {scale:.3g}): not a plausible task vector"
+        )

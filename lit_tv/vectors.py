@@ -51,9 +51,11 @@ class HookedModel:
 def _refuse_right_padding(module: nn.Module, args: tuple, kwargs: dict) -> None:
     mask = kwargs.get("attention_mask")
     if mask is not None and mask.dim() == 2 and not bool(mask[:, -1].all()):
-        raise ValueError("a task vector patches position -1, the last prompt token only in a left-padded batch, "
-                         "but this batch is right-padded: set tokenizer.padding_side = 'left' "
-                         "(processor.tokenizer.padding_side for a VLM) before building the inputs")
+        raise ValueError(
+            "a task vector patches position -1, the last prompt token only in a left-padded batch, "
+            "but this batch is right-padded: set tokenizer.padding_side = 'left' "
+            "(processor.tokenizer.padding_side for a VLM) before building the inputs"
+        )
 
 
 @dataclass(kw_only=True)
@@ -98,8 +100,16 @@ class TaskVector:
 
     def metadata(self) -> dict[str, object]:
         """What the file's metadata holds besides the checksums."""
-        return {**self.extra, "kind": self.kind, "method": self.method, "model": self.model, "layout": self.layout,
-                "fingerprint": self.fingerprint, "tasks": self.tasks, **self.kind_metadata()}
+        return {
+            **self.extra,
+            "kind": self.kind,
+            "method": self.method,
+            "model": self.model,
+            "layout": self.layout,
+            "fingerprint": self.fingerprint,
+            "tasks": self.tasks,
+            **self.kind_metadata(),
+        }
 
     # ---- checks --------------------------------------------------------------------------------
 
@@ -114,24 +124,41 @@ class TaskVector:
                 raise TaskVectorError(f"{self.where}: '{name}' has dtype {tensor.dtype}, expected {dtype}")
             shape = tuple(tensor.shape)
             expected = tuple(sizes.get(dim, dim) if isinstance(dim, str) else dim for dim in dims)
-            if len(shape) != len(dims) or any(isinstance(want, int) and size != want
-                                              for size, want in zip(shape, expected, strict=True)):
-                wanted = tuple("any" if dim is None else f"{dim}={sizes[dim]}" if isinstance(dim, str) and dim in sizes
-                               else str(dim) for dim in dims)
+            if len(shape) != len(dims) or any(
+                isinstance(want, int) and size != want for size, want in zip(shape, expected, strict=True)
+            ):
+                wanted = tuple(
+                    "any"
+                    if dim is None
+                    else f"{dim}={sizes[dim]}"
+                    if isinstance(dim, str) and dim in sizes
+                    else str(dim)
+                    for dim in dims
+                )
                 raise TaskVectorError(f"{self.where}: '{name}' has shape {shape}, expected {wanted}")
         for name, tensor in tensors.items():
             require_finite(tensor, name, self.where)
 
-    def check(self, layout: dict[str, int], model: nn.Module | None = None, *, method: str | None = None,
-              allow_other_model: bool = False) -> None:
+    def check(
+        self,
+        layout: dict[str, int],
+        model: nn.Module | None = None,
+        *,
+        method: str | None = None,
+        allow_other_model: bool = False,
+    ) -> None:
         """Refuse a vector of another method (when `method` is given), layout or model (when given: weights
         fingerprint and the scale of the values), naming the file and the field."""
         if method is not None and self.method != method:
-            raise TaskVectorError(f"{self.where} was exported by method {self.method!r}; this run's method reads "
-                                  f"{method!r} vectors (field 'method')")
+            raise TaskVectorError(
+                f"{self.where} was exported by method {self.method!r}; this run's method reads "
+                f"{method!r} vectors (field 'method')"
+            )
         if self.layout != layout:
-            raise TaskVectorMismatchError(f"{self.where} was made for {self.model or 'another model'} with layout "
-                                          f"{self.layout}; this model's layout is {layout} (field 'layout')")
+            raise TaskVectorMismatchError(
+                f"{self.where} was made for {self.model or 'another model'} with layout "
+                f"{self.layout}; this model's layout is {layout} (field 'layout')"
+            )
         self._check_tensors(layout)
         self._check_ranges(layout)
         if model is not None:
@@ -144,11 +171,15 @@ class TaskVector:
         """The model's weights fingerprint, and the values' scale against the model's own."""
         difference = fingerprint_difference(self.fingerprint, model) if self.fingerprint else "no fingerprint saved"
         if difference is not None:
-            message = (f"{self.where} was made with model {self.model or '?'} and does not match this model's "
-                       f"weights (field 'fingerprint': {difference})")
+            message = (
+                f"{self.where} was made with model {self.model or '?'} and does not match this model's "
+                f"weights (field 'fingerprint': {difference})"
+            )
             if not allow_other_model:
-                raise TaskVectorMismatchError(f"{message}; to transfer it on purpose, allow_other_model=True "
-                                              "(model.init_args.allow_other_model=true)")
+                raise TaskVectorMismatchError(
+                    f"{message}; to transfer it on purpose, allow_other_model=True "
+                    "(model.init_args.allow_other_model=true)"
+                )
             warnings.warn(f"{message}; applied anyway (allow_other_model)", stacklevel=2)
         scale = model_scale(model)
         for name, vectors in self.scaled_vectors().items():
@@ -158,8 +189,7 @@ class TaskVector:
         """The vectors patched into the model, by tensor name, for the scale check."""
         return {}
 
-    def check_tasks(self, tasks: Sequence[str], benchmark: str | None = None, allow_other_task: bool = False
-                    ) -> None:
+    def check_tasks(self, tasks: Sequence[str], benchmark: str | None = None, allow_other_task: bool = False) -> None:
         """Refuse a run on tasks (or a benchmark) the vector was not made for, unless allowed (then warn)."""
         saved_benchmark = self.extra.get("benchmark")
         missing = [task for task in tasks if self.tasks and task not in self.tasks]
@@ -169,8 +199,9 @@ class TaskVector:
         made = f"tasks {self.tasks} of {saved_benchmark}"
         message = f"{self.where} was made for {made}; this run's tasks are {list(tasks)} of {benchmark} (field 'tasks')"
         if not allow_other_task:
-            raise TaskVectorMismatchError(f"{message}; to use it there on purpose, allow_other_task=True "
-                                          "(model.init_args.allow_other_task=true)")
+            raise TaskVectorMismatchError(
+                f"{message}; to use it there on purpose, allow_other_task=True (model.init_args.allow_other_task=true)"
+            )
         warnings.warn(f"{message}; used anyway (allow_other_task)", stacklevel=2)
 
     def task_index(self, task: str | None, allow_other_task: bool = False) -> int:
@@ -184,27 +215,38 @@ class TaskVector:
         if len(self.tasks) == 1 and allow_other_task:
             return 0
         hint = "; pass allow_other_task=True to use it anyway" if len(self.tasks) == 1 else ""
-        raise TaskVectorMismatchError(f"{self.where} has no vector for task {task!r} (it has {self.tasks}; field "
-                                      f"'tasks'){hint}")
+        raise TaskVectorMismatchError(
+            f"{self.where} has no vector for task {task!r} (it has {self.tasks}; field 'tasks'){hint}"
+        )
 
     # ---- use -----------------------------------------------------------------------------------
 
-    def patching(self, target: HookedModel, index: int, policy: PatchPolicy, layer: int | None
-                 ) -> AbstractContextManager:
+    def patching(
+        self, target: HookedModel, index: int, policy: PatchPolicy, layer: int | None
+    ) -> AbstractContextManager:
         """The intervention of task `index`'s vector (`layer`: another layer than the saved one)."""
         raise NotImplementedError
 
     @contextmanager
-    def apply(self, model: nn.Module, task: str | None = None, *, policy: PatchPolicy = "prompt",
-              layer: int | None = None, allow_other_task: bool = False, allow_other_model: bool = False
-              ) -> Iterator[None]:
+    def apply(
+        self,
+        model: nn.Module,
+        task: str | None = None,
+        *,
+        policy: PatchPolicy = "prompt",
+        layer: int | None = None,
+        allow_other_task: bool = False,
+        allow_other_model: bool = False,
+    ) -> Iterator[None]:
         """Patch a plain `transformers` model while the block runs (checked first); the hooks go on exit."""
         layout = discover_layout(model)
         self.check(layout.signature(), model, allow_other_model=allow_other_model)
         index = self.task_index(task, allow_other_task)
         if task is not None and self.tasks and self.tasks[index] != task:
-            warnings.warn(f"{self.where} was made for task {self.tasks[index]!r}; applied to task {task!r} "
-                          "(allow_other_task)", stacklevel=3)
+            warnings.warn(
+                f"{self.where} was made for task {self.tasks[index]!r}; applied to task {task!r} (allow_other_task)",
+                stacklevel=3,
+            )
         with ExitStack() as stack:
             stack.callback(model.register_forward_pre_hook(_refuse_right_padding, with_kwargs=True).remove)
             stack.enter_context(self.patching(HookedModel(model, layout), index, policy, layer))
@@ -221,8 +263,11 @@ class HeadVector(TaskVector):
     theta: torch.Tensor
 
     kind = "heads"
-    tensor_specs = {"mean_activations": (("num_layers", "num_heads", "head_dim"), torch.float32),
-                    "theta": (("num_layers", "num_heads"), torch.float32), "heads": ((None, 2), torch.int64)}
+    tensor_specs = {
+        "mean_activations": (("num_layers", "num_heads", "head_dim"), torch.float32),
+        "theta": (("num_layers", "num_heads"), torch.float32),
+        "heads": ((None, 2), torch.int64),
+    }
 
     @staticmethod
     def indices(mask: torch.Tensor) -> torch.Tensor:
@@ -242,14 +287,17 @@ class HeadVector(TaskVector):
         for column, dim in enumerate(("num_layers", "num_heads")):
             values = self.heads[:, column]
             if len(values) and (int(values.min()) < 0 or int(values.max()) >= layout[dim]):
-                raise TaskVectorError(f"{self.where}: 'heads' holds {dim[4:-1]} indices {sorted(set(values.tolist()))}"
-                                      f", out of range 0..{layout[dim] - 1}")
+                raise TaskVectorError(
+                    f"{self.where}: 'heads' holds {dim[4:-1]} indices {sorted(set(values.tolist()))}"
+                    f", out of range 0..{layout[dim] - 1}"
+                )
 
     def scaled_vectors(self) -> dict[str, torch.Tensor]:
         return {"mean_activations": self.means[self.heads[:, 0], self.heads[:, 1]]}
 
-    def patching(self, target: HookedModel, index: int, policy: PatchPolicy, layer: int | None
-                 ) -> AbstractContextManager:
+    def patching(
+        self, target: HookedModel, index: int, policy: PatchPolicy, layer: int | None
+    ) -> AbstractContextManager:
         if layer is not None:
             raise ValueError(f"{self.where} replaces heads: layer= applies to residual vectors only")
         return replace_heads(target, self.means, self.mask(), policy=policy)
@@ -311,8 +359,9 @@ class ResidualVector(TaskVector):
             return {"vectors": self.vectors}
         return {"vectors": self.vectors[:, self.layer]}
 
-    def patching(self, target: HookedModel, index: int, policy: PatchPolicy, layer: int | None
-                 ) -> AbstractContextManager:
+    def patching(
+        self, target: HookedModel, index: int, policy: PatchPolicy, layer: int | None
+    ) -> AbstractContextManager:
         vector, chosen = self.at_layer(index, layer)
         return patch_residual(target, chosen, vector, mode=self.mode, scale=self.scale)
 
@@ -330,22 +379,35 @@ def load(path: str | Path, kind: type[TaskVector] | None = None) -> TaskVector:
     if found is None:
         raise TaskVectorError(f"{path}: field 'kind' is {metadata.get('kind')!r}, expected one of {sorted(KINDS)}")
     if kind is not None and found is not kind:
-        raise TaskVectorError(f"task vector {path} was exported by method {metadata.get('method')!r} (a "
-                              f"{found.kind} vector); this run reads {kind.kind} vectors (field 'kind')")
+        raise TaskVectorError(
+            f"task vector {path} was exported by method {metadata.get('method')!r} (a "
+            f"{found.kind} vector); this run reads {kind.kind} vectors (field 'kind')"
+        )
     missing = sorted(set(found.tensor_specs) - set(tensors))
     if missing:
         raise TaskVectorError(f"task vector {path} has no tensor '{missing[0]}' (it has {sorted(tensors)})")
-    common = {"tasks": list(metadata.get("tasks") or []), "method": str(metadata.get("method", "")),
-              "model": str(metadata.get("model", "")), "layout": metadata.get("layout") or {},
-              "fingerprint": metadata.get("fingerprint") or {}, "path": path}
+    common = {
+        "tasks": list(metadata.get("tasks") or []),
+        "method": str(metadata.get("method", "")),
+        "model": str(metadata.get("model", "")),
+        "layout": metadata.get("layout") or {},
+        "fingerprint": metadata.get("fingerprint") or {},
+        "path": path,
+    }
     if found is HeadVector:
-        vector: TaskVector = HeadVector(means=tensors.pop("mean_activations"), theta=tensors.pop("theta"),
-                                        heads=tensors.pop("heads"), **common)
+        vector: TaskVector = HeadVector(
+            means=tensors.pop("mean_activations"), theta=tensors.pop("theta"), heads=tensors.pop("heads"), **common
+        )
         kind_keys: tuple[str, ...] = ()
     else:
-        vector = ResidualVector(vectors=tensors.pop("vectors"), layer=metadata.get("layer"),
-                                mode=metadata.get("mode", "replace"), scale=float(metadata.get("scale", 1.0)),
-                                provenance=tensors, **common)
+        vector = ResidualVector(
+            vectors=tensors.pop("vectors"),
+            layer=metadata.get("layer"),
+            mode=metadata.get("mode", "replace"),
+            scale=float(metadata.get("scale", 1.0)),
+            provenance=tensors,
+            **common,
+        )
         kind_keys = ("layer", "mode", "scale")
     vector.extra = {key: value for key, value in metadata.items() if key not in (*_COMMON, *kind_keys)}
     vector._check_tensors()

@@ -49,8 +49,14 @@ class FrozenVLM(nn.Module):
     can train or gradient-sync them.
     """
 
-    def __init__(self, model: nn.Module, processor, name: str = "", image_placeholder: str | None = None,
-                 image_width: int | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        processor,
+        name: str = "",
+        image_placeholder: str | None = None,
+        image_width: int | None = None,
+    ) -> None:
         super().__init__()
         self.image_width = image_width  # checked with the other options (VLMOptions)
         self.model = model.eval().requires_grad_(False)
@@ -79,8 +85,9 @@ class FrozenVLM(nn.Module):
         With `options.device_map` the model is dispatched while it loads and never moved afterwards.
         """
         model, processor, path = load_pretrained(options, device)
-        return cls(model, processor, name=path, image_placeholder=options.image_placeholder,
-                   image_width=options.image_width)
+        return cls(
+            model, processor, name=path, image_placeholder=options.image_placeholder, image_width=options.image_width
+        )
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, device: str = "cpu", **options: Any) -> FrozenVLM:
@@ -146,7 +153,8 @@ class FrozenVLM(nn.Module):
         if found != len(images):
             raise ValueError(
                 f"episode {index}: prompt has {found} image placeholders ({self.image_token!r}) "
-                f"but {len(images)} images were given")
+                f"but {len(images)} images were given"
+            )
 
     def build_inputs(self, episodes: Sequence[Episode], template: PromptTemplate) -> BatchFeature:
         """Left-padded batch on the model's device, floating inputs in its dtype.
@@ -178,7 +186,8 @@ class FrozenVLM(nn.Module):
                 raise ValueError(
                     f"episode {index} of the batch ({len(episode.shots)} shots, query {episode.query.text!r:.60}) "
                     f"is {int(length)} tokens, longer than {self.name}'s context of {self.context_length} "
-                    "(max_position_embeddings): use fewer shots (data.init_args.shots) or smaller images")
+                    "(max_position_embeddings): use fewer shots (data.init_args.shots) or smaller images"
+                )
 
     def answer_token_ids(self, episodes: Sequence[Episode], template: PromptTemplate) -> torch.Tensor:
         """First token of each query's target answer → `[batch]`: as it continues the prompt, or with
@@ -217,9 +226,14 @@ class FrozenVLM(nn.Module):
     def generate(self, inputs: BatchFeature, max_new_tokens: int = 10) -> list[str]:
         """Greedy answers, decoded without the prompt and special tokens; at least one token each
         (``min_new_tokens=1``, as the MTV reference generates: an end-of-sequence first is never taken)."""
-        output = self.model.generate(**inputs, max_new_tokens=max_new_tokens, min_new_tokens=1, do_sample=False,
-                                     pad_token_id=self.tokenizer.pad_token_id)
-        new_tokens = output[:, inputs["input_ids"].shape[1]:]
+        output = self.model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=1,
+            do_sample=False,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
         return [text.strip() for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
     def logit_lens(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -49,10 +49,21 @@ from lit_tv.compat import build_processor_without_video
 from lit_tv.fuyu import MANTIS_MARKERS
 
 SPECIAL_TOKENS = [
-    "<pad>", "<s>", "</s>", "<unk>", "<image>",
-    "<fake_token_around_image>", "<global-img>", "<end_of_utterance>",
-    "<|vision_start|>", "<|image_pad|>", "<|vision_end|>", "<|video_pad|>",
-    "|SPEAKER|", "|NEWLINE|", "<0x04>",
+    "<pad>",
+    "<s>",
+    "</s>",
+    "<unk>",
+    "<image>",
+    "<fake_token_around_image>",
+    "<global-img>",
+    "<end_of_utterance>",
+    "<|vision_start|>",
+    "<|image_pad|>",
+    "<|vision_end|>",
+    "<|video_pad|>",
+    "|SPEAKER|",
+    "|NEWLINE|",
+    "<0x04>",
 ]
 CORPUS = [
     "Q: What colour is the object? A: red green blue yellow purple orange",
@@ -61,8 +72,15 @@ CORPUS = [
     "country capital currency animal young latin food colour flavour 0123456789",
     "The quick brown fox jumps over the lazy dog. A: B: Options: yes no",
 ]
-TEXT = dict(vocab_size=400, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024)
+TEXT = dict(
+    vocab_size=400,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=1024,
+)
 
 
 def build_tokenizer(**named_tokens: str) -> PreTrainedTokenizerFast:
@@ -73,12 +91,21 @@ def build_tokenizer(**named_tokens: str) -> PreTrainedTokenizerFast:
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=TEXT["vocab_size"], special_tokens=SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=TEXT["vocab_size"],
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tokenizer.train_from_iterator(CORPUS * 4, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", bos_token="<s>",
-                                   eos_token="</s>", unk_token="<unk>", padding_side="left",
-                                   extra_special_tokens=named_tokens)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        padding_side="left",
+        extra_special_tokens=named_tokens,
+    )
     return fast
 
 
@@ -92,49 +119,72 @@ def build_fuyu_tokenizer() -> PreTrainedTokenizerFast:
     image_tokens = ["|SPEAKER|", "|NEWLINE|"]
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex("|".join(re.escape(token) for token in image_tokens)), "isolated"),
-        pre_tokenizers.Split("▁", "merged_with_next")])
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex("|".join(re.escape(token) for token in image_tokens)), "isolated"),
+            pre_tokenizers.Split("▁", "merged_with_next"),
+        ]
+    )
     tokenizer.decoder = decoders.Replace("▁", " ")
     corpus = CORPUS * 4 + ["".join(image_tokens)] * 8
     specials = ["<pad>", "<s>", "</s>", "<unk>", "<0x04>", *MANTIS_MARKERS]
-    trainer = trainers.BpeTrainer(vocab_size=TEXT["vocab_size"], special_tokens=specials,
-                                  initial_alphabet=sorted(set("".join(corpus)) | {"▁"}))
+    trainer = trainers.BpeTrainer(
+        vocab_size=TEXT["vocab_size"], special_tokens=specials, initial_alphabet=sorted(set("".join(corpus)) | {"▁"})
+    )
     tokenizer.train_from_iterator(corpus, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-                                   unk_token="<unk>", padding_side="left")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        padding_side="left",
+    )
 
 
 def _text_config(tokenizer: PreTrainedTokenizerFast, **overrides) -> dict:
-    tokens = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                  bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    tokens = dict(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     return {**TEXT, **tokens, **overrides}
 
 
 def _vision(**overrides) -> dict:
-    return dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                **overrides)
+    return dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, **overrides)
 
 
-def build_llava(image_size: int = 32, patch_size: int = 8, vision: dict | None = None,
-                text: dict | None = None) -> tuple[torch.nn.Module, object]:
+def build_llava(
+    image_size: int = 32, patch_size: int = 8, vision: dict | None = None, text: dict | None = None
+) -> tuple[torch.nn.Module, object]:
     tokenizer = build_tokenizer(image_token="<image>")
-    vision_config = CLIPVisionConfig(image_size=image_size, patch_size=patch_size, projection_dim=32,
-                                     **(vision or _vision()))
+    vision_config = CLIPVisionConfig(
+        image_size=image_size, patch_size=patch_size, projection_dim=32, **(vision or _vision())
+    )
     text_config = LlamaConfig(**_text_config(tokenizer, **(text or {})))
-    config = LlavaConfig(vision_config=vision_config, text_config=text_config,
-                         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-                         vision_feature_select_strategy="default", vision_feature_layer=-1)
+    config = LlavaConfig(
+        vision_config=vision_config,
+        text_config=text_config,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+    )
     edge = {"height": image_size, "width": image_size}
     processor = LlavaProcessor(
         image_processor=CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size=edge),
-        tokenizer=tokenizer, patch_size=patch_size, vision_feature_select_strategy="default",
-        num_additional_image_tokens=1)
+        tokenizer=tokenizer,
+        patch_size=patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
     return LlavaForConditionalGeneration(config), processor
 
 
-def build_llava_1_5(hidden: int = 4096, layers: int = 32, vision_hidden: int = 1024, vision_layers: int = 24,
-                    context: int = 16384) -> tuple[torch.nn.Module, object]:
+def build_llava_1_5(
+    hidden: int = 4096, layers: int = 32, vision_hidden: int = 1024, vision_layers: int = 24, context: int = 16384
+) -> tuple[torch.nn.Module, object]:
     """LLaVA-1.5-7B's layout, random weights: CLIP ViT-L/14 at 336 px (576 image tokens per image), Llama-2-7B.
 
     Narrower or shallower versions keep the head sizes (128 text, 64 vision) and the MLP's and the
@@ -144,26 +194,48 @@ def build_llava_1_5(hidden: int = 4096, layers: int = 32, vision_hidden: int = 1
     """
     scale = hidden / 4096
     return build_llava(
-        image_size=336, patch_size=14,
-        vision=dict(hidden_size=vision_hidden, intermediate_size=4 * vision_hidden, num_hidden_layers=vision_layers,
-                    num_attention_heads=vision_hidden // 64),
-        text=dict(vocab_size=round(32064 * scale), hidden_size=hidden, intermediate_size=round(11008 * scale),
-                  num_hidden_layers=layers, num_attention_heads=hidden // 128, num_key_value_heads=hidden // 128,
-                  max_position_embeddings=context))
+        image_size=336,
+        patch_size=14,
+        vision=dict(
+            hidden_size=vision_hidden,
+            intermediate_size=4 * vision_hidden,
+            num_hidden_layers=vision_layers,
+            num_attention_heads=vision_hidden // 64,
+        ),
+        text=dict(
+            vocab_size=round(32064 * scale),
+            hidden_size=hidden,
+            intermediate_size=round(11008 * scale),
+            num_hidden_layers=layers,
+            num_attention_heads=hidden // 128,
+            num_key_value_heads=hidden // 128,
+            max_position_embeddings=context,
+        ),
+    )
 
 
 def build_idefics2() -> tuple[torch.nn.Module, object]:
     tokenizer = build_tokenizer(image_token="<image>", image_boundary_token="<fake_token_around_image>")
     config = Idefics2Config(
         vision_config=dict(image_size=32, patch_size=8, **_vision()),
-        perceiver_config=dict(hidden_size=TEXT["hidden_size"], resampler_n_latents=4, resampler_depth=1,
-                              resampler_n_heads=2, resampler_head_dim=16, num_key_value_heads=1),
+        perceiver_config=dict(
+            hidden_size=TEXT["hidden_size"],
+            resampler_n_latents=4,
+            resampler_depth=1,
+            resampler_n_heads=2,
+            resampler_head_dim=16,
+            num_key_value_heads=1,
+        ),
         text_config=dict(model_type="mistral", **_text_config(tokenizer)),
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"))
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+    )
     processor = Idefics2Processor(
-        image_processor=Idefics2ImageProcessorPil(do_image_splitting=False,
-                                                  size={"shortest_edge": 32, "longest_edge": 32}),
-        tokenizer=tokenizer, image_seq_len=4)
+        image_processor=Idefics2ImageProcessorPil(
+            do_image_splitting=False, size={"shortest_edge": 32, "longest_edge": 32}
+        ),
+        tokenizer=tokenizer,
+        image_seq_len=4,
+    )
     return Idefics2ForConditionalGeneration(config), processor
 
 
@@ -171,29 +243,53 @@ def build_idefics3() -> tuple[torch.nn.Module, object]:
     tokenizer = build_tokenizer()
     config = Idefics3Config(
         vision_config=dict(image_size=32, patch_size=8, **_vision()),
-        text_config=dict(model_type="llama", **_text_config(tokenizer)), scale_factor=2,
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"))
+        text_config=dict(model_type="llama", **_text_config(tokenizer)),
+        scale_factor=2,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+    )
     processor = Idefics3Processor(
-        image_processor=Idefics3ImageProcessorPil(do_image_splitting=False, size={"longest_edge": 32},
-                                                  max_image_size={"longest_edge": 32}),
-        tokenizer=tokenizer, image_seq_len=4)
+        image_processor=Idefics3ImageProcessorPil(
+            do_image_splitting=False, size={"longest_edge": 32}, max_image_size={"longest_edge": 32}
+        ),
+        tokenizer=tokenizer,
+        image_seq_len=4,
+    )
     return Idefics3ForConditionalGeneration(config), processor
 
 
 def build_qwen2_vl() -> tuple[torch.nn.Module, object]:
     tokenizer = build_tokenizer()
-    ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in [
-        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
-        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>")]}
+    ids = {
+        name: tokenizer.convert_tokens_to_ids(token)
+        for name, token in [
+            ("image_token_id", "<|image_pad|>"),
+            ("video_token_id", "<|video_pad|>"),
+            ("vision_start_token_id", "<|vision_start|>"),
+            ("vision_end_token_id", "<|vision_end|>"),
+        ]
+    }
     head_dim = TEXT["hidden_size"] // TEXT["num_attention_heads"]
     config = Qwen2VLConfig(
-        vision_config=dict(depth=1, embed_dim=32, hidden_size=TEXT["hidden_size"], num_heads=2, patch_size=8,
-                           spatial_merge_size=2, temporal_patch_size=2),
-        text_config=_text_config(tokenizer, rope_parameters=dict(
-            rope_type="default", rope_theta=10000.0, mrope_section=[head_dim // 4, head_dim // 8, head_dim // 8])),
-        **ids)
-    image_processor = Qwen2VLImageProcessorPil(patch_size=8, merge_size=2, temporal_patch_size=2,
-                                               min_pixels=32 * 32, max_pixels=32 * 32)
+        vision_config=dict(
+            depth=1,
+            embed_dim=32,
+            hidden_size=TEXT["hidden_size"],
+            num_heads=2,
+            patch_size=8,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+        ),
+        text_config=_text_config(
+            tokenizer,
+            rope_parameters=dict(
+                rope_type="default", rope_theta=10000.0, mrope_section=[head_dim // 4, head_dim // 8, head_dim // 8]
+            ),
+        ),
+        **ids,
+    )
+    image_processor = Qwen2VLImageProcessorPil(
+        patch_size=8, merge_size=2, temporal_patch_size=2, min_pixels=32 * 32, max_pixels=32 * 32
+    )
     processor = build_processor_without_video(Qwen2VLProcessor, tokenizer, image_processor)
     return Qwen2VLForConditionalGeneration(config), processor
 
@@ -202,11 +298,13 @@ def build_fuyu() -> tuple[torch.nn.Module, object]:
     tokenizer = build_fuyu_tokenizer()
     text = _text_config(tokenizer, model_type="persimmon", pad_token_id=0)
     del text["num_key_value_heads"]
-    config = FuyuConfig(image_size=32, patch_size=8, text_config=text,
-                        image_token_id=tokenizer.convert_tokens_to_ids("|SPEAKER|"))
+    config = FuyuConfig(
+        image_size=32, patch_size=8, text_config=text, image_token_id=tokenizer.convert_tokens_to_ids("|SPEAKER|")
+    )
     processor = FuyuProcessor(
         image_processor=FuyuImageProcessorPil(size={"height": 32, "width": 32}, patch_size={"height": 8, "width": 8}),
-        tokenizer=tokenizer)
+        tokenizer=tokenizer,
+    )
     return FuyuForCausalLM(config), processor
 
 

@@ -4,5 +4,6 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/venv.sh"
 cd "$root"
+.venv/bin/ruff format --check lit_tv tests benchmarks
 .venv/bin/ruff check lit_tv tests benchmarks
 .venv/bin/python -m pytest -q "$@"

@@ -16,10 +16,17 @@ from scipy.io import savemat
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black", "pink", "brown", "gray", "cyan")
 # Ten human answers per question: seven agree, so the majority answer is known.
 TEN = ("unanswerable", "unanswerable", "{c}", "{c}", "{c}", "{c}", "{c}", "{c}", "{c}", "dark {c}")
-BIRDS = ("001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross", "004.Groove_billed_Ani",
-         "005.Crested_Auklet", "006.Least_Auklet", "007.Parakeet_Auklet", "008.Rhinoceros_Auklet")
-CROSS_MODAL_TASKS = ("country-capital", "country-currency", "animal-latin", "animal-young", "food-color",
-                     "food-flavor")
+BIRDS = (
+    "001.Black_footed_Albatross",
+    "002.Laysan_Albatross",
+    "003.Sooty_Albatross",
+    "004.Groove_billed_Ani",
+    "005.Crested_Auklet",
+    "006.Least_Auklet",
+    "007.Parakeet_Auklet",
+    "008.Rhinoceros_Auklet",
+)
+CROSS_MODAL_TASKS = ("country-capital", "country-currency", "animal-latin", "animal-young", "food-color", "food-flavor")
 
 
 def write_image(path: Path, colour: str, size: tuple[int, int] = (40, 30)) -> Path:
@@ -52,8 +59,15 @@ def write_vizwiz(root: Path, train: int = 12, val: int = 6) -> Path:
             name = f"VizWiz_{split}_{index:08d}.jpg"
             write_image(root / split / name, _colour(index))
             answers = [{"answer": answer.format(c=_colour(index)), "answer_confidence": "yes"} for answer in TEN]
-            records.append({"image": name, "question": f"What colour is this {index}?", "answers": answers,
-                            "answer_type": "other", "answerable": 1})
+            records.append(
+                {
+                    "image": name,
+                    "question": f"What colour is this {index}?",
+                    "answers": answers,
+                    "answer_type": "other",
+                    "answerable": 1,
+                }
+            )
         write_json(root / "Annotations" / f"{split}.json", records)
     return root
 
@@ -65,15 +79,32 @@ def write_okvqa(root: Path, train: int = 12, val: int = 6) -> Path:
         for index in range(count):
             image_id, question_id = 1000 + index, 50000 + index
             write_image(root / split / f"COCO_{split}_{image_id:012d}.jpg", _colour(index))
-            questions.append({"image_id": image_id, "question": f"What colour is the fruit {index}?",
-                              "question_id": question_id})
-            answers = [{"answer_id": rank + 1, "raw_answer": answer.format(c=_colour(index)),
-                        "answer": answer.format(c=_colour(index)), "answer_confidence": "yes"}
-                       for rank, answer in enumerate(TEN)]
-            annotations.append({"image_id": image_id, "question_id": question_id, "question_type": "other",
-                                "answer_type": "other", "confidence": 3, "answers": answers})
-        write_json(root / f"OpenEnded_mscoco_{split}_questions.json",
-                   {"data_subtype": split, "task_type": "Open-Ended", "questions": questions})
+            questions.append(
+                {"image_id": image_id, "question": f"What colour is the fruit {index}?", "question_id": question_id}
+            )
+            answers = [
+                {
+                    "answer_id": rank + 1,
+                    "raw_answer": answer.format(c=_colour(index)),
+                    "answer": answer.format(c=_colour(index)),
+                    "answer_confidence": "yes",
+                }
+                for rank, answer in enumerate(TEN)
+            ]
+            annotations.append(
+                {
+                    "image_id": image_id,
+                    "question_id": question_id,
+                    "question_type": "other",
+                    "answer_type": "other",
+                    "confidence": 3,
+                    "answers": answers,
+                }
+            )
+        write_json(
+            root / f"OpenEnded_mscoco_{split}_questions.json",
+            {"data_subtype": split, "task_type": "Open-Ended", "questions": questions},
+        )
         write_json(root / f"mscoco_{split}_annotations.json", {"data_subtype": split, "annotations": annotations})
     return root
 
@@ -95,8 +126,9 @@ def write_vqa_jsonl(root: Path, train: int = 12, test: int = 6) -> Path:
     return root
 
 
-def write_flowers(root: Path, labels: tuple[int, ...] = tuple(range(1, 9)), per_split: tuple[int, int, int] = (3, 1, 2)
-                  ) -> Path:
+def write_flowers(
+    root: Path, labels: tuple[int, ...] = tuple(range(1, 9)), per_split: tuple[int, int, int] = (3, 1, 2)
+) -> Path:
     """``jpg/image_XXXXX.jpg``, ``imagelabels.mat`` and ``setid.mat`` for a few classes (train, val, test counts)."""
     image_labels, ids = [], {"trnid": [], "valid": [], "tstid": []}
     for label in labels:
@@ -136,7 +168,8 @@ def write_cross_modal(root: Path, tasks: tuple[str, ...] = CROSS_MODAL_TASKS, va
             for index in range(count):
                 image = f"images/{task}/{split}_{index}.jpg"
                 write_image(root / image, _colour(index))
-                records.append({"input": f"{task.split('-')[0]} {split} {index}", "output": f"{_colour(index)}",
-                                "image": image})
+                records.append(
+                    {"input": f"{task.split('-')[0]} {split} {index}", "output": f"{_colour(index)}", "image": image}
+                )
             write_json(root / "annotations" / f"{task}_{split}.json", records)
     return root

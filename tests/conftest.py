@@ -58,9 +58,12 @@ def episodes_for(vlm: FrozenVLM) -> list[Episode]:
     query_images = 1 if vlm.is_multimodal else 0
     return [
         Episode(query=example("what colour?", "red", query_images)),
-        Episode(query=example("and this one, which colour is it?", "blue", query_images),
-                shots=(example("colour?", "green", images_per_shot),)),
-        Episode(query=example("colour?", "yellow", query_images),
-                shots=(example("what colour is this?", "red", images_per_shot),
-                       example("this?", "blue", images_per_shot))),
+        Episode(
+            query=example("and this one, which colour is it?", "blue", query_images),
+            shots=(example("colour?", "green", images_per_shot),),
+        ),
+        Episode(
+            query=example("colour?", "yellow", query_images),
+            shots=(example("what colour is this?", "red", images_per_shot), example("this?", "blue", images_per_shot)),
+        ),
     ]

@@ -76,14 +76,21 @@ def test_inspect_refuses_a_method_without_residual_vectors():
 def test_inspect_callback_writes_logit_lens_evolution_tsne_and_cosines(zoo_folder, tmp_path):
     # instructions come from the DataModule (ShapesDataModule.instructions), as a config run takes them
     method = ResidualTaskVectors(model=VLMOptions(str(zoo_folder("llava"))), layer=1, source="ensemble")
-    data = ShapesDataModule(shots=1, shot_modality="mixed", support_size=12, train_size=0, val_size=0, test_size=6,
-                            batch_size=4)
-    reference = ResidualVector(vectors=torch.randn(3, 2, 64), layer=None, tasks=list(TASKS), method="residual"
-                               ).save(tmp_path / "llm.safetensors")
+    data = ShapesDataModule(
+        shots=1, shot_modality="mixed", support_size=12, train_size=0, val_size=0, test_size=6, batch_size=4
+    )
+    reference = ResidualVector(vectors=torch.randn(3, 2, 64), layer=None, tasks=list(TASKS), method="residual").save(
+        tmp_path / "llm.safetensors"
+    )
     logger = TensorBoardLogger(tmp_path, name="inspect")
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=logger, enable_progress_bar=False,
-                        enable_model_summary=False,
-                        callbacks=[InspectVectors(top_k=3, queries=2, layers=[0, 1], reference=str(reference))])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=logger,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[InspectVectors(top_k=3, queries=2, layers=[0, 1], reference=str(reference))],
+    )
     trainer.test(method, datamodule=data, verbose=False)
 
     events = read_events(logger.log_dir)

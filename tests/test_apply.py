@@ -20,12 +20,24 @@ TOY = BUILTIN_MODELS["lit_tv/shapes-toy"]
 SMALL = ["--data.init_args.support_size=24", "--data.init_args.test_size=30"]
 # config -> (tasks, extra options, the file its run exports, whether it is fitted first); MTV is one task per vector
 RUNS = {
-    "mtv.yaml": (["colour"], ["--data.init_args.train_size=40", "--trainer.max_steps=10"],
-                 "logs/shapes_mtv/task_vector.safetensors", True),
-    "cross_modal.yaml": (["colour", "shape", "position"], ["--data.init_args.val_size=30", "--trainer.callbacks=[]"],
-                         "logs/shapes_cross_modal/task_vectors.safetensors", False),
-    "function_vectors.yaml": (["colour", "shape", "position"], ["--data.init_args.support_size=60"],
-                              "logs/shapes_function_vectors/function_vectors.safetensors", False),
+    "mtv.yaml": (
+        ["colour"],
+        ["--data.init_args.train_size=40", "--trainer.max_steps=10"],
+        "logs/shapes_mtv/task_vector.safetensors",
+        True,
+    ),
+    "cross_modal.yaml": (
+        ["colour", "shape", "position"],
+        ["--data.init_args.val_size=30", "--trainer.callbacks=[]"],
+        "logs/shapes_cross_modal/task_vectors.safetensors",
+        False,
+    ),
+    "function_vectors.yaml": (
+        ["colour", "shape", "position"],
+        ["--data.init_args.support_size=60"],
+        "logs/shapes_function_vectors/function_vectors.safetensors",
+        False,
+    ),
 }
 
 
@@ -37,7 +49,7 @@ def user_loop(model, processor, queries, vector: Path | None, task: str) -> list
     inputs = processor(text=prompts, images=images, padding=True, return_tensors="pt")
     with lit_tv.apply_task_vector(model, vector, task=task) if vector else torch.no_grad():
         output = model.generate(**inputs, max_new_tokens=1, do_sample=False)
-    return processor.tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    return processor.tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
 def accuracy(answers: list[str], queries) -> float:
@@ -78,8 +90,14 @@ def test_a_vector_in_a_plain_transformers_loop_matches_lit_tv_test(config, toy, 
 
 def residual_file(path: Path, model, tasks: list[str], hidden: int, head_dim: int) -> Path:
     layout = {"num_layers": 4, "num_heads": 8, "head_dim": head_dim, "hidden_size": hidden}
-    return ResidualVector(vectors=torch.ones(len(tasks), 4, hidden), layer=1, tasks=tasks, method="residual",
-                          layout=layout, fingerprint=model_fingerprint(model)).save(path)
+    return ResidualVector(
+        vectors=torch.ones(len(tasks), 4, hidden),
+        layer=1,
+        tasks=tasks,
+        method="residual",
+        layout=layout,
+        fingerprint=model_fingerprint(model),
+    ).save(path)
 
 
 def test_the_layout_task_and_padding_are_checked(toy, tmp_path):

@@ -24,27 +24,47 @@ from lit_tv.vectors import HeadVector
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "shapes"
 MTV, ICL = str(CONFIGS / "mtv.yaml"), str(CONFIGS / "icl.yaml")
 PREDICT = [str(CONFIGS / "predict.yaml"), "--model.init_args.task_vector={valid}"]
-SMALL = ["--data.init_args.support_size=2", "--data.init_args.train_size=2", "--data.init_args.test_size=2",
-         "--trainer.max_steps=1", "--trainer.enable_progress_bar=false"]
+SMALL = [
+    "--data.init_args.support_size=2",
+    "--data.init_args.train_size=2",
+    "--data.init_args.test_size=2",
+    "--trainer.max_steps=1",
+    "--trainer.enable_progress_bar=false",
+]
 
 
 def _mtv_vector(folder: Path, name: str, drop: str = "", method: str = "mtv", **replace: torch.Tensor) -> Path:
     """A task-vector file for the shapes toy: the tensors MTV exports, with `replace` / `drop` applied."""
     layout = layout_from_config("lit_tv/shapes-toy")
     shape = (layout["num_layers"], layout["num_heads"])
-    tensors = {"mean_activations": torch.ones(*shape, layout["head_dim"]), "theta": torch.zeros(shape),
-               "heads": HeadVector.indices(torch.ones(shape, dtype=torch.bool)), **replace}
+    tensors = {
+        "mean_activations": torch.ones(*shape, layout["head_dim"]),
+        "theta": torch.zeros(shape),
+        "heads": HeadVector.indices(torch.ones(shape, dtype=torch.bool)),
+        **replace,
+    }
     tensors.pop(drop, None)
     fingerprint = model_fingerprint(AutoModelForImageTextToText.from_pretrained(BUILTIN_MODELS["lit_tv/shapes-toy"]))
-    return write_vector_file(folder / name, tensors, {"kind": "heads", "method": method, "model": "lit_tv/shapes-toy",
-                                                      "layout": layout, "fingerprint": fingerprint, "tasks": []})
+    return write_vector_file(
+        folder / name,
+        tensors,
+        {
+            "kind": "heads",
+            "method": method,
+            "model": "lit_tv/shapes-toy",
+            "layout": layout,
+            "fingerprint": fingerprint,
+            "tasks": [],
+        },
+    )
 
 
 def _files(folder: Path) -> dict[str, Path]:
     """Every bad file a case may name, written into `folder`."""
     (folder / "empty_model").mkdir()
-    T5ForConditionalGeneration(T5Config(vocab_size=64, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2)
-                               ).save_pretrained(folder / "t5")
+    T5ForConditionalGeneration(
+        T5Config(vocab_size=64, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2)
+    ).save_pretrained(folder / "t5")
     (folder / "garbage.ckpt").write_bytes(b"not a checkpoint")
     (folder / "garbage.safetensors").write_bytes(b"\xff" * 64)
     (folder / "empty.jsonl").write_text("\n")
@@ -52,61 +72,127 @@ def _files(folder: Path) -> dict[str, Path]:
     (folder / "bad_image.jsonl").write_text('{"images": ["truncated.png"], "question": "colour?"}\n')
     nan = torch.zeros(4, 8)
     nan[1, 2] = float("nan")
-    return {"folder": folder, "valid": _mtv_vector(folder, "valid.safetensors"),
-            "nan": _mtv_vector(folder, "nan.safetensors", theta=nan),
-            "inf": _mtv_vector(folder, "inf.safetensors", mean_activations=torch.full((4, 8, 16), float("inf"))),
-            "no_theta": _mtv_vector(folder, "no_theta.safetensors", drop="theta"),
-            "bad_shape": _mtv_vector(folder, "bad_shape.safetensors", theta=torch.zeros(4, 7)),
-            "other_method": _mtv_vector(folder, "other_method.safetensors", method="function_vectors")}
+    return {
+        "folder": folder,
+        "valid": _mtv_vector(folder, "valid.safetensors"),
+        "nan": _mtv_vector(folder, "nan.safetensors", theta=nan),
+        "inf": _mtv_vector(folder, "inf.safetensors", mean_activations=torch.full((4, 8, 16), float("inf"))),
+        "no_theta": _mtv_vector(folder, "no_theta.safetensors", drop="theta"),
+        "bad_shape": _mtv_vector(folder, "bad_shape.safetensors", theta=torch.zeros(4, 7)),
+        "other_method": _mtv_vector(folder, "other_method.safetensors", method="function_vectors"),
+    }
 
 
 # (id, subcommand + arguments, what the one-line message must say); {name} is a path from `_files`
 CASES = [
     ("negative shots", ["fit", "--config", MTV, "--data.init_args.shots=-1"], r"data.init_args.shots must be >= 0"),
     ("one sample", ["fit", "--config", MTV, "--model.init_args.samples=1"], r"model.init_args.samples must be >= 2"),
-    ("no training queries", ["fit", "--config", MTV, *SMALL, "--data.init_args.train_size=0"],
-     r"data.init_args.train_size must be >= 1"),
+    (
+        "no training queries",
+        ["fit", "--config", MTV, *SMALL, "--data.init_args.train_size=0"],
+        r"data.init_args.train_size must be >= 1",
+    ),
     ("zero steps", ["fit", "--config", MTV, *SMALL, "--trainer.max_steps=0"], r"trainer.max_steps=0"),
-    ("zero batch", ["fit", "--config", MTV, "--data.init_args.batch_size=0"],
-     r"data.init_args.batch_size must be >= 1"),
-    ("zero eval batch", ["test", "--config", ICL, "--data.init_args.eval_batch_size=0"],
-     r"data.init_args.eval_batch_size must be >= 1"),
-    ("negative test size", ["test", "--config", ICL, "--data.init_args.test_size=-5"],
-     r"data.init_args.test_size must be >= 0"),
-    ("zero new tokens", ["test", "--config", ICL, "--model.init_args.max_new_tokens=0"],
-     r"model.init_args.max_new_tokens must be >= 1"),
-    ("bad dtype", ["test", "--config", ICL, "--model.init_args.model.dtype=float33"],
-     r"model.dtype must be one of auto, float32, bfloat16, float16, got 'float33'"),
-    ("missing model folder", ["test", "--config", ICL, "--model.init_args.model.name={folder}/nowhere"],
-     r"model path does not exist: .*nowhere"),
-    ("empty model folder", ["test", "--config", ICL, *SMALL, "--model.init_args.model.name={folder}/empty_model"],
-     r"the local folder .*empty_model has no usable config.json"),
-    ("encoder-decoder model", ["test", "--config", ICL, *SMALL, "--model.init_args.model.name={folder}/t5"],
-     r"model.name: .*t5 is a T5Config \('t5'\), neither an image-text-to-text model nor a causal LM"),
-    ("prompt past the context", ["test", "--config", ICL, *SMALL, "--data.init_args.test_shots=60"],
-     r"episode 0 of the batch \(60 shots.* is \d+ tokens, longer than .*context of 1024"),
-    ("missing checkpoint", ["test", "--config", MTV, "--ckpt_path={folder}/none.ckpt"],
-     r"--ckpt_path: checkpoint file not found: .*none.ckpt"),
-    ("unreadable checkpoint", ["test", "--config", MTV, "--ckpt_path={folder}/garbage.ckpt"],
-     r"--ckpt_path: cannot read checkpoint .*garbage.ckpt"),
-    ("missing task vector", ["test", "--config", MTV, "--model.init_args.task_vector={folder}/none.safetensors"],
-     r"task vector file not found: .*none.safetensors"),
-    ("bad safetensors header", ["test", "--config", MTV, "--model.init_args.task_vector={folder}/garbage.safetensors"],
-     r"task vector .*garbage.safetensors is not a readable safetensors file"),
-    ("NaN in a vector", ["test", "--config", MTV, "--model.init_args.task_vector={nan}"],
-     r"task vector .*nan.safetensors: 'theta' holds 1 NaN or infinite values"),
-    ("inf in a vector", ["test", "--config", MTV, "--model.init_args.task_vector={inf}"],
-     r"task vector .*inf.safetensors: 'mean_activations' holds 512 NaN or infinite values"),
-    ("tensor missing", ["test", "--config", MTV, "--model.init_args.task_vector={no_theta}"],
-     r"task vector .*no_theta.safetensors has no tensor 'theta'"),
-    ("tensor of another shape", ["test", "--config", MTV, "--model.init_args.task_vector={bad_shape}"],
-     r"'theta' has shape \(4, 7\), expected \('num_layers=4', 'num_heads=8'\)"),
-    ("vector of another method", ["test", "--config", MTV, "--model.init_args.task_vector={other_method}"],
-     r"other_method.safetensors was exported by method 'function_vectors'; this run's method reads 'mtv'"),
-    ("empty query file", ["predict", "--config", *PREDICT, "--data.init_args.path={folder}/empty.jsonl"],
-     r"query file .*empty.jsonl has no questions"),
-    ("unreadable image", ["predict", "--config", *PREDICT, "--data.init_args.path={folder}/bad_image.jsonl"],
-     r"bad_image.jsonl:1: cannot read image .*truncated.png"),
+    (
+        "zero batch",
+        ["fit", "--config", MTV, "--data.init_args.batch_size=0"],
+        r"data.init_args.batch_size must be >= 1",
+    ),
+    (
+        "zero eval batch",
+        ["test", "--config", ICL, "--data.init_args.eval_batch_size=0"],
+        r"data.init_args.eval_batch_size must be >= 1",
+    ),
+    (
+        "negative test size",
+        ["test", "--config", ICL, "--data.init_args.test_size=-5"],
+        r"data.init_args.test_size must be >= 0",
+    ),
+    (
+        "zero new tokens",
+        ["test", "--config", ICL, "--model.init_args.max_new_tokens=0"],
+        r"model.init_args.max_new_tokens must be >= 1",
+    ),
+    (
+        "bad dtype",
+        ["test", "--config", ICL, "--model.init_args.model.dtype=float33"],
+        r"model.dtype must be one of auto, float32, bfloat16, float16, got 'float33'",
+    ),
+    (
+        "missing model folder",
+        ["test", "--config", ICL, "--model.init_args.model.name={folder}/nowhere"],
+        r"model path does not exist: .*nowhere",
+    ),
+    (
+        "empty model folder",
+        ["test", "--config", ICL, *SMALL, "--model.init_args.model.name={folder}/empty_model"],
+        r"the local folder .*empty_model has no usable config.json",
+    ),
+    (
+        "encoder-decoder model",
+        ["test", "--config", ICL, *SMALL, "--model.init_args.model.name={folder}/t5"],
+        r"model.name: .*t5 is a T5Config \('t5'\), neither an image-text-to-text model nor a causal LM",
+    ),
+    (
+        "prompt past the context",
+        ["test", "--config", ICL, *SMALL, "--data.init_args.test_shots=60"],
+        r"episode 0 of the batch \(60 shots.* is \d+ tokens, longer than .*context of 1024",
+    ),
+    (
+        "missing checkpoint",
+        ["test", "--config", MTV, "--ckpt_path={folder}/none.ckpt"],
+        r"--ckpt_path: checkpoint file not found: .*none.ckpt",
+    ),
+    (
+        "unreadable checkpoint",
+        ["test", "--config", MTV, "--ckpt_path={folder}/garbage.ckpt"],
+        r"--ckpt_path: cannot read checkpoint .*garbage.ckpt",
+    ),
+    (
+        "missing task vector",
+        ["test", "--config", MTV, "--model.init_args.task_vector={folder}/none.safetensors"],
+        r"task vector file not found: .*none.safetensors",
+    ),
+    (
+        "bad safetensors header",
+        ["test", "--config", MTV, "--model.init_args.task_vector={folder}/garbage.safetensors"],
+        r"task vector .*garbage.safetensors is not a readable safetensors file",
+    ),
+    (
+        "NaN in a vector",
+        ["test", "--config", MTV, "--model.init_args.task_vector={nan}"],
+        r"task vector .*nan.safetensors: 'theta' holds 1 NaN or infinite values",
+    ),
+    (
+        "inf in a vector",
+        ["test", "--config", MTV, "--model.init_args.task_vector={inf}"],
+        r"task vector .*inf.safetensors: 'mean_activations' holds 512 NaN or infinite values",
+    ),
+    (
+        "tensor missing",
+        ["test", "--config", MTV, "--model.init_args.task_vector={no_theta}"],
+        r"task vector .*no_theta.safetensors has no tensor 'theta'",
+    ),
+    (
+        "tensor of another shape",
+        ["test", "--config", MTV, "--model.init_args.task_vector={bad_shape}"],
+        r"'theta' has shape \(4, 7\), expected \('num_layers=4', 'num_heads=8'\)",
+    ),
+    (
+        "vector of another method",
+        ["test", "--config", MTV, "--model.init_args.task_vector={other_method}"],
+        r"other_method.safetensors was exported by method 'function_vectors'; this run's method reads 'mtv'",
+    ),
+    (
+        "empty query file",
+        ["predict", "--config", *PREDICT, "--data.init_args.path={folder}/empty.jsonl"],
+        r"query file .*empty.jsonl has no questions",
+    ),
+    (
+        "unreadable image",
+        ["predict", "--config", *PREDICT, "--data.init_args.path={folder}/bad_image.jsonl"],
+        r"bad_image.jsonl:1: cannot read image .*truncated.png",
+    ),
 ]
 
 
@@ -128,8 +214,12 @@ def test_a_bad_input_stops_with_one_line_naming_it(bad_files, tmp_path, monkeypa
 
 
 def test_the_console_command_exits_1_with_one_line_and_no_traceback(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "lit_tv.cli", "test", "--config", ICL,
-                             "--model.init_args.model.dtype=float33"], cwd=tmp_path, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "lit_tv.cli", "test", "--config", ICL, "--model.init_args.model.dtype=float33"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("lit-tv: error: model.dtype must be one of")
@@ -150,5 +240,12 @@ def test_images_in_a_query_file_are_decoded_when_it_is_read(bad_files, tmp_path)
     lines = [{"images": ["ok.png"], "question": "a"}, {"images": ["cut.png"], "question": "b"}]
     (tmp_path / "q.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     with pytest.raises(SystemExit, match=r"q.jsonl:2: cannot read image"):
-        main(["predict", "--config", *[arg.format(**bad_files) for arg in PREDICT], "--data.init_args.path",
-              str(tmp_path / "q.jsonl")])
+        main(
+            [
+                "predict",
+                "--config",
+                *[arg.format(**bad_files) for arg in PREDICT],
+                "--data.init_args.path",
+                str(tmp_path / "q.jsonl"),
+            ]
+        )

@@ -15,8 +15,14 @@ TEXT_ONLY = ["--data.init_args.shot_modality", "text", "--data.init_args.query_m
 @pytest.mark.parametrize("name", ZOO_NAMES)
 def test_mtv_fit_and_test_run_in_bfloat16_through_the_cli(zoo_folder, tmp_path, monkeypatch, name):
     monkeypatch.chdir(tmp_path)
-    args = _tiny_run(zoo_folder(name), "--model.init_args.model.dtype", "bfloat16", "--trainer.max_steps", "2",
-                     *(TEXT_ONLY if name == "llama" else ()))
+    args = _tiny_run(
+        zoo_folder(name),
+        "--model.init_args.model.dtype",
+        "bfloat16",
+        "--trainer.max_steps",
+        "2",
+        *(TEXT_ONLY if name == "llama" else ()),
+    )
     main(["fit", *args])
     main(["test", *args, "--ckpt_path", "logs/shapes_mtv/checkpoints/last.ckpt"])
     scalars = logged_scalars(tmp_path / "logs" / "shapes_mtv" / "version_1")

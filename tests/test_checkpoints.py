@@ -15,8 +15,13 @@ from lit_tv.task_vectors import load_task_vector
 
 CONFIGS = CONFIG.parent
 # the README's MTV commands on the shapes toy, one task, sized to run in seconds
-SHAPES = ["--data.init_args.tasks=[position]", "--data.init_args.support_size=24", "--data.init_args.train_size=40",
-          "--data.init_args.test_size=60", "--trainer.enable_progress_bar=false"]
+SHAPES = [
+    "--data.init_args.tasks=[position]",
+    "--data.init_args.support_size=24",
+    "--data.init_args.train_size=40",
+    "--data.init_args.test_size=60",
+    "--trainer.enable_progress_bar=false",
+]
 LAST = Path("logs/shapes_mtv/checkpoints/last.ckpt")
 VECTOR = Path("logs/shapes_mtv/task_vector.safetensors")
 
@@ -38,22 +43,28 @@ def fitted_shapes(tmp_path_factory) -> Path:
     return folder
 
 
-def test_the_random_heads_control_gives_its_own_number_through_ckpt_path_and_task_vector(fitted_shapes,
-                                                                                          monkeypatch):
+def test_the_random_heads_control_gives_its_own_number_through_ckpt_path_and_task_vector(fitted_shapes, monkeypatch):
     monkeypatch.chdir(fitted_shapes)
     selected = _test_accuracy("--ckpt_path", str(LAST))
     random_by_checkpoint = _test_accuracy("--ckpt_path", str(LAST), "--model.init_args.test_heads", "random")
-    random_by_vector = _test_accuracy("--model.init_args.task_vector", str(VECTOR),
-                                      "--model.init_args.test_heads", "random")
+    random_by_vector = _test_accuracy(
+        "--model.init_args.task_vector", str(VECTOR), "--model.init_args.test_heads", "random"
+    )
     assert random_by_checkpoint == random_by_vector, "the same control must give the same number either way"
     assert random_by_checkpoint <= selected - 0.3, (selected, random_by_checkpoint)
 
 
-@pytest.mark.parametrize(("config", "message"), [
-    ("icl.yaml", "holds a lit_tv.methods.mtv.MTV fit but this run's model.class_path is lit_tv.methods.icl.ICL"),
-    ("function_vectors.yaml", "holds a lit_tv.methods.mtv.MTV fit but this run's model.class_path is "
-                              "lit_tv.methods.function_vectors.FunctionVectors"),
-])
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ("icl.yaml", "holds a lit_tv.methods.mtv.MTV fit but this run's model.class_path is lit_tv.methods.icl.ICL"),
+        (
+            "function_vectors.yaml",
+            "holds a lit_tv.methods.mtv.MTV fit but this run's model.class_path is "
+            "lit_tv.methods.function_vectors.FunctionVectors",
+        ),
+    ],
+)
 def test_a_checkpoint_of_another_method_is_refused(fitted_shapes, monkeypatch, config, message):
     monkeypatch.chdir(fitted_shapes)
     with pytest.raises(SystemExit, match=message):
@@ -63,8 +74,17 @@ def test_a_checkpoint_of_another_method_is_refused(fitted_shapes, monkeypatch, c
 def test_a_checkpoint_of_another_model_is_refused_before_the_model_loads(fitted_shapes, monkeypatch, zoo_folder):
     monkeypatch.chdir(fitted_shapes)
     with pytest.raises(SystemExit, match="fitted on model lit_tv/shapes-toy but model.init_args.model.name is .*llava"):
-        main(["test", "--config", str(CONFIG), "--ckpt_path", str(LAST),
-              "--model.init_args.model.name", str(zoo_folder("llava"))])
+        main(
+            [
+                "test",
+                "--config",
+                str(CONFIG),
+                "--ckpt_path",
+                str(LAST),
+                "--model.init_args.model.name",
+                str(zoo_folder("llava")),
+            ]
+        )
 
 
 def test_ckpt_path_and_task_vector_together_are_refused(fitted_shapes, monkeypatch):
@@ -76,8 +96,20 @@ def test_ckpt_path_and_task_vector_together_are_refused(fitted_shapes, monkeypat
 def test_resuming_with_other_options_is_refused_naming_them(fitted_shapes, monkeypatch):
     monkeypatch.chdir(fitted_shapes)
     with pytest.raises(SystemExit, match=r"model.init_args.samples: 32 -> 8.*data.init_args.seed: 0 -> 1"):
-        main(["fit", "--config", str(CONFIG), *SHAPES, "--ckpt_path", "last", "--model.init_args.samples", "8",
-              "--data.init_args.seed", "1"])
+        main(
+            [
+                "fit",
+                "--config",
+                str(CONFIG),
+                *SHAPES,
+                "--ckpt_path",
+                "last",
+                "--model.init_args.samples",
+                "8",
+                "--data.init_args.seed",
+                "1",
+            ]
+        )
 
 
 class KillBeforeHeadSelection(Callback):
@@ -96,11 +128,19 @@ def _final(folder: Path) -> tuple[torch.Tensor, torch.Tensor, dict]:
 
 
 @pytest.mark.parametrize("kill", [KillAtStep(15), KillBeforeHeadSelection()], ids=["mid_epoch", "before_heads"])
-def test_a_killed_fit_resumed_with_ckpt_path_last_ends_as_the_uninterrupted_fit(zoo_folder, tmp_path, monkeypatch,
-                                                                               kill):
+def test_a_killed_fit_resumed_with_ckpt_path_last_ends_as_the_uninterrupted_fit(
+    zoo_folder, tmp_path, monkeypatch, kill
+):
     # 8 training queries, checkpoints every 10 steps, 20 steps: the kill at 15 resumes in the second epoch
-    args = _tiny_run(zoo_folder("llava"), "--trainer.max_steps", "20", "--data.init_args.train_size", "8",
-                     "--data.init_args.test_size", "4")
+    args = _tiny_run(
+        zoo_folder("llava"),
+        "--trainer.max_steps",
+        "20",
+        "--data.init_args.train_size",
+        "8",
+        "--data.init_args.test_size",
+        "4",
+    )
     (tmp_path / "whole").mkdir()
     monkeypatch.chdir(tmp_path / "whole")
     main(["fit", *args])

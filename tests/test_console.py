@@ -16,8 +16,15 @@ NOISE = ("Tip:", "litlogger", "litmodels", "Loading weights", "weights_only", "L
 
 def test_fit_and_test_print_no_noise_and_test_ends_with_one_per_task_table(tmp_path, monkeypatch, capfd):
     monkeypatch.chdir(tmp_path)
-    small = ["--config", str(CONFIGS / "mtv.yaml"), "--data.init_args.support_size=8", "--data.init_args.test_size=6",
-             "--data.init_args.train_size=12", "--model.init_args.selection_queries=4", "--model.init_args.samples=8"]
+    small = [
+        "--config",
+        str(CONFIGS / "mtv.yaml"),
+        "--data.init_args.support_size=8",
+        "--data.init_args.test_size=6",
+        "--data.init_args.train_size=12",
+        "--model.init_args.selection_queries=4",
+        "--model.init_args.samples=8",
+    ]
     main(["fit", *small, "--trainer.max_steps=3"])
     fit = "".join(capfd.readouterr())
     assert "mean activations" in fit  # the long pass keeps its progress bar
@@ -34,8 +41,13 @@ def test_fit_and_test_print_no_noise_and_test_ends_with_one_per_task_table(tmp_p
 def test_the_main_job_prints_its_table_without_noise(tmp_path, monkeypatch, capfd):
     """`lit-tv` with no arguments, on fewer queries and steps (the same runs as the real main job)."""
     monkeypatch.chdir(tmp_path)
-    small = ["--data.init_args.support_size=6", "--data.init_args.test_size=6", "--data.init_args.train_size=6",
-             "--data.init_args.val_size=6", "--trainer.max_steps=2"]
+    small = [
+        "--data.init_args.support_size=6",
+        "--data.init_args.test_size=6",
+        "--data.init_args.train_size=6",
+        "--data.init_args.val_size=6",
+        "--trainer.max_steps=2",
+    ]
     monkeypatch.setattr(lit_tv.__main__, "run_main_job", lambda: run_main_job(small, tasks=("colour", "position")))
     lit_tv.__main__.main([])
     out, err = capfd.readouterr()
@@ -47,8 +59,17 @@ def test_the_main_job_prints_its_table_without_noise(tmp_path, monkeypatch, capf
 
 def test_cross_modal_test_table_has_each_task_and_the_layer(tmp_path, monkeypatch, capfd):
     monkeypatch.chdir(tmp_path)
-    main(["test", "--config", str(CONFIGS / "cross_modal.yaml"), "--trainer.callbacks=[]",
-          "--data.init_args.support_size=6", "--data.init_args.val_size=6", "--data.init_args.test_size=9"])
+    main(
+        [
+            "test",
+            "--config",
+            str(CONFIGS / "cross_modal.yaml"),
+            "--trainer.callbacks=[]",
+            "--data.init_args.support_size=6",
+            "--data.init_args.val_size=6",
+            "--data.init_args.test_size=9",
+        ]
+    )
     out = capfd.readouterr().out
     assert re.search(r"^task\s+accuracy\s+queries\s+layer$", out, re.MULTILINE), out
     for task, queries in (("all", 9), ("colour", 3), ("shape", 3), ("position", 3)):
@@ -56,7 +77,12 @@ def test_cross_modal_test_table_has_each_task_and_the_layer(tmp_path, monkeypatc
 
 
 def test_task_table_formats_numbers_and_missing_cells():
-    table = task_table({"colour": {"accuracy": 0.5, "queries": 4}, "all": {"accuracy": 1 / 3, "heads": 2}},
-                       ["accuracy", "queries", "heads"])
-    assert table.splitlines() == ["task    accuracy   queries     heads", "colour     0.500         4         -",
-                                  "all        0.333         -         2"]
+    table = task_table(
+        {"colour": {"accuracy": 0.5, "queries": 4}, "all": {"accuracy": 1 / 3, "heads": 2}},
+        ["accuracy", "queries", "heads"],
+    )
+    assert table.splitlines() == [
+        "task    accuracy   queries     heads",
+        "colour     0.500         4         -",
+        "all        0.333         -         2",
+    ]

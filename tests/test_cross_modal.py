@@ -15,8 +15,19 @@ CONFIG = Path(__file__).resolve().parent.parent / "configs" / "shapes" / "cross_
 
 
 def _run(model_folder: Path, *extra: str) -> list[str]:
-    return ["--config", str(CONFIG), "--model.init_args.model.name", str(model_folder), "--data.init_args.support_size",
-            "6", "--data.init_args.val_size", "6", "--data.init_args.test_size", "6", *extra]
+    return [
+        "--config",
+        str(CONFIG),
+        "--model.init_args.model.name",
+        str(model_folder),
+        "--data.init_args.support_size",
+        "6",
+        "--data.init_args.val_size",
+        "6",
+        "--data.init_args.test_size",
+        "6",
+        *extra,
+    ]
 
 
 def test_grid_search_selects_by_validation_and_test_uses_that_layer(zoo_folder, tmp_path, monkeypatch):
@@ -60,15 +71,35 @@ def test_validate_runs_the_grid_search_on_real_forwards(zoo_folder, tmp_path, mo
 def test_instruction_and_ensemble_vectors_run(zoo_folder, tmp_path, monkeypatch, source):
     monkeypatch.chdir(tmp_path)
     instructions = '{"colour": "name the colour", "shape": "name the shape", "position": "where is it"}'
-    main(["test", *_run(zoo_folder("llava"), "--model.init_args.source", source,
-                         "--model.init_args.instructions", instructions, "--model.init_args.layer", "1")])
+    main(
+        [
+            "test",
+            *_run(
+                zoo_folder("llava"),
+                "--model.init_args.source",
+                source,
+                "--model.init_args.instructions",
+                instructions,
+                "--model.init_args.layer",
+                "1",
+            ),
+        ]
+    )
     assert (tmp_path / "logs" / "shapes_cross_modal" / "version_0").is_dir()
 
 
 def test_vectors_from_a_text_llm_patch_a_vlm_with_the_same_hidden_size(zoo_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cli = build_cli(CONFIG, _run(zoo_folder("llava"), "--model.init_args.extractor.name", str(zoo_folder("llama")),
-                                 "--model.init_args.layer", "0"))
+    cli = build_cli(
+        CONFIG,
+        _run(
+            zoo_folder("llava"),
+            "--model.init_args.extractor.name",
+            str(zoo_folder("llama")),
+            "--model.init_args.layer",
+            "0",
+        ),
+    )
     cli.trainer.test(cli.model, datamodule=cli.datamodule)
     own = build_cli(CONFIG, _run(zoo_folder("llava"), "--model.init_args.layer", "0"))
     own.trainer.test(own.model, datamodule=own.datamodule)
@@ -78,8 +109,16 @@ def test_vectors_from_a_text_llm_patch_a_vlm_with_the_same_hidden_size(zoo_folde
 
 def test_instruction_source_needs_an_instruction_per_task(zoo_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cli = build_cli(CONFIG, _run(zoo_folder("llava"), "--model.init_args.source", "instruction",
-                                 "--model.init_args.instructions", '{"colour": "red green"}'))
+    cli = build_cli(
+        CONFIG,
+        _run(
+            zoo_folder("llava"),
+            "--model.init_args.source",
+            "instruction",
+            "--model.init_args.instructions",
+            '{"colour": "red green"}',
+        ),
+    )
     with pytest.raises(ValueError, match="needs an instruction for task 'shape'"):
         cli.trainer.test(cli.model, datamodule=cli.datamodule)
 
@@ -106,8 +145,18 @@ def test_ensemble_is_the_weighted_mean_of_instruction_and_exemplar_vectors(zoo_f
     monkeypatch.chdir(tmp_path)
     vectors = {}
     for source in ("exemplars", "instruction", "ensemble"):
-        cli = build_cli(CONFIG, _run(zoo_folder("llava"), "--model.init_args.source", source,
-                                     "--model.init_args.ensemble_weight", "0.25", "--model.init_args.layer", "0"))
+        cli = build_cli(
+            CONFIG,
+            _run(
+                zoo_folder("llava"),
+                "--model.init_args.source",
+                source,
+                "--model.init_args.ensemble_weight",
+                "0.25",
+                "--model.init_args.layer",
+                "0",
+            ),
+        )
         cli.trainer.test(cli.model, datamodule=cli.datamodule)
         vectors[source] = cli.model.vectors
     for task, ensemble in vectors["ensemble"].items():
@@ -121,8 +170,10 @@ def test_exported_vectors_load_with_their_layer_and_are_not_extracted_again(zoo_
     first = build_cli(CONFIG, _run(zoo_folder("llava"), "--model.init_args.layer", "1"))
     first.trainer.test(first.model, datamodule=first.datamodule)
     saved = tmp_path / "logs" / "shapes_cross_modal" / "task_vectors.safetensors"
-    again = build_cli(CONFIG, _run(zoo_folder("llava"), "--model.init_args.task_vector", str(saved),
-                                   "--model.init_args.export", "null"))
+    again = build_cli(
+        CONFIG,
+        _run(zoo_folder("llava"), "--model.init_args.task_vector", str(saved), "--model.init_args.export", "null"),
+    )
     monkeypatch.setattr(again.model, "extract", lambda: pytest.fail("vectors were extracted again"))
     again.trainer.test(again.model, datamodule=again.datamodule)
     assert again.model.layer == 1

@@ -37,11 +37,15 @@ from lit_tv.vlm import load_image
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 # The MTV reference code's VizWiz instruction and 2-way prompt, written out here to check the loaders against.
-VIZWIZ_INSTRUCTION = ("First carefully understand the given examples. \nThen use the given image and answer the "
-                      "question in the same way as the examples. \nIf the question can not be answered, respond "
-                      "unanswerable. ")
-TWO_WAY = ("<image>What is the type of {kind} in the image? A.{a} B.{b}\n"
-           "Answer with the option's letter from the given choice directly. Answer:")
+VIZWIZ_INSTRUCTION = (
+    "First carefully understand the given examples. \nThen use the given image and answer the "
+    "question in the same way as the examples. \nIf the question can not be answered, respond "
+    "unanswerable. "
+)
+TWO_WAY = (
+    "<image>What is the type of {kind} in the image? A.{a} B.{b}\n"
+    "Answer with the option's letter from the given choice directly. Answer:"
+)
 
 
 def small(**overrides) -> dict:
@@ -92,8 +96,12 @@ def test_vqa_jsonl_takes_one_answer_or_ten(tmp_path):
     assert answers["What colour is this 2?"] == ("blue",)
     assert len(answers["What colour is this 3?"]) == 10
     assert all(len(episode.shots) == 2 for episode in data.test_queries())
-    assert {image.name.split("_")[0] for episode in data.test_queries() for shot in episode.shots
-            for image in map(Path, shot.images)} == {"train"}  # ICL shots come from the train split
+    assert {
+        image.name.split("_")[0]
+        for episode in data.test_queries()
+        for shot in episode.shots
+        for image in map(Path, shot.images)
+    } == {"train"}  # ICL shots come from the train split
 
 
 def test_vqa_prompts_follow_the_reference_format(tmp_path):
@@ -102,7 +110,8 @@ def test_vqa_prompts_follow_the_reference_format(tmp_path):
     first, second = episode.shots
     assert vizwiz.template.render(episode, "<image>") == (
         f"{VIZWIZ_INSTRUCTION}<image>{first.text} Answer: {first.answer}\n<image>{second.text} Answer: "
-        f"{second.answer}\n<image>{episode.query.text} Answer:")
+        f"{second.answer}\n<image>{episode.query.text} Answer:"
+    )
     okvqa = OKVQA(str(write_okvqa(tmp_path / "okvqa")), **small())
     episode = okvqa.test_queries()[0]
     assert okvqa.template.render(episode, "<image>") == f"<image>{episode.query.text} Answer:"
@@ -112,7 +121,8 @@ def test_queries_are_never_demonstrations_unless_overlap_is_configured(tmp_path)
     root = write_vizwiz(tmp_path, train=10)
     data = VizWiz(str(root), train_size=4, support_size=10, test_shots=2)
     demonstrations = images_of(data.support_episodes()) | {
-        Path(image) for episode in data.test_queries() for shot in episode.shots for image in shot.images}
+        Path(image) for episode in data.test_queries() for shot in episode.shots for image in shot.images
+    }
     assert not query_images(data.train_queries()) & demonstrations
     # 10 train records, 6 of them REINFORCE queries: a 4-shot support episode needs 5 more
     with pytest.raises(DataError, match="support episodes need 5 distinct records besides the queries but only 4"):
@@ -136,8 +146,9 @@ def test_images_stay_paths_until_a_prompt_needs_them_and_load_as_rgb(tmp_path):
     root = write_vizwiz(tmp_path)
     Image.new("L", (30, 20), 128).save(root / "val" / "VizWiz_val_00000000.jpg")
     data = VizWiz(str(root), **small())
-    image = next(episode.query.images[0] for episode in data.test_queries()
-                 if episode.query.text == "What colour is this 0?")
+    image = next(
+        episode.query.images[0] for episode in data.test_queries() if episode.query.text == "What colour is this 0?"
+    )
     assert isinstance(image, Path)
     assert load_image(image).mode == "RGB"
 
@@ -160,8 +171,9 @@ def options(episode: Episode) -> tuple[str, str]:
 def test_two_way_episodes_are_labelled_and_train_and_test_classes_never_overlap(tmp_path, benchmark):
     writer, module, _, is_test_image = CLASSIFICATION[benchmark]
     data = module(str(writer(tmp_path)), val_size=4, **small(support_size=20))
-    class_of = {Path(record.example.images[0]): record.group
-                for record in data.train_split.records + data.test_split.records}
+    class_of = {
+        Path(record.example.images[0]): record.group for record in data.train_split.records + data.test_split.records
+    }
     roles = {role: data.episodes(role) for role in ("support", "train", "val", "test")}
     seen = {role: {name for episode in episodes for name in options(episode)} for role, episodes in roles.items()}
     train_side = seen["support"] | seen["train"] | seen["val"]
@@ -198,7 +210,8 @@ def test_class_names_come_from_the_official_labels(tmp_path):
     assert names["image_00001.jpg"] == "pink primrose" and names["image_00048.jpg"] == "bird of paradise"
     cub = CUB200(str(write_cub(tmp_path / "cub")), **small())
     assert {record.group for record in cub.train_split.records} == {
-        name.split(".", 1)[1].replace("_", " ") for name in BIRDS}
+        name.split(".", 1)[1].replace("_", " ") for name in BIRDS
+    }
     assert "Black footed Albatross" in {record.group for record in cub.test_split.records}
 
 
@@ -227,8 +240,15 @@ def test_cross_modal_episodes_in_text_image_and_mixed_form(tmp_path):
 def test_text_only_cross_modal_runs_need_no_images(tmp_path):
     root = write_cross_modal(tmp_path, tasks=("food-color",))
     shutil.rmtree(root / "images")
-    data = CrossModalTasks(str(root), tasks=["food-color"], shot_modality="text", query_modality="text",
-                           train_size=2, val_size=2, support_size=2)
+    data = CrossModalTasks(
+        str(root),
+        tasks=["food-color"],
+        shot_modality="text",
+        query_modality="text",
+        train_size=2,
+        val_size=2,
+        support_size=2,
+    )
     assert all(not episode.images() for episode in data.test_queries() + data.support_episodes())
 
 
@@ -243,46 +263,82 @@ def _drop_field(path: Path, index: int, name: str, key: str | None = None) -> No
 
 BAD_DATA = {
     "missing image folder": (
-        write_vizwiz, lambda root: VizWiz(str(root), **small()), lambda root: shutil.rmtree(root / "val"),
-        FileNotFoundError, r"VizWiz image folder not found: .*val"),
+        write_vizwiz,
+        lambda root: VizWiz(str(root), **small()),
+        lambda root: shutil.rmtree(root / "val"),
+        FileNotFoundError,
+        r"VizWiz image folder not found: .*val",
+    ),
     "missing field": (
-        write_vizwiz, lambda root: VizWiz(str(root), **small()),
+        write_vizwiz,
+        lambda root: VizWiz(str(root), **small()),
         lambda root: _drop_field(root / "Annotations" / "train.json", 2, "question"),
-        DataError, r"Annotations/train.json: record 2: field 'question' is missing \(expected a string\)"),
+        DataError,
+        r"Annotations/train.json: record 2: field 'question' is missing \(expected a string\)",
+    ),
     "corrupt jpeg": (
-        write_vizwiz, lambda root: VizWiz(str(root), **small()),
+        write_vizwiz,
+        lambda root: VizWiz(str(root), **small()),
         lambda root: corrupt_jpeg(root / "val" / "VizWiz_val_00000001.jpg"),
-        DataError, r"VizWiz_val_00000001.jpg: cannot read image .*\(named by field 'image' of .*val.json: record 1\)"),
+        DataError,
+        r"VizWiz_val_00000001.jpg: cannot read image .*\(named by field 'image' of .*val.json: record 1\)",
+    ),
     "missing image": (
-        write_vizwiz, lambda root: VizWiz(str(root), **small()),
+        write_vizwiz,
+        lambda root: VizWiz(str(root), **small()),
         lambda root: (root / "val" / "VizWiz_val_00000004.jpg").unlink(),
-        DataError, r"VizWiz_val_00000004.jpg: image file not found \(named by field 'image' of .*val.json: record 4\)"),
+        DataError,
+        r"VizWiz_val_00000004.jpg: image file not found \(named by field 'image' of .*val.json: record 4\)",
+    ),
     "okvqa annotation without answers": (
-        write_okvqa, lambda root: OKVQA(str(root), **small()),
+        write_okvqa,
+        lambda root: OKVQA(str(root), **small()),
         lambda root: _drop_field(root / "mscoco_train2014_annotations.json", 0, "answers", key="annotations"),
-        DataError, r"mscoco_train2014_annotations.json: annotation 0: field 'answers' is missing"),
+        DataError,
+        r"mscoco_train2014_annotations.json: annotation 0: field 'answers' is missing",
+    ),
     "jsonl line without answer": (
-        write_vqa_jsonl, lambda root: VQAJsonl(str(root / "train.jsonl"), str(root / "test.jsonl"), **small()),
+        write_vqa_jsonl,
+        lambda root: VQAJsonl(str(root / "train.jsonl"), str(root / "test.jsonl"), **small()),
         lambda root: (root / "train.jsonl").write_text('{"image": "images/train_0.jpg", "question": "q"}\n'),
-        DataError, r"train.jsonl:1: field 'answer' or 'answers' is missing"),
+        DataError,
+        r"train.jsonl:1: field 'answer' or 'answers' is missing",
+    ),
     "flowers setid without tstid": (
-        write_flowers, lambda root: Flowers102(str(root), **small()),
+        write_flowers,
+        lambda root: Flowers102(str(root), **small()),
         lambda root: savemat(root / "setid.mat", {"trnid": np.array([[1, 2]]), "valid": np.array([[3]])}),
-        DataError, r"setid.mat: field 'tstid' is missing"),
+        DataError,
+        r"setid.mat: field 'tstid' is missing",
+    ),
     "flowers without jpg folder": (
-        write_flowers, lambda root: Flowers102(str(root), **small()), lambda root: shutil.rmtree(root / "jpg"),
-        FileNotFoundError, r"Flowers-102 image folder not found: .*jpg"),
+        write_flowers,
+        lambda root: Flowers102(str(root), **small()),
+        lambda root: shutil.rmtree(root / "jpg"),
+        FileNotFoundError,
+        r"Flowers-102 image folder not found: .*jpg",
+    ),
     "cub without classes.txt": (
-        write_cub, lambda root: CUB200(str(root), **small()), lambda root: (root / "classes.txt").unlink(),
-        FileNotFoundError, r"CUB-200-2011 file not found: .*classes.txt"),
+        write_cub,
+        lambda root: CUB200(str(root), **small()),
+        lambda root: (root / "classes.txt").unlink(),
+        FileNotFoundError,
+        r"CUB-200-2011 file not found: .*classes.txt",
+    ),
     "cub corrupt jpeg": (
-        write_cub, lambda root: CUB200(str(root), test_size=None, **small()),
+        write_cub,
+        lambda root: CUB200(str(root), test_size=None, **small()),
         lambda root: corrupt_jpeg(root / "images" / BIRDS[0] / "Black_footed_Albatross_0004_1.jpg"),
-        DataError, r"Black_footed_Albatross_0004_1.jpg: cannot read image .*\(named by image 5 of .*images.txt\)"),
+        DataError,
+        r"Black_footed_Albatross_0004_1.jpg: cannot read image .*\(named by image 5 of .*images.txt\)",
+    ),
     "cross-modal record without output": (
-        write_cross_modal, lambda root: CrossModalTasks(str(root), train_size=6, val_size=6, support_size=6),
+        write_cross_modal,
+        lambda root: CrossModalTasks(str(root), train_size=6, val_size=6, support_size=6),
         lambda root: _drop_field(root / "annotations" / "animal-young_val.json", 0, "output"),
-        DataError, r"animal-young_val.json: record 0: field 'output' is missing"),
+        DataError,
+        r"animal-young_val.json: record 0: field 'output' is missing",
+    ),
 }
 
 
@@ -314,14 +370,31 @@ CLI_RUNS = {
     # benchmark: (writer, config folder, data arguments given the fixture root)
     "vizwiz": (write_vizwiz, "vizwiz", lambda root: ["--data.init_args.root", str(root)]),
     "okvqa": (write_okvqa, "okvqa", lambda root: ["--data.init_args.root", str(root)]),
-    "jsonl": (write_vqa_jsonl, "okvqa", lambda root: ["--data", "lit_tv.data.vqa.VQAJsonl", "--data.train",
-                                                      str(root / "train.jsonl"), "--data.test",
-                                                      str(root / "test.jsonl")]),
+    "jsonl": (
+        write_vqa_jsonl,
+        "okvqa",
+        lambda root: [
+            "--data",
+            "lit_tv.data.vqa.VQAJsonl",
+            "--data.train",
+            str(root / "train.jsonl"),
+            "--data.test",
+            str(root / "test.jsonl"),
+        ],
+    ),
     "flowers": (write_flowers, "flowers", lambda root: ["--data.init_args.root", str(root)]),
     "cub": (write_cub, "cub", lambda root: ["--data.init_args.root", str(root)]),
-    "cross_modal": (write_cross_modal, "cross_modal", lambda root: ["--data.init_args.root", str(root),
-                                                                    "--data.init_args.val_size", "6",
-                                                                    f"--data.init_args.tasks=[{','.join(TASKS)}]"]),
+    "cross_modal": (
+        write_cross_modal,
+        "cross_modal",
+        lambda root: [
+            "--data.init_args.root",
+            str(root),
+            "--data.init_args.val_size",
+            "6",
+            f"--data.init_args.tasks=[{','.join(TASKS)}]",
+        ],
+    ),
 }
 
 
@@ -330,12 +403,33 @@ def test_mtv_fit_and_test_through_the_cli_on_each_benchmark(zoo_folder, tmp_path
     writer, folder, data_args = CLI_RUNS[benchmark]
     root = writer(tmp_path / "data")
     monkeypatch.chdir(tmp_path)
-    args = ["--config", str(CONFIGS / folder / "mtv_llava-1.5-7b.yaml"),
-            "--model.init_args.model.name", str(zoo_folder("llava")), "--model.init_args.model.dtype", "float32",
-            "--model.init_args.samples", "4", "--model.init_args.selection_samples", "2",
-            "--model.init_args.selection_queries", "2", "--trainer.accelerator", "cpu", "--trainer.max_steps", "2",
-            "--trainer.enable_progress_bar", "false", "--data.init_args.support_size", "4",
-            "--data.init_args.train_size", "6", "--data.init_args.test_size", "6", *data_args(root)]
+    args = [
+        "--config",
+        str(CONFIGS / folder / "mtv_llava-1.5-7b.yaml"),
+        "--model.init_args.model.name",
+        str(zoo_folder("llava")),
+        "--model.init_args.model.dtype",
+        "float32",
+        "--model.init_args.samples",
+        "4",
+        "--model.init_args.selection_samples",
+        "2",
+        "--model.init_args.selection_queries",
+        "2",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.max_steps",
+        "2",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--data.init_args.support_size",
+        "4",
+        "--data.init_args.train_size",
+        "6",
+        "--data.init_args.test_size",
+        "6",
+        *data_args(root),
+    ]
     main(["fit", *args])
     run = tmp_path / "logs" / f"{folder}_mtv_llava-1.5-7b"
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")["state_dict"]

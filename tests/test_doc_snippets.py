@@ -44,7 +44,11 @@ def test_the_snippet_runs_as_written(page, index, code, tmp_path, monkeypatch):
 
 def test_the_zoo_command_saves_a_tiny_model(tmp_path):
     """docs/methods.md: `python -m lit_tv.zoo llava /tmp/tiny-llava` saves one to try the CLI."""
-    done = subprocess.run([sys.executable, "-m", "lit_tv.zoo", "llava", str(tmp_path / "tiny-llava")],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "lit_tv.zoo", "llava", str(tmp_path / "tiny-llava")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "tiny-llava" / "config.json").is_file() and "tiny-llava" in done.stdout

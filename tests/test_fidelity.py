@@ -43,8 +43,11 @@ def test_a_drifted_config_is_caught():
 
 def test_a_stale_deviation_is_caught(monkeypatch):
     path = CONFIGS / "vizwiz" / "mtv_llava-1.5-7b.yaml"
-    monkeypatch.setitem(reproduction.DEVIATIONS, "vizwiz/mtv_llava-1.5-7b.yaml",
-                        {"model.init_args.samples": "a deviation that is not one"})
+    monkeypatch.setitem(
+        reproduction.DEVIATIONS,
+        "vizwiz/mtv_llava-1.5-7b.yaml",
+        {"model.init_args.samples": "a deviation that is not one"},
+    )
     assert any("equals the paper now" in problem for problem in drift(path, effective(path)))
 
 
@@ -69,5 +72,6 @@ def test_config_headers_state_their_model_substitution():
 
 
 def test_the_reproduction_document_is_up_to_date():
-    assert reproduction.DOC.read_text() == reproduction.render_document(), \
+    assert reproduction.DOC.read_text() == reproduction.render_document(), (
         "docs/reproducing.md is stale: run python -m lit_tv.reproduction"
+    )

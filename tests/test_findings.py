@@ -28,8 +28,15 @@ def test_the_findings_command_writes_every_figure_and_its_numbers(tmp_path, monk
     many = numbers["many_shot"]
     assert many["icl"]["shots"] == [0, 1, 2, 3, 4] and many["mtv"]["iterations"] == [1, 2]  # capped by the context
     table = numbers["cross_modal"]
-    assert list(table) == ["zero-shot", "text ICL (xBase)", "text vector (xPatch)", "image ICL (Base)",
-                           "image vector (Patch)", "instruction vector", "ensemble vector"]
+    assert list(table) == [
+        "zero-shot",
+        "text ICL (xBase)",
+        "text vector (xPatch)",
+        "image ICL (Base)",
+        "image vector (Patch)",
+        "instruction vector",
+        "ensemble vector",
+    ]
     # two separate runs of the same zero-shot setting on the same held-out queries agree
     assert table["zero-shot"]["mean"] == numbers["icl_vs_shots"]["0"]
     assert all(0 <= value <= 1 for row in table.values() for value in row.values())

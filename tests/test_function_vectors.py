@@ -57,8 +57,9 @@ def test_batched_indirect_effects_equal_one_forward_per_head(private_llava, rows
     prompt = Episode(query=replace(prompt.query, answers=(vlm.tokenizer.decode([top]).strip(),)), shots=prompt.shots)
     corrupted = _answer_probability(vlm, prompt)
     assert corrupted > 0.05
-    means = 3 * torch.randn(layout.num_layers, layout.num_heads, layout.head_dim,
-                            generator=torch.Generator().manual_seed(0))
+    means = 3 * torch.randn(
+        layout.num_layers, layout.num_heads, layout.head_dim, generator=torch.Generator().manual_seed(0)
+    )
     batched = indirect_effects(vlm, TEMPLATE, prompt, means, rows_per_forward=rows_per_forward)
     looped = torch.zeros(layout.num_layers, layout.num_heads)
     for layer in range(layout.num_layers):
@@ -75,8 +76,9 @@ def test_function_vector_sums_each_heads_out_projection_without_its_bias(private
     vlm, layout = private_llava, private_llava.layout
     projection = layout.out_projections[0]
     projection.bias = torch.nn.Parameter(torch.randn(layout.hidden_size), requires_grad=False)
-    means = torch.randn(layout.num_layers, layout.num_heads, layout.head_dim,
-                        generator=torch.Generator().manual_seed(1))
+    means = torch.randn(
+        layout.num_layers, layout.num_heads, layout.head_dim, generator=torch.Generator().manual_seed(1)
+    )
     heads = torch.zeros(layout.num_layers, layout.num_heads, dtype=torch.bool)
     heads[0, 1] = heads[0, 3] = heads[1, 0] = True
     expected = torch.zeros(layout.hidden_size)
@@ -109,11 +111,29 @@ def test_a_layer_outside_the_model_is_refused_naming_the_option(zoo_folder):
 
 def test_function_vectors_run_through_the_cli_and_log_accuracy_and_aie(zoo_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    main(["test", "--config", str(CONFIG), "--model.init_args.model.name", str(zoo_folder("llava")),
-          "--model.init_args.aie_prompts", "2", "--model.init_args.rows_per_forward", "4",
-          "--model.init_args.top_k", "3",
-          "--data.init_args.support_size", "6", "--data.init_args.train_size", "0", "--data.init_args.val_size", "0",
-          "--data.init_args.test_size", "6"])
+    main(
+        [
+            "test",
+            "--config",
+            str(CONFIG),
+            "--model.init_args.model.name",
+            str(zoo_folder("llava")),
+            "--model.init_args.aie_prompts",
+            "2",
+            "--model.init_args.rows_per_forward",
+            "4",
+            "--model.init_args.top_k",
+            "3",
+            "--data.init_args.support_size",
+            "6",
+            "--data.init_args.train_size",
+            "0",
+            "--data.init_args.val_size",
+            "0",
+            "--data.init_args.test_size",
+            "6",
+        ]
+    )
     events = read_events(tmp_path / "logs" / "shapes_function_vectors" / "version_0")
     assert {"test/accuracy", "test/accuracy/colour"} <= set(events.Tags()["scalars"])
     assert 0.0 <= events.Scalars("test/accuracy")[0].value <= 1.0
@@ -127,10 +147,19 @@ def test_function_vectors_run_through_the_cli_and_log_accuracy_and_aie(zoo_folde
     assert torch.equal(heads[0], top_heads(tensors["aie"].mean(0), 3))
     assert metadata["layer"] == "0" and metadata["tasks"] == '["colour", "shape", "position"]'
     # the exported file is enough to test again: nothing is recomputed, the same FVs are patched in
-    again = build_cli(CONFIG, ["--model.init_args.model.name", str(zoo_folder("llava")),
-                               "--model.init_args.task_vector",
-                               str(tmp_path / "logs" / "shapes_function_vectors" / "function_vectors.safetensors"),
-                               "--model.init_args.export", "null", "--data.init_args.test_size", "6"])
+    again = build_cli(
+        CONFIG,
+        [
+            "--model.init_args.model.name",
+            str(zoo_folder("llava")),
+            "--model.init_args.task_vector",
+            str(tmp_path / "logs" / "shapes_function_vectors" / "function_vectors.safetensors"),
+            "--model.init_args.export",
+            "null",
+            "--data.init_args.test_size",
+            "6",
+        ],
+    )
     monkeypatch.setattr(again.model, "compute_vectors", lambda: pytest.fail("FVs were computed again"))
     again.trainer.test(again.model, datamodule=again.datamodule)
     assert again.model.layer == 0

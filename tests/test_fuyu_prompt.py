@@ -53,8 +53,16 @@ def test_image_shots_each_stand_at_their_placeholder_in_prompt_order(zoo_vlm):
     ids = inputs["input_ids"][0].tolist()
     bos = vlm.tokenizer.convert_tokens_to_ids("<s>")
     # 20x50 fits 32x32 as 12x32: 2 columns x 4 rows
-    expected = [bos, *ids_of(vlm, "Q:image 0: "), *image_ids(vlm, 2, 4),
-                bos, *ids_of(vlm, "\nA:blue\n\nQ:image 1: "), *image_ids(vlm, 4, 3), bos, *ids_of(vlm, "\nA:")]
+    expected = [
+        bos,
+        *ids_of(vlm, "Q:image 0: "),
+        *image_ids(vlm, 2, 4),
+        bos,
+        *ids_of(vlm, "\nA:blue\n\nQ:image 1: "),
+        *image_ids(vlm, 4, 3),
+        bos,
+        *ids_of(vlm, "\nA:"),
+    ]
     assert ids == expected
     blue_alone = vlm.build_inputs([Episode(query=image_shot(BLUE, "blue"))], CROSS_MODAL)["pixel_values"]
     red_alone = vlm.build_inputs([image_query()], CROSS_MODAL)["pixel_values"]
@@ -79,8 +87,12 @@ def test_without_mantis_markers_the_inputs_are_hf_processors_minus_begin_of_answ
 
 def mixed_batch() -> list[Episode]:
     """Rows of different lengths (left padding), with zero, one and two images."""
-    return [image_query(image_shot(BLUE, "blue")), Episode(query=Example("France", answers=("Paris",))),
-            image_query(), Episode(query=image_shot(BLUE, "blue"), shots=(Example("a sky", answers=("blue",)),))]
+    return [
+        image_query(image_shot(BLUE, "blue")),
+        Episode(query=Example("France", answers=("Paris",))),
+        image_query(),
+        Episode(query=image_shot(BLUE, "blue"), shots=(Example("a sky", answers=("blue",)),)),
+    ]
 
 
 def test_a_left_padded_batch_gives_each_rows_own_last_logits_and_answers(zoo_vlm):
@@ -92,8 +104,9 @@ def test_a_left_padded_batch_gives_each_rows_own_last_logits_and_answers(zoo_vlm
     single = torch.cat([vlm.last_logits(vlm.build_inputs([episode], CROSS_MODAL)) for episode in episodes])
     torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-5)
     answers = vlm.generate(inputs, max_new_tokens=4)
-    assert answers == [vlm.generate(vlm.build_inputs([episode], CROSS_MODAL), max_new_tokens=4)[0]
-                       for episode in episodes]
+    assert answers == [
+        vlm.generate(vlm.build_inputs([episode], CROSS_MODAL), max_new_tokens=4)[0] for episode in episodes
+    ]
     assert any(answers), "greedy decoding should produce text"
 
 

@@ -28,11 +28,15 @@ def two_shot(first: tuple[str, str], second: tuple[str, str], query: str) -> Epi
 def test_vizwiz_prompt_is_the_references(tmp_path):
     template = VizWiz(str(write_vizwiz(tmp_path)), **SIZES).template
     text = template.render(two_shot(("What is this?", "soup"), ("Which colour?", "red"), "What is it?"), "<image>")
-    assert VIZWIZ_INSTRUCTION == ("First carefully understand the given examples. \nThen use the given image and "
-                                  "answer the question in the same way as the examples. \nIf the question can not be "
-                                  "answered, respond unanswerable. ")
-    assert text == (VIZWIZ_INSTRUCTION + "<image>What is this? Answer: soup\n<image>Which colour? Answer: red\n"
-                    "<image>What is it? Answer:")
+    assert VIZWIZ_INSTRUCTION == (
+        "First carefully understand the given examples. \nThen use the given image and "
+        "answer the question in the same way as the examples. \nIf the question can not be "
+        "answered, respond unanswerable. "
+    )
+    assert text == (
+        VIZWIZ_INSTRUCTION + "<image>What is this? Answer: soup\n<image>Which colour? Answer: red\n"
+        "<image>What is it? Answer:"
+    )
 
 
 def test_okvqa_prompt_is_the_references(tmp_path):
@@ -45,15 +49,18 @@ def test_two_way_prompts_are_the_references(tmp_path):
     flowers = Flowers102(str(write_flowers(tmp_path / "flowers")), **SIZES)
     cub = CUB200(str(write_cub(tmp_path / "cub")), **SIZES)
     for data, kind in ((flowers, "flower"), (cub, "bird")):
-        question = (f"What is the type of {kind} in the image? A.rose B.lily\n"
-                    "Answer with the option's letter from the given choice directly.")
+        question = (
+            f"What is the type of {kind} in the image? A.rose B.lily\n"
+            "Answer with the option's letter from the given choice directly."
+        )
         text = data.template.render(two_shot((question, "A"), (question, "B"), question), "<image>")
         assert text == (f"<image>{question} Answer: A\n<image>{question} Answer: B\n<image>{question} Answer:")
 
 
 def test_cross_modal_prompt_is_the_references(tmp_path):
-    template = CrossModalTasks(str(write_cross_modal(tmp_path, tasks=("country-capital",))),
-                               tasks=["country-capital"]).template
+    template = CrossModalTasks(
+        str(write_cross_modal(tmp_path, tasks=("country-capital",))), tasks=["country-capital"]
+    ).template
     shots = (Example("France", (), ("Paris",)), Example("Japan", (), ("Tokyo",)))
     text = template.render(Episode(query=Example("", ("image.jpg",)), shots=shots), "<image>")
     assert text == "Q:France\nA:Paris\n\nQ:Japan\nA:Tokyo\n\nQ:<image>\nA:"

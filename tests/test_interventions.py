@@ -67,7 +67,8 @@ def _patched_inputs_seen(vlm, inputs, policy: str, values, mask) -> list[torch.T
     with replace_heads(vlm, values, mask, policy=policy):
         # registered after the patch hook, so it runs after it and sees the patched input
         spy = vlm.layout.out_projections[0].register_forward_pre_hook(
-            lambda module, args: seen.append(args[0][:, -1].clone()))
+            lambda module, args: seen.append(args[0][:, -1].clone())
+        )
         try:
             vlm.generate(inputs, max_new_tokens=3)
         finally:
@@ -123,6 +124,7 @@ def test_hooks_are_removed_even_when_the_body_raises(zoo_vlm, name):
     layout = vlm.layout
     mask = torch.ones(layout.num_layers, layout.num_heads, dtype=torch.bool)
     values = torch.zeros(layout.num_layers, layout.num_heads, layout.head_dim)
+
     def hook_count() -> int:
         return sum(len(module._forward_pre_hooks) + len(module._forward_hooks) for module in vlm.model.modules())
 

@@ -17,12 +17,27 @@ PACKAGE = Path(__file__).resolve().parent.parent / "lit_tv"
 # Bottom to top: a module may import its own layer and the layers before it, never a later one.
 # `name.*` is a package and everything in it; a plain name is that one module.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundations", ("lit_tv", "lit_tv.compat", "lit_tv.console", "lit_tv.episodes", "lit_tv.files", "lit_tv.fuyu",
-                     "lit_tv.layout", "lit_tv.metrics", "lit_tv.options", "lit_tv.paper_results",
-                     "lit_tv.reproduction")),
+    (
+        "foundations",
+        (
+            "lit_tv",
+            "lit_tv.compat",
+            "lit_tv.console",
+            "lit_tv.episodes",
+            "lit_tv.files",
+            "lit_tv.fuyu",
+            "lit_tv.layout",
+            "lit_tv.metrics",
+            "lit_tv.options",
+            "lit_tv.paper_results",
+            "lit_tv.reproduction",
+        ),
+    ),
     ("the frozen model", ("lit_tv.prompts", "lit_tv.families", "lit_tv.loading", "lit_tv.vlm", "lit_tv.zoo")),
-    ("reading and patching a model", ("lit_tv.interventions", "lit_tv.scoring", "lit_tv.averaging",
-                                      "lit_tv.task_vectors", "lit_tv.analysis.*")),
+    (
+        "reading and patching a model",
+        ("lit_tv.interventions", "lit_tv.scoring", "lit_tv.averaging", "lit_tv.task_vectors", "lit_tv.analysis.*"),
+    ),
     ("saved vectors and checkpoints", ("lit_tv.vectors", "lit_tv.apply", "lit_tv.checkpoints")),
     ("benchmarks", ("lit_tv.data.*",)),
     ("methods", ("lit_tv.methods.*",)),
@@ -44,8 +59,12 @@ def module_name(path: Path, root: Path) -> str:
 
 def _lazy_exports(tree: ast.Module) -> set[int]:
     """Ids of the import nodes inside a module-level `__getattr__` (PEP 562 lazy attributes)."""
-    return {id(node) for function in tree.body if isinstance(function, ast.FunctionDef)
-            and function.name == "__getattr__" for node in ast.walk(function)}
+    return {
+        id(node)
+        for function in tree.body
+        if isinstance(function, ast.FunctionDef) and function.name == "__getattr__"
+        for node in ast.walk(function)
+    }
 
 
 def imports_of(name: str, source: str, is_package: bool, modules: set[str]) -> set[str]:
@@ -84,7 +103,7 @@ def find_cycle(graph: Graph) -> list[str] | None:
         state[module] = "open"
         for target in sorted(graph.get(module, ())):
             if state.get(target) == "open":
-                return [*path[path.index(target):], target]
+                return [*path[path.index(target) :], target]
             if target not in state and (cycle := visit(target, [*path, target])):
                 return cycle
         state[module] = "done"
@@ -138,21 +157,32 @@ def test_no_module_is_longer_than_the_limit():
 SYNTHETIC_LAYERS = (("low", ("pkg", "pkg.low")), ("high", ("pkg.high", "pkg.sub.*")))
 
 
-UPWARD_IMPORTS = ("from pkg.high import thing", "def later():\n    import pkg.high",
-                  "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import high")
+UPWARD_IMPORTS = (
+    "from pkg.high import thing",
+    "def later():\n    import pkg.high",
+    "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import high",
+)
 
 
 @pytest.mark.parametrize("low_source", UPWARD_IMPORTS)
 def test_a_circle_through_any_kind_of_import_is_found(low_source):
-    graph = import_graph({"pkg": ("", True), "pkg.low": (low_source, False),
-                          "pkg.high": ("from pkg.low import helper", False)})
+    graph = import_graph(
+        {"pkg": ("", True), "pkg.low": (low_source, False), "pkg.high": ("from pkg.low import helper", False)}
+    )
     assert find_cycle(graph) in (["pkg.low", "pkg.high", "pkg.low"], ["pkg.high", "pkg.low", "pkg.high"])
     assert upward_imports(graph, SYNTHETIC_LAYERS) == ["pkg.low (low) -> pkg.high (high)"]
 
 
 def test_a_longer_circle_and_relative_imports_are_found():
-    graph = import_graph({"pkg": ("", True), "pkg.sub": ("", True), "pkg.sub.a": ("from .b import x", False),
-                          "pkg.sub.b": ("from ..sub import c", False), "pkg.sub.c": ("from pkg.sub.a import y", False)})
+    graph = import_graph(
+        {
+            "pkg": ("", True),
+            "pkg.sub": ("", True),
+            "pkg.sub.a": ("from .b import x", False),
+            "pkg.sub.b": ("from ..sub import c", False),
+            "pkg.sub.c": ("from pkg.sub.a import y", False),
+        }
+    )
     assert graph["pkg.sub.a"] == {"pkg.sub.b"} and graph["pkg.sub.b"] == {"pkg.sub.c"}
     assert find_cycle(graph) == ["pkg.sub.a", "pkg.sub.b", "pkg.sub.c", "pkg.sub.a"]
 

@@ -11,8 +11,12 @@ SMALL = ["--data.init_args.support_size=24", "--data.init_args.test_size=30", "-
 
 def test_main_job_prints_every_row_for_every_task(zoo_folder, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    tiny = [f"--model.init_args.model.name={zoo_folder('llava')}", "--data.init_args.support_size=4",
-            "--data.init_args.test_size=4", "--data.init_args.train_size=8"]
+    tiny = [
+        f"--model.init_args.model.name={zoo_folder('llava')}",
+        "--data.init_args.support_size=4",
+        "--data.init_args.test_size=4",
+        "--data.init_args.train_size=8",
+    ]
     results = run_main_job(tiny, tasks=("colour", "shape"))
     table = capsys.readouterr().out
     for row in ROWS:
@@ -29,8 +33,12 @@ def test_mtv_beats_zero_shot_with_the_shipped_toy_vlm(tmp_path, monkeypatch):
 
 def test_text_vectors_move_the_task_onto_image_queries_with_the_shipped_toy_vlm(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    patched = run_all_tasks("cross_modal.yaml", ["--data.init_args.support_size=60", "--data.init_args.val_size=30",
-                                                 "--data.init_args.test_size=30"], ("colour",))
-    zero_shot = run_all_tasks("icl.yaml", ["--data.init_args.test_shots=0", "--data.init_args.test_size=30"],
-                              ("colour",))
+    patched = run_all_tasks(
+        "cross_modal.yaml",
+        ["--data.init_args.support_size=60", "--data.init_args.val_size=30", "--data.init_args.test_size=30"],
+        ("colour",),
+    )
+    zero_shot = run_all_tasks(
+        "icl.yaml", ["--data.init_args.test_shots=0", "--data.init_args.test_size=30"], ("colour",)
+    )
     assert patched["colour"] - zero_shot["colour"] >= 0.3, (patched, zero_shot)

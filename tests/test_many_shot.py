@@ -53,8 +53,16 @@ def test_many_shot_episodes_are_seeded_and_never_name_the_task() -> None:
 
 
 def test_evaluation_objects_are_held_out_of_the_support_and_training_queries() -> None:
-    data = ShapesDataModule(distractors=MANY_SHOT_DISTRACTORS, shot_modality="text", query_modality="text",
-                            test_shots=4, support_size=60, train_size=60, val_size=30, test_size=30)
+    data = ShapesDataModule(
+        distractors=MANY_SHOT_DISTRACTORS,
+        shot_modality="text",
+        query_modality="text",
+        test_shots=4,
+        support_size=60,
+        train_size=60,
+        val_size=30,
+        test_size=30,
+    )
     seen = text_objects(data.support_episodes() + data.train_queries())
     evaluated = text_objects(data.val_queries() + data.test_queries())
     assert len(seen) == 60 * 5 + 60 and set(seen) <= set(TRAIN_OBJECTS)
@@ -85,8 +93,9 @@ def test_the_many_shot_toy_refuses_a_prompt_longer_than_its_context() -> None:
     fits = make_episodes(TASKS, 2, most, 0, "heldout", "image", "image", MANY_SHOT_DISTRACTORS)
     assert vlm.build_inputs(fits, SHAPES_TEMPLATE)["input_ids"].shape[1] == image_prompt_tokens(most)
     too_long = make_episodes(TASKS, 2, most + 1, 0, "heldout", "image", "image", MANY_SHOT_DISTRACTORS)
-    with pytest.raises(ValueError, match=f"is {image_prompt_tokens(most + 1)} tokens, longer than .*'s context of "
-                                         f"{context} "):
+    with pytest.raises(
+        ValueError, match=f"is {image_prompt_tokens(most + 1)} tokens, longer than .*'s context of {context} "
+    ):
         vlm.build_inputs(too_long, SHAPES_TEMPLATE)
 
 
@@ -127,9 +136,21 @@ def test_measurement_command_prints_the_table(capsys) -> None:
 
 
 def _quick(config: str, *extra: str) -> list[str]:
-    return ["--config", str(CONFIGS / config), "--trainer.max_steps", "4", "--data.init_args.support_size", "8",
-            "--data.init_args.test_size", "6", "--model.init_args.selection_queries", "4",
-            "--model.init_args.samples", "8", *extra]
+    return [
+        "--config",
+        str(CONFIGS / config),
+        "--trainer.max_steps",
+        "4",
+        "--data.init_args.support_size",
+        "8",
+        "--data.init_args.test_size",
+        "6",
+        "--model.init_args.selection_queries",
+        "4",
+        "--model.init_args.samples",
+        "8",
+        *extra,
+    ]
 
 
 def test_mtv_fit_and_test_on_the_family_through_the_cli(tmp_path, monkeypatch) -> None:
@@ -154,9 +175,32 @@ def test_icl_past_the_context_stops_through_the_cli(tmp_path, monkeypatch) -> No
 
 def test_retraining_command_continues_the_toy_with_a_short_context(tmp_path) -> None:
     out = tmp_path / "toy"
-    train_main(["--out", str(out), "--steps", "2", "--batch-size", "4", "--eval-every", "1000",
-                "--logs", str(tmp_path / "logs"), "--distractors", "0.45", "--context", "96", "--max-shots", "4",
-                "--text-shots", "15", "--init", str(CLEAN_CHECKPOINT), "--denoise", "--uniform-tasks"])
+    train_main(
+        [
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--eval-every",
+            "1000",
+            "--logs",
+            str(tmp_path / "logs"),
+            "--distractors",
+            "0.45",
+            "--context",
+            "96",
+            "--max-shots",
+            "4",
+            "--text-shots",
+            "15",
+            "--init",
+            str(CLEAN_CHECKPOINT),
+            "--denoise",
+            "--uniform-tasks",
+        ]
+    )
     assert AutoConfig.from_pretrained(out).text_config.max_position_embeddings == 96
     assert json.loads((out / "config.json").read_text())["text_config"]["max_position_embeddings"] == 96
     with pytest.raises(ValueError, match="max_shots=5 image shots take 109 tokens, more than context=96"):

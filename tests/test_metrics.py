@@ -102,9 +102,10 @@ def test_official_scoring_leaves_human_answers_as_the_script_does(prediction, an
         assert metric.compute().item() == pytest.approx(expected, abs=1e-6)
 
 
-@pytest.mark.parametrize(("prediction", "expected"), [
-    ("yes. The sign says so", 1.0), ("yes\nQuestion: what", 1.0), ("3.5 inches", 0.0), ("no.", 0.0),
-])
+@pytest.mark.parametrize(
+    ("prediction", "expected"),
+    [("yes. The sign says so", 1.0), ("yes\nQuestion: what", 1.0), ("3.5 inches", 0.0), ("no.", 0.0)],
+)
 def test_answer_cut_keeps_the_text_before_the_first_period_and_newline(prediction, expected):
     cut, uncut = VQAAccuracy(answer_cut=True), VQAAccuracy()
     cut.update([prediction], [ten(("yes", 10))])
@@ -121,34 +122,58 @@ def test_vqa_accuracy_averages_over_questions():
     assert metric.compute().item() == pytest.approx((0.3 + 1.0 + 0.0) / 3)
 
 
-@pytest.mark.parametrize(("text", "normalised"), [
-    ("The Red Car!", "red car"),
-    ("yes, it is", "yes it is"),
-    ("1,000 dollars.", "1000 dollars"),
-    ("a.m.", "am"),
-    ("it's (about) three-ish", "it's about 3 ish"),
-    ("Two Dogs; one cat", "2 dogs 1 cat"),
-    ("shouldnt've", "shouldn't've"),
-    ("\tten\n", "10"),
-])
+@pytest.mark.parametrize(
+    ("text", "normalised"),
+    [
+        ("The Red Car!", "red car"),
+        ("yes, it is", "yes it is"),
+        ("1,000 dollars.", "1000 dollars"),
+        ("a.m.", "am"),
+        ("it's (about) three-ish", "it's about 3 ish"),
+        ("Two Dogs; one cat", "2 dogs 1 cat"),
+        ("shouldnt've", "shouldn't've"),
+        ("\tten\n", "10"),
+    ],
+)
 def test_official_normalisation(text, normalised):
     assert normalize_vqa_answer(text) == normalised
 
 
-@pytest.mark.parametrize(("prediction", "expected"), [
-    ("A", 1.0), ("A.", 1.0), ("(a)", 1.0), ("A. pink primrose", 1.0), ("A\nWhat is", 1.0),
-    ("B", 0.0), ("", 0.0), ("Answer", 0.0), ("C", 0.0),
-])
+@pytest.mark.parametrize(
+    ("prediction", "expected"),
+    [
+        ("A", 1.0),
+        ("A.", 1.0),
+        ("(a)", 1.0),
+        ("A. pink primrose", 1.0),
+        ("A\nWhat is", 1.0),
+        ("B", 0.0),
+        ("", 0.0),
+        ("Answer", 0.0),
+        ("C", 0.0),
+    ],
+)
 def test_exact_match_scores_option_letters_by_their_leading_letter(prediction, expected):
     metric = ExactMatch(options="AB", option_match="leading_letter")
     metric.update([prediction], [("A",)])
     assert metric.compute().item() == expected
 
 
-@pytest.mark.parametrize(("prediction", "expected"), [
-    ("A", 1.0), ("a", 1.0), ("A.", 1.0), (" A \nWhat is", 1.0), ("A. pink primrose", 1.0),
-    ("(a)", 0.0), ("A pink primrose", 0.0), ("B", 0.0), ("", 0.0), ("Answer", 0.0),
-])
+@pytest.mark.parametrize(
+    ("prediction", "expected"),
+    [
+        ("A", 1.0),
+        ("a", 1.0),
+        ("A.", 1.0),
+        (" A \nWhat is", 1.0),
+        ("A. pink primrose", 1.0),
+        ("(a)", 0.0),
+        ("A pink primrose", 0.0),
+        ("B", 0.0),
+        ("", 0.0),
+        ("Answer", 0.0),
+    ],
+)
 def test_exact_match_scores_option_letters_as_the_mtv_reference(prediction, expected):
     """The reference: the text before the first '.' and newline, stripped, equals the letter (any case)."""
     metric = ExactMatch(options="AB")
@@ -162,16 +187,19 @@ def test_exact_match_without_options_keeps_its_normalised_behaviour():
     assert metric.compute().item() == pytest.approx(2 / 3)
 
 
-@pytest.mark.parametrize(("prediction", "references", "ignore_case", "expected"), [
-    ("Par", ("Paris",), False, 1.0),  # one generated token: a prefix of the answer
-    ("Paris\n\nQ:", ("Paris",), False, 1.0),  # a longer generation starting with it
-    (" Paris", ("Paris",), False, 1.0),
-    ("paris", ("Paris",), False, 0.0),
-    ("paris", ("Paris",), True, 1.0),
-    ("Lon", ("Paris",), False, 0.0),
-    ("", ("Paris",), False, 0.0),
-    ("Rome", ("Paris", "Rome"), False, 1.0),
-])
+@pytest.mark.parametrize(
+    ("prediction", "references", "ignore_case", "expected"),
+    [
+        ("Par", ("Paris",), False, 1.0),  # one generated token: a prefix of the answer
+        ("Paris\n\nQ:", ("Paris",), False, 1.0),  # a longer generation starting with it
+        (" Paris", ("Paris",), False, 1.0),
+        ("paris", ("Paris",), False, 0.0),
+        ("paris", ("Paris",), True, 1.0),
+        ("Lon", ("Paris",), False, 0.0),
+        ("", ("Paris",), False, 0.0),
+        ("Rome", ("Paris", "Rome"), False, 1.0),
+    ],
+)
 def test_first_token_match_is_the_reference_prefix_match(prediction, references, ignore_case, expected):
     metric = FirstTokenMatch(ignore_case=ignore_case)
     metric.update([prediction], [references])

@@ -77,8 +77,9 @@ def test_fast_path_losses_equal_the_plain_batched_path(zoo_folder, name):
 @pytest.mark.parametrize("name", ["qwen2_vl", "llava"])  # Qwen2-VL: the copies sit at the last token's M-RoPE position
 def test_forked_and_branched_rows_score_like_the_plain_forward(zoo_vlm, name):
     vlm = zoo_vlm(name)
-    inputs = vlm.build_inputs([Episode(query=Example("colour?", images=(colour_image("red"),), answers=("red",)))],
-                              TEMPLATE)
+    inputs = vlm.build_inputs(
+        [Episode(query=Example("colour?", images=(colour_image("red"),), answers=("red",)))], TEMPLATE
+    )
     plain = vlm.last_logits(inputs)
     torch.testing.assert_close(fork_last_token(vlm, inputs, 5).logits(), plain.expand(5, -1), atol=1e-5, rtol=1e-5)
     branch = fork_last_token(vlm, inputs, 5, reuse=True)
@@ -107,9 +108,14 @@ def _ignore_4d_masks(module, args, kwargs):
     return None
 
 
-@pytest.mark.parametrize(("hook", "logged"), [(_refuse_4d_masks, "refuses a custom 4-D attention mask"),
-                                               (_ignore_4d_masks, "does not honour a custom 4-D attention mask"),
-                                               (None, "'sdpa', which takes no custom 4-D attention mask")])
+@pytest.mark.parametrize(
+    ("hook", "logged"),
+    [
+        (_refuse_4d_masks, "refuses a custom 4-D attention mask"),
+        (_ignore_4d_masks, "does not honour a custom 4-D attention mask"),
+        (None, "'sdpa', which takes no custom 4-D attention mask"),
+    ],
+)
 def test_a_model_without_custom_masks_falls_back_to_copying_the_cache(zoo_folder, caplog, monkeypatch, hook, logged):
     method, query, masks = _method_with_query(zoo_folder("llava"))
     if hook is None:  # as under flash attention, which takes padding masks only
@@ -143,9 +149,25 @@ def test_missing_model_path_fails_before_anything_loads(tmp_path):
 
 def _tiny_run(model_folder: Path, *extra: str) -> list[str]:
     """CLI arguments for a seconds-long MTV run on a zoo model (run with cwd in a temp folder)."""
-    return ["--config", str(CONFIG), "--model.init_args.model.name", str(model_folder), "--trainer.max_steps", "4",
-            "--trainer.log_every_n_steps", "1", "--data.init_args.support_size", "8", "--data.init_args.test_size", "6",
-            "--model.init_args.selection_queries", "4", "--model.init_args.samples", "8", *extra]
+    return [
+        "--config",
+        str(CONFIG),
+        "--model.init_args.model.name",
+        str(model_folder),
+        "--trainer.max_steps",
+        "4",
+        "--trainer.log_every_n_steps",
+        "1",
+        "--data.init_args.support_size",
+        "8",
+        "--data.init_args.test_size",
+        "6",
+        "--model.init_args.selection_queries",
+        "4",
+        "--model.init_args.samples",
+        "8",
+        *extra,
+    ]
 
 
 def test_fit_then_test_through_the_cli_logs_to_tensorboard(zoo_folder, tmp_path, monkeypatch):
@@ -182,8 +204,11 @@ def test_exported_vector_loads_for_test_and_is_refused_by_another_model(zoo_fold
     transferred.configure_model()
     assert torch.equal(transferred.selected_heads, heads)
     assert transferred.mean_activations.abs().sum() == 0  # recomputed on the new data before testing
-    write_vector_file(tmp_path / "other.safetensors", tensors,
-                      {**metadata, "layout": json.dumps({**json.loads(metadata["layout"]), "num_heads": 32})})
+    write_vector_file(
+        tmp_path / "other.safetensors",
+        tensors,
+        {**metadata, "layout": json.dumps({**json.loads(metadata["layout"]), "num_heads": 32})},
+    )
     with pytest.raises(TaskVectorMismatchError, match="made for .* 'num_heads': 32"):
         MTV(model=VLMOptions(str(zoo_folder("llava"))), task_vector=str(tmp_path / "other.safetensors"))
 
@@ -237,19 +262,31 @@ def test_predict_answers_a_jsonl_with_a_saved_vector(zoo_folder, tmp_path, monke
         colour_image(colour).save(tmp_path / f"{index}.png")
     questions = tmp_path / "questions.jsonl"
     questions.write_text('{"images": ["0.png"], "question": "colour?"}\n{"images": ["1.png"], "question": "and?"}\n')
-    main(["predict", "--config", str(CONFIG.with_name("predict.yaml")), "--model.init_args.model.name",
-          str(zoo_folder("llava")), "--data.init_args.path", str(questions)])
+    main(
+        [
+            "predict",
+            "--config",
+            str(CONFIG.with_name("predict.yaml")),
+            "--model.init_args.model.name",
+            str(zoo_folder("llava")),
+            "--data.init_args.path",
+            str(questions),
+        ]
+    )
     lines = (tmp_path / "logs" / "shapes_mtv" / "answers.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert [record["question"] for record in records] == ["colour?", "and?"]
     assert all(isinstance(record["answer"], str) for record in records)
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    ('{"images": ["0.png"]}', "questions.jsonl:1: field 'question'"),
-    ('{"images": ["missing.png"], "question": "q"}', "questions.jsonl:1: image file not found: .*missing.png"),
-    ("{not json", "questions.jsonl:1: not valid JSON"),
-])
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"images": ["0.png"]}', "questions.jsonl:1: field 'question'"),
+        ('{"images": ["missing.png"], "question": "q"}', "questions.jsonl:1: image file not found: .*missing.png"),
+        ("{not json", "questions.jsonl:1: not valid JSON"),
+    ],
+)
 def test_bad_query_files_name_the_line_and_field(tmp_path, line, message):
     colour_image("red").save(tmp_path / "0.png")
     (tmp_path / "questions.jsonl").write_text(line + "\n")
@@ -275,8 +312,12 @@ def test_every_config_parses():
 
 def test_bf16_model_keeps_theta_and_means_in_fp32(zoo_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cli = build_cli(CONFIG, _tiny_run(zoo_folder("llava"), "--model.init_args.model.dtype", "bfloat16",
-                                      "--trainer.precision", "bf16-mixed"))
+    cli = build_cli(
+        CONFIG,
+        _tiny_run(
+            zoo_folder("llava"), "--model.init_args.model.dtype", "bfloat16", "--trainer.precision", "bf16-mixed"
+        ),
+    )
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     assert cli.model.vlm.layout.lm_head.weight.dtype == torch.bfloat16
     assert cli.model.theta.dtype == torch.float32 and cli.model.mean_activations.dtype == torch.float32
@@ -296,8 +337,16 @@ def test_fit_without_mean_activations_is_refused(zoo_folder, tmp_path):
 
     from lit_tv.shapes.datamodule import ShapesDataModule
 
-    trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     with pytest.raises(ValueError, match="no mean activations.*MeanActivations callback"):
-        trainer.fit(MTV(model=VLMOptions(str(zoo_folder("llava")))),
-                    datamodule=ShapesDataModule(train_size=2, batch_size=1))
+        trainer.fit(
+            MTV(model=VLMOptions(str(zoo_folder("llava")))), datamodule=ShapesDataModule(train_size=2, batch_size=1)
+        )

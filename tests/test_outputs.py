@@ -67,8 +67,11 @@ def test_a_fit_into_the_outputs_of_a_live_run_is_refused_and_a_dead_runs_lock_is
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         _lock(VECTOR, other.pid)
-        with pytest.raises(SystemExit, match=rf"task_vector.safetensors is being written by another run \(pid "
-                                             rf"{other.pid} .*model.init_args.export"):
+        with pytest.raises(
+            SystemExit,
+            match=rf"task_vector.safetensors is being written by another run \(pid "
+            rf"{other.pid} .*model.init_args.export",
+        ):
             main(["fit", "--config", MTV, *SMALL])
         assert not Path("logs/shapes_mtv/checkpoints").exists() and not VECTOR.exists()
         _lock(Path("logs/shapes_mtv/checkpoints"), other.pid)
@@ -95,13 +98,20 @@ def test_predict_writes_answers_as_they_come_and_never_keeps_an_earlier_runs(tmp
     for index in range(3):
         colour_image(["red", "blue", "green"][index]).save(tmp_path / f"{index}.png")
     questions = tmp_path / "questions.jsonl"
-    questions.write_text("".join(json.dumps({"images": [f"{index}.png"], "question": f"q{index}"}) + "\n"
-                                 for index in range(3)))
+    questions.write_text(
+        "".join(json.dumps({"images": [f"{index}.png"], "question": f"q{index}"}) + "\n" for index in range(3))
+    )
     answers = tmp_path / "logs" / "shapes_mtv" / "answers.jsonl"
     answers.parent.mkdir(parents=True)
     answers.write_text('{"question": "from an earlier run"}\n')
-    cli = build_cli(Path(PREDICT[0]), [f"--model.init_args.task_vector={vector}", f"--data.init_args.path={questions}",
-                                       "--data.init_args.batch_size=1"])
+    cli = build_cli(
+        Path(PREDICT[0]),
+        [
+            f"--model.init_args.task_vector={vector}",
+            f"--data.init_args.path={questions}",
+            "--data.init_args.batch_size=1",
+        ],
+    )
     (tmp_path / "2.png").unlink()  # the last image goes missing after the file was read
     with pytest.raises(FileNotFoundError, match="2.png"):
         cli.trainer.predict(cli.model, datamodule=cli.datamodule)
@@ -116,6 +126,13 @@ def test_a_predict_run_refused_for_an_empty_query_file_leaves_no_earlier_answers
     answers.parent.mkdir(parents=True)
     answers.write_text('{"question": "from an earlier run"}\n')
     with pytest.raises(SystemExit, match="has no questions"):
-        main(["predict", "--config", PREDICT[0], f"--model.init_args.task_vector={vector}",
-              f"--data.init_args.path={tmp_path / 'empty.jsonl'}"])
+        main(
+            [
+                "predict",
+                "--config",
+                PREDICT[0],
+                f"--model.init_args.task_vector={vector}",
+                f"--data.init_args.path={tmp_path / 'empty.jsonl'}",
+            ]
+        )
     assert not answers.exists(), "an earlier run's answers must not pass for this run's"

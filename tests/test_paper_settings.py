@@ -28,9 +28,23 @@ def test_an_icl_test_draws_no_reinforce_queries(zoo_folder, tmp_path, monkeypatc
     """12 train records cannot hold the default 100 REINFORCE queries; ICL does not use them, so it runs."""
     root = write_vizwiz(tmp_path / "data", train=12, val=6)
     monkeypatch.chdir(tmp_path)
-    main(["test", "--config", str(CONFIGS / "vizwiz" / "icl_llava-1.5-7b.yaml"), "--data.init_args.root", str(root),
-          "--model.init_args.model.name", str(zoo_folder("llava")), "--model.init_args.model.dtype", "float32",
-          "--trainer.accelerator", "cpu", "--model.init_args.max_new_tokens", "2"])
+    main(
+        [
+            "test",
+            "--config",
+            str(CONFIGS / "vizwiz" / "icl_llava-1.5-7b.yaml"),
+            "--data.init_args.root",
+            str(root),
+            "--model.init_args.model.name",
+            str(zoo_folder("llava")),
+            "--model.init_args.model.dtype",
+            "float32",
+            "--trainer.accelerator",
+            "cpu",
+            "--model.init_args.max_new_tokens",
+            "2",
+        ]
+    )
     scalars = logged_scalars(next((tmp_path / "logs" / "vizwiz_icl_llava-1.5-7b").glob("version_*")))
     assert scalars["test/queries"] == [6.0]
 
@@ -59,8 +73,10 @@ def test_cross_modal_defaults_use_every_val_record_for_the_vectors_and_the_layer
         for episode in records:
             assert len(episode.shots) == 5
             assert episode.query.answers[0] is not None
-            assert all(shot.text != f"{task.split('-')[0]} val {episode.query.images[0].stem.split('_')[1]}"
-                       for shot in episode.shots)  # never its own query
+            assert all(
+                shot.text != f"{task.split('-')[0]} val {episode.query.images[0].stem.split('_')[1]}"
+                for shot in episode.shots
+            )  # never its own query
     assert data.sizes["train"] == 0 and len(data.test_queries()) == 6 * 4
 
 
@@ -69,17 +85,36 @@ def test_seeds_draw_every_role_once_per_seed_with_different_shots(tmp_path):
     data.setup("test")
     test = data.test_queries()
     assert Counter(episode.seed for episode in test) == {0: 4, 1: 4, 2: 4}
-    shots = {seed: [tuple(shot.text for shot in episode.shots) for episode in test if episode.seed == seed]
-             for seed in (0, 1, 2)}
+    shots = {
+        seed: [tuple(shot.text for shot in episode.shots) for episode in test if episode.seed == seed]
+        for seed in (0, 1, 2)
+    }
     assert shots[0] != shots[1] != shots[2]
 
 
 def test_a_run_over_seeds_logs_each_seed_with_mean_and_spread_and_exports_one_file_per_seed(
-        zoo_folder, tmp_path, monkeypatch):
+    zoo_folder, tmp_path, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
-    main(["test", "--config", str(SHAPES_CROSS_MODAL), "--model.init_args.model.name", str(zoo_folder("llava")),
-          "--data.init_args.support_size", "6", "--data.init_args.val_size", "6", "--data.init_args.test_size", "6",
-          "--data.init_args.seeds", "[0, 1]", "--model.init_args.layer", "1"])
+    main(
+        [
+            "test",
+            "--config",
+            str(SHAPES_CROSS_MODAL),
+            "--model.init_args.model.name",
+            str(zoo_folder("llava")),
+            "--data.init_args.support_size",
+            "6",
+            "--data.init_args.val_size",
+            "6",
+            "--data.init_args.test_size",
+            "6",
+            "--data.init_args.seeds",
+            "[0, 1]",
+            "--model.init_args.layer",
+            "1",
+        ]
+    )
     run = tmp_path / "logs" / "shapes_cross_modal"
     scalars = logged_scalars(next(run.glob("version_*")))
     per_seed = torch.tensor([scalars["test/accuracy/seed_0"][0], scalars["test/accuracy/seed_1"][0]])
@@ -94,8 +129,19 @@ def test_a_run_over_seeds_logs_each_seed_with_mean_and_spread_and_exports_one_fi
 def test_mtv_refuses_several_seeds(zoo_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit, match=r"data.init_args.seeds=\[0, 1\]: MTV runs one data seed per fit"):
-        main(["fit", "--config", str(CONFIGS / "shapes" / "mtv.yaml"), "--model.init_args.model.name",
-              str(zoo_folder("llava")), "--data.init_args.seeds", "[0, 1]", "--trainer.max_steps", "1"])
+        main(
+            [
+                "fit",
+                "--config",
+                str(CONFIGS / "shapes" / "mtv.yaml"),
+                "--model.init_args.model.name",
+                str(zoo_folder("llava")),
+                "--data.init_args.seeds",
+                "[0, 1]",
+                "--trainer.max_steps",
+                "1",
+            ]
+        )
 
 
 def test_the_layer_is_the_first_argmax_of_the_accuracy_averaged_over_groups():
@@ -109,27 +155,58 @@ def test_the_layer_is_the_first_argmax_of_the_accuracy_averaged_over_groups():
 
 def test_the_layer_search_scores_answers_as_the_test_does(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cli = build_cli(SHAPES_CROSS_MODAL, ["--config", str(SHAPES_CROSS_MODAL), "--data.init_args.support_size", "30",
-                                         "--data.init_args.val_size", "30", "--model.init_args.layer", "1"])
+    cli = build_cli(
+        SHAPES_CROSS_MODAL,
+        [
+            "--config",
+            str(SHAPES_CROSS_MODAL),
+            "--data.init_args.support_size",
+            "30",
+            "--data.init_args.val_size",
+            "30",
+            "--model.init_args.layer",
+            "1",
+        ],
+    )
     cli.trainer.validate(cli.model, datamodule=cli.datamodule)
     batch = cli.datamodule.val_queries()
     scores = cli.model.layer_scores(batch)
     metric = cli.datamodule.metric()
     for layer in range(scores.shape[1]):
         cli.model.layer = layer
-        expected = [metric.score(answer, episode.query.answers)
-                    for answer, episode in zip(cli.model.answer(batch), batch, strict=True)]
+        expected = [
+            metric.score(answer, episode.query.answers)
+            for answer, episode in zip(cli.model.answer(batch), batch, strict=True)
+        ]
         assert scores[:, layer].tolist() == expected
     assert 0 < scores.sum() < scores.numel()  # the rule really separates hits from misses here
 
 
 def test_pruned_selection_never_samples_heads_below_the_threshold(zoo_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cli = build_cli(CONFIGS / "shapes" / "mtv.yaml", [
-        "--config", str(CONFIGS / "shapes" / "mtv.yaml"), "--model.init_args.model.name", str(zoo_folder("llava")),
-        "--trainer.max_steps", "1", "--data.init_args.support_size", "4", "--model.init_args.selection_queries", "2",
-        "--model.init_args.samples", "4", "--model.init_args.selection", "pruned_best_of_samples",
-        "--model.init_args.threshold", "0.8", "--model.init_args.export", "null"])
+    cli = build_cli(
+        CONFIGS / "shapes" / "mtv.yaml",
+        [
+            "--config",
+            str(CONFIGS / "shapes" / "mtv.yaml"),
+            "--model.init_args.model.name",
+            str(zoo_folder("llava")),
+            "--trainer.max_steps",
+            "1",
+            "--data.init_args.support_size",
+            "4",
+            "--model.init_args.selection_queries",
+            "2",
+            "--model.init_args.samples",
+            "4",
+            "--model.init_args.selection",
+            "pruned_best_of_samples",
+            "--model.init_args.threshold",
+            "0.8",
+            "--model.init_args.export",
+            "null",
+        ],
+    )
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     method = cli.model
     method.theta.data.fill_(0.5)  # sigmoid 0.62: below the threshold
@@ -157,9 +234,23 @@ def _majority_fixture(root: Path) -> Path:
 def test_the_majority_label_baseline_can_answer_each_task_s_most_common_val_answer(tmp_path, monkeypatch):
     root = _majority_fixture(tmp_path / "data")
     monkeypatch.chdir(tmp_path)
-    main(["test", "--config", str(CONFIGS / "cross_modal" / "majority_label.yaml"), "--data.init_args.root",
-          str(root), "--data.init_args.tasks", "[food-color]", "--data.init_args.shots", "2",
-          "--model.init_args.source", "task", "--data.init_args.test_shots", "0"])
+    main(
+        [
+            "test",
+            "--config",
+            str(CONFIGS / "cross_modal" / "majority_label.yaml"),
+            "--data.init_args.root",
+            str(root),
+            "--data.init_args.tasks",
+            "[food-color]",
+            "--data.init_args.shots",
+            "2",
+            "--model.init_args.source",
+            "task",
+            "--data.init_args.test_shots",
+            "0",
+        ]
+    )
     scalars = logged_scalars(next((tmp_path / "logs" / "cross_modal_majority_label").glob("version_*")))
     assert scalars["test/accuracy"][0] == pytest.approx(2 / 5)
     assert scalars["test/accuracy_std_over_seeds"][0] == pytest.approx(0.0)
@@ -170,8 +261,10 @@ def test_the_random_baseline_answers_the_majority_of_each_query_s_own_demonstrat
         return Example("food", (), (answer,), task="food-color")
 
     method = MajorityLabel(source="demonstrations")
-    batch = [Episode(query=example("red"), shots=tuple(map(example, ["blue", "red", "blue", "tan", "red"]))),
-             Episode(query=example("red"), shots=tuple(map(example, ["tan", "green", "green", "red", "red"])))]
+    batch = [
+        Episode(query=example("red"), shots=tuple(map(example, ["blue", "red", "blue", "tan", "red"]))),
+        Episode(query=example("red"), shots=tuple(map(example, ["tan", "green", "green", "red", "red"]))),
+    ]
     assert method.answer(batch) == ["blue", "green"]  # ties: the first answer seen
 
 
@@ -203,7 +296,8 @@ def test_the_chat_option_renders_each_example_as_a_chat_turn(tmp_path, zoo_folde
     episode = data.test_queries()[0]
     shot = episode.shots[0]
     assert vlm.render(episode, data.template) == (
-        f"user:Q:{shot.text}\nA:\nassistant:{shot.answer}\nuser:<image>Q:\nA:\nassistant:")
+        f"user:Q:{shot.text}\nA:\nassistant:{shot.answer}\nuser:<image>Q:\nA:\nassistant:"
+    )
 
 
 def test_the_paper_s_chat_ablation_names_the_roles_in_place_of_q_and_a(tmp_path):
@@ -219,10 +313,24 @@ def test_the_cross_modal_mtv_config_fits_one_task_of_the_released_size(zoo_folde
     episodes from the other 10 records, no validation) must fit, not stop for want of records."""
     root = write_cross_modal(tmp_path / "data", tasks=("country-capital",), val=30, test=4)
     monkeypatch.chdir(tmp_path)
-    config = ["--config", str(CONFIGS / "cross_modal" / "mtv_llava-1.5-7b.yaml"), "--data.init_args.root", str(root),
-              "--model.init_args.model.name", str(zoo_folder("llava")), "--model.init_args.model.dtype", "float32",
-              "--trainer.accelerator", "cpu", "--trainer.max_steps", "1", "--model.init_args.samples", "4",
-              "--model.init_args.selection_queries", "2"]
+    config = [
+        "--config",
+        str(CONFIGS / "cross_modal" / "mtv_llava-1.5-7b.yaml"),
+        "--data.init_args.root",
+        str(root),
+        "--model.init_args.model.name",
+        str(zoo_folder("llava")),
+        "--model.init_args.model.dtype",
+        "float32",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.max_steps",
+        "1",
+        "--model.init_args.samples",
+        "4",
+        "--model.init_args.selection_queries",
+        "2",
+    ]
     main(["fit", *config])
     _, metadata = load_task_vector(tmp_path / "logs" / "cross_modal_mtv_llava-1.5-7b" / "task_vector.safetensors")
     assert metadata["iterations"] == "100"

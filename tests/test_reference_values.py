@@ -41,8 +41,9 @@ def test_the_reinforce_surrogate_matches_hand_computed_values():
 
 def test_reinforce_queries_are_zero_shot_and_the_means_four_shot_on_vqa(tmp_path):
     """MTV on VizWiz / OK-VQA: the means from 4-shot prompts, the head search on 0-shot queries."""
-    data = VizWiz(str(write_vizwiz(tmp_path, train=12, val=6)), shots=4, test_shots=2, support_size=2,
-                  train_size=3, val_size=0)
+    data = VizWiz(
+        str(write_vizwiz(tmp_path, train=12, val=6)), shots=4, test_shots=2, support_size=2, train_size=3, val_size=0
+    )
     data.setup("fit")
     assert [len(episode.shots) for episode in data.train_queries()] == [0, 0, 0]
     assert [len(episode.shots) for episode in data.support_episodes()] == [4, 4]
@@ -59,8 +60,10 @@ def test_the_two_way_question_is_the_reference_s_and_the_classes_split_in_half(t
     data.setup("test")
     episode = data.test_queries()[0]
     options = episode.query.text.split("A.", 1)[1].split(" B.")[0], episode.query.text.split(" B.", 1)[1].split("\n")[0]
-    assert episode.query.text == (f"What is the type of flower in the image? A.{options[0]} B.{options[1]}\n"
-                                  "Answer with the option's letter from the given choice directly.")
+    assert episode.query.text == (
+        f"What is the type of flower in the image? A.{options[0]} B.{options[1]}\n"
+        "Answer with the option's letter from the given choice directly."
+    )
     train, test = data.class_split()
     assert len(train) == len(test) == 4 and not set(train) & set(test)
 
@@ -83,21 +86,52 @@ def test_generation_always_writes_at_least_one_token(zoo_vlm, monkeypatch):
 # A second transcription of the papers and reference code (DESIGN.md, the MTV supplement, Luo et al.), by config.
 PAPERS = {
     "vizwiz/mtv_idefics2-8b.yaml": {
-        "trainer.max_steps": 600, f"{M}samples": 32, f"{M}learning_rate": 0.1, f"{M}theta_init": -1.0,
-        f"{M}selection_samples": 10, f"{M}selection_queries": 50, f"{M}threshold": 0.8, f"{D}shots": 4,
-        f"{D}test_shots": 0, f"{D}support_size": 100, f"{D}train_size": 100, f"{M}max_new_tokens": 10,
-        f"{M}policy": "every_token", f"{D}target_token": "word_start"},
-    "okvqa/mtv_qwen2-vl-7b.yaml": {f"{D}shots": 4, f"{D}test_shots": 0, f"{M}max_new_tokens": 10,
-                                   f"{D}answer_cut": False, f"{D}target_token": "word_start"},
-    "flowers/mtv_idefics2-8b.yaml": {f"{D}shots": 1, f"{D}test_shots": 1, f"{D}test_size": 5076,
-                                     f"{M}max_new_tokens": 20, f"{D}option_match": "exact"},
+        "trainer.max_steps": 600,
+        f"{M}samples": 32,
+        f"{M}learning_rate": 0.1,
+        f"{M}theta_init": -1.0,
+        f"{M}selection_samples": 10,
+        f"{M}selection_queries": 50,
+        f"{M}threshold": 0.8,
+        f"{D}shots": 4,
+        f"{D}test_shots": 0,
+        f"{D}support_size": 100,
+        f"{D}train_size": 100,
+        f"{M}max_new_tokens": 10,
+        f"{M}policy": "every_token",
+        f"{D}target_token": "word_start",
+    },
+    "okvqa/mtv_qwen2-vl-7b.yaml": {
+        f"{D}shots": 4,
+        f"{D}test_shots": 0,
+        f"{M}max_new_tokens": 10,
+        f"{D}answer_cut": False,
+        f"{D}target_token": "word_start",
+    },
+    "flowers/mtv_idefics2-8b.yaml": {
+        f"{D}shots": 1,
+        f"{D}test_shots": 1,
+        f"{D}test_size": 5076,
+        f"{M}max_new_tokens": 20,
+        f"{D}option_match": "exact",
+    },
     "cub/icl_idefics2-8b.yaml": {f"{D}test_size": 5023, f"{M}max_new_tokens": 20, f"{D}option_match": "exact"},
     "vizwiz/vtv_qwen2-vl-7b.yaml": {"trainer.max_steps": 10, f"{D}support_size": 10, f"{D}shots": 1},
-    "okvqa/fv_qwen2-vl-7b.yaml": {f"{M}layer": 20, f"{M}top_k": 10, f"{M}aie_prompts": 25, f"{D}shots": 10,
-                                  f"{M}policy": "every_token"},
-    "cross_modal/xpatch_llava-1.5-7b.yaml": {f"{D}shots": 5, f"{D}seeds": [0, 1, 2], f"{M}layer": None,
-                                             f"{M}max_new_tokens": 1, f"{M}model.image_width": 224,
-                                             f"{M}model.quantization": "nf4"},
+    "okvqa/fv_qwen2-vl-7b.yaml": {
+        f"{M}layer": 20,
+        f"{M}top_k": 10,
+        f"{M}aie_prompts": 25,
+        f"{D}shots": 10,
+        f"{M}policy": "every_token",
+    },
+    "cross_modal/xpatch_llava-1.5-7b.yaml": {
+        f"{D}shots": 5,
+        f"{D}seeds": [0, 1, 2],
+        f"{M}layer": None,
+        f"{M}max_new_tokens": 1,
+        f"{M}model.image_width": 224,
+        f"{M}model.quantization": "nf4",
+    },
     "cross_modal/xpatch_released_llava-1.5-7b.yaml": {f"{M}layer": 15},
     "cross_modal/xpatch_released_idefics2-8b.yaml": {f"{M}layer": 16},
     "cross_modal/xpatch_released_mantis-fuyu.yaml": {f"{M}layer": 23},

@@ -24,12 +24,17 @@ def printed_config(path, old: str, new: str, tmp_path) -> dict:
 
 
 def test_the_old_cross_modal_method_path_builds_residual_task_vectors(tmp_path):
-    config = printed_config(CONFIGS / "shapes" / "cross_modal.yaml", "lit_tv.methods.cross_modal",
-                            "lit_tv.methods.residual", tmp_path)
+    config = printed_config(
+        CONFIGS / "shapes" / "cross_modal.yaml", "lit_tv.methods.cross_modal", "lit_tv.methods.residual", tmp_path
+    )
     assert config["model"]["class_path"].endswith("ResidualTaskVectors")
 
 
 def test_the_old_two_way_data_path_builds_flowers(tmp_path):
-    config = printed_config(CONFIGS / "flowers" / "mtv_idefics2-8b.yaml", "lit_tv.data.fewshot_classification",
-                            "lit_tv.data.two_way", tmp_path)
+    config = printed_config(
+        CONFIGS / "flowers" / "mtv_idefics2-8b.yaml",
+        "lit_tv.data.fewshot_classification",
+        "lit_tv.data.two_way",
+        tmp_path,
+    )
     assert config["data"]["class_path"].endswith("Flowers102")

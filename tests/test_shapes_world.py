@@ -80,8 +80,9 @@ def test_training_never_draws_heldout(monkeypatch: pytest.MonkeyPatch) -> None:
     data = ShapesDataModule(shot_modality="mixed", query_modality="mixed", support_size=60, train_size=60)
     data_train = data.support_episodes() + data.train_queries()  # roles are built in order: these first
     data_test = data.val_queries() + data.test_queries()
-    images_in = [sum(len(x.images) for e in episodes for x in (*e.shots, e.query))
-                 for episodes in (data_train, data_test)]
+    images_in = [
+        sum(len(x.images) for e in episodes for x in (*e.shots, e.query)) for episodes in (data_train, data_test)
+    ]
     train_draws = generator_draws + images_in[0]
     assert len(drawn) == train_draws + images_in[1]
     seen = drawn[:train_draws] + text_objects(train_episodes + data_train)

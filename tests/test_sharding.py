@@ -18,18 +18,25 @@ from lit_tv.scoring import fork_last_token
 from lit_tv.vlm import FrozenVLM
 
 # layers split between CPU and disk: accelerate's hooks place (and load from disk) every one of them
-LAYER_MAP = {"model.vision_tower": "cpu", "model.multi_modal_projector": "disk",
-             "model.language_model.embed_tokens": "cpu", "model.language_model.layers.0": "disk",
-             "model.language_model.layers.1": "cpu", "model.language_model.norm": "disk",
-             "model.language_model.rotary_emb": "cpu", "lm_head": "disk"}
+LAYER_MAP = {
+    "model.vision_tower": "cpu",
+    "model.multi_modal_projector": "disk",
+    "model.language_model.embed_tokens": "cpu",
+    "model.language_model.layers.0": "disk",
+    "model.language_model.layers.1": "cpu",
+    "model.language_model.norm": "disk",
+    "model.language_model.rotary_emb": "cpu",
+    "lm_head": "disk",
+}
 SMALL_CPU = {"device_map": "auto", "max_memory": {"cpu": "300KB"}}  # what does not fit goes to disk
 
 
 @pytest.fixture(params=["layer_map", "small_max_memory"])
 def dispatched(request, zoo_folder, tmp_path) -> FrozenVLM:
     options = {"device_map": LAYER_MAP} if request.param == "layer_map" else SMALL_CPU
-    vlm = FrozenVLM.from_options(VLMOptions(str(zoo_folder("llava")), offload_folder=str(tmp_path / "offload"),
-                                            **options), "cpu")
+    vlm = FrozenVLM.from_options(
+        VLMOptions(str(zoo_folder("llava")), offload_folder=str(tmp_path / "offload"), **options), "cpu"
+    )
     assert vlm.is_dispatched and set(vlm.model.hf_device_map.values()) == {"cpu", "disk"}
     assert all(hasattr(layer, "_hf_hook") for layer in vlm.layout.layers)
     assert vlm.layout.lm_head.weight.device.type == "meta"  # offloaded: only the hooks know where it is
@@ -78,22 +85,35 @@ def test_a_dispatched_model_shares_the_reinforce_prefix_too(zoo_vlm, dispatched)
         torch.testing.assert_close(dispatched_logits, plain, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"max_memory": {"cpu": "1GB"}}, "take effect only with model.device_map"),
-    ({"device_map": "everywhere"}, "model.device_map must be one of"),
-    ({"device_map": {"": "disk"}}, "set model.offload_folder"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_memory": {"cpu": "1GB"}}, "take effect only with model.device_map"),
+        ({"device_map": "everywhere"}, "model.device_map must be one of"),
+        ({"device_map": {"": "disk"}}, "set model.offload_folder"),
+    ],
+)
 def test_bad_dispatch_options_are_refused_before_loading(options, message):
     with pytest.raises(ValueError, match=message):
         VLMOptions("lit_tv/shapes-toy", **options)
 
 
-def test_fit_with_a_dispatched_model_learns_what_the_plain_one_learns_and_never_moves_it(zoo_folder, tmp_path,
-                                                                                          monkeypatch):
+def test_fit_with_a_dispatched_model_learns_what_the_plain_one_learns_and_never_moves_it(
+    zoo_folder, tmp_path, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
-    dispatch = ["--model.init_args.model.device_map", "auto", "--model.init_args.model.max_memory", "{cpu: 300KB}",
-                "--model.init_args.model.offload_folder", str(tmp_path / "offload"),
-                "--model.init_args.export", "null", "--trainer.max_steps", "2"]
+    dispatch = [
+        "--model.init_args.model.device_map",
+        "auto",
+        "--model.init_args.model.max_memory",
+        "{cpu: 300KB}",
+        "--model.init_args.model.offload_folder",
+        str(tmp_path / "offload"),
+        "--model.init_args.export",
+        "null",
+        "--trainer.max_steps",
+        "2",
+    ]
     thetas = []
     for extra in (dispatch, dispatch[-4:]):
         cli = build_cli(CONFIG, _tiny_run(zoo_folder("llava"), *extra))
@@ -104,15 +124,29 @@ def test_fit_with_a_dispatched_model_learns_what_the_plain_one_learns_and_never_
             assert vlm.is_dispatched and "disk" in vlm.model.hf_device_map.values()
             assert vlm.layout.lm_head.weight.device.type == "meta"  # Lightning did not move it
             assert "vlm" not in dict(cli.model.named_modules()) and [n for n, _ in cli.model.named_parameters()] == [
-                "theta"]
+                "theta"
+            ]
     assert (thetas[0] != -1.0).any()
     torch.testing.assert_close(thetas[0], thetas[1], atol=1e-5, rtol=1e-5)
 
 
 def test_a_dispatched_model_under_ddp_is_refused_with_the_reason(zoo_folder, tmp_path):
-    args = [*_tiny_run(zoo_folder("llava"), "--model.init_args.model.device_map", "auto"),
-            "--trainer.strategy", "ddp", "--trainer.devices", "2", "--data.init_args.batch_size", "2"]
-    done = subprocess.run([sys.executable, "-m", "lit_tv.cli", "fit", *args], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    args = [
+        *_tiny_run(zoo_folder("llava"), "--model.init_args.model.device_map", "auto"),
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.devices",
+        "2",
+        "--data.init_args.batch_size",
+        "2",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "lit_tv.cli", "fit", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     assert done.returncode != 0
     assert "each of which would load its own copy" in done.stderr and "trainer.devices: 1" in done.stderr

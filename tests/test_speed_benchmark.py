@@ -32,8 +32,10 @@ def checkout_with_venv(tmp_path: Path) -> tuple[Path, dict[str, str]]:
         folder.mkdir(parents=True)
     for name in ("benchmarks", "lit_tv"):
         (checkout / name).symlink_to(ROOT / name)
-    for script, body in ((checkout / ".venv" / "bin" / "python", f'exec {sys.executable} "$@"'),
-                         (bin_dir / "python3", 'echo "python3: No module named torch" >&2; exit 1')):
+    for script, body in (
+        (checkout / ".venv" / "bin" / "python", f'exec {sys.executable} "$@"'),
+        (bin_dir / "python3", 'echo "python3: No module named torch" >&2; exit 1'),
+    ):
         script.write_text(f"#!/bin/sh\n{body}\n")
         script.chmod(0o755)
     env = {key: value for key, value in os.environ.items() if key != "PYTHON"}
@@ -46,8 +48,13 @@ def test_gpu_benchmark_in_cpu_mode_writes_every_ratio_and_peak_memory_at_both_pr
     out = tmp_path / "bench"
     checkout, env = checkout_with_venv(tmp_path)
     models = ["--model", "llava", "llava-1.5-tiny-random"]
-    done = subprocess.run(["bash", str(checkout / "benchmarks" / "gpu.sh"), str(out), "--cpu", *models],
-                          env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        ["bash", str(checkout / "benchmarks" / "gpu.sh"), str(out), "--cpu", *models],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((out / "speed.json").read_text())
     assert report["device"] == "cpu" and "live bytes" in report["memory_measure"]
@@ -93,8 +100,10 @@ def _allocator_peak_mib(work) -> float:
     """Peak bytes the CPU allocator handed out inside `work` and had not got back, from the profiler's memory events."""
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as profile:
         work()
-    events = sorted((event for event in profile.profiler.kineto_results.events() if event.name() == "[memory]"),
-                    key=lambda event: event.start_ns())
+    events = sorted(
+        (event for event in profile.profiler.kineto_results.events() if event.name() == "[memory]"),
+        key=lambda event: event.start_ns(),
+    )
     live = peak = 0
     for event in events:  # allocations positive, frees negative; frees of older blocks are not reported
         live += event.nbytes()
@@ -125,14 +134,21 @@ def test_cpu_peak_memory_counts_what_the_allocator_hands_out(zoo_vlm):
 def test_a_given_python_wins_over_the_checkouts_venv(tmp_path):
     checkout, env = checkout_with_venv(tmp_path)
     chosen = tmp_path / "bin" / "python3"
-    done = subprocess.run(["bash", str(checkout / "benchmarks" / "gpu.sh"), str(tmp_path / "bench")],
-                          env={**env, "PYTHON": str(chosen)}, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        ["bash", str(checkout / "benchmarks" / "gpu.sh"), str(tmp_path / "bench")],
+        env={**env, "PYTHON": str(chosen)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1 and f"no CUDA device visible to {chosen}" in done.stderr, done.stderr
 
 
 def _imported_lit_tv_modules() -> list[str]:
-    code = ("import sys; sys.path.insert(0, 'benchmarks'); import speed; "
-            "print('\\n'.join(name for name in sys.modules if name.split('.')[0] == 'lit_tv'))")
+    code = (
+        "import sys; sys.path.insert(0, 'benchmarks'); import speed; "
+        "print('\\n'.join(name for name in sys.modules if name.split('.')[0] == 'lit_tv'))"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout.split()

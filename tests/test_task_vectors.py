@@ -30,17 +30,29 @@ def head_vector(model) -> HeadVector:
     layout = discover_layout(model).signature()
     shape = (layout["num_layers"], layout["num_heads"])
     generator = torch.Generator().manual_seed(0)
-    return HeadVector(means=torch.randn(*shape, layout["head_dim"], generator=generator), theta=torch.zeros(shape),
-                      heads=torch.tensor([[0, 1], [2, 3]]), tasks=["colour"], method="mtv",
-                      extra={"benchmark": "ShapesDataModule"}).with_model(model, "lit_tv/shapes-toy")
+    return HeadVector(
+        means=torch.randn(*shape, layout["head_dim"], generator=generator),
+        theta=torch.zeros(shape),
+        heads=torch.tensor([[0, 1], [2, 3]]),
+        tasks=["colour"],
+        method="mtv",
+        extra={"benchmark": "ShapesDataModule"},
+    ).with_model(model, "lit_tv/shapes-toy")
 
 
 def residual_vector(model) -> ResidualVector:
     layout = discover_layout(model).signature()
     vectors = torch.randn(2, layout["num_layers"], layout["hidden_size"], generator=torch.Generator().manual_seed(0))
-    return ResidualVector(vectors=vectors, layer=1, mode="add", scale=2.0, tasks=["colour", "shape"],
-                          method="residual", provenance={"aie": torch.ones(2, 3)},
-                          extra={"benchmark": "ShapesDataModule"}).with_model(model, "lit_tv/shapes-toy")
+    return ResidualVector(
+        vectors=vectors,
+        layer=1,
+        mode="add",
+        scale=2.0,
+        tasks=["colour", "shape"],
+        method="residual",
+        provenance={"aie": torch.ones(2, 3)},
+        extra={"benchmark": "ShapesDataModule"},
+    ).with_model(model, "lit_tv/shapes-toy")
 
 
 def write_altered(vector, path: Path, **tensors: torch.Tensor) -> Path:
@@ -73,8 +85,9 @@ def test_each_kind_round_trips_and_applies_as_saved(make, toy, tmp_path):
 
 def test_function_vectors_are_residual_vectors_added_at_a_layer(toy, tmp_path):
     layout = discover_layout(toy).signature()
-    vector = ResidualVector(vectors=torch.randn(1, layout["hidden_size"]), layer=2, mode="add", tasks=["colour"],
-                            method="function_vectors").with_model(toy, "lit_tv/shapes-toy")
+    vector = ResidualVector(
+        vectors=torch.randn(1, layout["hidden_size"]), layer=2, mode="add", tasks=["colour"], method="function_vectors"
+    ).with_model(toy, "lit_tv/shapes-toy")
     loaded = load(vector.save(tmp_path / "fv.safetensors"), ResidualVector)
     assert (loaded.layer, loaded.mode, loaded.vectors.shape) == (2, "add", (1, layout["hidden_size"]))
     with pytest.raises(TaskVectorError, match=r"fv.safetensors was exported by method 'function_vectors'.*'method'"):
@@ -87,8 +100,12 @@ def test_function_vectors_are_residual_vectors_added_at_a_layer(toy, tmp_path):
 BAD_TENSORS = [
     ("shape", {"theta": torch.zeros(4, 7)}, r"'theta' has shape \(4, 7\), expected \('num_layers=4', 'num_heads=8'\)"),
     ("dtype", {"theta": torch.zeros(4, 8, dtype=torch.float16)}, r"'theta' has dtype torch.float16"),
-    ("float head indices", {"heads": torch.tensor([[0.0, 1.0]])}, r"'heads' has dtype torch.float32, expected "
-                                                                  r"torch.int64"),
+    (
+        "float head indices",
+        {"heads": torch.tensor([[0.0, 1.0]])},
+        r"'heads' has dtype torch.float32, expected "
+        r"torch.int64",
+    ),
     ("non-finite", {"theta": torch.full((4, 8), float("nan"))}, r"'theta' holds 32 NaN or infinite values"),
 ]
 
@@ -115,8 +132,11 @@ def test_out_of_range_heads_and_layers_are_refused_against_the_model(toy, tmp_pa
 def test_absurd_values_are_refused_against_the_model_scale(toy, tmp_path):
     vector = head_vector(toy)
     path = write_altered(vector, tmp_path / "huge.safetensors", mean_activations=vector.means * 1e7)
-    with pytest.raises(TaskVectorError, match=r"huge.safetensors: 'mean_activations' has vector norms .* not a "
-                                              r"plausible task vector"):
+    with pytest.raises(
+        TaskVectorError,
+        match=r"huge.safetensors: 'mean_activations' has vector norms .* not a "
+        r"plausible task vector",
+    ):
         load(path).check(discover_layout(toy).signature(), toy)
     tiny = residual_vector(toy)
     tiny.vectors = tiny.vectors * 1e-9
@@ -153,8 +173,11 @@ def test_another_model_is_refused_unless_allowed(toy, tmp_path):
     with torch.no_grad():
         other.get_input_embeddings().weight.mul_(1.5)
     path = head_vector(toy).save(tmp_path / "model.safetensors")
-    with pytest.raises(TaskVectorMismatchError, match=r"model.safetensors .*\(field 'fingerprint': input_embedding_norm"
-                                                      r".*allow_other_model"):
+    with pytest.raises(
+        TaskVectorMismatchError,
+        match=r"model.safetensors .*\(field 'fingerprint': input_embedding_norm"
+        r".*allow_other_model",
+    ):
         with load(path).apply(other):
             pass
     with pytest.warns(UserWarning, match="applied anyway"), load(path).apply(other, allow_other_model=True):
@@ -167,12 +190,17 @@ def test_another_task_is_refused_unless_allowed(toy, tmp_path):
     with pytest.raises(TaskVectorMismatchError, match=r"task.safetensors has no vector for task 'shape'.*'tasks'"):
         with load(path).apply(toy, task="shape"):
             pass
-    with pytest.warns(UserWarning, match="applied to task 'shape'"), load(path).apply(toy, task="shape",
-                                                                                       allow_other_task=True):
+    with (
+        pytest.warns(UserWarning, match="applied to task 'shape'"),
+        load(path).apply(toy, task="shape", allow_other_task=True),
+    ):
         pass
     vector = load(path)
-    with pytest.raises(TaskVectorMismatchError, match=r"task.safetensors was made for tasks \['colour'\] of "
-                                                      r"ShapesDataModule.*'tasks'"):
+    with pytest.raises(
+        TaskVectorMismatchError,
+        match=r"task.safetensors was made for tasks \['colour'\] of "
+        r"ShapesDataModule.*'tasks'",
+    ):
         vector.check_tasks(["colour"], "OtherBenchmark")
     with pytest.warns(UserWarning, match="used anyway"):
         vector.check_tasks(["shape"], "ShapesDataModule", allow_other_task=True)
@@ -182,8 +210,14 @@ def test_methods_check_the_task_vector_option_the_same_way(toy, tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     vector = head_vector(toy)
     path = vector.save(tmp_path / "colour.safetensors")
-    small = ["--data.init_args.support_size=2", "--data.init_args.train_size=2", "--data.init_args.test_size=2",
-             "--data.init_args.tasks=[shape]", f"--model.init_args.task_vector={path}", "--model.init_args.export=null"]
+    small = [
+        "--data.init_args.support_size=2",
+        "--data.init_args.train_size=2",
+        "--data.init_args.test_size=2",
+        "--data.init_args.tasks=[shape]",
+        f"--model.init_args.task_vector={path}",
+        "--model.init_args.export=null",
+    ]
     cli = build_cli(CONFIGS / "mtv.yaml", small)
     with pytest.raises(TaskVectorMismatchError, match=r"colour.safetensors was made for tasks \['colour'\].*tasks"):
         cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)

@@ -131,10 +131,13 @@ def test_chat_template_wraps_shots_as_turns(zoo_folder):
     vlm = FrozenVLM.from_pretrained(zoo_folder("llava"))
     vlm.processor.chat_template = CHAT_TEMPLATE
     template = PromptTemplate(query="{text}", instruction="Name the colour. ", chat=True)
-    episode = Episode(query=Example("this?", images=(colour_image("red"),), answers=("red",)),
-                      shots=(Example("that?", images=(colour_image("blue"),), answers=("blue",)),))
+    episode = Episode(
+        query=Example("this?", images=(colour_image("red"),), answers=("red",)),
+        shots=(Example("that?", images=(colour_image("blue"),), answers=("blue",)),),
+    )
     assert vlm.render(episode, template) == (
-        "user:<image>Name the colour. that?\nassistant:blue\nuser:<image>this?\nassistant:")
+        "user:<image>Name the colour. that?\nassistant:blue\nuser:<image>this?\nassistant:"
+    )
     inputs = vlm.build_inputs([episode], template)
     assert (inputs["input_ids"] == vlm.model.config.image_token_id).sum() == 2 * 16
 

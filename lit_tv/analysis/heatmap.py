@@ -15,9 +15,15 @@ if TYPE_CHECKING:  # drawn only when logged: the methods (and the GPU benchmark)
     from matplotlib.figure import Figure
 
 
-def head_heatmap(cells: torch.Tensor, title: str, label: str, selected: torch.Tensor | None = None,
-                 limits: tuple[float, float] | None = None, diverging: bool = False,
-                 marked: str = "selected heads") -> Figure:
+def head_heatmap(
+    cells: torch.Tensor,
+    title: str,
+    label: str,
+    selected: torch.Tensor | None = None,
+    limits: tuple[float, float] | None = None,
+    diverging: bool = False,
+    marked: str = "selected heads",
+) -> Figure:
     """`[layers, heads]` values as a heatmap (rows are layers, layer 0 at the top), `selected` heads boxed.
 
     limits: the colour scale's range (default: the values' own); diverging: centred on 0 (for effects
@@ -25,6 +31,7 @@ def head_heatmap(cells: torch.Tensor, title: str, label: str, selected: torch.Te
     """
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
+
     values = cells.detach().float().cpu()
     layers, heads = values.shape
     if diverging and limits is None:
@@ -33,13 +40,20 @@ def head_heatmap(cells: torch.Tensor, title: str, label: str, selected: torch.Te
     low, high = limits if limits is not None else (float(values.min()), float(values.max()))
     figure = Figure(figsize=(1.6 + 0.45 * heads, 1.2 + 0.4 * layers))
     axes = figure.add_subplot()
-    image = axes.imshow(values.numpy(), cmap="RdBu_r" if diverging else "viridis", vmin=low, vmax=high,
-                        aspect="auto", interpolation="nearest")
+    image = axes.imshow(
+        values.numpy(),
+        cmap="RdBu_r" if diverging else "viridis",
+        vmin=low,
+        vmax=high,
+        aspect="auto",
+        interpolation="nearest",
+    )
     figure.colorbar(image, ax=axes, label=label)
     if selected is not None:
         rows, columns = selected.detach().cpu().bool().nonzero(as_tuple=True)
-        axes.scatter(columns.numpy(), rows.numpy(), marker="s", s=120, facecolors="none", edgecolors="red",
-                     linewidths=1.5)
+        axes.scatter(
+            columns.numpy(), rows.numpy(), marker="s", s=120, facecolors="none", edgecolors="red", linewidths=1.5
+        )
         title = f"{title}\n{len(rows)} {marked} boxed"
     axes.set(xlabel="head", ylabel="layer", title=title)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -52,6 +66,7 @@ def layer_curve(values: Sequence[float], title: str, ylabel: str = "accuracy", b
     """One value in [0, 1] per layer (e.g. accuracy) as a line, the chosen layer (`best`) marked."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
+
     figure = Figure(figsize=(5, 3.5))
     axes = figure.add_subplot()
     axes.plot(range(len(values)), list(values), marker="o")

@@ -17,8 +17,10 @@ def top_tokens(vlm: FrozenVLM, vectors: torch.Tensor, k: int = 10) -> TokenTable
     """
     probabilities = vlm.logit_lens(vectors).softmax(-1)
     values, ids = probabilities.topk(min(k, probabilities.shape[-1]), dim=-1)
-    return [[(vlm.tokenizer.decode([token]), value) for token, value in zip(row_ids, row_values, strict=True)]
-            for row_ids, row_values in zip(ids.tolist(), values.tolist(), strict=True)]
+    return [
+        [(vlm.tokenizer.decode([token]), value) for token, value in zip(row_ids, row_values, strict=True)]
+        for row_ids, row_values in zip(ids.tolist(), values.tolist(), strict=True)
+    ]
 
 
 def as_markdown(table: TokenTable) -> str:

@@ -13,13 +13,14 @@ from lit_tv.vlm import FrozenVLM
 
 
 @torch.no_grad()
-def residual_per_episode(vlm: FrozenVLM, template: PromptTemplate, episodes: Sequence[Episode],
-                         batch_size: int = 16) -> torch.Tensor:
+def residual_per_episode(
+    vlm: FrozenVLM, template: PromptTemplate, episodes: Sequence[Episode], batch_size: int = 16
+) -> torch.Tensor:
     """Every decoder layer's output at each episode's last token → fp32 `[episodes, layers, hidden]`."""
     rows = []
     for start in range(0, len(episodes), batch_size):
         with record_residual(vlm) as recording:
-            vlm.last_logits(vlm.build_inputs(episodes[start:start + batch_size], template))
+            vlm.last_logits(vlm.build_inputs(episodes[start : start + batch_size], template))
         rows.append(recording.value.float())
     return torch.cat(rows)
 

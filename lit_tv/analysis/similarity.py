@@ -9,6 +9,7 @@ import torch.nn.functional as F
 def cosine_by_layer(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     """Cosine of two `[layers, hidden]` vectors at each layer → fp32 `[layers]`."""
     if first.shape != second.shape:
-        raise ValueError(f"vectors to compare must have the same shape, got {tuple(first.shape)} and "
-                         f"{tuple(second.shape)}")
+        raise ValueError(
+            f"vectors to compare must have the same shape, got {tuple(first.shape)} and {tuple(second.shape)}"
+        )
     return F.cosine_similarity(first.float(), second.float(), dim=-1)

@@ -20,8 +20,7 @@ def tsne_2d(points: torch.Tensor, perplexity: float = 30.0, seed: int = 0) -> np
     return TSNE(n_components=2, perplexity=perplexity, random_state=seed).fit_transform(points.float().cpu().numpy())
 
 
-def scatter_figure(coordinates: np.ndarray, tasks: Sequence[str], specifications: Sequence[str],
-                   title: str) -> Figure:
+def scatter_figure(coordinates: np.ndarray, tasks: Sequence[str], specifications: Sequence[str], title: str) -> Figure:
     """Colour = task, marker = specification (e.g. text / image exemplars, instruction)."""
     figure = Figure(figsize=(5, 4))
     axes = figure.add_subplot()
@@ -31,8 +30,14 @@ def scatter_figure(coordinates: np.ndarray, tasks: Sequence[str], specifications
         for spec in markers:
             rows = [i for i, (t, s) in enumerate(zip(tasks, specifications, strict=True)) if (t, s) == (task, spec)]
             if rows:
-                axes.scatter(coordinates[rows, 0], coordinates[rows, 1], c=colours[task], marker=markers[spec],
-                             label=f"{task} / {spec}", alpha=0.8)
+                axes.scatter(
+                    coordinates[rows, 0],
+                    coordinates[rows, 1],
+                    c=colours[task],
+                    marker=markers[spec],
+                    label=f"{task} / {spec}",
+                    alpha=0.8,
+                )
     axes.set(title=title, xticks=[], yticks=[])
     axes.legend(fontsize="small")
     figure.tight_layout()

@@ -30,8 +30,9 @@ class AnswersWriter(BasePredictionWriter):
             raise RuntimeError("AnswersWriter writes from one process: run `lit-tv predict` with --trainer.devices 1")
         self._stream = LineStream(self.path)
 
-    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
-                           dataloader_idx) -> None:
+    def write_on_batch_end(
+        self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
+    ) -> None:
         self._stream.write(json.dumps(record) for record in prediction)
 
     def on_predict_end(self, trainer, pl_module) -> None:

@@ -55,9 +55,16 @@ class InspectVectors(Callback):
         batch_size: episodes per forward.
     """
 
-    def __init__(self, top_k: int = 10, queries: int = 8, task_words: dict[str, list[str]] | None = None,
-                 layers: list[int] | None = None, perplexity: float = 30.0, reference: str | None = None,
-                 batch_size: int = 16) -> None:
+    def __init__(
+        self,
+        top_k: int = 10,
+        queries: int = 8,
+        task_words: dict[str, list[str]] | None = None,
+        layers: list[int] | None = None,
+        perplexity: float = 30.0,
+        reference: str | None = None,
+        batch_size: int = 16,
+    ) -> None:
         self.top_k = top_k
         self.queries = queries
         self.task_words = task_words or {}
@@ -68,11 +75,15 @@ class InspectVectors(Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not isinstance(pl_module, ResidualTaskVectors):
-            raise TypeError(f"InspectVectors inspects residual task vectors: the model must be a "
-                            f"lit_tv.methods.residual.ResidualTaskVectors, got {type(pl_module).__name__}")
+            raise TypeError(
+                f"InspectVectors inspects residual task vectors: the model must be a "
+                f"lit_tv.methods.residual.ResidualTaskVectors, got {type(pl_module).__name__}"
+            )
         if not isinstance(trainer.logger, TensorBoardLogger):
-            rank_zero_warn("InspectVectors writes to TensorBoard and trainer.logger is not a TensorBoardLogger: "
-                           "nothing will be inspected")
+            rank_zero_warn(
+                "InspectVectors writes to TensorBoard and trainer.logger is not a TensorBoardLogger: "
+                "nothing will be inspected"
+            )
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: ResidualTaskVectors) -> None:
         if not trainer.sanity_checking:
@@ -96,20 +107,31 @@ class InspectVectors(Callback):
 
     # ---- logit lens --------------------------------------------------------------------------
 
-    def log_logit_lens(self, pl_module: ResidualTaskVectors, writer: SummaryWriter, step: int, prefix: str,
-                       path: Path) -> None:
-        tables = {task: top_tokens(pl_module.vlm, vector, self.top_k)
-                  for task, vector in pl_module.vectors_of_seed().items()}
+    def log_logit_lens(
+        self, pl_module: ResidualTaskVectors, writer: SummaryWriter, step: int, prefix: str, path: Path
+    ) -> None:
+        tables = {
+            task: top_tokens(pl_module.vlm, vector, self.top_k) for task, vector in pl_module.vectors_of_seed().items()
+        }
         for task, table in tables.items():
             writer.add_text(f"{prefix}/logit_lens/{_name(task)}", as_markdown(table), step)
-        records = {_name(task): [[{"token": token, "probability": probability} for token, probability in row]
-                                 for row in table] for task, table in tables.items()}
+        records = {
+            _name(task): [[{"token": token, "probability": probability} for token, probability in row] for row in table]
+            for task, table in tables.items()
+        }
         write_atomic(path, json.dumps(records, indent=1))
 
     # ---- representation evolution --------------------------------------------------------------
 
-    def log_evolution(self, trainer: L.Trainer, pl_module: ResidualTaskVectors, writer: SummaryWriter, step: int,
-                      prefix: str, stage: str) -> None:
+    def log_evolution(
+        self,
+        trainer: L.Trainer,
+        pl_module: ResidualTaskVectors,
+        writer: SummaryWriter,
+        step: int,
+        prefix: str,
+        stage: str,
+    ) -> None:
         """Mean logit-lens mass on input / task / answer tokens at the query's last token, per layer and task."""
         data = trainer.datamodule
         split = data.val_queries() if stage == "val" else data.test_queries()
@@ -118,11 +140,15 @@ class InspectVectors(Callback):
             by_task[episode.task].append(episode)
         for task, episodes in by_task.items():
             mass = self.token_mass(pl_module, episodes[: self.queries], episodes)
-            writer.add_figure(f"{prefix}/evolution/{_name(task)}",
-                              evolution_figure(mass, TOKEN_SETS, f"{_name(task)}: query's last token"), step)
+            writer.add_figure(
+                f"{prefix}/evolution/{_name(task)}",
+                evolution_figure(mass, TOKEN_SETS, f"{_name(task)}: query's last token"),
+                step,
+            )
 
-    def token_mass(self, pl_module: ResidualTaskVectors, queries: list[Episode], task_queries: list[Episode]
-                   ) -> torch.Tensor:
+    def token_mass(
+        self, pl_module: ResidualTaskVectors, queries: list[Episode], task_queries: list[Episode]
+    ) -> torch.Tensor:
         """`[layers, 3]`: answers = every first answer token of the task's queries; task = its words; input =
         the query's own tokens that are neither (special tokens left out)."""
         vlm, template = pl_module.vlm, pl_module.template
@@ -132,21 +158,25 @@ class InspectVectors(Callback):
         special = set(vlm.tokenizer.all_special_ids)
         total = torch.zeros(vlm.layout.num_layers, len(TOKEN_SETS))
         for start in range(0, len(queries), self.batch_size):
-            batch = queries[start:start + self.batch_size]
+            batch = queries[start : start + self.batch_size]
             inputs = vlm.build_inputs(batch, template)
             with torch.no_grad(), pl_module.patching(batch), record_residual(vlm) as recording:
                 vlm.last_logits(inputs)
             for row, hidden in enumerate(recording.value):
                 ids = set(inputs["input_ids"][row][inputs["attention_mask"][row].bool()].tolist())
-                sets = {"input": sorted(ids - special - answers - task_ids), "task": sorted(task_ids),
-                        "answer": sorted(answers)}
+                sets = {
+                    "input": sorted(ids - special - answers - task_ids),
+                    "task": sorted(task_ids),
+                    "answer": sorted(answers),
+                }
                 total += token_set_mass(vlm, hidden, sets).cpu()
         return total / len(queries)
 
     # ---- vectors of single episodes: t-SNE and cosine ---------------------------------------------
 
-    def episode_vectors(self, trainer: L.Trainer, pl_module: ResidualTaskVectors
-                        ) -> tuple[torch.Tensor, list[str], list[str]]:
+    def episode_vectors(
+        self, trainer: L.Trainer, pl_module: ResidualTaskVectors
+    ) -> tuple[torch.Tensor, list[str], list[str]]:
         """One `[layers, hidden]` vector per support episode (and per instruction), with its task and specification.
 
         Taken where the method extracts (`position`), in the patched model.
@@ -164,8 +194,16 @@ class InspectVectors(Callback):
             specs += ["instruction"] * len(instructions)
         return torch.cat(vectors), tasks, specs
 
-    def log_tsne(self, pl_module: ResidualTaskVectors, vectors: torch.Tensor, tasks: list[str], specs: list[str],
-                 writer: SummaryWriter, step: int, prefix: str) -> None:
+    def log_tsne(
+        self,
+        pl_module: ResidualTaskVectors,
+        vectors: torch.Tensor,
+        tasks: list[str],
+        specs: list[str],
+        writer: SummaryWriter,
+        step: int,
+        prefix: str,
+    ) -> None:
         for layer in self.layers if self.layers is not None else [pl_module.layer]:
             if not 0 <= layer < vectors.shape[1]:
                 raise ValueError(f"InspectVectors layers: layer {layer} is out of range (0 to {vectors.shape[1] - 1})")
@@ -173,8 +211,9 @@ class InspectVectors(Callback):
             figure = scatter_figure(coordinates, [_name(t) for t in tasks], specs, f"task vectors, layer {layer}")
             writer.add_figure(f"{prefix}/tsne/layer_{layer}", figure, step)
 
-    def cosines(self, pl_module: ResidualTaskVectors, vectors: torch.Tensor, tasks: list[str], specs: list[str]
-                ) -> dict[str, torch.Tensor]:
+    def cosines(
+        self, pl_module: ResidualTaskVectors, vectors: torch.Tensor, tasks: list[str], specs: list[str]
+    ) -> dict[str, torch.Tensor]:
         """`[layers]` cosines by tag: per task, between the mean vectors of each pair of specifications (text vs
         image, ...) and between the method's vector and the reference file's (e.g. LLM vs VLM)."""
         groups: dict[tuple[str, str], list[int]] = defaultdict(list)

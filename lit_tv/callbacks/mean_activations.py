@@ -28,6 +28,7 @@ class MeanActivations(Callback):
     def compute(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if pl_module.mean_activations.any():  # NaN counts as set: refused where it came from, never recomputed
             return
-        mean = mean_head_activations(trainer, pl_module.vlm, pl_module.template, trainer.datamodule.support_episodes(),
-                                     self.batch_size)
+        mean = mean_head_activations(
+            trainer, pl_module.vlm, pl_module.template, trainer.datamodule.support_episodes(), self.batch_size
+        )
         pl_module.mean_activations.copy_(mean)

@@ -62,13 +62,25 @@ class CrossModalTasks(SplitDataModule):
     metric = FirstTokenMatch
     template = PromptTemplate(query="Q:{images}{text}\nA:", answer="{answer}\n\n")
 
-    def __init__(self, root: str, tasks: Sequence[str] = TASKS, shot_modality: Modality = "text",
-                 query_modality: Modality = "image", shots: int = 5, support_size: int | None = None,
-                 train_size: int = 0, val_size: int | None = None, overlap: bool = True, ignore_case: bool = False,
-                 chat: Literal["none", "roles", "template"] = "none",
-                 test_shots_from: Literal["test", "val"] = "test", **kwargs) -> None:
-        super().__init__(shots=shots, support_size=support_size, train_size=train_size, val_size=val_size,
-                         overlap=overlap, **kwargs)
+    def __init__(
+        self,
+        root: str,
+        tasks: Sequence[str] = TASKS,
+        shot_modality: Modality = "text",
+        query_modality: Modality = "image",
+        shots: int = 5,
+        support_size: int | None = None,
+        train_size: int = 0,
+        val_size: int | None = None,
+        overlap: bool = True,
+        ignore_case: bool = False,
+        chat: Literal["none", "roles", "template"] = "none",
+        test_shots_from: Literal["test", "val"] = "test",
+        **kwargs,
+    ) -> None:
+        super().__init__(
+            shots=shots, support_size=support_size, train_size=train_size, val_size=val_size, overlap=overlap, **kwargs
+        )
         self.metric = partial(FirstTokenMatch, ignore_case=ignore_case)
         if chat not in ("none", "roles", "template"):
             raise ValueError(f"data.init_args.chat must be 'none', 'roles' or 'template', got {chat!r}")
@@ -98,8 +110,12 @@ class CrossModalTasks(SplitDataModule):
             for index, raw in enumerate(data):
                 where = f"{path}: record {index}"
                 with self.issues.guard():
-                    example = Example(field(raw, "input", str, where), (self.root / field(raw, "image", str, where),),
-                                      (field(raw, "output", str, where),), task=task)
+                    example = Example(
+                        field(raw, "input", str, where),
+                        (self.root / field(raw, "image", str, where),),
+                        (field(raw, "output", str, where),),
+                        task=task,
+                    )
                     records.append(Record(example, f"field 'image' of {where}", group=task))
         return Split(f"cross-modal {split} files", records)
 
@@ -113,7 +129,8 @@ class CrossModalTasks(SplitDataModule):
         rng = seeded_random(seed, "test shots from the test file")
         episodes["test"] = [
             self._episode(test.draw(self.test_shots, rng, "test shots", query.group, exclude=[query]), query, rng)
-            for query in test.take(sizes["test"], "test queries", list(self.tasks))]
+            for query in test.take(sizes["test"], "test queries", list(self.tasks))
+        ]
         return episodes
 
     def render(self, record: Record, kind: Literal["shot", "query"], rng: random.Random) -> Example:

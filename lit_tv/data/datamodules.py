@@ -63,24 +63,47 @@ class EpisodeDataModule(L.LightningDataModule):
         """Episodes stay as they are: the model's `build_inputs` moves the tensors it makes."""
         return batch
 
-    def __init__(self, shots: int = 4, test_shots: int = 0, support_size: int | None = 100, train_size: int = 100,
-                 val_size: int | None = 0, test_size: int | None = None, batch_size: int = 1,
-                 eval_batch_size: int | None = None, seed: int = 0, seeds: Sequence[int] | None = None,
-                 overlap: bool = False, skip_bad_data: bool = False) -> None:
+    def __init__(
+        self,
+        shots: int = 4,
+        test_shots: int = 0,
+        support_size: int | None = 100,
+        train_size: int = 100,
+        val_size: int | None = 0,
+        test_size: int | None = None,
+        batch_size: int = 1,
+        eval_batch_size: int | None = None,
+        seed: int = 0,
+        seeds: Sequence[int] | None = None,
+        overlap: bool = False,
+        skip_bad_data: bool = False,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        for option, value in (("shots", shots), ("test_shots", test_shots), ("support_size", support_size),
-                              ("train_size", train_size), ("val_size", val_size), ("test_size", test_size)):
+        for option, value in (
+            ("shots", shots),
+            ("test_shots", test_shots),
+            ("support_size", support_size),
+            ("train_size", train_size),
+            ("val_size", val_size),
+            ("test_size", test_size),
+        ):
             require_at_least(f"data.init_args.{option}", value, 0)
         require_at_least("data.init_args.batch_size", batch_size, 1)
         require_at_least("data.init_args.eval_batch_size", eval_batch_size, 1)
         self.shots = shots
         self.test_shots = test_shots
-        self.sizes: dict[Role, int | None] = {"support": support_size, "train": train_size, "val": val_size,
-                                              "test": test_size}
+        self.sizes: dict[Role, int | None] = {
+            "support": support_size,
+            "train": train_size,
+            "val": val_size,
+            "test": test_size,
+        }
         if support_size is None and not self.support_per_record:
-            raise ValueError(f"data.init_args.support_size: {type(self).__name__} needs a number of support episodes "
-                             "(null, one per record, is for benchmarks read from record files)")
+            raise ValueError(
+                f"data.init_args.support_size: {type(self).__name__} needs a number of support episodes "
+                "(null, one per record, is for benchmarks read from record files)"
+            )
         self.seeds = list(seeds) if seeds else [seed]
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"data.init_args.seeds repeats a seed: {self.seeds}")
@@ -110,8 +133,10 @@ class EpisodeDataModule(L.LightningDataModule):
             if self.issues.counts:
                 rank_zero_warn(f"{type(self).__name__}: {self.issues.summary()}")
         if role not in self._roles:
-            raise DataError(f"{type(self).__name__}: no {role} episodes were drawn for this run (the method uses "
-                            f"{sorted(self._roles)})")
+            raise DataError(
+                f"{type(self).__name__}: no {role} episodes were drawn for this run (the method uses "
+                f"{sorted(self._roles)})"
+            )
         return self._episodes[role]
 
     def _draw(self) -> dict[Role, list[Episode]]:
@@ -150,8 +175,7 @@ class EpisodeDataModule(L.LightningDataModule):
 
     def _loader(self, episodes: list[Episode], training: bool) -> DataLoader[list[Episode]]:
         size = self.batch_size if training else self.eval_batch_size
-        return episode_loader(episodes, size, self.trainer, shuffle=training, seed=self.seed,
-                              training=training)
+        return episode_loader(episodes, size, self.trainer, shuffle=training, seed=self.seed, training=training)
 
     def train_dataloader(self) -> DataLoader[list[Episode]]:
         return self._loader(self.train_queries(), training=True)
@@ -181,8 +205,9 @@ class SplitDataModule(EpisodeDataModule):
         return record.example
 
     def _episode(self, shots: Sequence[Record], query: Record, rng: random.Random) -> Episode:
-        return Episode(query=self.render(query, "query", rng),
-                       shots=tuple(self.render(shot, "shot", rng) for shot in shots))
+        return Episode(
+            query=self.render(query, "query", rng), shots=tuple(self.render(shot, "shot", rng) for shot in shots)
+        )
 
     def build_episodes(self, seed: int, sizes: Sizes) -> dict[Role, list[Episode]]:
         groups = list(self.tasks) or [""]
@@ -196,14 +221,17 @@ class SplitDataModule(EpisodeDataModule):
         episodes: dict[Role, list[Episode]] = {}
         for role, shots in (("train", 0), ("val", self.test_shots), ("test", self.test_shots)):
             rng = seeded_random(seed, role)
-            episodes[role] = [self._episode(train.draw(shots, rng, f"{role} shots", query.group, exclude=[query]),
-                                            query, rng) for query in queries[role]]
+            episodes[role] = [
+                self._episode(train.draw(shots, rng, f"{role} shots", query.group, exclude=[query]), query, rng)
+                for query in queries[role]
+            ]
         rng = seeded_random(seed, "support")
         support_size = sizes["support"]
         if support_size is None:  # every record the query of its own episode, shots from the others
-            episodes["support"] = [self._episode(train.draw(self.shots, rng, "support shots", query.group,
-                                                            exclude=[query]), query, rng)
-                                   for query in train.usable(groups)]
+            episodes["support"] = [
+                self._episode(train.draw(self.shots, rng, "support shots", query.group, exclude=[query]), query, rng)
+                for query in train.usable(groups)
+            ]
             return episodes
         episodes["support"] = []
         for index in range(support_size):

@@ -6,5 +6,8 @@ from lit_tv.data.two_way import CUB200, Flowers102, TwoWayClassification
 
 __all__ = ["CUB200", "Flowers102", "TwoWayClassification"]
 
-warnings.warn("lit_tv.data.fewshot_classification was renamed: write class_path: lit_tv.data.two_way.<class>",
-              FutureWarning, stacklevel=2)
+warnings.warn(
+    "lit_tv.data.fewshot_classification was renamed: write class_path: lit_tv.data.two_way.<class>",
+    FutureWarning,
+    stacklevel=2,
+)

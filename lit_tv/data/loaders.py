@@ -33,8 +33,9 @@ class GlobalBatchSampler(DistributedSampler):
     so no rank waits on a gradient sync the others skip.
     """
 
-    def __init__(self, size: int, global_batch: int, rank: int, world_size: int, shuffle: bool, seed: int,
-                 drop_incomplete: bool) -> None:
+    def __init__(
+        self, size: int, global_batch: int, rank: int, world_size: int, shuffle: bool, seed: int, drop_incomplete: bool
+    ) -> None:
         if drop_incomplete:
             check_batch_multiple(global_batch, world_size)
         super().__init__(range(size), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed)
@@ -50,11 +51,11 @@ class GlobalBatchSampler(DistributedSampler):
     def _slices(self) -> Iterator[list[int]]:
         order = self._order()
         for start in range(0, self.size, self.global_batch):
-            batch = order[start:start + self.global_batch]
+            batch = order[start : start + self.global_batch]
             if self.drop_incomplete and len(batch) < self.global_batch:
                 return
             share = -(-len(batch) // self.num_replicas)
-            yield batch[self.rank * share:(self.rank + 1) * share]
+            yield batch[self.rank * share : (self.rank + 1) * share]
 
     def __iter__(self) -> Iterator[int]:
         skip = self._resume["served"] if self._resume and self._resume["epoch"] == self.epoch else 0
@@ -87,8 +88,9 @@ class EpisodeLoader(DataLoader):
         self.sampler.load_state_dict(state)
 
 
-def episode_loader(episodes: Sequence[Episode], batch_size: int, trainer: L.Trainer | None, shuffle: bool,
-                   seed: int, training: bool) -> DataLoader:
+def episode_loader(
+    episodes: Sequence[Episode], batch_size: int, trainer: L.Trainer | None, shuffle: bool, seed: int, training: bool
+) -> DataLoader:
     """Batches of Episode lists; under DDP each rank gets its slice of every global batch."""
     world_size, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
     sampler = GlobalBatchSampler(len(episodes), batch_size, rank, world_size, shuffle, seed, training)

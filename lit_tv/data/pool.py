@@ -42,8 +42,9 @@ class Pool:
     images are checked the first time it is handed out: a bad one raises, or in skip mode is dropped.
     """
 
-    def __init__(self, split: Split, seed: int, issues: DataIssues, check_images: bool = True,
-                 overlap: bool = False) -> None:
+    def __init__(
+        self, split: Split, seed: int, issues: DataIssues, check_images: bool = True, overlap: bool = False
+    ) -> None:
         self.name = split.name
         self.records = seeded_random(seed, split.name).sample(split.records, len(split.records))
         self.issues = issues
@@ -86,8 +87,10 @@ class Pool:
                     self._taken.add(index)
                     chosen.append(self.records[index])
             if wanted is not None and len(chosen) < wanted:
-                raise DataError(f"{self.name}: {purpose} need {wanted} records{_of(group)} but only {len(chosen)} "
-                                f"usable ones are left; lower the size or add data")
+                raise DataError(
+                    f"{self.name}: {purpose} need {wanted} records{_of(group)} but only {len(chosen)} "
+                    f"usable ones are left; lower the size or add data"
+                )
             columns.append(chosen)
         self._free.clear()
         return _interleave(columns)
@@ -95,18 +98,26 @@ class Pool:
     def usable(self, groups: Sequence[str]) -> list[Record]:
         """Every usable record of `groups` in the pool's order, interleaved by group (taken ones only with
         ``overlap``)."""
-        columns = [[self.records[index] for index in self._by_group.get(group, [])
-                    if (self.overlap or index not in self._taken) and self._is_usable(index)] for group in groups]
+        columns = [
+            [
+                self.records[index]
+                for index in self._by_group.get(group, [])
+                if (self.overlap or index not in self._taken) and self._is_usable(index)
+            ]
+            for group in groups
+        ]
         return _interleave(columns)
 
-    def draw(self, k: int, rng: random.Random, purpose: str, group: str = "",
-             exclude: Collection[Record] = ()) -> list[Record]:
+    def draw(
+        self, k: int, rng: random.Random, purpose: str, group: str = "", exclude: Collection[Record] = ()
+    ) -> list[Record]:
         """``k`` distinct usable records of ``group`` for demonstrations, none of them in ``exclude``."""
         if k == 0:
             return []
         if group not in self._free:
-            self._free[group] = [index for index in self._by_group.get(group, [])
-                                 if self.overlap or index not in self._taken]
+            self._free[group] = [
+                index for index in self._by_group.get(group, []) if self.overlap or index not in self._taken
+            ]
         excluded = {id(record) for record in exclude}
         chosen: list[Record] = []
         for index in _lazy_shuffle(self._free[group], rng):
@@ -115,6 +126,8 @@ class Pool:
             if id(self.records[index]) not in excluded and self._is_usable(index):
                 chosen.append(self.records[index])
         if len(chosen) < k:
-            raise DataError(f"{self.name}: {purpose} need {k} distinct records{_of(group)} besides the queries but "
-                            f"only {len(chosen)} usable ones are left; lower the size or add data")
+            raise DataError(
+                f"{self.name}: {purpose} need {k} distinct records{_of(group)} besides the queries but "
+                f"only {len(chosen)} usable ones are left; lower the size or add data"
+            )
         return chosen

@@ -27,8 +27,10 @@ from lit_tv.metrics import ExactMatch
 from lit_tv.prompts import PromptTemplate
 
 LETTERS = "AB"
-QUESTION = ("What is the type of {kind} in the image? A.{a} B.{b}\n"
-            "Answer with the option's letter from the given choice directly.")
+QUESTION = (
+    "What is the type of {kind} in the image? A.{a} B.{b}\n"
+    "Answer with the option's letter from the given choice directly."
+)
 
 
 class TwoWayClassification(EpisodeDataModule):
@@ -51,8 +53,14 @@ class TwoWayClassification(EpisodeDataModule):
     train_split: Split
     test_split: Split
 
-    def __init__(self, test_class_fraction: float = 0.5, shots: int = 1, test_shots: int = 1,
-                 option_match: Literal["exact", "leading_letter"] = "exact", **kwargs) -> None:
+    def __init__(
+        self,
+        test_class_fraction: float = 0.5,
+        shots: int = 1,
+        test_shots: int = 1,
+        option_match: Literal["exact", "leading_letter"] = "exact",
+        **kwargs,
+    ) -> None:
         super().__init__(shots=shots, test_shots=test_shots, **kwargs)
         self.metric = partial(ExactMatch, options=LETTERS, option_match=option_match)
         if not 0 < test_class_fraction < 1:
@@ -66,13 +74,19 @@ class TwoWayClassification(EpisodeDataModule):
         held_out = round(len(classes) * self.test_class_fraction)
         train, test = sorted(classes[held_out:]), sorted(classes[:held_out])
         if len(train) < 2 or len(test) < 2:
-            raise DataError(f"{type(self).__name__}: {len(classes)} classes split into {len(train)} train and "
-                            f"{len(test)} test classes; 2-way episodes need at least 2 on each side")
+            raise DataError(
+                f"{type(self).__name__}: {len(classes)} classes split into {len(train)} train and "
+                f"{len(test)} test classes; 2-way episodes need at least 2 on each side"
+            )
         return train, test
 
     def _pool(self, split: Split, classes: list[str], side: str, seed: int) -> Pool:
-        return self.pool(Split(f"{split.name} of the {side} classes",
-                               [record for record in split.records if record.group in classes]), seed)
+        return self.pool(
+            Split(
+                f"{split.name} of the {side} classes", [record for record in split.records if record.group in classes]
+            ),
+            seed,
+        )
 
     def _episode(self, query: Record, classes: list[str], shot_pool: Pool, shots: int, rng: random.Random) -> Episode:
         options = [query.group, rng.choice([name for name in classes if name != query.group])]
@@ -94,17 +108,26 @@ class TwoWayClassification(EpisodeDataModule):
             "val": self._pool(self.test_split, train_classes, "train", seed).take(sizes["val"], "validation queries"),
             "test": self._pool(self.test_split, test_classes, "test", seed).take(sizes["test"], "test queries"),
         }
-        sides = {"train": (train_classes, train_shots), "val": (train_classes, train_shots),
-                 "test": (test_classes, test_shots)}
+        sides = {
+            "train": (train_classes, train_shots),
+            "val": (train_classes, train_shots),
+            "test": (test_classes, test_shots),
+        }
         episodes: dict[Role, list[Episode]] = {}
         for role, (classes, shot_pool) in sides.items():
             rng = seeded_random(seed, role)
             episodes[role] = [self._episode(query, classes, shot_pool, self.test_shots, rng) for query in queries[role]]
         rng = seeded_random(seed, "support")
         episodes["support"] = [
-            self._episode(train_shots.draw(1, rng, "support queries", rng.choice(train_classes))[0],
-                          train_classes, train_shots, self.shots, rng)
-            for _ in range(sizes["support"] or 0)]
+            self._episode(
+                train_shots.draw(1, rng, "support queries", rng.choice(train_classes))[0],
+                train_classes,
+                train_shots,
+                self.shots,
+                rng,
+            )
+            for _ in range(sizes["support"] or 0)
+        ]
         return episodes
 
 
@@ -128,8 +151,9 @@ class Flowers102(TwoWayClassification):
 
     kind = "flower"
 
-    def __init__(self, root: str, test_class_fraction: float = 0.5, shots: int = 1, test_shots: int = 1,
-                 **kwargs) -> None:
+    def __init__(
+        self, root: str, test_class_fraction: float = 0.5, shots: int = 1, test_shots: int = 1, **kwargs
+    ) -> None:
         super().__init__(test_class_fraction=test_class_fraction, shots=shots, test_shots=test_shots, **kwargs)
         base = Path(root)
         images = require(base / "jpg", "Flowers-102 image folder")
@@ -144,15 +168,24 @@ class Flowers102(TwoWayClassification):
         for image_id in ids:
             with self.issues.guard():
                 if not 1 <= image_id <= len(labels):
-                    raise DataError(f"{name}: image id {image_id} has no entry in field 'labels' of imagelabels.mat "
-                                    f"({len(labels)} images)")
+                    raise DataError(
+                        f"{name}: image id {image_id} has no entry in field 'labels' of imagelabels.mat "
+                        f"({len(labels)} images)"
+                    )
                 label = labels[image_id - 1]
                 if not 1 <= label <= len(FLOWER_NAMES):
-                    raise DataError(f"imagelabels.mat: field 'labels' gives image {image_id} label {label}, "
-                                    f"expected 1..{len(FLOWER_NAMES)}")
+                    raise DataError(
+                        f"imagelabels.mat: field 'labels' gives image {image_id} label {label}, "
+                        f"expected 1..{len(FLOWER_NAMES)}"
+                    )
                 flower = FLOWER_NAMES[label - 1]
-                records.append(Record(Example("", (images / f"image_{image_id:05d}.jpg",), (flower,)),
-                                      f"id {image_id} in {name}", group=flower))
+                records.append(
+                    Record(
+                        Example("", (images / f"image_{image_id:05d}.jpg",), (flower,)),
+                        f"id {image_id} in {name}",
+                        group=flower,
+                    )
+                )
         return Split(name, records)
 
 
@@ -162,13 +195,16 @@ class CUB200(TwoWayClassification):
 
     kind = "bird"
 
-    def __init__(self, root: str, test_class_fraction: float = 0.5, shots: int = 1, test_shots: int = 1,
-                 **kwargs) -> None:
+    def __init__(
+        self, root: str, test_class_fraction: float = 0.5, shots: int = 1, test_shots: int = 1, **kwargs
+    ) -> None:
         super().__init__(test_class_fraction=test_class_fraction, shots=shots, test_shots=test_shots, **kwargs)
         base = Path(root)
         images = require(base / "images", "CUB-200-2011 image folder")
-        tables = {name: self._table(base / name) for name in
-                  ("images.txt", "image_class_labels.txt", "classes.txt", "train_test_split.txt")}
+        tables = {
+            name: self._table(base / name)
+            for name in ("images.txt", "image_class_labels.txt", "classes.txt", "train_test_split.txt")
+        }
         splits: dict[str, list[Record]] = {"1": [], "0": []}
         for image_id, relative in tables["images.txt"].items():
             with self.issues.guard():
@@ -176,10 +212,17 @@ class CUB200(TwoWayClassification):
                 bird = self._lookup(tables, "classes.txt", class_id, base).split(".", 1)[-1].replace("_", " ")
                 is_train = self._lookup(tables, "train_test_split.txt", image_id, base)
                 if is_train not in splits:
-                    raise DataError(f"{base / 'train_test_split.txt'}: image {image_id} is marked {is_train!r}, "
-                                    f"expected 1 (train) or 0 (test)")
-                splits[is_train].append(Record(Example("", (images / relative,), (bird,)),
-                                               f"image {image_id} of {base / 'images.txt'}", group=bird))
+                    raise DataError(
+                        f"{base / 'train_test_split.txt'}: image {image_id} is marked {is_train!r}, "
+                        f"expected 1 (train) or 0 (test)"
+                    )
+                splits[is_train].append(
+                    Record(
+                        Example("", (images / relative,), (bird,)),
+                        f"image {image_id} of {base / 'images.txt'}",
+                        group=bird,
+                    )
+                )
         self.train_split = Split("CUB-200-2011 train images", splits["1"])
         self.test_split = Split("CUB-200-2011 test images", splits["0"])
 

@@ -23,9 +23,11 @@ from lit_tv.episodes import Example
 from lit_tv.metrics import VQAAccuracy
 from lit_tv.prompts import PromptTemplate
 
-VIZWIZ_INSTRUCTION = ("First carefully understand the given examples. \nThen use the given image and answer the "
-                      "question in the same way as the examples. \nIf the question can not be answered, respond "
-                      "unanswerable. ")
+VIZWIZ_INSTRUCTION = (
+    "First carefully understand the given examples. \nThen use the given image and answer the "
+    "question in the same way as the examples. \nIf the question can not be answered, respond "
+    "unanswerable. "
+)
 
 
 def majority_first(answers: list[str]) -> tuple[str, ...]:
@@ -41,8 +43,12 @@ def _answers(raw: list, where: str) -> tuple[str, ...]:
     """A non-empty list of answers, each a string or an official ``{"answer": ...}`` object."""
     if not raw:
         raise DataError(f"{where}: field 'answers' is empty (expected the human answers)")
-    return majority_first([item if isinstance(item, str) else field(item, "answer", str, f"{where}, answers[{rank}]")
-                           for rank, item in enumerate(raw)])
+    return majority_first(
+        [
+            item if isinstance(item, str) else field(item, "answer", str, f"{where}, answers[{rank}]")
+            for rank, item in enumerate(raw)
+        ]
+    )
 
 
 class VQADataModule(SplitDataModule):
@@ -60,12 +66,19 @@ class VQADataModule(SplitDataModule):
             or ``continuation`` (how the shot's answer format continues the prompt).
     """
 
-    def __init__(self, instruction: str = "", answer_format: str = " {answer}\n", answer_cut: bool = False,
-                 normalize_references: bool = False,
-                 target_token: Literal["word_start", "continuation"] = "word_start", **kwargs) -> None:
+    def __init__(
+        self,
+        instruction: str = "",
+        answer_format: str = " {answer}\n",
+        answer_cut: bool = False,
+        normalize_references: bool = False,
+        target_token: Literal["word_start", "continuation"] = "word_start",
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
-        self.template = PromptTemplate(query="{images}{text} Answer:", answer=answer_format, instruction=instruction,
-                                       target=target_token)
+        self.template = PromptTemplate(
+            query="{images}{text} Answer:", answer=answer_format, instruction=instruction, target=target_token
+        )
         self.metric = partial(VQAAccuracy, answer_cut=answer_cut, normalize_references=normalize_references)
 
 
@@ -76,9 +89,16 @@ class VizWiz(VQADataModule):
     Paths are relative to ``root``. The test split has no public answers; the val split is the test set.
     """
 
-    def __init__(self, root: str, train_annotations: str = "Annotations/train.json",
-                 test_annotations: str = "Annotations/val.json", train_images: str = "train",
-                 test_images: str = "val", instruction: str = VIZWIZ_INSTRUCTION, **kwargs) -> None:
+    def __init__(
+        self,
+        root: str,
+        train_annotations: str = "Annotations/train.json",
+        test_annotations: str = "Annotations/val.json",
+        train_images: str = "train",
+        test_images: str = "val",
+        instruction: str = VIZWIZ_INSTRUCTION,
+        **kwargs,
+    ) -> None:
         super().__init__(instruction=instruction, **kwargs)
         base = Path(root)
         self.train_split = self._read(base / train_annotations, require(base / train_images, "VizWiz image folder"))
@@ -90,8 +110,11 @@ class VizWiz(VQADataModule):
         for index, raw in enumerate(raw_records):
             where = f"{path}: record {index}"
             with self.issues.guard():
-                example = Example(field(raw, "question", str, where), (images / field(raw, "image", str, where),),
-                                  _answers(field(raw, "answers", list, where), where))
+                example = Example(
+                    field(raw, "question", str, where),
+                    (images / field(raw, "image", str, where),),
+                    _answers(field(raw, "answers", list, where), where),
+                )
                 records.append(Record(example, f"field 'image' of {where}"))
         return Split(f"VizWiz {path.name}", records)
 
@@ -102,11 +125,19 @@ class OKVQA(VQADataModule):
     the COCO image folders, whose names give the file names (``train2014/COCO_train2014_<id:012>.jpg``).
     """
 
-    def __init__(self, root: str, train_questions: str = "OpenEnded_mscoco_train2014_questions.json",
-                 train_annotations: str = "mscoco_train2014_annotations.json", train_images: str = "train2014",
-                 test_questions: str = "OpenEnded_mscoco_val2014_questions.json",
-                 test_annotations: str = "mscoco_val2014_annotations.json", test_images: str = "val2014",
-                 instruction: str = "", answer_format: str = "{answer}\n", **kwargs) -> None:
+    def __init__(
+        self,
+        root: str,
+        train_questions: str = "OpenEnded_mscoco_train2014_questions.json",
+        train_annotations: str = "mscoco_train2014_annotations.json",
+        train_images: str = "train2014",
+        test_questions: str = "OpenEnded_mscoco_val2014_questions.json",
+        test_annotations: str = "mscoco_val2014_annotations.json",
+        test_images: str = "val2014",
+        instruction: str = "",
+        answer_format: str = "{answer}\n",
+        **kwargs,
+    ) -> None:
         super().__init__(instruction=instruction, answer_format=answer_format, **kwargs)
         base = Path(root)
         self.train_split = self._read(base / train_questions, base / train_annotations, base / train_images)
@@ -115,8 +146,9 @@ class OKVQA(VQADataModule):
     def _read(self, questions_path: Path, annotations_path: Path, images: Path) -> Split:
         require(images, "COCO image folder")
         answers: dict[int, tuple[str, ...]] = {}
-        annotations = field(read_json(annotations_path, "OK-VQA annotation file"), "annotations", list,
-                            str(annotations_path))
+        annotations = field(
+            read_json(annotations_path, "OK-VQA annotation file"), "annotations", list, str(annotations_path)
+        )
         for index, raw in enumerate(annotations):
             where = f"{annotations_path}: annotation {index}"
             with self.issues.guard():
@@ -143,8 +175,7 @@ class VQAJsonl(VQADataModule):
     (default: each file's folder).
     """
 
-    def __init__(self, train: str, test: str, image_root: str | None = None, instruction: str = "",
-                 **kwargs) -> None:
+    def __init__(self, train: str, test: str, image_root: str | None = None, instruction: str = "", **kwargs) -> None:
         super().__init__(instruction=instruction, **kwargs)
         self.train_split = self._read(Path(train), image_root)
         self.test_split = self._read(Path(test), image_root)
@@ -167,7 +198,8 @@ class VQAJsonl(VQADataModule):
                     answers = (field(raw, "answer", str, where),)
                 else:
                     raise DataError(f"{where}: field 'answer' or 'answers' is missing")
-                example = Example(field(raw, "question", str, where), (images / field(raw, "image", str, where),),
-                                  answers)
+                example = Example(
+                    field(raw, "question", str, where), (images / field(raw, "image", str, where),), answers
+                )
                 records.append(Record(example, f"field 'image' of {where}"))
         return Split(f"VQA {path.name}", records)

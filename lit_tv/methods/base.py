@@ -61,13 +61,15 @@ class FrozenVLMMethod(L.LightningModule):
         if path is not None:
             self.task_vector_file = load(path, self.vector_kind)
             options = self.model_options
-            self.task_vector_file.check(layout_from_config(options.name, options.trust_remote_code),
-                                        method=self.vector_method)
+            self.task_vector_file.check(
+                layout_from_config(options.name, options.trust_remote_code), method=self.vector_method
+            )
 
     def _check_vector_tasks(self) -> None:
         data = self.trainer.datamodule
-        self.task_vector_file.check_tasks(tuple(getattr(data, "tasks", ())), type(data).__name__,
-                                                 self._allow_other["task"])
+        self.task_vector_file.check_tasks(
+            tuple(getattr(data, "tasks", ())), type(data).__name__, self._allow_other["task"]
+        )
 
     @property
     def vlm(self) -> FrozenVLM:
@@ -82,7 +84,8 @@ class FrozenVLMMethod(L.LightningModule):
                     f"model.device_map={self.model_options.device_map!r} spreads one model over this node's devices, "
                     f"but the trainer runs {self.trainer.world_size} processes, each of which would load its own "
                     "copy over the same devices: run a dispatched model in one process (trainer.devices: 1, no "
-                    "ddp), or drop model.device_map and use DDP with one model per GPU")
+                    "ddp), or drop model.device_map and use DDP with one model per GPU"
+                )
             vlm = FrozenVLM.from_options(self.model_options, str(self.device))
             object.__setattr__(self, "_vlm", vlm)  # bypass nn.Module registration on purpose (see class doc)
             if self.task_vector_file is not None:
@@ -103,8 +106,11 @@ class FrozenVLMMethod(L.LightningModule):
         export = getattr(self.hparams, "export", None)
         paths = [Path(export)] if export and stage in self.export_stages else []
         if stage == "fit":
-            paths += [Path(callback.dirpath) for callback in self.trainer.checkpoint_callbacks
-                      if getattr(callback, "dirpath", None)]
+            paths += [
+                Path(callback.dirpath)
+                for callback in self.trainer.checkpoint_callbacks
+                if getattr(callback, "dirpath", None)
+            ]
         return paths
 
     @property
@@ -118,12 +124,16 @@ class FrozenVLMMethod(L.LightningModule):
         self.template: PromptTemplate = self.trainer.datamodule.template
         seeds = self.data_seeds
         if len(seeds) > 1 and not self.scores_per_seed:
-            raise ValueError(f"data.init_args.seeds={seeds}: {type(self).__name__} runs one data seed per fit (its "
-                             "vectors would mix seeds); run once per seed")
+            raise ValueError(
+                f"data.init_args.seeds={seeds}: {type(self).__name__} runs one data seed per fit (its "
+                "vectors would mix seeds); run once per seed"
+            )
         if self.task_vector_file is not None and stage != "predict":  # predict answers the user's own queries
             self._check_vector_tasks()
-        self._output_lock = OutputLock(self.outputs(stage) if self.global_rank == 0 else [],
-                                       "model.init_args.export, the ModelCheckpoint dirpath, or run it elsewhere")
+        self._output_lock = OutputLock(
+            self.outputs(stage) if self.global_rank == 0 else [],
+            "model.init_args.export, the ModelCheckpoint dirpath, or run it elsewhere",
+        )
         self._output_lock.acquire()
 
     def teardown(self, stage: str) -> None:
@@ -156,12 +166,16 @@ class FrozenVLMMethod(L.LightningModule):
 
     def _log_spread_over_seeds(self, stage: str) -> None:
         """Mean and standard deviation of the per-seed accuracies (the cross-modal paper reports both)."""
-        values = [metric.compute() for key, metric in getattr(self, "accuracy", {}).items()
-                  if key.startswith(_SEED) and metric.update_called]
+        values = [
+            metric.compute()
+            for key, metric in getattr(self, "accuracy", {}).items()
+            if key.startswith(_SEED) and metric.update_called
+        ]
         if len(values) > 1:
             stacked = torch.stack(values).float()
-            self.log_dict({f"{stage}/accuracy_mean_over_seeds": stacked.mean(),
-                           f"{stage}/accuracy_std_over_seeds": stacked.std()})
+            self.log_dict(
+                {f"{stage}/accuracy_mean_over_seeds": stacked.mean(), f"{stage}/accuracy_std_over_seeds": stacked.std()}
+            )
             rank_zero_info(f"{stage} accuracy over {len(values)} seeds: {stacked.mean():.4f} +- {stacked.std():.4f}")
 
     def on_validation_epoch_end(self) -> None:
@@ -177,11 +191,24 @@ class FrozenVLMMethod(L.LightningModule):
             if rows:
                 metric.update([answers[i] for i in rows], [batch[i].query.answers for i in rows])
             suffix = "" if key == "all" else f"/{key}"
-            self.log(f"{stage}/accuracy{suffix}", metric, on_step=False, on_epoch=True, batch_size=len(batch),
-                     metric_attribute=f"accuracy.{key}")
+            self.log(
+                f"{stage}/accuracy{suffix}",
+                metric,
+                on_step=False,
+                on_epoch=True,
+                batch_size=len(batch),
+                metric_attribute=f"accuracy.{key}",
+            )
             # how many queries were scored over all processes: a duplicated or dropped query shows here
-            self.log(f"{stage}/queries{suffix}", float(len(rows)), on_step=False, on_epoch=True, reduce_fx="sum",
-                     sync_dist=True, batch_size=len(batch))
+            self.log(
+                f"{stage}/queries{suffix}",
+                float(len(rows)),
+                on_step=False,
+                on_epoch=True,
+                reduce_fx="sum",
+                sync_dist=True,
+                batch_size=len(batch),
+            )
 
     def on_validation_start(self) -> None:
         self._start_scoring()
@@ -202,11 +229,16 @@ class FrozenVLMMethod(L.LightningModule):
         rows = {}
         for key in self.accuracy:
             suffix = "" if key == "all" else f"/{key}"
-            rows[key] = {"accuracy": float(metrics[f"test/accuracy{suffix}"]),
-                         "queries": int(metrics[f"test/queries{suffix}"]), **self.test_summary(key)}
+            rows[key] = {
+                "accuracy": float(metrics[f"test/accuracy{suffix}"]),
+                "queries": int(metrics[f"test/queries{suffix}"]),
+                **self.test_summary(key),
+            }
         columns = list(dict.fromkeys(column for row in rows.values() for column in row))
-        print(f"\n{type(self).__name__} on {type(self.trainer.datamodule).__name__} ({self.model_name}), test split\n"
-              + task_table(rows, columns))
+        print(
+            f"\n{type(self).__name__} on {type(self.trainer.datamodule).__name__} ({self.model_name}), test split\n"
+            + task_table(rows, columns)
+        )
         loop.verbose = False  # the table above replaces Lightning's, which the loop prints after this hook
 
     def validation_step(self, batch: list[Episode], batch_idx: int) -> None:
@@ -218,5 +250,7 @@ class FrozenVLMMethod(L.LightningModule):
     def predict_step(self, batch: list[Episode], batch_idx: int) -> list[dict]:
         """Answers with the question and images they answer, for the answers file."""
         answers = self.answer(batch)
-        return [{"question": episode.query.text, "images": [str(image) for image in episode.query.images],
-                 "answer": answer} for episode, answer in zip(batch, answers, strict=True)]
+        return [
+            {"question": episode.query.text, "images": [str(image) for image in episode.query.images], "answer": answer}
+            for episode, answer in zip(batch, answers, strict=True)
+        ]

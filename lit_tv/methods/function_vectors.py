@@ -38,8 +38,10 @@ def shuffle_labels(episode: Episode, rng: random.Random) -> Episode:
     """The episode with its shots' answers permuted among the shots: the format stays, the task mapping goes."""
     answers = [shot.answers for shot in episode.shots]
     rng.shuffle(answers)
-    return Episode(query=episode.query,
-                   shots=tuple(replace(shot, answers=row) for shot, row in zip(episode.shots, answers, strict=True)))
+    return Episode(
+        query=episode.query,
+        shots=tuple(replace(shot, answers=row) for shot, row in zip(episode.shots, answers, strict=True)),
+    )
 
 
 def single_head_masks(layout: Layout) -> torch.Tensor:
@@ -50,8 +52,9 @@ def single_head_masks(layout: Layout) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def indirect_effects(vlm: FrozenVLM, template: PromptTemplate, prompt: Episode, means: torch.Tensor,
-                     rows_per_forward: int = 32) -> torch.Tensor:
+def indirect_effects(
+    vlm: FrozenVLM, template: PromptTemplate, prompt: Episode, means: torch.Tensor, rows_per_forward: int = 32
+) -> torch.Tensor:
     """Each head's indirect effect on one (corrupted) prompt → fp32 `[layers, heads]`.
 
     The prompt's prefix runs once (`fork_last_token` with `reuse`); every head then gets one row of a
@@ -164,8 +167,10 @@ class FunctionVectors(FrozenVLMMethod):
         if self.layer is None:
             self.layer = layers // 3
         if not 0 <= self.layer < layers:
-            raise ValueError(f"model.init_args.layer={self.layer} is out of range: {self.model_name} has {layers} "
-                             f"layers (0 to {layers - 1})")
+            raise ValueError(
+                f"model.init_args.layer={self.layer} is out of range: {self.model_name} has {layers} "
+                f"layers (0 to {layers - 1})"
+            )
 
     # ---- computing the vectors ---------------------------------------------------------------
 
@@ -173,7 +178,7 @@ class FunctionVectors(FrozenVLMMethod):
         """Mean indirect effect over `prompts` → `[layers, heads]`; ranks share the prompts and sum."""
         layout = self.vlm.layout
         total = torch.zeros(layout.num_layers, layout.num_heads, device=self.device)
-        for prompt in prompts[self.global_rank::self.trainer.world_size]:
+        for prompt in prompts[self.global_rank :: self.trainer.world_size]:
             total += indirect_effects(self.vlm, self.template, prompt, means, self.hparams.rows_per_forward).to(total)
         return self.trainer.strategy.reduce(total, reduce_op="sum") / len(prompts)
 
@@ -187,16 +192,19 @@ class FunctionVectors(FrozenVLMMethod):
             episodes = [episode for episode in support if episode.task == task]
             if not episodes:
                 raise ValueError(f"no support episodes of task {task!r}: raise data.init_args.support_size")
-            means.append(mean_head_activations(self.trainer, self.vlm, self.template, episodes,
-                                               self.hparams.mean_batch_size))
+            means.append(
+                mean_head_activations(self.trainer, self.vlm, self.template, episodes, self.hparams.mean_batch_size)
+            )
             rng = random.Random(f"{self.hparams.seed}:{task}")
             corrupted = [shuffle_labels(episode, rng) for episode in episodes[: self.hparams.aie_prompts]]
             effects.append(self.average_indirect_effect(corrupted, means[-1]))
         self.means, self.aie = torch.stack(means), torch.stack(effects)
         scores = self.aie.mean(0, keepdim=True).expand_as(self.aie) if self.hparams.heads == "shared" else self.aie
         self.selected_heads = top_heads(scores, self.hparams.top_k)
-        self.vectors = {task: function_vector(self.vlm, self.means[index], self.selected_heads[index])
-                        for index, task in enumerate(self.tasks)}
+        self.vectors = {
+            task: function_vector(self.vlm, self.means[index], self.selected_heads[index])
+            for index, task in enumerate(self.tasks)
+        }
         if self.global_rank == 0:
             self._log_aie()
             if self.hparams.export:
@@ -207,20 +215,34 @@ class FunctionVectors(FrozenVLMMethod):
         if not isinstance(self.logger, TensorBoardLogger):
             return
         for index, task in enumerate(self.tasks):
-            figure = head_heatmap(self.aie[index], f"average indirect effect: {task or 'all'}",
-                                  "AIE (probability of the answer)", self.selected_heads[index], diverging=True)
+            figure = head_heatmap(
+                self.aie[index],
+                f"average indirect effect: {task or 'all'}",
+                "AIE (probability of the answer)",
+                self.selected_heads[index],
+                diverging=True,
+            )
             self.logger.experiment.add_figure(f"fv/aie/{task or 'all'}", figure, self.global_step)
 
     def export(self, path: str) -> None:
         """The FVs as a residual vector added at `layer`, with the heads, AIE and means they came from."""
         data = self.trainer.datamodule
         vector = ResidualVector(
-            vectors=torch.stack([self.vectors[task] for task in self.tasks]).float().cpu(), layer=self.layer,
-            mode="add", provenance={"heads": self.selected_heads.to(torch.uint8), "aie": self.aie,
-                                    "mean_activations": self.means},
-            tasks=list(self.tasks), method=self.vector_method,
-            extra={"top_k": self.hparams.top_k, "heads": self.hparams.heads, "aie_prompts": self.hparams.aie_prompts,
-                   "benchmark": type(data).__name__, "shots": getattr(data, "shots", None), "seed": self.hparams.seed})
+            vectors=torch.stack([self.vectors[task] for task in self.tasks]).float().cpu(),
+            layer=self.layer,
+            mode="add",
+            provenance={"heads": self.selected_heads.to(torch.uint8), "aie": self.aie, "mean_activations": self.means},
+            tasks=list(self.tasks),
+            method=self.vector_method,
+            extra={
+                "top_k": self.hparams.top_k,
+                "heads": self.hparams.heads,
+                "aie_prompts": self.hparams.aie_prompts,
+                "benchmark": type(data).__name__,
+                "shots": getattr(data, "shots", None),
+                "seed": self.hparams.seed,
+            },
+        )
         vector.with_model(self.vlm.model, self.model_name).save(path)
 
     # ---- using them ------------------------------------------------------------------------
@@ -251,7 +273,9 @@ class FunctionVectors(FrozenVLMMethod):
     def patching(self, batch: list[Episode]) -> AbstractContextManager:
         missing = sorted({episode.task for episode in batch} - set(self.vectors))
         if missing:
-            raise ValueError(f"no function vector for tasks {missing} (computed for {sorted(self.vectors)}); "
-                             "vectors are computed at the start of `lit-tv test` or `validate`")
+            raise ValueError(
+                f"no function vector for tasks {missing} (computed for {sorted(self.vectors)}); "
+                "vectors are computed at the start of `lit-tv test` or `validate`"
+            )
         rows = torch.stack([self.vectors[episode.task] for episode in batch])
         return patch_residual(self.vlm, self.layer, rows, mode="add", policy=self.hparams.policy)

@@ -25,8 +25,12 @@ def majority(answers: list[str]) -> str:
 class MajorityLabel(FrozenVLMMethod):
     """Answers each test query with the majority answer of its demonstrations (or of its task's support)."""
 
-    def __init__(self, model: VLMOptions = SHAPES_TOY, max_new_tokens: int = 10,
-                 source: Literal["demonstrations", "task"] = "demonstrations") -> None:
+    def __init__(
+        self,
+        model: VLMOptions = SHAPES_TOY,
+        max_new_tokens: int = 10,
+        source: Literal["demonstrations", "task"] = "demonstrations",
+    ) -> None:
         super().__init__(model, max_new_tokens)
         if source not in ("demonstrations", "task"):
             raise ValueError(f"model.init_args.source must be 'demonstrations' or 'task', got {source!r}")
@@ -50,11 +54,14 @@ class MajorityLabel(FrozenVLMMethod):
     def answer(self, batch: list[Episode]) -> list[str]:
         if self.source == "demonstrations":
             if any(not episode.shots for episode in batch):
-                raise ValueError("the Random baseline answers with the majority of each query's demonstrations: "
-                                 "set data.init_args.test_shots (the paper: 5)")
+                raise ValueError(
+                    "the Random baseline answers with the majority of each query's demonstrations: "
+                    "set data.init_args.test_shots (the paper: 5)"
+                )
             return [majority([shot.answer for shot in episode.shots]) for episode in batch]
         missing = sorted({episode.task for episode in batch if (episode.seed, episode.task) not in self.labels})
         if missing:
-            raise ValueError(f"no support episodes of tasks {missing} to count their labels: "
-                             "raise data.init_args.support_size")
+            raise ValueError(
+                f"no support episodes of tasks {missing} to count their labels: raise data.init_args.support_size"
+            )
         return [self.labels[episode.seed, episode.task] for episode in batch]

@@ -32,8 +32,12 @@ from lit_tv.vectors import HeadVector
 
 def repeat_rows(inputs: BatchFeature, times: int) -> BatchFeature:
     """One prompt's model inputs repeated `times` along every tensor's first dim (images included)."""
-    return BatchFeature({key: value.repeat(times, *[1] * (value.dim() - 1)) if torch.is_tensor(value) else value
-                         for key, value in inputs.items()})
+    return BatchFeature(
+        {
+            key: value.repeat(times, *[1] * (value.dim() - 1)) if torch.is_tensor(value) else value
+            for key, value in inputs.items()
+        }
+    )
 
 
 SAMPLING_EPSILON = 1e-3  # the reference's eps: probability clamp and z-score denominator
@@ -168,22 +172,27 @@ class MTV(FrozenVLMMethod):
         if precision.endswith("-true") and precision != "32-true":
             raise ValueError(
                 f"trainer.precision={precision} would cast theta to low precision; use 32-true or bf16-mixed "
-                "and set model.init_args.model.dtype (e.g. bfloat16) for the frozen VLM")
+                "and set model.init_args.model.dtype (e.g. bfloat16) for the frozen VLM"
+            )
         super().setup(stage)  # claims the outputs: only once the options are known to be good
 
     def _check_fit_options(self) -> None:
         """What would make the head search do nothing, refused before the mean-activation pass."""
         trainer = self.trainer
         if trainer.max_steps == 0 or (trainer.max_steps == -1 and trainer.max_epochs == 0):
-            raise ValueError(f"trainer.max_steps={trainer.max_steps} / trainer.max_epochs={trainer.max_epochs}: "
-                             "the REINFORCE head search needs at least one step")
+            raise ValueError(
+                f"trainer.max_steps={trainer.max_steps} / trainer.max_epochs={trainer.max_epochs}: "
+                "the REINFORCE head search needs at least one step"
+            )
         if not trainer.datamodule.train_queries():
             raise ValueError("data.init_args.train_size must be >= 1: the head search scores training queries")
 
     def on_train_start(self) -> None:
         if not self.mean_activations.any():
-            raise ValueError("MTV has no mean activations to patch in: add the "
-                             "lit_tv.callbacks.mean_activations.MeanActivations callback to trainer.callbacks")
+            raise ValueError(
+                "MTV has no mean activations to patch in: add the "
+                "lit_tv.callbacks.mean_activations.MeanActivations callback to trainer.callbacks"
+            )
         require_finite(self.mean_activations, "mean_activations", "this fit")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -220,9 +229,15 @@ class MTV(FrozenVLMMethod):
         losses = self._mean_over_ranks(torch.stack([self._losses(query, masks) for query in batch]).mean(0))
         surrogate = reinforce_surrogate(sampling, masks, losses)
         probabilities = torch.sigmoid(self.theta.detach())
-        self.log_dict({"train/loss": losses.mean(), "train/mean_sigmoid_theta": probabilities.mean(),
-                       "train/heads_above_half": (probabilities > 0.5).sum().float()},
-                      prog_bar=True, batch_size=len(batch))
+        self.log_dict(
+            {
+                "train/loss": losses.mean(),
+                "train/mean_sigmoid_theta": probabilities.mean(),
+                "train/heads_above_half": (probabilities > 0.5).sum().float(),
+            },
+            prog_bar=True,
+            batch_size=len(batch),
+        )
         return surrogate
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
@@ -232,8 +247,11 @@ class MTV(FrozenVLMMethod):
     def on_fit_start(self) -> None:
         """A fit resumed from its final step's checkpoint, killed before the heads were chosen: Lightning
         skips the loop (and `on_train_end`), so the heads are chosen here and exported at `on_fit_end`."""
-        self._finish_at_fit_end = (self._resumed_step is not None and 0 <= self.trainer.max_steps <= self._resumed_step
-                                   and not self.heads_chosen)
+        self._finish_at_fit_end = (
+            self._resumed_step is not None
+            and 0 <= self.trainer.max_steps <= self._resumed_step
+            and not self.heads_chosen
+        )
         if self._finish_at_fit_end:
             self._choose_heads()
 
@@ -270,8 +288,13 @@ class MTV(FrozenVLMMethod):
         """sigmoid(theta) as a layer x head heatmap on a fixed 0..1 scale, the final heads boxed once chosen."""
         if not isinstance(self.logger, TensorBoardLogger) or self.global_rank != 0:
             return
-        figure = head_heatmap(torch.sigmoid(self.theta), f"MTV head probabilities, step {self.global_step}",
-                              "sigmoid(theta)", self.selected_heads if self.heads_chosen else None, limits=(0, 1))
+        figure = head_heatmap(
+            torch.sigmoid(self.theta),
+            f"MTV head probabilities, step {self.global_step}",
+            "sigmoid(theta)",
+            self.selected_heads if self.heads_chosen else None,
+            limits=(0, 1),
+        )
         self.logger.experiment.add_figure("heads/sigmoid_theta", figure, self.global_step)
 
     @torch.no_grad()
@@ -291,19 +314,31 @@ class MTV(FrozenVLMMethod):
     def export(self, path: str) -> None:
         """Means, theta, heads and what produced them, as one safetensors file."""
         data = self.trainer.datamodule
-        provenance = {"benchmark": type(data).__name__, "shots": getattr(data, "shots", None),
-                      "iterations": len(data.support_episodes()), "seed": getattr(data, "seed", None),
-                      "samples": self.hparams.samples, "steps": self.global_step}
-        vector = HeadVector(means=self.mean_activations.float().cpu(), theta=self.theta.detach().float().cpu(),
-                            heads=HeadVector.indices(self.selected_heads), tasks=list(getattr(data, "tasks", ())),
-                            method=self.vector_method, extra=provenance)
+        provenance = {
+            "benchmark": type(data).__name__,
+            "shots": getattr(data, "shots", None),
+            "iterations": len(data.support_episodes()),
+            "seed": getattr(data, "seed", None),
+            "samples": self.hparams.samples,
+            "steps": self.global_step,
+        }
+        vector = HeadVector(
+            means=self.mean_activations.float().cpu(),
+            theta=self.theta.detach().float().cpu(),
+            heads=HeadVector.indices(self.selected_heads),
+            tasks=list(getattr(data, "tasks", ())),
+            method=self.vector_method,
+            extra=provenance,
+        )
         vector.with_model(self.vlm.model, self.model_name).save(path)
 
     def on_test_start(self) -> None:
         super().on_test_start()
         if not self.heads_chosen:
-            raise ValueError("no heads have been chosen yet: test with the task vector or the last.ckpt that "
-                             "`lit-tv fit` writes when it ends (model.init_args.task_vector or --ckpt_path)")
+            raise ValueError(
+                "no heads have been chosen yet: test with the task vector or the last.ckpt that "
+                "`lit-tv fit` writes when it ends (model.init_args.task_vector or --ckpt_path)"
+            )
 
     def test_summary(self, task: str) -> dict[str, object]:
         return {"heads": int(self.selected_heads.sum())}

@@ -96,8 +96,9 @@ class ResidualTaskVectors(FrozenVLMMethod):
 
     def _mean_residual(self, vlm: FrozenVLM, episodes: list[Episode], template: PromptTemplate) -> torch.Tensor:
         """Mean decoder-layer outputs at the last position → `[layers, hidden]` (fp32, rank-synced)."""
-        return mean_recording(self.trainer, vlm, template, episodes, record_residual,
-                              self.hparams.extraction_batch_size, "task vectors")
+        return mean_recording(
+            self.trainer, vlm, template, episodes, record_residual, self.hparams.extraction_batch_size, "task vectors"
+        )
 
     def extract(self) -> dict[Group, torch.Tensor]:
         """One `[layers, hidden]` vector per data seed and task of the DataModule."""
@@ -105,27 +106,39 @@ class ResidualTaskVectors(FrozenVLMMethod):
         extractor = self.extractor
         vlm = FrozenVLM.from_options(extractor, str(self.device)) if extractor else self.vlm
         if vlm.layout.hidden_size != self.vlm.layout.hidden_size:
-            raise ValueError(f"extractor {extractor.name} has hidden size {vlm.layout.hidden_size}, "
-                             f"the patched model {self.vlm.layout.hidden_size}")
+            raise ValueError(
+                f"extractor {extractor.name} has hidden size {vlm.layout.hidden_size}, "
+                f"the patched model {self.vlm.layout.hidden_size}"
+            )
         support = data.support_episodes()
-        instructions = ({task: self._mean_residual(vlm, [Episode(query=Example(self.instruction(task)))], BARE)
-                         for task in data.tasks} if self.hparams.source in ("instruction", "ensemble") else {})
+        instructions = (
+            {
+                task: self._mean_residual(vlm, [Episode(query=Example(self.instruction(task)))], BARE)
+                for task in data.tasks
+            }
+            if self.hparams.source in ("instruction", "ensemble")
+            else {}
+        )
         vectors = {}
         for seed, task in self.groups():
             parts = {}
             if self.hparams.source in ("exemplars", "ensemble"):
                 episodes = [e for e in support if (e.seed, e.task) == (seed, task)]
                 if not episodes:
-                    raise ValueError(f"no support episodes of task {task!r} (seed {seed}): raise "
-                                     "data.init_args.support_size")
+                    raise ValueError(
+                        f"no support episodes of task {task!r} (seed {seed}): raise data.init_args.support_size"
+                    )
                 if self.hparams.position == "last_shot":
                     episodes = [at_last_demonstration(e) for e in episodes]
                 parts["exemplars"] = self._mean_residual(vlm, episodes, self.template)
             if instructions:
                 parts["instruction"] = instructions[task]
             weight = self.hparams.ensemble_weight
-            vectors[seed, task] = (weight * parts["instruction"] + (1 - weight) * parts["exemplars"]
-                                   if len(parts) == 2 else next(iter(parts.values())))
+            vectors[seed, task] = (
+                weight * parts["instruction"] + (1 - weight) * parts["exemplars"]
+                if len(parts) == 2
+                else next(iter(parts.values()))
+            )
         return vectors
 
     def vectors_of_seed(self, seed: int | None = None) -> dict[str, torch.Tensor]:
@@ -141,8 +154,10 @@ class ResidualTaskVectors(FrozenVLMMethod):
         """The task's instruction: from the config, else from the DataModule (e.g. the reference's)."""
         instructions = self.hparams.instructions or getattr(self.trainer.datamodule, "instructions", None) or {}
         if task not in instructions:
-            raise ValueError(f"source={self.hparams.source!r} needs an instruction for task {task!r}: set "
-                             f"model.init_args.instructions (has {sorted(instructions)})")
+            raise ValueError(
+                f"source={self.hparams.source!r} needs an instruction for task {task!r}: set "
+                f"model.init_args.instructions (has {sorted(instructions)})"
+            )
         return instructions[task]
 
     def _ensure_vectors(self) -> None:
@@ -154,10 +169,14 @@ class ResidualTaskVectors(FrozenVLMMethod):
             return
         seeds = self.data_seeds
         if len(seeds) > 1:
-            raise ValueError(f"model.init_args.task_vector holds the vectors of one data seed; data.init_args.seeds "
-                             f"is {seeds}: run once per seed, each with its own file")
-        self.vectors = {(seeds[0], task): vector.for_task(task, self.hparams.allow_other_task).to(self.device)
-                        for task in self.trainer.datamodule.tasks}
+            raise ValueError(
+                f"model.init_args.task_vector holds the vectors of one data seed; data.init_args.seeds "
+                f"is {seeds}: run once per seed, each with its own file"
+            )
+        self.vectors = {
+            (seeds[0], task): vector.for_task(task, self.hparams.allow_other_task).to(self.device)
+            for task in self.trainer.datamodule.tasks
+        }
         if self.layer is None:
             self.layer = vector.layer
 
@@ -168,8 +187,9 @@ class ResidualTaskVectors(FrozenVLMMethod):
         return torch.stack([self.vectors[episode.seed, episode.task] for episode in batch])
 
     def _patch(self, batch: list[Episode], layer: int) -> AbstractContextManager:
-        return patch_residual(self.vlm, layer, self._rows(batch)[:, layer], mode=self.hparams.mode,
-                              scale=self.hparams.scale)
+        return patch_residual(
+            self.vlm, layer, self._rows(batch)[:, layer], mode=self.hparams.mode, scale=self.hparams.scale
+        )
 
     def test_summary(self, task: str) -> dict[str, object]:
         return {"layer": self.layer}
@@ -190,8 +210,9 @@ class ResidualTaskVectors(FrozenVLMMethod):
         for layer in range(self.vlm.layout.num_layers):
             with self._patch(batch, layer):
                 answers = self.vlm.generate(inputs, max_new_tokens=self.max_new_tokens)
-            columns.append([metric.score(answer, episode.query.answers) for answer, episode in zip(answers, batch,
-                                                                                                   strict=True)])
+            columns.append(
+                [metric.score(answer, episode.query.answers) for answer, episode in zip(answers, batch, strict=True)]
+            )
         return torch.tensor(columns, device=self.device).T
 
     def _choose_layer(self, hits: torch.Tensor, queries: torch.Tensor) -> None:
@@ -210,7 +231,8 @@ class ResidualTaskVectors(FrozenVLMMethod):
             self.logger.experiment.add_figure(
                 "val/accuracy_by_layer_plot",
                 layer_curve(accuracy.tolist(), "validation accuracy with the vector at each layer", best=self.layer),
-                self.global_step)
+                self.global_step,
+            )
 
     def on_validation_start(self) -> None:
         self._ensure_vectors()
@@ -229,11 +251,14 @@ class ResidualTaskVectors(FrozenVLMMethod):
 
     def _reduce_and_choose(self) -> None:
         if not self.grid_queries.sum():
-            raise ValueError("the layer grid search needs validation queries: set data.init_args.val_size > 0 "
-                             "or fix model.init_args.layer")
+            raise ValueError(
+                "the layer grid search needs validation queries: set data.init_args.val_size > 0 "
+                "or fix model.init_args.layer"
+            )
         strategy = self.trainer.strategy
-        self._choose_layer(strategy.reduce(self.grid_hits, reduce_op="sum"),
-                           strategy.reduce(self.grid_queries, reduce_op="sum"))
+        self._choose_layer(
+            strategy.reduce(self.grid_hits, reduce_op="sum"), strategy.reduce(self.grid_queries, reduce_op="sum")
+        )
 
     def on_test_start(self) -> None:
         """Vectors from the support episodes, then (without a fixed layer) the grid search on validation."""
@@ -258,8 +283,18 @@ class ResidualTaskVectors(FrozenVLMMethod):
             by_task = self.vectors_of_seed(seed)
             target = Path(path) if len(seeds) == 1 else Path(path).with_suffix(f".seed{seed}{Path(path).suffix}")
             vector = ResidualVector(
-                vectors=torch.stack(list(by_task.values())).float().cpu(), layer=self.layer, mode=self.hparams.mode,
-                scale=self.hparams.scale, tasks=list(by_task), method=self.vector_method,
-                extra={"extractor": self.extractor.name if self.extractor else "", "source": self.hparams.source,
-                       "position": self.hparams.position, "benchmark": type(data).__name__, "seed": seed})
+                vectors=torch.stack(list(by_task.values())).float().cpu(),
+                layer=self.layer,
+                mode=self.hparams.mode,
+                scale=self.hparams.scale,
+                tasks=list(by_task),
+                method=self.vector_method,
+                extra={
+                    "extractor": self.extractor.name if self.extractor else "",
+                    "source": self.hparams.source,
+                    "position": self.hparams.position,
+                    "benchmark": type(data).__name__,
+                    "seed": seed,
+                },
+            )
             vector.with_model(self.vlm.model, self.model_name).save(target)

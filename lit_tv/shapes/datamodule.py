@@ -53,9 +53,18 @@ class ShapesDataModule(EpisodeDataModule):
         if unknown:
             raise ValueError(f"unknown tasks {sorted(unknown)}, expected some of {TASKS}")
         self.distractors = check_distractors(distractors)
-        super().__init__(shots=shots, test_shots=test_shots, support_size=support_size, train_size=train_size,
-                         val_size=val_size, test_size=test_size, batch_size=batch_size,
-                         eval_batch_size=eval_batch_size, seed=seed, seeds=seeds)
+        super().__init__(
+            shots=shots,
+            test_shots=test_shots,
+            support_size=support_size,
+            train_size=train_size,
+            val_size=val_size,
+            test_size=test_size,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            seed=seed,
+            seeds=seeds,
+        )
         self.save_hyperparameters()
         self.tasks = tuple(tasks)
         self.shot_modality: Modality = shot_modality
@@ -63,6 +72,16 @@ class ShapesDataModule(EpisodeDataModule):
 
     def build_episodes(self, seed: int, sizes: Sizes) -> dict[Role, list[Episode]]:
         shots: dict[Role, int] = {"support": self.shots, "train": 0, "val": self.test_shots, "test": self.test_shots}
-        return {role: make_episodes(self.tasks, sizes[role], shots[role], seed * len(_STREAMS) + stream,
-                                    _SPLITS[role], self.shot_modality, self.query_modality, self.distractors)
-                for role, stream in _STREAMS.items()}
+        return {
+            role: make_episodes(
+                self.tasks,
+                sizes[role],
+                shots[role],
+                seed * len(_STREAMS) + stream,
+                _SPLITS[role],
+                self.shot_modality,
+                self.query_modality,
+                self.distractors,
+            )
+            for role, stream in _STREAMS.items()
+        }

@@ -37,8 +37,10 @@ from lit_tv.shapes.world import TASKS
 CONTEXT_SHOTS = 7  # the toy was trained on sequences of at most 7 shots (lit_tv.shapes.train --max-shots)
 QUIET = ["--trainer.logger=false", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 # the fits keep only the means callback: their vectors are exported, no checkpoint is written
-NO_CHECKPOINTS = ["--trainer.enable_checkpointing=false",
-                  "--trainer.callbacks=[{class_path: lit_tv.callbacks.mean_activations.MeanActivations}]"]
+NO_CHECKPOINTS = [
+    "--trainer.enable_checkpointing=false",
+    "--trainer.callbacks=[{class_path: lit_tv.callbacks.mean_activations.MeanActivations}]",
+]
 
 
 @dataclass(frozen=True)
@@ -61,15 +63,31 @@ class Budget:
     many_shot_options: dict = field(default_factory=dict)  # e.g. fewer REINFORCE samples
 
 
-FAST = Budget(test_size=6, support_size=4, train_size=8, steps=2, iterations=(1, 2), shots=(0, 1), cross_support=6,
-              val_size=6, examples=(1, 2), mtv_options=("--model.init_args.samples=4",), many_shot_queries=2,
-              many_shot_iterations=(1, 2), many_shot_draws=1, many_shot_options={"samples": 4})
+FAST = Budget(
+    test_size=6,
+    support_size=4,
+    train_size=8,
+    steps=2,
+    iterations=(1, 2),
+    shots=(0, 1),
+    cross_support=6,
+    val_size=6,
+    examples=(1, 2),
+    mtv_options=("--model.init_args.samples=4",),
+    many_shot_queries=2,
+    many_shot_iterations=(1, 2),
+    many_shot_draws=1,
+    many_shot_options={"samples": 4},
+)
 
 
 def _sizes(logdir: Path, **sizes: int) -> list[str]:
     """Quiet runs whose saved config lands in `logdir`, with these DataModule sizes."""
-    return [*QUIET, f"--trainer.default_root_dir={logdir}",
-            *(f"--data.init_args.{key}={value}" for key, value in sizes.items())]
+    return [
+        *QUIET,
+        f"--trainer.default_root_dir={logdir}",
+        *(f"--data.init_args.{key}={value}" for key, value in sizes.items()),
+    ]
 
 
 def run_test(config: str, options: list[str]) -> dict[str, float]:
@@ -87,8 +105,10 @@ def per_task(metrics: dict[str, float], tasks: tuple[str, ...] = TASKS) -> dict[
 
 def icl_vs_shots(budget: Budget, logdir: Path) -> dict[int, float]:
     """Held-out accuracy of k-shot image ICL (mean over tasks) for each k of the budget."""
-    return {shots: run_test("icl.yaml", [*_sizes(logdir, test_size=budget.test_size, test_shots=shots)])[
-        "test/accuracy"] for shots in budget.shots}
+    return {
+        shots: run_test("icl.yaml", [*_sizes(logdir, test_size=budget.test_size, test_shots=shots)])["test/accuracy"]
+        for shots in budget.shots
+    }
 
 
 def mtv_vs_iterations(budget: Budget, logdir: Path) -> tuple[dict[int, float], dict[str, torch.Tensor]]:
@@ -100,36 +120,60 @@ def mtv_vs_iterations(budget: Budget, logdir: Path) -> tuple[dict[int, float], d
     heads, accuracy = {}, {n: 0.0 for n in budget.iterations}
     for task in TASKS:
         vector = logdir / f"mtv_{task}.safetensors"
-        options = [*_sizes(logdir, support_size=budget.support_size, train_size=budget.train_size),
-                   f"--data.init_args.tasks=[{task}]", f"--data.init_args.test_size={budget.test_size // 3 or 1}",
-                   f"--model.init_args.selection_queries={min(50, budget.train_size)}", *budget.mtv_options]
-        fit = build_cli(CONFIGS / "mtv.yaml", [*options, f"--trainer.max_steps={budget.steps}", *NO_CHECKPOINTS,
-                                               f"--model.init_args.export={vector}"])
+        options = [
+            *_sizes(logdir, support_size=budget.support_size, train_size=budget.train_size),
+            f"--data.init_args.tasks=[{task}]",
+            f"--data.init_args.test_size={budget.test_size // 3 or 1}",
+            f"--model.init_args.selection_queries={min(50, budget.train_size)}",
+            *budget.mtv_options,
+        ]
+        fit = build_cli(
+            CONFIGS / "mtv.yaml",
+            [*options, f"--trainer.max_steps={budget.steps}", *NO_CHECKPOINTS, f"--model.init_args.export={vector}"],
+        )
         fit.trainer.fit(fit.model, datamodule=fit.datamodule)
         heads[task] = fit.model.selected_heads.cpu()
         for n in budget.iterations:
-            metrics = run_test("mtv.yaml", [*options, f"--data.init_args.support_size={n}",
-                                                f"--model.init_args.task_vector={vector}",
-                                                "--model.init_args.transfer=heads", "--model.init_args.export=null"])
+            metrics = run_test(
+                "mtv.yaml",
+                [
+                    *options,
+                    f"--data.init_args.support_size={n}",
+                    f"--model.init_args.task_vector={vector}",
+                    "--model.init_args.transfer=heads",
+                    "--model.init_args.export=null",
+                ],
+            )
             accuracy[n] += metrics["test/accuracy"] / len(TASKS)
     return accuracy, heads
 
 
-def scaling_figure(icl: dict[int, float], mtv: dict[str, dict[int, float]], shots_per_episode: int = 4,
-                   context_shots: int = CONTEXT_SHOTS, context: str = "trained context", title: str = "") -> Figure:
+def scaling_figure(
+    icl: dict[int, float],
+    mtv: dict[str, dict[int, float]],
+    shots_per_episode: int = 4,
+    context_shots: int = CONTEXT_SHOTS,
+    context: str = "trained context",
+    title: str = "",
+) -> Figure:
     """ICL accuracy by shots (up to `context_shots`) beside MTV accuracy by support episodes (one curve each)."""
     figure = Figure(figsize=(9, 3.6))
     left, right = figure.subplots(1, 2, sharey=True)
     left.plot(list(icl), list(icl.values()), marker="o", label="ICL")
     left.axvline(context_shots, color="grey", linestyle=":", label=context)
-    left.set(xlabel="shots in the prompt", ylabel="accuracy (mean over tasks)",
-             title=f"in-context learning{title}", ylim=(0, 1.02))
+    left.set(
+        xlabel="shots in the prompt",
+        ylabel="accuracy (mean over tasks)",
+        title=f"in-context learning{title}",
+        ylim=(0, 1.02),
+    )
     for (label, curve), colour in zip(mtv.items(), ("tab:green", "tab:olive"), strict=False):
         right.plot(list(curve), list(curve.values()), marker="o", color=colour, label=label)
     right.axhline(max(icl.values()), color="tab:blue", linestyle="--", label="best ICL in context")
     episodes = sorted({n for curve in mtv.values() for n in curve})
-    right.set(xscale="log", xlabel=f"support episodes in the mean ({shots_per_episode} shots each)",
-              title=f"MTV{title}")
+    right.set(
+        xscale="log", xlabel=f"support episodes in the mean ({shots_per_episode} shots each)", title=f"MTV{title}"
+    )
     right.set_xticks(episodes, [str(n) for n in episodes], minor=False)
     right.minorticks_off()
     for axes in (left, right):
@@ -140,10 +184,16 @@ def scaling_figure(icl: dict[int, float], mtv: dict[str, dict[int, float]], shot
 
 def many_shot_curves(budget: Budget) -> dict[str, dict]:
     """(1) on the many-shot family, where a few shots are not enough: `lit_tv.shapes.many_shot`'s numbers."""
-    return {"icl": accuracy_vs_shots(queries=budget.many_shot_queries),
-            "mtv": accuracy_vs_iterations(iterations=budget.many_shot_iterations, steps=budget.steps,
-                                          queries=budget.many_shot_queries, draws=budget.many_shot_draws,
-                                          **budget.many_shot_options)}
+    return {
+        "icl": accuracy_vs_shots(queries=budget.many_shot_queries),
+        "mtv": accuracy_vs_iterations(
+            iterations=budget.many_shot_iterations,
+            steps=budget.steps,
+            queries=budget.many_shot_queries,
+            draws=budget.many_shot_draws,
+            **budget.many_shot_options,
+        ),
+    }
 
 
 # ---- (2) the cross-modal table ---------------------------------------------------------------------------
@@ -167,8 +217,11 @@ def cross_modal_table(budget: Budget, logdir: Path) -> dict[str, dict[str, float
     for setting, (config, options) in CROSS_MODAL.items():
         sizes = _sizes(logdir, test_size=budget.test_size)
         if config == "cross_modal.yaml":
-            sizes += [*CROSS_MODAL_RUN, f"--data.init_args.support_size={budget.cross_support}",
-                      f"--data.init_args.val_size={budget.val_size}"]
+            sizes += [
+                *CROSS_MODAL_RUN,
+                f"--data.init_args.support_size={budget.cross_support}",
+                f"--data.init_args.val_size={budget.val_size}",
+            ]
         table[setting] = per_task(run_test(config, [*sizes, *options]))
     return table
 
@@ -192,8 +245,10 @@ def table_figure(table: dict[str, dict[str, float]]) -> Figure:
 def markdown_table(table: dict[str, dict[str, float]]) -> str:
     columns = list(next(iter(table.values())))
     lines = ["| setting | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    lines += [f"| {setting} | " + " | ".join(f"{row[column]:.3f}" for column in columns) + " |"
-              for setting, row in table.items()]
+    lines += [
+        f"| {setting} | " + " | ".join(f"{row[column]:.3f}" for column in columns) + " |"
+        for setting, row in table.items()
+    ]
     return "\n".join(lines)
 
 
@@ -209,8 +264,11 @@ def vectors_vs_examples(budget: Budget, logdir: Path) -> dict[str, dict[int, flo
     curves: dict[str, dict[int, float]] = {"exemplars": {}, "ensemble": {}}
     for source, curve in curves.items():
         for k in budget.examples:
-            options = [*_sizes(logdir, test_size=budget.test_size, support_size=len(TASKS), shots=k,
-                               val_size=budget.val_size), *CROSS_MODAL_RUN, f"--model.init_args.source={source}"]
+            options = [
+                *_sizes(logdir, test_size=budget.test_size, support_size=len(TASKS), shots=k, val_size=budget.val_size),
+                *CROSS_MODAL_RUN,
+                f"--model.init_args.source={source}",
+            ]
             curve[k] = run_test("cross_modal.yaml", options)["test/accuracy"]
     return curves
 
@@ -220,8 +278,12 @@ def efficiency_figure(curves: dict[str, dict[int, float]]) -> Figure:
     axes = figure.add_subplot()
     for source, curve in curves.items():
         axes.plot(list(curve), list(curve.values()), marker="o", label=f"{source} vector")
-    axes.set(xlabel="text examples per task behind the vector", ylabel="accuracy on image queries", ylim=(0, 1.02),
-             title="sample efficiency")
+    axes.set(
+        xlabel="text examples per task behind the vector",
+        ylabel="accuracy on image queries",
+        ylim=(0, 1.02),
+        title="sample efficiency",
+    )
     axes.legend(loc="lower right")
     figure.tight_layout()
     return figure
@@ -232,9 +294,13 @@ def efficiency_figure(curves: dict[str, dict[int, float]]) -> Figure:
 
 def fv_heads(budget: Budget, logdir: Path) -> torch.Tensor:
     """The heads Function Vectors sum (top-10 of the AIE averaged over tasks, shared by every task)."""
-    cli = build_cli(CONFIGS / "function_vectors.yaml",
-                    [*_sizes(logdir, test_size=budget.test_size, support_size=budget.support_size),
-                     "--model.init_args.export=null"])
+    cli = build_cli(
+        CONFIGS / "function_vectors.yaml",
+        [
+            *_sizes(logdir, test_size=budget.test_size, support_size=budget.support_size),
+            "--model.init_args.export=null",
+        ],
+    )
     cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
     return cli.model.selected_heads[0].cpu()
 
@@ -253,8 +319,14 @@ def overlap(mtv: dict[str, torch.Tensor], fv: torch.Tensor) -> dict[str, object]
 def heads_figure(mtv: dict[str, torch.Tensor], fv: torch.Tensor, summary: dict[str, object]) -> Figure:
     counts = torch.stack(list(mtv.values())).sum(0).float()
     union = summary["all tasks"]
-    return head_heatmap(counts, f"MTV vs FV heads: {union['both']} in both, Jaccard {union['jaccard']:.2f}",
-                        "tasks whose MTV uses it", fv, limits=(0, len(mtv)), marked="FV heads")
+    return head_heatmap(
+        counts,
+        f"MTV vs FV heads: {union['both']} in both, Jaccard {union['jaccard']:.2f}",
+        "tasks whose MTV uses it",
+        fv,
+        limits=(0, len(mtv)),
+        marked="FV heads",
+    )
 
 
 # ---- the command -----------------------------------------------------------------------------------------
@@ -278,14 +350,25 @@ def run_findings(out: Path, logdir: Path, budget: Budget = Budget()) -> dict[str
     mtv, mtv_heads = mtv_vs_iterations(budget, logdir)
     save(scaling_figure(icl, {"MTV (0-shot query)": mtv}), "shots_and_iterations", out, writer)
     many = many_shot_curves(budget)
-    save(scaling_figure(dict(zip(many["icl"]["shots"], many["icl"]["accuracy"], strict=True)),
-                        {label: dict(zip(many["mtv"]["iterations"], many["mtv"][curve], strict=True))
-                         for label, curve in (("MTV, heads searched per count", "searched"),
-                                              ("MTV, heads kept, means recomputed", "fixed_heads"))},
-                        shots_per_episode=many["mtv"]["shots_per_iteration"],
-                        context_shots=many["icl"]["shots"][-1],
-                        context=f"context ({many['icl']['context']} tokens)", title=" (many-shot family)"),
-         "many_shot_scaling", out, writer)
+    save(
+        scaling_figure(
+            dict(zip(many["icl"]["shots"], many["icl"]["accuracy"], strict=True)),
+            {
+                label: dict(zip(many["mtv"]["iterations"], many["mtv"][curve], strict=True))
+                for label, curve in (
+                    ("MTV, heads searched per count", "searched"),
+                    ("MTV, heads kept, means recomputed", "fixed_heads"),
+                )
+            },
+            shots_per_episode=many["mtv"]["shots_per_iteration"],
+            context_shots=many["icl"]["shots"][-1],
+            context=f"context ({many['icl']['context']} tokens)",
+            title=" (many-shot family)",
+        ),
+        "many_shot_scaling",
+        out,
+        writer,
+    )
     table = cross_modal_table(budget, logdir)
     save(table_figure(table), "cross_modal_table", out, writer)
     writer.add_text("findings/cross_modal_table", markdown_table(table), 0)
@@ -295,12 +378,21 @@ def run_findings(out: Path, logdir: Path, budget: Budget = Budget()) -> dict[str
     heads = overlap(mtv_heads, fv)
     save(heads_figure(mtv_heads, fv, heads), "mtv_vs_fv_heads", out, writer)
     writer.close()
-    numbers = {"icl_vs_shots": icl, "mtv_vs_iterations": mtv, "many_shot": many, "cross_modal": table,
-               "sample_efficiency": efficiency, "heads_overlap": heads, "budget": vars(budget)}
+    numbers = {
+        "icl_vs_shots": icl,
+        "mtv_vs_iterations": mtv,
+        "many_shot": many,
+        "cross_modal": table,
+        "sample_efficiency": efficiency,
+        "heads_overlap": heads,
+        "budget": vars(budget),
+    }
     write_atomic(out / "findings.json", json.dumps(numbers, indent=1))
-    print(f"\nfindings: ICL by shots {fmt(icl)}\nMTV by support episodes {fmt(mtv)}\n"
-          f"{markdown_table(table)}\nexemplar / ensemble vectors by examples {json.dumps(efficiency)}\n"
-          f"MTV vs FV heads {json.dumps(heads['all tasks'])}\nfigures in {out}, TensorBoard in {logdir}")
+    print(
+        f"\nfindings: ICL by shots {fmt(icl)}\nMTV by support episodes {fmt(mtv)}\n"
+        f"{markdown_table(table)}\nexemplar / ensemble vectors by examples {json.dumps(efficiency)}\n"
+        f"MTV vs FV heads {json.dumps(heads['all tasks'])}\nfigures in {out}, TensorBoard in {logdir}"
+    )
     return numbers
 
 

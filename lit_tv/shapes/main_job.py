@@ -29,8 +29,14 @@ def run_task(task: str, overrides: list[str]) -> dict[str, float]:
     results = {}
     for shots, row in ((0, "zero-shot"), (4, "4-shot ICL")):
         results[row] = _test_accuracy(build_cli(CONFIGS / "icl.yaml", [*only, f"--data.init_args.test_shots={shots}"]))
-    mtv = build_cli(CONFIGS / "mtv.yaml", [*only, f"--trainer.logger.init_args.name=shapes_mtv_{task}",
-                                           f"--model.init_args.export=logs/shapes_mtv_{task}/task_vector.safetensors"])
+    mtv = build_cli(
+        CONFIGS / "mtv.yaml",
+        [
+            *only,
+            f"--trainer.logger.init_args.name=shapes_mtv_{task}",
+            f"--model.init_args.export=logs/shapes_mtv_{task}/task_vector.safetensors",
+        ],
+    )
     mtv.trainer.fit(mtv.model, datamodule=mtv.datamodule)
     results["MTV"] = _test_accuracy(mtv)
     mtv.model.hparams.test_heads = "random"
@@ -51,8 +57,9 @@ def format_table(by_task: dict[str, dict[str, float]]) -> str:
     lines = [f"{'':<14}" + "".join(f"{task:>10}" for task in tasks) + f"{'mean':>10}"]
     for row in ROWS:
         values = [by_task[task][row] for task in tasks]
-        lines.append(f"{row:<14}" + "".join(f"{value:>10.3f}" for value in values)
-                     + f"{sum(values) / len(values):>10.3f}")
+        lines.append(
+            f"{row:<14}" + "".join(f"{value:>10.3f}" for value in values) + f"{sum(values) / len(values):>10.3f}"
+        )
     lines.append(f"{'heads chosen':<14}" + "".join(f"{by_task[task]['heads']:>10.0f}" for task in tasks))
     return "\n".join(lines)
 

@@ -43,14 +43,24 @@ def context_shots(model: str = MODEL) -> tuple[int, int]:
 
 def _trainer(max_steps: int = -1, means: bool = False) -> L.Trainer:
     """A quiet CPU trainer; ``means``: with the callback that fills MTV's mean activations."""
-    return L.Trainer(accelerator="cpu", devices=1, max_steps=max_steps, logger=False, enable_checkpointing=False,
-                     enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                     limit_val_batches=0, callbacks=[MeanActivations(batch_size=16)] if means else [])
+    return L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=max_steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        callbacks=[MeanActivations(batch_size=16)] if means else [],
+    )
 
 
 def _data(tasks: Sequence[str], seed: int, **sizes: int) -> ShapesDataModule:
-    return ShapesDataModule(tasks=tasks, distractors=MANY_SHOT_DISTRACTORS, batch_size=1, eval_batch_size=64,
-                            seed=seed, **sizes)
+    return ShapesDataModule(
+        tasks=tasks, distractors=MANY_SHOT_DISTRACTORS, batch_size=1, eval_batch_size=64, seed=seed, **sizes
+    )
 
 
 def _test(method: L.LightningModule, data: ShapesDataModule, trainer: L.Trainer | None = None) -> float:
@@ -64,14 +74,19 @@ def accuracy_vs_shots(model: str = MODEL, queries: int = 150, seed: int = 0) -> 
     """
     context, most = context_shots(model)
     shots = list(range(most + 1))
-    accuracy = [_test(ICL(VLMOptions(model), max_new_tokens=1),
-                      _data(TASKS, seed, test_shots=k, support_size=0, train_size=0, test_size=queries * len(TASKS)))
-                for k in shots]
+    accuracy = [
+        _test(
+            ICL(VLMOptions(model), max_new_tokens=1),
+            _data(TASKS, seed, test_shots=k, support_size=0, train_size=0, test_size=queries * len(TASKS)),
+        )
+        for k in shots
+    ]
     return {"shots": shots, "accuracy": accuracy, "context": context}
 
 
-def _fit(model: str, task: str, count: int, shots: int, steps: int, samples: int, queries: int,
-         seed: int) -> tuple[MTV, L.Trainer, ShapesDataModule]:
+def _fit(
+    model: str, task: str, count: int, shots: int, steps: int, samples: int, queries: int, seed: int
+) -> tuple[MTV, L.Trainer, ShapesDataModule]:
     """MTV for one task: means over `count` support episodes, `steps` REINFORCE steps, heads chosen."""
     data = _data([task], seed, shots=shots, support_size=count, train_size=100, test_size=queries)
     method = MTV(VLMOptions(model), max_new_tokens=1, samples=samples)
@@ -89,16 +104,23 @@ def _with_fewer_episodes(method: MTV, trainer: L.Trainer, data: ShapesDataModule
     chosen = method.mean_activations.clone()
     scores = []
     for draw in range(draws):
-        episodes = support[draw * count:(draw + 1) * count]
+        episodes = support[draw * count : (draw + 1) * count]
         method.mean_activations.copy_(mean_head_activations(trainer, method.vlm, method.template, episodes))
         scores.append(_test(method, data, trainer))
     method.mean_activations.copy_(chosen)
     return sum(scores) / draws
 
 
-def accuracy_vs_iterations(model: str = MODEL, iterations: Sequence[int] = ITERATIONS, tasks: Sequence[str] = TASKS,
-                           steps: int = 40, samples: int = 32, queries: int = 150, draws: int = 3,
-                           seed: int = 0) -> dict:
+def accuracy_vs_iterations(
+    model: str = MODEL,
+    iterations: Sequence[int] = ITERATIONS,
+    tasks: Sequence[str] = TASKS,
+    steps: int = 40,
+    samples: int = 32,
+    queries: int = 150,
+    draws: int = 3,
+    seed: int = 0,
+) -> dict:
     """MTV held-out accuracy with means over each number of 4-shot support episodes (iterations), per task.
 
     Two curves, means over tasks: ``searched``, the whole method per count (means, a REINFORCE head
@@ -122,30 +144,48 @@ def accuracy_vs_iterations(model: str = MODEL, iterations: Sequence[int] = ITERA
         method.hparams.test_heads = "selected"
         fixed = [_with_fewer_episodes(method, trainer, data, count, draws) for count in iterations[:-1]]
         per_task[task] = {"searched": searched, "fixed_heads": [*fixed, searched[-1]]}
-        zero_shot.append(_test(ICL(VLMOptions(model), max_new_tokens=1),
-                               _data([task], seed, support_size=0, train_size=0, test_size=queries)))
+        zero_shot.append(
+            _test(
+                ICL(VLMOptions(model), max_new_tokens=1),
+                _data([task], seed, support_size=0, train_size=0, test_size=queries),
+            )
+        )
 
     def mean(curve: str) -> list[float]:
         return [sum(by[curve][i] for by in per_task.values()) / len(tasks) for i in range(len(iterations))]
 
-    return {"iterations": iterations, "searched": mean("searched"), "fixed_heads": mean("fixed_heads"),
-            "per_task": per_task, "shots_per_iteration": shots, "zero_shot": sum(zero_shot) / len(tasks),
-            "random_heads": sum(random_heads) / len(tasks)}
+    return {
+        "iterations": iterations,
+        "searched": mean("searched"),
+        "fixed_heads": mean("fixed_heads"),
+        "per_task": per_task,
+        "shots_per_iteration": shots,
+        "zero_shot": sum(zero_shot) / len(tasks),
+        "random_heads": sum(random_heads) / len(tasks),
+    }
 
 
 def table(shots: dict, iterations: dict) -> str:
     """The README's table: one row per setting, held-out accuracy (mean over tasks)."""
     rows = [f"| 0-shot | {iterations['zero_shot']:.2f} | |"]
-    rows += [f"| ICL, {k} image shot{'s' * (k != 1)} | {a:.2f} | |"
-             for k, a in zip(shots["shots"], shots["accuracy"], strict=True) if k]
-    rows += [f"| MTV, means over {n} episode{'s' * (n != 1)} of {iterations['shots_per_iteration']} shots | "
-             f"{a:.2f} | {b:.2f} |"
-             for n, a, b in zip(iterations["iterations"], iterations["searched"], iterations["fixed_heads"],
-                                strict=True)]
-    rows += [f"| MTV, as many heads at random ({max(iterations['iterations'])} episodes) | "
-             f"{iterations['random_heads']:.2f} | |"]
-    header = (f"| setting (context {shots['context']} tokens) | held-out accuracy | "
-              f"MTV with the heads of the {max(iterations['iterations'])}-episode row |\n|---|---|---|")
+    rows += [
+        f"| ICL, {k} image shot{'s' * (k != 1)} | {a:.2f} | |"
+        for k, a in zip(shots["shots"], shots["accuracy"], strict=True)
+        if k
+    ]
+    rows += [
+        f"| MTV, means over {n} episode{'s' * (n != 1)} of {iterations['shots_per_iteration']} shots | "
+        f"{a:.2f} | {b:.2f} |"
+        for n, a, b in zip(iterations["iterations"], iterations["searched"], iterations["fixed_heads"], strict=True)
+    ]
+    rows += [
+        f"| MTV, as many heads at random ({max(iterations['iterations'])} episodes) | "
+        f"{iterations['random_heads']:.2f} | |"
+    ]
+    header = (
+        f"| setting (context {shots['context']} tokens) | held-out accuracy | "
+        f"MTV with the heads of the {max(iterations['iterations'])}-episode row |\n|---|---|---|"
+    )
     return "\n".join([header, *rows])
 
 

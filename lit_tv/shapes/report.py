@@ -68,8 +68,9 @@ def accuracy_by_task(
     return scores
 
 
-def heldout_episodes(setting: str, n: int, seed: int, tasks: Sequence[str] = TASKS,
-                     distractors: float = 0.0) -> list[Episode]:
+def heldout_episodes(
+    setting: str, n: int, seed: int, tasks: Sequence[str] = TASKS, distractors: float = 0.0
+) -> list[Episode]:
     """``n`` held-out episodes per task for one of ``SETTINGS`` (shots with that distractor rate)."""
     shots, shot_modality, query_modality = SETTINGS[setting]
     return make_episodes(tasks, n * len(tasks), shots, seed, "heldout", shot_modality, query_modality, distractors)

@@ -39,8 +39,14 @@ TASK_WEIGHTS: dict[str, float] = {"colour": 1.0, "shape": 2.0, "position": 1.0}
 MONITORED = {"0-shot": "0shot", "4-shot image": "4img", "4 text shots -> image": "txt2img"}
 
 
-def training_batch(rng: random.Random, batch_size: int, max_shots: int, distractors: float = 0.0,
-                   weights: dict[str, float] = TASK_WEIGHTS, text_shots: int = 0) -> list[Episode]:
+def training_batch(
+    rng: random.Random,
+    batch_size: int,
+    max_shots: int,
+    distractors: float = 0.0,
+    weights: dict[str, float] = TASK_WEIGHTS,
+    text_shots: int = 0,
+) -> list[Episode]:
     """Episodes with random task and modality pairing (text shots -> image query included).
 
     One shot count per batch keeps sequence lengths alike: little padding, so cheap on a CPU.
@@ -49,8 +55,10 @@ def training_batch(rng: random.Random, batch_size: int, max_shots: int, distract
     """
     if text_shots and rng.random() < 0.5:  # no draw without text_shots: the shipped toy's stream is unchanged
         shots = rng.randint(0, text_shots)
-        return [make_episode(task, shots, rng, "train", "text", rng.choice(MODALITIES), distractors)
-                for task in rng.choices(list(weights), weights=list(weights.values()), k=batch_size)]
+        return [
+            make_episode(task, shots, rng, "train", "text", rng.choice(MODALITIES), distractors)
+            for task in rng.choices(list(weights), weights=list(weights.values()), k=batch_size)
+        ]
     shots = rng.randint(0, max_shots)
     return [
         make_episode(task, shots, rng, "train", rng.choice(MODALITIES), rng.choice(MODALITIES), distractors)
@@ -197,15 +205,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=1,
         help="torch threads; 1 because two busy processes with 2 threads each on 2 cores run 5-10x slower",
     )
-    parser.add_argument("--distractors", type=float, default=0.0,
-                        help="fraction of shots that answer another attribute of their object (many-shot family)")
+    parser.add_argument(
+        "--distractors",
+        type=float,
+        default=0.0,
+        help="fraction of shots that answer another attribute of their object (many-shot family)",
+    )
     parser.add_argument("--context", type=int, default=1024, help="the model's max_position_embeddings")
     parser.add_argument("--init", type=Path, default=None, help="continue from this toy checkpoint")
-    parser.add_argument("--denoise", action="store_true",
-                        help="label every answer with the task's, also where a distractor is shown")
+    parser.add_argument(
+        "--denoise", action="store_true", help="label every answer with the task's, also where a distractor is shown"
+    )
     parser.add_argument("--uniform-tasks", action="store_true", help="draw every task equally often")
-    parser.add_argument("--text-shots", type=int, default=0,
-                        help="half the batches hold up to this many text shots instead (0: off)")
+    parser.add_argument(
+        "--text-shots", type=int, default=0, help="half the batches hold up to this many text shots instead (0: off)"
+    )
     args = parser.parse_args(argv)
     train(
         args.out,

@@ -139,8 +139,9 @@ def draw(obj: ShapeObject, rng: random.Random) -> Image.Image:
     return Image.fromarray(np.clip(pixels, 0, 255).round().astype(np.uint8), mode="RGB")
 
 
-def make_example(obj: ShapeObject, task: str, modality: Literal["image", "text"], rng: random.Random,
-                 answered: str | None = None) -> Example:
+def make_example(
+    obj: ShapeObject, task: str, modality: Literal["image", "text"], rng: random.Random, answered: str | None = None
+) -> Example:
     """An answered example: an image with empty text, or the object's text rendering.
 
     ``answered`` names the attribute the answer gives when it is not ``task`` (a distractor shot):
@@ -165,8 +166,10 @@ def _pick_modality(modality: Modality, rng: random.Random) -> Literal["image", "
 def check_distractors(distractors: float) -> float:
     """The distractor rate, which must leave the task the most frequent answer (below 2/3)."""
     if not 0 <= distractors < 2 / 3:
-        raise ValueError(f"distractors={distractors} must be in [0, 2/3): at 2/3 or more a shot answers the task "
-                         "no more often than each other attribute, so no number of shots names it")
+        raise ValueError(
+            f"distractors={distractors} must be in [0, 2/3): at 2/3 or more a shot answers the task "
+            "no more often than each other attribute, so no number of shots names it"
+        )
     return distractors
 
 
@@ -209,5 +212,7 @@ def make_episodes(
 ) -> list[Episode]:
     """``n`` episodes cycling through ``tasks`` (balanced per task), reproducible from ``seed``."""
     rng = random.Random(seed)
-    return [make_episode(tasks[i % len(tasks)], shots, rng, split, shot_modality, query_modality, distractors)
-            for i in range(n)]
+    return [
+        make_episode(tasks[i % len(tasks)], shots, rng, split, shot_modality, query_modality, distractors)
+        for i in range(n)
+    ]
