@@ -6,4 +6,5 @@ bash "$root/scripts/venv.sh"
 cd "$root"
 .venv/bin/ruff format --check lit_tv tests benchmarks
 .venv/bin/ruff check lit_tv tests benchmarks
+.venv/bin/mypy
 .venv/bin/python -m pytest -q "$@"
