@@ -73,6 +73,7 @@ def test_inspect_refuses_a_method_without_residual_vectors():
         InspectVectors().setup(L.Trainer(logger=False), FunctionVectors(), "test")
 
 
+@pytest.mark.slow
 def test_inspect_callback_writes_logit_lens_evolution_tsne_and_cosines(zoo_folder, tmp_path):
     # instructions come from the DataModule (ShapesDataModule.instructions), as a config run takes them
     method = ResidualTaskVectors(model=VLMOptions(str(zoo_folder("llava"))), layer=1, source="ensemble")

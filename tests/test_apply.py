@@ -67,6 +67,7 @@ def toy():
     return AutoModelForImageTextToText.from_pretrained(TOY), AutoProcessor.from_pretrained(TOY)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", sorted(RUNS))
 def test_a_vector_in_a_plain_transformers_loop_matches_lit_tv_test(config, toy, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -213,6 +213,7 @@ def test_a_bad_input_stops_with_one_line_naming_it(bad_files, tmp_path, monkeypa
     assert not list(tmp_path.rglob("*.lock")), "a refused run claims no outputs"
 
 
+@pytest.mark.slow
 def test_the_console_command_exits_1_with_one_line_and_no_traceback(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "lit_tv.cli", "test", "--config", ICL, "--model.init_args.model.dtype=float33"],

@@ -9,6 +9,8 @@ from test_mtv import _tiny_run
 
 from lit_tv.cli import main
 
+pytestmark = pytest.mark.slow  # end-to-end runs: deselect with -m 'not slow'
+
 TEXT_ONLY = ["--data.init_args.shot_modality", "text", "--data.init_args.query_modality", "text"]
 
 

@@ -13,6 +13,8 @@ from test_mtv import CONFIG, KillAtStep, Killed, _tiny_run
 from lit_tv.cli import build_cli, main
 from lit_tv.task_vectors import load_task_vector
 
+pytestmark = pytest.mark.slow  # end-to-end runs: deselect with -m 'not slow'
+
 CONFIGS = CONFIG.parent
 # the README's MTV commands on the shapes toy, one task, sized to run in seconds
 SHAPES = [

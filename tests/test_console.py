@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 import lit_tv.__main__
 from lit_tv.cli import main
 from lit_tv.console import task_table
@@ -14,6 +16,7 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "shapes"
 NOISE = ("Tip:", "litlogger", "litmodels", "Loading weights", "weights_only", "LeafSpec", "args parameter")
 
 
+@pytest.mark.slow
 def test_fit_and_test_print_no_noise_and_test_ends_with_one_per_task_table(tmp_path, monkeypatch, capfd):
     monkeypatch.chdir(tmp_path)
     small = [
@@ -38,6 +41,7 @@ def test_fit_and_test_print_no_noise_and_test_ends_with_one_per_task_table(tmp_p
     assert re.search(rf"^all\s+{heads.group(1)}\s+6\s+{heads.group(2)}$", out, re.MULTILINE), out
 
 
+@pytest.mark.slow
 def test_the_main_job_prints_its_table_without_noise(tmp_path, monkeypatch, capfd):
     """`lit-tv` with no arguments, on fewer queries and steps (the same runs as the real main job)."""
     monkeypatch.chdir(tmp_path)
@@ -57,6 +61,7 @@ def test_the_main_job_prints_its_table_without_noise(tmp_path, monkeypatch, capf
         assert banner not in out + err, out + err
 
 
+@pytest.mark.slow
 def test_cross_modal_test_table_has_each_task_and_the_layer(tmp_path, monkeypatch, capfd):
     monkeypatch.chdir(tmp_path)
     main(

@@ -30,6 +30,7 @@ def _run(model_folder: Path, *extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_grid_search_selects_by_validation_and_test_uses_that_layer(zoo_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cli = build_cli(CONFIG, _run(zoo_folder("llava")))
@@ -59,6 +60,7 @@ def test_grid_search_selects_by_validation_and_test_uses_that_layer(zoo_folder, 
     assert metadata["layer"] == "1"
 
 
+@pytest.mark.slow
 def test_validate_runs_the_grid_search_on_real_forwards(zoo_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     main(["validate", *_run(zoo_folder("llava"))])
@@ -67,6 +69,7 @@ def test_validate_runs_the_grid_search_on_real_forwards(zoo_folder, tmp_path, mo
     assert metadata["tasks"] == '["colour", "shape", "position"]' and metadata["layer"] in ("0", "1")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["instruction", "ensemble"])
 def test_instruction_and_ensemble_vectors_run(zoo_folder, tmp_path, monkeypatch, source):
     monkeypatch.chdir(tmp_path)
@@ -88,6 +91,7 @@ def test_instruction_and_ensemble_vectors_run(zoo_folder, tmp_path, monkeypatch,
     assert (tmp_path / "logs" / "shapes_cross_modal" / "version_0").is_dir()
 
 
+@pytest.mark.slow
 def test_vectors_from_a_text_llm_patch_a_vlm_with_the_same_hidden_size(zoo_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cli = build_cli(
@@ -107,6 +111,7 @@ def test_vectors_from_a_text_llm_patch_a_vlm_with_the_same_hidden_size(zoo_folde
         assert not torch.allclose(vector, own.model.vectors[task])
 
 
+@pytest.mark.slow
 def test_instruction_source_needs_an_instruction_per_task(zoo_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cli = build_cli(
@@ -141,6 +146,7 @@ def test_last_shot_extraction_reads_the_last_demonstrations_delimiter_inside_the
     torch.testing.assert_close(cut.value, inside.value, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_ensemble_is_the_weighted_mean_of_instruction_and_exemplar_vectors(zoo_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     vectors = {}
@@ -165,6 +171,7 @@ def test_ensemble_is_the_weighted_mean_of_instruction_and_exemplar_vectors(zoo_f
         assert not torch.allclose(vectors["instruction"][task], vectors["exemplars"][task])
 
 
+@pytest.mark.slow
 def test_exported_vectors_load_with_their_layer_and_are_not_extracted_again(zoo_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     first = build_cli(CONFIG, _run(zoo_folder("llava"), "--model.init_args.layer", "1"))

@@ -398,6 +398,7 @@ CLI_RUNS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("benchmark", sorted(CLI_RUNS))
 def test_mtv_fit_and_test_through_the_cli_on_each_benchmark(zoo_folder, tmp_path, monkeypatch, benchmark):
     writer, folder, data_args = CLI_RUNS[benchmark]

@@ -7,10 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from tensorboard_events import logged_scalars
 
 from lit_tv.task_vectors import load_task_vector
+
+pytestmark = pytest.mark.slow  # end-to-end runs: deselect with -m 'not slow'
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "shapes"
 CONFIG = CONFIGS / "mtv.yaml"

@@ -42,6 +42,7 @@ def test_the_snippet_runs_as_written(page, index, code, tmp_path, monkeypatch):
         assert len(namespace["answers"]) == len(namespace["queries"])
 
 
+@pytest.mark.slow
 def test_the_zoo_command_saves_a_tiny_model(tmp_path):
     """docs/methods.md: `python -m lit_tv.zoo llava /tmp/tiny-llava` saves one to try the CLI."""
     done = subprocess.run(

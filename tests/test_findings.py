@@ -11,6 +11,8 @@ from tensorboard_events import read_events
 from lit_tv.shapes import findings_doc
 from lit_tv.shapes.findings import main
 
+pytestmark = pytest.mark.slow  # end-to-end runs: deselect with -m 'not slow'
+
 FIGURES = ("shots_and_iterations", "many_shot_scaling", "cross_modal_table", "sample_efficiency", "mtv_vs_fv_heads")
 
 

@@ -109,6 +109,7 @@ def test_a_layer_outside_the_model_is_refused_naming_the_option(zoo_folder):
         method.configure_model()
 
 
+@pytest.mark.slow
 def test_function_vectors_run_through_the_cli_and_log_accuracy_and_aie(zoo_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     main(

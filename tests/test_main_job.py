@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from lit_tv.shapes.main_job import ROWS, run_all_tasks, run_main_job, run_task
+
+pytestmark = pytest.mark.slow  # end-to-end runs: deselect with -m 'not slow'
 
 SMALL = ["--data.init_args.support_size=24", "--data.init_args.test_size=30", "--data.init_args.train_size=40"]
 

@@ -99,6 +99,7 @@ def test_the_many_shot_toy_refuses_a_prompt_longer_than_its_context() -> None:
         vlm.build_inputs(too_long, SHAPES_TEMPLATE)
 
 
+@pytest.mark.slow
 def test_shipped_many_shot_toy_gains_from_every_shot_that_fits() -> None:
     assert sum(f.stat().st_size for f in CHECKPOINT.iterdir()) < 10e6
     queries = 150
@@ -115,6 +116,7 @@ def margin(a: float, b: float, n: int) -> float:
     return 3 * math.sqrt((a * (1 - a) + b * (1 - b)) / n)
 
 
+@pytest.mark.slow
 def test_mtv_means_over_many_episodes_beat_the_most_shots_that_fit() -> None:
     queries = 150
     n = queries * len(TASKS)
@@ -127,6 +129,7 @@ def test_mtv_means_over_many_episodes_beat_the_most_shots_that_fit() -> None:
     assert set(mtv["per_task"]) == set(TASKS)
 
 
+@pytest.mark.slow
 def test_measurement_command_prints_the_table(capsys) -> None:
     many_shot_main(["--queries", "6", "--steps", "2"])
     lines = capsys.readouterr().out.strip().splitlines()
@@ -153,6 +156,7 @@ def _quick(config: str, *extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_mtv_fit_and_test_on_the_family_through_the_cli(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     main(["fit", *_quick("mtv_many_shot.yaml")])
@@ -164,6 +168,7 @@ def test_mtv_fit_and_test_on_the_family_through_the_cli(tmp_path, monkeypatch) -
     assert any(events.iterdir())
 
 
+@pytest.mark.slow
 def test_icl_past_the_context_stops_through_the_cli(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     config = ["--config", str(CONFIGS / "icl_many_shot.yaml"), "--data.init_args.test_size", "3"]
@@ -173,6 +178,7 @@ def test_icl_past_the_context_stops_through_the_cli(tmp_path, monkeypatch) -> No
         main(["test", *config, "--data.init_args.test_shots", "5"])
 
 
+@pytest.mark.slow
 def test_retraining_command_continues_the_toy_with_a_short_context(tmp_path) -> None:
     out = tmp_path / "toy"
     train_main(

@@ -170,6 +170,7 @@ def _tiny_run(model_folder: Path, *extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_fit_then_test_through_the_cli_logs_to_tensorboard(zoo_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     main(["fit", *_tiny_run(zoo_folder("llava"))])
@@ -189,6 +190,7 @@ def test_fit_then_test_through_the_cli_logs_to_tensorboard(zoo_folder, tmp_path,
     assert scalars["test/queries"] == [6.0]  # every test query scored exactly once
 
 
+@pytest.mark.slow
 def test_exported_vector_loads_for_test_and_is_refused_by_another_model(zoo_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     main(["fit", *_tiny_run(zoo_folder("llava"))])
@@ -228,6 +230,7 @@ class KillAtStep(Callback):
             raise Killed
 
 
+@pytest.mark.slow
 def test_a_stopped_fit_resumes_from_its_last_checkpoint(zoo_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = _tiny_run(zoo_folder("llava"), "--trainer.max_steps", "14")
@@ -245,6 +248,7 @@ def test_a_stopped_fit_resumes_from_its_last_checkpoint(zoo_folder, tmp_path, mo
     assert resumed.model.selected_heads.any()
 
 
+@pytest.mark.slow
 def test_the_same_seed_selects_the_same_heads(zoo_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     runs = []
@@ -255,6 +259,7 @@ def test_the_same_seed_selects_the_same_heads(zoo_folder, tmp_path, monkeypatch)
     assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
 
 
+@pytest.mark.slow
 def test_predict_answers_a_jsonl_with_a_saved_vector(zoo_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     main(["fit", *_tiny_run(zoo_folder("llava"))])
@@ -294,6 +299,7 @@ def test_bad_query_files_name_the_line_and_field(tmp_path, line, message):
         QueryFile(str(tmp_path / "questions.jsonl"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["llava", "idefics2", "idefics3", "qwen2_vl"])
 def test_mtv_runs_on_each_vlm_architecture_through_the_cli(zoo_folder, tmp_path, monkeypatch, name):
     monkeypatch.chdir(tmp_path)
@@ -310,6 +316,7 @@ def test_every_config_parses():
         assert exit_info.value.code == 0, config
 
 
+@pytest.mark.slow
 def test_bf16_model_keeps_theta_and_means_in_fp32(zoo_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cli = build_cli(

@@ -62,6 +62,7 @@ def _lock(path: Path, pid: int) -> None:
     Path(f"{path}.lock").write_text(json.dumps({"host": os.uname().nodename, "pid": pid, "since": "earlier"}))
 
 
+@pytest.mark.slow
 def test_a_fit_into_the_outputs_of_a_live_run_is_refused_and_a_dead_runs_lock_is_taken_over(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -85,6 +86,7 @@ def test_a_fit_into_the_outputs_of_a_live_run_is_refused_and_a_dead_runs_lock_is
     assert VECTOR.is_file() and not list(Path("logs").rglob("*.lock")), "locks are released when the fit ends"
 
 
+@pytest.mark.slow
 def test_a_second_fit_says_it_replaces_the_earlier_vector(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     main(["fit", "--config", MTV, *SMALL])
@@ -92,6 +94,7 @@ def test_a_second_fit_says_it_replaces_the_earlier_vector(tmp_path, monkeypatch)
         main(["fit", "--config", MTV, *SMALL])
 
 
+@pytest.mark.slow
 def test_predict_writes_answers_as_they_come_and_never_keeps_an_earlier_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     vector = _mtv_vector(tmp_path, "vector.safetensors")

@@ -24,6 +24,7 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 SHAPES_CROSS_MODAL = CONFIGS / "shapes" / "cross_modal.yaml"
 
 
+@pytest.mark.slow
 def test_an_icl_test_draws_no_reinforce_queries(zoo_folder, tmp_path, monkeypatch):
     """12 train records cannot hold the default 100 REINFORCE queries; ICL does not use them, so it runs."""
     root = write_vizwiz(tmp_path / "data", train=12, val=6)
@@ -92,6 +93,7 @@ def test_seeds_draw_every_role_once_per_seed_with_different_shots(tmp_path):
     assert shots[0] != shots[1] != shots[2]
 
 
+@pytest.mark.slow
 def test_a_run_over_seeds_logs_each_seed_with_mean_and_spread_and_exports_one_file_per_seed(
     zoo_folder, tmp_path, monkeypatch
 ):
@@ -153,6 +155,7 @@ def test_the_layer_is_the_first_argmax_of_the_accuracy_averaged_over_groups():
     assert method.layer == 2  # and not 3: ties go to the first layer
 
 
+@pytest.mark.slow
 def test_the_layer_search_scores_answers_as_the_test_does(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cli = build_cli(
@@ -182,6 +185,7 @@ def test_the_layer_search_scores_answers_as_the_test_does(tmp_path, monkeypatch)
     assert 0 < scores.sum() < scores.numel()  # the rule really separates hits from misses here
 
 
+@pytest.mark.slow
 def test_pruned_selection_never_samples_heads_below_the_threshold(zoo_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cli = build_cli(
@@ -231,6 +235,7 @@ def _majority_fixture(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_the_majority_label_baseline_can_answer_each_task_s_most_common_val_answer(tmp_path, monkeypatch):
     root = _majority_fixture(tmp_path / "data")
     monkeypatch.chdir(tmp_path)
@@ -308,6 +313,7 @@ def test_the_paper_s_chat_ablation_names_the_roles_in_place_of_q_and_a(tmp_path)
     assert text == "User:banana\nAssistant:yellow\n\nUser:<image>\nAssistant:"
 
 
+@pytest.mark.slow
 def test_the_cross_modal_mtv_config_fits_one_task_of_the_released_size(zoo_folder, tmp_path, monkeypatch):
     """30 val records per task, as released: the config's own sizes (20 REINFORCE queries, 100 support
     episodes from the other 10 records, no validation) must fit, not stop for want of records."""

@@ -98,6 +98,7 @@ def test_bad_dispatch_options_are_refused_before_loading(options, message):
         VLMOptions("lit_tv/shapes-toy", **options)
 
 
+@pytest.mark.slow
 def test_fit_with_a_dispatched_model_learns_what_the_plain_one_learns_and_never_moves_it(
     zoo_folder, tmp_path, monkeypatch
 ):
@@ -130,6 +131,7 @@ def test_fit_with_a_dispatched_model_learns_what_the_plain_one_learns_and_never_
     torch.testing.assert_close(thetas[0], thetas[1], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_dispatched_model_under_ddp_is_refused_with_the_reason(zoo_folder, tmp_path):
     args = [
         *_tiny_run(zoo_folder("llava"), "--model.init_args.model.device_map", "auto"),

@@ -42,6 +42,7 @@ def checkout_with_venv(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return checkout, {**env, "PATH": f"{bin_dir}:/usr/bin:/bin", "PYTHONWARNINGS": "ignore"}
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_in_cpu_mode_writes_every_ratio_and_peak_memory_at_both_prompt_lengths(tmp_path):
     """`bash benchmarks/gpu.sh OUT --cpu` as written in a fresh shell (it finds the checkout's .venv itself), on
     the tiny zoo LLaVA (43-token queries) and LLaVA-1.5's layout at tiny widths (576 image tokens) in one run."""
@@ -131,6 +132,7 @@ def test_cpu_peak_memory_counts_what_the_allocator_hands_out(zoo_vlm):
         assert timer.peak_mib(work) == pytest.approx(_allocator_peak_mib(work), rel=0.02)
 
 
+@pytest.mark.slow
 def test_a_given_python_wins_over_the_checkouts_venv(tmp_path):
     checkout, env = checkout_with_venv(tmp_path)
     chosen = tmp_path / "bin" / "python3"
@@ -165,6 +167,7 @@ def _top_level_imports(source: Path) -> set[str]:
     return names
 
 
+@pytest.mark.slow
 def test_the_benchmark_imports_only_what_a_stock_gpu_image_has():
     sources = [ROOT / "benchmarks" / "speed.py"]
     for module in _imported_lit_tv_modules():
