@@ -19,6 +19,7 @@ from lit_tv.analysis.residuals import residual_per_episode, specification
 from lit_tv.analysis.similarity import cosine_by_layer
 from lit_tv.analysis.token_mass import evolution_figure, token_set_mass
 from lit_tv.analysis.tsne import scatter_figure, tsne_2d
+from lit_tv.data.datamodules import datamodule_of
 from lit_tv.episodes import Episode, Example
 from lit_tv.files import write_atomic
 from lit_tv.interventions import record_residual
@@ -133,7 +134,7 @@ class InspectVectors(Callback):
         stage: str,
     ) -> None:
         """Mean logit-lens mass on input / task / answer tokens at the query's last token, per layer and task."""
-        data = trainer.datamodule
+        data = datamodule_of(trainer)
         split = data.val_queries() if stage == "val" else data.test_queries()
         by_task: dict[str, list[Episode]] = defaultdict(list)
         for episode in split:
@@ -182,7 +183,7 @@ class InspectVectors(Callback):
         Taken where the method extracts (`position`), in the patched model.
         """
         vlm, hparams = pl_module.vlm, pl_module.hparams
-        support = trainer.datamodule.support_episodes()
+        support = datamodule_of(trainer).support_episodes()
         episodes = [at_last_demonstration(e) for e in support] if hparams.position == "last_shot" else support
         vectors = [residual_per_episode(vlm, pl_module.template, episodes, self.batch_size)]
         tasks, specs = [e.task for e in support], [specification(e) for e in support]

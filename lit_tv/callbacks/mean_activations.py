@@ -6,6 +6,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from lit_tv.averaging import mean_head_activations
+from lit_tv.data.datamodules import datamodule_of
 
 
 class MeanActivations(Callback):
@@ -29,6 +30,6 @@ class MeanActivations(Callback):
         if pl_module.mean_activations.any():  # NaN counts as set: refused where it came from, never recomputed
             return
         mean = mean_head_activations(
-            trainer, pl_module.vlm, pl_module.template, trainer.datamodule.support_episodes(), self.batch_size
+            trainer, pl_module.vlm, pl_module.template, datamodule_of(trainer).support_episodes(), self.batch_size
         )
         pl_module.mean_activations.copy_(mean)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_warn
@@ -27,6 +27,12 @@ from lit_tv.prompts import PromptTemplate
 Role = Literal["support", "train", "val", "test"]
 ROLES: tuple[Role, ...] = ("support", "train", "val", "test")
 Sizes = Mapping[Role, int | None]
+
+
+def datamodule_of(trainer: L.Trainer) -> Any:
+    """The run's DataModule (an `EpisodeDataModule`, or `QueryFile` for predict): Lightning sets
+    `trainer.datamodule` at run time without declaring it on `Trainer`."""
+    return trainer.datamodule  # type: ignore[attr-defined]  # set by Lightning's data connector, undeclared
 
 
 class EpisodeDataModule(L.LightningDataModule):

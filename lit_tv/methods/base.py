@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.data import AttributeDict
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from lit_tv.checkpoints import check_identity, checkpoint_entry
 from lit_tv.console import task_table
-from lit_tv.data.datamodules import Role
+from lit_tv.data.datamodules import Role, datamodule_of
 from lit_tv.episodes import Episode
 from lit_tv.files import OutputLock
 from lit_tv.loading import SHAPES_TOY, ModelLoadError, VLMOptions, resolve_model_path
@@ -66,10 +67,15 @@ class FrozenVLMMethod(L.LightningModule):
             )
 
     def _check_vector_tasks(self) -> None:
-        data = self.trainer.datamodule
+        data = datamodule_of(self.trainer)
         self.task_vector_file.check_tasks(
             tuple(getattr(data, "tasks", ())), type(data).__name__, self._allow_other["task"]
         )
+
+    @property
+    def hparams(self) -> AttributeDict:
+        """Lightning's, typed as what `save_hyperparameters` stores (it declares a plain MutableMapping)."""
+        return cast(AttributeDict, super().hparams)
 
     @property
     def vlm(self) -> FrozenVLM:
@@ -116,12 +122,12 @@ class FrozenVLMMethod(L.LightningModule):
     @property
     def data_seeds(self) -> list[int]:
         """The DataModule's data seeds (one for a DataModule without them, e.g. a query file)."""
-        return list(getattr(self.trainer.datamodule, "seeds", [0]))
+        return list(getattr(datamodule_of(self.trainer), "seeds", [0]))
 
     def setup(self, stage: str) -> None:
         """The prompt format belongs to the benchmark: take it from the DataModule. Outputs are claimed
         (refused if a live run is writing them) before any data pass or weights load."""
-        self.template: PromptTemplate = self.trainer.datamodule.template
+        self.template: PromptTemplate = datamodule_of(self.trainer).template
         seeds = self.data_seeds
         if len(seeds) > 1 and not self.scores_per_seed:
             raise ValueError(
@@ -157,7 +163,7 @@ class FrozenVLMMethod(L.LightningModule):
     def _start_scoring(self) -> None:
         """One metric overall, one per task and (over several data seeds) one per seed; the DataModule may name
         its metric (default ExactMatch)."""
-        data = self.trainer.datamodule
+        data = datamodule_of(self.trainer)
         make_metric = getattr(data, "metric", ExactMatch)
         seeds = self.data_seeds
         keys = ("all", *getattr(data, "tasks", ()), *(_seed_key(seed) for seed in seeds if len(seeds) > 1))
@@ -236,7 +242,7 @@ class FrozenVLMMethod(L.LightningModule):
             }
         columns = list(dict.fromkeys(column for row in rows.values() for column in row))
         print(
-            f"\n{type(self).__name__} on {type(self.trainer.datamodule).__name__} ({self.model_name}), test split\n"
+            f"\n{type(self).__name__} on {type(datamodule_of(self.trainer)).__name__} ({self.model_name}), test split\n"
             + task_table(rows, columns)
         )
         loop.verbose = False  # the table above replaces Lightning's, which the loop prints after this hook

@@ -22,7 +22,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from lit_tv.analysis.heatmap import head_heatmap
 from lit_tv.averaging import mean_head_activations
-from lit_tv.data.datamodules import Role
+from lit_tv.data.datamodules import Role, datamodule_of
 from lit_tv.episodes import Episode
 from lit_tv.interventions import PatchPolicy, patch_residual
 from lit_tv.layout import Layout
@@ -184,7 +184,7 @@ class FunctionVectors(FrozenVLMMethod):
 
     def compute_vectors(self) -> None:
         """Means, AIE, heads and FV of every task of the DataModule (one unnamed task when it has none)."""
-        data = self.trainer.datamodule
+        data = datamodule_of(self.trainer)
         support = data.support_episodes()
         self.tasks = tuple(getattr(data, "tasks", ())) or ("",)
         means, effects = [], []
@@ -226,7 +226,7 @@ class FunctionVectors(FrozenVLMMethod):
 
     def export(self, path: str) -> None:
         """The FVs as a residual vector added at `layer`, with the heads, AIE and means they came from."""
-        data = self.trainer.datamodule
+        data = datamodule_of(self.trainer)
         vector = ResidualVector(
             vectors=torch.stack([self.vectors[task] for task in self.tasks]).float().cpu(),
             layer=self.layer,
@@ -260,7 +260,7 @@ class FunctionVectors(FrozenVLMMethod):
         if not isinstance(vector, ResidualVector):
             self.compute_vectors()
             return
-        tasks = tuple(getattr(self.trainer.datamodule, "tasks", ())) or ("",)
+        tasks = tuple(getattr(datamodule_of(self.trainer), "tasks", ())) or ("",)
         self.vectors = {task: vector.for_task(task, self.hparams.allow_other_task).to(self.device) for task in tasks}
 
     def test_summary(self, task: str) -> dict[str, object]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Literal
 
-from lit_tv.data.datamodules import Role
+from lit_tv.data.datamodules import Role, datamodule_of
 from lit_tv.episodes import Episode
 from lit_tv.loading import SHAPES_TOY, VLMOptions
 from lit_tv.methods.base import FrozenVLMMethod
@@ -47,7 +47,7 @@ class MajorityLabel(FrozenVLMMethod):
         if self.source == "demonstrations":
             return
         answers: dict[tuple[int, str], list[str]] = {}
-        for episode in self.trainer.datamodule.support_episodes():
+        for episode in datamodule_of(self.trainer).support_episodes():
             answers.setdefault((episode.seed, episode.task), []).append(episode.query.answer)
         self.labels = {group: majority(values) for group, values in answers.items()}
 

@@ -19,7 +19,7 @@ from torch import nn
 from transformers import BatchFeature
 
 from lit_tv.analysis.heatmap import head_heatmap
-from lit_tv.data.datamodules import Role
+from lit_tv.data.datamodules import Role, datamodule_of
 from lit_tv.episodes import Episode
 from lit_tv.interventions import PatchPolicy, replace_heads
 from lit_tv.loading import SHAPES_TOY, VLMOptions
@@ -184,7 +184,7 @@ class MTV(FrozenVLMMethod):
                 f"trainer.max_steps={trainer.max_steps} / trainer.max_epochs={trainer.max_epochs}: "
                 "the REINFORCE head search needs at least one step"
             )
-        if not trainer.datamodule.train_queries():
+        if not datamodule_of(trainer).train_queries():
             raise ValueError("data.init_args.train_size must be >= 1: the head search scores training queries")
 
     def on_train_start(self) -> None:
@@ -307,13 +307,13 @@ class MTV(FrozenVLMMethod):
         if self.hparams.selection == "pruned_best_of_samples":
             probabilities = probabilities * (probabilities >= self.hparams.threshold)
         masks = self._sample_masks(probabilities, self.hparams.selection_samples)
-        queries = self.trainer.datamodule.train_queries()[: self.hparams.selection_queries]
+        queries = datamodule_of(self.trainer).train_queries()[: self.hparams.selection_queries]
         losses = torch.stack([self._losses(query, masks) for query in queries]).mean(0)
         return masks[losses.argmin()]
 
     def export(self, path: str) -> None:
         """Means, theta, heads and what produced them, as one safetensors file."""
-        data = self.trainer.datamodule
+        data = datamodule_of(self.trainer)
         provenance = {
             "benchmark": type(data).__name__,
             "shots": getattr(data, "shots", None),

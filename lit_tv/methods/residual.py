@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from lit_tv.analysis.heatmap import layer_curve
 from lit_tv.averaging import mean_recording
-from lit_tv.data.datamodules import Role
+from lit_tv.data.datamodules import Role, datamodule_of
 from lit_tv.episodes import Episode, Example
 from lit_tv.interventions import patch_residual, record_residual
 from lit_tv.loading import SHAPES_TOY, VLMOptions
@@ -102,7 +102,7 @@ class ResidualTaskVectors(FrozenVLMMethod):
 
     def extract(self) -> dict[Group, torch.Tensor]:
         """One `[layers, hidden]` vector per data seed and task of the DataModule."""
-        data = self.trainer.datamodule
+        data = datamodule_of(self.trainer)
         extractor = self.extractor
         vlm = FrozenVLM.from_options(extractor, str(self.device)) if extractor else self.vlm
         if vlm.layout.hidden_size != self.vlm.layout.hidden_size:
@@ -148,11 +148,11 @@ class ResidualTaskVectors(FrozenVLMMethod):
 
     def groups(self) -> list[Group]:
         """(data seed, task) pairs, in a fixed order: one vector and one grid-search accuracy each."""
-        return [(seed, task) for seed in self.data_seeds for task in self.trainer.datamodule.tasks]
+        return [(seed, task) for seed in self.data_seeds for task in datamodule_of(self.trainer).tasks]
 
     def instruction(self, task: str) -> str:
         """The task's instruction: from the config, else from the DataModule (e.g. the reference's)."""
-        instructions = self.hparams.instructions or getattr(self.trainer.datamodule, "instructions", None) or {}
+        instructions = self.hparams.instructions or getattr(datamodule_of(self.trainer), "instructions", None) or {}
         if task not in instructions:
             raise ValueError(
                 f"source={self.hparams.source!r} needs an instruction for task {task!r}: set "
@@ -175,7 +175,7 @@ class ResidualTaskVectors(FrozenVLMMethod):
             )
         self.vectors = {
             (seeds[0], task): vector.for_task(task, self.hparams.allow_other_task).to(self.device)
-            for task in self.trainer.datamodule.tasks
+            for task in datamodule_of(self.trainer).tasks
         }
         if self.layer is None:
             self.layer = vector.layer
@@ -205,7 +205,7 @@ class ResidualTaskVectors(FrozenVLMMethod):
         match), so the chosen layer is the best one by the test's own rule.
         """
         inputs = self.vlm.build_inputs(batch, self.template)
-        metric = self.trainer.datamodule.metric()
+        metric = datamodule_of(self.trainer).metric()
         columns = []
         for layer in range(self.vlm.layout.num_layers):
             with self._patch(batch, layer):
@@ -266,7 +266,7 @@ class ResidualTaskVectors(FrozenVLMMethod):
         self._ensure_vectors()
         if self.layer is None:
             self.on_validation_start()
-            for index, batch in enumerate(self.trainer.datamodule.val_dataloader()):
+            for index, batch in enumerate(datamodule_of(self.trainer).val_dataloader()):
                 self.validation_step(batch, index)
             self._reduce_and_choose()
         self._export()
@@ -277,7 +277,7 @@ class ResidualTaskVectors(FrozenVLMMethod):
 
     def export(self, path: str) -> None:
         """One file of per-task vectors per data seed (`path` itself for one seed, else `<stem>.seed<N>.<ext>`)."""
-        data = self.trainer.datamodule
+        data = datamodule_of(self.trainer)
         seeds = sorted({seed for seed, _ in self.vectors})
         for seed in seeds:
             by_task = self.vectors_of_seed(seed)
