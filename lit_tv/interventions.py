@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
 
 import torch
 from torch import nn
+from transformers import PreTrainedModel
 
 from lit_tv.compat import decoder_cache
 from lit_tv.layout import Layout
@@ -27,8 +28,11 @@ Position = int | torch.Tensor
 class Hookable(Protocol):
     """What the hooks need: a `FrozenVLM`, or a plain HF model with its layout (`lit_tv.vector_base.HookedModel`)."""
 
-    model: nn.Module
-    layout: Layout
+    @property
+    def model(self) -> PreTrainedModel: ...
+
+    @property
+    def layout(self) -> Layout: ...
 
     @property
     def device(self) -> torch.device: ...
@@ -152,7 +156,7 @@ def replace_heads(
     if rows_along == "positions" and mask.dim() != 3:
         raise ValueError(f"rows_along='positions' needs a per-row mask [rows, layers, heads], got {tuple(mask.shape)}")
     mask = mask.to(device=vlm.device, dtype=torch.bool)
-    values = values.to(device=vlm.device, dtype=layout.lm_head.weight.dtype)
+    values = values.to(device=vlm.device, dtype=cast(torch.Tensor, layout.lm_head.weight).dtype)
     layers_used = mask.reshape(-1, *shape).any(dim=(0, 2)).nonzero().flatten().tolist()
     # the patched places of `[B, T, features]`: the last position of every row, or the last `rows` positions of one
     place = (0, slice(-mask.shape[0], None)) if rows_along == "positions" else (slice(None), -1)
@@ -234,7 +238,7 @@ def patch_residual(
     if vector.shape[-1] != vlm.layout.hidden_size:
         raise ValueError(f"vector size {vector.shape[-1]} does not match hidden size {vlm.layout.hidden_size}")
     step = _Step()
-    vector = vector.to(device=vlm.device, dtype=vlm.layout.lm_head.weight.dtype)
+    vector = vector.to(device=vlm.device, dtype=cast(torch.Tensor, vlm.layout.lm_head.weight).dtype)
 
     def hook(module: nn.Module, args: tuple, output):
         if policy == "prompt" and not step.prefill:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from torch import nn
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 ATTENTION_NAMES = ("self_attn", "attn", "attention", "self_attention")
 OUT_PROJECTION_NAMES = ("o_proj", "dense", "c_proj", "out_proj")
@@ -43,7 +47,7 @@ def _first_child(module: nn.Module, names: tuple[str, ...]) -> nn.Module | None:
     return next((getattr(module, name) for name in names if isinstance(getattr(module, name, None), nn.Module)), None)
 
 
-def discover_layout(model: nn.Module) -> Layout:
+def discover_layout(model: PreTrainedModel) -> Layout:
     """Map any HF causal LM or VLM onto a `Layout`, or say exactly what could not be found."""
     model_name = type(model).__name__
     decoder = model.get_decoder() if hasattr(model, "get_decoder") else None

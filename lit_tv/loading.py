@@ -18,6 +18,7 @@ from transformers import (
     AutoTokenizer,
     BitsAndBytesConfig,
     PretrainedConfig,
+    PreTrainedModel,
 )
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
 from transformers.utils import cached_file
@@ -181,7 +182,7 @@ class VLMOptions:
 SHAPES_TOY = VLMOptions()  # the default model of every method: the shipped toy VLM
 
 
-def load_pretrained(options: VLMOptions, device: str) -> tuple[nn.Module, Any, str]:
+def load_pretrained(options: VLMOptions, device: str) -> tuple[PreTrainedModel, Any, str]:
     """The model on `device` (or placed while it loads), its processor (a text-only LM's tokenizer) and its path.
 
     Refused with the reason: a path that is not a model, a model that is not decoder-only.
@@ -210,7 +211,7 @@ def load_pretrained(options: VLMOptions, device: str) -> tuple[nn.Module, Any, s
         name, dtype=dtype, attn_implementation=options.attn_implementation, **placement, **common
     )
     processor = _load_processor(name, config, is_vlm, options.processor_kwargs or {}, **common)
-    return model if placement else model.to(device), processor, name
+    return model if placement else model.to(device), processor, name  # type: ignore[arg-type]  # transformers' @wraps(nn.Module.to) loses self
 
 
 def _load_processor(name_or_path: str, config: PretrainedConfig, is_vlm: bool, processor_kwargs: dict, **kwargs):

@@ -28,7 +28,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
-from transformers import AutoConfig
+from transformers import AutoConfig, PreTrainedModel
 
 import lit_tv
 from lit_tv.files import atomic_path
@@ -134,7 +134,7 @@ def _embedding_row_norms(module: nn.Module | None) -> torch.Tensor | None:
     return torch.linalg.vector_norm(weight.detach(), dim=1, dtype=torch.float32)
 
 
-def model_fingerprint(model: nn.Module) -> dict[str, object]:
+def model_fingerprint(model: PreTrainedModel) -> dict[str, object]:
     """What identifies a model's weights cheaply (see the module doc): config type, vocabulary, embedding norms."""
     text = model.config.get_text_config()
     norms = {}
@@ -147,7 +147,7 @@ def model_fingerprint(model: nn.Module) -> dict[str, object]:
     return {"model_type": getattr(text, "model_type", ""), "vocab_size": getattr(text, "vocab_size", None), **norms}
 
 
-def fingerprint_difference(saved: dict[str, object], model: nn.Module) -> str | None:
+def fingerprint_difference(saved: dict[str, object], model: PreTrainedModel) -> str | None:
     """Where `model` differs from a saved fingerprint (None when it matches)."""
     own = model_fingerprint(model)
     for key, value in saved.items():
@@ -160,7 +160,7 @@ def fingerprint_difference(saved: dict[str, object], model: nn.Module) -> str | 
     return None
 
 
-def model_scale(model: nn.Module) -> float | None:
+def model_scale(model: PreTrainedModel) -> float | None:
     """The median L2 norm of the model's input-embedding rows (None when it has no plain embedding matrix)."""
     rows = _embedding_row_norms(model.get_input_embeddings())
     return None if rows is None else float(rows.median())

@@ -8,10 +8,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import torch
 from torch import nn
+from transformers import PreTrainedModel
 
 from lit_tv.interventions import PatchPolicy
 from lit_tv.layout import Layout, discover_layout
@@ -34,12 +35,12 @@ Dims = tuple[str | int | None, ...]
 class HookedModel:
     """What the intervention hooks need from a model: the model and its layout (see `lit_tv.interventions`)."""
 
-    model: nn.Module
+    model: PreTrainedModel
     layout: Layout
 
     @property
     def device(self) -> torch.device:
-        return self.layout.lm_head.weight.device
+        return cast(torch.Tensor, self.layout.lm_head.weight).device
 
 
 def _refuse_right_padding(module: nn.Module, args: tuple, kwargs: dict) -> None:
@@ -81,7 +82,7 @@ class TaskVector:
     def kind_metadata(self) -> dict[str, object]:
         return {}
 
-    def with_model(self, model: nn.Module, name: str) -> TaskVector:
+    def with_model(self, model: PreTrainedModel, name: str) -> TaskVector:
         """Stamp the model it was made with (name, layout, fingerprint), as an export does."""
         self.model, self.layout, self.fingerprint = name, discover_layout(model).signature(), model_fingerprint(model)
         return self
@@ -136,7 +137,7 @@ class TaskVector:
     def check(
         self,
         layout: dict[str, int],
-        model: nn.Module | None = None,
+        model: PreTrainedModel | None = None,
         *,
         method: str | None = None,
         allow_other_model: bool = False,
@@ -161,7 +162,7 @@ class TaskVector:
     def _check_ranges(self, layout: dict[str, int]) -> None:
         """Indices in the vector that must fall inside the model (heads, layer)."""
 
-    def check_model(self, model: nn.Module, allow_other_model: bool = False) -> None:
+    def check_model(self, model: PreTrainedModel, allow_other_model: bool = False) -> None:
         """The model's weights fingerprint, and the values' scale against the model's own."""
         difference = fingerprint_difference(self.fingerprint, model) if self.fingerprint else "no fingerprint saved"
         if difference is not None:
@@ -224,7 +225,7 @@ class TaskVector:
     @contextmanager
     def apply(
         self,
-        model: nn.Module,
+        model: PreTrainedModel,
         task: str | None = None,
         *,
         policy: PatchPolicy = "prompt",

@@ -5,12 +5,12 @@ from __future__ import annotations
 import inspect
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from PIL import Image
 from torch import nn
-from transformers import BatchFeature, PreTrainedTokenizerBase
+from transformers import BatchFeature, GenerationMixin, PreTrainedModel, PreTrainedTokenizerBase
 
 from lit_tv.compat import cache_argument
 from lit_tv.episodes import Episode, ImageLike
@@ -51,7 +51,7 @@ class FrozenVLM(nn.Module):
 
     def __init__(
         self,
-        model: nn.Module,
+        model: PreTrainedModel,
         processor,
         name: str = "",
         image_placeholder: str | None = None,
@@ -107,7 +107,7 @@ class FrozenVLM(nn.Module):
     @property
     def device(self) -> torch.device:
         """Where inputs go: lm_head's device, or a dispatched model's first accelerator (its weights may be on meta)."""
-        return self._dispatched_to or self.layout.lm_head.weight.device
+        return self._dispatched_to or cast(torch.Tensor, self.layout.lm_head.weight).device
 
     @property
     def is_dispatched(self) -> bool:
@@ -117,7 +117,7 @@ class FrozenVLM(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         """The dtype the model computes in: floating inputs are cast to it."""
-        return self.layout.lm_head.weight.dtype
+        return cast(torch.Tensor, self.layout.lm_head.weight).dtype
 
     @property
     def image_token(self) -> str:
@@ -226,7 +226,7 @@ class FrozenVLM(nn.Module):
     def generate(self, inputs: BatchFeature, max_new_tokens: int = 10) -> list[str]:
         """Greedy answers, decoded without the prompt and special tokens; at least one token each
         (``min_new_tokens=1``, as the MTV reference generates: an end-of-sequence first is never taken)."""
-        output = self.model.generate(
+        output = cast(GenerationMixin, self.model).generate(  # every model lit_tv loads generates
             **inputs,
             max_new_tokens=max_new_tokens,
             min_new_tokens=1,
@@ -239,4 +239,4 @@ class FrozenVLM(nn.Module):
     def logit_lens(self, hidden: torch.Tensor) -> torch.Tensor:
         """Decode residual-stream vectors with the final norm and lm_head → logits."""
         layout = self.layout
-        return layout.lm_head(layout.final_norm(hidden.to(layout.lm_head.weight.dtype))).float()
+        return layout.lm_head(layout.final_norm(hidden.to(self.dtype))).float()

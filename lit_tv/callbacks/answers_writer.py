@@ -33,6 +33,7 @@ class AnswersWriter(BasePredictionWriter):
     def write_on_batch_end(
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
     ) -> None:
+        assert self._stream is not None  # opened in on_predict_start
         self._stream.write(json.dumps(record) for record in prediction)
 
     def on_predict_end(self, trainer, pl_module) -> None:

@@ -6,6 +6,7 @@ import json
 from collections import defaultdict
 from itertools import combinations
 from pathlib import Path
+from typing import cast
 
 import lightning as L
 import torch
@@ -86,12 +87,12 @@ class InspectVectors(Callback):
                 "nothing will be inspected"
             )
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: ResidualTaskVectors) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
-            self.inspect(trainer, pl_module, "val")
+            self.inspect(trainer, cast(ResidualTaskVectors, pl_module), "val")  # checked in setup
 
-    def on_test_end(self, trainer: L.Trainer, pl_module: ResidualTaskVectors) -> None:
-        self.inspect(trainer, pl_module, "test")
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.inspect(trainer, cast(ResidualTaskVectors, pl_module), "test")
 
     def inspect(self, trainer: L.Trainer, pl_module: ResidualTaskVectors, stage: str) -> None:
         if not trainer.is_global_zero or not isinstance(trainer.logger, TensorBoardLogger):

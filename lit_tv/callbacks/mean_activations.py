@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from lit_tv.averaging import mean_head_activations
 from lit_tv.data.datamodules import datamodule_of
+from lit_tv.methods.mtv import MTV
 
 
 class MeanActivations(Callback):
@@ -20,13 +23,13 @@ class MeanActivations(Callback):
         self.batch_size = batch_size
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.compute(trainer, pl_module)
+        self.compute(trainer, cast(MTV, pl_module))
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if getattr(pl_module, "heads_chosen", True):  # without heads the module refuses to test: do not average first
-            self.compute(trainer, pl_module)
+            self.compute(trainer, cast(MTV, pl_module))
 
-    def compute(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def compute(self, trainer: L.Trainer, pl_module: MTV) -> None:
         if pl_module.mean_activations.any():  # NaN counts as set: refused where it came from, never recomputed
             return
         mean = mean_head_activations(

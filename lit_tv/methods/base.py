@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import ClassVar, cast
@@ -9,8 +10,10 @@ from typing import ClassVar, cast
 import lightning as L
 import torch
 from lightning.fabric.utilities.data import AttributeDict
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
+from torchmetrics import Metric
 
 from lit_tv.checkpoints import check_identity, checkpoint_entry
 from lit_tv.console import task_table
@@ -68,6 +71,7 @@ class FrozenVLMMethod(L.LightningModule):
 
     def _check_vector_tasks(self) -> None:
         data = datamodule_of(self.trainer)
+        assert self.task_vector_file is not None  # called only with a vector
         self.task_vector_file.check_tasks(
             tuple(getattr(data, "tasks", ())), type(data).__name__, self._allow_other["task"]
         )
@@ -115,7 +119,7 @@ class FrozenVLMMethod(L.LightningModule):
             paths += [
                 Path(callback.dirpath)
                 for callback in self.trainer.checkpoint_callbacks
-                if getattr(callback, "dirpath", None)
+                if isinstance(callback, ModelCheckpoint) and callback.dirpath
             ]
         return paths
 
@@ -148,7 +152,8 @@ class FrozenVLMMethod(L.LightningModule):
     def data_roles(self, stage: str) -> set[Role]:
         """The episode roles this method uses in `stage`: the DataModule draws only these, so a role it does
         not use (REINFORCE queries in an ICL test) takes no records from the others."""
-        return {"fit": {"train", "val"}, "validate": {"val"}}.get(stage, {"test"})
+        by_stage: dict[str, set[Role]] = {"fit": {"train", "val"}, "validate": {"val"}}
+        return by_stage.get(stage, {"test"})
 
     def patching(self, batch: list[Episode]) -> AbstractContextManager:
         """The intervention active while answering these queries (none for plain ICL)."""
@@ -192,7 +197,7 @@ class FrozenVLMMethod(L.LightningModule):
 
     def _score(self, batch: list[Episode], stage: str) -> None:
         answers = self.answer(batch)
-        for key, metric in self.accuracy.items():
+        for key, metric in cast(Iterable[tuple[str, Metric]], self.accuracy.items()):
             rows = [i for i, episode in enumerate(batch) if key in ("all", episode.task, _seed_key(episode.seed))]
             if rows:
                 metric.update([answers[i] for i in rows], [batch[i].query.answers for i in rows])

@@ -90,7 +90,7 @@ def function_vector(vlm: FrozenVLM, means: torch.Tensor, heads: torch.Tensor) ->
     """
     layout = vlm.layout
     total = torch.zeros(layout.hidden_size, device=vlm.device)
-    dtype = layout.lm_head.weight.dtype
+    dtype = vlm.dtype
     for layer, head in heads.nonzero().tolist():
         alone = torch.zeros(2, layout.num_heads, layout.head_dim, device=vlm.device, dtype=dtype)
         alone[0, head] = means[layer, head]
@@ -278,4 +278,5 @@ class FunctionVectors(FrozenVLMMethod):
                 "vectors are computed at the start of `lit-tv test` or `validate`"
             )
         rows = torch.stack([self.vectors[episode.task] for episode in batch])
+        assert self.layer is not None  # set in configure_model
         return patch_residual(self.vlm, self.layer, rows, mode="add", policy=self.hparams.policy)

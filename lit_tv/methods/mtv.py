@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from transformers import BatchFeature
@@ -93,6 +94,10 @@ class MTV(FrozenVLMMethod):
     scores_per_seed = False
     vector_kind = HeadVector
     vector_method = "mtv"
+    # buffers, registered in configure_model
+    mean_activations: torch.Tensor
+    selected_heads: torch.Tensor
+    heads_chosen: torch.Tensor
 
     def __init__(
         self,
@@ -144,7 +149,7 @@ class MTV(FrozenVLMMethod):
             return
         layout = self.vlm.layout
         shape = (layout.num_layers, layout.num_heads)
-        fp32 = {"device": self.device, "dtype": torch.float32}  # whatever dtype the VLM runs in
+        fp32: dict[str, Any] = {"device": self.device, "dtype": torch.float32}  # whatever dtype the VLM runs in
         self.theta = nn.Parameter(torch.full(shape, self.hparams.theta_init, **fp32))
         self.register_buffer("mean_activations", torch.zeros(*shape, layout.head_dim, **fp32))
         self.register_buffer("selected_heads", torch.zeros(shape, dtype=torch.bool, device=self.device))
@@ -196,6 +201,7 @@ class MTV(FrozenVLMMethod):
         require_finite(self.mean_activations, "mean_activations", "this fit")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
+        assert self.theta is not None  # created in configure_model
         return torch.optim.Adam([self.theta], lr=self.hparams.learning_rate)
 
     def _losses(self, query: Episode, masks: torch.Tensor) -> torch.Tensor:
@@ -220,10 +226,11 @@ class MTV(FrozenVLMMethod):
 
     def _mean_over_ranks(self, losses: torch.Tensor) -> torch.Tensor:
         """Each rank scored its slice of the global batch; average so every rank holds the same losses."""
-        return self.all_gather(losses).mean(0) if self.trainer.world_size > 1 else losses
+        return cast(torch.Tensor, self.all_gather(losses)).mean(0) if self.trainer.world_size > 1 else losses
 
     def training_step(self, batch: list[Episode], batch_idx: int) -> torch.Tensor:
         self.heads_chosen.fill_(False)  # theta moves on: heads chosen before (a resumed final checkpoint) are stale
+        assert self.theta is not None  # created in configure_model
         sampling = sampling_probabilities(self.theta)
         masks = self._sample_masks(sampling, self.hparams.samples)
         losses = self._mean_over_ranks(torch.stack([self._losses(query, masks) for query in batch]).mean(0))
@@ -280,7 +287,7 @@ class MTV(FrozenVLMMethod):
     def _save_final_checkpoints(self) -> None:
         """Rewrite each `last.ckpt`: ModelCheckpoint saved it during the last step, before the heads were chosen."""
         for callback in self.trainer.checkpoint_callbacks:
-            if getattr(callback, "save_last", False) and callback.dirpath:
+            if isinstance(callback, ModelCheckpoint) and callback.save_last and callback.dirpath:
                 name = f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
                 self.trainer.save_checkpoint(Path(callback.dirpath) / name)
 
@@ -288,6 +295,7 @@ class MTV(FrozenVLMMethod):
         """sigmoid(theta) as a layer x head heatmap on a fixed 0..1 scale, the final heads boxed once chosen."""
         if not isinstance(self.logger, TensorBoardLogger) or self.global_rank != 0:
             return
+        assert self.theta is not None  # created in configure_model
         figure = head_heatmap(
             torch.sigmoid(self.theta),
             f"MTV head probabilities, step {self.global_step}",
@@ -301,6 +309,7 @@ class MTV(FrozenVLMMethod):
     def select_heads(self) -> torch.Tensor:
         """The final head set: best of sampled masks (optionally only among likely heads) on the first
         `selection_queries` training queries (the reference's train[:50]), or a threshold."""
+        assert self.theta is not None  # created in configure_model
         probabilities = torch.sigmoid(self.theta)
         if self.hparams.selection == "threshold":
             return probabilities > self.hparams.threshold
@@ -322,6 +331,7 @@ class MTV(FrozenVLMMethod):
             "samples": self.hparams.samples,
             "steps": self.global_step,
         }
+        assert self.theta is not None  # created in configure_model
         vector = HeadVector(
             means=self.mean_activations.float().cpu(),
             theta=self.theta.detach().float().cpu(),

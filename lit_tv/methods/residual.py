@@ -90,7 +90,8 @@ class ResidualTaskVectors(FrozenVLMMethod):
         """Support episodes (the vectors), validation queries for the grid search, test queries."""
         if stage == "validate":
             return {"support", "val"}
-        return {"support", "test"} | ({"val"} if self.layer is None else set())
+        searched: set[Role] = {"val"} if self.layer is None else set()  # the layer search's queries
+        return {"support", "test"} | searched
 
     # ---- extraction -------------------------------------------------------------------------
 
@@ -105,7 +106,7 @@ class ResidualTaskVectors(FrozenVLMMethod):
         data = datamodule_of(self.trainer)
         extractor = self.extractor
         vlm = FrozenVLM.from_options(extractor, str(self.device)) if extractor else self.vlm
-        if vlm.layout.hidden_size != self.vlm.layout.hidden_size:
+        if extractor is not None and vlm.layout.hidden_size != self.vlm.layout.hidden_size:
             raise ValueError(
                 f"extractor {extractor.name} has hidden size {vlm.layout.hidden_size}, "
                 f"the patched model {self.vlm.layout.hidden_size}"
@@ -195,6 +196,7 @@ class ResidualTaskVectors(FrozenVLMMethod):
         return {"layer": self.layer}
 
     def patching(self, batch: list[Episode]) -> AbstractContextManager:
+        assert self.layer is not None  # given, read from the vector, or found by the layer search before test
         return self._patch(batch, self.layer)
 
     @torch.no_grad()
