@@ -111,6 +111,8 @@ class AnswerMetric(Metric):
 
     higher_is_better = True
     full_state_update = False
+    correct: torch.Tensor  # states, added in __init__
+    total: torch.Tensor
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)

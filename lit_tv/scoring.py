@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 import torch
 from torch import nn
@@ -25,6 +26,13 @@ LOGGER = logging.getLogger(__name__)
 MASKED_ATTENTION = ("eager", "sdpa", "flex_attention")
 
 
+class _PatchArguments(TypedDict):
+    """`replace_heads` keywords that address the rows (typed, so they unpack into its arguments)."""
+
+    policy: PatchPolicy
+    rows_along: RowsAlong
+
+
 @dataclass
 class LastTokenRows:
     """One prompt's last token in `rows` rows over its prefix, ready to score.
@@ -37,14 +45,14 @@ class LastTokenRows:
     """
 
     vlm: FrozenVLM = field(repr=False)
-    inputs: dict
+    inputs: BatchFeature | dict
     rows: int
     along: RowsAlong
     cached: bool
     mask: torch.Tensor | None = None
 
     @property
-    def patch(self) -> dict[str, PatchPolicy | RowsAlong]:
+    def patch(self) -> _PatchArguments:
         """`replace_heads` arguments that address these rows: a step over a cache is not a prefill."""
         return {"policy": "every_token" if self.cached else "prompt", "rows_along": self.along}
 
@@ -53,6 +61,7 @@ class LastTokenRows:
         selected heads replaced by `values` (`replace_heads` with this layout's `patch`)."""
         if heads is None:
             return self._logits()
+        assert values is not None, "heads are replaced by values"
         with replace_heads(self.vlm, values, heads, **self.patch):
             return self._logits()
 
@@ -64,6 +73,7 @@ class LastTokenRows:
         if self.along == "batch":
             logits = vlm.last_logits(self.inputs)
         else:
+            assert self.mask is not None  # a step of rows at one position has its mask
             with _rows_at_one_position(vlm, self.mask, self.rows):
                 logits = vlm.model(**self.inputs, **vlm.logits_to_keep(self.rows)).logits[0, -self.rows :].float()
         self.inputs[vlm.cache_name].crop(-(self.rows if self.along == "positions" else 1))
@@ -111,7 +121,7 @@ def _cache_prefix(vlm: FrozenVLM, inputs: BatchFeature, rows: int, along: RowsAl
 
 
 @torch.inference_mode()
-def _forked_logits(vlm: FrozenVLM, inputs: BatchFeature, rows: int) -> torch.Tensor:
+def _forked_logits(vlm: FrozenVLM, inputs: BatchFeature | dict, rows: int) -> torch.Tensor:
     """The prompt with its last token repeated `rows` times, in one forward: a 4-D mask lets each copy see
     the prefix and itself only, and every copy sits at the last token's position → `[rows, vocab]`."""
     length = inputs["input_ids"].shape[1] - 1

@@ -173,7 +173,8 @@ class EpisodeDataModule(L.LightningDataModule):
         if stage == "fit" and self.trainer is not None:  # before the mean-activation pass, not at the first step
             check_batch_multiple(self.batch_size, self.trainer.world_size)
         method = self.trainer.lightning_module if self.trainer is not None else None
-        roles = frozenset(method.data_roles(stage)) if hasattr(method, "data_roles") else frozenset(ROLES)
+        data_roles = getattr(method, "data_roles", None)
+        roles = frozenset(data_roles(stage)) if data_roles is not None else frozenset(ROLES)
         if roles != self._roles:
             self._roles, self._episodes = roles, None
         for role in roles:
@@ -225,7 +226,8 @@ class SplitDataModule(EpisodeDataModule):
             "test": test.take(sizes["test"], "test queries", groups),
         }
         episodes: dict[Role, list[Episode]] = {}
-        for role, shots in (("train", 0), ("val", self.test_shots), ("test", self.test_shots)):
+        role_shots: tuple[tuple[Role, int], ...] = (("train", 0), ("val", self.test_shots), ("test", self.test_shots))
+        for role, shots in role_shots:
             rng = seeded_random(seed, role)
             episodes[role] = [
                 self._episode(train.draw(shots, rng, f"{role} shots", query.group, exclude=[query]), query, rng)
@@ -241,6 +243,6 @@ class SplitDataModule(EpisodeDataModule):
             return episodes
         episodes["support"] = []
         for index in range(support_size):
-            *shots, query = train.draw(self.shots + 1, rng, "support episodes", groups[index % len(groups)])
-            episodes["support"].append(self._episode(shots, query, rng))
+            *demonstrations, query = train.draw(self.shots + 1, rng, "support episodes", groups[index % len(groups)])
+            episodes["support"].append(self._episode(demonstrations, query, rng))
         return episodes

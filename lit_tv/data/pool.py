@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterator, Sequence
 from itertools import zip_longest
 from pathlib import Path
+from typing import cast
 
 from lit_tv.data.records import DataError, DataIssues, Record, Split, image_problem
 
@@ -67,7 +68,7 @@ class Pool:
             with self.issues.guard("records with unreadable images"):
                 record = self.records[index]
                 for image in record.example.images if self.check_images else ():
-                    problem = image_problem(Path(image))
+                    problem = image_problem(Path(cast(str | Path, image)))  # records read from files name them
                     if problem:
                         raise DataError(f"{image}: {problem} (named by {record.origin})")
                 self._usable[index] = True
@@ -79,7 +80,7 @@ class Pool:
         per_group = [None if n is None else n // len(groups) + (rank < n % len(groups)) for rank in range(len(groups))]
         columns = []
         for group, wanted in zip(groups, per_group, strict=True):
-            chosen = []
+            chosen: list[Record] = []
             for index in self._by_group.get(group, []):
                 if wanted is not None and len(chosen) == wanted:
                     break
