@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from torch import nn
+from transformers import PreTrainedModel
 
 from lit_tv.interventions import PatchPolicy
 from lit_tv.vectors import load
@@ -31,7 +31,7 @@ from lit_tv.vectors import load
 
 @contextmanager
 def apply_task_vector(
-    model: nn.Module,
+    model: PreTrainedModel,
     path: str | Path,
     task: str | None = None,
     policy: PatchPolicy = "prompt",

@@ -53,6 +53,7 @@ class LitTVCLI(LightningCLI):
         """LightningCLI would merge the checkpoint's hyper-parameters over the parsed config here; not done."""
 
     def _check_ckpt_path(self) -> None:
+        assert self.subcommand is not None  # called while a subcommand runs
         ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
         if ckpt_path is None:
             return
@@ -98,8 +99,10 @@ def _raised_by(error: BaseException, package: str) -> bool:
 
 def user_error(error: BaseException) -> BaseException:
     """The error to show: jsonargparse wraps one raised while it builds the classes in a long message of its own."""
-    while _raised_by(error, "jsonargparse") and isinstance(error.__cause__ or error.__context__, (ValueError, OSError)):
-        error = error.__cause__ or error.__context__
+    while _raised_by(error, "jsonargparse") and isinstance(
+        cause := error.__cause__ or error.__context__, (ValueError, OSError)
+    ):
+        error = cause
     return error
 
 

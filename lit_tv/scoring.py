@@ -155,7 +155,7 @@ def _check_one_prompt(inputs: BatchFeature) -> None:
         raise ValueError(f"fork_last_token takes one unpadded prompt, got a batch of shape {tuple(ids.shape)}")
 
 
-def _aligned(key: str, inputs: BatchFeature) -> bool:
+def _aligned(key: str, inputs: BatchFeature | dict) -> bool:
     """Inputs with one entry per token (ids, mask, Fuyu's patch indices, Qwen2-VL's token types)."""
     value = inputs[key]
     return torch.is_tensor(value) and value.shape[:2] == inputs["input_ids"].shape

@@ -11,7 +11,7 @@ import json
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -155,7 +155,7 @@ def load(path: str | Path, kind: type[TaskVector] | None = None) -> TaskVector:
     missing = sorted(set(found.tensor_specs) - set(tensors))
     if missing:
         raise TaskVectorError(f"task vector {path} has no tensor '{missing[0]}' (it has {sorted(tensors)})")
-    common = {
+    common: dict[str, Any] = {
         "tasks": list(metadata.get("tasks") or []),
         "method": str(metadata.get("method", "")),
         "model": str(metadata.get("model", "")),
@@ -183,7 +183,7 @@ def load(path: str | Path, kind: type[TaskVector] | None = None) -> TaskVector:
     return vector
 
 
-def _decode(value: str) -> object:
+def _decode(value: str) -> Any:  # a JSON value
     try:
         return json.loads(value)
     except ValueError:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 
 from lit_tv.vlm import FrozenVLM
@@ -18,7 +20,7 @@ def top_tokens(vlm: FrozenVLM, vectors: torch.Tensor, k: int = 10) -> TokenTable
     probabilities = vlm.logit_lens(vectors).softmax(-1)
     values, ids = probabilities.topk(min(k, probabilities.shape[-1]), dim=-1)
     return [
-        [(vlm.tokenizer.decode([token]), value) for token, value in zip(row_ids, row_values, strict=True)]
+        [(cast(str, vlm.tokenizer.decode([token])), value) for token, value in zip(row_ids, row_values, strict=True)]
         for row_ids, row_values in zip(ids.tolist(), values.tolist(), strict=True)
     ]
 

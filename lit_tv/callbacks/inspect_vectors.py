@@ -206,7 +206,7 @@ class InspectVectors(Callback):
         step: int,
         prefix: str,
     ) -> None:
-        for layer in self.layers if self.layers is not None else [pl_module.layer]:
+        for layer in self.layers if self.layers is not None else [cast(int, pl_module.layer)]:  # chosen by now
             if not 0 <= layer < vectors.shape[1]:
                 raise ValueError(f"InspectVectors layers: layer {layer} is out of range (0 to {vectors.shape[1] - 1})")
             coordinates = tsne_2d(vectors[:, layer], self.perplexity)
@@ -236,5 +236,5 @@ class InspectVectors(Callback):
     def reference_vectors(self) -> dict[str, torch.Tensor]:
         if self.reference is None:
             return {}
-        reference = load(self.reference, ResidualVector)
+        reference = cast(ResidualVector, load(self.reference, ResidualVector))  # load checks the kind
         return dict(zip(reference.tasks, reference.vectors, strict=True))

@@ -12,11 +12,13 @@ other records, as the reference. Prompts are the reference's ``Q:{x}\\nA:{y}\\n\
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Literal
+
+from torchmetrics import Metric
 
 from lit_tv.data.datamodules import Role, Sizes, SplitDataModule
 from lit_tv.data.pool import Pool, seeded_random
@@ -59,7 +61,7 @@ class CrossModalTasks(SplitDataModule):
     search); demonstrations are drawn from the other val records (``overlap``), never the query itself.
     """
 
-    metric = FirstTokenMatch
+    metric: Callable[[], Metric] = FirstTokenMatch
     template = PromptTemplate(query="Q:{images}{text}\nA:", answer="{answer}\n\n")
 
     def __init__(

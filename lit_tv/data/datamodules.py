@@ -62,7 +62,7 @@ class EpisodeDataModule(L.LightningDataModule):
 
     template: PromptTemplate
     tasks: tuple[str, ...] = ()
-    metric: ClassVar[Callable[[], Metric]] = ExactMatch
+    metric: Callable[[], Metric] = ExactMatch  # set per instance where options shape the scoring
     support_per_record: ClassVar[bool] = False  # whether support_size=None (one episode per record) is drawn
 
     def transfer_batch_to_device(self, batch: list[Episode], device, dataloader_idx: int) -> list[Episode]:

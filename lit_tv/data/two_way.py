@@ -108,7 +108,7 @@ class TwoWayClassification(EpisodeDataModule):
             "val": self._pool(self.test_split, train_classes, "train", seed).take(sizes["val"], "validation queries"),
             "test": self._pool(self.test_split, test_classes, "test", seed).take(sizes["test"], "test queries"),
         }
-        sides = {
+        sides: dict[Role, tuple[list[str], Pool]] = {
             "train": (train_classes, train_shots),
             "val": (train_classes, train_shots),
             "test": (test_classes, test_shots),

@@ -90,8 +90,10 @@ class ResidualTaskVectors(FrozenVLMMethod):
         """Support episodes (the vectors), validation queries for the grid search, test queries."""
         if stage == "validate":
             return {"support", "val"}
-        searched: set[Role] = {"val"} if self.layer is None else set()  # the layer search's queries
-        return {"support", "test"} | searched
+        roles: set[Role] = {"support", "test"}
+        if self.layer is None:
+            roles.add("val")  # the layer search's queries
+        return roles
 
     # ---- extraction -------------------------------------------------------------------------
 
