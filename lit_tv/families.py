@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 from transformers import BatchFeature, ProcessorMixin
@@ -30,7 +31,8 @@ class Family:
 
     image_token: str | None = None
     image_wrapping: tuple[str, str] = ("", "")
-    build_inputs: Callable[[ProcessorMixin, list[str], list[list], str], BatchFeature] | None = None
+    # called with the family's own processor class
+    build_inputs: Callable[[Any, list[str], list[list], str], BatchFeature] | None = None
     fix_processor: Callable[[ProcessorMixin], None] | None = None
 
 

@@ -211,7 +211,8 @@ def load_pretrained(options: VLMOptions, device: str) -> tuple[PreTrainedModel, 
         name, dtype=dtype, attn_implementation=options.attn_implementation, **placement, **common
     )
     processor = _load_processor(name, config, is_vlm, options.processor_kwargs or {}, **common)
-    return model if placement else model.to(device), processor, name  # type: ignore[arg-type]  # transformers' @wraps(nn.Module.to) loses self
+    # transformers' `to` is wrapped with functools.wraps(nn.Module.to), which its stubs type without `self`
+    return model if placement else model.to(device), processor, name  # type: ignore[arg-type]
 
 
 def _load_processor(name_or_path: str, config: PretrainedConfig, is_vlm: bool, processor_kwargs: dict, **kwargs):

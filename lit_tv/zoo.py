@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
@@ -38,6 +39,7 @@ from transformers import (
     LlavaConfig,
     LlavaForConditionalGeneration,
     LlavaProcessor,
+    PreTrainedModel,
     PreTrainedTokenizerFast,
     Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
@@ -158,7 +160,7 @@ def _vision(**overrides) -> dict:
 
 def build_llava(
     image_size: int = 32, patch_size: int = 8, vision: dict | None = None, text: dict | None = None
-) -> tuple[torch.nn.Module, object]:
+) -> tuple[PreTrainedModel, Any]:
     tokenizer = build_tokenizer(image_token="<image>")
     vision_config = CLIPVisionConfig(
         image_size=image_size, patch_size=patch_size, projection_dim=32, **(vision or _vision())
@@ -167,7 +169,7 @@ def build_llava(
     config = LlavaConfig(
         vision_config=vision_config,
         text_config=text_config,
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        image_token_index=cast(int, tokenizer.convert_tokens_to_ids("<image>")),
         vision_feature_select_strategy="default",
         vision_feature_layer=-1,
     )
@@ -184,7 +186,7 @@ def build_llava(
 
 def build_llava_1_5(
     hidden: int = 4096, layers: int = 32, vision_hidden: int = 1024, vision_layers: int = 24, context: int = 16384
-) -> tuple[torch.nn.Module, object]:
+) -> tuple[PreTrainedModel, Any]:
     """LLaVA-1.5-7B's layout, random weights: CLIP ViT-L/14 at 336 px (576 image tokens per image), Llama-2-7B.
 
     Narrower or shallower versions keep the head sizes (128 text, 64 vision) and the MLP's and the
@@ -214,7 +216,7 @@ def build_llava_1_5(
     )
 
 
-def build_idefics2() -> tuple[torch.nn.Module, object]:
+def build_idefics2() -> tuple[PreTrainedModel, Any]:
     tokenizer = build_tokenizer(image_token="<image>", image_boundary_token="<fake_token_around_image>")
     config = Idefics2Config(
         vision_config=dict(image_size=32, patch_size=8, **_vision()),
@@ -227,7 +229,7 @@ def build_idefics2() -> tuple[torch.nn.Module, object]:
             num_key_value_heads=1,
         ),
         text_config=dict(model_type="mistral", **_text_config(tokenizer)),
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        image_token_id=cast(int, tokenizer.convert_tokens_to_ids("<image>")),  # one token: one id
     )
     processor = Idefics2Processor(
         image_processor=Idefics2ImageProcessorPil(
@@ -239,13 +241,13 @@ def build_idefics2() -> tuple[torch.nn.Module, object]:
     return Idefics2ForConditionalGeneration(config), processor
 
 
-def build_idefics3() -> tuple[torch.nn.Module, object]:
+def build_idefics3() -> tuple[PreTrainedModel, Any]:
     tokenizer = build_tokenizer()
     config = Idefics3Config(
         vision_config=dict(image_size=32, patch_size=8, **_vision()),
         text_config=dict(model_type="llama", **_text_config(tokenizer)),
         scale_factor=2,
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        image_token_id=cast(int, tokenizer.convert_tokens_to_ids("<image>")),
     )
     processor = Idefics3Processor(
         image_processor=Idefics3ImageProcessorPil(
@@ -257,9 +259,9 @@ def build_idefics3() -> tuple[torch.nn.Module, object]:
     return Idefics3ForConditionalGeneration(config), processor
 
 
-def build_qwen2_vl() -> tuple[torch.nn.Module, object]:
+def build_qwen2_vl() -> tuple[PreTrainedModel, Any]:
     tokenizer = build_tokenizer()
-    ids = {
+    ids: dict[str, Any] = {
         name: tokenizer.convert_tokens_to_ids(token)
         for name, token in [
             ("image_token_id", "<|image_pad|>"),
@@ -294,12 +296,15 @@ def build_qwen2_vl() -> tuple[torch.nn.Module, object]:
     return Qwen2VLForConditionalGeneration(config), processor
 
 
-def build_fuyu() -> tuple[torch.nn.Module, object]:
+def build_fuyu() -> tuple[PreTrainedModel, Any]:
     tokenizer = build_fuyu_tokenizer()
     text = _text_config(tokenizer, model_type="persimmon", pad_token_id=0)
     del text["num_key_value_heads"]
     config = FuyuConfig(
-        image_size=32, patch_size=8, text_config=text, image_token_id=tokenizer.convert_tokens_to_ids("|SPEAKER|")
+        image_size=32,
+        patch_size=8,
+        text_config=text,
+        image_token_id=cast(int, tokenizer.convert_tokens_to_ids("|SPEAKER|")),
     )
     processor = FuyuProcessor(
         image_processor=FuyuImageProcessorPil(size={"height": 32, "width": 32}, patch_size={"height": 8, "width": 8}),
@@ -308,12 +313,12 @@ def build_fuyu() -> tuple[torch.nn.Module, object]:
     return FuyuForCausalLM(config), processor
 
 
-def build_llama() -> tuple[torch.nn.Module, object]:
+def build_llama() -> tuple[PreTrainedModel, Any]:
     tokenizer = build_tokenizer()
     return LlamaForCausalLM(LlamaConfig(**_text_config(tokenizer))), tokenizer
 
 
-ZOO: dict[str, Callable[[], tuple[torch.nn.Module, object]]] = {
+ZOO: dict[str, Callable[[], tuple[PreTrainedModel, Any]]] = {
     "llava": build_llava,
     "idefics2": build_idefics2,
     "idefics3": build_idefics3,
@@ -324,7 +329,7 @@ ZOO: dict[str, Callable[[], tuple[torch.nn.Module, object]]] = {
 # Not in ZOO (the tests build and save every ZOO model): built in memory by benchmarks/speed.py. The 7B one
 # needs a GPU's memory, in bf16; the small one (1/16 of its widths, 4 layers) runs its 600-token prompts on a
 # CPU in minutes, the tiny one (1 layer) in seconds, for the tests.
-BENCHMARK_MODELS: dict[str, Callable[[], tuple[torch.nn.Module, object]]] = {
+BENCHMARK_MODELS: dict[str, Callable[[], tuple[PreTrainedModel, Any]]] = {
     "llava-7b-random": build_llava_1_5,
     "llava-1.5-small-random": partial(build_llava_1_5, hidden=256, layers=4, vision_hidden=64, vision_layers=2),
     "llava-1.5-tiny-random": partial(build_llava_1_5, hidden=128, layers=1, vision_hidden=64, vision_layers=1),

@@ -38,7 +38,8 @@ class GlobalBatchSampler(DistributedSampler):
     ) -> None:
         if drop_incomplete:
             check_batch_multiple(global_batch, world_size)
-        super().__init__(range(size), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed)
+        # any sized sequence serves (torch's stubs type the argument as Dataset)
+        super().__init__(range(size), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed)  # type: ignore[arg-type]
         self.size, self.global_batch, self.drop_incomplete = size, global_batch, drop_incomplete
         self._served = 0  # indices handed out in the current epoch
         self._resume: dict[str, int] | None = None
@@ -81,6 +82,8 @@ class EpisodeLoader(DataLoader):
     """A DataLoader whose position in the epoch goes into checkpoints (Lightning saves loaders with a
     state_dict), so a fit resumed mid-epoch sees the queries the uninterrupted fit would have seen."""
 
+    sampler: GlobalBatchSampler  # always (episode_loader)
+
     def state_dict(self) -> dict[str, Any]:
         return self.sampler.state_dict()
 
@@ -94,4 +97,5 @@ def episode_loader(
     """Batches of Episode lists; under DDP each rank gets its slice of every global batch."""
     world_size, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
     sampler = GlobalBatchSampler(len(episodes), batch_size, rank, world_size, shuffle, seed, training)
-    return EpisodeLoader(list(episodes), batch_size=-(-batch_size // world_size), sampler=sampler, collate_fn=list)
+    # a list is a map-style dataset (torch's stubs type the argument as Dataset)
+    return EpisodeLoader(list(episodes), batch_size=-(-batch_size // world_size), sampler=sampler, collate_fn=list)  # type: ignore[arg-type]

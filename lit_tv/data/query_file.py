@@ -57,4 +57,5 @@ class QueryFile(L.LightningDataModule):
         return batch
 
     def predict_dataloader(self) -> DataLoader[list[Episode]]:
-        return DataLoader(self.episodes, batch_size=self.batch_size, collate_fn=list)
+        # a list is a map-style dataset (torch's stubs type the argument as Dataset)
+        return DataLoader(self.episodes, batch_size=self.batch_size, collate_fn=list)  # type: ignore[arg-type]

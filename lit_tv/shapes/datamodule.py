@@ -7,6 +7,7 @@ task vector is always judged on objects it never averaged over.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from lit_tv.data.datamodules import EpisodeDataModule, Role, Sizes
 from lit_tv.episodes import Episode, Modality
@@ -75,7 +76,7 @@ class ShapesDataModule(EpisodeDataModule):
         return {
             role: make_episodes(
                 self.tasks,
-                sizes[role],
+                cast(int, sizes[role]),  # ints here (see __init__)
                 shots[role],
                 seed * len(_STREAMS) + stream,
                 _SPLITS[role],

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,13 +97,13 @@ def _sizes(logdir: Path, **sizes: int) -> list[str]:
     ]
 
 
-def run_test(config: str, options: list[str]) -> dict[str, float]:
+def run_test(config: str, options: list[str]) -> Mapping[str, float]:
     """`lit-tv test --config configs/shapes/<config> <options>`'s logged metrics."""
     cli = build_cli(CONFIGS / config, options)
     return cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
 
 
-def per_task(metrics: dict[str, float], tasks: tuple[str, ...] = TASKS) -> dict[str, float]:
+def per_task(metrics: Mapping[str, float], tasks: tuple[str, ...] = TASKS) -> dict[str, float]:
     return {**{task: metrics[f"test/accuracy/{task}"] for task in tasks}, "mean": metrics["test/accuracy"]}
 
 

@@ -4,6 +4,7 @@ so the measuring code in lit_tv/shapes/findings.py stays apart from how it is dr
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from matplotlib.figure import Figure
@@ -91,7 +92,7 @@ def efficiency_figure(curves: dict[str, dict[int, float]]) -> Figure:
     return figure
 
 
-def heads_figure(mtv: dict[str, torch.Tensor], fv: torch.Tensor, summary: dict[str, object]) -> Figure:
+def heads_figure(mtv: dict[str, torch.Tensor], fv: torch.Tensor, summary: dict[str, Any]) -> Figure:
     counts = torch.stack(list(mtv.values())).sum(0).float()
     union = summary["all tasks"]
     return head_heatmap(

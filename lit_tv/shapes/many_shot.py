@@ -15,6 +15,7 @@ import argparse
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -57,7 +58,7 @@ def _trainer(max_steps: int = -1, means: bool = False) -> L.Trainer:
     )
 
 
-def _data(tasks: Sequence[str], seed: int, **sizes: int) -> ShapesDataModule:
+def _data(tasks: Sequence[str], seed: int, **sizes: Any) -> ShapesDataModule:  # *_size options
     return ShapesDataModule(
         tasks=tasks, distractors=MANY_SHOT_DISTRACTORS, batch_size=1, eval_batch_size=64, seed=seed, **sizes
     )

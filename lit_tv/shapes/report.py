@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
+from transformers import AutoModelForImageTextToText, AutoProcessor, LlavaProcessor, PreTrainedModel
 
 from lit_tv.episodes import Episode, Modality
 from lit_tv.shapes.toy import SHAPES_TEMPLATE
@@ -31,7 +31,7 @@ SETTINGS: dict[str, tuple[int, Modality, Modality]] = {
 
 @torch.no_grad()
 def first_token_hits(
-    model: PreTrainedModel, processor: ProcessorMixin, episodes: Sequence[Episode], batch_size: int = 64
+    model: PreTrainedModel, processor: LlavaProcessor, episodes: Sequence[Episode], batch_size: int = 64
 ) -> list[bool]:
     """Whether the answer's first token is the argmax at the last prompt position, per episode."""
     tokenizer = processor.tokenizer
@@ -54,7 +54,7 @@ def first_token_hits(
 
 
 def accuracy_by_task(
-    model: PreTrainedModel, processor: ProcessorMixin, episodes: Sequence[Episode], batch_size: int = 64
+    model: PreTrainedModel, processor: LlavaProcessor, episodes: Sequence[Episode], batch_size: int = 64
 ) -> dict[str, float]:
     """Mean first-token hit rate per task, plus ``mean`` over tasks."""
     hits = first_token_hits(model, processor, episodes, batch_size)

@@ -8,6 +8,7 @@ a CPU, in seconds.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 from tokenizers import Tokenizer
 from tokenizers.models import WordLevel
@@ -111,7 +112,7 @@ def build_model(tokenizer: PreTrainedTokenizerFast, context: int = 1024) -> Llav
     config = LlavaConfig(
         vision_config=vision,
         text_config=text,
-        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        image_token_index=cast(int, tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)),  # one token: one id
         vision_feature_select_strategy="default",
         vision_feature_layer=-1,
         image_seq_length=IMAGE_TOKENS,

@@ -93,7 +93,8 @@ def encode(processor: LlavaProcessor, episodes: Sequence[Episode], denoise: bool
 def check_fits(processor: LlavaProcessor, context: int, max_shots: int, text_shots: int) -> None:
     """Refuse, before training starts, shot counts whose longest sequence (image query) exceeds ``context``."""
     rng = random.Random(0)
-    for shots, modality in ((max_shots, "image"), (text_shots, "text")):
+    cases: tuple[tuple[int, Modality], ...] = ((max_shots, "image"), (text_shots, "text"))
+    for shots, modality in cases:
         longest = encode(processor, [make_episode("colour", shots, rng, "train", modality, "image")])
         tokens = longest["input_ids"].shape[1]
         if tokens > context:
