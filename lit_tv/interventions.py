@@ -11,14 +11,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, cast
+from typing import TYPE_CHECKING, Literal, Protocol, cast
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 
 from lit_tv.compat import decoder_cache
 from lit_tv.layout import Layout
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 PatchPolicy = Literal["prompt", "every_token"]
 PATCH_POLICIES = ("prompt", "every_token")

@@ -8,11 +8,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, cast
+from typing import TYPE_CHECKING, ClassVar, cast
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 
 from lit_tv.interventions import PatchPolicy
 from lit_tv.layout import Layout, discover_layout
@@ -26,6 +25,9 @@ from lit_tv.task_vectors import (
     require_plausible_scale,
     write_vector_file,
 )
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 # a tensor's dims by layout field ("tasks": one per task; "heads": one per selected head; None: any size)
 Dims = tuple[str | int | None, ...]
