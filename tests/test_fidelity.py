@@ -26,6 +26,7 @@ def effective(path: Path) -> dict:
     return flatten(yaml.safe_load(printed.getvalue()))
 
 
+@pytest.mark.slow  # the CLI parses each paper config
 @pytest.mark.parametrize("path", PAPER_CONFIGS, ids=lambda path: str(path.relative_to(CONFIGS)))
 def test_config_holds_the_papers_settings_or_lists_the_deviation(path):
     assert drift(path, effective(path)) == []

@@ -308,6 +308,7 @@ def test_mtv_runs_on_each_vlm_architecture_through_the_cli(zoo_folder, tmp_path,
     assert "test/accuracy" in logged_scalars(tmp_path / "logs" / "shapes_mtv" / "version_1")
 
 
+@pytest.mark.slow  # the CLI parses every config
 def test_every_config_parses():
     for config in sorted(CONFIG.parent.parent.rglob("*.yaml")):
         subcommand = "predict" if config.name == "predict.yaml" else "test"
