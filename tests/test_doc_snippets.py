@@ -5,10 +5,14 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 
 import pytest
 from test_apply import residual_file
+from transformers import AutoModelForImageTextToText, PreTrainedModel
+
+from lit_tv.loading import BUILTIN_MODELS
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", ROOT / "benchmarks" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -28,6 +32,12 @@ def test_the_readme_shows_frozen_vlm_and_apply_task_vector():
     assert any("lit_tv.apply_task_vector" in code for code in readme), readme
 
 
+@cache
+def shapes_toy() -> PreTrainedModel:
+    """The model the README's vector file is stamped with (its fingerprint is checked when applied)."""
+    return AutoModelForImageTextToText.from_pretrained(BUILTIN_MODELS["lit_tv/shapes-toy"])
+
+
 @pytest.mark.parametrize(("page", "index", "code"), ALL, ids=[f"{p.relative_to(ROOT)}:{i}" for p, i, _ in ALL])
 def test_the_snippet_runs_as_written(page, index, code, tmp_path, monkeypatch):
     """In a checkout-like folder after `bash scripts/main.sh`: the toy's files, and the cross-modal vectors file."""
@@ -35,7 +45,7 @@ def test_the_snippet_runs_as_written(page, index, code, tmp_path, monkeypatch):
     (tmp_path / "lit_tv").symlink_to(ROOT / "lit_tv")
     vectors = tmp_path / "logs" / "shapes_cross_modal" / "task_vectors.safetensors"
     vectors.parent.mkdir(parents=True)
-    residual_file(vectors, ["colour", "shape", "position"], hidden=128, head_dim=16)
+    residual_file(vectors, shapes_toy(), ["colour", "shape", "position"], hidden=128, head_dim=16)
     namespace: dict = {}
     exec(compile(code, f"{page.relative_to(ROOT)} snippet {index}", "exec"), namespace)  # noqa: S102
     if "answers" in namespace and "queries" in namespace:

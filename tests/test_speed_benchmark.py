@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_tv.interventions import replace_heads
+from lit_tv.scoring import fork_last_token
 from lit_tv.vlm import FrozenVLM
 from lit_tv.zoo import BENCHMARK_MODELS
 
@@ -123,8 +123,7 @@ def test_cpu_peak_memory_counts_what_the_allocator_hands_out(zoo_vlm):
     masks = torch.rand(32, layout.num_layers, layout.num_heads, generator=rng) < 0.27
 
     def step() -> None:
-        with replace_heads(vlm, means, masks, rows_along="positions"):
-            vlm.fork_logits(single, 32)
+        fork_last_token(vlm, single, 32, along="positions").logits(means, masks)
 
     timer = speed.Timer("cpu", repeats=1)
     for work in (lambda: vlm.last_logits(single), step):
