@@ -22,6 +22,7 @@ RANDOM_HEADS = "random heads"
 ROWS = ("zero-shot", "4-shot ICL", "MTV", RANDOM_HEADS, "function vec.", "text vec.->img")
 # Methods that handle every task in one run (their vectors are per task): row -> config.
 ALL_TASK_RUNS = {"function vec.": "function_vectors.yaml", "text vec.->img": "cross_modal.yaml"}
+SEEDED_METHODS = {"function_vectors.yaml"}  # methods with a `seed` of their own (FV's label shuffles)
 
 
 def _seeded(seed: int) -> list[str]:
@@ -57,7 +58,8 @@ def run_task(task: str, overrides: list[str], seed: int = 0) -> dict[str, object
 
 def run_all_tasks(config: str, overrides: list[str], tasks: tuple[str, ...], seed: int = 0) -> dict[str, float]:
     """Accuracy per task of a method that computes one vector per task in a single test run."""
-    cli = build_cli(CONFIGS / config, [f"--data.init_args.tasks=[{','.join(tasks)}]", *_seeded(seed), *overrides])
+    seeded = [*_seeded(seed), *([f"--model.init_args.seed={seed}"] if config in SEEDED_METHODS else [])]
+    cli = build_cli(CONFIGS / config, [f"--data.init_args.tasks=[{','.join(tasks)}]", *seeded, *overrides])
     metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
     return {task: metrics[f"test/accuracy/{task}"] for task in tasks}
 
