@@ -77,7 +77,7 @@ def render_document(numbers: dict) -> str:
             "",
             f"ICL gains with the shots up to {many_icl['shots'][-1]}, where the {many_icl['context']}-token context",
             f"ends. MTV averages episodes of {many_mtv['shots_per_iteration']} shots, and its REINFORCE head search also",  # noqa: E501
-            f"scores {budget['train_size']} labelled zero-shot training queries per task, which ICL never sees: MTV",
+            f"scores {budget['train_size']} labelled zero-shot training queries per task, which ICL never sees: MTV's",
             "gains over the prompts that fit come with that extra, labelled data. Over the seeds "
             f"({', '.join(map(str, many['seeds']))}; each draws the data, the REINFORCE samples and the random heads):",
             "",
