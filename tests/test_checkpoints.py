@@ -28,11 +28,11 @@ LAST = Path("logs/shapes_mtv/checkpoints/last.ckpt")
 VECTOR = Path("logs/shapes_mtv/task_vector.safetensors")
 
 
-def _test_accuracy(*args: str) -> float:
+def _test_accuracy(*args: str, tag: str = "test/accuracy") -> float:
     """`lit-tv test --config configs/shapes/mtv.yaml ...` and the accuracy it logged (its newest run)."""
     main(["test", "--config", str(CONFIG), *SHAPES, *args])
     newest = max(Path("logs/shapes_mtv").glob("version_*"), key=lambda path: int(path.name.split("_")[1]))
-    return logged_scalars(newest)["test/accuracy"][0]
+    return logged_scalars(newest)[tag][0]
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +48,10 @@ def fitted_shapes(tmp_path_factory) -> Path:
 def test_the_random_heads_control_gives_its_own_number_through_ckpt_path_and_task_vector(fitted_shapes, monkeypatch):
     monkeypatch.chdir(fitted_shapes)
     selected = _test_accuracy("--ckpt_path", str(LAST))
-    random_by_checkpoint = _test_accuracy("--ckpt_path", str(LAST), "--model.init_args.test_heads", "random")
+    control = ["--model.init_args.test_heads", "random", "--model.init_args.random_draws", "10"]
+    random_by_checkpoint = _test_accuracy("--ckpt_path", str(LAST), *control, tag="test/random_heads/accuracy")
     random_by_vector = _test_accuracy(
-        "--model.init_args.task_vector", str(VECTOR), "--model.init_args.test_heads", "random"
+        "--model.init_args.task_vector", str(VECTOR), *control, tag="test/random_heads/accuracy"
     )
     assert random_by_checkpoint == random_by_vector, "the same control must give the same number either way"
     assert random_by_checkpoint <= selected - 0.3, (selected, random_by_checkpoint)

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.slow  # end-to-end runs: deselect with -m 'not slow'
 FIGURES = ("shots_and_iterations", "many_shot_scaling", "cross_modal_table", "sample_efficiency", "mtv_vs_fv_heads")
 
 
+@pytest.mark.slow
 def test_the_findings_command_writes_every_figure_and_its_numbers(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     main(["--fast", "--out", "figures", "--logdir", "tb"])
@@ -28,7 +29,12 @@ def test_the_findings_command_writes_every_figure_and_its_numbers(tmp_path, monk
     numbers = json.loads((tmp_path / "figures" / "findings.json").read_text())
     assert list(numbers["icl_vs_shots"]) == ["0", "1"] and list(numbers["mtv_vs_iterations"]) == ["1", "2"]
     many = numbers["many_shot"]
-    assert many["icl"]["shots"] == [0, 1, 2, 3, 4] and many["mtv"]["iterations"] == [1, 2]  # capped by the context
+    assert many["seeds"] == [0, 1] and len(many["icl"]) == len(many["mtv"]) == 2  # every number once per seed
+    assert many["icl"][0]["shots"] == [0, 1, 2, 3, 4] and many["mtv"][0]["iterations"] == [
+        1,
+        2,
+    ]  # capped by the context
+    assert all(len(run["random_heads"]) == 20 for run in many["mtv"])  # the control is a distribution
     table = numbers["cross_modal"]
     assert list(table) == [
         "zero-shot",
@@ -45,6 +51,7 @@ def test_the_findings_command_writes_every_figure_and_its_numbers(tmp_path, monk
     heads = numbers["heads_overlap"]["all tasks"]
     assert heads["fv"] == 10 and 0 <= heads["both"] <= min(heads["fv"], heads["mtv"])
     assert heads["jaccard"] == heads["both"] / (heads["mtv"] + heads["fv"] - heads["both"])
+    assert heads["chance"] == heads["mtv"] * heads["fv"] / 32  # random sets of these sizes among 4 x 8 heads
     assert (tmp_path / "tb" / "mtv_colour.safetensors").is_file()  # each task's fitted MTV vector
     assert sorted(path.name for path in tmp_path.iterdir()) == ["figures", "tb"]  # no stray configs or checkpoints
 

@@ -32,6 +32,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "lit_tv.paper_results",
             "lit_tv.paper_settings",
             "lit_tv.reproduction",
+            "lit_tv.spread",
         ),
     ),
     ("the frozen model", ("lit_tv.prompts", "lit_tv.families", "lit_tv.loading", "lit_tv.vlm", "lit_tv.zoo")),

@@ -13,6 +13,7 @@ pytestmark = pytest.mark.slow  # end-to-end runs: deselect with -m 'not slow'
 SMALL = ["--data.init_args.support_size=24", "--data.init_args.test_size=30", "--data.init_args.train_size=40"]
 
 
+@pytest.mark.slow
 def test_main_job_prints_every_row_for_every_task(zoo_folder, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     tiny = [
@@ -21,12 +22,18 @@ def test_main_job_prints_every_row_for_every_task(zoo_folder, tmp_path, monkeypa
         "--data.init_args.test_size=4",
         "--data.init_args.train_size=8",
     ]
-    results = run_main_job(tiny, tasks=("colour", "shape"))
+    runs = run_main_job(tiny, tasks=("colour", "shape"), seeds=(0, 1))
     table = capsys.readouterr().out
+    assert "mean ± std (min–max) over seeds 0, 1" in table
+    cell = r"\s+\d\.\d\d ± \d\.\d\d \(\d\.\d\d–\d\.\d\d\)"
     for row in ROWS:
-        assert re.search(rf"^{row}\s+[\d.]+\s+[\d.]+\s+[\d.]+$", table, re.MULTILINE), row
-    assert set(results) == {"colour", "shape"}
-    assert (tmp_path / "logs" / "shapes_mtv_colour" / "task_vector.safetensors").is_file()
+        label = re.escape(f"{row} (20 draws)" if row == "random heads" else row)
+        assert re.search(rf"^{label}(?:{cell}){{3}}$", table, re.MULTILINE), row
+    assert re.search(r"^MTV vs the draws(?:\s+above \d+ of (40|80)(?: \(\d+ tied\))?){3}$", table, re.MULTILINE)
+    assert [set(by_task) for by_task in runs] == [{"colour", "shape"}] * 2
+    assert all(len(run["colour"]["random heads"]) == 20 for run in runs)
+    for seed in (0, 1):
+        assert (tmp_path / "logs" / "shapes_mtv_colour" / f"seed_{seed}" / "task_vector.safetensors").is_file()
 
 
 def test_mtv_beats_zero_shot_with_the_shipped_toy_vlm(tmp_path, monkeypatch):

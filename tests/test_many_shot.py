@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -125,17 +126,31 @@ def test_mtv_means_over_many_episodes_beat_the_most_shots_that_fit() -> None:
     assert mtv["searched"][-1] - best_icl > margin(mtv["searched"][-1], best_icl, n), (mtv, best_icl)
     fixed = mtv["fixed_heads"]  # the same heads: more episodes in the means help
     assert fixed[-1] - fixed[0] > margin(fixed[-1], fixed[0], n), fixed
-    assert mtv["searched"][-1] - mtv["random_heads"] > margin(mtv["searched"][-1], mtv["random_heads"], n)
+    random_heads = sum(mtv["random_heads"]) / len(mtv["random_heads"])  # the mean over the draws
+    assert len(mtv["random_heads"]) == 20
+    assert mtv["searched"][-1] - random_heads > margin(mtv["searched"][-1], random_heads, n)
     assert set(mtv["per_task"]) == set(TASKS)
 
 
 @pytest.mark.slow
-def test_measurement_command_prints_the_table(capsys) -> None:
-    many_shot_main(["--queries", "6", "--steps", "2"])
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("| setting (context 96 tokens) | held-out accuracy |")
+def test_measurement_command_prints_the_table_over_seeds_the_same_in_any_order(capsys) -> None:
+    """Seeds 0 and 1 in either order, in one process: the same numbers (each run seeds what it draws)."""
+    outputs = []
+    for seeds in (["1", "0"], ["0", "1"]):
+        many_shot_main(["--queries", "4", "--steps", "2", "--seeds", *seeds])
+        outputs.append(capsys.readouterr().out.strip().splitlines())
+    lines = outputs[1]
+    assert lines[0].startswith(
+        "| setting (context 96 tokens; mean ± std (min–max) over seeds 0, 1) | held-out accuracy |"
+    )
+    assert outputs[0][1:] == lines[1:]
     assert sum(line.startswith("| ICL, ") for line in lines) == context_shots()[1]
     assert sum(line.startswith("| MTV, means over ") for line in lines) == 4
+    assert re.search(
+        r"^\| MTV, means over 100 episodes of 4 shots \| [\d.]+ ± [\d.]+ \([\d.]+–[\d.]+\) \|", "\n".join(lines), re.M
+    )
+    assert any(line.startswith("| MTV, as many heads at random (20 draws per task and seed") for line in lines)
+    assert sum("on every seed" in line or "of 2 seeds" in line for line in lines) == 4  # the claims, counted
 
 
 def _quick(config: str, *extra: str) -> list[str]:

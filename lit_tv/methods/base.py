@@ -24,6 +24,7 @@ from lit_tv.loading import SHAPES_TOY, ModelLoadError, VLMOptions, resolve_model
 from lit_tv.metrics import ExactMatch
 from lit_tv.options import require_at_least
 from lit_tv.prompts import PromptTemplate
+from lit_tv.spread import format_spread
 from lit_tv.task_vectors import layout_from_config
 from lit_tv.vectors import TaskVector, load
 from lit_tv.vlm import FrozenVLM
@@ -185,9 +186,14 @@ class FrozenVLMMethod(L.LightningModule):
         if len(values) > 1:
             stacked = torch.stack(values).float()
             self.log_dict(
-                {f"{stage}/accuracy_mean_over_seeds": stacked.mean(), f"{stage}/accuracy_std_over_seeds": stacked.std()}
+                {
+                    f"{stage}/accuracy_mean_over_seeds": stacked.mean(),
+                    f"{stage}/accuracy_std_over_seeds": stacked.std(),
+                    f"{stage}/accuracy_min_over_seeds": stacked.min(),
+                    f"{stage}/accuracy_max_over_seeds": stacked.max(),
+                }
             )
-            rank_zero_info(f"{stage} accuracy over {len(values)} seeds: {stacked.mean():.4f} +- {stacked.std():.4f}")
+            rank_zero_info(f"{stage} accuracy over {len(values)} seeds: {format_spread(stacked.tolist(), 4)}")
 
     def on_validation_epoch_end(self) -> None:
         self._log_spread_over_seeds("val")
@@ -231,6 +237,10 @@ class FrozenVLMMethod(L.LightningModule):
         """Extra columns of the end-of-test table for one task ("all" = every task): e.g. heads used, layer."""
         return {}
 
+    def test_notes(self) -> list[str]:
+        """Lines printed under the end-of-test table (e.g. MTV's random-heads control)."""
+        return []
+
     def on_test_end(self) -> None:
         """Print the per-task table once (rank 0) in place of Lightning's metric dump, unless run quietly."""
         loop = self.trainer.test_loop
@@ -249,6 +259,7 @@ class FrozenVLMMethod(L.LightningModule):
         print(
             f"\n{type(self).__name__} on {type(datamodule_of(self.trainer)).__name__} ({self.model_name}), test split\n"
             + task_table(rows, columns)
+            + "".join(f"\n{line}" for line in self.test_notes())
         )
         loop.verbose = False  # the table above replaces Lightning's, which the loop prints after this hook
 

@@ -25,6 +25,8 @@ from lit_tv.episodes import Episode
 from lit_tv.interventions import PatchPolicy, replace_heads
 from lit_tv.loading import SHAPES_TOY, VLMOptions
 from lit_tv.methods.base import FrozenVLMMethod
+from lit_tv.methods.random_heads import RandomHeadsControl
+from lit_tv.metrics import ExactMatch
 from lit_tv.options import require_at_least
 from lit_tv.scoring import fork_last_token
 from lit_tv.task_vectors import require_finite
@@ -57,14 +59,6 @@ def reinforce_surrogate(probabilities: torch.Tensor, masks: torch.Tensor, losses
     return (log_probs * normalised).sum()
 
 
-def random_heads_like(selected: torch.Tensor, seed: int) -> torch.Tensor:
-    """A control: as many heads as `selected`, drawn uniformly at random (seeded)."""
-    order = torch.randperm(selected.numel(), generator=torch.Generator().manual_seed(seed))
-    mask = torch.zeros(selected.numel(), dtype=torch.bool)
-    mask[order[: int(selected.sum())]] = True
-    return mask.view_as(selected).to(selected.device)
-
-
 class MTV(FrozenVLMMethod):
     """Multimodal Task Vectors over any FrozenVLM.
 
@@ -82,7 +76,14 @@ class MTV(FrozenVLMMethod):
             (`lit_tv.scoring.fork_last_token`); a model that refuses the 4-D mask gets the prefix's KV cache copied
             per sample (32 x 0.5 MB per prompt token on LLaVA-7B). Off: the full prompt repeated once per
             sample.
-        test_heads: ``selected``, or ``random`` (control: as many heads, drawn at random).
+        test_heads: ``selected``, or ``random``: the control beside the selected heads, `random_draws` head sets
+            of the selected count drawn at random (different per seed and task) and scored on the same queries;
+            `test/accuracy` stays the selected heads', `test/random_heads/*` holds the draws' mean, std,
+            min, max and how many draws the selected heads beat or tie.
+        draw_seed: seeds the REINFORCE mask samples and the random-heads draws; None: the run's
+            ``seed_everything``, read when the run starts (not when the module is built), so runs in one
+            process do not depend on their order. Several seeds are several runs (the main job, the
+            many-shot and findings commands repeat them and print mean ± std (min-max)).
         task_vector: a saved vector to test/predict with; ``transfer="heads"`` keeps its heads and
             recomputes the means on this DataModule (e.g. Flowers -> CUB, with `allow_other_task`).
         allow_other_task / allow_other_model: use `task_vector` on other tasks (or another benchmark), or
@@ -113,6 +114,8 @@ class MTV(FrozenVLMMethod):
         policy: PatchPolicy = "prompt",
         fast_path: bool = True,
         test_heads: Literal["selected", "random"] = "selected",
+        random_draws: int = 20,
+        draw_seed: int | None = None,
         task_vector: str | None = None,
         transfer: Literal["all", "heads"] = "all",
         export: str | None = None,
@@ -125,11 +128,14 @@ class MTV(FrozenVLMMethod):
         require_at_least("model.init_args.samples", samples, 2, "the losses are z-normalised across the samples")
         require_at_least("model.init_args.selection_samples", selection_samples, 1)
         require_at_least("model.init_args.selection_queries", selection_queries, 1)
+        require_at_least("model.init_args.random_draws", random_draws, 2, "the control is a distribution")
         self.read_task_vector(task_vector, allow_other_task, allow_other_model)
         self.theta: nn.Parameter | None = None
-        # Head masks come from a generator of their own (seeded like the run), saved in every checkpoint:
-        # a resumed fit draws the masks the uninterrupted fit would have drawn.
-        self.mask_generator = torch.Generator().manual_seed(torch.initial_seed())
+        # Head masks come from a generator of their own, seeded when the run starts (`setup`) and saved in
+        # every checkpoint: a resumed fit draws the masks the uninterrupted fit would have drawn.
+        self.mask_generator = torch.Generator()
+        self.random_control: RandomHeadsControl | None = None  # the last test's control (`test_heads: random`)
+        self._heads_now: torch.Tensor | None = None  # the head set `patching` replaces: None = the selected heads
         self._resumed_step: int | None = None  # the global step of the checkpoint a fit resumed from
         self._finish_at_fit_end = False
 
@@ -180,6 +186,8 @@ class MTV(FrozenVLMMethod):
                 "and set model.init_args.model.dtype (e.g. bfloat16) for the frozen VLM"
             )
         super().setup(stage)  # claims the outputs: only once the options are known to be good
+        self.run_seed = self.hparams.draw_seed if self.hparams.draw_seed is not None else torch.initial_seed()
+        self.mask_generator.manual_seed(self.run_seed)  # a resumed fit then restores the checkpoint's state
 
     def _check_fit_options(self) -> None:
         """What would make the head search do nothing, refused before the mean-activation pass."""
@@ -349,11 +357,43 @@ class MTV(FrozenVLMMethod):
                 "no heads have been chosen yet: test with the task vector or the last.ckpt that "
                 "`lit-tv fit` writes when it ends (model.init_args.task_vector or --ckpt_path)"
             )
+        self.random_control: RandomHeadsControl | None = None
+        if self.hparams.test_heads == "random":
+            data = self.trainer.datamodule
+            make_metric = getattr(data, "metric", ExactMatch)
+            tasks = tuple(getattr(data, "tasks", ()))
+            control = RandomHeadsControl(
+                self.selected_heads, self.hparams.random_draws, self.run_seed, tasks, make_metric
+            )
+            self.random_control = control.to(self.device)
+
+    def _answer_with(self, batch: list[Episode], heads: torch.Tensor) -> list[str]:
+        self._heads_now = heads
+        try:
+            return self.answer(batch)
+        finally:
+            self._heads_now = None
+
+    def _score(self, batch: list[Episode], stage: str) -> None:
+        """The selected heads, then (the random-heads control) every random head set on the same queries."""
+        super()._score(batch, stage)
+        if stage == "test" and self.random_control is not None:
+            references = [episode.query.answers for episode in batch]
+            self.random_control.update(lambda heads: self._answer_with(batch, heads), references)
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        if self.random_control is not None:
+            logged = self.random_control.logged(float(self.accuracy["all"].compute()))
+            self.log_dict({f"test/random_heads/{key}": value for key, value in logged.items()})
+
+    def test_notes(self) -> list[str]:
+        control = self.random_control
+        return [] if control is None else [control.note(float(self.accuracy["all"].compute()))]
 
     def test_summary(self, task: str) -> dict[str, object]:
         return {"heads": int(self.selected_heads.sum())}
 
     def patching(self, batch: list[Episode]) -> AbstractContextManager:
-        heads = self.selected_heads
-        mask = heads if self.hparams.test_heads == "selected" else random_heads_like(heads, seed=0)
-        return replace_heads(self.vlm, self.mean_activations, mask, policy=self.hparams.policy)
+        heads = self.selected_heads if self._heads_now is None else self._heads_now
+        return replace_heads(self.vlm, self.mean_activations, heads, policy=self.hparams.policy)

@@ -33,13 +33,14 @@ from lit_tv.shapes.findings_figures import (
     CONTEXT_SHOTS,
     efficiency_figure,
     heads_figure,
+    many_shot_figure,
     markdown_table,
     save,
     scaling_figure,
     table_figure,
 )
 from lit_tv.shapes.main_job import CONFIGS
-from lit_tv.shapes.many_shot import ITERATIONS, accuracy_vs_iterations, accuracy_vs_shots
+from lit_tv.shapes.many_shot import ITERATIONS, SEEDS, over_seeds
 from lit_tv.shapes.world import TASKS
 
 QUIET = ["--trainer.logger=false", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
@@ -68,6 +69,7 @@ class Budget:
     many_shot_iterations: tuple[int, ...] = ITERATIONS
     many_shot_draws: int = 3  # disjoint draws of the support episodes behind the kept-heads curve
     many_shot_options: dict = field(default_factory=dict)  # e.g. fewer REINFORCE samples
+    seeds: tuple[int, ...] = SEEDS  # the many-shot family's seeds (data, REINFORCE, random heads)
 
 
 FAST = Budget(
@@ -85,6 +87,7 @@ FAST = Budget(
     many_shot_iterations=(1, 2),
     many_shot_draws=1,
     many_shot_options={"samples": 4},
+    seeds=(0, 1),
 )
 
 
@@ -155,18 +158,17 @@ def mtv_vs_iterations(budget: Budget, logdir: Path) -> tuple[dict[int, float], d
     return accuracy, heads
 
 
-def many_shot_curves(budget: Budget) -> dict[str, dict]:
-    """(1) on the many-shot family, where a few shots are not enough: `lit_tv.shapes.many_shot`'s numbers."""
-    return {
-        "icl": accuracy_vs_shots(queries=budget.many_shot_queries),
-        "mtv": accuracy_vs_iterations(
-            iterations=budget.many_shot_iterations,
-            steps=budget.steps,
-            queries=budget.many_shot_queries,
-            draws=budget.many_shot_draws,
-            **budget.many_shot_options,
-        ),
-    }
+def many_shot_curves(budget: Budget) -> dict[str, object]:
+    """(1) on the many-shot family, where a few shots are not enough: `lit_tv.shapes.many_shot`'s numbers, once
+    per seed."""
+    return over_seeds(
+        budget.seeds,
+        queries=budget.many_shot_queries,
+        iterations=budget.many_shot_iterations,
+        steps=budget.steps,
+        draws=budget.many_shot_draws,
+        **budget.many_shot_options,
+    )
 
 
 # ---- (2) the cross-modal table ---------------------------------------------------------------------------
@@ -182,6 +184,8 @@ CROSS_MODAL = {
     "ensemble vector": ("cross_modal.yaml", ["--model.init_args.source=ensemble"]),
 }
 CROSS_MODAL_RUN = ["--trainer.callbacks=[]", "--model.init_args.export=null"]
+# lines drawn beside the sample-efficiency curves: name -> setting of the cross-modal table
+EFFICIENCY_BASELINES = {"instruction vector alone": "instruction vector", "zero-shot": "zero-shot"}
 
 
 def cross_modal_table(budget: Budget, logdir: Path) -> dict[str, dict[str, float]]:
@@ -242,7 +246,14 @@ def overlap(mtv: dict[str, torch.Tensor], fv: torch.Tensor) -> dict[str, object]
 
     def stats(heads: torch.Tensor) -> dict[str, float]:
         both, either = int((heads & fv).sum()), int((heads | fv).sum())
-        return {"mtv": int(heads.sum()), "fv": int(fv.sum()), "both": both, "jaccard": both / either if either else 0.0}
+        return {
+            "mtv": int(heads.sum()),
+            "fv": int(fv.sum()),
+            "both": both,
+            "jaccard": both / either if either else 0.0,
+            # expected heads in both for random sets of these sizes (hypergeometric mean)
+            "chance": int(heads.sum()) * int(fv.sum()) / fv.numel(),
+        }
 
     return {"all tasks": stats(union), **{task: stats(heads) for task, heads in mtv.items()}}
 
@@ -259,30 +270,13 @@ def run_findings(out: Path, logdir: Path, budget: Budget = Budget()) -> dict[str
     mtv, mtv_heads = mtv_vs_iterations(budget, logdir)
     save(scaling_figure(icl, {"MTV (0-shot query)": mtv}), "shots_and_iterations", out, writer)
     many = many_shot_curves(budget)
-    save(
-        scaling_figure(
-            dict(zip(many["icl"]["shots"], many["icl"]["accuracy"], strict=True)),
-            {
-                label: dict(zip(many["mtv"]["iterations"], many["mtv"][curve], strict=True))
-                for label, curve in (
-                    ("MTV, heads searched per count", "searched"),
-                    ("MTV, heads kept, means recomputed", "fixed_heads"),
-                )
-            },
-            shots_per_episode=many["mtv"]["shots_per_iteration"],
-            context_shots=many["icl"]["shots"][-1],
-            context=f"context ({many['icl']['context']} tokens)",
-            title=" (many-shot family)",
-        ),
-        "many_shot_scaling",
-        out,
-        writer,
-    )
+    save(many_shot_figure(many), "many_shot_scaling", out, writer)
     table = cross_modal_table(budget, logdir)
     save(table_figure(table), "cross_modal_table", out, writer)
     writer.add_text("findings/cross_modal_table", markdown_table(table), 0)
     efficiency = vectors_vs_examples(budget, logdir)
-    save(efficiency_figure(efficiency), "sample_efficiency", out, writer)
+    baselines = {name: table[setting]["mean"] for name, setting in EFFICIENCY_BASELINES.items()}
+    save(efficiency_figure(efficiency, baselines), "sample_efficiency", out, writer)
     fv = fv_heads(budget, logdir)
     heads = overlap(mtv_heads, fv)
     save(heads_figure(mtv_heads, fv, heads), "mtv_vs_fv_heads", out, writer)

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 
 from lit_tv.files import write_atomic
+from lit_tv.shapes.many_shot import claims
+from lit_tv.shapes.many_shot import table as many_shot_table
 
 DOCS = Path(__file__).resolve().parent.parent.parent / "docs"
 NUMBERS = DOCS / "figures" / "findings.json"
@@ -28,30 +30,6 @@ def _keys(curve: dict) -> str:
     return " / ".join(str(key) for key in curve)
 
 
-def _many_shot(many: dict) -> list[str]:
-    """The many-shot family's table: ICL capped by the context, MTV by its support episodes."""
-    icl, mtv = many["icl"], many["mtv"]
-    shots = mtv["shots_per_iteration"]
-    rows = [f"| 0-shot | {mtv['zero_shot']:.2f} | |"]
-    rows += [
-        f"| ICL, {k} image shot{'s' if k > 1 else ''} | {value:.2f} | |"
-        for k, value in zip(icl["shots"], icl["accuracy"], strict=True)
-        if k > 0
-    ]
-    rows += [
-        f"| MTV, means over {n} episode{'s' if n > 1 else ''} of {shots} shots | {searched:.2f} | {kept:.2f} |"
-        for n, searched, kept in zip(mtv["iterations"], mtv["searched"], mtv["fixed_heads"], strict=True)
-    ]
-    rows.append(f"| MTV, as many heads at random ({mtv['iterations'][-1]} episodes) | {mtv['random_heads']:.2f} | |")
-    last = mtv["iterations"][-1]
-    return [
-        f"| setting (context {icl['context']} tokens) | held-out accuracy | "
-        f"MTV with the heads of the {last}-episode row |",
-        "|---|---|---|",
-        *rows,
-    ]
-
-
 def render_document(numbers: dict) -> str:
     """The page: each figure, the numbers behind it, and what they say."""
     icl, mtv = numbers["icl_vs_shots"], numbers["mtv_vs_iterations"]
@@ -60,7 +38,7 @@ def render_document(numbers: dict) -> str:
     later = list(icl.values())[2:]
     mean = {setting: row["mean"] for setting, row in table.items()}
     xpatch, xbase = mean["text vector (xPatch)"], mean["text ICL (xBase)"]
-    many_icl, many_mtv = many["icl"], many["mtv"]
+    many_icl, many_mtv = many["icl"][0], many["mtv"][0]
     union = heads["all tasks"]
     return "\n".join(
         [
@@ -95,17 +73,21 @@ def render_document(numbers: dict) -> str:
             "",
             "![many-shot family: ICL capped by the context, MTV by support episodes](figures/many_shot_scaling.png)",
             "",
-            *_many_shot(many),
+            many_shot_table(many),
             "",
             f"ICL gains with the shots up to {many_icl['shots'][-1]}, where the {many_icl['context']}-token context",
-            f"ends; MTV averages episodes of {many_mtv['shots_per_iteration']} shots and beats every prompt that fits.",
-            "With a fresh head search per row (middle column) one episode's means already do about as well: the",
-            "REINFORCE search scores labelled zero-shot queries, and that is enough to find heads that work with any",
-            "means of the task. Keep the heads found with the most episodes and recompute only the means (last column,",
-            f"{budget['many_shot_draws']} disjoint draws per row), and more episodes help, because the means carry the",
-            "task (in a one-off check, means of another task's episodes dropped it to 0.03-0.51). Why distractors",
-            "rather than arbitrary per-task label mappings (argued, not measured): MTV writes one constant vector into",
-            "every query, so it can say which task, but it cannot hold a per-object lookup table.",
+            f"ends. MTV averages episodes of {many_mtv['shots_per_iteration']} shots, and its REINFORCE head search also",  # noqa: E501
+            f"scores {budget['train_size']} labelled zero-shot training queries per task, which ICL never sees: MTV's",
+            "gains over the prompts that fit come with that extra, labelled data. Over the seeds "
+            f"({', '.join(map(str, many['seeds']))}; each draws the data, the REINFORCE samples and the random heads):",
+            "",
+            *(f"- {claim}" for claim in claims(many)),
+            "",
+            "Keep the heads found with the most episodes and recompute only the means (last column,",
+            f"{budget['many_shot_draws']} disjoint draws per row) to see what the means themselves carry (in a one-off",
+            "check, means of another task's episodes dropped it to 0.03-0.51). Why distractors rather than arbitrary",
+            "per-task label mappings (argued, not measured): MTV writes one constant vector into every query, so it can",  # noqa: E501
+            "say which task, but it cannot hold a per-object lookup table.",
             "`python -m lit_tv.shapes.many_shot` prints this table alone.",
             "",
             "## (2) Cross-modal task vectors",
@@ -134,14 +116,22 @@ def render_document(numbers: dict) -> str:
                 if sum(efficiency["ensemble"].values()) > sum(efficiency["exemplars"].values())
                 else ""
             )
-            + " (with one example the vector is read at a 0-shot prompt and carries nothing).",
+            + " (with one example the vector is read at a 0-shot prompt and carries nothing). The instruction vector"
+            f" alone, which needs no examples, scores {mean['instruction vector']:.3f}"
+            + (
+                ": above the ensemble at every k."
+                if all(mean["instruction vector"] > value for value in efficiency["ensemble"].values())
+                else "."
+            ),
             "",
             "## (4) The heads MTV selects and the Function Vector heads",
             "",
             "![MTV vs FV heads](figures/mtv_vs_fv_heads.png)",
             "",
             f"MTV selects {union['mtv']} heads over the three tasks' fits; Function Vectors use {union['fv']} (top AIE,",  # noqa: E501
-            f"shared by the tasks). They share {union['both']} (Jaccard {union['jaccard']:.2f}); per task: "
+            f"shared by the tasks). They share {union['both']} (Jaccard {union['jaccard']:.2f}), "
+            + ("below" if union["both"] < union["chance"] else "not below")
+            + f" the {union['chance']:.2f} that random head sets of these sizes share on average; per task: "
             + ", ".join(f"{task} {row['both']} of {row['mtv']}" for task, row in heads.items() if task != "all tasks")
             + ".",
             "",

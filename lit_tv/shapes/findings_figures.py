@@ -12,6 +12,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from lit_tv.analysis.heatmap import head_heatmap
 from lit_tv.files import atomic_path
+from lit_tv.spread import spread
 
 CONTEXT_SHOTS = 7  # the toy was trained on sequences of at most 7 shots (lit_tv.shapes.train --max-shots)
 
@@ -29,6 +30,8 @@ def scaling_figure(
     left, right = figure.subplots(1, 2, sharey=True)
     left.plot(list(icl), list(icl.values()), marker="o", label="ICL")
     left.axvline(context_shots, color="grey", linestyle=":", label=context)
+    for axes in (left, right):
+        axes.axhline(icl[0], color="black", linestyle=":", label="zero-shot")
     left.set(
         xlabel="shots in the prompt",
         ylabel="accuracy (mean over tasks)",
@@ -46,6 +49,48 @@ def scaling_figure(
     right.minorticks_off()
     for axes in (left, right):
         axes.legend(loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+def _spread_line(axes, xs: list, runs: list[list[float]], label: str, colour: str) -> None:
+    """Mean over seeds with ± std error bars and a min–max band; `runs[i]` is one seed's curve."""
+    columns = [[run[i] for run in runs] for i in range(len(xs))]
+    summaries = [spread(column) for column in columns]
+    means = [summary["mean"] for summary in summaries]
+    axes.errorbar(xs, means, yerr=[s["std"] for s in summaries], marker="o", capsize=3, color=colour, label=label)
+    axes.fill_between(xs, [s["min"] for s in summaries], [s["max"] for s in summaries], color=colour, alpha=0.15)
+
+
+def many_shot_figure(many: dict) -> Figure:
+    """The many-shot family over seeds: ICL by shots (capped by the context) and MTV by support episodes, each
+    with zero-shot and, for MTV, the random-heads draws as a band."""
+    icl, mtv = many["icl"], many["mtv"]
+    seeds = len(many["seeds"])
+    figure = Figure(figsize=(10, 3.8))
+    left, right = figure.subplots(1, 2, sharey=True)
+    shots = icl[0]["shots"]
+    _spread_line(left, shots, [run["accuracy"] for run in icl], "ICL", "tab:blue")
+    left.axvline(shots[-1], color="grey", linestyle=":", label=f"context ({icl[0]['context']} tokens)")
+    episodes = mtv[0]["iterations"]
+    _spread_line(right, episodes, [run["searched"] for run in mtv], "MTV, heads searched per count", "tab:green")
+    _spread_line(right, episodes, [run["fixed_heads"] for run in mtv], "MTV, heads kept, means recomputed", "tab:olive")
+    randoms = spread([draw for run in mtv for draw in run["random_heads"]])
+    right.axhspan(randoms["min"], randoms["max"], color="tab:red", alpha=0.12, label="random heads (min–max)")
+    right.axhline(randoms["mean"], color="tab:red", linestyle="--", label="random heads (mean)")
+    best_icl = spread([max(run["accuracy"]) for run in icl])["mean"]
+    right.axhline(best_icl, color="tab:blue", linestyle="--", label="best ICL in context (mean)")
+    zero_shot = spread([run["zero_shot"] for run in mtv])["mean"]
+    for axes in (left, right):
+        axes.axhline(zero_shot, color="black", linestyle=":", label="zero-shot (mean)")
+    left.set(xlabel="shots in the prompt", ylabel="accuracy (mean over tasks)", ylim=(0, 1.02))
+    left.set_title(f"ICL, many-shot family ({seeds} seeds: mean ± std, band min–max)", fontsize="small")
+    right.set(xscale="log", xlabel=f"support episodes in the mean ({mtv[0]['shots_per_iteration']} shots each)")
+    right.set_title("MTV (0-shot queries; head search on 100 labelled queries)", fontsize="small")
+    right.set_xticks(episodes, [str(n) for n in episodes], minor=False)
+    right.minorticks_off()
+    for axes in (left, right):
+        axes.legend(loc="lower right", fontsize="x-small")
     figure.tight_layout()
     return figure
 
@@ -76,11 +121,14 @@ def markdown_table(table: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def efficiency_figure(curves: dict[str, dict[int, float]]) -> Figure:
+def efficiency_figure(curves: dict[str, dict[int, float]], baselines: dict[str, float]) -> Figure:
+    """Exemplar and ensemble vectors by examples, with flat lines for what needs no examples (`baselines`)."""
     figure = Figure(figsize=(5, 3.6))
     axes = figure.add_subplot()
     for source, curve in curves.items():
         axes.plot(list(curve), list(curve.values()), marker="o", label=f"{source} vector")
+    for (name, value), style in zip(baselines.items(), ("--", ":"), strict=False):
+        axes.axhline(value, color="black", linestyle=style, label=name)
     axes.set(
         xlabel="text examples per task behind the vector",
         ylabel="accuracy on image queries",
@@ -97,7 +145,7 @@ def heads_figure(mtv: dict[str, torch.Tensor], fv: torch.Tensor, summary: dict[s
     union = summary["all tasks"]
     return head_heatmap(
         counts,
-        f"MTV vs FV heads: {union['both']} in both, Jaccard {union['jaccard']:.2f}",
+        f"MTV vs FV heads: {union['both']} in both (chance {union['chance']:.2f}), Jaccard {union['jaccard']:.2f}",
         "tasks whose MTV uses it",
         fv,
         limits=(0, len(mtv)),

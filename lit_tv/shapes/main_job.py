@@ -2,7 +2,9 @@
 Function Vectors, and cross-modal vectors from text examples patched into image queries.
 
 MTV is fitted once per task (one vector per task); the other methods compute their per-task vectors
-in one run. Every row is scored on held-out test queries of the same objects.
+in one run. Every row is scored on held-out test queries of the same objects, once per seed (`SEEDS`), and
+printed as mean ± std (min–max) over the seeds; the random-heads control is every draw of every seed, and the
+table says how many of its own seed's draws MTV beats.
 """
 
 from __future__ import annotations
@@ -12,21 +14,29 @@ from pathlib import Path
 from lit_tv.cli import LitTVCLI, build_cli
 from lit_tv.console import lightning_warnings_only
 from lit_tv.shapes.world import TASKS
+from lit_tv.spread import format_rank, format_spread, rank_among
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "shapes"
-ROWS = ("zero-shot", "4-shot ICL", "MTV", "random heads", "function vec.", "text vec.->img")
+SEEDS = (0, 1, 2)  # each seed draws the data (support, training and test queries), REINFORCE and the random heads
+RANDOM_HEADS = "random heads"
+ROWS = ("zero-shot", "4-shot ICL", "MTV", RANDOM_HEADS, "function vec.", "text vec.->img")
 # Methods that handle every task in one run (their vectors are per task): row -> config.
 ALL_TASK_RUNS = {"function vec.": "function_vectors.yaml", "text vec.->img": "cross_modal.yaml"}
+SEEDED_METHODS = {"function_vectors.yaml"}  # methods with a `seed` of their own (FV's label shuffles)
+
+
+def _seeded(seed: int) -> list[str]:
+    return [f"--seed_everything={seed}", f"--data.init_args.seed={seed}"]
 
 
 def _test_accuracy(cli: LitTVCLI) -> float:
     return cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]["test/accuracy"]
 
 
-def run_task(task: str, overrides: list[str]) -> dict[str, float]:
-    """Every row of the table for one task."""
-    only = [f"--data.init_args.tasks=[{task}]", *overrides]
-    results = {}
+def run_task(task: str, overrides: list[str], seed: int = 0) -> dict[str, object]:
+    """Every row of the table for one task and seed; "random heads" holds every draw's accuracy."""
+    only = [f"--data.init_args.tasks=[{task}]", *_seeded(seed), *overrides]
+    results: dict[str, object] = {}
     for shots, row in ((0, "zero-shot"), (4, "4-shot ICL")):
         results[row] = _test_accuracy(build_cli(CONFIGS / "icl.yaml", [*only, f"--data.init_args.test_shots={shots}"]))
     mtv = build_cli(
@@ -34,43 +44,74 @@ def run_task(task: str, overrides: list[str]) -> dict[str, float]:
         [
             *only,
             f"--trainer.logger.init_args.name=shapes_mtv_{task}",
-            f"--model.init_args.export=logs/shapes_mtv_{task}/task_vector.safetensors",
+            f"--trainer.logger.init_args.version=seed_{seed}",
+            f"--model.init_args.export=logs/shapes_mtv_{task}/seed_{seed}/task_vector.safetensors",
+            "--model.init_args.test_heads=random",  # the control is scored beside the selected heads
         ],
     )
     mtv.trainer.fit(mtv.model, datamodule=mtv.datamodule)
     results["MTV"] = _test_accuracy(mtv)
-    mtv.model.hparams.test_heads = "random"
-    results["random heads"] = _test_accuracy(mtv)
+    results[RANDOM_HEADS] = mtv.model.random_control.accuracies()
     results["heads"] = float(mtv.model.selected_heads.sum())
     return results
 
 
-def run_all_tasks(config: str, overrides: list[str], tasks: tuple[str, ...]) -> dict[str, float]:
+def run_all_tasks(config: str, overrides: list[str], tasks: tuple[str, ...], seed: int = 0) -> dict[str, float]:
     """Accuracy per task of a method that computes one vector per task in a single test run."""
-    cli = build_cli(CONFIGS / config, [f"--data.init_args.tasks=[{','.join(tasks)}]", *overrides])
+    seeded = [*_seeded(seed), *([f"--model.init_args.seed={seed}"] if config in SEEDED_METHODS else [])]
+    cli = build_cli(CONFIGS / config, [f"--data.init_args.tasks=[{','.join(tasks)}]", *seeded, *overrides])
     metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
     return {task: metrics[f"test/accuracy/{task}"] for task in tasks}
 
 
-def format_table(by_task: dict[str, dict[str, float]]) -> str:
-    tasks = list(by_task)
-    lines = [f"{'':<14}" + "".join(f"{task:>10}" for task in tasks) + f"{'mean':>10}"]
+def _values(runs: list[dict[str, dict]], task: str, row: str) -> list[float]:
+    """One row's values for one task over the seeds (every draw of every seed for the random heads); task "mean":
+    the mean over tasks per seed (and per draw)."""
+    tasks = list(runs[0]) if task == "mean" else [task]
+    per_seed = [[run[name][row] for name in tasks] for run in runs]
+    if row == RANDOM_HEADS:
+        return [sum(draws) / len(tasks) for run in per_seed for draws in zip(*run, strict=True)]
+    return [sum(values) / len(tasks) for values in per_seed]
+
+
+def _rank(runs: list[dict[str, dict]], task: str) -> str:
+    """Where MTV falls among the random draws of its own seed, counted over the seeds (and tasks for "mean")."""
+    tasks = list(runs[0]) if task == "mean" else [task]
+    ranks = [rank_among(run[name]["MTV"], run[name][RANDOM_HEADS]) for run in runs for name in tasks]
+    return format_rank({key: sum(rank[key] for rank in ranks) for key in ("above", "tied", "draws")})
+
+
+def format_table(runs: list[dict[str, dict]]) -> str:
+    """Every cell as mean ± std (min–max) over the seeds; the random heads over every draw of every seed."""
+    columns = [*runs[0], "mean"]
+    draws = len(next(iter(runs[0].values()))[RANDOM_HEADS])
+    labels = {row: row for row in ROWS} | {RANDOM_HEADS: f"{RANDOM_HEADS} ({draws} draws)"}
+    width = max(map(len, labels.values())) + 2
+    lines = [" " * width + "".join(f"{column:>25}" for column in columns)]
     for row in ROWS:
-        values = [by_task[task][row] for task in tasks]
-        lines.append(
-            f"{row:<14}" + "".join(f"{value:>10.3f}" for value in values) + f"{sum(values) / len(values):>10.3f}"
-        )
-    lines.append(f"{'heads chosen':<14}" + "".join(f"{by_task[task]['heads']:>10.0f}" for task in tasks))
+        cells = [format_spread(_values(runs, column, row), digits=2) for column in columns]
+        lines.append(f"{labels[row]:<{width}}" + "".join(f"{cell:>25}" for cell in cells))
+    lines.append(f"{'MTV vs the draws':<{width}}" + "".join(f"{_rank(runs, column):>25}" for column in columns))
+    heads = ["/".join(f"{run[task]['heads']:.0f}" for run in runs) for task in runs[0]]
+    lines.append(f"{'heads chosen':<{width}}" + "".join(f"{cell:>25}" for cell in heads))
     return "\n".join(lines)
 
 
-def run_main_job(overrides: list[str] | None = None, tasks: tuple[str, ...] = TASKS) -> dict[str, dict[str, float]]:
-    """Run the table on the held-out test queries of every task; print it and return it."""
+def run_main_job(
+    overrides: list[str] | None = None, tasks: tuple[str, ...] = TASKS, seeds: tuple[int, ...] = SEEDS
+) -> list[dict[str, dict]]:
+    """Run the table on the held-out test queries of every task, once per seed; print it and return each seed's."""
     overrides = ["--trainer.enable_model_summary=false", *(overrides or [])]  # theta's size, 18 times: no news
+    runs = []
     with lightning_warnings_only():
-        by_task = {task: run_task(task, overrides) for task in tasks}
-        for row, config in ALL_TASK_RUNS.items():
-            for task, accuracy in run_all_tasks(config, overrides, tasks).items():
-                by_task[task][row] = accuracy
-    print("\nshapes world, accuracy on held-out test queries (lit_tv/shapes-toy)\n" + format_table(by_task))
-    return by_task
+        for seed in seeds:
+            by_task = {task: run_task(task, overrides, seed) for task in tasks}
+            for row, config in ALL_TASK_RUNS.items():
+                for task, accuracy in run_all_tasks(config, overrides, tasks, seed).items():
+                    by_task[task][row] = accuracy
+            runs.append(by_task)
+    print(
+        "\nshapes world, accuracy on held-out test queries (lit_tv/shapes-toy), "
+        f"mean ± std (min–max) over seeds {', '.join(map(str, seeds))}\n" + format_table(runs)
+    )
+    return runs

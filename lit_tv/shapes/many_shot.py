@@ -1,11 +1,12 @@
 """The many-shot family and its toy: ICL accuracy vs shots (capped by the context) and MTV vs iterations.
 
-``python -m lit_tv.shapes.many_shot`` measures both on the shipped many-shot toy and prints the
-README's table. In this family 45% of the shots answer another attribute of their own object
-(`MANY_SHOT_DISTRACTORS`), so the task is only a majority among the shots, and the toy's context
-holds 4 image shots: ICL cannot see enough of them. MTV averages head activations over many
-4-shot support episodes (its iterations) and patches them into zero-shot queries. Both run
-through the same Lightning methods as `lit-tv test` / `lit-tv fit`, and the functions return
+``python -m lit_tv.shapes.many_shot [--seeds 0 1 2]`` measures both on the shipped many-shot toy, once
+per seed, and prints the table (mean ± std (min–max) over the seeds) and what held on every seed. In this
+family 45% of the shots answer another attribute of their own object (`MANY_SHOT_DISTRACTORS`), so the task
+is only a majority among the shots, and the toy's context holds 4 image shots: ICL cannot see enough of them.
+MTV averages head activations over many 4-shot support episodes (its iterations) and patches them into
+zero-shot queries; its head search also scores 100 labelled zero-shot training queries, which ICL never
+sees. Both run through the same Lightning methods as `lit-tv test` / `lit-tv fit`, and the functions return
 plain numbers, for the findings figures.
 """
 
@@ -30,10 +31,12 @@ from lit_tv.methods.mtv import MTV
 from lit_tv.shapes.datamodule import ShapesDataModule
 from lit_tv.shapes.toy import max_image_shots
 from lit_tv.shapes.world import MANY_SHOT_DISTRACTORS, TASKS
+from lit_tv.spread import format_spread
 
 CHECKPOINT = Path(__file__).parent / "checkpoint_many_shot"
 MODEL = "lit_tv/shapes-toy-many-shot"
 ITERATIONS: tuple[int, ...] = (1, 4, 16, 100)
+SEEDS: tuple[int, ...] = (0, 1, 2)
 
 
 def context_shots(model: str = MODEL) -> tuple[int, int]:
@@ -90,9 +93,9 @@ def _fit(
 ) -> tuple[MTV, L.Trainer, ShapesDataModule]:
     """MTV for one task: means over `count` support episodes, `steps` REINFORCE steps, heads chosen."""
     data = _data([task], seed, shots=shots, support_size=count, train_size=100, test_size=queries)
-    method = MTV(VLMOptions(model), max_new_tokens=1, samples=samples)
+    # the REINFORCE samples and random heads seeded explicitly: the same for every count, in any order
+    method = MTV(VLMOptions(model), max_new_tokens=1, samples=samples, draw_seed=seed)
     trainer = _trainer(steps, means=True)
-    L.seed_everything(seed, verbose=False)  # the REINFORCE mask samples: the same for every count
     trainer.fit(method, datamodule=data)
     return method, trainer, data
 
@@ -129,19 +132,21 @@ def accuracy_vs_iterations(
     for every count); ``fixed_heads``, the heads searched with the largest count kept and only the
     means recomputed over fewer episodes (averaged over `draws` disjoint draws), which shows what the
     means themselves carry. Also the zero-shot baseline and, for the largest count, the random-heads
-    control (as many heads, drawn at random). ``per_task`` holds each task's two curves.
+    control: ``random_heads``, each draw's accuracy (mean over tasks; as many heads, drawn at random per task).
+    ``per_task`` holds each task's two curves.
     """
     iterations = sorted(iterations)
     _, shots = context_shots(model)
     per_task: dict[str, dict[str, list[float]]] = {}
-    zero_shot, random_heads = [], []
+    zero_shot, random_heads = [], []  # random_heads: per task, every draw's accuracy
     for task in tasks:
         searched = []
         for count in iterations:
             method, trainer, data = _fit(model, task, count, shots, steps, samples, queries, seed)
             searched.append(_test(method, data, trainer))
         method.hparams.test_heads = "random"
-        random_heads.append(_test(method, data, trainer))
+        _test(method, data, trainer)
+        random_heads.append(method.random_control.accuracies())
         method.hparams.test_heads = "selected"
         fixed = [_with_fewer_episodes(method, trainer, data, count, draws) for count in iterations[:-1]]
         per_task[task] = {"searched": searched, "fixed_heads": [*fixed, searched[-1]]}
@@ -162,32 +167,73 @@ def accuracy_vs_iterations(
         "per_task": per_task,
         "shots_per_iteration": shots,
         "zero_shot": sum(zero_shot) / len(tasks),
-        "random_heads": sum(random_heads) / len(tasks),
+        "random_heads": [sum(draws) / len(tasks) for draws in zip(*random_heads, strict=True)],
     }
 
 
-def table(shots: dict, iterations: dict) -> str:
-    """The README's table: one row per setting, held-out accuracy (mean over tasks)."""
-    rows = [f"| 0-shot | {iterations['zero_shot']:.2f} | |"]
+def over_seeds(
+    seeds: Sequence[int] = SEEDS, model: str = MODEL, queries: int = 150, **iterations_options: object
+) -> dict:
+    """`accuracy_vs_shots` and `accuracy_vs_iterations` once per seed (data, REINFORCE and random heads)."""
+    return {
+        "seeds": list(seeds),
+        "icl": [accuracy_vs_shots(model, queries, seed) for seed in seeds],
+        "mtv": [accuracy_vs_iterations(model, queries=queries, seed=seed, **iterations_options) for seed in seeds],
+    }
+
+
+def _cell(values: Sequence[float]) -> str:
+    return format_spread(values, digits=2)
+
+
+def table(result: dict) -> str:
+    """The many-shot table: one row per setting, held-out accuracy (mean over tasks) as mean ± std (min–max)
+    over the seeds; the random heads over every draw of every seed."""
+    icl, mtv = result["icl"], result["mtv"]
+    last, draws = mtv[0]["iterations"][-1], len(mtv[0]["random_heads"])
+    rows = [f"| 0-shot | {_cell([run['zero_shot'] for run in mtv])} | |"]
     rows += [
-        f"| ICL, {k} image shot{'s' * (k != 1)} | {a:.2f} | |"
-        for k, a in zip(shots["shots"], shots["accuracy"], strict=True)
+        f"| ICL, {k} image shot{'s' * (k != 1)} | {_cell([run['accuracy'][i] for run in icl])} | |"
+        for i, k in enumerate(icl[0]["shots"])
         if k
     ]
     rows += [
-        f"| MTV, means over {n} episode{'s' * (n != 1)} of {iterations['shots_per_iteration']} shots | "
-        f"{a:.2f} | {b:.2f} |"
-        for n, a, b in zip(iterations["iterations"], iterations["searched"], iterations["fixed_heads"], strict=True)
+        f"| MTV, means over {n} episode{'s' * (n != 1)} of {mtv[0]['shots_per_iteration']} shots | "
+        f"{_cell([run['searched'][i] for run in mtv])} | {_cell([run['fixed_heads'][i] for run in mtv])} |"
+        for i, n in enumerate(mtv[0]["iterations"])
     ]
-    rows += [
-        f"| MTV, as many heads at random ({max(iterations['iterations'])} episodes) | "
-        f"{iterations['random_heads']:.2f} | |"
-    ]
+    randoms = [draw for run in mtv for draw in run["random_heads"]]
+    rows.append(
+        f"| MTV, as many heads at random ({draws} draws per task and seed, {last} episodes) | {_cell(randoms)} | |"
+    )
     header = (
-        f"| setting (context {shots['context']} tokens) | held-out accuracy | "
-        f"MTV with the heads of the {max(iterations['iterations'])}-episode row |\n|---|---|---|"
+        f"| setting (context {icl[0]['context']} tokens; mean ± std (min–max) over seeds "
+        f"{', '.join(map(str, result['seeds']))}) | held-out accuracy | "
+        f"MTV with the heads of the {last}-episode row |\n|---|---|---|"
     )
     return "\n".join([header, *rows])
+
+
+def _on_seeds(holds: Sequence[bool]) -> str:
+    return "every seed" if all(holds) else f"{sum(holds)} of {len(holds)} seeds"
+
+
+def claims(result: dict) -> list[str]:
+    """What held on every seed and what did not, each comparison counted per seed."""
+    icl, mtv = result["icl"], result["mtv"]
+    best = [max(run["accuracy"]) for run in icl]
+    last = [run["searched"][-1] for run in mtv]
+    kept = [run["fixed_heads"] for run in mtv]
+    return [
+        f"MTV over {mtv[0]['iterations'][-1]} episodes beats the best ICL that fits on "
+        f"{_on_seeds([a > b for a, b in zip(last, best, strict=True)])}.",
+        f"It beats every one of its seed's random head sets on {_on_seeds([a > max(run['random_heads']) for a, run in zip(last, mtv, strict=True)])}.",  # noqa: E501
+        f"With the heads kept, more episodes help at every step on "
+        f"{_on_seeds([all(a < b for a, b in zip(curve, curve[1:], strict=False)) for curve in kept])}, "
+        f"from the fewest to the most on {_on_seeds([curve[0] < curve[-1] for curve in kept])}.",
+        f"A fresh head search with one episode's means is within 0.05 of the most episodes' on "
+        f"{_on_seeds([abs(run['searched'][0] - run['searched'][-1]) <= 0.05 for run in mtv])}.",
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -195,15 +241,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--model", default=MODEL)
     parser.add_argument("--queries", type=int, default=150, help="held-out queries per task")
     parser.add_argument("--steps", type=int, default=40, help="REINFORCE steps per MTV vector")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="seeds: data, REINFORCE, heads")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the least CPU time on a busy box)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # one table, not a Trainer banner per run
     transformers.utils.logging.disable_progress_bar()
-    shots = accuracy_vs_shots(args.model, args.queries, args.seed)
-    iterations = accuracy_vs_iterations(args.model, steps=args.steps, queries=args.queries, seed=args.seed)
-    print(table(shots, iterations))
+    result = over_seeds(args.seeds, args.model, args.queries, steps=args.steps)
+    print("\n".join([table(result), "", *claims(result)]))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,77 @@
+"""MTV's random-heads control is a seeded distribution of head sets, and a fit's REINFORCE samples depend on the
+seed the run starts with, not on the global state when the module was built."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from tensorboard_events import logged_scalars
+from test_mtv import CONFIG, _tiny_run
+
+from lit_tv.cli import build_cli, main
+from lit_tv.methods.random_heads import random_head_sets
+from lit_tv.spread import format_rank, format_spread, rank_among, spread
+
+
+def test_random_head_sets_keep_the_count_and_differ_per_draw_seed_and_task():
+    selected = torch.zeros(4, 8, dtype=torch.bool)
+    selected[0, :5] = True
+    draws = random_head_sets(selected, 10, seed=0, tasks=["colour"])
+    assert all(int(mask.sum()) == 5 and mask.shape == selected.shape for mask in draws)
+    assert len({tuple(mask.flatten().tolist()) for mask in draws}) == 10
+    same = random_head_sets(selected, 10, seed=0, tasks=["colour"])
+    assert all(torch.equal(a, b) for a, b in zip(draws, same, strict=True))
+    for other in (random_head_sets(selected, 10, 1, ["colour"]), random_head_sets(selected, 10, 0, ["shape"])):
+        assert not torch.equal(torch.stack(draws), torch.stack(other))
+
+
+def test_spread_and_rank_say_what_the_values_say():
+    assert spread([0.5, 0.7, 0.9]) == pytest.approx({"mean": 0.7, "std": 0.2, "min": 0.5, "max": 0.9, "n": 3})
+    assert format_spread([0.5, 0.7, 0.9]) == "0.700 ± 0.200 (0.500–0.900)"
+    rank = rank_among(0.8, [0.5, 0.8, 0.9, 0.1])
+    assert rank == {"above": 2, "tied": 1, "draws": 4}
+    assert format_rank(rank) == "above 2 of 4 (1 tied)"
+    with pytest.raises(ValueError, match="at least one value"):
+        spread([])
+
+
+@pytest.mark.slow
+def test_the_control_logs_its_draws_beside_the_selected_heads_and_prints_the_rank(
+    zoo_folder, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    run = _tiny_run(zoo_folder("llava"))
+    main(["fit", *run])
+    checkpoint = tmp_path / "logs" / "shapes_mtv" / "checkpoints" / "last.ckpt"
+    main(["test", *run, "--ckpt_path", str(checkpoint), "--model.init_args.test_heads", "random"])
+    scalars = logged_scalars(tmp_path / "logs" / "shapes_mtv" / "version_1")
+    control = {key: values[0] for key, values in scalars.items() if key.startswith("test/random_heads/")}
+    assert control["test/random_heads/draws"] == 20
+    assert control["test/random_heads/accuracy_min"] <= control["test/random_heads/accuracy"]
+    assert control["test/random_heads/accuracy"] <= control["test/random_heads/accuracy_max"]
+    assert 0 <= control["test/random_heads/draws_below_selected"] + control["test/random_heads/draws_tied"] <= 20
+    assert "test/accuracy" in scalars  # the selected heads keep their own tag
+    assert "random heads (20 draws of " in capsys.readouterr().out
+
+
+def test_a_fit_is_seeded_when_it_starts_not_when_the_module_is_built(zoo_folder, tmp_path, monkeypatch):
+    """Two modules built under different global seeds, each fitted after `seed_everything(0)`, fit alike (the
+    first fit in a process used to take whatever seed was global when MTV was built)."""
+    monkeypatch.chdir(tmp_path)
+    thetas = []
+    for built_under in (1, 2):
+        cli = build_cli(
+            CONFIG,
+            _tiny_run(
+                zoo_folder("llava"),
+                f"--seed_everything={built_under}",
+                "--model.init_args.export=null",
+                "--trainer.enable_checkpointing=false",
+                "--trainer.callbacks=[{class_path: lit_tv.callbacks.mean_activations.MeanActivations}]",
+            ),
+        )
+        L.seed_everything(0, verbose=False)
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        thetas.append(cli.model.theta.detach().clone())
+    assert torch.equal(thetas[0], thetas[1])
