@@ -16,7 +16,7 @@ from benchmark_fixtures import write_flowers, write_vizwiz
 
 from lit_tv.data.two_way import Flowers102
 from lit_tv.data.vqa import VizWiz
-from lit_tv.methods.mtv import reinforce_surrogate, sampling_probabilities
+from lit_tv.methods.reinforce import reinforce_surrogate, sampling_probabilities
 from lit_tv.reproduction import CONFIGS, expected_settings
 
 M = "model.init_args."

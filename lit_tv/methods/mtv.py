@@ -8,6 +8,7 @@ and steps Adam on the REINFORCE surrogate.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
+from torchmetrics import Metric
 from transformers import BatchFeature
 
 from lit_tv.analysis.heatmap import head_heatmap
@@ -26,6 +28,7 @@ from lit_tv.interventions import PatchPolicy, replace_heads
 from lit_tv.loading import SHAPES_TOY, VLMOptions
 from lit_tv.methods.base import FrozenVLMMethod
 from lit_tv.methods.random_heads import RandomHeadsControl
+from lit_tv.methods.reinforce import reinforce_surrogate, sampling_probabilities
 from lit_tv.metrics import ExactMatch
 from lit_tv.options import require_at_least
 from lit_tv.scoring import fork_last_token
@@ -41,22 +44,6 @@ def repeat_rows(inputs: BatchFeature, times: int) -> BatchFeature:
             for key, value in inputs.items()
         }
     )
-
-
-SAMPLING_EPSILON = 1e-3  # the reference's eps: probability clamp and z-score denominator
-
-
-def sampling_probabilities(theta: torch.Tensor) -> torch.Tensor:
-    """sigmoid(theta) clamped to [eps, 1 - eps], as the reference: no head is ever ruled out or certain."""
-    return torch.sigmoid(theta).clamp(min=SAMPLING_EPSILON, max=1 - SAMPLING_EPSILON)
-
-
-def reinforce_surrogate(probabilities: torch.Tensor, masks: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
-    """The reference's REINFORCE objective: sum over samples of log P(mask) * z(loss), the losses z-normalised
-    across the samples with std + eps (a lower-loss mask gets a negative weight, so descent makes it likelier)."""
-    normalised = (losses - losses.mean()) / (losses.std() + SAMPLING_EPSILON)
-    log_probs = torch.distributions.Bernoulli(probs=probabilities).log_prob(masks.float()).sum((1, 2))
-    return (log_probs * normalised).sum()
 
 
 class MTV(FrozenVLMMethod):
@@ -357,9 +344,9 @@ class MTV(FrozenVLMMethod):
                 "no heads have been chosen yet: test with the task vector or the last.ckpt that "
                 "`lit-tv fit` writes when it ends (model.init_args.task_vector or --ckpt_path)"
             )
-        self.random_control: RandomHeadsControl | None = None
+        self.random_control = None
         if self.hparams.test_heads == "random":
-            data = self.trainer.datamodule
+            data = datamodule_of(self.trainer)
             make_metric = getattr(data, "metric", ExactMatch)
             tasks = tuple(getattr(data, "tasks", ()))
             control = RandomHeadsControl(
@@ -378,18 +365,22 @@ class MTV(FrozenVLMMethod):
         """The selected heads, then (the random-heads control) every random head set on the same queries."""
         super()._score(batch, stage)
         if stage == "test" and self.random_control is not None:
-            references = [episode.query.answers for episode in batch]
+            references: list[Sequence[str]] = [episode.query.answers for episode in batch]
             self.random_control.update(lambda heads: self._answer_with(batch, heads), references)
 
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()
         if self.random_control is not None:
-            logged = self.random_control.logged(float(self.accuracy["all"].compute()))
+            logged = self.random_control.logged(self._selected_accuracy())
             self.log_dict({f"test/random_heads/{key}": value for key, value in logged.items()})
 
     def test_notes(self) -> list[str]:
         control = self.random_control
-        return [] if control is None else [control.note(float(self.accuracy["all"].compute()))]
+        return [] if control is None else [control.note(self._selected_accuracy())]
+
+    def _selected_accuracy(self) -> float:
+        """The test accuracy of the selected heads over every task (the control ranks its draws against it)."""
+        return float(cast(Metric, self.accuracy["all"]).compute())
 
     def test_summary(self, task: str) -> dict[str, object]:
         return {"heads": int(self.selected_heads.sum())}

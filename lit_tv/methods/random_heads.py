@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -47,11 +48,15 @@ class RandomHeadsControl(nn.Module):
 
     def update(self, answer: Callable[[torch.Tensor], list[str]], references: list[Sequence[str]]) -> None:
         """Score `answer(heads)` (the batch answered with those heads replaced) for every head set."""
-        for heads, metric in zip(self.head_sets, self.accuracy, strict=True):
+        for heads, metric in zip(self.head_sets, self.metrics(), strict=True):
             metric.update(answer(heads), references)
 
+    def metrics(self) -> list[Metric]:
+        """The per-set metrics, typed (a ModuleList yields plain modules)."""
+        return [cast(Metric, metric) for metric in self.accuracy]
+
     def accuracies(self) -> list[float]:
-        return [float(metric.compute()) for metric in self.accuracy]
+        return [float(metric.compute()) for metric in self.metrics()]
 
     def logged(self, selected: float) -> dict[str, float]:
         """The scalars to log under `test/random_heads/`: the draws' spread and where `selected` falls."""

@@ -146,6 +146,7 @@ def accuracy_vs_iterations(
             searched.append(_test(method, data, trainer))
         method.hparams.test_heads = "random"
         _test(method, data, trainer)
+        assert method.random_control is not None, "a random-heads test builds its control"
         random_heads.append(method.random_control.accuracies())
         method.hparams.test_heads = "selected"
         fixed = [_with_fewer_episodes(method, trainer, data, count, draws) for count in iterations[:-1]]
@@ -171,9 +172,7 @@ def accuracy_vs_iterations(
     }
 
 
-def over_seeds(
-    seeds: Sequence[int] = SEEDS, model: str = MODEL, queries: int = 150, **iterations_options: object
-) -> dict:
+def over_seeds(seeds: Sequence[int] = SEEDS, model: str = MODEL, queries: int = 150, **iterations_options: Any) -> dict:
     """`accuracy_vs_shots` and `accuracy_vs_iterations` once per seed (data, REINFORCE and random heads)."""
     return {
         "seeds": list(seeds),
