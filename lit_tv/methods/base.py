@@ -37,13 +37,17 @@ class FrozenVLMMethod(L.LightningModule):
     The VLM is not a registered submodule: its weights never enter a checkpoint, an optimizer or
     DDP's broadcast, and it is loaded in `configure_model` directly on the right device. So Lightning
     never moves or wraps it, which a model dispatched over several devices (`device_map`) relies on.
+
+    `max_new_tokens` defaults to 1: the built-in shapes world's answers (and the cross-modal tasks') are one
+    word, and text generated past it fails their exact or prefix match; open VQA sets 10, the MTV reference's
+    limit (every VQA config says so).
     """
 
     scores_per_seed: ClassVar[bool] = True  # whether a run over several data seeds is meaningful
     vector_kind: ClassVar[type[TaskVector] | None] = None  # the kind of task vector the method reads and exports
     vector_method: ClassVar[str] = ""  # the method name its vectors carry
 
-    def __init__(self, model: VLMOptions = SHAPES_TOY, max_new_tokens: int = 10) -> None:
+    def __init__(self, model: VLMOptions = SHAPES_TOY, max_new_tokens: int = 1) -> None:
         super().__init__()
         resolve_model_path(model.name)  # a bad path fails here, before any data or weights are touched
         require_at_least("model.init_args.max_new_tokens", max_new_tokens, 1)
@@ -53,11 +57,15 @@ class FrozenVLMMethod(L.LightningModule):
         self._vlm: FrozenVLM | None = None
         self.strict_loading = False
         self.task_vector_file: TaskVector | None = None
+        self.task_vector_path: str | None = None
+        self.overwrite_outputs = False  # `--overwrite`: this run may replace an earlier run's outputs
+        self.resumes_fit = False  # `fit --ckpt_path`: the checkpoint folder holds this fit's own checkpoints
 
     def read_task_vector(self, path: str | None, allow_other_task: bool, allow_other_model: bool) -> None:
         """The `task_vector` option: read (checksums) and checked against the model's layout and this method
         now, before any weights load; against the run's tasks at setup and the model's weights once loaded."""
         self._allow_other = {"task": allow_other_task, "model": allow_other_model}
+        self.task_vector_path = path
         if path is not None:
             self.task_vector_file = load(path, self.vector_kind)
             options = self.model_options
@@ -133,6 +141,9 @@ class FrozenVLMMethod(L.LightningModule):
         self._output_lock = OutputLock(
             self.outputs(stage) if self.global_rank == 0 else [],
             "model.init_args.export, the ModelCheckpoint dirpath, or run it elsewhere",
+            overwrite=self.overwrite_outputs,
+            inputs=[self.task_vector_path] if self.task_vector_path else [],
+            continued=[callback.dirpath for callback in self.trainer.checkpoint_callbacks] if self.resumes_fit else [],
         )
         self._output_lock.acquire()
 
@@ -150,7 +161,7 @@ class FrozenVLMMethod(L.LightningModule):
 
     def answer(self, batch: list[Episode]) -> list[str]:
         """Greedy answers to a batch of episodes with the method's intervention active."""
-        inputs = self.vlm.build_inputs(batch, self.template)
+        inputs = self.vlm.build_inputs(batch, self.template, self.max_new_tokens)
         with self.patching(batch):
             return self.vlm.generate(inputs, max_new_tokens=self.max_new_tokens)
 

@@ -97,7 +97,7 @@ class MTV(FrozenVLMMethod):
     def __init__(
         self,
         model: VLMOptions = SHAPES_TOY,
-        max_new_tokens: int = 10,
+        max_new_tokens: int = 1,
         samples: int = 32,
         learning_rate: float = 0.1,
         theta_init: float = -1.0,
@@ -120,6 +120,11 @@ class MTV(FrozenVLMMethod):
         require_at_least("model.init_args.samples", samples, 2, "the losses are z-normalised across the samples")
         require_at_least("model.init_args.selection_samples", selection_samples, 1)
         require_at_least("model.init_args.selection_queries", selection_queries, 1)
+        if selection != "best_of_samples" and not 0 <= threshold < 1:
+            raise ValueError(
+                f"model.init_args.threshold={threshold} with selection {selection!r}: sigmoid(theta) lies in (0, 1), "
+                "so no head would be kept; give a threshold in [0, 1)"
+            )
         self.read_task_vector(task_vector, allow_other_task, allow_other_model)
         self.theta: nn.Parameter | None = None
         # Head masks come from a generator of their own (seeded like the run), saved in every checkpoint:
@@ -266,7 +271,14 @@ class MTV(FrozenVLMMethod):
             self._finish_fit()
 
     def _choose_heads(self) -> None:
-        self.selected_heads.copy_(self.select_heads())
+        heads = self.select_heads()
+        if not heads.any():
+            raise ValueError(
+                f"selection {self.hparams.selection!r} (model.init_args.threshold={self.hparams.threshold}) kept no "
+                f"head: the largest sigmoid(theta) is {torch.sigmoid(self.theta).max():.3f}; fit again with a lower "
+                "threshold or selection best_of_samples, and --overwrite (this fit's checkpoints are kept)"
+            )
+        self.selected_heads.copy_(heads)
         self.heads_chosen.fill_(True)
 
     def _finish_fit(self) -> None:

@@ -7,6 +7,7 @@ in one run. Every row is scored on held-out test queries of the same objects.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from lit_tv.cli import LitTVCLI, build_cli
@@ -37,6 +38,8 @@ def run_task(task: str, overrides: list[str]) -> dict[str, float]:
             f"--model.init_args.export=logs/shapes_mtv_{task}/task_vector.safetensors",
         ],
     )
+    for callback in mtv.trainer.checkpoint_callbacks:  # each task's fit resumes from its own checkpoints
+        callback.dirpath = os.path.realpath(f"logs/shapes_mtv_{task}/checkpoints")
     mtv.trainer.fit(mtv.model, datamodule=mtv.datamodule)
     results["MTV"] = _test_accuracy(mtv)
     mtv.model.hparams.test_heads = "random"
@@ -65,7 +68,8 @@ def format_table(by_task: dict[str, dict[str, float]]) -> str:
 
 
 def run_main_job(overrides: list[str] | None = None, tasks: tuple[str, ...] = TASKS) -> dict[str, dict[str, float]]:
-    """Run the table on the held-out test queries of every task; print it and return it."""
+    """Run the table on the held-out test queries of every task; print it and return it. An earlier main job's
+    vectors and checkpoints are replaced only with ``--overwrite`` among the overrides (`lit-tv --overwrite`)."""
     overrides = ["--trainer.enable_model_summary=false", *(overrides or [])]  # theta's size, 18 times: no news
     with lightning_warnings_only():
         by_task = {task: run_task(task, overrides) for task in tasks}
