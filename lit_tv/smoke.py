@@ -35,7 +35,7 @@ def smoke_reason(trainer: Any, configured: dict) -> str | None:
     for limit in LIMITS:
         given, asked = getattr(trainer, limit), configured.get(limit, 1.0)
         partial = given > 0 if isinstance(given, int) else 0 < given < 1  # an int counts batches, a float a share
-        if partial and given != asked:
+        if partial and (type(given), given) != (type(asked), asked):  # 1 (one batch) is not 1.0 (all)
             return f"trainer.{limit}={given}, the config's {asked}"
     steps = configured.get("max_steps", -1)
     if 0 < trainer.max_steps < steps:
