@@ -25,7 +25,7 @@ Position = int | torch.Tensor
 
 
 class Hookable(Protocol):
-    """What the hooks need: a `FrozenVLM`, or a plain HF model with its layout (`lit_tv.vectors.HookedModel`)."""
+    """What the hooks need: a `FrozenVLM`, or a plain HF model with its layout (`lit_tv.vector_base.HookedModel`)."""
 
     model: nn.Module
     layout: Layout

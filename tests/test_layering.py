@@ -31,6 +31,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "lit_tv.metrics",
             "lit_tv.options",
             "lit_tv.paper_results",
+            "lit_tv.paper_settings",
             "lit_tv.reproduction",
         ),
     ),
@@ -39,7 +40,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "reading and patching a model",
         ("lit_tv.interventions", "lit_tv.scoring", "lit_tv.averaging", "lit_tv.task_vectors", "lit_tv.analysis.*"),
     ),
-    ("saved vectors and checkpoints", ("lit_tv.vectors", "lit_tv.apply", "lit_tv.checkpoints")),
+    ("saved vectors and checkpoints", ("lit_tv.vector_base", "lit_tv.vectors", "lit_tv.apply", "lit_tv.checkpoints")),
     ("benchmarks", ("lit_tv.data.*",)),
     ("methods", ("lit_tv.methods.*",)),
     ("callbacks", ("lit_tv.callbacks.*",)),  # may use a method (inspect_vectors reads residual vectors)

@@ -1,0 +1,247 @@
+"""What every kind of task vector shares: its file's metadata, the checks against a layout and a model,
+and applying it to a plain transformers model as a context manager. The kinds are in lit_tv/vectors.py."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from lit_tv.interventions import PatchPolicy
+from lit_tv.layout import Layout, discover_layout
+from lit_tv.task_vectors import (
+    TaskVectorError,
+    TaskVectorMismatchError,
+    fingerprint_difference,
+    model_fingerprint,
+    model_scale,
+    require_finite,
+    require_plausible_scale,
+    write_vector_file,
+)
+
+# a tensor's dims by layout field ("tasks": one per task; "heads": one per selected head; None: any size)
+Dims = tuple[str | int | None, ...]
+
+
+@dataclass(frozen=True)
+class HookedModel:
+    """What the intervention hooks need from a model: the model and its layout (see `lit_tv.interventions`)."""
+
+    model: nn.Module
+    layout: Layout
+
+    @property
+    def device(self) -> torch.device:
+        return self.layout.lm_head.weight.device
+
+
+def _refuse_right_padding(module: nn.Module, args: tuple, kwargs: dict) -> None:
+    mask = kwargs.get("attention_mask")
+    if mask is not None and mask.dim() == 2 and not bool(mask[:, -1].all()):
+        raise ValueError(
+            "a task vector patches position -1, the last prompt token only in a left-padded batch, "
+            "but this batch is right-padded: set tokenizer.padding_side = 'left' "
+            "(processor.tokenizer.padding_side for a VLM) before building the inputs"
+        )
+
+
+@dataclass(kw_only=True)
+class TaskVector:
+    """What every kind carries: its tasks, the method and model that made it, and where it was read from."""
+
+    tasks: list[str]
+    method: str
+    model: str = ""
+    layout: dict[str, int] = field(default_factory=dict)
+    fingerprint: dict[str, object] = field(default_factory=dict)
+    extra: dict[str, object] = field(default_factory=dict)  # provenance (benchmark, shots, seed, ...)
+    path: Path | None = None
+
+    kind: ClassVar[str]
+    tensor_specs: ClassVar[dict[str, tuple[Dims, torch.dtype]]]
+
+    @property
+    def where(self) -> str:
+        return f"task vector {self.path}" if self.path else "task vector"
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def specs(self) -> dict[str, tuple[Dims, torch.dtype]]:
+        """The kind's tensors: name -> (dims, dtype)."""
+        return self.tensor_specs
+
+    def kind_metadata(self) -> dict[str, object]:
+        return {}
+
+    def with_model(self, model: nn.Module, name: str) -> TaskVector:
+        """Stamp the model it was made with (name, layout, fingerprint), as an export does."""
+        self.model, self.layout, self.fingerprint = name, discover_layout(model).signature(), model_fingerprint(model)
+        return self
+
+    def save(self, path: str | Path) -> Path:
+        """Write the vector with its metadata and checksums, after the checks that need no model."""
+        self.path = Path(path)
+        self._check_tensors(self.layout)
+        return write_vector_file(path, self.tensors(), self.metadata())
+
+    def metadata(self) -> dict[str, object]:
+        """What the file's metadata holds besides the checksums."""
+        return {
+            **self.extra,
+            "kind": self.kind,
+            "method": self.method,
+            "model": self.model,
+            "layout": self.layout,
+            "fingerprint": self.fingerprint,
+            "tasks": self.tasks,
+            **self.kind_metadata(),
+        }
+
+    # ---- checks --------------------------------------------------------------------------------
+
+    def _check_tensors(self, layout: dict[str, int] | None = None) -> None:
+        """Every tensor of the kind of its dtype and shape (sizes of `layout` when given, else only their number
+        of dims and tasks), all finite."""
+        sizes = {**(layout or {}), "tasks": len(self.tasks)}
+        tensors = self.tensors()
+        for name, (dims, dtype) in self.specs().items():
+            tensor = tensors[name]
+            if tensor.dtype != dtype:
+                raise TaskVectorError(f"{self.where}: '{name}' has dtype {tensor.dtype}, expected {dtype}")
+            shape = tuple(tensor.shape)
+            expected = tuple(sizes.get(dim, dim) if isinstance(dim, str) else dim for dim in dims)
+            if len(shape) != len(dims) or any(
+                isinstance(want, int) and size != want for size, want in zip(shape, expected, strict=True)
+            ):
+                wanted = tuple(
+                    "any"
+                    if dim is None
+                    else f"{dim}={sizes[dim]}"
+                    if isinstance(dim, str) and dim in sizes
+                    else str(dim)
+                    for dim in dims
+                )
+                raise TaskVectorError(f"{self.where}: '{name}' has shape {shape}, expected {wanted}")
+        for name, tensor in tensors.items():
+            require_finite(tensor, name, self.where)
+
+    def check(
+        self,
+        layout: dict[str, int],
+        model: nn.Module | None = None,
+        *,
+        method: str | None = None,
+        allow_other_model: bool = False,
+    ) -> None:
+        """Refuse a vector of another method (when `method` is given), layout or model (when given: weights
+        fingerprint and the scale of the values), naming the file and the field."""
+        if method is not None and self.method != method:
+            raise TaskVectorError(
+                f"{self.where} was exported by method {self.method!r}; this run's method reads "
+                f"{method!r} vectors (field 'method')"
+            )
+        if self.layout != layout:
+            raise TaskVectorMismatchError(
+                f"{self.where} was made for {self.model or 'another model'} with layout "
+                f"{self.layout}; this model's layout is {layout} (field 'layout')"
+            )
+        self._check_tensors(layout)
+        self._check_ranges(layout)
+        if model is not None:
+            self.check_model(model, allow_other_model)
+
+    def _check_ranges(self, layout: dict[str, int]) -> None:
+        """Indices in the vector that must fall inside the model (heads, layer)."""
+
+    def check_model(self, model: nn.Module, allow_other_model: bool = False) -> None:
+        """The model's weights fingerprint, and the values' scale against the model's own."""
+        difference = fingerprint_difference(self.fingerprint, model) if self.fingerprint else "no fingerprint saved"
+        if difference is not None:
+            message = (
+                f"{self.where} was made with model {self.model or '?'} and does not match this model's "
+                f"weights (field 'fingerprint': {difference})"
+            )
+            if not allow_other_model:
+                raise TaskVectorMismatchError(
+                    f"{message}; to transfer it on purpose, allow_other_model=True "
+                    "(model.init_args.allow_other_model=true)"
+                )
+            warnings.warn(f"{message}; applied anyway (allow_other_model)", stacklevel=2)
+        scale = model_scale(model)
+        for name, vectors in self.scaled_vectors().items():
+            require_plausible_scale(vectors, name, self.where, scale)
+
+    def scaled_vectors(self) -> dict[str, torch.Tensor]:
+        """The vectors patched into the model, by tensor name, for the scale check."""
+        return {}
+
+    def check_tasks(self, tasks: Sequence[str], benchmark: str | None = None, allow_other_task: bool = False) -> None:
+        """Refuse a run on tasks (or a benchmark) the vector was not made for, unless allowed (then warn)."""
+        saved_benchmark = self.extra.get("benchmark")
+        missing = [task for task in tasks if self.tasks and task not in self.tasks]
+        other_benchmark = benchmark is not None and saved_benchmark not in (None, benchmark)
+        if not missing and not other_benchmark:
+            return
+        made = f"tasks {self.tasks} of {saved_benchmark}"
+        message = f"{self.where} was made for {made}; this run's tasks are {list(tasks)} of {benchmark} (field 'tasks')"
+        if not allow_other_task:
+            raise TaskVectorMismatchError(
+                f"{message}; to use it there on purpose, allow_other_task=True (model.init_args.allow_other_task=true)"
+            )
+        warnings.warn(f"{message}; used anyway (allow_other_task)", stacklevel=2)
+
+    def task_index(self, task: str | None, allow_other_task: bool = False) -> int:
+        """Which of the file's per-task vectors serves `task` (one task only: it serves any task if allowed)."""
+        if task is None or not self.tasks:
+            if len(self.tasks) > 1:
+                raise ValueError(f"{self.where} holds one vector per task {self.tasks}: pass task=<one of them>")
+            return 0
+        if task in self.tasks:
+            return self.tasks.index(task)
+        if len(self.tasks) == 1 and allow_other_task:
+            return 0
+        hint = "; pass allow_other_task=True to use it anyway" if len(self.tasks) == 1 else ""
+        raise TaskVectorMismatchError(
+            f"{self.where} has no vector for task {task!r} (it has {self.tasks}; field 'tasks'){hint}"
+        )
+
+    # ---- use -----------------------------------------------------------------------------------
+
+    def patching(
+        self, target: HookedModel, index: int, policy: PatchPolicy, layer: int | None
+    ) -> AbstractContextManager:
+        """The intervention of task `index`'s vector (`layer`: another layer than the saved one)."""
+        raise NotImplementedError
+
+    @contextmanager
+    def apply(
+        self,
+        model: nn.Module,
+        task: str | None = None,
+        *,
+        policy: PatchPolicy = "prompt",
+        layer: int | None = None,
+        allow_other_task: bool = False,
+        allow_other_model: bool = False,
+    ) -> Iterator[None]:
+        """Patch a plain `transformers` model while the block runs (checked first); the hooks go on exit."""
+        layout = discover_layout(model)
+        self.check(layout.signature(), model, allow_other_model=allow_other_model)
+        index = self.task_index(task, allow_other_task)
+        if task is not None and self.tasks and self.tasks[index] != task:
+            warnings.warn(
+                f"{self.where} was made for task {self.tasks[index]!r}; applied to task {task!r} (allow_other_task)",
+                stacklevel=3,
+            )
+        with ExitStack() as stack:
+            stack.callback(model.register_forward_pre_hook(_refuse_right_padding, with_kwargs=True).remove)
+            stack.enter_context(self.patching(HookedModel(model, layout), index, policy, layer))
+            yield
