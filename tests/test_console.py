@@ -48,7 +48,11 @@ def test_the_main_job_prints_its_table_without_noise(tmp_path, monkeypatch, capf
         "--data.init_args.val_size=6",
         "--trainer.max_steps=2",
     ]
-    monkeypatch.setattr(lit_tv.__main__, "run_main_job", lambda: run_main_job(small, tasks=("colour", "position")))
+    monkeypatch.setattr(
+        lit_tv.__main__,
+        "run_main_job",
+        lambda overrides: run_main_job([*small, *overrides], tasks=("colour", "position")),
+    )
     lit_tv.__main__.main([])
     out, err = capfd.readouterr()
     assert not [word for word in NOISE if word in out + err], out + err

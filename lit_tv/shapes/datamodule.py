@@ -45,7 +45,7 @@ class ShapesDataModule(EpisodeDataModule):
         query_modality: Modality = "image",
         batch_size: int = 8,
         eval_batch_size: int | None = None,
-        seed: int | None = None,
+        seed: int = 0,
         seeds: Sequence[int] | None = None,
         distractors: float = 0.0,
     ) -> None:
