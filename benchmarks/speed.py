@@ -41,9 +41,8 @@ from torch.utils._pytree import tree_leaves
 from lit_tv.episodes import Episode, Example
 from lit_tv.files import write_atomic
 from lit_tv.interventions import record_heads, replace_heads
-from lit_tv.methods.mtv import repeat_rows
 from lit_tv.prompts import PromptTemplate
-from lit_tv.scoring import fork_last_token
+from lit_tv.scoring import fork_last_token, repeat_rows
 from lit_tv.vlm import FrozenVLM
 from lit_tv.zoo import BENCHMARK_MODELS, ZOO, save_zoo_model
 

@@ -12,11 +12,12 @@ from lit_tv.shapes.main_job import run_main_job
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`argv` None reads the command line; no arguments run the main job."""
-    if argv or (argv is None and sys.argv[1:]):
-        cli.main(argv)
+    """`argv` None reads the command line; no arguments (or only `--overwrite`) run the main job."""
+    args = sys.argv[1:] if argv is None else argv
+    if args and args != ["--overwrite"]:
+        cli.main(args)
     else:
-        cli.run_as_command(run_main_job)
+        cli.run_as_command(lambda: run_main_job(args))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,11 @@ from lit_tv.loading import BUILTIN_MODELS, VLMOptions
 from lit_tv.task_vectors import layout_from_config, require_finite
 
 
+def checkpoint_folders(trainer: L.Trainer) -> list[ModelCheckpoint]:
+    """The run's `ModelCheckpoint` callbacks (Lightning types them as any `Checkpoint`, which has no folder)."""
+    return [callback for callback in trainer.checkpoint_callbacks if isinstance(callback, ModelCheckpoint)]
+
+
 class CheckpointMismatchError(ValueError):
     """A checkpoint that does not belong to the run it was given to; the message names the option."""
 

@@ -4,25 +4,58 @@
     lit-tv test --config configs/shapes/mtv.yaml --ckpt_path logs/.../checkpoints/....ckpt
 
 A bad input (a ValueError or OSError: a file, a field, an option) ends the run with one line that
-names it and exit status 1; ``LIT_TV_TRACEBACK=1`` shows the traceback instead. `lit-tv` with no
-subcommand (the shapes world's main job) is `lit_tv.__main__`'s: jobs built on this CLI sit above it.
+names it and exit status 1; ``LIT_TV_TRACEBACK=1`` shows the traceback instead. SIGINT, SIGTERM and SIGHUP
+end it with one line saying what was saved and how to go on, and exit status 128 + the signal
+(`lit_tv.interrupts`). `--overwrite` lets a run replace an earlier run's outputs (`lit_tv.files.OutputLock`).
+`lit-tv` with no subcommand (the shapes world's main job) is `lit_tv.__main__`'s: jobs built on this CLI sit above it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import re
+import signal
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lit_tv.checkpoints import AtomicCheckpointIO, CheckpointMismatchError, check_checkpoint, resolve_checkpoint
+from lit_tv.checkpoints import (
+    AtomicCheckpointIO,
+    CheckpointMismatchError,
+    check_checkpoint,
+    checkpoint_folders,
+    resolve_checkpoint,
+)
 from lit_tv.console import quiet_libraries
+from lit_tv.interrupts import RunInterrupted, signals_interrupt
 from lit_tv.methods.base import FrozenVLMMethod
+from lit_tv.smoke import redirect_smoke_outputs
+
+# `--a.init_args.b.c=null`: jsonargparse passes the null of a nested field on as the string "None"
+_NESTED_NULL = re.compile(r"--(\w+\.init_args\.\w+)\.(\w+)(=null)?")
+
+
+def spell_nested_nulls(args: Sequence[str]) -> list[str]:
+    """`--model.init_args.model.quantization null` (or `=null`) as `--model.init_args.model={quantization: null}`,
+    which jsonargparse parses as meant (merged into the block's other values)."""
+    spelled: list[str] = []
+    index = 0
+    while index < len(args):
+        match = _NESTED_NULL.fullmatch(args[index])
+        if match and (match[3] or (index + 1 < len(args) and args[index + 1] == "null")):
+            spelled.append(f"--{match[1]}={{{match[2]}: null}}")
+            index += 1 if match[3] else 2
+        else:
+            spelled.append(args[index])
+            index += 1
+    return spelled
 
 
 class LitTVCLI(LightningCLI):
@@ -34,7 +67,7 @@ class LitTVCLI(LightningCLI):
             FrozenVLMMethod,
             subclass_mode_model=True,
             subclass_mode_data=True,
-            args=args,
+            args=spell_nested_nulls(sys.argv[1:] if args is None else args),
             run=run,
             save_config_kwargs={"overwrite": True},
         )
@@ -48,6 +81,29 @@ class LitTVCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         if any(action.dest == "weights_only" for action in parser._actions):  # the subcommands' parsers
             parser.set_defaults(weights_only=True)  # checkpoints are read as data, never as pickled code
+        parser.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="replace the outputs (vector, checkpoints, answers) of an earlier run",
+        )
+
+    def after_instantiate_classes(self) -> None:
+        """Tell the run's writers whether they may replace an earlier run's outputs; move a smoke run's off the
+        config's paths (`lit_tv.smoke`)."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        for writer in (self.model, *cast(Any, self.trainer).callbacks):  # set by Lightning, undeclared
+            if hasattr(writer, "overwrite_outputs"):
+                writer.overwrite_outputs = bool(config.get("overwrite"))
+        moved = redirect_smoke_outputs(self.trainer, self.model, config.get("config") or [])
+        if moved:
+            rank_zero_info(moved)
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except RunInterrupted as stop:
+            stop.saved = saved_when_stopped(self.trainer, subcommand)
+            raise
 
     def _parse_ckpt_path(self) -> None:
         """LightningCLI would merge the checkpoint's hyper-parameters over the parsed config here; not done."""
@@ -65,6 +121,7 @@ class LitTVCLI(LightningCLI):
         path = resolve_checkpoint(self.trainer, ckpt_path)
         if path is None:
             return
+        self.model.resumes_fit = self.subcommand == "fit"
         changed = check_checkpoint(path, self.model, self.datamodule, self.subcommand)
         if changed:
             rank_zero_info(
@@ -83,6 +140,45 @@ class LitTVCLI(LightningCLI):
 
     def before_predict(self) -> None:
         self._check_ckpt_path()
+
+    def _require_queries(self, batches: list[int | float], split: str) -> None:
+        """A run that scored nothing must not end as if it had: Lightning skips an empty loop without a word."""
+        if not sum(batches):
+            raise ValueError(
+                f"lit-tv {self.subcommand} scored no query: the {split} split is empty (data.init_args.{split}_size "
+                f"is 0, trainer.limit_{'val' if split == 'val' else split}_batches is 0, or every record was "
+                "skipped): nothing to report"
+            )
+
+    def after_validate(self) -> None:
+        self._require_queries(self.trainer.num_val_batches, "val")
+
+    def after_test(self) -> None:
+        self._require_queries(self.trainer.num_test_batches, "test")
+
+    def after_predict(self) -> None:
+        self._require_queries(self.trainer.num_predict_batches, "predict")
+
+
+def saved_when_stopped(trainer: Trainer, subcommand: str) -> str:
+    """What a stopped run leaves, and how to go on from it."""
+    notes = [callback.saved_note() for callback in cast(Any, trainer).callbacks if hasattr(callback, "saved_note")]
+    if subcommand == "fit":
+        checkpoints = [
+            checkpoint
+            for callback in checkpoint_folders(trainer)
+            if callback.dirpath
+            for checkpoint in Path(callback.dirpath).glob("*.ckpt")
+        ]
+        if checkpoints:
+            newest = max(checkpoints, key=lambda path: path.stat().st_mtime)
+            notes.append(f"kept {newest}; resume with the same command and --ckpt_path last")
+        else:
+            notes.append("no checkpoint was written yet; run the same command again")
+        notes.append("no task vector was exported")
+    else:
+        notes.append(f"no {subcommand} result; run the same command again")
+    return "; ".join(notes)
 
 
 def build_cli(config: Path, overrides: list[str]) -> LitTVCLI:
@@ -110,11 +206,25 @@ def run_as_command(job: Callable[[], object]) -> None:
     """Run `job` as a `lit-tv` command: libraries kept quiet, a bad input ends it with one line and exit status 1."""
     quiet_libraries()
     try:
-        job()
+        with signals_interrupt():
+            job()
+    except SIGTERMException as stop:  # Lightning's own graceful stop (exit status 0) where our handler was not seen
+        _stopped(
+            RunInterrupted(signal.SIGTERM, "the run stopped at a batch boundary; run the same command again"), stop
+        )
+    except RunInterrupted as stop:
+        _stopped(stop, stop)
     except (ValueError, OSError) as error:
         if os.environ.get("LIT_TV_TRACEBACK"):
             raise
         raise SystemExit(f"lit-tv: error: {user_error(error)}") from error
+
+
+def _stopped(stop: RunInterrupted, cause: BaseException) -> None:
+    print(
+        f"lit-tv: stopped by {stop}: {stop.saved or 'nothing of this run is complete; run it again'}", file=sys.stderr
+    )
+    raise SystemExit(stop.exit_status) from cause
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -228,3 +228,13 @@ def _check_shared_prefix(vlm: FrozenVLM, inputs: BatchFeature) -> bool:
         return False
     LOGGER.info("%s: mask samples share one prefix (4-D attention mask)", vlm.name)
     return True
+
+
+def repeat_rows(inputs: BatchFeature, times: int) -> BatchFeature:
+    """One prompt's model inputs repeated `times` along every tensor's first dim (images included)."""
+    return BatchFeature(
+        {
+            key: value.repeat(times, *[1] * (value.dim() - 1)) if torch.is_tensor(value) else value
+            for key, value in inputs.items()
+        }
+    )

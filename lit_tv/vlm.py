@@ -156,8 +156,9 @@ class FrozenVLM(nn.Module):
                 f"but {len(images)} images were given"
             )
 
-    def build_inputs(self, episodes: Sequence[Episode], template: PromptTemplate) -> BatchFeature:
-        """Left-padded batch on the model's device, floating inputs in its dtype.
+    def build_inputs(self, episodes: Sequence[Episode], template: PromptTemplate, new_tokens: int = 0) -> BatchFeature:
+        """Left-padded batch on the model's device, floating inputs in its dtype; refused when a prompt and the
+        `new_tokens` to be generated after it do not fit the model's context.
 
         Position -1 is every row's last prompt token (for Fuyu too: see `lit_tv.fuyu`).
         """
@@ -173,20 +174,22 @@ class FrozenVLM(nn.Module):
             batch = self.tokenizer(texts, padding=True, return_tensors="pt")  # with BOS, as the processor adds
         else:
             batch = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
-        self._check_context(batch, episodes)
+        self._check_context(batch, episodes, new_tokens)
         return BatchFeature(dict(batch)).to(self.device, dtype=self.dtype)
 
-    def _check_context(self, batch: BatchFeature | dict, episodes: Sequence[Episode]) -> None:
+    def _check_context(self, batch: BatchFeature | dict, episodes: Sequence[Episode], new_tokens: int) -> None:
         if self.context_length is None:
             return
         ids = batch["input_ids"]
         lengths = batch["attention_mask"].sum(1) if "attention_mask" in batch else [ids.shape[1]] * len(ids)
         for index, (episode, length) in enumerate(zip(episodes, lengths, strict=True)):
-            if int(length) > self.context_length:
+            if int(length) + new_tokens > self.context_length:
+                generated = f" + {new_tokens} new tokens (model.init_args.max_new_tokens)" if new_tokens else ""
                 raise ValueError(
                     f"episode {index} of the batch ({len(episode.shots)} shots, query {episode.query.text!r:.60}) "
-                    f"is {int(length)} tokens, longer than {self.name}'s context of {self.context_length} "
-                    "(max_position_embeddings): use fewer shots (data.init_args.shots) or smaller images"
+                    f"is {int(length)} tokens{generated}, longer than {self.name}'s context of "
+                    f"{self.context_length} (max_position_embeddings): use fewer shots (data.init_args.shots), "
+                    f"smaller images{' or fewer new tokens' if new_tokens else ''}"
                 )
 
     def answer_token_ids(self, episodes: Sequence[Episode], template: PromptTemplate) -> torch.Tensor:

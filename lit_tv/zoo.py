@@ -10,8 +10,11 @@ trained here on a small corpus plus the architecture's own PIL image processor.
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import re
+import shutil
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -48,6 +51,7 @@ from transformers import (
 )
 
 from lit_tv.compat import build_processor_without_video
+from lit_tv.files import partial_path
 from lit_tv.fuyu import MANTIS_MARKERS
 
 SPECIAL_TOKENS = [
@@ -336,24 +340,49 @@ BENCHMARK_MODELS: dict[str, Callable[[], tuple[PreTrainedModel, Any]]] = {
 }
 
 
-def save_zoo_model(name: str, folder: Path, seed: int = 0) -> Path:
-    """Build the named tiny model with a fixed seed and save model + processor to `folder`."""
+def save_zoo_model(name: str, folder: Path, seed: int = 0, overwrite: bool = False) -> Path:
+    """Build the named tiny model with a fixed seed and save model + processor to `folder`.
+
+    Written under ``<folder>.partial`` and renamed when complete; a folder that already holds a model is
+    replaced only with `overwrite`, and a non-empty folder that holds none (no ``config.json``) never."""
+    folder = Path(folder)
+    if folder.is_dir() and any(folder.iterdir()):
+        if not (folder / "config.json").is_file():
+            raise FileExistsError(
+                f"{folder} is not empty and holds no model (no config.json): give a new or empty folder"
+            )
+        if not overwrite:
+            raise FileExistsError(f"{folder} already holds a model: give --overwrite to replace it, or another folder")
     torch.manual_seed(seed)
     model, processor = {**ZOO, **BENCHMARK_MODELS}[name]()
-    model.save_pretrained(folder)
+    unfinished = partial_path(folder)
+    shutil.rmtree(unfinished, ignore_errors=True)  # an earlier interrupted save's
+    model.save_pretrained(unfinished)
     if getattr(processor, "video_processor", True) is None:
         # Saved as a hub folder holds it; transformers cannot save a processor with an empty slot.
-        processor.tokenizer.save_pretrained(folder)
-        processor.image_processor.save_pretrained(folder)
-        (Path(folder) / "processor_config.json").write_text(json.dumps({"processor_class": type(processor).__name__}))
+        processor.tokenizer.save_pretrained(unfinished)
+        processor.image_processor.save_pretrained(unfinished)
+        (unfinished / "processor_config.json").write_text(json.dumps({"processor_class": type(processor).__name__}))
     else:
-        processor.save_pretrained(folder)
-    return Path(folder)
+        processor.save_pretrained(unfinished)
+    if folder.is_dir():
+        shutil.rmtree(folder)  # empty, or a model `overwrite` replaces
+    os.replace(unfinished, folder)
+    return folder
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m lit_tv.zoo ARCH FOLDER [--overwrite]` (BENCHMARK_MODELS are speed.py's, not offered here)."""
+    parser = argparse.ArgumentParser(prog="python -m lit_tv.zoo", description="save a tiny random model")
+    parser.add_argument("arch", choices=list(ZOO))
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--overwrite", action="store_true", help="replace a model already saved in FOLDER")
+    args = parser.parse_args(argv)
+    try:
+        print(save_zoo_model(args.arch, args.folder, overwrite=args.overwrite))
+    except FileExistsError as error:
+        parser.exit(1, f"python -m lit_tv.zoo: error: {error}\n")
 
 
 if __name__ == "__main__":
-    import sys
-
-    if len(sys.argv) != 3 or sys.argv[1] not in ZOO:
-        sys.exit(f"usage: python -m lit_tv.zoo {{{'|'.join(ZOO)}}} FOLDER")  # BENCHMARK_MODELS: speed.py
-    print(save_zoo_model(sys.argv[1], Path(sys.argv[2])))
+    main()

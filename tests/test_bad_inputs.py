@@ -136,7 +136,7 @@ CASES = [
     (
         "prompt past the context",
         ["test", "--config", ICL, *SMALL, "--data.init_args.test_shots=60"],
-        r"episode 0 of the batch \(60 shots.* is \d+ tokens, longer than .*context of 1024",
+        r"episode 0 of the batch \(60 shots.* is \d+ tokens \+ 1 new tokens .*, longer than .*context of 1024",
     ),
     (
         "missing checkpoint",

@@ -26,6 +26,9 @@ SHAPES = [
 ]
 LAST = Path("logs/shapes_mtv/checkpoints/last.ckpt")
 VECTOR = Path("logs/shapes_mtv/task_vector.safetensors")
+# where a fit with max_steps below the config's (a smoke run, lit_tv.smoke) writes them
+SMOKE_LAST = Path("logs/shapes_mtv/smoke/checkpoints/last.ckpt")
+SMOKE_VECTOR = Path("logs/shapes_mtv/smoke/task_vector.safetensors")
 
 
 def _test_accuracy(*args: str, tag: str = "test/accuracy") -> float:
@@ -124,9 +127,9 @@ class KillBeforeHeadSelection(Callback):
 
 def _final(folder: Path) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """theta and heads of the run's final last.ckpt, and its exported vector."""
-    state = torch.load(folder / LAST, weights_only=True)["state_dict"]
+    state = torch.load(folder / SMOKE_LAST, weights_only=True)["state_dict"]
     assert state["heads_chosen"], "the final checkpoint must hold the chosen heads"
-    tensors, _ = load_task_vector(folder / VECTOR)
+    tensors, _ = load_task_vector(folder / SMOKE_VECTOR)
     return state["theta"], state["selected_heads"], tensors
 
 
@@ -153,8 +156,8 @@ def test_a_killed_fit_resumed_with_ckpt_path_last_ends_as_the_uninterrupted_fit(
     cli.trainer.callbacks.append(kill)
     with pytest.raises(Killed):
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    assert not VECTOR.exists()
-    assert not torch.load(LAST, weights_only=True)["state_dict"]["heads_chosen"]
+    assert not SMOKE_VECTOR.exists()
+    assert not torch.load(SMOKE_LAST, weights_only=True)["state_dict"]["heads_chosen"]
     main(["fit", *args, "--ckpt_path", "last"])
     theta, heads, vector = _final(tmp_path / "whole")
     resumed_theta, resumed_heads, resumed_vector = _final(tmp_path / "killed")

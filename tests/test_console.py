@@ -31,7 +31,7 @@ def test_fit_and_test_print_no_noise_and_test_ends_with_one_per_task_table(tmp_p
     main(["fit", *small, "--trainer.max_steps=3"])
     fit = "".join(capfd.readouterr())
     assert "mean activations" in fit  # the long pass keeps its progress bar
-    main(["test", *small, "--ckpt_path", "logs/shapes_mtv/checkpoints/last.ckpt"])
+    main(["test", *small, "--ckpt_path", "logs/shapes_mtv/smoke/checkpoints/last.ckpt"])
     out, err = capfd.readouterr()
     for text in (fit, out + err):
         assert not [word for word in NOISE if word in text], text
@@ -52,7 +52,11 @@ def test_the_main_job_prints_its_table_without_noise(tmp_path, monkeypatch, capf
         "--data.init_args.val_size=6",
         "--trainer.max_steps=2",
     ]
-    monkeypatch.setattr(lit_tv.__main__, "run_main_job", lambda: run_main_job(small, tasks=("colour", "position")))
+    monkeypatch.setattr(
+        lit_tv.__main__,
+        "run_main_job",
+        lambda overrides: run_main_job([*small, *overrides], tasks=("colour", "position")),
+    )
     lit_tv.__main__.main([])
     out, err = capfd.readouterr()
     assert not [word for word in NOISE if word in out + err], out + err

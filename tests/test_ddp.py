@@ -72,10 +72,10 @@ def test_two_processes_match_one(zoo_folder, tmp_path):
         "0.0",
     ]
     folders = _on_one_and_two_processes(
-        tmp_path, ["fit", *common], ["test", *common, "--ckpt_path", "logs/shapes_mtv/checkpoints/last.ckpt"]
+        tmp_path, ["fit", *common], ["test", *common, "--ckpt_path", "logs/shapes_mtv/smoke/checkpoints/last.ckpt"]
     )
     (one, _), (two, _) = (
-        load_task_vector(folder / "logs" / "shapes_mtv" / "task_vector.safetensors") for folder in folders
+        load_task_vector(folder / "logs" / "shapes_mtv" / "smoke" / "task_vector.safetensors") for folder in folders
     )
     one_test, two_test = (_test_scalars(folder) for folder in folders)
     torch.testing.assert_close(two["mean_activations"], one["mean_activations"], atol=1e-5, rtol=1e-5)

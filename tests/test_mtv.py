@@ -304,7 +304,7 @@ def test_bad_query_files_name_the_line_and_field(tmp_path, line, message):
 def test_mtv_runs_on_each_vlm_architecture_through_the_cli(zoo_folder, tmp_path, monkeypatch, name):
     monkeypatch.chdir(tmp_path)
     main(["fit", *_tiny_run(zoo_folder(name), "--trainer.max_steps", "2")])
-    main(["test", *_tiny_run(zoo_folder(name), "--ckpt_path", "logs/shapes_mtv/checkpoints/last.ckpt")])
+    main(["test", *_tiny_run(zoo_folder(name), "--ckpt_path", "logs/shapes_mtv/smoke/checkpoints/last.ckpt")])
     assert "test/accuracy" in logged_scalars(tmp_path / "logs" / "shapes_mtv" / "version_1")
 
 

@@ -21,7 +21,8 @@ from lit_tv.files import atomic_path, write_atomic
 from lit_tv.shapes.main_job import CONFIGS
 
 MTV = str(CONFIGS / "mtv.yaml")
-VECTOR = Path("logs/shapes_mtv/task_vector.safetensors")
+VECTOR = Path("logs/shapes_mtv/smoke/task_vector.safetensors")  # SMALL is a smoke run (max_steps=1)
+CHECKPOINTS = Path("logs/shapes_mtv/smoke/checkpoints")
 
 
 @pytest.fixture
@@ -74,8 +75,8 @@ def test_a_fit_into_the_outputs_of_a_live_run_is_refused_and_a_dead_runs_lock_is
             rf"{other.pid} .*model.init_args.export",
         ):
             main(["fit", "--config", MTV, *SMALL])
-        assert not Path("logs/shapes_mtv/checkpoints").exists() and not VECTOR.exists()
-        _lock(Path("logs/shapes_mtv/checkpoints"), other.pid)
+        assert not CHECKPOINTS.exists() and not VECTOR.exists()
+        _lock(CHECKPOINTS, other.pid)
         Path(f"{VECTOR}.lock").unlink()
         with pytest.raises(SystemExit, match=r"checkpoints is being written by another run"):
             main(["fit", "--config", MTV, *SMALL])
@@ -87,15 +88,9 @@ def test_a_fit_into_the_outputs_of_a_live_run_is_refused_and_a_dead_runs_lock_is
 
 
 @pytest.mark.slow
-def test_a_second_fit_says_it_replaces_the_earlier_vector(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    main(["fit", "--config", MTV, *SMALL])
-    with pytest.warns(UserWarning, match=r"replacing the task vector logs/shapes_mtv/task_vector.safetensors written"):
-        main(["fit", "--config", MTV, *SMALL])
-
-
-@pytest.mark.slow
-def test_predict_writes_answers_as_they_come_and_never_keeps_an_earlier_runs(tmp_path, monkeypatch):
+def test_predict_writes_answers_as_they_come_under_a_partial_name_and_overwrite_removes_the_earlier(
+    tmp_path, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     vector = _mtv_vector(tmp_path, "vector.safetensors")
     for index in range(3):
@@ -113,15 +108,18 @@ def test_predict_writes_answers_as_they_come_and_never_keeps_an_earlier_runs(tmp
             f"--model.init_args.task_vector={vector}",
             f"--data.init_args.path={questions}",
             "--data.init_args.batch_size=1",
+            "--overwrite",
         ],
     )
     (tmp_path / "2.png").unlink()  # the last image goes missing after the file was read
     with pytest.raises(FileNotFoundError, match="2.png"):
         cli.trainer.predict(cli.model, datamodule=cli.datamodule)
-    assert [json.loads(line)["question"] for line in answers.read_text().splitlines()] == ["q0", "q1"]
+    partial = Path(f"{answers}.partial")
+    assert [json.loads(line)["question"] for line in partial.read_text().splitlines()] == ["q0", "q1"]
+    assert not answers.exists(), "an earlier run's answers must not pass for this run's"
 
 
-def test_a_predict_run_refused_for_an_empty_query_file_leaves_no_earlier_answers(tmp_path, monkeypatch):
+def test_a_predict_run_refused_for_an_empty_query_file_leaves_the_earlier_answers_as_they_were(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     vector = _mtv_vector(tmp_path, "vector.safetensors")
     (tmp_path / "empty.jsonl").write_text("\n")
@@ -138,4 +136,4 @@ def test_a_predict_run_refused_for_an_empty_query_file_leaves_no_earlier_answers
                 f"--data.init_args.path={tmp_path / 'empty.jsonl'}",
             ]
         )
-    assert not answers.exists(), "an earlier run's answers must not pass for this run's"
+    assert answers.read_text() == '{"question": "from an earlier run"}\n' and not Path(f"{answers}.partial").exists()

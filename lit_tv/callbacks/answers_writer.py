@@ -7,23 +7,29 @@ from pathlib import Path
 
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from lit_tv.files import LineStream
+from lit_tv.files import LineStream, OutputLock, partial_path
 
 
 class AnswersWriter(BasePredictionWriter):
     """One `{question, images, answer}` per line, in input order.
 
-    An earlier run's file is removed when this writer is built, before the query file is read (the CLI
-    builds callbacks before the DataModule), so a run that stops on a bad query file leaves no answers that
-    pass for its own; each batch is written when answered, so a failure late in the query file keeps every
-    answer before it.
+    The answers go to ``<path>.partial`` as they come (a failure late in the query file keeps every answer
+    before it) and become `path` only when every query is answered. An earlier run's `path` is replaced only
+    with `--overwrite` (it is removed when the run starts, so a stopped run leaves no answers that pass for its
+    own), and a live run writing the same path is refused (`OutputLock`).
     """
 
     def __init__(self, path: str = "logs/answers.jsonl") -> None:
         super().__init__(write_interval="batch")
         self.path = Path(path)
-        self.path.unlink(missing_ok=True)
+        self.overwrite_outputs = False  # set by the CLI's `--overwrite`
         self._stream: LineStream | None = None
+        self._lock: OutputLock | None = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage == "predict":
+            self._lock = OutputLock([self.path], "the AnswersWriter's path", overwrite=self.overwrite_outputs)
+            self._lock.acquire()
 
     def on_predict_start(self, trainer, pl_module) -> None:
         if trainer.world_size > 1:
@@ -37,12 +43,21 @@ class AnswersWriter(BasePredictionWriter):
         self._stream.write(json.dumps(record) for record in prediction)
 
     def on_predict_end(self, trainer, pl_module) -> None:
-        self._close()
+        self._close(complete=True)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        self._close()
+        self._close(complete=False)
 
-    def _close(self) -> None:
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def saved_note(self) -> str:
+        """What a stopped run leaves here."""
+        return f"the answers so far are in {partial_path(self.path)} (not all)"
+
+    def _close(self, complete: bool) -> None:
         if self._stream is not None:
-            self._stream.close()
+            self._stream.close(complete)
             self._stream = None

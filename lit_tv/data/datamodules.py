@@ -52,7 +52,7 @@ class EpisodeDataModule(L.LightningDataModule):
         val_size / test_size: validation and test queries; ``None`` takes every usable one.
         batch_size: episodes per batch (for MTV: training queries per REINFORCE step).
         eval_batch_size: episodes per validation / test batch (default: `batch_size`).
-        seed: seeds every choice; each role has its own stream.
+        seed: seeds every choice; each role has its own stream (another than 0 not together with `seeds`).
         seeds: draw every role once per seed and tag each episode with its seed (the cross-modal reference
             reports the mean over seeds 0, 1, 2); methods then score and build vectors per seed. None: `seed`.
         overlap: let demonstrations reuse records that are also queries (off: disjoint).
@@ -109,6 +109,11 @@ class EpisodeDataModule(L.LightningDataModule):
             raise ValueError(
                 f"data.init_args.support_size: {type(self).__name__} needs a number of support episodes "
                 "(null, one per record, is for benchmarks read from record files)"
+            )
+        if seeds and seed != 0:  # 0, the default, is what a run over `seeds` shows in its hparams
+            raise ValueError(
+                f"data.init_args.seed={seed} and data.init_args.seeds={list(seeds)} both given: with seeds every "
+                "role is drawn once per seed and seed would be ignored; give one of them"
             )
         self.seeds = list(seeds) if seeds else [seed]
         if len(set(self.seeds)) != len(self.seeds):

@@ -10,12 +10,11 @@ from typing import ClassVar, cast
 import lightning as L
 import torch
 from lightning.fabric.utilities.data import AttributeDict
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torchmetrics import Metric
 
-from lit_tv.checkpoints import check_identity, checkpoint_entry
+from lit_tv.checkpoints import check_identity, checkpoint_entry, checkpoint_folders
 from lit_tv.console import task_table
 from lit_tv.data.datamodules import Role, datamodule_of
 from lit_tv.episodes import Episode
@@ -42,13 +41,17 @@ class FrozenVLMMethod(L.LightningModule):
     The VLM is not a registered submodule: its weights never enter a checkpoint, an optimizer or
     DDP's broadcast, and it is loaded in `configure_model` directly on the right device. So Lightning
     never moves or wraps it, which a model dispatched over several devices (`device_map`) relies on.
+
+    `max_new_tokens` defaults to 1: the built-in shapes world's answers (and the cross-modal tasks') are one
+    word, and text generated past it fails their exact or prefix match; open VQA sets 10, the MTV reference's
+    limit (every VQA config says so).
     """
 
     scores_per_seed: ClassVar[bool] = True  # whether a run over several data seeds is meaningful
     vector_kind: ClassVar[type[TaskVector] | None] = None  # the kind of task vector the method reads and exports
     vector_method: ClassVar[str] = ""  # the method name its vectors carry
 
-    def __init__(self, model: VLMOptions = SHAPES_TOY, max_new_tokens: int = 10) -> None:
+    def __init__(self, model: VLMOptions = SHAPES_TOY, max_new_tokens: int = 1) -> None:
         super().__init__()
         resolve_model_path(model.name)  # a bad path fails here, before any data or weights are touched
         require_at_least("model.init_args.max_new_tokens", max_new_tokens, 1)
@@ -58,11 +61,15 @@ class FrozenVLMMethod(L.LightningModule):
         self._vlm: FrozenVLM | None = None
         self.strict_loading = False
         self.task_vector_file: TaskVector | None = None
+        self.task_vector_path: str | None = None
+        self.overwrite_outputs = False  # `--overwrite`: this run may replace an earlier run's outputs
+        self.resumes_fit = False  # `fit --ckpt_path`: the checkpoint folder holds this fit's own checkpoints
 
     def read_task_vector(self, path: str | None, allow_other_task: bool, allow_other_model: bool) -> None:
         """The `task_vector` option: read (checksums) and checked against the model's layout and this method
         now, before any weights load; against the run's tasks at setup and the model's weights once loaded."""
         self._allow_other = {"task": allow_other_task, "model": allow_other_model}
+        self.task_vector_path = path
         if path is not None:
             self.task_vector_file = load(path, self.vector_kind)
             options = self.model_options
@@ -117,11 +124,7 @@ class FrozenVLMMethod(L.LightningModule):
         export = getattr(self.hparams, "export", None)
         paths = [Path(export)] if export and stage in self.export_stages else []
         if stage == "fit":
-            paths += [
-                Path(callback.dirpath)
-                for callback in self.trainer.checkpoint_callbacks
-                if isinstance(callback, ModelCheckpoint) and callback.dirpath
-            ]
+            paths += [Path(callback.dirpath) for callback in checkpoint_folders(self.trainer) if callback.dirpath]
         return paths
 
     @property
@@ -144,6 +147,11 @@ class FrozenVLMMethod(L.LightningModule):
         self._output_lock = OutputLock(
             self.outputs(stage) if self.global_rank == 0 else [],
             "model.init_args.export, the ModelCheckpoint dirpath, or run it elsewhere",
+            overwrite=self.overwrite_outputs,
+            inputs=[self.task_vector_path] if self.task_vector_path else [],
+            continued=[folder.dirpath for folder in checkpoint_folders(self.trainer) if folder.dirpath]
+            if self.resumes_fit
+            else [],
         )
         self._output_lock.acquire()
 
@@ -162,7 +170,7 @@ class FrozenVLMMethod(L.LightningModule):
 
     def answer(self, batch: list[Episode]) -> list[str]:
         """Greedy answers to a batch of episodes with the method's intervention active."""
-        inputs = self.vlm.build_inputs(batch, self.template)
+        inputs = self.vlm.build_inputs(batch, self.template, self.max_new_tokens)
         with self.patching(batch):
             return self.vlm.generate(inputs, max_new_tokens=self.max_new_tokens)
 

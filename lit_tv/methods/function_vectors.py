@@ -128,7 +128,7 @@ class FunctionVectors(FrozenVLMMethod):
     def __init__(
         self,
         model: VLMOptions = SHAPES_TOY,
-        max_new_tokens: int = 10,
+        max_new_tokens: int = 1,
         layer: int | None = None,
         top_k: int = 10,
         heads: Literal["shared", "per_task"] = "shared",

@@ -28,7 +28,7 @@ class MajorityLabel(FrozenVLMMethod):
     def __init__(
         self,
         model: VLMOptions = SHAPES_TOY,
-        max_new_tokens: int = 10,
+        max_new_tokens: int = 1,
         source: Literal["demonstrations", "task"] = "demonstrations",
     ) -> None:
         super().__init__(model, max_new_tokens)

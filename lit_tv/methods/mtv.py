@@ -19,7 +19,6 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torchmetrics import Metric
-from transformers import BatchFeature
 
 from lit_tv.analysis.heatmap import head_heatmap
 from lit_tv.data.datamodules import Role, datamodule_of
@@ -31,19 +30,9 @@ from lit_tv.methods.random_heads import RandomHeadsControl
 from lit_tv.methods.reinforce import reinforce_surrogate, sampling_probabilities
 from lit_tv.metrics import ExactMatch
 from lit_tv.options import require_at_least
-from lit_tv.scoring import fork_last_token
+from lit_tv.scoring import fork_last_token, repeat_rows
 from lit_tv.task_vectors import require_finite
 from lit_tv.vectors import HeadVector
-
-
-def repeat_rows(inputs: BatchFeature, times: int) -> BatchFeature:
-    """One prompt's model inputs repeated `times` along every tensor's first dim (images included)."""
-    return BatchFeature(
-        {
-            key: value.repeat(times, *[1] * (value.dim() - 1)) if torch.is_tensor(value) else value
-            for key, value in inputs.items()
-        }
-    )
 
 
 class MTV(FrozenVLMMethod):
@@ -90,7 +79,7 @@ class MTV(FrozenVLMMethod):
     def __init__(
         self,
         model: VLMOptions = SHAPES_TOY,
-        max_new_tokens: int = 10,
+        max_new_tokens: int = 1,
         samples: int = 32,
         learning_rate: float = 0.1,
         theta_init: float = -1.0,
@@ -116,6 +105,11 @@ class MTV(FrozenVLMMethod):
         require_at_least("model.init_args.selection_samples", selection_samples, 1)
         require_at_least("model.init_args.selection_queries", selection_queries, 1)
         require_at_least("model.init_args.random_draws", random_draws, 2, "the control is a distribution")
+        if selection != "best_of_samples" and not 0 <= threshold < 1:
+            raise ValueError(
+                f"model.init_args.threshold={threshold} with selection {selection!r}: sigmoid(theta) lies in (0, 1), "
+                "so no head would be kept; give a threshold in [0, 1)"
+            )
         self.read_task_vector(task_vector, allow_other_task, allow_other_model)
         self.theta: nn.Parameter | None = None
         # Head masks come from a generator of their own, seeded when the run starts (`setup`) and saved in
@@ -268,7 +262,15 @@ class MTV(FrozenVLMMethod):
             self._finish_fit()
 
     def _choose_heads(self) -> None:
-        self.selected_heads.copy_(self.select_heads())
+        heads = self.select_heads()
+        if not heads.any():
+            assert self.theta is not None, "heads are chosen after a fit"
+            raise ValueError(
+                f"selection {self.hparams.selection!r} (model.init_args.threshold={self.hparams.threshold}) kept no "
+                f"head: the largest sigmoid(theta) is {torch.sigmoid(self.theta).max():.3f}; fit again with a lower "
+                "threshold or selection best_of_samples, and --overwrite (this fit's checkpoints are kept)"
+            )
+        self.selected_heads.copy_(heads)
         self.heads_chosen.fill_(True)
 
     def _finish_fit(self) -> None:

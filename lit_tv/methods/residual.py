@@ -208,7 +208,7 @@ class ResidualTaskVectors(FrozenVLMMethod):
         Answers are generated and scored exactly as the test does (the DataModule's metric, e.g. the prefix
         match), so the chosen layer is the best one by the test's own rule.
         """
-        inputs = self.vlm.build_inputs(batch, self.template)
+        inputs = self.vlm.build_inputs(batch, self.template, self.max_new_tokens)
         metric = datamodule_of(self.trainer).metric()
         columns = []
         for layer in range(self.vlm.layout.num_layers):

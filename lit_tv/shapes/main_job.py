@@ -9,8 +9,10 @@ table says how many of its own seed's draws MTV beats.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from lit_tv.checkpoints import checkpoint_folders
 from lit_tv.cli import LitTVCLI, build_cli
 from lit_tv.console import lightning_warnings_only
 from lit_tv.shapes.world import TASKS
@@ -49,6 +51,8 @@ def run_task(task: str, overrides: list[str], seed: int = 0) -> dict[str, object
             "--model.init_args.test_heads=random",  # the control is scored beside the selected heads
         ],
     )
+    for callback in checkpoint_folders(mtv.trainer):  # each task and seed's fit resumes from its own checkpoints
+        callback.dirpath = os.path.realpath(f"logs/shapes_mtv_{task}/seed_{seed}/checkpoints")
     mtv.trainer.fit(mtv.model, datamodule=mtv.datamodule)
     results["MTV"] = _test_accuracy(mtv)
     results[RANDOM_HEADS] = mtv.model.random_control.accuracies()
@@ -100,7 +104,9 @@ def format_table(runs: list[dict[str, dict]]) -> str:
 def run_main_job(
     overrides: list[str] | None = None, tasks: tuple[str, ...] = TASKS, seeds: tuple[int, ...] = SEEDS
 ) -> list[dict[str, dict]]:
-    """Run the table on the held-out test queries of every task, once per seed; print it and return each seed's."""
+    """Run the table on the held-out test queries of every task, once per seed; print it and return each seed's.
+    An earlier main job's vectors and checkpoints are replaced only with ``--overwrite`` among the overrides
+    (`lit-tv --overwrite`)."""
     overrides = ["--trainer.enable_model_summary=false", *(overrides or [])]  # theta's size, 18 times: no news
     runs = []
     with lightning_warnings_only():

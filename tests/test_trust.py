@@ -1,0 +1,237 @@
+"""Faults a user meets, one class per test: signals, replaced outputs, simultaneous starts, runs that measure
+nothing, conflicting options, and advice that must work as written (docs/runs.md, "What each fault gets")."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from test_bad_inputs import ICL, MTV, PREDICT, SMALL, _mtv_vector
+
+from lit_tv import cli
+from lit_tv.cli import build_cli, main, spell_nested_nulls
+from lit_tv.files import OutputLock
+from lit_tv.methods.base import FrozenVLMMethod
+from lit_tv.methods.mtv import MTV as MTVMethod
+from lit_tv.shapes.datamodule import ShapesDataModule
+from lit_tv.zoo import main as zoo_main
+
+CROSS_MODAL = str(Path(MTV).parent / "cross_modal.yaml")
+VECTOR = Path("logs/shapes_mtv/task_vector.safetensors")
+SMOKE_VECTOR = Path("logs/shapes_mtv/smoke/task_vector.safetensors")
+
+
+# ---- signals ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_every_signal_ends_a_command_with_a_non_zero_exit_and_one_line(signum, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        cli.run_as_command(lambda: os.kill(os.getpid(), signum))
+    assert stopped.value.code == 128 + signum
+    assert f"lit-tv: stopped by {signal.Signals(signum).name}: " in capsys.readouterr().err
+
+
+def _kill_self_at_first_step(monkeypatch, method: type, hook: str, signum: int) -> None:
+    original = getattr(method, hook)
+
+    def killed(self, *args, **kwargs):
+        os.kill(os.getpid(), signum)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(method, hook, killed)
+
+
+@pytest.mark.slow
+def test_a_sigtermed_fit_exits_non_zero_names_its_checkpoint_and_leaves_no_vector(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    main(["fit", "--config", MTV, "--trainer.max_steps=1", *SMALL[:3]])  # an earlier (smoke) run's vector
+    _kill_self_at_first_step(monkeypatch, MTVMethod, "training_step", signal.SIGTERM)
+    with pytest.raises(SystemExit) as stopped:
+        main(["fit", "--config", MTV, "--trainer.max_steps=1", *SMALL[:3], "--overwrite"])
+    assert stopped.value.code == 128 + signal.SIGTERM
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "stopped by SIGTERM" in line and "no task vector was exported" in line, line
+    assert not SMOKE_VECTOR.exists(), "the earlier run's vector must not pass for this run's"
+
+
+@pytest.mark.slow
+def test_a_sigtermed_test_exits_non_zero_without_a_table(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _kill_self_at_first_step(monkeypatch, FrozenVLMMethod, "test_step", signal.SIGTERM)
+    with pytest.raises(SystemExit) as stopped:
+        main(["test", "--config", ICL, *SMALL[2:]])
+    assert stopped.value.code == 128 + signal.SIGTERM
+    output = capsys.readouterr()
+    assert "no test result; run the same command again" in output.err and "accuracy" not in output.out
+
+
+# ---- smoke runs ------------------------------------------------------------------------------------------
+
+
+def test_a_smoke_run_writes_beside_the_configs_paths_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for smoke in (["--trainer.max_steps=1"], ["--trainer.fast_dev_run=true"], ["--trainer.limit_train_batches=1"]):
+        built = build_cli(Path(MTV), smoke)
+        assert built.model.hparams.export == str(SMOKE_VECTOR), smoke
+        assert built.trainer.checkpoint_callbacks[0].dirpath.endswith("logs/shapes_mtv/smoke/checkpoints"), smoke
+    built = build_cli(Path(MTV), ["--trainer.max_steps=1", "--model.init_args.export=mine.safetensors"])
+    assert built.model.hparams.export == "mine.safetensors", "a path given on the command line is kept"
+    assert build_cli(Path(MTV), []).model.hparams.export == str(VECTOR), "the full run keeps the config's paths"
+
+
+# ---- outputs are never replaced without --overwrite ------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_second_fit_is_refused_without_overwrite_and_replaces_with_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(["fit", "--config", MTV, *SMALL])
+    written = SMOKE_VECTOR.stat().st_mtime_ns
+    with pytest.raises(SystemExit, match=r"smoke/task_vector.safetensors.*an earlier run's output.*--overwrite"):
+        main(["fit", "--config", MTV, *SMALL])
+    assert SMOKE_VECTOR.stat().st_mtime_ns == written
+    main(["fit", "--config", MTV, *SMALL, "--overwrite"])
+    assert SMOKE_VECTOR.stat().st_mtime_ns != written
+
+
+def test_a_test_never_rewrites_the_vector_it_reads(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    vector = Path("logs/shapes_cross_modal/task_vectors.safetensors")
+    vector.parent.mkdir(parents=True)
+    vector.write_bytes(b"stands for a vector")
+    lock = OutputLock([vector], "model.init_args.export", overwrite=True, inputs=[vector])
+    with pytest.raises(ValueError, match="both a file this run reads and an output it would write"):
+        lock.acquire()
+    assert vector.read_bytes() == b"stands for a vector"
+
+
+def test_predict_answers_are_partial_until_complete_and_never_replace_an_earlier_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    vector = _mtv_vector(tmp_path, "vector.safetensors")
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(json.dumps({"images": [], "question": "red ="}) + "\n")
+    answers = Path("logs/shapes_mtv/answers.jsonl")
+    answers.parent.mkdir(parents=True)
+    answers.write_text('{"question": "an earlier run"}\n')
+    args = [
+        "predict",
+        "--config",
+        PREDICT[0],
+        f"--model.init_args.task_vector={vector}",
+        f"--data.init_args.path={questions}",
+    ]
+    with pytest.raises(SystemExit, match=r"answers.jsonl: an earlier run's output.*--overwrite"):
+        main(args)
+    assert answers.read_text() == '{"question": "an earlier run"}\n'
+    main([*args, "--overwrite"])
+    assert json.loads(answers.read_text())["question"] == "red =" and not Path(f"{answers}.partial").exists()
+
+
+def test_the_zoo_refuses_a_folder_that_holds_a_model(tmp_path, capsys):
+    folder = tmp_path / "llama"
+    zoo_main(["llama", str(folder)])
+    saved = (folder / "config.json").stat().st_mtime_ns
+    with pytest.raises(SystemExit) as refused:
+        zoo_main(["llama", str(folder)])
+    assert refused.value.code == 1 and "already holds a model: give --overwrite" in capsys.readouterr().err
+    assert (folder / "config.json").stat().st_mtime_ns == saved
+    zoo_main(["llama", str(folder), "--overwrite"])
+    assert (folder / "config.json").stat().st_mtime_ns != saved and not Path(f"{folder}.partial").exists()
+
+
+def _start(path: str, barrier, wins) -> None:
+    barrier.wait()
+    try:
+        OutputLock([path], "test").acquire()
+    except FileExistsError:
+        return
+    wins.put(os.getpid())
+    barrier.wait()  # hold the lock until every process has tried
+
+
+def test_one_of_twenty_simultaneous_starts_claims_an_output(tmp_path):
+    context = multiprocessing.get_context("fork")
+    for attempt in range(3):
+        path = str(tmp_path / f"vector{attempt}.safetensors")
+        Path(f"{path}.lock").write_text(json.dumps({"host": os.uname().nodename, "pid": 2**22 + 1}))  # stale
+        barrier, wins = context.Barrier(20), context.Queue()
+        starts = [context.Process(target=_start, args=(path, barrier, wins)) for _ in range(20)]
+        for start in starts:
+            start.start()
+        winners = []
+        for _ in range(2):  # a second winner, if any, shows within the barrier's timeout
+            try:
+                winners.append(wins.get(timeout=20))
+            except Exception:
+                break
+        barrier.abort()
+        for start in starts:
+            start.join()
+        assert len(winners) == 1, f"attempt {attempt}: {len(winners)} runs claimed the same output"
+
+
+# ---- runs that measure nothing, conflicting options, generation beyond the context -----------------------
+
+
+@pytest.mark.slow
+def test_a_test_that_scores_no_query_fails(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=r"lit-tv test scored no query: the test split is empty"):
+        main(["test", "--config", ICL, *SMALL[:2], "--data.init_args.test_size=0"])
+
+
+def test_a_threshold_that_keeps_no_head_is_refused():
+    with pytest.raises(ValueError, match=r"model.init_args.threshold=1.0 .* no head would be kept"):
+        MTVMethod(selection="threshold", threshold=1.0)
+
+
+def test_seed_and_seeds_together_are_refused():
+    with pytest.raises(ValueError, match=r"data.init_args.seed=3 and data.init_args.seeds=\[0, 1\] both given"):
+        ShapesDataModule(seed=3, seeds=[0, 1])
+
+
+def test_a_prompt_and_its_new_tokens_beyond_the_context_are_refused():
+    method = MTVMethod(max_new_tokens=2000)  # the toy's context is 1024 positions
+    method.configure_model()
+    data = ShapesDataModule(tasks=["colour"], support_size=1, train_size=1, test_size=1, shots=0)
+    with pytest.raises(ValueError, match=r"\+ 2000 new tokens \(model.init_args.max_new_tokens\), longer than"):
+        method.vlm.build_inputs(data.test_queries()[:1], data.template, method.max_new_tokens)
+
+
+def test_method_defaults_answer_the_built_in_world_in_one_word():
+    assert MTVMethod().max_new_tokens == 1 and FrozenVLMMethod().max_new_tokens == 1
+
+
+# ---- advice that works as written ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "advice",
+    [
+        ["--model.init_args.model.quantization", "null"],  # the NF4 refusal on a CPU
+        ["--model.init_args.model.quantization=null"],
+        ["--model.init_args.model.image_width=null"],
+        ["--model.init_args.model.device_map=null"],
+    ],
+)
+def test_a_nested_null_the_messages_advise_parses_as_null(advice):
+    built = build_cli(
+        Path(ICL), ["--model.init_args.model.quantization=nf4", "--model.init_args.model.image_width=16", *advice]
+    )
+    field = advice[0].split(".")[-1].split("=")[0]
+    assert getattr(built.model.model_options, field) is None
+    assert built.model.model_options.image_width == (None if field == "image_width" else 16), "other fields kept"
+
+
+def test_nested_nulls_are_spelled_as_blocks_and_nothing_else_changes():
+    assert spell_nested_nulls(["--a.init_args.b.c", "null", "--d.init_args.e=null", "--x", "null"]) == [
+        "--a.init_args.b={c: null}",
+        "--d.init_args.e=null",
+        "--x",
+        "null",
+    ]
