@@ -64,7 +64,7 @@ def test_the_two_way_question_is_the_reference_s_and_the_classes_split_in_half(t
         f"What is the type of flower in the image? A.{options[0]} B.{options[1]}\n"
         "Answer with the option's letter from the given choice directly."
     )
-    train, test = data.class_split()
+    train, test = data.class_split(data.seed)
     assert len(train) == len(test) == 4 and not set(train) & set(test)
 
 
