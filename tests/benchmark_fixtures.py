@@ -173,3 +173,9 @@ def write_cross_modal(root: Path, tasks: tuple[str, ...] = CROSS_MODAL_TASKS, va
                 )
             write_json(root / "annotations" / f"{task}_{split}.json", records)
     return root
+
+
+def write_reference_episodes(path: Path, episodes: list[tuple[str, str, str, str, str]]) -> Path:
+    """An MTV reference episode file (``flower_test.json`` ...): (query, pos, neg, pos_label, neg_label) each."""
+    fields = ("query", "pos", "neg", "pos_label", "neg_label")
+    return write_json(path, [dict(zip(fields, episode, strict=True)) for episode in episodes])
