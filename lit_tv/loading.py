@@ -25,6 +25,7 @@ from transformers.utils import cached_file
 
 from lit_tv.compat import load_processor_without_video
 from lit_tv.families import family_of
+from lit_tv.prompts import check_prompt_wrap
 
 
 class ModelLoadError(OSError):
@@ -141,7 +142,10 @@ class VLMOptions:
 
     name: a hub id, a local folder, or ``lit_tv/shapes-toy``. Remote code runs only with
     `trust_remote_code`. `processor_kwargs` reach `AutoProcessor.from_pretrained` (e.g.
-    ``{"do_image_splitting": False}``). `image_width` resizes every image to that width (aspect kept)
+    ``{"do_image_splitting": False}``, or Qwen2-VL's ``{"max_pixels": 200704}``). `image_placeholder` replaces the
+    model's own per image (LLaVA-1.5's conversation form: ``"<image>\\n"``); `prompt_wrap` puts every plain
+    prompt into the model's conversation form, ``{prompt}`` standing for it (``"USER: {prompt} ASSISTANT:"``).
+    `image_width` resizes every image to that width (aspect kept)
     before the processor; `quantization: nf4` loads the weights in 4-bit NF4 (bitsandbytes, CUDA).
     `device_map` (``auto`` or module name -> device), `max_memory` (device -> size, e.g.
     ``{0: 20GiB, cpu: 60GiB}``) and `offload_folder` spread a model larger than one device over GPUs,
@@ -153,6 +157,7 @@ class VLMOptions:
     attn_implementation: str | None = None
     trust_remote_code: bool = False
     image_placeholder: str | None = None
+    prompt_wrap: str | None = None
     processor_kwargs: dict[str, Any] = field(default_factory=dict)
     image_width: int | None = None
     quantization: Literal["nf4"] | None = None
@@ -163,6 +168,7 @@ class VLMOptions:
     def __post_init__(self) -> None:
         check_dtype(self.dtype)  # a config mistake stops the run before data or weights load
         check_image_width(self.image_width)
+        check_prompt_wrap(self.prompt_wrap)
         check_dispatch(self.device_map, self.max_memory, self.offload_folder)
 
     def placement(self, device: str) -> dict:

@@ -50,16 +50,26 @@ _VQA = {
     f"{D}normalize_references": False,
     f"{D}target_token": "word_start",
 }
-_TWO_WAY = {f"{D}shots": 1, f"{D}test_shots": 1, f"{M}max_new_tokens": 20, f"{D}option_match": "exact"}
+_TWO_WAY = {
+    f"{D}shots": 1,
+    f"{D}test_shots": 1,
+    f"{M}max_new_tokens": 20,
+    f"{D}option_match": "exact",
+    f"{D}episodes": ".",
+}
 _NEWLINE = (
     "each shot's answer ends with a newline; the reference runs the shots together (a model continuing "
     "the pattern then writes the next question after a newline, not glued to its answer); undo with "
     "`--data.init_args.answer_format ' {answer}'` (OK-VQA: `'{answer}'`)",
 )
 _FIXED_EPISODES = (
-    "test episodes are drawn (seeded) from the official test images of the held-out classes, not "
-    "the reference's fixed episode list, whose file and class split are not published with the "
-    "dataset; the class split is a seeded half of the classes (`data.init_args.test_class_fraction`)",
+    "episodes: the reference's own files (MTV/data/flower/flower_{train,test}.json, MTV/data/cub/cub_*.json) "
+    "placed in the dataset root; what remains different: each episode's option order is one seeded coin "
+    "flip (the reference flips anew at every use), support episodes are drawn once and apart from the "
+    "REINFORCE queries (the reference samples each iteration from the whole train file), and the final "
+    "heads are scored on the first 50 REINFORCE queries (the reference: the train file's first 50). "
+    "Without the files, `--data.init_args.episodes null --data.init_args.test_size null` draws seeded "
+    "episodes over a seeded half of the classes (`test_class_fraction`): another test set, not comparable",
 )
 # the layer the released cross-modal code fixes per model (the paper instead searches a grid on val)
 RELEASED_LAYERS = {"llava-1.5-7b": 15, "idefics2-8b": 16, "mantis-fuyu": 23}
@@ -77,6 +87,20 @@ _CROSS_MODAL_SIZES = {
 }
 _CROSS_MODAL_DATA = {**_CROSS_MODAL_SIZES, f"{M}model.image_width": 224, f"{M}model.quantization": "nf4"}
 
+_VILA_WRAP = (
+    "the reference runs VILA-1.5 inside its llama_3 chat template (system prompt, header tokens), the whole "
+    "few-shot prompt one user turn, each `<image>` followed by a newline; LLaVA-1.5 runs in its own "
+    "`USER: ... ASSISTANT:` form with the same `<image>\\n` (`model.prompt_wrap`, `model.image_placeholder`): "
+    "the same shape of wrapping, not VILA's tokens or system prompt. The bare prompt: "
+    "`--model.init_args.model.prompt_wrap null --model.init_args.model.image_placeholder null`",
+)
+QWEN_VL_PIXELS = 448 * 448  # Qwen-VL's input size: 256 image tokens; Qwen2-VL makes one token per 28 x 28 pixels
+_QWEN_BUDGET = (
+    "Qwen-VL sees every image squashed to 448 x 448 (256 tokens); Qwen2-VL at native resolution gives a VizWiz "
+    "image 1.6-2.7k tokens, so `model.processor_kwargs.max_pixels: 200704` (448 x 448) caps it at 256 tokens "
+    "of 28 x 28 pixels, keeping each image's aspect ratio (so mostly somewhat fewer than 256). Native "
+    "resolution: `--model.init_args.model.processor_kwargs '{}'`",
+)
 _NO_REVISION = (
     "weights not pinned to the reference's hub revision: `VLMOptions` has no `revision` option yet "
     "(TODO: add one and pin LLaVA-1.5 and Idefics2 as the cross-modal reference does); a hub update "
@@ -262,10 +286,29 @@ RULES: tuple[Rule, ...] = (
         for benchmark in (*MTV_BENCHMARKS, "cross_modal")
     ),
     *(
-        Rule(benchmark, "*", "llava-1.5-7b", {f"{M}model.name": "Efficient-Large-Model/Llama-3-VILA1.5-8B"})
+        Rule(
+            benchmark,
+            "*",
+            "llava-1.5-7b",
+            {
+                f"{M}model.name": "Efficient-Large-Model/Llama-3-VILA1.5-8B",
+                f"{M}model.image_placeholder": "<image>\n",
+                f"{M}model.prompt_wrap": "USER: {prompt} ASSISTANT:",
+            },
+            _VILA_WRAP,
+        )
         for benchmark in MTV_BENCHMARKS
     ),
-    *(Rule(benchmark, "*", "qwen2-vl-7b", {f"{M}model.name": "Qwen/Qwen-VL"}) for benchmark in MTV_BENCHMARKS),
+    *(
+        Rule(
+            benchmark,
+            "*",
+            "qwen2-vl-7b",
+            {f"{M}model.name": "Qwen/Qwen-VL", f"{M}model.processor_kwargs.max_pixels": QWEN_VL_PIXELS},
+            _QWEN_BUDGET,
+        )
+        for benchmark in MTV_BENCHMARKS
+    ),
     Rule("cross_modal", "*", "llava-1.5-7b", {f"{M}model.name": "llava-hf/llava-1.5-7b-hf"}, _NO_REVISION),
     Rule(
         "cross_modal",
@@ -316,18 +359,6 @@ DEVIATIONS: dict[str, dict[str, str]] = {
 }
 
 
-def _test_size_deviation(config: str) -> None:
-    DEVIATIONS.setdefault(config, {})[f"{D}test_size"] = (
-        "null: one episode per official test image of the held-out classes (see the note on test episodes); "
-        "`--data.init_args.test_size 5076` (CUB: 5023) draws the reference's count"
-    )
-
-
-for _benchmark in ("flowers", "cub"):
-    for _method in ("mtv", "icl"):
-        for _model in ("llava-1.5-7b", "idefics2-8b", "qwen2-vl-7b"):
-            _test_size_deviation(f"{_benchmark}/{_method}_{_model}.yaml")
-_test_size_deviation("cub/transfer_idefics2-8b.yaml")
 for _model in ("llava-1.5-7b", "idefics2-8b", "qwen2-vl-7b"):
     DEVIATIONS.setdefault(f"cross_modal/mtv_{_model}.yaml", {})[f"{D}train_size"] = (
         "20: the released cross-modal val files hold 30 records per task, so 100 REINFORCE queries of one task "

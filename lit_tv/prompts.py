@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from string import Formatter
 from typing import Literal
 
 from transformers import PreTrainedTokenizerBase
@@ -25,6 +26,22 @@ def word_start_token_id(tokenizer: PreTrainedTokenizerBase, answer: str) -> int:
     if tokenizer.convert_ids_to_tokens(bare[:1])[0].startswith(SENTENCEPIECE_WORD_START):
         return bare[0]
     return tokenizer(" " + answer, add_special_tokens=False).input_ids[0]
+
+
+def check_prompt_wrap(wrap: str | None) -> None:
+    """A model's conversation form around a plain prompt (``USER: {prompt} ASSISTANT:``) holds the prompt
+    exactly once, as ``{prompt}``, and no other field; None: the prompt as it is."""
+    if wrap is None:
+        return
+    try:
+        fields = [name for _, name, _, _ in Formatter().parse(wrap) if name is not None]
+    except ValueError as error:
+        fields = [f"unreadable ({error})"]
+    if fields != ["prompt"]:
+        raise ValueError(
+            f"model.prompt_wrap must hold '{{prompt}}' once and no other field (braces doubled), "
+            f"e.g. 'USER: {{prompt}} ASSISTANT:', got {wrap!r}"
+        )
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from lit_tv.episodes import Episode, ImageLike
 from lit_tv.families import family_of, forget_position_offsets, position_offset_modules
 from lit_tv.layout import Layout, discover_layout
 from lit_tv.loading import VLMOptions, dispatched_device, load_pretrained
-from lit_tv.prompts import PromptTemplate, word_start_token_id
+from lit_tv.prompts import PromptTemplate, check_prompt_wrap, word_start_token_id
 
 
 def load_image(image: ImageLike, width: int | None = None) -> Image.Image:
@@ -56,8 +56,11 @@ class FrozenVLM(nn.Module):
         name: str = "",
         image_placeholder: str | None = None,
         image_width: int | None = None,
+        prompt_wrap: str | None = None,
     ) -> None:
         super().__init__()
+        check_prompt_wrap(prompt_wrap)
+        self.prompt_wrap = prompt_wrap
         self.image_width = image_width  # checked with the other options (VLMOptions)
         self.model = model.eval().requires_grad_(False)
         self.processor = processor
@@ -86,7 +89,12 @@ class FrozenVLM(nn.Module):
         """
         model, processor, path = load_pretrained(options, device)
         return cls(
-            model, processor, name=path, image_placeholder=options.image_placeholder, image_width=options.image_width
+            model,
+            processor,
+            name=path,
+            image_placeholder=options.image_placeholder,
+            image_width=options.image_width,
+            prompt_wrap=options.prompt_wrap,
         )
 
     @classmethod
@@ -132,9 +140,16 @@ class FrozenVLM(nn.Module):
     # ---- prompts -------------------------------------------------------------------------------
 
     def render(self, episode: Episode, template: PromptTemplate) -> str:
-        """Prompt text of one episode, with the model's own image placeholders or chat template."""
+        """Prompt text of one episode, with the model's own image placeholders or chat template; a plain
+        prompt inside `prompt_wrap`, the conversation form the reference runs the model in."""
         if not template.chat:
-            return template.render(episode, self.image_placeholder)
+            text = template.render(episode, self.image_placeholder)
+            return text if self.prompt_wrap is None else self.prompt_wrap.format(prompt=text)
+        if self.prompt_wrap is not None:
+            raise ValueError(
+                f"model.prompt_wrap {self.prompt_wrap!r} and the data's chat option both wrap the prompt: "
+                "keep one (the chat option uses the model's own chat template)"
+            )
         messages = []
         for index, example in enumerate((*episode.shots, episode.query)):
             text = template.render_query(example, "")

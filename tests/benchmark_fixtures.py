@@ -173,3 +173,47 @@ def write_cross_modal(root: Path, tasks: tuple[str, ...] = CROSS_MODAL_TASKS, va
                 )
             write_json(root / "annotations" / f"{task}_{split}.json", records)
     return root
+
+
+def write_reference_episodes(path: Path, episodes: list[tuple[str, str, str, str, str]]) -> Path:
+    """An MTV reference episode file (``flower_test.json`` ...): (query, pos, neg, pos_label, neg_label) each."""
+    fields = ("query", "pos", "neg", "pos_label", "neg_label")
+    return write_json(path, [dict(zip(fields, episode, strict=True)) for episode in episodes])
+
+
+def _write_episode_files(root: Path, names: tuple[str, str], classes: list[list[str]], count: int = 12) -> Path:
+    """Reference episode files over ``classes`` (each class's image paths as the reference writes them): each
+    episode asks for one class against the next."""
+    rows = []
+    for index in range(count):
+        own, other = index % len(classes), (index + 1) % len(classes)
+        images = classes[own]
+        rows.append(
+            (
+                images[index % len(images)],
+                images[(index + 1) % len(images)],
+                classes[other][0],
+                f"class {own}",
+                f"class {other}",
+            )
+        )
+    for name in names:
+        write_reference_episodes(root / name, rows)
+    return root
+
+
+def write_flowers_with_episodes(root: Path) -> Path:
+    """`write_flowers` (8 classes of 6 consecutive images) plus the reference's ``flower_{train,test}.json``."""
+    write_flowers(root)
+    classes = [[f"flowers-102/jpg/image_{6 * label + number:05d}.jpg" for number in range(1, 7)] for label in range(8)]
+    return _write_episode_files(root, ("flower_train.json", "flower_test.json"), classes)
+
+
+def write_cub_with_episodes(root: Path) -> Path:
+    """`write_cub` plus the reference's ``cub_{train,test}.json``."""
+    write_cub(root)
+    folders = sorted((root / "images").iterdir())
+    classes = [
+        [f"CUB_200_2011/images/{folder.name}/{image.name}" for image in sorted(folder.iterdir())] for folder in folders
+    ]
+    return _write_episode_files(root, ("cub_train.json", "cub_test.json"), classes)

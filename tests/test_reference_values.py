@@ -114,8 +114,21 @@ PAPERS = {
         f"{D}test_size": 5076,
         f"{M}max_new_tokens": 20,
         f"{D}option_match": "exact",
+        f"{D}episodes": ".",
     },
-    "cub/icl_idefics2-8b.yaml": {f"{D}test_size": 5023, f"{M}max_new_tokens": 20, f"{D}option_match": "exact"},
+    "cub/icl_idefics2-8b.yaml": {
+        f"{D}test_size": 5023,
+        f"{M}max_new_tokens": 20,
+        f"{D}option_match": "exact",
+        f"{D}episodes": ".",  # the reference's cub_{train,test}.json, placed in the dataset root
+    },
+    # the stand-ins in the replaced models' wrapping and image budget: VILA's one user turn with "<image>\n",
+    # Qwen-VL's 448 x 448 pixels
+    "okvqa/icl_llava-1.5-7b.yaml": {
+        f"{M}model.image_placeholder": "<image>\n",
+        f"{M}model.prompt_wrap": "USER: {prompt} ASSISTANT:",
+    },
+    "vizwiz/fv_qwen2-vl-7b.yaml": {f"{M}model.processor_kwargs.max_pixels": 200704},
     "vizwiz/vtv_qwen2-vl-7b.yaml": {"trainer.max_steps": 10, f"{D}support_size": 10, f"{D}shots": 1},
     "okvqa/fv_qwen2-vl-7b.yaml": {
         f"{M}layer": 20,

@@ -5,10 +5,12 @@ images per class (A's then B's, round by round, k = 1 in the paper), then a quer
 the two; the answer is its letter. The option order is random, so A and B are each the answer about
 half of the time.
 
-Classes are split (seeded) into train and test classes that never overlap: support episodes,
-REINFORCE and validation queries use train classes only, test episodes test classes only. Within
-them the official image split decides: demonstrations come from official train images, validation
-and test queries from official test images.
+With ``episodes`` the episodes are the MTV reference's own fixed lists (`lit_tv.data.episode_files`):
+support episodes and REINFORCE queries from its train file, test episodes every one of its test file,
+in order. Without, classes are split (seeded) into train and test classes that never overlap: support
+episodes, REINFORCE and validation queries use train classes only, test episodes test classes only.
+Within them the official image split decides: demonstrations come from official train images,
+validation and test queries from official test images.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from lit_tv.data.datamodules import EpisodeDataModule, Role, Sizes
+from lit_tv.data.episode_files import ImageCheck, ImageLayout, ListedEpisode, episode_file_paths, read_episode_file
 from lit_tv.data.flower_names import FLOWER_NAMES
 from lit_tv.data.pool import Pool, seeded_random
 from lit_tv.data.records import DataError, Record, Split, require
@@ -34,27 +37,37 @@ QUESTION = (
 
 
 class TwoWayClassification(EpisodeDataModule):
-    """2-way episodes over class-disjoint train and test classes; subclasses read the official files.
+    """2-way episodes, from the MTV reference's episode files or over a seeded split into train and test classes.
 
-    Subclasses set ``train_split`` / ``test_split`` (official train and test images of all classes,
-    records grouped by class name).
+    Subclasses set ``image_layout`` and ``episode_names`` (the reference's file names) and read the official
+    train and test images of all classes in `read_official` (records grouped by class name).
 
     Args:
-        test_class_fraction: share of the classes held out for testing.
+        root: the dataset's folder, in its official layout.
+        episodes: the MTV reference's episode files: the folder holding them under their reference names
+            (``.``: the dataset root), or a list [train file, test file]; relative paths are taken under
+            ``root``. ``None``: draw seeded episodes over a class split (for users without the files).
+        test_class_fraction: share of the classes held out for testing (without ``episodes``).
         shots: example images per class in support episodes (MTV: 1, one 2-way episode per iteration).
         test_shots: example images per class in training, validation and test queries (MTV+1-shot: 1).
             REINFORCE queries get them too, so the head search sees the prompt shape it is tested on.
+            With ``episodes`` both are 0 or 1: the files hold one example image per class.
         option_match: how an answer counts (`ExactMatch`): ``exact``, the reference's (the text before the
             first '.' and newline is the letter), or ``leading_letter`` (the letter it starts with).
     """
 
     kind: ClassVar[str]
+    title: ClassVar[str]
+    image_layout: ClassVar[ImageLayout]
+    episode_names: ClassVar[tuple[str, str]]
     template = PromptTemplate(query="{images}{text} Answer:", answer=" {answer}\n")
     train_split: Split
     test_split: Split
 
     def __init__(
         self,
+        root: str,
+        episodes: str | list[str] | None = None,
         test_class_fraction: float = 0.5,
         shots: int = 1,
         test_shots: int = 1,
@@ -66,6 +79,27 @@ class TwoWayClassification(EpisodeDataModule):
         if not 0 < test_class_fraction < 1:
             raise ValueError(f"test_class_fraction must be between 0 and 1, got {test_class_fraction}")
         self.test_class_fraction = test_class_fraction
+        base = Path(root)
+        require(base / self.image_layout.folder, f"{self.title} image folder")
+        self.listed: dict[str, list[ListedEpisode]] | None = None
+        if episodes is None:
+            self.train_split, self.test_split = self.read_official(base)
+            return
+        for option, value in (("shots", shots), ("test_shots", test_shots)):
+            if value > 1:
+                raise ValueError(
+                    f"data.init_args.{option} = {value}: the reference's episode files (data.init_args.episodes) "
+                    "hold one example image per class, so 0 or 1"
+                )
+        self.episode_files = episode_file_paths(episodes, base, self.episode_names)
+        self.listed = {
+            side: read_episode_file(path, base, self.image_layout, self.issues)
+            for side, path in zip(("train", "test"), self.episode_files, strict=True)
+        }
+
+    def read_official(self, base: Path) -> tuple[Split, Split]:
+        """The official train and test images of every class, records grouped by class name."""
+        raise NotImplementedError
 
     def class_split(self, seed: int) -> tuple[list[str], list[str]]:
         """Train and test classes: a disjoint split of every class found, seeded by ``seed``."""
@@ -99,7 +133,44 @@ class TwoWayClassification(EpisodeDataModule):
 
         return Episode(query=ask(query), shots=tuple(ask(examples[name][i]) for i in range(shots) for name in options))
 
+    def _listed_episode(self, listed: ListedEpisode, shots: int, rng: random.Random) -> Episode:
+        """The reference's episode: a coin flip puts the positive class first (A) or second (B), the
+        example images follow in option order, the answer is the positive class's letter."""
+        positive_first = rng.randint(0, 1) == 0
+        labels = [listed.positive_label, listed.negative_label]
+        images = [listed.positive, listed.negative]
+        if not positive_first:
+            labels.reverse()
+            images.reverse()
+        text = QUESTION.format(kind=self.kind, a=labels[0], b=labels[1])
+        examples = tuple(Example(text, (image,), (letter,)) for image, letter in zip(images, LETTERS, strict=True))
+        query = Example(text, (listed.query,), (LETTERS[labels.index(listed.positive_label)],))
+        return Episode(query=query, shots=examples if shots else ())
+
+    def _build_listed(
+        self, listed: dict[str, list[ListedEpisode]], seed: int, sizes: Sizes
+    ) -> dict[Role, list[Episode]]:
+        """REINFORCE, validation and support episodes from the train file in a seeded order, disjoint (support
+        from all of it with ``overlap``); test episodes the test file's, in its order."""
+        check = ImageCheck(self.issues)
+        train_file, test_file = self.episode_files
+        train = seeded_random(seed, "listed train").sample(listed["train"], len(listed["train"]))
+        chosen: dict[Role, list[ListedEpisode]] = {}
+        for role, purpose in (("train", "REINFORCE queries"), ("val", "validation queries")):
+            chosen[role], train = check.take(train, sizes[role], purpose, train_file)
+        if self.overlap:
+            train = seeded_random(seed, "listed support").sample(listed["train"], len(listed["train"]))
+        chosen["support"], _ = check.take(train, sizes["support"], "support episodes", train_file)
+        chosen["test"], _ = check.take(listed["test"], sizes["test"], "test episodes", test_file)
+        episodes: dict[Role, list[Episode]] = {}
+        for role, records in chosen.items():
+            rng, shots = seeded_random(seed, role), self.shots if role == "support" else self.test_shots
+            episodes[role] = [self._listed_episode(record, shots, rng) for record in records]
+        return episodes
+
     def build_episodes(self, seed: int, sizes: Sizes) -> dict[Role, list[Episode]]:
+        if self.listed is not None:
+            return self._build_listed(self.listed, seed, sizes)
         train_classes, test_classes = self.class_split(seed)
         train_shots = self._pool(self.train_split, train_classes, "train", seed)
         test_shots = self._pool(self.train_split, test_classes, "test", seed)
@@ -150,18 +221,19 @@ class Flowers102(TwoWayClassification):
     ``setid.mat`` (fields ``trnid``, ``valid``, ``tstid``); train + val images serve as train images."""
 
     kind = "flower"
+    title = "Flowers-102"
+    image_layout = ImageLayout("jpg", 1, "jpg/image_XXXXX.jpg")
+    episode_names = ("flower_train.json", "flower_test.json")
 
-    def __init__(
-        self, root: str, test_class_fraction: float = 0.5, shots: int = 1, test_shots: int = 1, **kwargs
-    ) -> None:
-        super().__init__(test_class_fraction=test_class_fraction, shots=shots, test_shots=test_shots, **kwargs)
-        base = Path(root)
-        images = require(base / "jpg", "Flowers-102 image folder")
+    def read_official(self, base: Path) -> tuple[Split, Split]:
         labels = _mat_array(base / "imagelabels.mat", "labels")
         setid = base / "setid.mat"
         train_ids = _mat_array(setid, "trnid") + _mat_array(setid, "valid")
-        self.train_split = self._read(train_ids, labels, images, f"Flowers-102 {setid.name} trnid+valid")
-        self.test_split = self._read(_mat_array(setid, "tstid"), labels, images, f"Flowers-102 {setid.name} tstid")
+        images = base / self.image_layout.folder
+        return (
+            self._read(train_ids, labels, images, f"Flowers-102 {setid.name} trnid+valid"),
+            self._read(_mat_array(setid, "tstid"), labels, images, f"Flowers-102 {setid.name} tstid"),
+        )
 
     def _read(self, ids: list[int], labels: list[int], images: Path, name: str) -> Split:
         records = []
@@ -194,13 +266,12 @@ class CUB200(TwoWayClassification):
     (lines of ``<id> <value>``) and ``images/``; '001.Black_footed_Albatross' is shown as 'Black footed Albatross'."""
 
     kind = "bird"
+    title = "CUB-200-2011"
+    image_layout = ImageLayout("images", 2, "images/<class folder>/<file>.jpg")
+    episode_names = ("cub_train.json", "cub_test.json")
 
-    def __init__(
-        self, root: str, test_class_fraction: float = 0.5, shots: int = 1, test_shots: int = 1, **kwargs
-    ) -> None:
-        super().__init__(test_class_fraction=test_class_fraction, shots=shots, test_shots=test_shots, **kwargs)
-        base = Path(root)
-        images = require(base / "images", "CUB-200-2011 image folder")
+    def read_official(self, base: Path) -> tuple[Split, Split]:
+        images = base / self.image_layout.folder
         tables = {
             name: self._table(base / name)
             for name in ("images.txt", "image_class_labels.txt", "classes.txt", "train_test_split.txt")
@@ -223,8 +294,7 @@ class CUB200(TwoWayClassification):
                         group=bird,
                     )
                 )
-        self.train_split = Split("CUB-200-2011 train images", splits["1"])
-        self.test_split = Split("CUB-200-2011 test images", splits["0"])
+        return Split("CUB-200-2011 train images", splits["1"]), Split("CUB-200-2011 test images", splits["0"])
 
     def _table(self, path: Path) -> dict[str, str]:
         """``<id> <value>`` lines as a dict."""
