@@ -92,7 +92,8 @@ def _listed(record: Any, where: str, images: Path, layout: ImageLayout) -> Liste
         raise DataError(
             f"{where}: fields 'pos_label' and 'neg_label' are both {labels[0]!r}; an episode has two classes"
         )
-    return ListedEpisode(*paths, *labels, origin=where)
+    query, positive, negative = paths
+    return ListedEpisode(query, positive, negative, labels[0], labels[1], origin=where)
 
 
 def _image_path(text: str, images: Path, layout: ImageLayout, where: str) -> Path:

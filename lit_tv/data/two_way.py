@@ -156,7 +156,8 @@ class TwoWayClassification(EpisodeDataModule):
         train_file, test_file = self.episode_files
         train = seeded_random(seed, "listed train").sample(listed["train"], len(listed["train"]))
         chosen: dict[Role, list[ListedEpisode]] = {}
-        for role, purpose in (("train", "REINFORCE queries"), ("val", "validation queries")):
+        purposes: tuple[tuple[Role, str], ...] = (("train", "REINFORCE queries"), ("val", "validation queries"))
+        for role, purpose in purposes:
             chosen[role], train = check.take(train, sizes[role], purpose, train_file)
         if self.overlap:
             train = seeded_random(seed, "listed support").sample(listed["train"], len(listed["train"]))

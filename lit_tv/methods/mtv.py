@@ -315,7 +315,8 @@ class MTV(FrozenVLMMethod):
         masks = self._sample_masks(probabilities, self.hparams.selection_samples)
         queries = datamodule_of(self.trainer).train_queries()[: self.hparams.selection_queries]
         losses = torch.stack([self._losses(query, masks) for query in queries]).mean(0)
-        return masks[losses.argmin()]
+        # an empty sample replaces nothing (it is zero-shot): chosen only when every sample is empty (refused then)
+        return masks[losses.masked_fill(~masks.flatten(1).any(1), torch.inf).argmin()]
 
     def export(self, path: str) -> None:
         """Means, theta, heads and what produced them, as one safetensors file."""
