@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
 from tensorboard_events import read_events
 
-from lit_tv.shapes import findings_doc
+from lit_tv.shapes import findings, findings_doc
 from lit_tv.shapes.findings import main
 
 pytestmark = pytest.mark.slow  # end-to-end runs: deselect with -m 'not slow'
@@ -54,6 +55,20 @@ def test_the_findings_command_writes_every_figure_and_its_numbers(tmp_path, monk
     assert heads["chance"] == heads["mtv"] * heads["fv"] / 32  # random sets of these sizes among 4 x 8 heads
     assert (tmp_path / "tb" / "mtv_colour.safetensors").is_file()  # each task's fitted MTV vector
     assert sorted(path.name for path in tmp_path.iterdir()) == ["figures", "tb"]  # no stray configs or checkpoints
+
+
+def test_a_smoke_run_never_writes_over_the_committed_figures(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runs = []
+    monkeypatch.setattr(findings, "run_findings", lambda out, logdir, budget: runs.append((out, logdir, budget)))
+    findings.main(["--fast"])
+    out, logdir, budget = runs[-1]
+    assert budget == findings.FAST and out == logdir == Path("logs/findings_fast"), runs
+    findings.main([])  # a measurement writes the figures docs/findings.md shows
+    assert runs[-1][0] == findings_doc.NUMBERS.parent
+    with pytest.raises(SystemExit):
+        findings.main(["--fast", "--out", str(findings_doc.NUMBERS.parent)])
+    assert len(runs) == 2
 
 
 def test_the_findings_page_shows_the_committed_numbers(tmp_path, monkeypatch):

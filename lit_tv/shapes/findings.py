@@ -9,7 +9,7 @@ instruction and ensemble vectors; (3) exemplar vs ensemble vectors as the exampl
 MTV selects vs the heads Function Vectors use. Every number comes from `lit-tv test` / `fit` runs of the
 shipped configs with options changed (`lit_tv.cli.build_cli`); each figure is a PNG in `--out`
 and a TensorBoard figure in `--logdir`, and all numbers go to `<out>/findings.json`. `--fast` runs
-the same code on a few queries (a smoke test, not a measurement).
+the same code on a few queries (a smoke test, not a measurement: into logs/findings_fast, never docs/figures).
 
 The data functions (`icl_vs_shots`, `mtv_vs_iterations`, ...) return plain numbers, so another task
 family can feed the same figures.
@@ -303,13 +303,22 @@ def fmt(curve: dict[int, float]) -> str:
     return " ".join(f"{key}:{value:.3f}" for key, value in curve.items())
 
 
+COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "figures"  # the measured figures docs/findings.md shows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("docs/figures"), help="PNG files and findings.json")
-    parser.add_argument("--logdir", type=Path, default=Path("logs/findings"), help="TensorBoard event files")
+    parser.add_argument("--out", type=Path, help="PNG files and findings.json (default docs/figures; --fast: logdir)")
+    parser.add_argument(
+        "--logdir", type=Path, help="TensorBoard event files (logs/findings; --fast: logs/findings_fast)"
+    )
     parser.add_argument("--fast", action="store_true", help="a few queries per run: checks that it runs")
     args = parser.parse_args(argv)
-    run_findings(args.out, args.logdir, FAST if args.fast else Budget())
+    logdir = args.logdir or Path("logs/findings_fast" if args.fast else "logs/findings")
+    out = args.out or (logdir if args.fast else COMMITTED)
+    if args.fast and out.resolve() == COMMITTED:  # smoke numbers measure nothing
+        parser.error(f"--fast --out {out}: a smoke run never writes over the committed figures; give another --out")
+    run_findings(out, logdir, FAST if args.fast else Budget())
 
 
 if __name__ == "__main__":
