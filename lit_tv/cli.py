@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from lightning.pytorch import Trainer
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -58,6 +58,15 @@ def spell_nested_nulls(args: Sequence[str]) -> list[str]:
     return spelled
 
 
+class RunConfigSaver(SaveConfigCallback):
+    """The run's `config.yaml` in its logger's run folder; a run without a logger (predict) has no run folder,
+    and Lightning would write the file into the working directory, over a user's own: none is written."""
+
+    def setup(self, trainer: Trainer, pl_module: Any, stage: str) -> None:
+        if trainer.logger is not None:
+            super().setup(trainer, pl_module, stage)
+
+
 class LitTVCLI(LightningCLI):
     """LightningCLI over lit_tv's methods and DataModules, where the config and the command line win over
     a checkpoint's saved options and a checkpoint is checked against the run before any weights load."""
@@ -69,6 +78,7 @@ class LitTVCLI(LightningCLI):
             subclass_mode_data=True,
             args=spell_nested_nulls(sys.argv[1:] if args is None else args),
             run=run,
+            save_config_callback=RunConfigSaver,
             save_config_kwargs={"overwrite": True},
         )
 

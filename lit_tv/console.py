@@ -64,16 +64,17 @@ def lightning_warnings_only() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def task_table(rows: Mapping[str, Mapping[str, object]], columns: Sequence[str]) -> str:
-    """A plain-text table, one row per task (`rows[task][column]`); floats with 3 decimals, missing cells '-'."""
+def task_table(rows: Mapping[str, Mapping[str, object]], columns: Sequence[str], first: str = "task") -> str:
+    """A plain-text table, one row per task (`rows[task][column]`; `first` heads the row names); floats with 3
+    decimals, missing cells '-'."""
 
     def cell(value: object) -> str:
         if value is None:
             return "-"
         return f"{value:.3f}" if isinstance(value, float) else str(value)
 
-    width = max(len("task"), *(len(task) for task in rows))
-    lines = [f"{'task':<{width}}" + "".join(f"{column:>10}" for column in columns)]
+    width = max(len(first), *(len(task) for task in rows))
+    lines = [f"{first:<{width}}" + "".join(f"{column:>10}" for column in columns)]
     lines += [
         f"{task:<{width}}" + "".join(f"{cell(values.get(column)):>10}" for column in columns)
         for task, values in rows.items()

@@ -18,6 +18,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from lit_tv.analysis.heatmap import layer_curve
 from lit_tv.averaging import mean_recording
+from lit_tv.console import task_table
 from lit_tv.data.datamodules import Role, datamodule_of
 from lit_tv.episodes import Episode, Example
 from lit_tv.interventions import patch_residual, record_residual
@@ -225,8 +226,11 @@ class ResidualTaskVectors(FrozenVLMMethod):
         `hits` is `[groups, layers]`, `queries` `[groups]`; groups without validation queries are left out.
         """
         present = queries > 0
-        accuracy = (hits[present] / queries[present, None]).mean(0)
+        by_group = hits[present] / queries[present, None]
+        accuracy = by_group.mean(0)
         self.layer = int(accuracy.argmax())  # torch.argmax returns the first maximum
+        groups = [group for group, kept in zip(self.grid_groups, present.tolist(), strict=True) if kept]
+        self._print_grid(groups, by_group, accuracy)
         if isinstance(self.logger, TensorBoardLogger) and self.global_rank == 0:
             for layer, value in enumerate(accuracy.tolist()):
                 self.logger.experiment.add_scalar("val/accuracy_by_layer", value, layer)
@@ -237,6 +241,27 @@ class ResidualTaskVectors(FrozenVLMMethod):
                 layer_curve(accuracy.tolist(), "validation accuracy with the vector at each layer", best=self.layer),
                 self.global_step,
             )
+
+    def _print_grid(self, groups: list[Group], by_group: torch.Tensor, accuracy: torch.Tensor) -> None:
+        """`lit-tv validate` (the grid search alone) prints every layer's accuracy and the layer chosen; a test
+        prints the chosen layer in its own table."""
+        if self.trainer.state.fn != "validate" or not self.trainer.validate_loop.verbose or self.global_rank:
+            return
+        one_seed = len({seed for seed, _ in groups}) == 1
+        labels = [task if one_seed else f"{task}@{seed}" for seed, task in groups]
+        rows = {
+            str(layer): {
+                "accuracy": float(accuracy[layer]),
+                **{label: float(by_group[row, layer]) for row, label in enumerate(labels)},
+                "chosen": "<-" if layer == self.layer else "",
+            }
+            for layer in range(len(accuracy))
+        }
+        print(
+            f"\n{type(self).__name__} on {type(datamodule_of(self.trainer)).__name__} ({self.model_name}), validation "
+            f"accuracy with the vectors at each layer: layer {self.layer} chosen\n"
+            + task_table(rows, ["accuracy", *labels, "chosen"], first="layer")
+        )
 
     def on_validation_start(self) -> None:
         self._ensure_vectors()
