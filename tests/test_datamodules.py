@@ -435,9 +435,9 @@ def test_mtv_fit_and_test_through_the_cli_on_each_benchmark(zoo_folder, tmp_path
     ]
     main(["fit", *args])
     run = tmp_path / "logs" / f"{folder}_mtv_llava-1.5-7b"
-    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")["state_dict"]
+    state = torch.load(run / "smoke" / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")["state_dict"]
     assert state["mean_activations"].abs().sum() > 0
-    main(["test", *args, "--ckpt_path", str(run / "checkpoints" / "last.ckpt")])
+    main(["test", *args, "--ckpt_path", str(run / "smoke" / "checkpoints" / "last.ckpt")])
     scalars = logged_scalars(run / "version_1")
     assert 0.0 <= scalars["test/accuracy"][0] <= 1.0
     if benchmark == "cross_modal":  # the fixture is too small for one task alone: all six, scored per task

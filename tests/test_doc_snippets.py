@@ -43,7 +43,7 @@ def test_the_snippet_runs_as_written(page, index, code, tmp_path, monkeypatch):
     """In a checkout-like folder after `bash scripts/main.sh`: the toy's files, and the cross-modal vectors file."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "lit_tv").symlink_to(ROOT / "lit_tv")
-    vectors = tmp_path / "logs" / "shapes_cross_modal" / "task_vectors.safetensors"
+    vectors = tmp_path / "logs" / "shapes_cross_modal" / "seed_0" / "task_vectors.safetensors"
     vectors.parent.mkdir(parents=True)
     residual_file(vectors, shapes_toy(), ["colour", "shape", "position"], hidden=128, head_dim=16)
     namespace: dict = {}

@@ -24,6 +24,11 @@ RANDOM_HEADS = "random heads"
 ROWS = ("zero-shot", "4-shot ICL", "MTV", RANDOM_HEADS, "function vec.", "text vec.->img")
 # Methods that handle every task in one run (their vectors are per task): row -> config.
 ALL_TASK_RUNS = {"function vec.": "function_vectors.yaml", "text vec.->img": "cross_modal.yaml"}
+# their logger names and vector files (as in the configs), written under seed_<s>/ per seed
+ALL_TASK_OUTPUTS = {
+    "function_vectors.yaml": ("shapes_function_vectors", "function_vectors.safetensors"),
+    "cross_modal.yaml": ("shapes_cross_modal", "task_vectors.safetensors"),
+}
 SEEDED_METHODS = {"function_vectors.yaml"}  # methods with a `seed` of their own (FV's label shuffles)
 
 
@@ -63,6 +68,11 @@ def run_task(task: str, overrides: list[str], seed: int = 0) -> dict[str, object
 def run_all_tasks(config: str, overrides: list[str], tasks: tuple[str, ...], seed: int = 0) -> dict[str, float]:
     """Accuracy per task of a method that computes one vector per task in a single test run."""
     seeded = [*_seeded(seed), *([f"--model.init_args.seed={seed}"] if config in SEEDED_METHODS else [])]
+    name, vector = ALL_TASK_OUTPUTS[config]  # each seed's run writes its own folder: no seed replaces another's
+    seeded += [
+        f"--trainer.logger.init_args.version=seed_{seed}",
+        f"--model.init_args.export=logs/{name}/seed_{seed}/{vector}",
+    ]
     cli = build_cli(CONFIGS / config, [f"--data.init_args.tasks=[{','.join(tasks)}]", *seeded, *overrides])
     metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
     return {task: metrics[f"test/accuracy/{task}"] for task in tasks}
@@ -90,14 +100,20 @@ def format_table(runs: list[dict[str, dict]]) -> str:
     columns = [*runs[0], "mean"]
     draws = len(next(iter(runs[0].values()))[RANDOM_HEADS])
     labels = {row: row for row in ROWS} | {RANDOM_HEADS: f"{RANDOM_HEADS} ({draws} draws)"}
-    width = max(map(len, labels.values())) + 2
-    lines = [" " * width + "".join(f"{column:>25}" for column in columns)]
-    for row in ROWS:
-        cells = [format_spread(_values(runs, column, row), digits=2) for column in columns]
-        lines.append(f"{labels[row]:<{width}}" + "".join(f"{cell:>25}" for cell in cells))
-    lines.append(f"{'MTV vs the draws':<{width}}" + "".join(f"{_rank(runs, column):>25}" for column in columns))
-    heads = ["/".join(f"{run[task]['heads']:.0f}" for run in runs) for task in runs[0]]
-    lines.append(f"{'heads chosen':<{width}}" + "".join(f"{cell:>25}" for cell in heads))
+    rows = [(labels[row], [format_spread(_values(runs, column, row), digits=2) for column in columns]) for row in ROWS]
+    rows.append(("MTV vs the draws", [_rank(runs, column) for column in columns]))
+    rows.append(("heads chosen", ["/".join(f"{run[task]['heads']:.0f}" for run in runs) for task in runs[0]]))
+    width = max(len(label) for label, _ in rows) + 2
+    # every column as wide as its widest cell, two spaces apart
+    widths = [
+        max(len(column), *(len(cells[i]) for _, cells in rows if i < len(cells))) + 2
+        for i, column in enumerate(columns)
+    ]
+    lines = [" " * width + "".join(f"{column:>{w}}" for column, w in zip(columns, widths, strict=True))]
+    lines += [
+        f"{label:<{width}}" + "".join(f"{cell:>{w}}" for cell, w in zip(cells, widths, strict=False))
+        for label, cells in rows
+    ]
     return "\n".join(lines)
 
 
