@@ -68,11 +68,12 @@ def run_task(task: str, overrides: list[str], seed: int = 0) -> dict[str, object
 def run_all_tasks(config: str, overrides: list[str], tasks: tuple[str, ...], seed: int = 0) -> dict[str, float]:
     """Accuracy per task of a method that computes one vector per task in a single test run."""
     seeded = [*_seeded(seed), *([f"--model.init_args.seed={seed}"] if config in SEEDED_METHODS else [])]
-    name, vector = ALL_TASK_OUTPUTS[config]  # each seed's run writes its own folder: no seed replaces another's
-    seeded += [
-        f"--trainer.logger.init_args.version=seed_{seed}",
-        f"--model.init_args.export=logs/{name}/seed_{seed}/{vector}",
-    ]
+    if config in ALL_TASK_OUTPUTS:  # each seed's run writes its own folder: no seed replaces another's
+        name, vector = ALL_TASK_OUTPUTS[config]
+        seeded += [
+            f"--trainer.logger.init_args.version=seed_{seed}",
+            f"--model.init_args.export=logs/{name}/seed_{seed}/{vector}",
+        ]
     cli = build_cli(CONFIGS / config, [f"--data.init_args.tasks=[{','.join(tasks)}]", *seeded, *overrides])
     metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
     return {task: metrics[f"test/accuracy/{task}"] for task in tasks}
