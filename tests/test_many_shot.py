@@ -189,7 +189,7 @@ def test_icl_past_the_context_stops_through_the_cli(tmp_path, monkeypatch) -> No
     config = ["--config", str(CONFIGS / "icl_many_shot.yaml"), "--data.init_args.test_size", "3"]
     main(["test", *config])  # the 4 shots the context holds run
     assert any((tmp_path / "logs" / "shapes_icl_many_shot").iterdir())
-    with pytest.raises(SystemExit, match="is 108 tokens, longer than .*'s context of 96"):
+    with pytest.raises(SystemExit, match=r"is 108 tokens \+ 1 new tokens .*, longer than .*'s context of 96"):
         main(["test", *config, "--data.init_args.test_shots", "5"])
 
 
