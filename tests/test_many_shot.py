@@ -175,9 +175,10 @@ def _quick(config: str, *extra: str) -> list[str]:
 def test_mtv_fit_and_test_on_the_family_through_the_cli(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     main(["fit", *_quick("mtv_many_shot.yaml")])
-    _, metadata = load_task_vector(tmp_path / "logs" / "shapes_mtv_many_shot" / "task_vector.safetensors")
+    smoke = tmp_path / "logs" / "shapes_mtv_many_shot" / "smoke"  # a fit shorter than its config writes here
+    _, metadata = load_task_vector(smoke / "task_vector.safetensors")
     assert metadata["model"] == MODEL and metadata["iterations"] == "8" and metadata["shots"] == "4"
-    checkpoint = tmp_path / "logs" / "shapes_mtv_many_shot" / "checkpoints" / "last.ckpt"
+    checkpoint = smoke / "checkpoints" / "last.ckpt"
     main(["test", *_quick("mtv_many_shot.yaml", "--ckpt_path", str(checkpoint))])
     events = tmp_path / "logs" / "shapes_mtv_many_shot" / "version_1"
     assert any(events.iterdir())

@@ -180,7 +180,7 @@ def test_fit_then_test_through_the_cli_logs_to_tensorboard(zoo_folder, tmp_path,
     assert "heads/sigmoid_theta" in events.Tags()["images"]
     heatmap = events.Images("heads/sigmoid_theta")[-1]  # a rendered figure, not a layers x heads pixel grid
     assert heatmap.width >= 200 and heatmap.height >= 150, (heatmap.width, heatmap.height)
-    checkpoint = tmp_path / "logs" / "shapes_mtv" / "checkpoints" / "last.ckpt"
+    checkpoint = tmp_path / "logs" / "shapes_mtv" / "smoke" / "checkpoints" / "last.ckpt"  # fewer steps than the config
     state = torch.load(checkpoint, weights_only=True, map_location="cpu")["state_dict"]
     assert state["mean_activations"].abs().sum() > 0
     assert state["heads_chosen"], "last.ckpt must hold the final head set"
@@ -194,7 +194,7 @@ def test_fit_then_test_through_the_cli_logs_to_tensorboard(zoo_folder, tmp_path,
 def test_exported_vector_loads_for_test_and_is_refused_by_another_model(zoo_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     main(["fit", *_tiny_run(zoo_folder("llava"))])
-    vector = tmp_path / "logs" / "shapes_mtv" / "task_vector.safetensors"
+    vector = tmp_path / "logs" / "shapes_mtv" / "smoke" / "task_vector.safetensors"  # fewer steps than the config
     tensors, metadata = load_task_vector(vector)
     assert metadata["benchmark"] == "ShapesDataModule" and metadata["iterations"] == "8"
     loaded = MTV(model=VLMOptions(str(zoo_folder("llava"))), task_vector=str(vector))
@@ -238,21 +238,23 @@ def test_a_stopped_fit_resumes_from_its_last_checkpoint(zoo_folder, tmp_path, mo
     cli.trainer.callbacks.append(KillAtStep(12))
     with pytest.raises(Killed):
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    last = tmp_path / "logs" / "shapes_mtv" / "checkpoints" / "last.ckpt"
+    last = tmp_path / "logs" / "shapes_mtv" / "smoke" / "checkpoints" / "last.ckpt"  # fewer steps than the config
     assert torch.load(last, weights_only=True)["global_step"] == 10
     with pytest.raises(SystemExit, match="no heads have been chosen yet"):  # not silently zero-shot
         main(["test", *args, "--ckpt_path", str(last)])
-    resumed = build_cli(CONFIG, args)
-    resumed.trainer.fit(resumed.model, datamodule=resumed.datamodule, ckpt_path="last")
-    assert resumed.trainer.global_step == 14
-    assert resumed.model.selected_heads.any()
+    main(["fit", *args, "--ckpt_path", "last"])  # the README's resume command continues its own checkpoints
+    state = torch.load(last, weights_only=True)
+    assert state["global_step"] == 14
+    assert state["state_dict"]["selected_heads"].any()
 
 
 @pytest.mark.slow
 def test_the_same_seed_selects_the_same_heads(zoo_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     runs = []
-    for _ in range(2):
+    for run in ("first", "second"):  # each fit in a folder of its own: the second would meet the first's outputs
+        (tmp_path / run).mkdir()
+        monkeypatch.chdir(tmp_path / run)
         cli = build_cli(CONFIG, _tiny_run(zoo_folder("llava"), "--model.init_args.export", "null"))
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
         runs.append((cli.model.theta.detach().clone(), cli.model.selected_heads.clone()))
@@ -276,6 +278,8 @@ def test_predict_answers_a_jsonl_with_a_saved_vector(zoo_folder, tmp_path, monke
             str(zoo_folder("llava")),
             "--data.init_args.path",
             str(questions),
+            "--model.init_args.task_vector",
+            "logs/shapes_mtv/smoke/task_vector.safetensors",  # the fit ran fewer steps than its config
         ]
     )
     lines = (tmp_path / "logs" / "shapes_mtv" / "answers.jsonl").read_text().splitlines()
