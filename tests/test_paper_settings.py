@@ -203,16 +203,15 @@ def test_pruned_selection_never_samples_heads_below_the_threshold(zoo_folder, tm
             "2",
             "--model.init_args.samples",
             "4",
-            "--model.init_args.selection",
-            "pruned_best_of_samples",
             "--model.init_args.threshold",
             "0.8",
             "--model.init_args.export",
             "null",
         ],
     )
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)  # one step keeps no head above 0.8: fit as best_of_samples
     method = cli.model
+    method.hparams.selection = "pruned_best_of_samples"
     method.theta.data.fill_(0.5)  # sigmoid 0.62: below the threshold
     method.theta.data[0, :2] = 5.0  # sigmoid 0.99
     likely = torch.zeros_like(method.selected_heads)
@@ -338,5 +337,7 @@ def test_the_cross_modal_mtv_config_fits_one_task_of_the_released_size(zoo_folde
         "2",
     ]
     main(["fit", *config])
-    _, metadata = load_task_vector(tmp_path / "logs" / "cross_modal_mtv_llava-1.5-7b" / "task_vector.safetensors")
+    _, metadata = load_task_vector(
+        tmp_path / "logs" / "cross_modal_mtv_llava-1.5-7b" / "smoke" / "task_vector.safetensors"
+    )
     assert metadata["iterations"] == "100"

@@ -116,7 +116,9 @@ def test_fit_with_a_dispatched_model_learns_what_the_plain_one_learns_and_never_
         "2",
     ]
     thetas = []
-    for extra in (dispatch, dispatch[-4:]):
+    for run, extra in (("dispatched", dispatch), ("plain", dispatch[-4:])):
+        (tmp_path / run).mkdir()  # each fit in a folder of its own: the second would meet the first's outputs
+        monkeypatch.chdir(tmp_path / run)
         cli = build_cli(CONFIG, _tiny_run(zoo_folder("llava"), *extra))
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
         thetas.append(cli.model.theta.detach().clone())

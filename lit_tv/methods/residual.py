@@ -229,8 +229,7 @@ class ResidualTaskVectors(FrozenVLMMethod):
         by_group = hits[present] / queries[present, None]
         accuracy = by_group.mean(0)
         self.layer = int(accuracy.argmax())  # torch.argmax returns the first maximum
-        groups = [group for group, kept in zip(self.grid_groups, present.tolist(), strict=True) if kept]
-        self._print_grid(groups, by_group, accuracy)
+        self._print_grid(present, by_group, accuracy)
         if isinstance(self.logger, TensorBoardLogger) and self.global_rank == 0:
             for layer, value in enumerate(accuracy.tolist()):
                 self.logger.experiment.add_scalar("val/accuracy_by_layer", value, layer)
@@ -242,11 +241,13 @@ class ResidualTaskVectors(FrozenVLMMethod):
                 self.global_step,
             )
 
-    def _print_grid(self, groups: list[Group], by_group: torch.Tensor, accuracy: torch.Tensor) -> None:
+    def _print_grid(self, present: torch.Tensor, by_group: torch.Tensor, accuracy: torch.Tensor) -> None:
         """`lit-tv validate` (the grid search alone) prints every layer's accuracy and the layer chosen; a test
         prints the chosen layer in its own table."""
-        if self.trainer.state.fn != "validate" or not self.trainer.validate_loop.verbose or self.global_rank:
+        trainer = self._trainer
+        if trainer is None or trainer.state.fn != "validate" or not trainer.validate_loop.verbose or self.global_rank:
             return
+        groups: list[Group] = [group for group, kept in zip(self.grid_groups, present.tolist(), strict=True) if kept]
         one_seed = len({seed for seed, _ in groups}) == 1
         labels = [task if one_seed else f"{task}@{seed}" for seed, task in groups]
         rows = {
