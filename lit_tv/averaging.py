@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from lit_tv.episodes import Episode
 from lit_tv.interventions import Recording, record_heads
 from lit_tv.prompts import PromptTemplate
-from lit_tv.vlm import FrozenVLM
+from lit_tv.vlm import SUPPORT_SHOTS, FrozenVLM
 
 Recorder = Callable[[FrozenVLM], AbstractContextManager[Recording]]
 
@@ -47,7 +47,7 @@ def mean_recording(
     for start in tqdm(range(0, len(mine), batch_size), desc=description, disable=trainer.global_rank != 0):
         batch = mine[start : start + batch_size]
         with torch.no_grad(), record(vlm) as recording:
-            vlm.last_logits(vlm.build_inputs(batch, template))
+            vlm.last_logits(vlm.build_inputs(batch, template, shots_option=SUPPORT_SHOTS))
         total = total + recording.value.float().sum(0).to(device)
         count += len(batch)
     return trainer.strategy.reduce(total, reduce_op="sum") / trainer.strategy.reduce(count, reduce_op="sum")

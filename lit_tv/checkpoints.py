@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lit_tv.files import atomic_path
+from lit_tv.fitted_tasks import check_fitted_tasks
 from lit_tv.loading import BUILTIN_MODELS, VLMOptions
 from lit_tv.task_vectors import layout_from_config, require_finite
 
@@ -67,9 +68,26 @@ def method_path(method: object) -> str:
     return f"{type(method).__module__}.{type(method).__qualname__}"
 
 
-def checkpoint_entry(method: CheckpointedMethod, model_name: str, layout: dict[str, int]) -> dict[str, Any]:
+def data_identity(datamodule: object) -> dict[str, Any]:
+    """The benchmark and tasks a run is on: a fit's heads and means belong to them."""
+    return {"benchmark": type(datamodule).__name__, "tasks": list(getattr(datamodule, "tasks", None) or ())}
+
+
+def checkpoint_entry(
+    method: CheckpointedMethod, model_name: str, layout: dict[str, int], datamodule: object
+) -> dict[str, Any]:
     """What `lit-tv` stores in every checkpoint to recognise it later (`checkpoint["lit_tv"]`)."""
-    return {"method": method_path(method), "model": model_identity(model_name), "layout": layout}
+    return {
+        "method": method_path(method),
+        "model": model_identity(model_name),
+        "layout": layout,
+        "data": data_identity(datamodule),
+    }
+
+
+def fitted_data(checkpoint: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The benchmark and tasks a checkpoint was fitted on (None: written before checkpoints recorded them)."""
+    return checkpoint.get("lit_tv", {}).get("data")
 
 
 def resolve_checkpoint(trainer: L.Trainer, ckpt_path: str | Path | None) -> Path | None:
@@ -151,10 +169,27 @@ def check_identity(
         )
 
 
+def check_tasks(checkpoint: Mapping[str, Any], path: Path, method: CheckpointedMethod, datamodule: object) -> None:
+    """Refuse a checkpoint fitted on other tasks (or another benchmark) than the run's, unless the method's
+    ``allow_other_task`` is set (then warn): the same check as a task vector's."""
+    fitted, given = fitted_data(checkpoint), data_identity(datamodule)
+    if fitted is not None:
+        check_fitted_tasks(
+            f"--ckpt_path: {path} was fitted on",
+            fitted["tasks"],
+            fitted["benchmark"],
+            given["tasks"],
+            given["benchmark"],
+            bool(method.hparams.get("allow_other_task", False)),
+            CheckpointMismatchError,
+        )
+
+
 def check_checkpoint(
     path: Path, method: CheckpointedMethod, datamodule: L.LightningDataModule | None, stage: str
 ) -> list[str]:
-    """Refuse a checkpoint of another method or model, or (``fit``) a resume with other options.
+    """Refuse a checkpoint of another method or model, one fitted on other tasks (``validate`` / ``test``), or
+    (``fit``) a resume with other options.
 
     Returns the options where a test / validate / predict run differs from the checkpoint's fit:
     those runs use the options they were given (the caller says so).
@@ -165,7 +200,9 @@ def check_checkpoint(
     for name, tensor in checkpoint.get("state_dict", {}).items():
         require_finite(tensor, name, f"--ckpt_path: {path}")
     changed = differences(checkpoint.get("hyper_parameters", {}), method.hparams, "model.init_args.")
-    if stage == "fit" and datamodule is not None:  # other data at test time is a use, not a mistake
+    if stage in ("validate", "test") and datamodule is not None:  # predict answers the user's own queries
+        check_tasks(checkpoint, path, method, datamodule)
+    if stage == "fit" and datamodule is not None:  # other options at test time are a use, not a mistake
         changed += differences(checkpoint.get("datamodule_hyper_parameters", {}), datamodule.hparams, "data.init_args.")
     if stage == "fit" and changed:
         raise CheckpointMismatchError(

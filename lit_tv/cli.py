@@ -37,6 +37,7 @@ from lit_tv.console import quiet_libraries
 from lit_tv.interrupts import RunInterrupted, signals_interrupt
 from lit_tv.methods.base import FrozenVLMMethod
 from lit_tv.smoke import redirect_smoke_outputs
+from lit_tv.task_folders import name_task_folders, tasks_name
 
 # `--a.init_args.b.c=null`: jsonargparse passes the null of a nested field on as the string "None"
 _NESTED_NULL = re.compile(r"--(\w+\.init_args\.\w+)\.(\w+)(=null)?")
@@ -97,14 +98,22 @@ class LitTVCLI(LightningCLI):
             help="replace the outputs (vector, checkpoints, answers) of an earlier run",
         )
 
+    def _run_config(self) -> Any:
+        """The parsed config of this run (of its subcommand's, under `lit-tv <subcommand>`)."""
+        return self.config[self.subcommand] if self.subcommand else self.config
+
+    def before_instantiate_classes(self) -> None:
+        name_task_folders(self._run_config())
+
     def after_instantiate_classes(self) -> None:
         """Tell the run's writers whether they may replace an earlier run's outputs; move a smoke run's off the
         config's paths (`lit_tv.smoke`)."""
-        config = self.config[self.subcommand] if self.subcommand else self.config
+        config = self._run_config()
         for writer in (self.model, *cast(Any, self.trainer).callbacks):  # set by Lightning, undeclared
             if hasattr(writer, "overwrite_outputs"):
                 writer.overwrite_outputs = bool(config.get("overwrite"))
-        moved = redirect_smoke_outputs(self.trainer, self.model, config.get("config") or [])
+        tasks = tasks_name(config.get("data.init_args.tasks"))
+        moved = redirect_smoke_outputs(self.trainer, self.model, config.get("config") or [], tasks)
         if moved:
             rank_zero_info(moved)
 

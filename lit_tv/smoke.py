@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from lit_tv.task_folders import fill_tasks
+
 LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches")
 
 
@@ -51,11 +53,12 @@ def _same(one: str | Path, other: str | Path | None) -> bool:
     return other is not None and os.path.realpath(one) == os.path.realpath(other)
 
 
-def redirect_smoke_outputs(trainer: Any, model: Any, config_files: Sequence[Any]) -> str | None:
-    """Move a smoke run's checkpoint folders and export off the config's paths; the line that says so."""
+def redirect_smoke_outputs(trainer: Any, model: Any, config_files: Sequence[Any], tasks: str | None) -> str | None:
+    """Move a smoke run's checkpoint folders and export off the config's paths (``{tasks}`` in them read as
+    `tasks`); the line that says so."""
     if not config_files:
         return None
-    configured = _merged(config_files)
+    configured = fill_tasks(_merged(config_files), tasks)
     reason = smoke_reason(trainer, configured.get("trainer", {}))
     if reason is None:
         return None

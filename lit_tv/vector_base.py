@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, ClassVar, cast
 import torch
 from torch import nn
 
+from lit_tv.fitted_tasks import check_fitted_tasks
 from lit_tv.interventions import PatchPolicy
 from lit_tv.layout import Layout, discover_layout
 from lit_tv.task_vectors import (
@@ -188,18 +189,16 @@ class TaskVector:
 
     def check_tasks(self, tasks: Sequence[str], benchmark: str | None = None, allow_other_task: bool = False) -> None:
         """Refuse a run on tasks (or a benchmark) the vector was not made for, unless allowed (then warn)."""
-        saved_benchmark = self.extra.get("benchmark")
-        missing = [task for task in tasks if self.tasks and task not in self.tasks]
-        other_benchmark = benchmark is not None and saved_benchmark not in (None, benchmark)
-        if not missing and not other_benchmark:
-            return
-        made = f"tasks {self.tasks} of {saved_benchmark}"
-        message = f"{self.where} was made for {made}; this run's tasks are {list(tasks)} of {benchmark} (field 'tasks')"
-        if not allow_other_task:
-            raise TaskVectorMismatchError(
-                f"{message}; to use it there on purpose, allow_other_task=True (model.init_args.allow_other_task=true)"
-            )
-        warnings.warn(f"{message}; used anyway (allow_other_task)", stacklevel=2)
+        check_fitted_tasks(
+            f"{self.where} was made for",
+            self.tasks,
+            cast(str | None, self.extra.get("benchmark")),
+            tasks,
+            benchmark,
+            allow_other_task,
+            TaskVectorMismatchError,
+            " (field 'tasks')",
+        )
 
     def task_index(self, task: str | None, allow_other_task: bool = False) -> int:
         """Which of the file's per-task vectors serves `task` (one task only: it serves any task if allowed)."""

@@ -42,6 +42,11 @@ def load_image(image: ImageLike, width: int | None = None) -> Image.Image:
     return rgb.resize((width, max(1, int(width / rgb.width * rgb.height))))
 
 
+# the options that set an episode's shots, named when its prompt is past the model's context
+QUERY_SHOTS = "data.init_args.test_shots"  # validation and test queries
+SUPPORT_SHOTS = "data.init_args.shots"  # the support episodes a task vector is averaged over
+
+
 class FrozenVLM(nn.Module):
     """A frozen model plus what lit_tv needs to read and patch it.
 
@@ -171,9 +176,16 @@ class FrozenVLM(nn.Module):
                 f"but {len(images)} images were given"
             )
 
-    def build_inputs(self, episodes: Sequence[Episode], template: PromptTemplate, new_tokens: int = 0) -> BatchFeature:
+    def build_inputs(
+        self,
+        episodes: Sequence[Episode],
+        template: PromptTemplate,
+        new_tokens: int = 0,
+        shots_option: str = QUERY_SHOTS,
+    ) -> BatchFeature:
         """Left-padded batch on the model's device, floating inputs in its dtype; refused when a prompt and the
-        `new_tokens` to be generated after it do not fit the model's context.
+        `new_tokens` to be generated after it do not fit the model's context, naming `shots_option`, the option
+        that sets these episodes' shots (`QUERY_SHOTS`, or `SUPPORT_SHOTS` for the episodes vectors average over).
 
         Position -1 is every row's last prompt token (for Fuyu too: see `lit_tv.fuyu`).
         """
@@ -189,10 +201,12 @@ class FrozenVLM(nn.Module):
             batch = self.tokenizer(texts, padding=True, return_tensors="pt")  # with BOS, as the processor adds
         else:
             batch = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
-        self._check_context(batch, episodes, new_tokens)
+        self._check_context(batch, episodes, new_tokens, shots_option)
         return BatchFeature(dict(batch)).to(self.device, dtype=self.dtype)
 
-    def _check_context(self, batch: BatchFeature | dict, episodes: Sequence[Episode], new_tokens: int) -> None:
+    def _check_context(
+        self, batch: BatchFeature | dict, episodes: Sequence[Episode], new_tokens: int, shots_option: str
+    ) -> None:
         if self.context_length is None:
             return
         ids = batch["input_ids"]
@@ -200,11 +214,16 @@ class FrozenVLM(nn.Module):
         for index, (episode, length) in enumerate(zip(episodes, lengths, strict=True)):
             if int(length) + new_tokens > self.context_length:
                 generated = f" + {new_tokens} new tokens (model.init_args.max_new_tokens)" if new_tokens else ""
+                remedies = [
+                    *([f"fewer shots ({shots_option})"] if episode.shots else []),
+                    "smaller images",
+                    *(["fewer new tokens"] if new_tokens else []),
+                ]
                 raise ValueError(
                     f"episode {index} of the batch ({len(episode.shots)} shots, query {episode.query.text!r:.60}) "
                     f"is {int(length)} tokens{generated}, longer than {self.name}'s context of "
-                    f"{self.context_length} (max_position_embeddings): use fewer shots (data.init_args.shots), "
-                    f"smaller images{' or fewer new tokens' if new_tokens else ''}"
+                    f"{self.context_length} (max_position_embeddings): use {', '.join(remedies[:-1])}"
+                    f"{' or ' if len(remedies) > 1 else ''}{remedies[-1]}"
                 )
 
     def answer_token_ids(self, episodes: Sequence[Episode], template: PromptTemplate) -> torch.Tensor:

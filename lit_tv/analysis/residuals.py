@@ -9,18 +9,20 @@ import torch
 from lit_tv.episodes import Episode
 from lit_tv.interventions import record_residual
 from lit_tv.prompts import PromptTemplate
-from lit_tv.vlm import FrozenVLM
+from lit_tv.vlm import SUPPORT_SHOTS, FrozenVLM
 
 
 @torch.no_grad()
 def residual_per_episode(
     vlm: FrozenVLM, template: PromptTemplate, episodes: Sequence[Episode], batch_size: int = 16
 ) -> torch.Tensor:
-    """Every decoder layer's output at each episode's last token → fp32 `[episodes, layers, hidden]`."""
+    """Every decoder layer's output at each support episode's last token → fp32 `[episodes, layers, hidden]`."""
     rows = []
     for start in range(0, len(episodes), batch_size):
         with record_residual(vlm) as recording:
-            vlm.last_logits(vlm.build_inputs(episodes[start : start + batch_size], template))
+            vlm.last_logits(
+                vlm.build_inputs(episodes[start : start + batch_size], template, shots_option=SUPPORT_SHOTS)
+            )
         rows.append(recording.value.float())
     return torch.cat(rows)
 

@@ -14,11 +14,12 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torchmetrics import Metric
 
-from lit_tv.checkpoints import check_identity, checkpoint_entry, checkpoint_folders
+from lit_tv.checkpoints import check_identity, checkpoint_entry, checkpoint_folders, data_identity, fitted_data
 from lit_tv.console import task_table
 from lit_tv.data.datamodules import Role, datamodule_of
 from lit_tv.episodes import Episode
 from lit_tv.files import OutputLock
+from lit_tv.fitted_tasks import other_tasks
 from lit_tv.loading import SHAPES_TOY, ModelLoadError, VLMOptions, resolve_model_path
 from lit_tv.metrics import ExactMatch
 from lit_tv.options import require_at_least
@@ -64,6 +65,7 @@ class FrozenVLMMethod(L.LightningModule):
         self.task_vector_path: str | None = None
         self.overwrite_outputs = False  # `--overwrite`: this run may replace an earlier run's outputs
         self.resumes_fit = False  # `fit --ckpt_path`: the checkpoint folder holds this fit's own checkpoints
+        self.checkpoint_data: dict | None = None  # the benchmark and tasks of the fit whose checkpoint was loaded
 
     def read_task_vector(self, path: str | None, allow_other_task: bool, allow_other_model: bool) -> None:
         """The `task_vector` option: read (checksums) and checked against the model's layout and this method
@@ -110,11 +112,29 @@ class FrozenVLMMethod(L.LightningModule):
                 self.task_vector_file.check_model(vlm.model, self._allow_other["model"])
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["lit_tv"] = checkpoint_entry(self, self.model_name, self.vlm.layout.signature())
+        checkpoint["lit_tv"] = checkpoint_entry(
+            self, self.model_name, self.vlm.layout.signature(), datamodule_of(self.trainer)
+        )
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """The CLI checks this before the model loads; this catches a checkpoint handed to a Trainer directly."""
         check_identity(checkpoint, "checkpoint", self, self.vlm.layout.signature())
+        self.checkpoint_data = fitted_data(checkpoint)
+
+    def fitted_elsewhere(self) -> str | None:
+        """The tasks (and benchmark) of the loaded checkpoint or task vector when this run is on others
+        (`allow_other_task`): the test table's title names them."""
+        if self.task_vector_file is not None:
+            tasks, benchmark = (
+                self.task_vector_file.tasks,
+                cast(str | None, self.task_vector_file.extra.get("benchmark")),
+            )
+        elif self.checkpoint_data is not None:
+            tasks, benchmark = self.checkpoint_data["tasks"], self.checkpoint_data["benchmark"]
+        else:
+            return None
+        given = data_identity(datamodule_of(self.trainer))
+        return f"tasks {list(tasks)} of {benchmark}" if other_tasks(tasks, benchmark, **given) else None
 
     # the stages in which the method writes `export` (its task vector)
     export_stages: ClassVar[tuple[str, ...]] = ()
@@ -264,8 +284,11 @@ class FrozenVLMMethod(L.LightningModule):
                 **self.test_summary(key),
             }
         columns = list(dict.fromkeys(column for row in rows.values() for column in row))
+        fitted = self.fitted_elsewhere()
+        elsewhere = f", fitted on {fitted}" if fitted is not None else ""
+        data = type(datamodule_of(self.trainer)).__name__
         print(
-            f"\n{type(self).__name__} on {type(datamodule_of(self.trainer)).__name__} ({self.model_name}), test split\n"
+            f"\n{type(self).__name__} on {data} ({self.model_name}{elsewhere}), test split\n"
             + task_table(rows, columns)
             + "".join(f"\n{line}" for line in self.test_notes())
         )

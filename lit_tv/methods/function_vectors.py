@@ -31,7 +31,7 @@ from lit_tv.methods.base import FrozenVLMMethod
 from lit_tv.prompts import PromptTemplate
 from lit_tv.scoring import fork_last_token
 from lit_tv.vectors import ResidualVector
-from lit_tv.vlm import FrozenVLM
+from lit_tv.vlm import SUPPORT_SHOTS, FrozenVLM
 
 
 def shuffle_labels(episode: Episode, rng: random.Random) -> Episode:
@@ -66,7 +66,7 @@ def indirect_effects(
     chunk = min(rows_per_forward, len(masks))
     padding = -len(masks) % chunk  # unpatched rows, so every chunk matches the cache's batch size
     masks = torch.cat([masks, masks[:1].expand(padding, -1, -1)])
-    step = fork_last_token(vlm, vlm.build_inputs([prompt], template), chunk, reuse=True)
+    step = fork_last_token(vlm, vlm.build_inputs([prompt], template, shots_option=SUPPORT_SHOTS), chunk, reuse=True)
     target = vlm.answer_token_ids([prompt], template)[0]
     probabilities = []
     for rows in masks.split(chunk):

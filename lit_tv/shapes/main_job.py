@@ -46,11 +46,10 @@ def run_task(task: str, overrides: list[str], seed: int = 0) -> dict[str, object
     results: dict[str, object] = {}
     for shots, row in ((0, "zero-shot"), (4, "4-shot ICL")):
         results[row] = _test_accuracy(build_cli(CONFIGS / "icl.yaml", [*only, f"--data.init_args.test_shots={shots}"]))
-    mtv = build_cli(
+    mtv = build_cli(  # its TensorBoard run is the task's (shapes_mtv_{tasks}), one version per seed
         CONFIGS / "mtv.yaml",
         [
             *only,
-            f"--trainer.logger.init_args.name=shapes_mtv_{task}",
             f"--trainer.logger.init_args.version=seed_{seed}",
             f"--model.init_args.export=logs/shapes_mtv_{task}/seed_{seed}/task_vector.safetensors",
             "--model.init_args.test_heads=random",  # the control is scored beside the selected heads
