@@ -209,7 +209,7 @@ def test_a_bad_input_stops_with_one_line_naming_it(bad_files, tmp_path, monkeypa
     text = str(exit_info.value.code)
     assert text.startswith("lit-tv: error: ") and "\n" not in text, text
     assert re.search(message, text), text
-    assert not (tmp_path / "logs" / "shapes_mtv" / "checkpoints").exists(), "nothing may be fitted"
+    assert not (tmp_path / "logs" / "shapes_mtv_colour" / "checkpoints").exists(), "nothing may be fitted"
     assert not list(tmp_path.rglob("*.lock")), "a refused run claims no outputs"
 
 

@@ -26,7 +26,7 @@ def test_mtv_fit_and_test_run_in_bfloat16_through_the_cli(zoo_folder, tmp_path, 
         *(TEXT_ONLY if name == "llama" else ()),
     )
     main(["fit", *args])
-    main(["test", *args, "--ckpt_path", "logs/shapes_mtv/smoke/checkpoints/last.ckpt"])
-    scalars = logged_scalars(tmp_path / "logs" / "shapes_mtv" / "version_1")
+    main(["test", *args, "--ckpt_path", "logs/shapes_mtv_colour/smoke/checkpoints/last.ckpt"])
+    scalars = logged_scalars(tmp_path / "logs" / "shapes_mtv_colour" / "version_1")
     assert scalars["test/queries"] == [6.0]
     assert "test/accuracy" in scalars

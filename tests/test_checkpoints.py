@@ -12,6 +12,7 @@ from test_mtv import CONFIG, KillAtStep, Killed, _tiny_run
 
 from lit_tv.cli import build_cli, main
 from lit_tv.task_vectors import load_task_vector
+from lit_tv.vlm import FrozenVLM
 
 pytestmark = pytest.mark.slow  # end-to-end runs: deselect with -m 'not slow'
 
@@ -24,17 +25,18 @@ SHAPES = [
     "--data.init_args.test_size=60",
     "--trainer.enable_progress_bar=false",
 ]
-LAST = Path("logs/shapes_mtv/checkpoints/last.ckpt")
-VECTOR = Path("logs/shapes_mtv/task_vector.safetensors")
-# where a fit with max_steps below the config's (a smoke run, lit_tv.smoke) writes them
-SMOKE_LAST = Path("logs/shapes_mtv/smoke/checkpoints/last.ckpt")
-SMOKE_VECTOR = Path("logs/shapes_mtv/smoke/task_vector.safetensors")
+RUN = Path("logs/shapes_mtv_position")  # the config's folders are the task's (shapes_mtv_{tasks})
+LAST = RUN / "checkpoints" / "last.ckpt"
+VECTOR = RUN / "task_vector.safetensors"
+# where a fit with max_steps below the config's (a smoke run, lit_tv.smoke) on the config's colour task writes them
+SMOKE_LAST = Path("logs/shapes_mtv_colour/smoke/checkpoints/last.ckpt")
+SMOKE_VECTOR = Path("logs/shapes_mtv_colour/smoke/task_vector.safetensors")
 
 
 def _test_accuracy(*args: str, tag: str = "test/accuracy") -> float:
     """`lit-tv test --config configs/shapes/mtv.yaml ...` and the accuracy it logged (its newest run)."""
     main(["test", "--config", str(CONFIG), *SHAPES, *args])
-    newest = max(Path("logs/shapes_mtv").glob("version_*"), key=lambda path: int(path.name.split("_")[1]))
+    newest = max(RUN.glob("version_*"), key=lambda path: int(path.name.split("_")[1]))
     return logged_scalars(newest)[tag][0]
 
 
@@ -175,3 +177,42 @@ def test_a_checkpoint_holding_nan_is_refused_before_the_model_loads(fitted_shape
     torch.save(checkpoint, "nan.ckpt")
     with pytest.raises(SystemExit, match=r"--ckpt_path: nan.ckpt: 'mean_activations' holds 1 NaN or infinite values"):
         main(["test", "--config", str(CONFIG), "--ckpt_path", "nan.ckpt"])
+
+
+def test_a_checkpoint_of_another_task_is_refused_before_the_model_loads(fitted_shapes, monkeypatch):
+    monkeypatch.chdir(fitted_shapes)
+    monkeypatch.setattr(FrozenVLM, "from_options", _no_model_load)
+    refusal = (
+        r"--ckpt_path: .*last.ckpt was fitted on tasks \['position'\] of ShapesDataModule; this run's tasks "
+        r"\(data.init_args.tasks\) are \['colour'\] of ShapesDataModule; .*model.init_args.allow_other_task=true"
+    )
+    with pytest.raises(SystemExit, match=refusal):  # the config's task, colour
+        main(["test", "--config", str(CONFIG), "--ckpt_path", str(LAST)])
+    with pytest.raises(SystemExit, match=refusal):
+        main(["validate", "--config", str(CONFIG), "--ckpt_path", str(LAST)])
+
+
+def _no_model_load(*args, **kwargs):
+    raise AssertionError("the model was loaded before the checkpoint was checked")
+
+
+@pytest.mark.parametrize("given", ["--ckpt_path", "--model.init_args.task_vector"])
+def test_a_checkpoint_or_vector_used_on_another_task_on_purpose_is_named(fitted_shapes, monkeypatch, capsys, given):
+    monkeypatch.chdir(fitted_shapes)
+    source = LAST if given == "--ckpt_path" else VECTOR
+    colour = ["--data.init_args.tasks=[colour]", "--data.init_args.test_size=8", "--model.init_args.export=null"]
+    with pytest.warns(UserWarning, match=r"\['position'\] of ShapesDataModule.*used anyway \(allow_other_task\)"):
+        main(
+            [
+                "test",
+                "--config",
+                str(CONFIG),
+                *SHAPES,
+                *colour,
+                given,
+                str(source),
+                "--model.init_args.allow_other_task=true",
+            ]
+        )
+    title = "MTV on ShapesDataModule (lit_tv/shapes-toy, fitted on tasks ['position'] of ShapesDataModule), test split"
+    assert title in capsys.readouterr().out

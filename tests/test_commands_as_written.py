@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 
 import pytest
 from conftest import colour_image
@@ -11,6 +12,50 @@ from test_bad_inputs import _mtv_vector
 
 from lit_tv.cli import main
 from lit_tv.shapes.main_job import CONFIGS
+from lit_tv.task_vectors import load_task_vector
+
+ROOT = CONFIGS.parents[1]
+# the README's MTV fit on fewer queries (sizes are no smoke run: it writes the config's folders)
+SMALL_FIT = [
+    "--data.init_args.support_size=24",
+    "--data.init_args.train_size=40",
+    "--trainer.enable_progress_bar=false",
+]
+
+
+def readme_command(start: str) -> list[str]:
+    """The README's command that starts with `lit-tv {start}`, as arguments for `main` (without `lit-tv`)."""
+    found = re.search(rf"`(lit-tv {re.escape(start)}[^`]*)`", (ROOT / "README.md").read_text())
+    assert found, f"README.md has no `lit-tv {start}...` command"
+    return shlex.split(found.group(1))[1:]
+
+
+@pytest.mark.slow
+def test_the_readme_test_command_tests_the_colour_fit_after_a_fit_of_another_task(tmp_path, monkeypatch, capsys):
+    """The README's fit, then the same fit on another task as its row says (`--data.init_args.tasks [shape]`):
+    each writes its own folders, and the README's test command, as written, tests the colour fit."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    fit = readme_command("fit --config configs/shapes/mtv.yaml")
+    assert fit == ["fit", "--config", "configs/shapes/mtv.yaml"]
+    main([*fit, *SMALL_FIT])
+    main([*fit, *SMALL_FIT, "--data.init_args.tasks", "[shape]"])
+    colour_heads = len(
+        load_task_vector(tmp_path / "logs" / "shapes_mtv_colour" / "task_vector.safetensors")[0]["heads"]
+    )
+    shape_heads = len(load_task_vector(tmp_path / "logs" / "shapes_mtv_shape" / "task_vector.safetensors")[0]["heads"])
+    capsys.readouterr()
+    main(readme_command("test --config configs/shapes/mtv.yaml --ckpt_path"))
+    out = capsys.readouterr().out
+    assert "MTV on ShapesDataModule (lit_tv/shapes-toy), test split" in out, out
+    colour = re.search(r"^colour\s+([\d.]+)\s+150\s+(\d+)$", out, re.MULTILINE)
+    assert colour, out
+    assert int(colour.group(2)) == colour_heads, (
+        "the colour fit's heads",
+        colour_heads,
+        "the shape fit's",
+        shape_heads,
+    )
 
 
 @pytest.mark.slow
@@ -38,5 +83,22 @@ def test_predict_writes_no_config_into_the_working_directory(tmp_path, monkeypat
     predict = ["predict", "--config", str(CONFIGS / "predict.yaml"), f"--model.init_args.task_vector={vector}"]
     main([*predict, "--data.init_args.path=questions.jsonl"])
     assert (tmp_path / "config.yaml").read_text() == "mine: true\n"
-    assert (tmp_path / "logs" / "shapes_mtv" / "answers.jsonl").is_file()
+    assert (tmp_path / "logs" / "shapes_mtv_colour" / "answers.jsonl").is_file()
     assert not list((tmp_path / "logs").rglob("config.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("config", "option"),
+    [("icl.yaml", "data.init_args.test_shots"), ("function_vectors.yaml", "data.init_args.shots")],
+    ids=["test_episode", "support_episode"],
+)
+def test_a_prompt_past_the_context_names_the_option_of_its_shots(tmp_path, monkeypatch, config, option):
+    monkeypatch.chdir(tmp_path)
+    sizes = ["--data.init_args.support_size=2", "--data.init_args.test_size=2", "--trainer.callbacks=[]"]
+    with pytest.raises(SystemExit) as stop:
+        main(["test", "--config", str(CONFIGS / config), *sizes, f"--{option}=60"])
+    message = str(stop.value)
+    assert message.startswith("lit-tv: error: episode 0 of the batch (60 shots"), message
+    assert re.search(rf"longer than .*: use fewer shots \({re.escape(option)}\)(,| or) smaller images", message), (
+        message
+    )

@@ -31,7 +31,7 @@ def test_fit_and_test_print_no_noise_and_test_ends_with_one_per_task_table(tmp_p
     main(["fit", *small, "--trainer.max_steps=3"])
     fit = "".join(capfd.readouterr())
     assert "mean activations" in fit  # the long pass keeps its progress bar
-    main(["test", *small, "--ckpt_path", "logs/shapes_mtv/smoke/checkpoints/last.ckpt"])
+    main(["test", *small, "--ckpt_path", "logs/shapes_mtv_colour/smoke/checkpoints/last.ckpt"])
     out, err = capfd.readouterr()
     for text in (fit, out + err):
         assert not [word for word in NOISE if word in text], text

@@ -32,7 +32,7 @@ def _lit_tv(cwd: Path, *args: str) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-def _test_scalars(folder: Path, run: str = "shapes_mtv") -> dict[str, float]:
+def _test_scalars(folder: Path, run: str = "shapes_mtv_colour") -> dict[str, float]:
     logged = logged_scalars(sorted((folder / "logs" / run).glob("version_*"))[-1])
     return {tag: values[-1] for tag, values in logged.items() if tag.startswith("test/")}
 
@@ -72,10 +72,13 @@ def test_two_processes_match_one(zoo_folder, tmp_path):
         "0.0",
     ]
     folders = _on_one_and_two_processes(
-        tmp_path, ["fit", *common], ["test", *common, "--ckpt_path", "logs/shapes_mtv/smoke/checkpoints/last.ckpt"]
+        tmp_path,
+        ["fit", *common],
+        ["test", *common, "--ckpt_path", "logs/shapes_mtv_colour/smoke/checkpoints/last.ckpt"],
     )
     (one, _), (two, _) = (
-        load_task_vector(folder / "logs" / "shapes_mtv" / "smoke" / "task_vector.safetensors") for folder in folders
+        load_task_vector(folder / "logs" / "shapes_mtv_colour" / "smoke" / "task_vector.safetensors")
+        for folder in folders
     )
     one_test, two_test = (_test_scalars(folder) for folder in folders)
     torch.testing.assert_close(two["mean_activations"], one["mean_activations"], atol=1e-5, rtol=1e-5)

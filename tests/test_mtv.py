@@ -174,18 +174,20 @@ def _tiny_run(model_folder: Path, *extra: str) -> list[str]:
 def test_fit_then_test_through_the_cli_logs_to_tensorboard(zoo_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     main(["fit", *_tiny_run(zoo_folder("llava"))])
-    fit_dir = tmp_path / "logs" / "shapes_mtv" / "version_0"
+    fit_dir = tmp_path / "logs" / "shapes_mtv_colour" / "version_0"
     events = read_events(fit_dir)
     assert {"train/loss", "train/mean_sigmoid_theta", "heads/selected"} <= set(events.Tags()["scalars"])
     assert "heads/sigmoid_theta" in events.Tags()["images"]
     heatmap = events.Images("heads/sigmoid_theta")[-1]  # a rendered figure, not a layers x heads pixel grid
     assert heatmap.width >= 200 and heatmap.height >= 150, (heatmap.width, heatmap.height)
-    checkpoint = tmp_path / "logs" / "shapes_mtv" / "smoke" / "checkpoints" / "last.ckpt"  # fewer steps than the config
+    checkpoint = (
+        tmp_path / "logs" / "shapes_mtv_colour" / "smoke" / "checkpoints" / "last.ckpt"
+    )  # fewer steps than the config
     state = torch.load(checkpoint, weights_only=True, map_location="cpu")["state_dict"]
     assert state["mean_activations"].abs().sum() > 0
     assert state["heads_chosen"], "last.ckpt must hold the final head set"
     main(["test", *_tiny_run(zoo_folder("llava"), "--ckpt_path", str(checkpoint))])
-    scalars = logged_scalars(tmp_path / "logs" / "shapes_mtv" / "version_1")
+    scalars = logged_scalars(tmp_path / "logs" / "shapes_mtv_colour" / "version_1")
     assert {"test/accuracy", "test/accuracy/colour", "test/queries"} <= set(scalars)
     assert scalars["test/queries"] == [6.0]  # every test query scored exactly once
 
@@ -194,7 +196,9 @@ def test_fit_then_test_through_the_cli_logs_to_tensorboard(zoo_folder, tmp_path,
 def test_exported_vector_loads_for_test_and_is_refused_by_another_model(zoo_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     main(["fit", *_tiny_run(zoo_folder("llava"))])
-    vector = tmp_path / "logs" / "shapes_mtv" / "smoke" / "task_vector.safetensors"  # fewer steps than the config
+    vector = (
+        tmp_path / "logs" / "shapes_mtv_colour" / "smoke" / "task_vector.safetensors"
+    )  # fewer steps than the config
     tensors, metadata = load_task_vector(vector)
     assert metadata["benchmark"] == "ShapesDataModule" and metadata["iterations"] == "8"
     loaded = MTV(model=VLMOptions(str(zoo_folder("llava"))), task_vector=str(vector))
@@ -238,7 +242,9 @@ def test_a_stopped_fit_resumes_from_its_last_checkpoint(zoo_folder, tmp_path, mo
     cli.trainer.callbacks.append(KillAtStep(12))
     with pytest.raises(Killed):
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    last = tmp_path / "logs" / "shapes_mtv" / "smoke" / "checkpoints" / "last.ckpt"  # fewer steps than the config
+    last = (
+        tmp_path / "logs" / "shapes_mtv_colour" / "smoke" / "checkpoints" / "last.ckpt"
+    )  # fewer steps than the config
     assert torch.load(last, weights_only=True)["global_step"] == 10
     with pytest.raises(SystemExit, match="no heads have been chosen yet"):  # not silently zero-shot
         main(["test", *args, "--ckpt_path", str(last)])
@@ -279,10 +285,10 @@ def test_predict_answers_a_jsonl_with_a_saved_vector(zoo_folder, tmp_path, monke
             "--data.init_args.path",
             str(questions),
             "--model.init_args.task_vector",
-            "logs/shapes_mtv/smoke/task_vector.safetensors",  # the fit ran fewer steps than its config
+            "logs/shapes_mtv_colour/smoke/task_vector.safetensors",  # the fit ran fewer steps than its config
         ]
     )
-    lines = (tmp_path / "logs" / "shapes_mtv" / "answers.jsonl").read_text().splitlines()
+    lines = (tmp_path / "logs" / "shapes_mtv_colour" / "answers.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert [record["question"] for record in records] == ["colour?", "and?"]
     assert all(isinstance(record["answer"], str) for record in records)
@@ -308,8 +314,8 @@ def test_bad_query_files_name_the_line_and_field(tmp_path, line, message):
 def test_mtv_runs_on_each_vlm_architecture_through_the_cli(zoo_folder, tmp_path, monkeypatch, name):
     monkeypatch.chdir(tmp_path)
     main(["fit", *_tiny_run(zoo_folder(name), "--trainer.max_steps", "2")])
-    main(["test", *_tiny_run(zoo_folder(name), "--ckpt_path", "logs/shapes_mtv/smoke/checkpoints/last.ckpt")])
-    assert "test/accuracy" in logged_scalars(tmp_path / "logs" / "shapes_mtv" / "version_1")
+    main(["test", *_tiny_run(zoo_folder(name), "--ckpt_path", "logs/shapes_mtv_colour/smoke/checkpoints/last.ckpt")])
+    assert "test/accuracy" in logged_scalars(tmp_path / "logs" / "shapes_mtv_colour" / "version_1")
 
 
 @pytest.mark.slow  # the CLI parses every config

@@ -21,8 +21,8 @@ from lit_tv.files import atomic_path, write_atomic
 from lit_tv.shapes.main_job import CONFIGS
 
 MTV = str(CONFIGS / "mtv.yaml")
-VECTOR = Path("logs/shapes_mtv/smoke/task_vector.safetensors")  # SMALL is a smoke run (max_steps=1)
-CHECKPOINTS = Path("logs/shapes_mtv/smoke/checkpoints")
+VECTOR = Path("logs/shapes_mtv_colour/smoke/task_vector.safetensors")  # SMALL is a smoke run (max_steps=1)
+CHECKPOINTS = Path("logs/shapes_mtv_colour/smoke/checkpoints")
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_predict_writes_answers_as_they_come_under_a_partial_name_and_overwrite_
     questions.write_text(
         "".join(json.dumps({"images": [f"{index}.png"], "question": f"q{index}"}) + "\n" for index in range(3))
     )
-    answers = tmp_path / "logs" / "shapes_mtv" / "answers.jsonl"
+    answers = tmp_path / "logs" / "shapes_mtv_colour" / "answers.jsonl"
     answers.parent.mkdir(parents=True)
     answers.write_text('{"question": "from an earlier run"}\n')
     cli = build_cli(
@@ -123,7 +123,7 @@ def test_a_predict_run_refused_for_an_empty_query_file_leaves_the_earlier_answer
     monkeypatch.chdir(tmp_path)
     vector = _mtv_vector(tmp_path, "vector.safetensors")
     (tmp_path / "empty.jsonl").write_text("\n")
-    answers = tmp_path / "logs" / "shapes_mtv" / "answers.jsonl"
+    answers = tmp_path / "logs" / "shapes_mtv_colour" / "answers.jsonl"
     answers.parent.mkdir(parents=True)
     answers.write_text('{"question": "from an earlier run"}\n')
     with pytest.raises(SystemExit, match="has no questions"):

@@ -43,9 +43,9 @@ def test_the_control_logs_its_draws_beside_the_selected_heads_and_prints_the_ran
     monkeypatch.chdir(tmp_path)
     run = _tiny_run(zoo_folder("llava"))
     main(["fit", *run])
-    checkpoint = tmp_path / "logs" / "shapes_mtv" / "smoke" / "checkpoints" / "last.ckpt"  # a short fit
+    checkpoint = tmp_path / "logs" / "shapes_mtv_colour" / "smoke" / "checkpoints" / "last.ckpt"  # a short fit
     main(["test", *run, "--ckpt_path", str(checkpoint), "--model.init_args.test_heads", "random"])
-    scalars = logged_scalars(tmp_path / "logs" / "shapes_mtv" / "version_1")
+    scalars = logged_scalars(tmp_path / "logs" / "shapes_mtv_colour" / "version_1")
     control = {key: values[0] for key, values in scalars.items() if key.startswith("test/random_heads/")}
     assert control["test/random_heads/draws"] == 20
     assert control["test/random_heads/accuracy_min"] <= control["test/random_heads/accuracy"]

@@ -21,8 +21,8 @@ from lit_tv.shapes.datamodule import ShapesDataModule
 from lit_tv.zoo import main as zoo_main
 
 CROSS_MODAL = str(Path(MTV).parent / "cross_modal.yaml")
-VECTOR = Path("logs/shapes_mtv/task_vector.safetensors")
-SMOKE_VECTOR = Path("logs/shapes_mtv/smoke/task_vector.safetensors")
+VECTOR = Path("logs/shapes_mtv_colour/task_vector.safetensors")
+SMOKE_VECTOR = Path("logs/shapes_mtv_colour/smoke/task_vector.safetensors")
 
 
 # ---- signals ---------------------------------------------------------------------------------------------
@@ -78,7 +78,7 @@ def test_a_smoke_run_writes_beside_the_configs_paths_and_says_so(tmp_path, monke
     for smoke in (["--trainer.max_steps=1"], ["--trainer.fast_dev_run=true"], ["--trainer.limit_train_batches=1"]):
         built = build_cli(Path(MTV), smoke)
         assert built.model.hparams.export == str(SMOKE_VECTOR), smoke
-        assert built.trainer.checkpoint_callbacks[0].dirpath.endswith("logs/shapes_mtv/smoke/checkpoints"), smoke
+        assert built.trainer.checkpoint_callbacks[0].dirpath.endswith("logs/shapes_mtv_colour/smoke/checkpoints"), smoke
     built = build_cli(Path(MTV), ["--trainer.max_steps=1", "--model.init_args.export=mine.safetensors"])
     assert built.model.hparams.export == "mine.safetensors", "a path given on the command line is kept"
     assert build_cli(Path(MTV), []).model.hparams.export == str(VECTOR), "the full run keeps the config's paths"
@@ -115,7 +115,7 @@ def test_predict_answers_are_partial_until_complete_and_never_replace_an_earlier
     vector = _mtv_vector(tmp_path, "vector.safetensors")
     questions = tmp_path / "questions.jsonl"
     questions.write_text(json.dumps({"images": [], "question": "red ="}) + "\n")
-    answers = Path("logs/shapes_mtv/answers.jsonl")
+    answers = Path("logs/shapes_mtv_colour/answers.jsonl")
     answers.parent.mkdir(parents=True)
     answers.write_text('{"question": "an earlier run"}\n')
     args = [
