@@ -101,10 +101,21 @@ _QWEN_BUDGET = (
     "of 28 x 28 pixels, keeping each image's aspect ratio (so mostly somewhat fewer than 256). Native "
     "resolution: `--model.init_args.model.processor_kwargs '{}'`",
 )
-_NO_REVISION = (
-    "weights not pinned to the reference's hub revision: `VLMOptions` has no `revision` option yet "
-    "(TODO: add one and pin LLaVA-1.5 and Idefics2 as the cross-modal reference does); a hub update "
-    "would change every number of this model",
+# The hub revisions the cross-modal reference pins: g-luo/task_vectors_are_cross_modal configs/models/
+# {llava,idefics2,mantis,vicuna,mistral}.yaml `model_revision` (commit 25c7463), which src/xpatch_helpers.py
+# load_hf_model passes to every from_pretrained (model and processor / tokenizer).
+CROSS_MODAL_REVISIONS = {
+    "llava-hf/llava-1.5-7b-hf": "a272c74b2481d8aff3aa6fc2c4bf891fe57334fb",
+    "HuggingFaceM4/idefics2-8b": "2c42686c57fe21cf0348c9ce1077d094b72e7698",
+    "TIGER-Lab/Mantis-8B-Fuyu": "ea76e7446341b399d9af2d7af390abb83fda6b28",
+    "lmsys/vicuna-7b-v1.5": "3321f76e3f527bd14065daf69dad9344000a201d",
+    "mistralai/Mistral-7B-v0.1": "7231864981174d9bee8c7687c24c8344414eae6b",
+}
+_MTV_UNPINNED = (
+    "no hub revision pinned, as in the MTV reference: its MTV/mtv_utils.py load_model reads Qwen/Qwen-VL, "
+    "Efficient-Large-Model/Llama-3-VILA1.5-8b and HuggingFaceM4/idefics2-8b without a `revision`, so its "
+    "numbers belong to whatever the hub served then (the cross-modal reference's Idefics2 pin: "
+    "`--model.init_args.model.revision 2c42686c57fe21cf0348c9ce1077d094b72e7698`)",
 )
 
 RULES: tuple[Rule, ...] = (
@@ -278,7 +289,35 @@ RULES: tuple[Rule, ...] = (
         "*",
         "idefics2-8b",
         {f"{M}model.name": "HuggingFaceM4/idefics2-8b", f"{M}model.processor_kwargs.do_image_splitting": False},
-        _NO_REVISION,
+    ),
+    *(Rule(benchmark, "*", "*", {f"{M}model.revision": None}, _MTV_UNPINNED) for benchmark in MTV_BENCHMARKS),
+    *(
+        Rule("cross_modal", "*", model, {f"{M}model.revision": CROSS_MODAL_REVISIONS[name]})
+        for model, name in (
+            ("llava-1.5-7b", "llava-hf/llava-1.5-7b-hf"),
+            ("idefics2-8b", "HuggingFaceM4/idefics2-8b"),
+            ("mantis-fuyu", "TIGER-Lab/Mantis-8B-Fuyu"),
+        )
+    ),
+    # the reference's LLM -> VLM runs (README): Vicuna's vectors into LLaVA-1.5, Mistral's into Idefics2
+    *(
+        Rule(
+            "cross_modal",
+            "llm_to_vlm",
+            model,
+            {f"{M}extractor.name": name, f"{M}extractor.revision": CROSS_MODAL_REVISIONS[name]},
+        )
+        for model, name in (("llava-1.5-7b", "lmsys/vicuna-7b-v1.5"), ("idefics2-8b", "mistralai/Mistral-7B-v0.1"))
+    ),
+    Rule(
+        "cross_modal",
+        "llm_to_vlm",
+        "mantis-fuyu",
+        {f"{M}extractor.name": "adept/persimmon-8b-base", f"{M}extractor.revision": None},
+        (
+            "not a run of the paper or the released scripts (they patch Vicuna -> LLaVA-1.5 and Mistral -> "
+            "Idefics2 only): Fuyu's base LLM Persimmon-8B, unpinned as the reference names no revision for it",
+        ),
     ),
     # the MTV reference keeps only heads with sigmoid(theta) >= 0.8 in Idefics2's final sampling
     *(
@@ -309,13 +348,13 @@ RULES: tuple[Rule, ...] = (
         )
         for benchmark in MTV_BENCHMARKS
     ),
-    Rule("cross_modal", "*", "llava-1.5-7b", {f"{M}model.name": "llava-hf/llava-1.5-7b-hf"}, _NO_REVISION),
+    Rule("cross_modal", "*", "llava-1.5-7b", {f"{M}model.name": "llava-hf/llava-1.5-7b-hf"}),
     Rule(
         "cross_modal",
         "*",
         "qwen2-vl-7b",
-        {f"{M}model.name": "Qwen/Qwen2-VL-7B"},
-        ("not a model of the cross-modal paper: an extra architecture (M-RoPE)",),
+        {f"{M}model.name": "Qwen/Qwen2-VL-7B", f"{M}model.revision": None},
+        ("not a model of the cross-modal paper: an extra architecture (M-RoPE), so no reference revision to pin",),
     ),
     Rule(
         "cross_modal",
@@ -323,8 +362,8 @@ RULES: tuple[Rule, ...] = (
         "mantis-fuyu",
         {f"{M}model.name": "TIGER-Lab/Mantis-8B-Fuyu", f"{M}model.dtype": "float16"},
         (
-            "loaded with transformers' Fuyu classes (Mantis' own MFuyu classes are not on the hub); prompts are "
-            "built in Mantis' layout by lit_tv/fuyu.py; no revision pin",
+            "loaded with transformers' Fuyu classes (Mantis' own MFuyu classes are not on the hub) from the "
+            "reference's pinned revision; prompts are built in Mantis' layout by lit_tv/fuyu.py",
         ),
     ),
 )
