@@ -104,13 +104,22 @@ _QWEN_BUDGET = (
 # The hub revisions the cross-modal reference pins: g-luo/task_vectors_are_cross_modal configs/models/
 # {llava,idefics2,mantis,vicuna,mistral}.yaml `model_revision` (commit 25c7463), which src/xpatch_helpers.py
 # load_hf_model passes to every from_pretrained (model and processor / tokenizer).
-CROSS_MODAL_REVISIONS = {
-    "llava-hf/llava-1.5-7b-hf": "a272c74b2481d8aff3aa6fc2c4bf891fe57334fb",
-    "HuggingFaceM4/idefics2-8b": "2c42686c57fe21cf0348c9ce1077d094b72e7698",
-    "TIGER-Lab/Mantis-8B-Fuyu": "ea76e7446341b399d9af2d7af390abb83fda6b28",
-    "lmsys/vicuna-7b-v1.5": "3321f76e3f527bd14065daf69dad9344000a201d",
-    "mistralai/Mistral-7B-v0.1": "7231864981174d9bee8c7687c24c8344414eae6b",
+CROSS_MODAL_REVISIONS = {  # by the configs' model name
+    "llava-1.5-7b": "a272c74b2481d8aff3aa6fc2c4bf891fe57334fb",
+    "idefics2-8b": "2c42686c57fe21cf0348c9ce1077d094b72e7698",
+    "mantis-fuyu": "ea76e7446341b399d9af2d7af390abb83fda6b28",
 }
+# LLM -> VLM: each VLM's base LLM and its pin. The reference runs Vicuna -> LLaVA-1.5 and Mistral -> Idefics2
+# (README); Persimmon -> Mantis-Fuyu is lit_tv's, unpinned.
+BASE_LLMS = {
+    "llava-1.5-7b": ("lmsys/vicuna-7b-v1.5", "3321f76e3f527bd14065daf69dad9344000a201d"),
+    "idefics2-8b": ("mistralai/Mistral-7B-v0.1", "7231864981174d9bee8c7687c24c8344414eae6b"),
+    "mantis-fuyu": ("adept/persimmon-8b-base", None),
+}
+_NOT_A_REFERENCE_RUN = (
+    "not a run of the paper or the released scripts (they patch Vicuna -> LLaVA-1.5 and Mistral -> Idefics2 "
+    "only): Fuyu's base LLM Persimmon-8B, unpinned as the reference names no revision for it",
+)
 _MTV_UNPINNED = (
     "no hub revision pinned, as in the MTV reference: its MTV/mtv_utils.py load_model reads Qwen/Qwen-VL, "
     "Efficient-Large-Model/Llama-3-VILA1.5-8b and HuggingFaceM4/idefics2-8b without a `revision`, so its "
@@ -291,33 +300,16 @@ RULES: tuple[Rule, ...] = (
         {f"{M}model.name": "HuggingFaceM4/idefics2-8b", f"{M}model.processor_kwargs.do_image_splitting": False},
     ),
     *(Rule(benchmark, "*", "*", {f"{M}model.revision": None}, _MTV_UNPINNED) for benchmark in MTV_BENCHMARKS),
-    *(
-        Rule("cross_modal", "*", model, {f"{M}model.revision": CROSS_MODAL_REVISIONS[name]})
-        for model, name in (
-            ("llava-1.5-7b", "llava-hf/llava-1.5-7b-hf"),
-            ("idefics2-8b", "HuggingFaceM4/idefics2-8b"),
-            ("mantis-fuyu", "TIGER-Lab/Mantis-8B-Fuyu"),
-        )
-    ),
-    # the reference's LLM -> VLM runs (README): Vicuna's vectors into LLaVA-1.5, Mistral's into Idefics2
+    *(Rule("cross_modal", "*", model, {f"{M}model.revision": pin}) for model, pin in CROSS_MODAL_REVISIONS.items()),
     *(
         Rule(
             "cross_modal",
             "llm_to_vlm",
             model,
-            {f"{M}extractor.name": name, f"{M}extractor.revision": CROSS_MODAL_REVISIONS[name]},
+            {f"{M}extractor.name": name, f"{M}extractor.revision": pin},
+            () if pin else _NOT_A_REFERENCE_RUN,
         )
-        for model, name in (("llava-1.5-7b", "lmsys/vicuna-7b-v1.5"), ("idefics2-8b", "mistralai/Mistral-7B-v0.1"))
-    ),
-    Rule(
-        "cross_modal",
-        "llm_to_vlm",
-        "mantis-fuyu",
-        {f"{M}extractor.name": "adept/persimmon-8b-base", f"{M}extractor.revision": None},
-        (
-            "not a run of the paper or the released scripts (they patch Vicuna -> LLaVA-1.5 and Mistral -> "
-            "Idefics2 only): Fuyu's base LLM Persimmon-8B, unpinned as the reference names no revision for it",
-        ),
+        for model, (name, pin) in BASE_LLMS.items()
     ),
     # the MTV reference keeps only heads with sigmoid(theta) >= 0.8 in Idefics2's final sampling
     *(

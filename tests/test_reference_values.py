@@ -147,7 +147,23 @@ PAPERS = {
         f"{M}model.image_width": 224,
         f"{M}model.quantization": "nf4",
     },
-    "cross_modal/xpatch_released_llava-1.5-7b.yaml": {f"{M}layer": 15},
+    # the hub revisions pinned in the cross-modal reference's configs/models/*.yaml (model_revision)
+    "cross_modal/xpatch_released_llava-1.5-7b.yaml": {
+        f"{M}layer": 15,
+        f"{M}model.revision": "a272c74b2481d8aff3aa6fc2c4bf891fe57334fb",
+    },
+    "cross_modal/icl_mantis-fuyu.yaml": {f"{M}model.revision": "ea76e7446341b399d9af2d7af390abb83fda6b28"},
+    "cross_modal/llm_to_vlm_idefics2-8b.yaml": {
+        f"{M}model.revision": "2c42686c57fe21cf0348c9ce1077d094b72e7698",
+        f"{M}extractor.name": "mistralai/Mistral-7B-v0.1",
+        f"{M}extractor.revision": "7231864981174d9bee8c7687c24c8344414eae6b",
+    },
+    "cross_modal/llm_to_vlm_llava-1.5-7b.yaml": {
+        f"{M}extractor.name": "lmsys/vicuna-7b-v1.5",
+        f"{M}extractor.revision": "3321f76e3f527bd14065daf69dad9344000a201d",
+    },
+    # the MTV reference loads every model unpinned (MTV/mtv_utils.py load_model)
+    "okvqa/icl_idefics2-8b.yaml": {f"{M}model.revision": None},
     "cross_modal/xpatch_released_idefics2-8b.yaml": {f"{M}layer": 16},
     "cross_modal/xpatch_released_mantis-fuyu.yaml": {f"{M}layer": 23},
     "cross_modal/ensemble_idefics2-8b.yaml": {f"{M}layer": 16, f"{D}ignore_case": True, f"{M}source": "ensemble"},
