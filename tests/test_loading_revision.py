@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import pytest
 import transformers
+from benchmark_fixtures import write_cross_modal
 
 import lit_tv.loading
+from lit_tv.cli import main
 from lit_tv.loading import ModelLoadError, VLMOptions
+from lit_tv.reproduction import CONFIGS
 from lit_tv.vlm import FrozenVLM
 
 HUB_ID = "someone/pinned-model"
@@ -81,3 +84,30 @@ def test_an_empty_or_non_text_revision_is_refused_by_name(revision):
 def test_a_revision_for_a_local_folder_is_refused_before_loading(zoo_folder):
     with pytest.raises(ModelLoadError, match="model.revision .* pins a hub id, but model.name .* is the local folder"):
         FrozenVLM.from_options(VLMOptions(str(zoo_folder("llama")), revision=PINNED), "cpu")
+
+
+def test_a_pinned_paper_config_on_a_local_copy_stops_with_one_line_saying_what_to_set(
+    zoo_folder, tmp_path, monkeypatch
+):
+    """The cross-modal configs pin the reference's revisions; a run on a local folder is told to unpin."""
+    root = write_cross_modal(tmp_path / "data", tasks=("country-capital",))
+    monkeypatch.chdir(tmp_path)
+    args = [
+        "test",
+        "--config",
+        str(CONFIGS / "cross_modal" / "xpatch_llava-1.5-7b.yaml"),
+        "--data.init_args.root",
+        str(root),
+        "--data.init_args.tasks=[country-capital]",
+        "--model.init_args.model.name",
+        str(zoo_folder("llava")),
+        "--model.init_args.model.quantization",
+        "null",
+        "--trainer.accelerator",
+        "cpu",
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    text = str(exit_info.value.code)
+    assert text.startswith("lit-tv: error: ") and "\n" not in text, text
+    assert "set model.revision: null" in text and "a272c74b2481d8aff3aa6fc2c4bf891fe57334fb" in text, text
