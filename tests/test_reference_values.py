@@ -141,7 +141,7 @@ PAPERS = {
     },
     "cross_modal/xpatch_llava-1.5-7b.yaml": {
         f"{D}shots": 5,
-        f"{D}seeds": [0, 1, 2],
+        f"{D}seeds": [1, 2, 3],
         f"{M}layer": None,
         f"{M}max_new_tokens": 1,
         f"{M}model.image_width": 224,
