@@ -40,6 +40,14 @@ def check_dtype(dtype: str) -> None:
         raise ValueError(f"model.dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
 
 
+def check_revision(revision: str | None) -> None:
+    if revision is not None and (not isinstance(revision, str) or not revision.strip()):
+        raise ValueError(
+            f"model.revision must be a hub commit hash, branch or tag (e.g. the 40-hex commit a paper pins) "
+            f"or null, got {revision!r}"
+        )
+
+
 def check_image_width(width: int | None) -> None:
     if width is not None and (not isinstance(width, int) or isinstance(width, bool) or width < 1):
         raise ValueError(f"model.image_width must be a positive number of pixels or null, got {width!r}")
@@ -140,9 +148,11 @@ def resolve_model_path(name_or_path: str | Path) -> str:
 class VLMOptions:
     """Which frozen model to load and how (`FrozenVLM.from_options`), as one config block, checked once.
 
-    name: a hub id, a local folder, or ``lit_tv/shapes-toy``. Remote code runs only with
-    `trust_remote_code`. `processor_kwargs` reach `AutoProcessor.from_pretrained` (e.g.
-    ``{"do_image_splitting": False}``, or Qwen2-VL's ``{"max_pixels": 200704}``). `image_placeholder` replaces the
+    name: a hub id, a local folder, or ``lit_tv/shapes-toy``; `revision` pins a hub id to a commit (or branch,
+    tag), as the papers' code pins its models, so a later upload to the hub cannot change the weights, processor
+    or tokenizer a run loads. Remote code runs only with `trust_remote_code`. `processor_kwargs` reach
+    `AutoProcessor.from_pretrained` (e.g. ``{"do_image_splitting": False}``, or Qwen2-VL's
+    ``{"max_pixels": 200704}``). `image_placeholder` replaces the
     model's own per image (LLaVA-1.5's conversation form: ``"<image>\\n"``); `prompt_wrap` puts every plain
     prompt into the model's conversation form, ``{prompt}`` standing for it (``"USER: {prompt} ASSISTANT:"``).
     `image_width` resizes every image to that width (aspect kept)
@@ -153,6 +163,7 @@ class VLMOptions:
     """
 
     name: str = "lit_tv/shapes-toy"
+    revision: str | None = None
     dtype: str = "float32"
     attn_implementation: str | None = None
     trust_remote_code: bool = False
@@ -167,6 +178,7 @@ class VLMOptions:
 
     def __post_init__(self) -> None:
         check_dtype(self.dtype)  # a config mistake stops the run before data or weights load
+        check_revision(self.revision)
         check_image_width(self.image_width)
         check_prompt_wrap(self.prompt_wrap)
         check_dispatch(self.device_map, self.max_memory, self.offload_folder)
@@ -195,7 +207,12 @@ def load_pretrained(options: VLMOptions, device: str) -> tuple[PreTrainedModel, 
     """
     placement = options.placement(device)
     name = resolve_model_path(options.name)
-    common = {"trust_remote_code": options.trust_remote_code}
+    if options.revision is not None and Path(name).is_dir():
+        raise ModelLoadError(
+            f"model.revision {options.revision!r} pins a hub id, but model.name {options.name!r} is the local "
+            f"folder {name}, which has no revisions: set model.revision: null or name the hub id"
+        )
+    common = {"trust_remote_code": options.trust_remote_code, "revision": options.revision}
     try:
         config = AutoConfig.from_pretrained(name, **common)
     except (OSError, ValueError) as error:
@@ -229,7 +246,7 @@ def _load_processor(name_or_path: str, config: PretrainedConfig, is_vlm: bool, p
     except ImportError as error:
         if "torchvision" not in str(error).lower():
             raise
-        class_name = getattr(config, "processor_class", None) or _processor_class_name(name_or_path)
+        class_name = getattr(config, "processor_class", None) or _processor_class_name(name_or_path, kwargs["revision"])
         processor = load_processor_without_video(name_or_path, class_name, processor_kwargs, **kwargs)
     family = family_of(processor)
     if family.fix_processor is not None:
@@ -237,10 +254,10 @@ def _load_processor(name_or_path: str, config: PretrainedConfig, is_vlm: bool, p
     return processor
 
 
-def _processor_class_name(name_or_path: str) -> str:
+def _processor_class_name(name_or_path: str, revision: str | None) -> str:
     """Read the processor class a saved folder declares (processor_config.json or tokenizer config)."""
     for file_name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
-        resolved = cached_file(name_or_path, file_name, _raise_exceptions_for_missing_entries=False)
+        resolved = cached_file(name_or_path, file_name, revision=revision, _raise_exceptions_for_missing_entries=False)
         if resolved and (name := json.loads(Path(resolved).read_text()).get("processor_class")):
             return name
     raise ModelLoadError(f"{name_or_path}: no processor_class declared in its processor or tokenizer config")

@@ -74,10 +74,11 @@ _FIXED_EPISODES = (
 # the layer the released cross-modal code fixes per model (the paper instead searches a grid on val)
 RELEASED_LAYERS = {"llava-1.5-7b": 15, "idefics2-8b": 16, "mantis-fuyu": 23}
 # Cross-modal (paper + g-luo/task_vectors_are_cross_modal): every val record is one prompt of the vectors and
-# one query of the layer search; results are means over 3 seeds.
+# one query of the layer search; results are means over seeds 1-3 (xpatch_evaluate.py: SEED_START = 1; lit_tv's
+# sampler is its own, so the same seed values draw other demonstrations than the reference's).
 _CROSS_MODAL_SIZES = {
     f"{D}shots": 5,
-    f"{D}seeds": [0, 1, 2],
+    f"{D}seeds": [1, 2, 3],
     f"{D}support_size": None,
     f"{D}val_size": None,
     f"{D}train_size": 0,
@@ -101,10 +102,30 @@ _QWEN_BUDGET = (
     "of 28 x 28 pixels, keeping each image's aspect ratio (so mostly somewhat fewer than 256). Native "
     "resolution: `--model.init_args.model.processor_kwargs '{}'`",
 )
-_NO_REVISION = (
-    "weights not pinned to the reference's hub revision: `VLMOptions` has no `revision` option yet "
-    "(TODO: add one and pin LLaVA-1.5 and Idefics2 as the cross-modal reference does); a hub update "
-    "would change every number of this model",
+# The hub revisions the cross-modal reference pins: g-luo/task_vectors_are_cross_modal configs/models/
+# {llava,idefics2,mantis,vicuna,mistral}.yaml `model_revision` (commit 25c7463), which src/xpatch_helpers.py
+# load_hf_model passes to every from_pretrained (model and processor / tokenizer).
+CROSS_MODAL_REVISIONS = {  # by the configs' model name
+    "llava-1.5-7b": "a272c74b2481d8aff3aa6fc2c4bf891fe57334fb",
+    "idefics2-8b": "2c42686c57fe21cf0348c9ce1077d094b72e7698",
+    "mantis-fuyu": "ea76e7446341b399d9af2d7af390abb83fda6b28",
+}
+# LLM -> VLM: each VLM's base LLM and its pin. The reference runs Vicuna -> LLaVA-1.5 and Mistral -> Idefics2
+# (README); Persimmon -> Mantis-Fuyu is lit_tv's, unpinned.
+BASE_LLMS = {
+    "llava-1.5-7b": ("lmsys/vicuna-7b-v1.5", "3321f76e3f527bd14065daf69dad9344000a201d"),
+    "idefics2-8b": ("mistralai/Mistral-7B-v0.1", "7231864981174d9bee8c7687c24c8344414eae6b"),
+    "mantis-fuyu": ("adept/persimmon-8b-base", None),
+}
+_NOT_A_REFERENCE_RUN = (
+    "not a run of the paper or the released scripts (they patch Vicuna -> LLaVA-1.5 and Mistral -> Idefics2 "
+    "only): Fuyu's base LLM Persimmon-8B, unpinned as the reference names no revision for it",
+)
+_MTV_UNPINNED = (
+    "no hub revision pinned, as in the MTV reference: its MTV/mtv_utils.py load_model reads Qwen/Qwen-VL, "
+    "Efficient-Large-Model/Llama-3-VILA1.5-8b and HuggingFaceM4/idefics2-8b without a `revision`, so its "
+    "numbers belong to whatever the hub served then (the cross-modal reference's Idefics2 pin: "
+    "`--model.init_args.model.revision 2c42686c57fe21cf0348c9ce1077d094b72e7698`)",
 )
 
 RULES: tuple[Rule, ...] = (
@@ -278,7 +299,18 @@ RULES: tuple[Rule, ...] = (
         "*",
         "idefics2-8b",
         {f"{M}model.name": "HuggingFaceM4/idefics2-8b", f"{M}model.processor_kwargs.do_image_splitting": False},
-        _NO_REVISION,
+    ),
+    *(Rule(benchmark, "*", "*", {f"{M}model.revision": None}, _MTV_UNPINNED) for benchmark in MTV_BENCHMARKS),
+    *(Rule("cross_modal", "*", model, {f"{M}model.revision": pin}) for model, pin in CROSS_MODAL_REVISIONS.items()),
+    *(
+        Rule(
+            "cross_modal",
+            "llm_to_vlm",
+            model,
+            {f"{M}extractor.name": name, f"{M}extractor.revision": pin},
+            () if pin else _NOT_A_REFERENCE_RUN,
+        )
+        for model, (name, pin) in BASE_LLMS.items()
     ),
     # the MTV reference keeps only heads with sigmoid(theta) >= 0.8 in Idefics2's final sampling
     *(
@@ -309,13 +341,13 @@ RULES: tuple[Rule, ...] = (
         )
         for benchmark in MTV_BENCHMARKS
     ),
-    Rule("cross_modal", "*", "llava-1.5-7b", {f"{M}model.name": "llava-hf/llava-1.5-7b-hf"}, _NO_REVISION),
+    Rule("cross_modal", "*", "llava-1.5-7b", {f"{M}model.name": "llava-hf/llava-1.5-7b-hf"}),
     Rule(
         "cross_modal",
         "*",
         "qwen2-vl-7b",
-        {f"{M}model.name": "Qwen/Qwen2-VL-7B"},
-        ("not a model of the cross-modal paper: an extra architecture (M-RoPE)",),
+        {f"{M}model.name": "Qwen/Qwen2-VL-7B", f"{M}model.revision": None},
+        ("not a model of the cross-modal paper: an extra architecture (M-RoPE), so no reference revision to pin",),
     ),
     Rule(
         "cross_modal",
@@ -323,8 +355,8 @@ RULES: tuple[Rule, ...] = (
         "mantis-fuyu",
         {f"{M}model.name": "TIGER-Lab/Mantis-8B-Fuyu", f"{M}model.dtype": "float16"},
         (
-            "loaded with transformers' Fuyu classes (Mantis' own MFuyu classes are not on the hub); prompts are "
-            "built in Mantis' layout by lit_tv/fuyu.py; no revision pin",
+            "loaded with transformers' Fuyu classes (Mantis' own MFuyu classes are not on the hub) from the "
+            "reference's pinned revision; prompts are built in Mantis' layout by lit_tv/fuyu.py",
         ),
     ),
 )

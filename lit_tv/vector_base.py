@@ -63,6 +63,7 @@ class TaskVector:
     tasks: list[str]
     method: str
     model: str = ""
+    revision: str | None = None  # the hub revision the model was pinned to (None: whatever the name resolved to)
     layout: dict[str, int] = field(default_factory=dict)
     fingerprint: dict[str, object] = field(default_factory=dict)
     extra: dict[str, object] = field(default_factory=dict)  # provenance (benchmark, shots, seed, ...)
@@ -85,9 +86,10 @@ class TaskVector:
     def kind_metadata(self) -> dict[str, object]:
         return {}
 
-    def with_model(self, model: PreTrainedModel, name: str) -> TaskVector:
-        """Stamp the model it was made with (name, layout, fingerprint), as an export does."""
-        self.model, self.layout, self.fingerprint = name, discover_layout(model).signature(), model_fingerprint(model)
+    def with_model(self, model: PreTrainedModel, name: str, revision: str | None = None) -> TaskVector:
+        """Stamp the model it was made with (name, pinned revision, layout, fingerprint), as an export does."""
+        self.model, self.revision = name, revision
+        self.layout, self.fingerprint = discover_layout(model).signature(), model_fingerprint(model)
         return self
 
     def save(self, path: str | Path) -> Path:
@@ -103,6 +105,7 @@ class TaskVector:
             "kind": self.kind,
             "method": self.method,
             "model": self.model,
+            "revision": self.revision,
             "layout": self.layout,
             "fingerprint": self.fingerprint,
             "tasks": self.tasks,

@@ -136,7 +136,7 @@ class ResidualVector(TaskVector):
 
 
 KINDS: dict[str, type[TaskVector]] = {kind.kind: kind for kind in (HeadVector, ResidualVector)}
-_COMMON = ("kind", "method", "model", "layout", "fingerprint", "tasks", "checksums", "lit_tv_version")
+_COMMON = ("kind", "method", "model", "revision", "layout", "fingerprint", "tasks", "checksums", "lit_tv_version")
 
 
 def load(path: str | Path, kind: type[TaskVector] | None = None) -> TaskVector:
@@ -159,6 +159,7 @@ def load(path: str | Path, kind: type[TaskVector] | None = None) -> TaskVector:
         "tasks": list(metadata.get("tasks") or []),
         "method": str(metadata.get("method", "")),
         "model": str(metadata.get("model", "")),
+        "revision": metadata.get("revision"),
         "layout": metadata.get("layout") or {},
         "fingerprint": metadata.get("fingerprint") or {},
         "path": path,

@@ -176,9 +176,15 @@ def write_cross_modal(root: Path, tasks: tuple[str, ...] = CROSS_MODAL_TASKS, va
 
 
 def write_reference_episodes(path: Path, episodes: list[tuple[str, str, str, str, str]]) -> Path:
-    """An MTV reference episode file (``flower_test.json`` ...): (query, pos, neg, pos_label, neg_label) each."""
-    fields = ("query", "pos", "neg", "pos_label", "neg_label")
-    return write_json(path, [dict(zip(fields, episode, strict=True)) for episode in episodes])
+    """An MTV reference episode file (``flower_test.json`` ...): (query, pos, neg, pos_label, neg_label) each,
+    written with the real files' key order (``pos``, ``neg``, ``query``, ``pos_label``, ``neg_label``)."""
+    return write_json(
+        path,
+        [
+            {"pos": pos, "neg": neg, "query": query, "pos_label": pos_label, "neg_label": neg_label}
+            for query, pos, neg, pos_label, neg_label in episodes
+        ],
+    )
 
 
 def _write_episode_files(root: Path, names: tuple[str, str], classes: list[list[str]], count: int = 12) -> Path:
@@ -205,7 +211,10 @@ def _write_episode_files(root: Path, names: tuple[str, str], classes: list[list[
 def write_flowers_with_episodes(root: Path) -> Path:
     """`write_flowers` (8 classes of 6 consecutive images) plus the reference's ``flower_{train,test}.json``."""
     write_flowers(root)
-    classes = [[f"flowers-102/jpg/image_{6 * label + number:05d}.jpg" for number in range(1, 7)] for label in range(8)]
+    # the real files' form: ./flowers-102/jpg/image_03505.jpg
+    classes = [
+        [f"./flowers-102/jpg/image_{6 * label + number:05d}.jpg" for number in range(1, 7)] for label in range(8)
+    ]
     return _write_episode_files(root, ("flower_train.json", "flower_test.json"), classes)
 
 
@@ -214,6 +223,8 @@ def write_cub_with_episodes(root: Path) -> Path:
     write_cub(root)
     folders = sorted((root / "images").iterdir())
     classes = [
-        [f"CUB_200_2011/images/{folder.name}/{image.name}" for image in sorted(folder.iterdir())] for folder in folders
+        # the real files' form: ./CUB_200_2011/images/030.Fish_Crow/Fish_Crow_0017_26127.jpg
+        [f"./CUB_200_2011/images/{folder.name}/{image.name}" for image in sorted(folder.iterdir())]
+        for folder in folders
     ]
     return _write_episode_files(root, ("cub_train.json", "cub_test.json"), classes)

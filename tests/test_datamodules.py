@@ -411,6 +411,8 @@ def test_mtv_fit_and_test_through_the_cli_on_each_benchmark(zoo_folder, tmp_path
         str(CONFIGS / folder / "mtv_llava-1.5-7b.yaml"),
         "--model.init_args.model.name",
         str(zoo_folder("llava")),
+        "--model.init_args.model.revision",  # a local folder has no hub revision to pin
+        "null",
         "--model.init_args.model.dtype",
         "float32",
         "--model.init_args.samples",

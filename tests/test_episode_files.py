@@ -16,7 +16,7 @@ from lit_tv.episodes import Episode
 ROLES = ("support", "train", "val", "test")
 
 
-def flower(image_id: int, prefix: str = "./data/flower/jpg/") -> str:
+def flower(image_id: int, prefix: str = "./flowers-102/jpg/") -> str:  # the real files' form
     return f"{prefix}image_{image_id:05d}.jpg"
 
 

@@ -325,6 +325,8 @@ def test_the_cross_modal_mtv_config_fits_one_task_of_the_released_size(zoo_folde
         str(root),
         "--model.init_args.model.name",
         str(zoo_folder("llava")),
+        "--model.init_args.model.revision",  # a local folder has no hub revision to pin
+        "null",
         "--model.init_args.model.dtype",
         "float32",
         "--trainer.accelerator",

@@ -8,6 +8,7 @@ and class split, decoding lengths, and the settings table against a second trans
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from benchmark_fixtures import write_flowers, write_vizwiz
 from lit_tv.data.two_way import Flowers102
 from lit_tv.data.vqa import VizWiz
 from lit_tv.methods.reinforce import reinforce_surrogate, sampling_probabilities
+from lit_tv.paper_results import TARGETS
 from lit_tv.reproduction import CONFIGS, expected_settings
 
 M = "model.init_args."
@@ -139,13 +141,29 @@ PAPERS = {
     },
     "cross_modal/xpatch_llava-1.5-7b.yaml": {
         f"{D}shots": 5,
-        f"{D}seeds": [0, 1, 2],
+        f"{D}seeds": [1, 2, 3],
         f"{M}layer": None,
         f"{M}max_new_tokens": 1,
         f"{M}model.image_width": 224,
         f"{M}model.quantization": "nf4",
     },
-    "cross_modal/xpatch_released_llava-1.5-7b.yaml": {f"{M}layer": 15},
+    # the hub revisions pinned in the cross-modal reference's configs/models/*.yaml (model_revision)
+    "cross_modal/xpatch_released_llava-1.5-7b.yaml": {
+        f"{M}layer": 15,
+        f"{M}model.revision": "a272c74b2481d8aff3aa6fc2c4bf891fe57334fb",
+    },
+    "cross_modal/icl_mantis-fuyu.yaml": {f"{M}model.revision": "ea76e7446341b399d9af2d7af390abb83fda6b28"},
+    "cross_modal/llm_to_vlm_idefics2-8b.yaml": {
+        f"{M}model.revision": "2c42686c57fe21cf0348c9ce1077d094b72e7698",
+        f"{M}extractor.name": "mistralai/Mistral-7B-v0.1",
+        f"{M}extractor.revision": "7231864981174d9bee8c7687c24c8344414eae6b",
+    },
+    "cross_modal/llm_to_vlm_llava-1.5-7b.yaml": {
+        f"{M}extractor.name": "lmsys/vicuna-7b-v1.5",
+        f"{M}extractor.revision": "3321f76e3f527bd14065daf69dad9344000a201d",
+    },
+    # the MTV reference loads every model unpinned (MTV/mtv_utils.py load_model)
+    "okvqa/icl_idefics2-8b.yaml": {f"{M}model.revision": None},
     "cross_modal/xpatch_released_idefics2-8b.yaml": {f"{M}layer": 16},
     "cross_modal/xpatch_released_mantis-fuyu.yaml": {f"{M}layer": 23},
     "cross_modal/ensemble_idefics2-8b.yaml": {f"{M}layer": 16, f"{D}ignore_case": True, f"{M}source": "ensemble"},
@@ -158,3 +176,41 @@ PAPERS = {
 def test_the_settings_table_agrees_with_a_second_transcription_of_the_papers(config):
     table = expected_settings(CONFIGS / Path(config))
     assert {key: table.get(key, "<not in the table>") for key in PAPERS[config]} == PAPERS[config]
+
+
+# A second transcription of the papers' reported numbers, in the order each `reported` cell gives them, typed
+# from the sources named in lit_tv/paper_results.py (MTV: NeurIPS 2024 text, Table 2 and supplement Tables 6-7;
+# cross-modal: arXiv 2410.22330v1's tables, six-task averages). Keyed by the start of the row's `result`.
+REPORTED_NUMBERS = {
+    "Table 2a, VizWiz": [35.2, 42.0, 45.6, 31.3, 40.8, 52.5, 28.0, 39.3, 55.2],
+    "Table 2a, OK-VQA": [58.6, 62.0, 62.0, 52.4, 51.5, 53.0, 32.8, 35.6, 40.6],
+    "Flowers / CUB: 1-shot ICL": [82.8, 83.8, 88.7, 89.8],
+    "Flowers -> CUB": [87.4, 88.4, 89.3, 89.9],
+    "Baselines on Qwen-VL": [37.0, 58.9, 36.4, 59.0],
+    "Supplement: 4 shots, 1 iteration": [28.0, 32.8, 39.3, 35.6, 57.4, 40.0],
+    "Supplement: mean (standard deviation) over 5 seeds": [
+        *(45.2, 0.7, 48.3, 0.4, 50.4, 0.9, 51.8, 0.6),
+        *(41.3, 0.8, 42.9, 1.5),
+    ],
+    "No Context": [0.00, 0.00, 0.01],
+    "Text ICL: xBase": [0.18, 0.32, 0.09, 0.31, 0.18, 0.51],
+    "Text -> text patching": [0.59, 0.34, 0.65],
+    "Image ICL: Base / Patch": [0.18, 0.20, 0.43, 0.31],
+    "Image -> text transfer": [0.25, 0.42],
+    "LLM -> VLM": [0.32, 0.37, 0.51, 0.52],
+    "Random baseline": [0.14],
+    "Idefics2 chat ablation": [0.01, 0.44, 0.15, 0.54],
+}
+# a decimal number of a table cell; not a version ("LLaVA-1.5", "VILA-1.5-8B") or an arXiv id
+CELL_NUMBER = re.compile(r"(?<![\w.-])\d{1,2}\.\d{1,2}(?![\w.-])")
+
+
+@pytest.mark.parametrize("result", sorted(REPORTED_NUMBERS))
+def test_the_reported_numbers_agree_with_a_second_transcription(result):
+    (target,) = [target for target in TARGETS if target.result.startswith(result)]
+    assert [float(number) for number in CELL_NUMBER.findall(target.reported)] == REPORTED_NUMBERS[result]
+
+
+def test_no_reported_cell_holds_a_number_the_second_transcription_lacks():
+    unchecked = [target for target in TARGETS if not target.result.startswith(tuple(REPORTED_NUMBERS))]
+    assert [target.result for target in unchecked if CELL_NUMBER.findall(target.reported)] == []

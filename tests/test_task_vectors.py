@@ -83,6 +83,14 @@ def test_each_kind_round_trips_and_applies_as_saved(make, toy, tmp_path):
     assert torch.equal(saved, again) and not torch.allclose(saved, plain)
 
 
+@pytest.mark.parametrize("revision", ["2c42686c57fe21cf0348c9ce1077d094b72e7698", None])
+def test_the_model_s_pinned_revision_is_recorded_and_read_back(toy, tmp_path, revision):
+    vector = head_vector(toy).with_model(toy, "HuggingFaceM4/idefics2-8b", revision)
+    loaded = load(vector.save(tmp_path / "vector.safetensors"))
+    assert (loaded.model, loaded.revision) == ("HuggingFaceM4/idefics2-8b", revision)
+    assert "revision" not in loaded.extra
+
+
 def test_function_vectors_are_residual_vectors_added_at_a_layer(toy, tmp_path):
     layout = discover_layout(toy).signature()
     vector = ResidualVector(

@@ -5,6 +5,12 @@ Each file is a JSON list of episodes, one object each: ``query``, ``pos`` and ``
 images are the two demonstrations. The paths are the reference's own (some folder prefix, then the
 official layout under the dataset's image folder), so only their last ``depth`` parts are kept and looked
 up under the image folder of the dataset root given here.
+
+Checked against copies of the real files (github.com/noradunphy/MTV, a fork of Brandon3964/MultiModal-Task-Vector,
+MTV/data/flower/flower_test.json and MTV/data/cub/cub_test.json): records like ``{"pos":
+"./flowers-102/jpg/image_03505.jpg", "neg": ..., "query": ..., "pos_label": "sweet william", "neg_label":
+"frangipani"}``, CUB's paths ``./CUB_200_2011/images/030.Fish_Crow/Fish_Crow_0017_26127.jpg`` with labels
+like ``"Fish Crow"``.
 """
 
 from __future__ import annotations

@@ -338,7 +338,7 @@ class MTV(FrozenVLMMethod):
             method=self.vector_method,
             extra=provenance,
         )
-        vector.with_model(self.vlm.model, self.model_name).save(path)
+        vector.with_model(self.vlm.model, self.model_name, self.model_options.revision).save(path)
 
     def on_test_start(self) -> None:
         super().on_test_start()

@@ -321,10 +321,11 @@ class ResidualTaskVectors(FrozenVLMMethod):
                 method=self.vector_method,
                 extra={
                     "extractor": self.extractor.name if self.extractor else "",
+                    "extractor_revision": self.extractor.revision if self.extractor else None,
                     "source": self.hparams.source,
                     "position": self.hparams.position,
                     "benchmark": type(data).__name__,
                     "seed": seed,
                 },
             )
-            vector.with_model(self.vlm.model, self.model_name).save(target)
+            vector.with_model(self.vlm.model, self.model_name, self.model_options.revision).save(target)
