@@ -66,6 +66,12 @@ class RunConfigSaver(SaveConfigCallback):
         if trainer.logger is not None:
             super().setup(trainer, pl_module, stage)
 
+    def save_config(self, trainer: Trainer, pl_module: Any, stage: str) -> None:
+        """The data options in the logger's hyper-parameters as ``data/...``, beside the method's: the DataModule
+        keeps them out of Lightning's flat merge, which refuses a key both hold with other values (`seed`)."""
+        if trainer.logger is not None:
+            trainer.logger.log_hyperparams({"data": self.config["data"].as_dict()})
+
 
 class LitTVCLI(LightningCLI):
     """LightningCLI over lit_tv's methods and DataModules, where the config and the command line win over

@@ -190,9 +190,37 @@ def test_a_threshold_that_keeps_no_head_is_refused():
         MTVMethod(selection="threshold", threshold=1.0)
 
 
-def test_seed_and_seeds_together_are_refused():
-    with pytest.raises(ValueError, match=r"data.init_args.seed=3 and data.init_args.seeds=\[0, 1\] both given"):
-        ShapesDataModule(seed=3, seeds=[0, 1])
+@pytest.mark.parametrize("seed", ["0", "3"])  # 0, the value a run shows when no seed is given, too
+def test_seed_and_seeds_together_are_refused_from_the_command_line(seed):
+    both = rf"data.init_args.seed={seed} and data.init_args.seeds=\[0, 1\] both given"
+    with pytest.raises(SystemExit, match=both):
+        main(["test", "--config", ICL, "--data.init_args.seed", seed, "--data.init_args.seeds", "[0,1]"])
+
+
+def test_seeds_alone_draw_from_each_and_record_no_seed():
+    data = ShapesDataModule(seeds=[1, 2])
+    assert data.seeds == [1, 2] and data.seed == 1 and data.hparams["seed"] is None
+
+
+@pytest.mark.slow
+def test_a_data_seed_other_than_the_function_vectors_seed_runs_and_is_logged(tmp_path, monkeypatch):
+    """Lightning refused to merge the DataModule's `seed` with FunctionVectors' own (label shuffles)."""
+    monkeypatch.chdir(tmp_path)
+    fv = str(Path(MTV).parent / "function_vectors.yaml")
+    main(
+        [
+            "test",
+            "--config",
+            fv,
+            *SMALL[:3],
+            "--data.init_args.tasks=[colour]",
+            "--model.init_args.aie_prompts=2",
+            "--data.init_args.seed=1",
+        ]
+    )
+    (hparams,) = Path("logs/shapes_function_vectors").glob("*/hparams.yaml")
+    logged = hparams.read_text()
+    assert "seed: 0\n" in logged and "    seed: 1\n" in logged, "the method's seed and the data's, both kept"
 
 
 def test_a_prompt_and_its_new_tokens_beyond_the_context_are_refused():

@@ -46,7 +46,7 @@ class ShapesDataModule(EpisodeDataModule):
         query_modality: Modality = "image",
         batch_size: int = 8,
         eval_batch_size: int | None = None,
-        seed: int = 0,
+        seed: int | None = None,
         seeds: Sequence[int] | None = None,
         distractors: float = 0.0,
     ) -> None:
@@ -66,7 +66,6 @@ class ShapesDataModule(EpisodeDataModule):
             seed=seed,
             seeds=seeds,
         )
-        self.save_hyperparameters()
         self.tasks = tuple(tasks)
         self.shot_modality: Modality = shot_modality
         self.query_modality: Modality = query_modality
