@@ -110,6 +110,22 @@ def test_a_test_never_rewrites_the_vector_it_reads(tmp_path, monkeypatch):
     assert vector.read_bytes() == b"stands for a vector"
 
 
+@pytest.mark.slow
+def test_a_second_run_over_seeds_is_refused_before_it_replaces_a_seeds_vector(tmp_path, monkeypatch):
+    """Over several data seeds the export is one file per seed, named from the export path: each is claimed."""
+    monkeypatch.chdir(tmp_path)
+    run = ["test", "--config", CROSS_MODAL, "--data.init_args.seeds=[0,1]", "--data.init_args.tasks=[colour]"]
+    run += ["--data.init_args.support_size=4", "--data.init_args.val_size=2", *SMALL[2:3], "--trainer.callbacks=[]"]
+    main(run)
+    first = Path("logs/shapes_cross_modal/task_vectors.seed0.safetensors")
+    written = first.stat().st_mtime_ns
+    with pytest.raises(SystemExit, match=r"task_vectors.seed0.safetensors.*an earlier run's output.*--overwrite"):
+        main(run)
+    assert first.stat().st_mtime_ns == written
+    main([*run, "--overwrite"])
+    assert first.stat().st_mtime_ns != written
+
+
 def test_predict_answers_are_partial_until_complete_and_never_replace_an_earlier_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     vector = _mtv_vector(tmp_path, "vector.safetensors")

@@ -140,7 +140,7 @@ class FrozenVLMMethod(L.LightningModule):
         if len(seeds) > 1 and not self.scores_per_seed:
             raise ValueError(
                 f"data.init_args.seeds={seeds}: {type(self).__name__} runs one data seed per fit (its "
-                "vectors would mix seeds); run once per seed"
+                "vectors would mix seeds); run once per seed, --data.init_args.seed=N"
             )
         if self.task_vector_file is not None and stage != "predict":  # predict answers the user's own queries
             self._check_vector_tasks()
@@ -258,9 +258,10 @@ class FrozenVLMMethod(L.LightningModule):
         rows = {}
         for key in self.accuracy:
             suffix = "" if key == "all" else f"/{key}"
+            queries = int(metrics[f"test/queries{suffix}"])
             rows[key] = {
-                "accuracy": float(metrics[f"test/accuracy{suffix}"]),
-                "queries": int(metrics[f"test/queries{suffix}"]),
+                "accuracy": float(metrics[f"test/accuracy{suffix}"]) if queries else None,  # '-': nothing scored
+                "queries": queries,
                 **self.test_summary(key),
             }
         columns = list(dict.fromkeys(column for row in rows.values() for column in row))

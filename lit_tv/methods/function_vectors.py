@@ -243,7 +243,7 @@ class FunctionVectors(FrozenVLMMethod):
                 "seed": self.hparams.seed,
             },
         )
-        vector.with_model(self.vlm.model, self.model_name).save(path)
+        vector.with_model(self.vlm.model, self.model_name).save(path, overwrite=True)  # cleared by the run's lock
 
     # ---- using them ------------------------------------------------------------------------
 

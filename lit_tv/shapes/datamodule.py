@@ -51,8 +51,14 @@ class ShapesDataModule(EpisodeDataModule):
         distractors: float = 0.0,
     ) -> None:
         unknown = set(tasks) - set(TASKS)
-        if unknown:
-            raise ValueError(f"unknown tasks {sorted(unknown)}, expected some of {TASKS}")
+        if unknown or not tasks:
+            raise ValueError(f"data.init_args.tasks: unknown or no tasks {list(tasks)}, expected some of {TASKS}")
+        for option, size in (("val_size", val_size), ("test_size", test_size)):
+            if size is None:  # what "every usable record" means for benchmarks read from files
+                raise ValueError(
+                    f"data.init_args.{option}: null (every record of a benchmark's files) has no meaning in the drawn "
+                    "shapes world; give a number of queries"
+                )
         self.distractors = check_distractors(distractors)
         super().__init__(
             shots=shots,
