@@ -250,3 +250,16 @@ def test_images_in_a_query_file_are_decoded_when_it_is_read(bad_files, tmp_path)
                 str(tmp_path / "q.jsonl"),
             ]
         )
+
+
+@pytest.mark.parametrize(
+    ("export", "message"), [("folder", "folder is a folder"), ("afile/v.safetensors", "afile is a file")]
+)
+def test_an_export_path_that_cannot_be_a_file_is_refused_before_the_work(export, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("folder").mkdir()
+    Path("afile").write_text("a user's file")
+    fv = str(CONFIGS / "function_vectors.yaml")
+    with pytest.raises(SystemExit, match=rf"model.init_args.export: {message}"):
+        main(["test", "--config", fv, *SMALL[:3], f"--model.init_args.export={export}"])
+    assert Path("afile").read_text() == "a user's file"

@@ -148,6 +148,19 @@ def test_predict_answers_are_partial_until_complete_and_never_replace_an_earlier
     assert json.loads(answers.read_text())["question"] == "red =" and not Path(f"{answers}.partial").exists()
 
 
+@pytest.mark.parametrize("read", ["questions.jsonl", "vector.safetensors"])
+def test_predict_never_writes_its_answers_over_a_file_it_reads_even_with_overwrite(read, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    vector = _mtv_vector(tmp_path, "vector.safetensors")
+    Path("questions.jsonl").write_text(json.dumps({"images": [], "question": "red ="}) + "\n")
+    kept = Path(read).read_bytes()
+    writer = f"[{{class_path: lit_tv.callbacks.answers_writer.AnswersWriter, init_args: {{path: {read}}}}}]"
+    args = ["predict", "--config", PREDICT[0], f"--model.init_args.task_vector={vector}"]
+    with pytest.raises(SystemExit, match=rf"{read} is both a file this run reads and an output it would write"):
+        main([*args, "--data.init_args.path=questions.jsonl", f"--trainer.callbacks={writer}", "--overwrite"])
+    assert Path(read).read_bytes() == kept
+
+
 def test_the_zoo_refuses_a_folder_that_holds_a_model(tmp_path, capsys):
     folder = tmp_path / "llama"
     zoo_main(["llama", str(folder)])

@@ -21,7 +21,7 @@ from lit_tv.episodes import Episode
 from lit_tv.files import OutputLock
 from lit_tv.loading import SHAPES_TOY, ModelLoadError, VLMOptions, resolve_model_path
 from lit_tv.metrics import ExactMatch
-from lit_tv.options import require_at_least
+from lit_tv.options import require_at_least, require_file_path
 from lit_tv.prompts import PromptTemplate
 from lit_tv.spread import format_spread
 from lit_tv.task_vectors import layout_from_config
@@ -144,6 +144,9 @@ class FrozenVLMMethod(L.LightningModule):
             )
         if self.task_vector_file is not None and stage != "predict":  # predict answers the user's own queries
             self._check_vector_tasks()
+        export = getattr(self.hparams, "export", None)
+        if export and stage in self.export_stages:
+            require_file_path("model.init_args.export", export)
         self._output_lock = OutputLock(
             self.outputs(stage) if self.global_rank == 0 else [],
             "model.init_args.export, the ModelCheckpoint dirpath, or run it elsewhere",
