@@ -112,7 +112,7 @@ def test_the_options_a_message_advises_get_past_it(command, fault, message, advi
         "colour_vector": _mtv_vector(tmp_path, "colour.safetensors", metadata={"tasks": ["colour"]}),
         "unfingerprinted": _mtv_vector(tmp_path, "unfingerprinted.safetensors", metadata={"fingerprint": None}),
     }
-    command = [argument.format(**vectors) for argument in command]
+    command, advice = ([argument.format(**vectors) for argument in options] for options in (command, advice))
     with pytest.raises(SystemExit, match=message) as refused:
         main([*command, *fault])
     printed = str(refused.value.code)

@@ -223,6 +223,11 @@ def test_seed_and_seeds_together_are_refused_from_the_command_line(seed):
         main(["test", "--config", ICL, "--data.init_args.seed", seed, "--data.init_args.seeds", "[0,1]"])
 
 
+def test_an_empty_list_of_seeds_is_refused():
+    with pytest.raises(ValueError, match=r"data.init_args.seeds is empty"):
+        ShapesDataModule(seeds=[])
+
+
 def test_seeds_alone_draw_from_each_and_record_no_seed():
     data = ShapesDataModule(seeds=[1, 2])
     assert data.seeds == [1, 2] and data.seed == 1 and data.hparams["seed"] is None
@@ -289,3 +294,15 @@ def test_nested_nulls_are_spelled_as_blocks_and_nothing_else_changes():
         "--x",
         "null",
     ]
+
+
+def test_a_fit_over_no_training_batch_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=r"trainer.limit_train_batches=0: a fit over no training batch fits nothing"):
+        main(["fit", "--config", MTV, *SMALL, "--trainer.limit_train_batches=0"])
+
+
+def test_a_fit_resuming_last_with_no_checkpoint_says_it_starts_afresh(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    main(["fit", "--config", MTV, *SMALL, "--ckpt_path", "last"])
+    assert "--ckpt_path last: no last checkpoint was found: this fit starts from the beginning" in caplog.text

@@ -112,6 +112,8 @@ class EpisodeDataModule(L.LightningDataModule):
                 f"data.init_args.support_size: {type(self).__name__} needs a number of support episodes "
                 "(null, one per record, is for benchmarks read from record files)"
             )
+        if seeds is not None and not seeds:
+            raise ValueError("data.init_args.seeds is empty: give the seeds to draw from, or null (one data seed)")
         if seeds and seed is not None:
             raise ValueError(
                 f"data.init_args.seed={seed} and data.init_args.seeds={list(seeds)} both given: with seeds every "
