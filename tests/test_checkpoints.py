@@ -120,7 +120,7 @@ def test_resuming_with_other_options_is_refused_naming_them(fitted_shapes, monke
 
 
 def test_the_refused_resumes_advice_starts_a_new_fit_as_written(fitted_shapes, tmp_path, monkeypatch):
-    """ "start a new fit without --ckpt_path and with --overwrite": in the same folder, as the message says."""
+    """The refusal's advice, a new fit without --ckpt_path and with --overwrite, works in the same folder."""
     shutil.copytree(fitted_shapes, tmp_path / "fit")
     monkeypatch.chdir(tmp_path / "fit")
     other = ["fit", "--config", str(CONFIG), *SHAPES, "--data.init_args.seed", "1"]
