@@ -208,6 +208,6 @@ def check_checkpoint(
         raise CheckpointMismatchError(
             f"--ckpt_path: resuming {path} needs the options of the fit it continues; these differ "
             f"(checkpoint -> given): {'; '.join(changed)}. Give the same options, or start a new fit without "
-            "--ckpt_path"
+            "--ckpt_path and with --overwrite (it replaces this fit's checkpoints and vector)"
         )
     return changed

@@ -67,6 +67,12 @@ class RunConfigSaver(SaveConfigCallback):
         if trainer.logger is not None:
             super().setup(trainer, pl_module, stage)
 
+    def save_config(self, trainer: Trainer, pl_module: Any, stage: str) -> None:
+        """The data options in the logger's hyper-parameters as ``data/...``, beside the method's: the DataModule
+        keeps them out of Lightning's flat merge, which refuses a key both hold with other values (`seed`)."""
+        if trainer.logger is not None:
+            trainer.logger.log_hyperparams({"data": self.config["data"].as_dict()})
+
 
 class LitTVCLI(LightningCLI):
     """LightningCLI over lit_tv's methods and DataModules, where the config and the command line win over
@@ -139,6 +145,8 @@ class LitTVCLI(LightningCLI):
             )
         path = resolve_checkpoint(self.trainer, ckpt_path)
         if path is None:
+            if ckpt_path == "last" and self.subcommand == "fit":  # Lightning's warning is among the quieted ones
+                rank_zero_info("--ckpt_path last: no last checkpoint was found: this fit starts from the beginning")
             return
         self.model.resumes_fit = self.subcommand == "fit"
         changed = check_checkpoint(path, self.model, self.datamodule, self.subcommand)
@@ -149,6 +157,11 @@ class LitTVCLI(LightningCLI):
             )
 
     def before_fit(self) -> None:
+        if not self.trainer.limit_train_batches:  # Lightning would skip the training loop without a word, exit 0
+            raise ValueError(
+                f"trainer.limit_train_batches={self.trainer.limit_train_batches}: a fit over no training batch "
+                "fits nothing; give a positive number of batches (or a fraction), or leave it unset"
+            )
         self._check_ckpt_path()
 
     def before_validate(self) -> None:

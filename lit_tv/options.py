@@ -1,10 +1,22 @@
-"""Checks of numeric options: a value that would make a run silently do nothing (or nonsense) stops it
-before any data or weights load, with the option's name as the user writes it."""
+"""Checks of options: a value that would make a run silently do nothing (or nonsense), or fail only at its end,
+stops it before any data or weights load, with the option's name as the user writes it."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 def require_at_least(option: str, value: int | float | None, minimum: int, why: str = "") -> None:
     """`value` (None: unset, allowed) must be >= `minimum`; `why` says what a smaller one would break."""
     if value is not None and value < minimum:
         raise ValueError(f"{option} must be >= {minimum}, got {value}{f' ({why})' if why else ''}")
+
+
+def require_file_path(option: str, path: str | Path) -> None:
+    """An output file's path, checked before the run's work: not a folder, and no file where a folder goes."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{option}: {path} is a folder; give the path of a file in it")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"{option}: {parent} is a file, not a folder, so {path} cannot be written")

@@ -72,12 +72,19 @@ def tensor_checksum(tensor: torch.Tensor) -> str:
     return digest.hexdigest()
 
 
-def write_vector_file(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, object]) -> Path:
+def write_vector_file(
+    path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, object], overwrite: bool = False
+) -> Path:
     """Write atomically (temp file + rename) with a checksum per tensor; no check of the contents (the
-    kinds' `save` checks them). Replacing a file says so (it is another run's; a run still writing it has
-    been refused at its start)."""
+    kinds' `save` checks them). An existing file is replaced only with ``overwrite`` (runs pass it once their
+    output lock has cleared the path: `--overwrite`, or the run's own file), and then it says so."""
     if Path(path).exists():
         written = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(Path(path).stat().st_mtime))
+        if not overwrite:
+            raise FileExistsError(
+                f"task vector {path} already exists (written {written}): pass overwrite=True to replace it, "
+                "or save to another path"
+            )
         warnings.warn(f"replacing the task vector {path} written {written} by an earlier run", stacklevel=2)
     tensors = {key: value.detach().cpu().contiguous() for key, value in tensors.items()}
     strings = {key: value if isinstance(value, str) else json.dumps(value) for key, value in metadata.items()}

@@ -92,11 +92,12 @@ class TaskVector:
         self.layout, self.fingerprint = discover_layout(model).signature(), model_fingerprint(model)
         return self
 
-    def save(self, path: str | Path) -> Path:
-        """Write the vector with its metadata and checksums, after the checks that need no model."""
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write the vector with its metadata and checksums, after the checks that need no model; an existing
+        file is replaced only with ``overwrite``."""
         self.path = Path(path)
         self._check_tensors(self.layout)
-        return write_vector_file(path, self.tensors(), self.metadata())
+        return write_vector_file(path, self.tensors(), self.metadata(), overwrite=overwrite)
 
     def metadata(self) -> dict[str, object]:
         """What the file's metadata holds besides the checksums."""

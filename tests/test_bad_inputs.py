@@ -33,8 +33,11 @@ SMALL = [
 ]
 
 
-def _mtv_vector(folder: Path, name: str, drop: str = "", method: str = "mtv", **replace: torch.Tensor) -> Path:
-    """A task-vector file for the shapes toy: the tensors MTV exports, with `replace` / `drop` applied."""
+def _mtv_vector(
+    folder: Path, name: str, drop: str = "", method: str = "mtv", metadata: dict | None = None, **replace: torch.Tensor
+) -> Path:
+    """A task-vector file for the shapes toy: the tensors MTV exports, with `replace` / `drop` applied, and the
+    metadata MTV writes updated with `metadata` (a None value leaves the field out)."""
     layout = layout_from_config("lit_tv/shapes-toy")
     shape = (layout["num_layers"], layout["num_heads"])
     tensors = {
@@ -45,18 +48,15 @@ def _mtv_vector(folder: Path, name: str, drop: str = "", method: str = "mtv", **
     }
     tensors.pop(drop, None)
     fingerprint = model_fingerprint(AutoModelForImageTextToText.from_pretrained(BUILTIN_MODELS["lit_tv/shapes-toy"]))
-    return write_vector_file(
-        folder / name,
-        tensors,
-        {
-            "kind": "heads",
-            "method": method,
-            "model": "lit_tv/shapes-toy",
-            "layout": layout,
-            "fingerprint": fingerprint,
-            "tasks": [],
-        },
-    )
+    fields = {
+        "kind": "heads",
+        "method": method,
+        "model": "lit_tv/shapes-toy",
+        "layout": layout,
+        "fingerprint": fingerprint,
+        "tasks": [],
+    } | (metadata or {})
+    return write_vector_file(folder / name, tensors, {key: value for key, value in fields.items() if value is not None})
 
 
 def _files(folder: Path) -> dict[str, Path]:
@@ -250,3 +250,16 @@ def test_images_in_a_query_file_are_decoded_when_it_is_read(bad_files, tmp_path)
                 str(tmp_path / "q.jsonl"),
             ]
         )
+
+
+@pytest.mark.parametrize(
+    ("export", "message"), [("folder", "folder is a folder"), ("afile/v.safetensors", "afile is a file")]
+)
+def test_an_export_path_that_cannot_be_a_file_is_refused_before_the_work(export, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("folder").mkdir()
+    Path("afile").write_text("a user's file")
+    fv = str(CONFIGS / "function_vectors.yaml")
+    with pytest.raises(SystemExit, match=rf"model.init_args.export: {message}"):
+        main(["test", "--config", fv, *SMALL[:3], f"--model.init_args.export={export}"])
+    assert Path("afile").read_text() == "a user's file"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,17 @@ def test_resuming_with_other_options_is_refused_naming_them(fitted_shapes, monke
                 "1",
             ]
         )
+
+
+def test_the_refused_resumes_advice_starts_a_new_fit_as_written(fitted_shapes, tmp_path, monkeypatch):
+    """The refusal's advice, a new fit without --ckpt_path and with --overwrite, works in the same folder."""
+    shutil.copytree(fitted_shapes, tmp_path / "fit")
+    monkeypatch.chdir(tmp_path / "fit")
+    other = ["fit", "--config", str(CONFIG), *SHAPES, "--data.init_args.seed", "1"]
+    with pytest.raises(SystemExit, match="start a new fit without --ckpt_path and with --overwrite"):
+        main([*other, "--ckpt_path", "last"])
+    main([*other, "--overwrite"])
+    assert torch.load(LAST, weights_only=True)["datamodule_hyper_parameters"]["seed"] == 1
 
 
 class KillBeforeHeadSelection(Callback):

@@ -364,7 +364,10 @@ def test_fit_without_mean_activations_is_refused(zoo_folder, tmp_path):
         enable_model_summary=False,
         default_root_dir=tmp_path,
     )
-    with pytest.raises(ValueError, match="no mean activations.*MeanActivations callback"):
+    with pytest.raises(
+        ValueError,
+        match=r"no mean activations.*--trainer.callbacks\+=lit_tv.callbacks.mean_activations.MeanActivations",
+    ):
         trainer.fit(
             MTV(model=VLMOptions(str(zoo_folder("llava")))), datamodule=ShapesDataModule(train_size=2, batch_size=1)
         )

@@ -235,3 +235,16 @@ def test_methods_check_the_task_vector_option_the_same_way(toy, tmp_path, monkey
         MTV(task_vector=str(other)).configure_model()
     with pytest.warns(UserWarning, match="allow_other_model"):
         MTV(task_vector=str(other), allow_other_model=True).configure_model()
+
+
+def test_saving_over_an_existing_file_needs_overwrite(toy, tmp_path):
+    path = head_vector(toy).save(tmp_path / "vector.safetensors")
+    kept = path.read_bytes()
+    other = head_vector(toy)
+    other.tasks = ["shape"]
+    with pytest.raises(FileExistsError, match=r"vector.safetensors already exists .*pass overwrite=True"):
+        other.save(path)
+    assert path.read_bytes() == kept, "the caller did not create the file: it stays"
+    with pytest.warns(UserWarning, match="replacing the task vector"):
+        other.save(path, overwrite=True)
+    assert load(path).tasks == ["shape"]

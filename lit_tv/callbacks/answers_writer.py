@@ -8,6 +8,7 @@ from pathlib import Path
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from lit_tv.files import LineStream, OutputLock, partial_path
+from lit_tv.options import require_file_path
 
 
 class AnswersWriter(BasePredictionWriter):
@@ -16,7 +17,7 @@ class AnswersWriter(BasePredictionWriter):
     The answers go to ``<path>.partial`` as they come (a failure late in the query file keeps every answer
     before it) and become `path` only when every query is answered. An earlier run's `path` is replaced only
     with `--overwrite` (it is removed when the run starts, so a stopped run leaves no answers that pass for its
-    own), and a live run writing the same path is refused (`OutputLock`).
+    own), a live run writing the same path is refused (`OutputLock`), and so is a path the run reads.
     """
 
     def __init__(self, path: str = "logs/answers.jsonl") -> None:
@@ -28,7 +29,18 @@ class AnswersWriter(BasePredictionWriter):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if stage == "predict":
-            self._lock = OutputLock([self.path], "the AnswersWriter's path", overwrite=self.overwrite_outputs)
+            require_file_path("AnswersWriter path", self.path)
+            read = (
+                getattr(getattr(trainer, "datamodule", None), "path", None),  # the query file
+                getattr(pl_module, "task_vector_path", None),
+                trainer.ckpt_path,
+            )
+            self._lock = OutputLock(
+                [self.path],
+                "the AnswersWriter's path",
+                overwrite=self.overwrite_outputs,
+                inputs=[path for path in read if path],  # never written over, even with --overwrite
+            )
             self._lock.acquire()
 
     def on_predict_start(self, trainer, pl_module) -> None:

@@ -52,7 +52,7 @@ class EpisodeDataModule(L.LightningDataModule):
         val_size / test_size: validation and test queries; ``None`` takes every usable one.
         batch_size: episodes per batch (for MTV: training queries per REINFORCE step).
         eval_batch_size: episodes per validation / test batch (default: `batch_size`).
-        seed: seeds every choice; each role has its own stream (another than 0 not together with `seeds`).
+        seed: seeds every choice; each role has its own stream (default 0; not together with `seeds`).
         seeds: draw every role once per seed and tag each episode with its seed (the cross-modal reference
             reports the mean over seeds 0, 1, 2); methods then score and build vectors per seed. None: `seed`.
         overlap: let demonstrations reuse records that are also queries (off: disjoint).
@@ -79,13 +79,15 @@ class EpisodeDataModule(L.LightningDataModule):
         test_size: int | None = None,
         batch_size: int = 1,
         eval_batch_size: int | None = None,
-        seed: int = 0,
+        seed: int | None = None,
         seeds: Sequence[int] | None = None,
         overlap: bool = False,
         skip_bad_data: bool = False,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # Not in the logger's flat hyper-parameters, where Lightning refuses a key the method shares with another
+        # value (FunctionVectors' own `seed`): the run's config.yaml and the logger's `data/` entries hold them.
+        self.save_hyperparameters(logger=False)
         for option, value in (
             ("shots", shots),
             ("test_shots", test_shots),
@@ -110,12 +112,16 @@ class EpisodeDataModule(L.LightningDataModule):
                 f"data.init_args.support_size: {type(self).__name__} needs a number of support episodes "
                 "(null, one per record, is for benchmarks read from record files)"
             )
-        if seeds and seed != 0:  # 0, the default, is what a run over `seeds` shows in its hparams
+        if seeds is not None and not seeds:
+            raise ValueError("data.init_args.seeds is empty: give the seeds to draw from, or null (one data seed)")
+        if seeds and seed is not None:
             raise ValueError(
                 f"data.init_args.seed={seed} and data.init_args.seeds={list(seeds)} both given: with seeds every "
                 "role is drawn once per seed and seed would be ignored; give one of them"
             )
-        self.seeds = list(seeds) if seeds else [seed]
+        self.seeds = list(seeds) if seeds else [seed or 0]
+        if not seeds:
+            self.hparams["seed"] = self.seeds[0]  # checkpoints record the seed used (0 when none was given)
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"data.init_args.seeds repeats a seed: {self.seeds}")
         self.batch_size = batch_size

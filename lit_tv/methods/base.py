@@ -22,7 +22,7 @@ from lit_tv.files import OutputLock
 from lit_tv.fitted_tasks import other_tasks
 from lit_tv.loading import SHAPES_TOY, ModelLoadError, VLMOptions, resolve_model_path
 from lit_tv.metrics import ExactMatch
-from lit_tv.options import require_at_least
+from lit_tv.options import require_at_least, require_file_path
 from lit_tv.prompts import PromptTemplate
 from lit_tv.spread import format_spread
 from lit_tv.task_vectors import layout_from_config
@@ -160,10 +160,13 @@ class FrozenVLMMethod(L.LightningModule):
         if len(seeds) > 1 and not self.scores_per_seed:
             raise ValueError(
                 f"data.init_args.seeds={seeds}: {type(self).__name__} runs one data seed per fit (its "
-                "vectors would mix seeds); run once per seed"
+                "vectors would mix seeds); run once per seed, --data.init_args.seed=N"
             )
         if self.task_vector_file is not None and stage != "predict":  # predict answers the user's own queries
             self._check_vector_tasks()
+        export = getattr(self.hparams, "export", None)
+        if export and stage in self.export_stages:
+            require_file_path("model.init_args.export", export)
         self._output_lock = OutputLock(
             self.outputs(stage) if self.global_rank == 0 else [],
             "model.init_args.export, the ModelCheckpoint dirpath, or run it elsewhere",
@@ -278,9 +281,10 @@ class FrozenVLMMethod(L.LightningModule):
         rows = {}
         for key in self.accuracy:
             suffix = "" if key == "all" else f"/{key}"
+            queries = int(metrics[f"test/queries{suffix}"])
             rows[key] = {
-                "accuracy": float(metrics[f"test/accuracy{suffix}"]),
-                "queries": int(metrics[f"test/queries{suffix}"]),
+                "accuracy": float(metrics[f"test/accuracy{suffix}"]) if queries else None,  # '-': nothing scored
+                "queries": queries,
                 **self.test_summary(key),
             }
         columns = list(dict.fromkeys(column for row in rows.values() for column in row))

@@ -243,7 +243,9 @@ class FunctionVectors(FrozenVLMMethod):
                 "seed": self.hparams.seed,
             },
         )
-        vector.with_model(self.vlm.model, self.model_name, self.model_options.revision).save(path)
+        vector.with_model(self.vlm.model, self.model_name, self.model_options.revision).save(
+            path, overwrite=True
+        )  # cleared by the run's lock
 
     # ---- using them ------------------------------------------------------------------------
 

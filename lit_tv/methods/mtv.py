@@ -184,8 +184,8 @@ class MTV(FrozenVLMMethod):
     def on_train_start(self) -> None:
         if not self.mean_activations.any():
             raise ValueError(
-                "MTV has no mean activations to patch in: add the "
-                "lit_tv.callbacks.mean_activations.MeanActivations callback to trainer.callbacks"
+                "MTV has no mean activations to patch in: add their callback, "
+                "--trainer.callbacks+=lit_tv.callbacks.mean_activations.MeanActivations"
             )
         require_finite(self.mean_activations, "mean_activations", "this fit")
 
@@ -268,7 +268,8 @@ class MTV(FrozenVLMMethod):
             raise ValueError(
                 f"selection {self.hparams.selection!r} (model.init_args.threshold={self.hparams.threshold}) kept no "
                 f"head: the largest sigmoid(theta) is {torch.sigmoid(self.theta).max():.3f}; fit again with a lower "
-                "threshold or selection best_of_samples, and --overwrite (this fit's checkpoints are kept)"
+                "--model.init_args.threshold or --model.init_args.selection=best_of_samples, and --overwrite "
+                "(this fit's checkpoints are kept)"
             )
         self.selected_heads.copy_(heads)
         self.heads_chosen.fill_(True)
@@ -338,7 +339,9 @@ class MTV(FrozenVLMMethod):
             method=self.vector_method,
             extra=provenance,
         )
-        vector.with_model(self.vlm.model, self.model_name, self.model_options.revision).save(path)
+        vector.with_model(self.vlm.model, self.model_name, self.model_options.revision).save(
+            path, overwrite=True
+        )  # cleared by the run's lock
 
     def on_test_start(self) -> None:
         super().on_test_start()

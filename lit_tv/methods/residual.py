@@ -32,6 +32,11 @@ BARE = PromptTemplate(query="{text}", answer="")
 Group = tuple[int, str]  # (data seed, task)
 
 
+def seed_path(path: str | Path, seed: int, seeds: list[int]) -> Path:
+    """Where one data seed's vectors go: `path` itself for one seed, else `<stem>.seed<N>.<ext>`."""
+    return Path(path) if len(seeds) == 1 else Path(path).with_suffix(f".seed{seed}{Path(path).suffix}")
+
+
 def at_last_demonstration(episode: Episode) -> Episode:
     """The episode cut just before its last shot's answer: its last token is that shot's delimiter."""
     if not episode.shots:
@@ -305,13 +310,22 @@ class ResidualTaskVectors(FrozenVLMMethod):
         if self.hparams.export and self.global_rank == 0:
             self.export(self.hparams.export)
 
+    def outputs(self, stage: str) -> list[Path]:
+        """The export is one file per data seed: the run claims each of them (an earlier run's is refused)."""
+        export, seeds = self.hparams.export, self.data_seeds
+        return [
+            target
+            for path in super().outputs(stage)
+            for target in ([seed_path(path, seed, seeds) for seed in seeds] if str(path) == str(export) else [path])
+        ]
+
     def export(self, path: str) -> None:
-        """One file of per-task vectors per data seed (`path` itself for one seed, else `<stem>.seed<N>.<ext>`)."""
+        """One file of per-task vectors per data seed (`seed_path`)."""
         data = datamodule_of(self.trainer)
         seeds = sorted({seed for seed, _ in self.vectors})
         for seed in seeds:
             by_task = self.vectors_of_seed(seed)
-            target = Path(path) if len(seeds) == 1 else Path(path).with_suffix(f".seed{seed}{Path(path).suffix}")
+            target = seed_path(path, seed, seeds)
             vector = ResidualVector(
                 vectors=torch.stack(list(by_task.values())).float().cpu(),
                 layer=self.layer,
@@ -328,4 +342,6 @@ class ResidualTaskVectors(FrozenVLMMethod):
                     "seed": seed,
                 },
             )
-            vector.with_model(self.vlm.model, self.model_name, self.model_options.revision).save(target)
+            vector.with_model(self.vlm.model, self.model_name, self.model_options.revision).save(
+                target, overwrite=True
+            )  # cleared by the run's lock

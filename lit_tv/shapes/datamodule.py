@@ -46,13 +46,19 @@ class ShapesDataModule(EpisodeDataModule):
         query_modality: Modality = "image",
         batch_size: int = 8,
         eval_batch_size: int | None = None,
-        seed: int = 0,
+        seed: int | None = None,
         seeds: Sequence[int] | None = None,
         distractors: float = 0.0,
     ) -> None:
         unknown = set(tasks) - set(TASKS)
-        if unknown:
-            raise ValueError(f"unknown tasks {sorted(unknown)}, expected some of {TASKS}")
+        if unknown or not tasks:
+            raise ValueError(f"data.init_args.tasks: unknown or no tasks {list(tasks)}, expected some of {TASKS}")
+        for option, size in (("val_size", val_size), ("test_size", test_size)):
+            if size is None:  # what "every usable record" means for benchmarks read from files
+                raise ValueError(
+                    f"data.init_args.{option}: null (every record of a benchmark's files) has no meaning in the drawn "
+                    "shapes world; give a number of queries"
+                )
         self.distractors = check_distractors(distractors)
         super().__init__(
             shots=shots,
@@ -66,7 +72,6 @@ class ShapesDataModule(EpisodeDataModule):
             seed=seed,
             seeds=seeds,
         )
-        self.save_hyperparameters()
         self.tasks = tuple(tasks)
         self.shot_modality: Modality = shot_modality
         self.query_modality: Modality = query_modality
