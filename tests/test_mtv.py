@@ -24,6 +24,7 @@ from lit_tv.vectors import load
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "shapes" / "mtv.yaml"
 
 
+@pytest.mark.slow
 def test_batched_reinforce_losses_equal_separate_forwards(zoo_folder):
     method = MTV(model=VLMOptions(str(zoo_folder("llava"))), samples=8, fast_path=False)
     method.configure_model()
@@ -65,6 +66,7 @@ def _plain_batched_losses(method: MTV, query: Episode, masks: torch.Tensor) -> t
         method.hparams.fast_path = True
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["llava", "idefics2", "idefics3", "qwen2_vl", "fuyu", "llama"])
 def test_fast_path_losses_equal_the_plain_batched_path(zoo_folder, name):
     method, query, masks = _method_with_query(zoo_folder(name), multimodal=name != "llama", fuyu=name == "fuyu")
@@ -108,6 +110,7 @@ def _ignore_4d_masks(module, args, kwargs):
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("hook", "logged"),
     [
@@ -344,6 +347,7 @@ def test_true_low_precision_is_refused(zoo_folder, tmp_path, monkeypatch):
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
 
 
+@pytest.mark.slow
 def test_fit_without_mean_activations_is_refused(zoo_folder, tmp_path):
     import lightning as L
 

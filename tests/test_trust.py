@@ -73,6 +73,7 @@ def test_a_sigtermed_test_exits_non_zero_without_a_table(tmp_path, monkeypatch, 
 # ---- smoke runs ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_smoke_run_writes_beside_the_configs_paths_and_says_so(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for smoke in (["--trainer.max_steps=1"], ["--trainer.fast_dev_run=true"], ["--trainer.limit_train_batches=1"]):
@@ -110,6 +111,7 @@ def test_a_test_never_rewrites_the_vector_it_reads(tmp_path, monkeypatch):
     assert vector.read_bytes() == b"stands for a vector"
 
 
+@pytest.mark.slow
 def test_predict_answers_are_partial_until_complete_and_never_replace_an_earlier_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     vector = _mtv_vector(tmp_path, "vector.safetensors")
@@ -154,6 +156,7 @@ def _start(path: str, barrier, wins) -> None:
     barrier.wait()  # hold the lock until every process has tried
 
 
+@pytest.mark.slow
 def test_one_of_twenty_simultaneous_starts_claims_an_output(tmp_path):
     context = multiprocessing.get_context("fork")
     for attempt in range(3):
