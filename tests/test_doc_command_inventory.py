@@ -52,7 +52,8 @@ class Shown:
 
 AS_WRITTEN = "as written"
 RUNS = "tests/test_doc_commands_as_written.py::"
-MAIN_SH = RUNS + "test_main_sh_runs_the_main_job_and_passes_arguments_to_lit_tv"
+MAIN_SH = RUNS + "test_main_sh_runs_the_main_job"
+MAIN_SH_ARGS = RUNS + "test_main_sh_refuses_a_second_run_and_passes_arguments_to_lit_tv"
 TEST_SH = RUNS + "test_test_sh_checks_format_lint_types_then_runs_pytest_with_its_arguments"
 ACTIVATE = RUNS + "test_sourcing_the_environment_puts_its_commands_first_on_path"
 TENSORBOARD = RUNS + "test_tensorboard_serves_a_runs_logged_scalars"
@@ -73,7 +74,7 @@ INVENTORY: tuple[Shown, ...] = (
     Shown("README.md", "bash scripts/main.sh", MAIN_SH, AS_WRITTEN + ": the 3-seed main job, its table"),
     Shown("README.md", "bash scripts/test.sh", TEST_SH, TEST_SH_HOW),
     Shown("README.md", "source .venv/bin/activate", ACTIVATE, AS_WRITTEN + ", in a fresh shell with a bare PATH"),
-    Shown("README.md", "bash scripts/main.sh fit --config ...", MAIN_SH, "with `...` = configs/shapes/vtv.yaml"),
+    Shown("README.md", "bash scripts/main.sh fit --config ...", MAIN_SH_ARGS, "with `...` = configs/shapes/vtv.yaml"),
     Shown("README.md", "bash scripts/test.sh -k mtv", TEST_SH, TEST_SH_HOW),
     Shown("README.md", 'bash scripts/test.sh -m "not slow"', TEST_SH, TEST_SH_HOW),
     Shown("README.md", "tensorboard --logdir logs", TENSORBOARD, AS_WRITTEN + " with --port: a free one"),
@@ -86,7 +87,7 @@ INVENTORY: tuple[Shown, ...] = (
         AS_WRITTEN + ", also with the row's `--model.init_args.task_vector` and `test_heads random`",
     ),
     Shown("README.md", "lit-tv fit --config configs/shapes/mtv.yaml --ckpt_path last", TABLE, AS_WRITTEN),
-    Shown("README.md", "lit-tv fit --config configs/shapes/vtv.yaml", TABLE, AS_WRITTEN),
+    Shown("README.md", "lit-tv fit --config configs/shapes/vtv.yaml", MAIN_SH_ARGS, AS_WRITTEN + ", through main.sh"),
     Shown(
         "README.md", "lit-tv test --config configs/shapes/icl.yaml [--data.init_args.test_shots 0]", TABLE, AS_WRITTEN
     ),
