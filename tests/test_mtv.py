@@ -150,27 +150,20 @@ def test_missing_model_path_fails_before_anything_loads(tmp_path):
         MTV(model=VLMOptions(str(tmp_path / "nowhere")))
 
 
+# sizes of a seconds-long MTV fit and test
+TINY_MTV = [
+    "--trainer.max_steps=4",
+    "--data.init_args.support_size=8",
+    "--data.init_args.test_size=6",
+    "--model.init_args.selection_queries=4",
+    "--model.init_args.samples=8",
+]
+
+
 def _tiny_run(model_folder: Path, *extra: str) -> list[str]:
     """CLI arguments for a seconds-long MTV run on a zoo model (run with cwd in a temp folder)."""
-    return [
-        "--config",
-        str(CONFIG),
-        "--model.init_args.model.name",
-        str(model_folder),
-        "--trainer.max_steps",
-        "4",
-        "--trainer.log_every_n_steps",
-        "1",
-        "--data.init_args.support_size",
-        "8",
-        "--data.init_args.test_size",
-        "6",
-        "--model.init_args.selection_queries",
-        "4",
-        "--model.init_args.samples",
-        "8",
-        *extra,
-    ]
+    model = ["--model.init_args.model.name", str(model_folder)]
+    return ["--config", str(CONFIG), *model, *TINY_MTV, "--trainer.log_every_n_steps=1", *extra]
 
 
 @pytest.mark.slow
