@@ -87,6 +87,15 @@ _CROSS_MODAL_SIZES = {
     f"{M}max_new_tokens": 1,
 }
 _CROSS_MODAL_DATA = {**_CROSS_MODAL_SIZES, f"{M}model.image_width": 224, f"{M}model.quantization": "nf4"}
+# xPatch: the mean of text demonstrations' states at the last shot's delimiter replaces an image query's state
+_XPATCH = {
+    **_CROSS_MODAL_DATA,
+    f"{D}shot_modality": "text",
+    f"{D}query_modality": "image",
+    f"{M}source": "exemplars",
+    f"{M}position": "last_shot",
+    f"{M}mode": "replace",
+}
 
 _VILA_WRAP = (
     "the reference runs VILA-1.5 inside its llama_3 chat template (system prompt, header tokens), the whole "
@@ -199,50 +208,10 @@ RULES: tuple[Rule, ...] = (
     Rule("vizwiz", "*", "qwen2-vl-7b", {f"{D}answer_cut": False}),
     Rule("okvqa", "*", "qwen2-vl-7b", {f"{D}answer_cut": False}),
     # ---- cross-modal paper ----
-    Rule(
-        "cross_modal",
-        "xpatch",
-        "*",
-        {
-            **_CROSS_MODAL_DATA,
-            f"{D}shot_modality": "text",
-            f"{D}query_modality": "image",
-            f"{M}source": "exemplars",
-            f"{M}position": "last_shot",
-            f"{M}mode": "replace",
-            f"{M}layer": None,
-        },
-    ),
-    Rule(
-        "cross_modal",
-        "llm_to_vlm",
-        "*",
-        {
-            **_CROSS_MODAL_DATA,
-            f"{D}shot_modality": "text",
-            f"{D}query_modality": "image",
-            f"{M}source": "exemplars",
-            f"{M}position": "last_shot",
-            f"{M}mode": "replace",
-            f"{M}layer": None,
-            f"{M}extractor.quantization": "nf4",
-        },
-    ),
+    Rule("cross_modal", "xpatch", "*", {**_XPATCH, f"{M}layer": None}),
+    Rule("cross_modal", "llm_to_vlm", "*", {**_XPATCH, f"{M}layer": None, f"{M}extractor.quantization": "nf4"}),
     *(
-        Rule(
-            "cross_modal",
-            "xpatch_released",
-            model,
-            {
-                **_CROSS_MODAL_DATA,
-                f"{D}shot_modality": "text",
-                f"{D}query_modality": "image",
-                f"{M}source": "exemplars",
-                f"{M}position": "last_shot",
-                f"{M}mode": "replace",
-                f"{M}layer": layer,
-            },
-        )
+        Rule("cross_modal", "xpatch_released", model, {**_XPATCH, f"{M}layer": layer})
         for model, layer in RELEASED_LAYERS.items()
     ),
     Rule(

@@ -62,6 +62,7 @@ def test_cosine_of_a_vector_with_itself_is_one_and_with_its_negation_minus_one()
         cosine_by_layer(vectors, vectors[:3])
 
 
+@pytest.mark.slow
 def test_tsne_maps_few_vectors_to_the_plane():
     assert tsne_2d(torch.randn(5, 16)).shape == (5, 2)
     with pytest.raises(ValueError, match="at least 2 vectors"):

@@ -201,6 +201,7 @@ def bad_files(tmp_path_factory) -> dict[str, Path]:
     return _files(tmp_path_factory.mktemp("bad_inputs"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("args", "message"), [case[1:] for case in CASES], ids=[case[0] for case in CASES])
 def test_a_bad_input_stops_with_one_line_naming_it(bad_files, tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
@@ -234,6 +235,7 @@ def test_a_batch_that_processes_cannot_share_is_refused_before_the_mean_pass():
     assert data._episodes is None, "refused before any episode is drawn"
 
 
+@pytest.mark.slow
 def test_images_in_a_query_file_are_decoded_when_it_is_read(bad_files, tmp_path):
     colour_image("red").save(tmp_path / "ok.png")
     Image.new("RGB", (8, 8)).save(tmp_path / "cut.png")

@@ -129,6 +129,7 @@ def test_instruction_source_needs_an_instruction_per_task(zoo_folder, tmp_path, 
         cli.trainer.test(cli.model, datamodule=cli.datamodule)
 
 
+@pytest.mark.slow
 def test_last_shot_extraction_reads_the_last_demonstrations_delimiter_inside_the_full_prompt():
     from lit_tv.interventions import record_residual
     from lit_tv.methods.residual import at_last_demonstration

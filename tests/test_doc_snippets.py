@@ -38,6 +38,7 @@ def shapes_toy() -> PreTrainedModel:
     return AutoModelForImageTextToText.from_pretrained(BUILTIN_MODELS["lit_tv/shapes-toy"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("page", "index", "code"), ALL, ids=[f"{p.relative_to(ROOT)}:{i}" for p, i, _ in ALL])
 def test_the_snippet_runs_as_written(page, index, code, tmp_path, monkeypatch):
     """In a checkout-like folder after `bash scripts/main.sh`: the toy's files, and the cross-modal vectors file."""

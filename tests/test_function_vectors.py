@@ -46,6 +46,7 @@ def private_llava(zoo_folder) -> FrozenVLM:
     return FrozenVLM.from_pretrained(zoo_folder("llava"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rows_per_forward", [4, 256])
 def test_batched_indirect_effects_equal_one_forward_per_head(private_llava, rows_per_forward):
     vlm, layout = private_llava, private_llava.layout

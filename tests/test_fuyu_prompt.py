@@ -95,6 +95,7 @@ def mixed_batch() -> list[Episode]:
     ]
 
 
+@pytest.mark.slow
 def test_a_left_padded_batch_gives_each_rows_own_last_logits_and_answers(zoo_vlm):
     vlm = zoo_vlm("fuyu")
     episodes = mixed_batch()

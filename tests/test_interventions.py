@@ -16,6 +16,7 @@ def _forward(vlm, inputs) -> torch.Tensor:
         return vlm.model(**inputs).logits
 
 
+@pytest.mark.slow
 def test_writing_back_recorded_heads_is_bit_identical(zoo_vlm, name):
     vlm = zoo_vlm(name)
     inputs = vlm.build_inputs(episodes_for(vlm), TEMPLATE)
@@ -28,6 +29,7 @@ def test_writing_back_recorded_heads_is_bit_identical(zoo_vlm, name):
         assert torch.equal(_forward(vlm, inputs), base)
 
 
+@pytest.mark.slow
 def test_replacing_one_head_changes_only_the_last_position(zoo_vlm, name):
     vlm = zoo_vlm(name)
     inputs = vlm.build_inputs(episodes_for(vlm), TEMPLATE)
@@ -42,6 +44,7 @@ def test_replacing_one_head_changes_only_the_last_position(zoo_vlm, name):
     assert (patched[:, -1] - base[:, -1]).abs().amax(dim=-1).min() > 1e-4
 
 
+@pytest.mark.slow
 def test_per_row_masks_in_one_batch_equal_unbatched_runs(zoo_vlm, name):
     vlm = zoo_vlm(name)
     episodes = episodes_for(vlm)

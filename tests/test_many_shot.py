@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+from test_mtv import TINY_MTV
 from test_shapes_world import TASK_WORDS, fingerprint, text_objects
 from transformers import AutoConfig
 
@@ -154,21 +155,7 @@ def test_measurement_command_prints_the_table_over_seeds_the_same_in_any_order(c
 
 
 def _quick(config: str, *extra: str) -> list[str]:
-    return [
-        "--config",
-        str(CONFIGS / config),
-        "--trainer.max_steps",
-        "4",
-        "--data.init_args.support_size",
-        "8",
-        "--data.init_args.test_size",
-        "6",
-        "--model.init_args.selection_queries",
-        "4",
-        "--model.init_args.samples",
-        "8",
-        *extra,
-    ]
+    return ["--config", str(CONFIGS / config), *TINY_MTV, *extra]
 
 
 @pytest.mark.slow

@@ -24,6 +24,7 @@ from lit_tv.vectors import load
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "shapes" / "mtv.yaml"
 
 
+@pytest.mark.slow
 def test_batched_reinforce_losses_equal_separate_forwards(zoo_folder):
     method = MTV(model=VLMOptions(str(zoo_folder("llava"))), samples=8, fast_path=False)
     method.configure_model()
@@ -65,6 +66,7 @@ def _plain_batched_losses(method: MTV, query: Episode, masks: torch.Tensor) -> t
         method.hparams.fast_path = True
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["llava", "idefics2", "idefics3", "qwen2_vl", "fuyu", "llama"])
 def test_fast_path_losses_equal_the_plain_batched_path(zoo_folder, name):
     method, query, masks = _method_with_query(zoo_folder(name), multimodal=name != "llama", fuyu=name == "fuyu")
@@ -108,6 +110,7 @@ def _ignore_4d_masks(module, args, kwargs):
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("hook", "logged"),
     [
@@ -147,27 +150,20 @@ def test_missing_model_path_fails_before_anything_loads(tmp_path):
         MTV(model=VLMOptions(str(tmp_path / "nowhere")))
 
 
+# sizes of a seconds-long MTV fit and test
+TINY_MTV = [
+    "--trainer.max_steps=4",
+    "--data.init_args.support_size=8",
+    "--data.init_args.test_size=6",
+    "--model.init_args.selection_queries=4",
+    "--model.init_args.samples=8",
+]
+
+
 def _tiny_run(model_folder: Path, *extra: str) -> list[str]:
     """CLI arguments for a seconds-long MTV run on a zoo model (run with cwd in a temp folder)."""
-    return [
-        "--config",
-        str(CONFIG),
-        "--model.init_args.model.name",
-        str(model_folder),
-        "--trainer.max_steps",
-        "4",
-        "--trainer.log_every_n_steps",
-        "1",
-        "--data.init_args.support_size",
-        "8",
-        "--data.init_args.test_size",
-        "6",
-        "--model.init_args.selection_queries",
-        "4",
-        "--model.init_args.samples",
-        "8",
-        *extra,
-    ]
+    model = ["--model.init_args.model.name", str(model_folder)]
+    return ["--config", str(CONFIG), *model, *TINY_MTV, "--trainer.log_every_n_steps=1", *extra]
 
 
 @pytest.mark.slow
@@ -350,6 +346,7 @@ def test_true_low_precision_is_refused(zoo_folder, tmp_path, monkeypatch):
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
 
 
+@pytest.mark.slow
 def test_fit_without_mean_activations_is_refused(zoo_folder, tmp_path):
     import lightning as L
 

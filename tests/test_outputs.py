@@ -119,6 +119,7 @@ def test_predict_writes_answers_as_they_come_under_a_partial_name_and_overwrite_
     assert not answers.exists(), "an earlier run's answers must not pass for this run's"
 
 
+@pytest.mark.slow
 def test_a_predict_run_refused_for_an_empty_query_file_leaves_the_earlier_answers_as_they_were(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     vector = _mtv_vector(tmp_path, "vector.safetensors")

@@ -128,6 +128,7 @@ def test_a_run_over_seeds_logs_each_seed_with_mean_and_spread_and_exports_one_fi
     assert metadata["seed"] == "1" and not torch.allclose(first["vectors"], second["vectors"])
 
 
+@pytest.mark.slow
 def test_mtv_refuses_several_seeds(zoo_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit, match=r"data.init_args.seeds=\[0, 1\]: MTV runs one data seed per fit"):

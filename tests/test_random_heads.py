@@ -55,6 +55,7 @@ def test_the_control_logs_its_draws_beside_the_selected_heads_and_prints_the_ran
     assert "random heads (20 draws of " in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_fit_is_seeded_when_it_starts_not_when_the_module_is_built(zoo_folder, tmp_path, monkeypatch):
     """Two modules built under different global seeds, each fitted after `seed_everything(0)`, fit alike (the
     first fit in a process used to take whatever seed was global when MTV was built)."""

@@ -134,6 +134,7 @@ def test_image_placeholder_expands_to_model_image_tokens() -> None:
     assert 1.2e6 < sum(p.numel() for p in model.parameters()) < 1.6e6
 
 
+@pytest.mark.slow
 def test_shipped_checkpoint_learns_in_context() -> None:
     start = time.perf_counter()
     model = AutoModelForImageTextToText.from_pretrained(CHECKPOINT).eval()

@@ -48,6 +48,7 @@ def _logits(vlm: FrozenVLM, inputs) -> torch.Tensor:
         return vlm.model(**inputs).logits
 
 
+@pytest.mark.slow
 def test_recording_replacing_and_patching_give_the_numbers_of_the_plain_model(zoo_vlm, dispatched):
     plain = zoo_vlm("llava")
     layout = plain.layout
@@ -73,6 +74,7 @@ def test_recording_replacing_and_patching_give_the_numbers_of_the_plain_model(zo
             torch.testing.assert_close(dispatched_result, plain_result, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_dispatched_model_shares_the_reinforce_prefix_too(zoo_vlm, dispatched):
     episodes = episodes_for(dispatched)[:1]
     results = []

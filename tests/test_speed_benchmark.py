@@ -112,6 +112,7 @@ def _allocator_peak_mib(work) -> float:
     return peak / 2**20
 
 
+@pytest.mark.slow
 def test_cpu_peak_memory_counts_what_the_allocator_hands_out(zoo_vlm):
     """The benchmark's CPU measure (op outputs' storages) agrees with the allocator's own accounting, which
     also sees buffers that ops allocate and free inside themselves."""

@@ -69,6 +69,7 @@ def last_logits(model, **apply) -> torch.Tensor:
         return model(input_ids=ids).logits[0, -1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make", [head_vector, residual_vector], ids=["heads", "residual"])
 def test_each_kind_round_trips_and_applies_as_saved(make, toy, tmp_path):
     vector = make(toy)
@@ -214,6 +215,7 @@ def test_another_task_is_refused_unless_allowed(toy, tmp_path):
         vector.check_tasks(["shape"], "ShapesDataModule", allow_other_task=True)
 
 
+@pytest.mark.slow
 def test_methods_check_the_task_vector_option_the_same_way(toy, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     vector = head_vector(toy)

@@ -73,6 +73,7 @@ def test_a_sigtermed_test_exits_non_zero_without_a_table(tmp_path, monkeypatch, 
 # ---- smoke runs ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_smoke_run_writes_beside_the_configs_paths_and_says_so(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for smoke in (["--trainer.max_steps=1"], ["--trainer.fast_dev_run=true"], ["--trainer.limit_train_batches=1"]):
@@ -126,6 +127,7 @@ def test_a_second_run_over_seeds_is_refused_before_it_replaces_a_seeds_vector(tm
     assert first.stat().st_mtime_ns != written
 
 
+@pytest.mark.slow
 def test_predict_answers_are_partial_until_complete_and_never_replace_an_earlier_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     vector = _mtv_vector(tmp_path, "vector.safetensors")
@@ -184,6 +186,7 @@ def _start(path: str, barrier, results) -> None:
     results.put(won)
 
 
+@pytest.mark.slow
 def test_one_of_twenty_simultaneous_starts_claims_an_output(tmp_path):
     """Over a stale lock (a killed run's), where taking over is a read-judge-replace race: the lock before the
     flock guard (a4d0b0d) let two starts win within these 20 attempts in each of 3 runs (attempts 0, 0, 16)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
+import huggingface_hub.constants
 import pytest
 import torch
 from conftest import TEMPLATE, ZOO_NAMES, colour_image, episodes_for
@@ -30,6 +31,7 @@ def test_loads_frozen_with_its_layout(zoo_vlm, name):
     assert vlm.is_multimodal == (name != "llama")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ZOO_NAMES)
 def test_batches_are_left_padded_and_generation_returns_text(zoo_vlm, name):
     vlm = zoo_vlm(name)
@@ -56,6 +58,7 @@ def test_plain_template_renders_shots_then_query():
     assert template.render(episode, "<image>") == "Guess.\nQ:y\nA:z\n\n<image>Q:x\nA:"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ZOO_NAMES)
 def test_loads_in_bfloat16_and_casts_only_floating_inputs(zoo_folder, name):
     vlm = FrozenVLM.from_pretrained(zoo_folder(name), dtype="bfloat16")
@@ -75,6 +78,7 @@ def test_missing_path_is_named(tmp_path):
 
 def test_unknown_hub_id_says_it_is_not_available(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import: no 20 s network wait
     with pytest.raises(ModelLoadError, match="not-a-real-org/not-a-model"):
         FrozenVLM.from_pretrained("not-a-real-org/not-a-model")
 
