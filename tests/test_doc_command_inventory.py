@@ -82,7 +82,7 @@ INVENTORY: tuple[Shown, ...] = (
     Shown("README.md", "lit-tv fit --config configs/shapes/mtv.yaml", TABLE, AS_WRITTEN),
     Shown(
         "README.md",
-        "lit-tv test --config configs/shapes/mtv.yaml --ckpt_path logs/shapes_mtv/checkpoints/last.ckpt",
+        "lit-tv test --config configs/shapes/mtv.yaml --ckpt_path logs/shapes_mtv_colour/checkpoints/last.ckpt",
         TABLE,
         AS_WRITTEN + ", also with the row's `--model.init_args.task_vector` and `test_heads random`",
     ),
@@ -186,9 +186,10 @@ INVENTORY: tuple[Shown, ...] = (
         "with ARCH = llava, the refusal the row describes",
     ),
     Shown("docs/runs.md", "lit-tv fit", TABLE, MENTION),
+    Shown("docs/runs.md", "lit-tv predict", TABLE, MENTION),
     Shown(
         "docs/runs.md",
-        "lit-tv test --config configs/shapes/mtv.yaml --ckpt_path logs/shapes_mtv/checkpoints/last.ckpt",
+        "lit-tv test --config configs/shapes/mtv.yaml --ckpt_path logs/shapes_mtv_colour/checkpoints/last.ckpt",
         TABLE,
         AS_WRITTEN + ": the printed table",
     ),

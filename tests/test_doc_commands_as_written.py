@@ -197,20 +197,20 @@ def test_the_readme_method_commands_run_as_written(tmp_path, monkeypatch, capfd)
     monkeypatch.chdir(folder)
 
     lit_tv(fit, capfd)
-    vector_path = folder / "logs" / "shapes_mtv" / "task_vector.safetensors"
+    vector_path = folder / "logs" / "shapes_mtv_colour" / "task_vector.safetensors"
     fitted = load_file(vector_path)
     selected = task_row(lit_tv(test, capfd), "colour", 150)
     by_vector = f"{test.split(' --ckpt_path')[0]} --model.init_args.task_vector {vector_path.relative_to(folder)}"
     assert task_row(lit_tv(by_vector, capfd), "colour", 150) == selected
     lit_tv(f"{test} --model.init_args.test_heads random", capfd)
-    newest = sorted((folder / "logs" / "shapes_mtv").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))[-1]
+    newest = sorted((folder / "logs" / "shapes_mtv_colour").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))[-1]
     control = logged_scalars(newest)
     assert control["test/random_heads/draws"][-1] == 20, control.keys()
     assert control["test/random_heads/accuracy"][-1] < selected, (control, selected)
 
     # resume: the fit stopped (SIGTERM) after its first checkpoint, then the README's resume command
     stopped = checkout(tmp_path / "resumed", "configs")
-    first = stopped / "logs" / "shapes_mtv" / "checkpoints" / "last.ckpt"
+    first = stopped / "logs" / "shapes_mtv_colour" / "checkpoints" / "last.ckpt"
     with (tmp_path / "stopped.log").open("w") as log:  # a file, not a pipe: a full pipe would stall the fit
         console = shlex.split(fit.replace("lit-tv", f"{sys.executable} -m lit_tv", 1))
         interrupted = subprocess.Popen(console, cwd=stopped, env=ENV, stdout=log, stderr=log)
@@ -219,10 +219,10 @@ def test_the_readme_method_commands_run_as_written(tmp_path, monkeypatch, capfd)
         interrupted.send_signal(signal.SIGTERM)
         status = interrupted.wait(timeout=300)
     assert status == 128 + signal.SIGTERM, (tmp_path / "stopped.log").read_text()[-3000:]
-    assert not (stopped / "logs" / "shapes_mtv" / "task_vector.safetensors").exists()
+    assert not (stopped / "logs" / "shapes_mtv_colour" / "task_vector.safetensors").exists()
     monkeypatch.chdir(stopped)
     lit_tv(resume, capfd)
-    resumed = load_file(stopped / "logs" / "shapes_mtv" / "task_vector.safetensors")
+    resumed = load_file(stopped / "logs" / "shapes_mtv_colour" / "task_vector.safetensors")
     assert set(resumed) == set(fitted) and all(torch.equal(resumed[name], fitted[name]) for name in fitted)
     monkeypatch.chdir(folder)
 
@@ -245,7 +245,7 @@ def test_the_readme_method_commands_run_as_written(tmp_path, monkeypatch, capfd)
     lines = [json.dumps({"images": [f"q{index}.png"], "question": ""}) for index in range(2)]
     (folder / "questions.jsonl").write_text("\n".join(lines) + "\n")
     lit_tv(predict, capfd)
-    written = (folder / "logs" / "shapes_mtv" / "answers.jsonl").read_text().splitlines()
+    written = (folder / "logs" / "shapes_mtv_colour" / "answers.jsonl").read_text().splitlines()
     answers = [json.loads(line) for line in written]
     assert [answer["answer"].strip() for answer in answers] == ["red", "blue"], answers
 
