@@ -203,7 +203,8 @@ def test_the_readme_method_commands_run_as_written(tmp_path, monkeypatch, capfd)
     by_vector = f"{test.split(' --ckpt_path')[0]} --model.init_args.task_vector {vector_path.relative_to(folder)}"
     assert task_row(lit_tv(by_vector, capfd), "colour", 150) == selected
     lit_tv(f"{test} --model.init_args.test_heads random", capfd)
-    newest = sorted((folder / "logs" / "shapes_mtv_colour").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))[-1]
+    runs = (folder / "logs" / "shapes_mtv_colour").glob("version_*")
+    newest = max(runs, key=lambda p: int(p.name.split("_")[1]))
     control = logged_scalars(newest)
     assert control["test/random_heads/draws"][-1] == 20, control.keys()
     assert control["test/random_heads/accuracy"][-1] < selected, (control, selected)
