@@ -175,7 +175,7 @@ def test_main_sh_refuses_a_second_run_and_passes_arguments_to_lit_tv(tmp_path):
     assert first.read_bytes() == b"the first run's vector"
     fit = run("bash scripts/main.sh fit --config configs/shapes/vtv.yaml", folder)
     assert fit.returncode == 0, fit.stderr[-3000:]
-    vector = load_file(folder / "logs" / "shapes_vtv" / "task_vector.safetensors")
+    vector = load_file(folder / "logs" / "shapes_vtv_colour" / "task_vector.safetensors")
     assert {"mean_activations", "theta"} <= set(vector), set(vector)
 
 
