@@ -15,14 +15,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lit_tv.files import write_atomic
-from lit_tv.shapes.findings_figures import markdown_table
+from lit_tv.shapes.findings_figures import CONTEXT_SHOTS, markdown_table
 from lit_tv.shapes.many_shot import claims
 from lit_tv.shapes.many_shot import table as many_shot_table
+from lit_tv.shapes.world import MANY_SHOT_DISTRACTORS
 from lit_tv.spread import format_spread, on_seeds
 
 DOCS = Path(__file__).resolve().parent.parent.parent / "docs"
 NUMBERS = DOCS / "figures" / "findings.json"
 DOC = DOCS / "findings.md"
+VECTOR_NAMES = {"exemplars": "exemplar vector", "ensemble": "ensemble with the instruction vector"}
 DURATION = "(measured on 2026-12-03) MEASURE wall on a shared 2-core machine"  # the committed run's
 
 
@@ -108,7 +110,7 @@ def efficiency_section(efficiency: dict, instruction: Sequence[float]) -> list[s
         "| text examples per task | " + " | ".join(exemplars) + " |",
         "|---" * (len(exemplars) + 1) + "|",
         *(
-            f"| {source} vector | " + " | ".join(_cell(v) for v in curve.values()) + " |"
+            f"| {VECTOR_NAMES[source]} | " + " | ".join(_cell(v) for v in curve.values()) + " |"
             for source, curve in efficiency.items()
         ),
         f"| instruction vector alone (no examples) | {_cell(instruction)} |" + " |" * (len(exemplars) - 1),
@@ -169,14 +171,14 @@ def render_document(numbers: dict) -> str:
             "",
             "![accuracy vs shots and MTV iterations](figures/shots_and_iterations.png)",
             "",
-            f"ICL by shots up to the {list(numbers['icl_vs_shots'])[-1]} the toy was trained on; MTV with the heads of "
+            f"ICL by shots (the toy was trained on up to {CONTEXT_SHOTS}); MTV with the heads of "
             f"one {budget['steps']}-step fit per task over {budget['support_size']} support episodes and the means",
             "recomputed over N episodes of 4 shots (`transfer: heads`), its random-heads control beside it:",
             "",
             *shapes_toy_section(numbers),
             "",
-            "The many-shot family is built so that a few shots are not enough (most of its shots may answer another",
-            "attribute):",
+            "The many-shot family is built so that a few shots are not enough",
+            f"({MANY_SHOT_DISTRACTORS:.0%} of its shots answer another attribute of their object):",
             "",
             "![many-shot family: ICL capped by the context, MTV by support episodes](figures/many_shot_scaling.png)",
             "",
