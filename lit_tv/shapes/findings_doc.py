@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lit_tv.files import write_atomic
-from lit_tv.shapes.findings_figures import CONTEXT_SHOTS, markdown_table
+from lit_tv.shapes.findings_figures import CONTEXT_SHOTS, VECTOR_NAMES, markdown_table
 from lit_tv.shapes.many_shot import claims
 from lit_tv.shapes.many_shot import table as many_shot_table
 from lit_tv.shapes.world import MANY_SHOT_DISTRACTORS
@@ -24,7 +24,6 @@ from lit_tv.spread import format_spread, on_seeds
 DOCS = Path(__file__).resolve().parent.parent.parent / "docs"
 NUMBERS = DOCS / "figures" / "findings.json"
 DOC = DOCS / "findings.md"
-VECTOR_NAMES = {"exemplars": "exemplar vector", "ensemble": "ensemble with the instruction vector"}
 DURATION = "(measured on 2026-12-03) MEASURE wall on a shared 2-core machine"  # the committed run's
 
 

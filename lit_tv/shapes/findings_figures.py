@@ -15,6 +15,8 @@ from lit_tv.analysis.heatmap import head_heatmap
 from lit_tv.files import atomic_path
 from lit_tv.spread import format_spread, spread
 
+# the sample-efficiency sources (lit_tv.methods.residual's `source`) as the figure and page name them
+VECTOR_NAMES = {"exemplars": "exemplar vector", "ensemble": "ensemble with the instruction vector"}
 CONTEXT_SHOTS = 7  # the toy was trained on sequences of at most 7 shots (lit_tv.shapes.train --max-shots)
 
 
@@ -167,13 +169,15 @@ def efficiency_figure(curves: Mapping[str, Curve], baselines: Mapping[str, Seque
     figure = Figure(figsize=(6, 3.8))
     axes = figure.add_subplot()
     for (source, curve), colour in zip(curves.items(), ("tab:purple", "tab:cyan"), strict=False):
-        _spread_line(axes, *_columns(curve), f"{source} vector", colour)
+        examples, columns = _columns(curve)
+        _spread_line(axes, examples, columns, VECTOR_NAMES.get(source, source), colour)
+        axes.set_xticks(examples)
     for (name, values), (colour, style) in zip(baselines.items(), (("tab:orange", "--"), ("black", ":")), strict=False):
         _level(axes, values, name, colour, style)
     seeds = len(next(iter(next(iter(curves.values())).values())))
     axes.set(xlabel="text examples per task behind the vector", ylabel="accuracy on image queries", ylim=(0, 1.02))
     axes.set_title(f"sample efficiency ({seeds} seeds: mean ± std, band min–max)", fontsize="small")
-    axes.legend(loc="lower right", fontsize="x-small")
+    axes.legend(loc="best", fontsize="x-small")
     figure.tight_layout()
     return figure
 
@@ -183,12 +187,13 @@ def heads_figure(mtv: Sequence[Mapping[str, torch.Tensor]], fv: Sequence[torch.T
     both against chance (the mean for random sets of these sizes) over the seeds."""
     counts = torch.stack([heads for fit in mtv for heads in fit.values()]).sum(0).float()
     union = summary["all tasks"]
+    both, chance = union["both"], union["chance"]
+    below = sum(b < c for b, c in zip(both, chance, strict=True))
     return head_heatmap(
         counts,
-        f"MTV vs FV heads over {len(fv)} seeds: in both {format_spread(union['both'], digits=1)},\n"
-        f"chance {format_spread(union['chance'], digits=1)}; below chance on "
-        f"{sum(b < c for b, c in zip(union['both'], union['chance'], strict=True))} of {len(fv)} seeds",
-        "(task, seed) fits whose MTV uses it",
+        f"MTV vs FV heads, {len(fv)} seeds\nin both {format_spread(both, digits=1)}\n"
+        f"chance {format_spread(chance, digits=1)}\nbelow chance on {below} of {len(fv)} seeds",
+        "MTV fits using it",
         torch.stack(list(fv)).any(0),
         limits=(0, float(sum(len(fit) for fit in mtv))),
         marked="FV heads (any seed)",
