@@ -24,7 +24,7 @@ from lit_tv.spread import format_spread, on_seeds
 DOCS = Path(__file__).resolve().parent.parent.parent / "docs"
 NUMBERS = DOCS / "figures" / "findings.json"
 DOC = DOCS / "findings.md"
-DURATION = "(measured on 2026-12-03) MEASURE wall on a shared 2-core machine"  # the committed run's
+DURATION = "49 min wall on 2 CPU cores shared with other work (load average 3-10; 2026-12-03)"  # the committed run
 
 
 def _cell(values: Sequence[float]) -> str:
