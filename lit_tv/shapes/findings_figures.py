@@ -91,6 +91,7 @@ def many_shot_figure(many: dict) -> Figure:
     shots = icl[0]["shots"]
     _spread_line(left, shots, list(zip(*[run["accuracy"] for run in icl], strict=True)), "ICL", "tab:blue")
     left.axvline(shots[-1], color="grey", linestyle=":", label=f"context ({icl[0]['context']} tokens)")
+    left.set_xticks(shots)
     episodes = mtv[0]["iterations"]
     for curve, label, colour in (
         ("searched", "MTV, heads searched per count", "tab:green"),
