@@ -8,7 +8,9 @@ shots (`lit_tv.shapes.many_shot`); (2) the cross-modal table: text ICL xBase vs 
 instruction and ensemble vectors; (3) exemplar vs ensemble vectors as the examples grow; (4) the heads
 MTV selects vs the heads Function Vectors use. Every number comes from `lit-tv test` / `fit` runs of the
 shipped configs with options changed (`lit_tv.cli.build_cli`); each figure is a PNG in `--out`
-and a TensorBoard figure in `--logdir`, and all numbers go to `<out>/findings.json`. `--fast` runs
+and a TensorBoard figure in `--logdir`, and all numbers go to `<out>/findings.json`. Every setting runs once per
+seed (`Budget.seeds`, `fit_seeds`, `many_shot_seeds`): findings.json keeps each seed's number, the figures and
+the printout show mean ± std (min–max), and a rerun prints the same numbers. `--fast` runs
 the same code on a few queries (a smoke test, not a measurement: into logs/findings_fast, never docs/figures).
 
 The data functions (`icl_vs_shots`, `mtv_vs_iterations`, ...) return plain numbers, so another task
