@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from typing import Any
 
 
 def spread(values: Sequence[float]) -> dict[str, float]:
@@ -42,3 +43,18 @@ def format_rank(rank: dict[str, int]) -> str:
     """e.g. ``above 18 of 20 (2 tied)``."""
     tied = f" ({rank['tied']} tied)" if rank["tied"] else ""
     return f"above {rank['above']} of {rank['draws']}{tied}"
+
+
+def by_seed(runs: Sequence[Any]) -> Any:
+    """Results of the same shape, one per seed, as one: every leaf (a number, or a list such as random draws)
+    becomes the list of its values in the runs' order, so each seed's number stays beside the others'."""
+    if not runs:
+        raise ValueError("by_seed needs at least one run")
+    if isinstance(runs[0], dict):
+        return {key: by_seed([run[key] for run in runs]) for key in runs[0]}
+    return list(runs)
+
+
+def on_seeds(holds: Sequence[bool]) -> str:
+    """How many seeds a comparison held on: ``every seed`` or ``k of n seeds``, never a claim one seed made."""
+    return "every seed" if all(holds) else f"{sum(holds)} of {len(holds)} seeds"

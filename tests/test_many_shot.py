@@ -14,8 +14,16 @@ from test_shapes_world import TASK_WORDS, fingerprint, text_objects
 from transformers import AutoConfig
 
 from lit_tv.cli import main
+from lit_tv.shapes import many_shot
 from lit_tv.shapes.datamodule import ShapesDataModule
-from lit_tv.shapes.many_shot import CHECKPOINT, MODEL, accuracy_vs_iterations, accuracy_vs_shots, context_shots
+from lit_tv.shapes.many_shot import (
+    CHECKPOINT,
+    MODEL,
+    accuracy_vs_iterations,
+    accuracy_vs_shots,
+    context_shots,
+    over_seeds,
+)
 from lit_tv.shapes.many_shot import main as many_shot_main
 from lit_tv.shapes.report import CHECKPOINT as CLEAN_CHECKPOINT
 from lit_tv.shapes.toy import SHAPES_TEMPLATE, build_processor, image_prompt_tokens
@@ -134,12 +142,24 @@ def test_mtv_means_over_many_episodes_beat_the_most_shots_that_fit() -> None:
 
 
 @pytest.mark.slow
-def test_measurement_command_prints_the_table_over_seeds_the_same_in_any_order(capsys) -> None:
-    """Seeds 0 and 1 in either order, in one process: the same numbers (each run seeds what it draws)."""
+def test_measurement_command_prints_the_table_over_seeds_the_same_in_any_order(capsys, monkeypatch) -> None:
+    """Seeds 0 and 1 in either order, in one process: exactly the same numbers per seed (each run seeds what it
+    draws), and the same table."""
+    results = []
+
+    def recorded(*args, **options):
+        results.append(over_seeds(*args, **options))
+        return results[-1]
+
+    monkeypatch.setattr(many_shot, "over_seeds", recorded)
     outputs = []
     for seeds in (["1", "0"], ["0", "1"]):
         many_shot_main(["--queries", "4", "--steps", "2", "--seeds", *seeds])
         outputs.append(capsys.readouterr().out.strip().splitlines())
+    reversed_order, in_order = results
+    assert reversed_order["seeds"] == [1, 0] and in_order["seeds"] == [0, 1]
+    for part in ("icl", "mtv"):  # every number, exactly, seed by seed
+        assert reversed_order[part][::-1] == in_order[part]
     lines = outputs[1]
     assert lines[0].startswith(
         "| setting (context 96 tokens; mean ± std (min–max) over seeds 0, 1) | held-out accuracy |"
@@ -151,7 +171,11 @@ def test_measurement_command_prints_the_table_over_seeds_the_same_in_any_order(c
         r"^\| MTV, means over 100 episodes of 4 shots \| [\d.]+ ± [\d.]+ \([\d.]+–[\d.]+\) \|", "\n".join(lines), re.M
     )
     assert any(line.startswith("| MTV, as many heads at random (20 draws per task and seed") for line in lines)
-    assert sum("on every seed" in line or "of 2 seeds" in line for line in lines) == 4  # the claims, counted
+    assert any(
+        line.startswith("What MTV saw that ICL did not: per task, its head search scored 100 labelled")
+        for line in lines
+    )
+    assert sum("on every seed" in line or "of 2 seeds" in line for line in lines) == 5  # the claims, counted
 
 
 def _quick(config: str, *extra: str) -> list[str]:

@@ -11,7 +11,7 @@ from test_mtv import CONFIG, _tiny_run
 
 from lit_tv.cli import build_cli, main
 from lit_tv.methods.random_heads import random_head_sets
-from lit_tv.spread import format_rank, format_spread, rank_among, spread
+from lit_tv.spread import by_seed, format_rank, format_spread, on_seeds, rank_among, spread
 
 
 def test_random_head_sets_keep_the_count_and_differ_per_draw_seed_and_task():
@@ -34,6 +34,14 @@ def test_spread_and_rank_say_what_the_values_say():
     assert format_rank(rank) == "above 2 of 4 (1 tied)"
     with pytest.raises(ValueError, match="at least one value"):
         spread([])
+    assert on_seeds([True, True, True]) == "every seed" and on_seeds([True, False, True]) == "2 of 3 seeds"
+
+
+def test_per_seed_results_merge_into_one_list_per_number_in_the_seeds_order():
+    runs = [{"a": {"1": 0.5, "2": 0.6}, "draws": [0.1, 0.2]}, {"a": {"1": 0.7, "2": 0.8}, "draws": [0.3, 0.4]}]
+    assert by_seed(runs) == {"a": {"1": [0.5, 0.7], "2": [0.6, 0.8]}, "draws": [[0.1, 0.2], [0.3, 0.4]]}
+    with pytest.raises(ValueError, match="at least one run"):
+        by_seed([])
 
 
 @pytest.mark.slow

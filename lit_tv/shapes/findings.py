@@ -8,7 +8,9 @@ shots (`lit_tv.shapes.many_shot`); (2) the cross-modal table: text ICL xBase vs 
 instruction and ensemble vectors; (3) exemplar vs ensemble vectors as the examples grow; (4) the heads
 MTV selects vs the heads Function Vectors use. Every number comes from `lit-tv test` / `fit` runs of the
 shipped configs with options changed (`lit_tv.cli.build_cli`); each figure is a PNG in `--out`
-and a TensorBoard figure in `--logdir`, and all numbers go to `<out>/findings.json`. `--fast` runs
+and a TensorBoard figure in `--logdir`, and all numbers go to `<out>/findings.json`. Every setting runs once per
+seed (`Budget.seeds`, `fit_seeds`, `many_shot_seeds`): findings.json keeps each seed's number, the figures and
+the printout show mean ± std (min–max), and a rerun prints the same numbers. `--fast` runs
 the same code on a few queries (a smoke test, not a measurement: into logs/findings_fast, never docs/figures).
 
 The data functions (`icl_vs_shots`, `mtv_vs_iterations`, ...) return plain numbers, so another task
@@ -19,14 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from lit_tv.cli import build_cli
+from lit_tv.cli import LitTVCLI, build_cli
 from lit_tv.console import quiet_libraries
 from lit_tv.files import write_atomic
 from lit_tv.shapes.findings_figures import (
@@ -39,13 +42,17 @@ from lit_tv.shapes.findings_figures import (
     scaling_figure,
     table_figure,
 )
-from lit_tv.shapes.main_job import CONFIGS
+from lit_tv.shapes.main_job import CONFIGS, seeded_options
 from lit_tv.shapes.many_shot import ITERATIONS, SEEDS, over_seeds
+from lit_tv.shapes.many_shot import table as many_shot_table
 from lit_tv.shapes.world import TASKS
+from lit_tv.spread import by_seed, format_spread
 
 QUIET = ["--trainer.logger=false", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
-# the fits keep only the means callback: their vectors are exported, no checkpoint is written
+# the fits keep only the means callback: their vectors are exported (over the last findings run's: this command
+# owns its logdir, so a rerun replaces them), no checkpoint is written
 NO_CHECKPOINTS = [
+    "--overwrite",
     "--trainer.enable_checkpointing=false",
     "--trainer.callbacks=[{class_path: lit_tv.callbacks.mean_activations.MeanActivations}]",
 ]
@@ -69,7 +76,10 @@ class Budget:
     many_shot_iterations: tuple[int, ...] = ITERATIONS
     many_shot_draws: int = 3  # disjoint draws of the support episodes behind the kept-heads curve
     many_shot_options: dict = field(default_factory=dict)  # e.g. fewer REINFORCE samples
-    seeds: tuple[int, ...] = SEEDS  # the many-shot family's seeds (data, REINFORCE, random heads)
+    # each seed draws the data (and REINFORCE, random heads, FV's shuffles); one run per seed and setting
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)  # the test-only sections: ICL by shots, cross-modal, sample efficiency
+    fit_seeds: tuple[int, ...] = (0, 1, 2)  # the sections that fit MTV: MTV by support episodes, head overlap
+    many_shot_seeds: tuple[int, ...] = SEEDS
 
 
 FAST = Budget(
@@ -82,28 +92,35 @@ FAST = Budget(
     cross_support=6,
     val_size=6,
     examples=(1, 2),
-    mtv_options=("--model.init_args.samples=4",),
+    mtv_options=("--model.init_args.samples=4", "--model.init_args.random_draws=4"),
     many_shot_queries=2,
     many_shot_iterations=(1, 2),
     many_shot_draws=1,
     many_shot_options={"samples": 4},
     seeds=(0, 1),
+    fit_seeds=(0, 1),
+    many_shot_seeds=(0, 1),
 )
 
 
-def _sizes(logdir: Path, **sizes: int) -> list[str]:
-    """Quiet runs whose saved config lands in `logdir`, with these DataModule sizes."""
+def _sizes(logdir: Path, seed: int, **sizes: int) -> list[str]:
+    """Quiet runs of one seed whose saved config lands in `logdir`, with these DataModule sizes."""
     return [
         *QUIET,
+        *seeded_options(seed),
         f"--trainer.default_root_dir={logdir}",
         *(f"--data.init_args.{key}={value}" for key, value in sizes.items()),
     ]
 
 
-def run_test(config: str, options: list[str]) -> Mapping[str, float]:
-    """`lit-tv test --config configs/shapes/<config> <options>`'s logged metrics."""
+def tested(config: str, options: list[str]) -> tuple[Mapping[str, float], LitTVCLI]:
+    """`lit-tv test --config configs/shapes/<config> <options>`'s logged metrics, and the run's objects."""
     cli = build_cli(CONFIGS / config, options)
-    return cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
+    return cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0], cli
+
+
+def run_test(config: str, options: list[str]) -> Mapping[str, float]:
+    return tested(config, options)[0]
 
 
 def per_task(metrics: Mapping[str, float], tasks: tuple[str, ...] = TASKS) -> dict[str, float]:
@@ -113,25 +130,27 @@ def per_task(metrics: Mapping[str, float], tasks: tuple[str, ...] = TASKS) -> di
 # ---- (1) shots and iterations --------------------------------------------------------------------------
 
 
-def icl_vs_shots(budget: Budget, logdir: Path) -> dict[int, float]:
-    """Held-out accuracy of k-shot image ICL (mean over tasks) for each k of the budget."""
+def icl_vs_shots(budget: Budget, logdir: Path, seed: int) -> dict[int, float]:
+    """Held-out accuracy of k-shot image ICL (mean over tasks) for each k of the budget, on one seed's data."""
     return {
-        shots: run_test("icl.yaml", [*_sizes(logdir, test_size=budget.test_size, test_shots=shots)])["test/accuracy"]
+        shots: run_test("icl.yaml", _sizes(logdir, seed, test_size=budget.test_size, test_shots=shots))["test/accuracy"]
         for shots in budget.shots
     }
 
 
-def mtv_vs_iterations(budget: Budget, logdir: Path) -> tuple[dict[int, float], dict[str, torch.Tensor]]:
-    """MTV accuracy (mean over tasks) with the means over N support episodes, and each task's heads.
+def mtv_vs_iterations(budget: Budget, logdir: Path, seed: int) -> dict[str, Any]:
+    """One seed's MTV accuracy (mean over tasks) with the means over N support episodes, each task's heads, and
+    the random-heads control: every draw's accuracy (mean over tasks) with the most episodes.
 
     Per task, one `lit-tv fit` (means over `support_size` episodes, REINFORCE) chooses the heads; each N
     is then a `lit-tv test` with those heads (`transfer: heads`) and the means recomputed over N episodes.
     """
     heads, accuracy = {}, {n: 0.0 for n in budget.iterations}
+    random_heads: list[list[float]] = []  # per task, every draw's accuracy
     for task in TASKS:
-        vector = logdir / f"mtv_{task}.safetensors"
+        vector = logdir / f"seed_{seed}" / f"mtv_{task}.safetensors"
         options = [
-            *_sizes(logdir, support_size=budget.support_size, train_size=budget.train_size),
+            *_sizes(logdir, seed, support_size=budget.support_size, train_size=budget.train_size),
             f"--data.init_args.tasks=[{task}]",
             f"--data.init_args.test_size={budget.test_size // 3 or 1}",
             f"--model.init_args.selection_queries={min(50, budget.train_size)}",
@@ -144,7 +163,8 @@ def mtv_vs_iterations(budget: Budget, logdir: Path) -> tuple[dict[int, float], d
         fit.trainer.fit(fit.model, datamodule=fit.datamodule)
         heads[task] = fit.model.selected_heads.cpu()
         for n in budget.iterations:
-            metrics = run_test(
+            control = ["--model.init_args.test_heads=random"] if n == max(budget.iterations) else []
+            metrics, cli = tested(
                 "mtv.yaml",
                 [
                     *options,
@@ -152,17 +172,21 @@ def mtv_vs_iterations(budget: Budget, logdir: Path) -> tuple[dict[int, float], d
                     f"--model.init_args.task_vector={vector}",
                     "--model.init_args.transfer=heads",
                     "--model.init_args.export=null",
+                    *control,
                 ],
             )
             accuracy[n] += metrics["test/accuracy"] / len(TASKS)
-    return accuracy, heads
+            if control:
+                random_heads.append(cli.model.random_control.accuracies())
+    draws = [sum(draw) / len(TASKS) for draw in zip(*random_heads, strict=True)]
+    return {"accuracy": accuracy, "random_heads": draws, "heads": heads}
 
 
 def many_shot_curves(budget: Budget) -> dict[str, object]:
     """(1) on the many-shot family, where a few shots are not enough: `lit_tv.shapes.many_shot`'s numbers, once
     per seed."""
     return over_seeds(
-        budget.seeds,
+        budget.many_shot_seeds,
         queries=budget.many_shot_queries,
         iterations=budget.many_shot_iterations,
         steps=budget.steps,
@@ -188,11 +212,11 @@ CROSS_MODAL_RUN = ["--trainer.callbacks=[]", "--model.init_args.export=null"]
 EFFICIENCY_BASELINES = {"instruction vector alone": "instruction vector", "zero-shot": "zero-shot"}
 
 
-def cross_modal_table(budget: Budget, logdir: Path) -> dict[str, dict[str, float]]:
-    """Accuracy per task (and mean) on image queries for every setting of `CROSS_MODAL`."""
+def cross_modal_table(budget: Budget, logdir: Path, seed: int) -> dict[str, dict[str, float]]:
+    """Accuracy per task (and mean) on one seed's image queries for every setting of `CROSS_MODAL`."""
     table = {}
     for setting, (config, options) in CROSS_MODAL.items():
-        sizes = _sizes(logdir, test_size=budget.test_size)
+        sizes = _sizes(logdir, seed, test_size=budget.test_size)
         if config == "cross_modal.yaml":
             sizes += [
                 *CROSS_MODAL_RUN,
@@ -206,7 +230,7 @@ def cross_modal_table(budget: Budget, logdir: Path) -> dict[str, dict[str, float
 # ---- (3) sample efficiency --------------------------------------------------------------------------------
 
 
-def vectors_vs_examples(budget: Budget, logdir: Path) -> dict[str, dict[int, float]]:
+def vectors_vs_examples(budget: Budget, logdir: Path, seed: int) -> dict[str, dict[int, float]]:
     """Image-query accuracy (mean over tasks) of text-exemplar and ensemble vectors made from k examples per task.
 
     One support episode of k text examples per task: the vector is that episode's residual at the last
@@ -215,11 +239,8 @@ def vectors_vs_examples(budget: Budget, logdir: Path) -> dict[str, dict[int, flo
     curves: dict[str, dict[int, float]] = {"exemplars": {}, "ensemble": {}}
     for source, curve in curves.items():
         for k in budget.examples:
-            options = [
-                *_sizes(logdir, test_size=budget.test_size, support_size=len(TASKS), shots=k, val_size=budget.val_size),
-                *CROSS_MODAL_RUN,
-                f"--model.init_args.source={source}",
-            ]
+            sizes = {"test_size": budget.test_size, "support_size": len(TASKS), "shots": k, "val_size": budget.val_size}
+            options = [*_sizes(logdir, seed, **sizes), *CROSS_MODAL_RUN, f"--model.init_args.source={source}"]
             curve[k] = run_test("cross_modal.yaml", options)["test/accuracy"]
     return curves
 
@@ -227,12 +248,13 @@ def vectors_vs_examples(budget: Budget, logdir: Path) -> dict[str, dict[int, flo
 # ---- (4) MTV heads vs FV heads ---------------------------------------------------------------------------
 
 
-def fv_heads(budget: Budget, logdir: Path) -> torch.Tensor:
+def fv_heads(budget: Budget, logdir: Path, seed: int) -> torch.Tensor:
     """The heads Function Vectors sum (top-10 of the AIE averaged over tasks, shared by every task)."""
     cli = build_cli(
         CONFIGS / "function_vectors.yaml",
         [
-            *_sizes(logdir, test_size=budget.test_size, support_size=budget.support_size),
+            *_sizes(logdir, seed, test_size=budget.test_size, support_size=budget.support_size),
+            f"--model.init_args.seed={seed}",  # its label shuffles
             "--model.init_args.export=null",
         ],
     )
@@ -240,7 +262,7 @@ def fv_heads(budget: Budget, logdir: Path) -> torch.Tensor:
     return cli.model.selected_heads[0].cpu()
 
 
-def overlap(mtv: dict[str, torch.Tensor], fv: torch.Tensor) -> dict[str, object]:
+def overlap(mtv: dict[str, torch.Tensor], fv: torch.Tensor) -> dict[str, dict[str, float]]:
     """Heads in both sets and their Jaccard index, for the union of MTV's per-task heads and per task."""
     union = torch.stack(list(mtv.values())).any(0)
 
@@ -258,49 +280,80 @@ def overlap(mtv: dict[str, torch.Tensor], fv: torch.Tensor) -> dict[str, object]
     return {"all tasks": stats(union), **{task: stats(heads) for task, heads in mtv.items()}}
 
 
+def mtv_and_fv_heads(budget: Budget, logdir: Path, seed: int) -> dict[str, Any]:
+    """One seed of the sections that fit MTV: its accuracy by support episodes, its control, the FV heads."""
+    mtv = mtv_vs_iterations(budget, logdir, seed)
+    return {**mtv, "fv": fv_heads(budget, logdir, seed)}
+
+
 # ---- the command -----------------------------------------------------------------------------------------
 
 
-def run_findings(out: Path, logdir: Path, budget: Budget = Budget()) -> dict[str, object]:
-    """Measure everything, write the five figures and findings.json; return the numbers."""
-    quiet_libraries()
-    out.mkdir(parents=True, exist_ok=True)
-    writer = SummaryWriter(str(logdir))
-    icl = icl_vs_shots(budget, logdir)
-    mtv, mtv_heads = mtv_vs_iterations(budget, logdir)
-    save(scaling_figure(icl, {"MTV (0-shot query)": mtv}), "shots_and_iterations", out, writer)
-    many = many_shot_curves(budget)
-    save(many_shot_figure(many), "many_shot_scaling", out, writer)
-    table = cross_modal_table(budget, logdir)
-    save(table_figure(table), "cross_modal_table", out, writer)
-    writer.add_text("findings/cross_modal_table", markdown_table(table), 0)
-    efficiency = vectors_vs_examples(budget, logdir)
-    baselines = {name: table[setting]["mean"] for name, setting in EFFICIENCY_BASELINES.items()}
-    save(efficiency_figure(efficiency, baselines), "sample_efficiency", out, writer)
-    fv = fv_heads(budget, logdir)
-    heads = overlap(mtv_heads, fv)
-    save(heads_figure(mtv_heads, fv, heads), "mtv_vs_fv_heads", out, writer)
-    writer.close()
+def measure(budget: Budget, logdir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every section, one run per seed and setting: the numbers (each leaf a list, one value per seed, in the
+    order of the section's seeds) and the head masks behind the heads figure."""
+
+    def each_seed(section: Callable[[Budget, Path, int], Any], seeds: tuple[int, ...]) -> list[Any]:
+        return [section(budget, logdir, seed) for seed in seeds]
+
+    fits = each_seed(mtv_and_fv_heads, budget.fit_seeds)
     numbers = {
-        "icl_vs_shots": icl,
-        "mtv_vs_iterations": mtv,
-        "many_shot": many,
-        "cross_modal": table,
-        "sample_efficiency": efficiency,
-        "heads_overlap": heads,
+        "icl_vs_shots": by_seed(each_seed(icl_vs_shots, budget.seeds)),
+        "mtv_vs_iterations": by_seed([fit["accuracy"] for fit in fits]),
+        "mtv_random_heads": [fit["random_heads"] for fit in fits],
+        "many_shot": many_shot_curves(budget),
+        "cross_modal": by_seed(each_seed(cross_modal_table, budget.seeds)),
+        "sample_efficiency": by_seed(each_seed(vectors_vs_examples, budget.seeds)),
+        "heads_overlap": by_seed([overlap(fit["heads"], fit["fv"]) for fit in fits]),
         "budget": vars(budget),
     }
-    write_atomic(out / "findings.json", json.dumps(numbers, indent=1))
-    print(
-        f"\nfindings: ICL by shots {fmt(icl)}\nMTV by support episodes {fmt(mtv)}\n"
-        f"{markdown_table(table)}\nexemplar / ensemble vectors by examples {json.dumps(efficiency)}\n"
-        f"MTV vs FV heads {json.dumps(heads['all tasks'])}\nfigures in {out}, TensorBoard in {logdir}"
+    return json.loads(json.dumps(numbers)), {"mtv": [fit["heads"] for fit in fits], "fv": [fit["fv"] for fit in fits]}
+
+
+def run_findings(out: Path, logdir: Path, budget: Budget = Budget()) -> dict[str, Any]:
+    """Measure everything, write the five figures and findings.json; print the numbers and return them (as in
+    findings.json: JSON's string keys)."""
+    quiet_libraries()
+    out.mkdir(parents=True, exist_ok=True)
+    numbers, masks = measure(budget, logdir)
+    writer = SummaryWriter(str(logdir))
+    table = numbers["cross_modal"]
+    save(
+        scaling_figure(numbers["icl_vs_shots"], numbers["mtv_vs_iterations"], numbers["mtv_random_heads"]),
+        "shots_and_iterations",
+        out,
+        writer,
     )
+    save(many_shot_figure(numbers["many_shot"]), "many_shot_scaling", out, writer)
+    save(table_figure(table), "cross_modal_table", out, writer)
+    writer.add_text("findings/cross_modal_table", markdown_table(table), 0)
+    baselines = {name: table[setting]["mean"] for name, setting in EFFICIENCY_BASELINES.items()}
+    save(efficiency_figure(numbers["sample_efficiency"], baselines), "sample_efficiency", out, writer)
+    save(heads_figure(masks["mtv"], masks["fv"], numbers["heads_overlap"]), "mtv_vs_fv_heads", out, writer)
+    writer.close()
+    write_atomic(out / "findings.json", json.dumps(numbers, indent=1))
+    print(f"\n{summary(numbers)}\nfigures in {out}, TensorBoard in {logdir}")
     return numbers
 
 
-def fmt(curve: dict[int, float]) -> str:
-    return " ".join(f"{key}:{value:.3f}" for key, value in curve.items())
+def _curve(curve: dict[str, list[float]]) -> str:
+    return "; ".join(f"{key}: {format_spread(values)}" for key, values in curve.items())
+
+
+def summary(numbers: dict[str, Any]) -> str:
+    """Every measured number as mean ± std (min–max) over its seeds."""
+    efficiency = numbers["sample_efficiency"]
+    return "\n".join(
+        [
+            f"findings, mean ± std (min–max) over seeds; ICL by shots {_curve(numbers['icl_vs_shots'])}",
+            f"MTV by support episodes {_curve(numbers['mtv_vs_iterations'])}",
+            f"MTV, random heads: {format_spread([d for run in numbers['mtv_random_heads'] for d in run])}",
+            many_shot_table(numbers["many_shot"]),
+            markdown_table(numbers["cross_modal"]),
+            *(f"{source} vectors by examples {_curve(curve)}" for source, curve in efficiency.items()),
+            f"MTV vs FV heads {_curve(numbers['heads_overlap']['all tasks'])}",
+        ]
+    )
 
 
 COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "figures"  # the measured figures docs/findings.md shows

@@ -11,35 +11,134 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from lit_tv.files import write_atomic
+from lit_tv.shapes.findings_figures import CONTEXT_SHOTS, VECTOR_NAMES, markdown_table
 from lit_tv.shapes.many_shot import claims
 from lit_tv.shapes.many_shot import table as many_shot_table
+from lit_tv.shapes.world import MANY_SHOT_DISTRACTORS
+from lit_tv.spread import format_spread, on_seeds
 
 DOCS = Path(__file__).resolve().parent.parent.parent / "docs"
 NUMBERS = DOCS / "figures" / "findings.json"
 DOC = DOCS / "findings.md"
+DURATION = "49 min wall on 2 CPU cores shared with other work (load average 3-10; 2026-12-03)"  # the committed run
 
 
-def _join(values, digits: int = 2) -> str:
-    return " / ".join(f"{value:.{digits}f}" for value in values)
+def _cell(values: Sequence[float]) -> str:
+    return format_spread(values, digits=2)
 
 
-def _keys(curve: dict) -> str:
-    return " / ".join(str(key) for key in curve)
+def _seeds(seeds: Sequence[int]) -> str:
+    return ", ".join(map(str, seeds))
+
+
+def _of_seeds(values: Sequence[float], seeds: Sequence[int], wanted: Sequence[int]) -> list[float]:
+    """The values of the `wanted` seeds, from a list ordered as `seeds` (to compare sections on common seeds)."""
+    return [values[list(seeds).index(seed)] for seed in wanted]
+
+
+def shapes_toy_section(numbers: dict) -> list[str]:
+    """(1) on the shapes toy: ICL by shots, MTV by support episodes, its random heads; what held per seed."""
+    icl, mtv, budget = numbers["icl_vs_shots"], numbers["mtv_vs_iterations"], numbers["budget"]
+    seeds, fit_seeds = budget["seeds"], budget["fit_seeds"]
+    randoms = numbers["mtv_random_heads"]
+    most = mtv[list(mtv)[-1]]
+    best_icl = _of_seeds([max(run) for run in zip(*icl.values(), strict=True)], seeds, fit_seeds)
+    draws = len(randoms[0])
+    return [
+        "| setting (mean ± std (min–max) over seeds) | held-out accuracy |",
+        "|---|---|",
+        *(
+            f"| ICL, {k} shot{'s' * (k != '1')} (seeds {_seeds(seeds)}) | {_cell(values)} |"
+            for k, values in icl.items()
+        ),
+        *(
+            f"| MTV, means over {n} episode{'s' * (n != '1')} (seeds {_seeds(fit_seeds)}) | {_cell(values)} |"
+            for n, values in mtv.items()
+        ),
+        f"| MTV, as many heads at random ({draws} draws per seed, {list(mtv)[-1]} episodes) | "
+        f"{_cell([draw for run in randoms for draw in run])} |",
+        "",
+        f"- 1 shot beats 0 shots on {on_seeds([one > zero for zero, one in zip(icl['0'], icl['1'], strict=True)])}."
+        if "1" in icl
+        else "",
+        f"- MTV with {list(mtv)[-1]} episodes beats the best ICL in context on "
+        f"{on_seeds([a > b for a, b in zip(most, best_icl, strict=True)])}, and every one of its seed's random "
+        f"head sets on {on_seeds([a > max(run) for a, run in zip(most, randoms, strict=True)])}.",
+        f"- MTV with {list(mtv)[-1]} episodes is above MTV with {list(mtv)[0]} on "
+        f"{on_seeds([a > b for a, b in zip(most, mtv[list(mtv)[0]], strict=True)])}.",
+    ]
+
+
+def cross_modal_section(table: dict) -> list[str]:
+    """(2): the table with its spread and the paper's comparisons, counted per seed."""
+    mean = {setting: row["mean"] for setting, row in table.items()}
+
+    def above(a: str, b: str) -> str:
+        return f"{a} above {b} on {on_seeds([x > y for x, y in zip(mean[a], mean[b], strict=True)])}"
+
+    return [
+        markdown_table(table),
+        "",
+        "On image queries (7 examples; the mean column is the mean over tasks, per seed): "
+        + "; ".join(
+            [
+                above("text vector (xPatch)", "zero-shot"),
+                above("text vector (xPatch)", "text ICL (xBase)"),
+                above("image vector (Patch)", "image ICL (Base)"),
+                above("ensemble vector", "instruction vector"),
+            ]
+        )
+        + ".",
+    ]
+
+
+def efficiency_section(efficiency: dict, instruction: Sequence[float]) -> list[str]:
+    """(3): exemplar vs ensemble vectors by examples, and the instruction vector alone, counted per seed."""
+    exemplars, ensemble = efficiency["exemplars"], efficiency["ensemble"]
+    per_k = ", ".join(
+        f"k = {k}: {on_seeds([a > b for a, b in zip(ensemble[k], exemplars[k], strict=True)])}" for k in exemplars
+    )
+    alone = [
+        all(i > run for run in runs) for i, runs in zip(instruction, zip(*ensemble.values(), strict=True), strict=True)
+    ]
+    return [
+        "| text examples per task | " + " | ".join(exemplars) + " |",
+        "|---" * (len(exemplars) + 1) + "|",
+        *(
+            f"| {VECTOR_NAMES[source]} | " + " | ".join(_cell(v) for v in curve.values()) + " |"
+            for source, curve in efficiency.items()
+        ),
+        f"| instruction vector alone (no examples) | {_cell(instruction)} |" + " |" * (len(exemplars) - 1),
+        "",
+        "With one example the vector is read from a 0-shot prompt (the example is the prompt's query). The ensemble "
+        f"scores above the exemplar vector ({per_k}); the instruction vector alone, which needs no examples, is above "
+        f"the ensemble at every k on {on_seeds(alone)}.",
+    ]
+
+
+def heads_section(heads: dict) -> list[str]:
+    """(4): heads in both against chance, per seed."""
+    union = heads["all tasks"]
+    below = on_seeds([b < c for b, c in zip(union["both"], union["chance"], strict=True)])
+    return [
+        f"Over the three tasks' fits MTV selects {_cell(union['mtv'])} heads per seed; Function Vectors use "
+        f"{_cell(union['fv'])} (top AIE, shared by the tasks). They share {_cell(union['both'])} (Jaccard "
+        f"{_cell(union['jaccard'])}), against {_cell(union['chance'])} that random head sets of these sizes share on "
+        f"average: fewer than chance on {below}. Per task, heads in both of MTV's: "
+        + ", ".join(
+            f"{task} {_cell(row['both'])} of {_cell(row['mtv'])}" for task, row in heads.items() if task != "all tasks"
+        )
+        + "."
+    ]
 
 
 def render_document(numbers: dict) -> str:
-    """The page: each figure, the numbers behind it, and what they say."""
-    icl, mtv = numbers["icl_vs_shots"], numbers["mtv_vs_iterations"]
-    many, table = numbers["many_shot"], numbers["cross_modal"]
-    efficiency, heads, budget = numbers["sample_efficiency"], numbers["heads_overlap"], numbers["budget"]
-    later = list(icl.values())[2:]
-    mean = {setting: row["mean"] for setting, row in table.items()}
-    xpatch, xbase = mean["text vector (xPatch)"], mean["text ICL (xBase)"]
-    many_icl, many_mtv = many["icl"][0], many["mtv"][0]
-    union = heads["all tasks"]
+    """The page: each figure, the numbers behind it (mean ± std (min–max) over seeds), and what held per seed."""
+    many, budget = numbers["many_shot"], numbers["budget"]
     return "\n".join(
         [
             "# The papers' findings on the shapes world",
@@ -56,84 +155,66 @@ def render_document(numbers: dict) -> str:
             "The first runs the shipped configs with options changed (the same objects `lit-tv fit/test` builds;",
             "nothing is re-implemented) and writes five PNGs and `findings.json` to `--out` and the same figures to",
             "TensorBoard (`findings/*`, plus the cross-modal table as text) under `--logdir`. It needs nothing but the",
-            "shipped toys (no retraining) and took 5 min 56 s wall on 2 idle CPU cores (2026-12-01); this run used",
-            f"{budget['test_size']} held-out queries per run and {budget['many_shot_queries']} per task on the many-shot",  # noqa: E501
-            "family. `--fast` runs everything on a few queries, as a smoke test (`tests/test_findings.py`).",
+            f"shipped toys (no retraining) and took {DURATION}. Every setting runs once per seed",
+            "(each seed draws the data, the REINFORCE samples, the random heads and FV's label shuffles), and every",
+            "number below is mean ± std (min–max) over the seeds, each comparison counted per seed: seeds "
+            f"{_seeds(budget['seeds'])} for ICL by shots, the cross-modal table and sample efficiency; "
+            f"{_seeds(budget['fit_seeds'])} for the MTV fits (MTV by support episodes, head overlap); "
+            f"{_seeds(budget['many_shot_seeds'])} on the many-shot family.",
+            f"This run used {budget['test_size']} held-out queries per run and {budget['many_shot_queries']} per task",
+            "on the many-shot family. `--fast` runs",
+            "everything on a few queries, as a smoke test (`tests/test_findings.py`). Running it twice prints the",
+            "same numbers.",
             "",
             "## (1) Accuracy by shots and by MTV's support episodes",
             "",
             "![accuracy vs shots and MTV iterations](figures/shots_and_iterations.png)",
             "",
-            f"ICL accuracy by shots up to the {list(icl)[-1]} the toy was trained on: {icl['0']:.2f} at 0 shots, "
-            f"{icl['1']:.2f} at 1, {min(later):.2f}-{max(later):.2f} beyond. MTV (heads chosen by one "
-            f"{budget['steps']}-step fit per task over {budget['support_size']} support episodes, then the means",
-            f"recomputed over N episodes of 4 shots, `transfer: heads`): {_join(mtv.values())} for N = {_keys(mtv)}.",
-            "One shot already saturates this toy, so more episodes in the mean have no room to help. The many-shot",
-            "family is where they do:",
+            f"ICL by shots (the toy was trained on up to {CONTEXT_SHOTS}); MTV with the heads of "
+            f"one {budget['steps']}-step fit per task over {budget['support_size']} support episodes and the means",
+            "recomputed over N episodes of 4 shots (`transfer: heads`), its random-heads control beside it:",
+            "",
+            *shapes_toy_section(numbers),
+            "",
+            "The many-shot family is built so that a few shots are not enough",
+            f"({MANY_SHOT_DISTRACTORS:.0%} of its shots answer another attribute of their object):",
             "",
             "![many-shot family: ICL capped by the context, MTV by support episodes](figures/many_shot_scaling.png)",
             "",
             many_shot_table(many),
             "",
-            f"ICL gains with the shots up to {many_icl['shots'][-1]}, where the {many_icl['context']}-token context",
-            f"ends. MTV averages episodes of {many_mtv['shots_per_iteration']} shots, and its REINFORCE head search also",  # noqa: E501
-            f"scores {budget['train_size']} labelled zero-shot training queries per task, which ICL never sees: MTV's",
-            "gains over the prompts that fit come with that extra, labelled data. Over the seeds "
-            f"({', '.join(map(str, many['seeds']))}; each draws the data, the REINFORCE samples and the random heads):",
+            f"Over the seeds ({_seeds(many['seeds'])}; each draws the data, the REINFORCE samples and the random",
+            "heads):",
             "",
             *(f"- {claim}" for claim in claims(many)),
             "",
-            "Keep the heads found with the most episodes and recompute only the means (last column,",
-            f"{budget['many_shot_draws']} disjoint draws per row) to see what the means themselves carry (in a one-off",
-            "check, means of another task's episodes dropped it to 0.03-0.51). Why distractors rather than arbitrary",
-            "per-task label mappings (argued, not measured): MTV writes one constant vector into every query, so it can",  # noqa: E501
-            "say which task, but it cannot hold a per-object lookup table.",
+            "MTV's gains over the prompts that fit come with those labelled queries, which ICL never sees. The last",
+            "column keeps the heads found with the most episodes and recomputes only the means",
+            f"({budget['many_shot_draws']} disjoint draws per row), to see what the means themselves carry.",
+            "Why distractors rather than arbitrary per-task label mappings (argued, not measured): MTV writes one",
+            "constant vector into every query, so it can say which task, but it cannot hold a per-object lookup table.",
             "`python -m lit_tv.shapes.many_shot` prints this table alone.",
             "",
             "## (2) Cross-modal task vectors",
             "",
             "![cross-modal table](figures/cross_modal_table.png)",
             "",
-            "On image queries (7 examples; mean over tasks): "
-            + ", ".join(f"{setting} {value:.3f}" for setting, value in mean.items())
-            + ".",
-            "As in the paper, a vector from text examples carries the task onto image queries; "
-            + (
-                "unlike it, on this toy xPatch stays below xBase."
-                if xpatch < xbase
-                else "as in it, xPatch reaches xBase."
-            ),
+            *cross_modal_section(numbers["cross_modal"]),
             "",
             "## (3) Sample efficiency",
             "",
             "![sample efficiency](figures/sample_efficiency.png)",
             "",
-            "Vectors made from one support episode of k text examples per task, for k = "
-            f"{_keys(efficiency['exemplars'])}: exemplar vector {_join(efficiency['exemplars'].values())}, ensemble",
-            f"with the instruction vector {_join(efficiency['ensemble'].values())}"
-            + (
-                ": the ensemble is the more sample-efficient, the paper's finding"
-                if sum(efficiency["ensemble"].values()) > sum(efficiency["exemplars"].values())
-                else ""
-            )
-            + " (with one example the vector is read at a 0-shot prompt and carries nothing). The instruction vector"
-            f" alone, which needs no examples, scores {mean['instruction vector']:.3f}"
-            + (
-                ": above the ensemble at every k."
-                if all(mean["instruction vector"] > value for value in efficiency["ensemble"].values())
-                else "."
-            ),
+            "Vectors made from one support episode of k text examples per task, and the ensemble of each with the",
+            "instruction vector (image queries, mean over tasks):",
+            "",
+            *efficiency_section(numbers["sample_efficiency"], numbers["cross_modal"]["instruction vector"]["mean"]),
             "",
             "## (4) The heads MTV selects and the Function Vector heads",
             "",
             "![MTV vs FV heads](figures/mtv_vs_fv_heads.png)",
             "",
-            f"MTV selects {union['mtv']} heads over the three tasks' fits; Function Vectors use {union['fv']} (top AIE,",  # noqa: E501
-            f"shared by the tasks). They share {union['both']} (Jaccard {union['jaccard']:.2f}), "
-            + ("below" if union["both"] < union["chance"] else "not below")
-            + f" the {union['chance']:.2f} that random head sets of these sizes share on average; per task: "
-            + ", ".join(f"{task} {row['both']} of {row['mtv']}" for task, row in heads.items() if task != "all tasks")
-            + ".",
+            *heads_section(numbers["heads_overlap"]),
             "",
         ]
     )

@@ -32,7 +32,8 @@ ALL_TASK_OUTPUTS = {
 SEEDED_METHODS = {"function_vectors.yaml"}  # methods with a `seed` of their own (FV's label shuffles)
 
 
-def _seeded(seed: int) -> list[str]:
+def seeded_options(seed: int) -> list[str]:
+    """One seed's run: `seed_everything` (REINFORCE, random heads) and the data's seed."""
     return [f"--seed_everything={seed}", f"--data.init_args.seed={seed}"]
 
 
@@ -42,7 +43,7 @@ def _test_accuracy(cli: LitTVCLI) -> float:
 
 def run_task(task: str, overrides: list[str], seed: int = 0) -> dict[str, object]:
     """Every row of the table for one task and seed; "random heads" holds every draw's accuracy."""
-    only = [f"--data.init_args.tasks=[{task}]", *_seeded(seed), *overrides]
+    only = [f"--data.init_args.tasks=[{task}]", *seeded_options(seed), *overrides]
     results: dict[str, object] = {}
     for shots, row in ((0, "zero-shot"), (4, "4-shot ICL")):
         results[row] = _test_accuracy(build_cli(CONFIGS / "icl.yaml", [*only, f"--data.init_args.test_shots={shots}"]))
@@ -66,7 +67,7 @@ def run_task(task: str, overrides: list[str], seed: int = 0) -> dict[str, object
 
 def run_all_tasks(config: str, overrides: list[str], tasks: tuple[str, ...], seed: int = 0) -> dict[str, float]:
     """Accuracy per task of a method that computes one vector per task in a single test run."""
-    seeded = [*_seeded(seed), *([f"--model.init_args.seed={seed}"] if config in SEEDED_METHODS else [])]
+    seeded = [*seeded_options(seed), *([f"--model.init_args.seed={seed}"] if config in SEEDED_METHODS else [])]
     if config in ALL_TASK_OUTPUTS:  # each seed's run writes its own folder: no seed replaces another's
         name, vector = ALL_TASK_OUTPUTS[config]
         seeded += [

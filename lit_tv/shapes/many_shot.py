@@ -31,12 +31,13 @@ from lit_tv.methods.mtv import MTV
 from lit_tv.shapes.datamodule import ShapesDataModule
 from lit_tv.shapes.toy import max_image_shots
 from lit_tv.shapes.world import MANY_SHOT_DISTRACTORS, TASKS
-from lit_tv.spread import format_spread
+from lit_tv.spread import format_spread, on_seeds
 
 CHECKPOINT = Path(__file__).parent / "checkpoint_many_shot"
 MODEL = "lit_tv/shapes-toy-many-shot"
 ITERATIONS: tuple[int, ...] = (1, 4, 16, 100)
 SEEDS: tuple[int, ...] = (0, 1, 2)
+REINFORCE_QUERIES = 100  # labelled zero-shot training queries per task that MTV's head search scores
 
 
 def context_shots(model: str = MODEL) -> tuple[int, int]:
@@ -92,7 +93,7 @@ def _fit(
     model: str, task: str, count: int, shots: int, steps: int, samples: int, queries: int, seed: int
 ) -> tuple[MTV, L.Trainer, ShapesDataModule]:
     """MTV for one task: means over `count` support episodes, `steps` REINFORCE steps, heads chosen."""
-    data = _data([task], seed, shots=shots, support_size=count, train_size=100, test_size=queries)
+    data = _data([task], seed, shots=shots, support_size=count, train_size=REINFORCE_QUERIES, test_size=queries)
     # the REINFORCE samples and random heads seeded explicitly: the same for every count, in any order
     method = MTV(VLMOptions(model), max_new_tokens=1, samples=samples, draw_seed=seed)
     trainer = _trainer(steps, means=True)
@@ -167,6 +168,8 @@ def accuracy_vs_iterations(
         "fixed_heads": mean("fixed_heads"),
         "per_task": per_task,
         "shots_per_iteration": shots,
+        "reinforce_queries": REINFORCE_QUERIES,
+        "steps": steps,
         "zero_shot": sum(zero_shot) / len(tasks),
         "random_heads": [sum(draws) / len(tasks) for draws in zip(*random_heads, strict=True)],
     }
@@ -213,25 +216,27 @@ def table(result: dict) -> str:
     return "\n".join([header, *rows])
 
 
-def _on_seeds(holds: Sequence[bool]) -> str:
-    return "every seed" if all(holds) else f"{sum(holds)} of {len(holds)} seeds"
-
-
 def claims(result: dict) -> list[str]:
     """What held on every seed and what did not, each comparison counted per seed."""
     icl, mtv = result["icl"], result["mtv"]
     best = [max(run["accuracy"]) for run in icl]
     last = [run["searched"][-1] for run in mtv]
     kept = [run["fixed_heads"] for run in mtv]
+    first = mtv[0]
     return [
+        f"What MTV saw that ICL did not: per task, its head search scored {first['reinforce_queries']} labelled "
+        f"zero-shot training queries ({first['steps']} REINFORCE steps), and its means averaged up to "
+        f"{first['iterations'][-1]} support episodes of {first['shots_per_iteration']} shots.",
+        f"ICL with the most shots that fit ({icl[0]['shots'][-1]}) beats 1 shot on "
+        f"{on_seeds([run['accuracy'][-1] > run['accuracy'][1] for run in icl])}.",
         f"MTV over {mtv[0]['iterations'][-1]} episodes beats the best ICL that fits on "
-        f"{_on_seeds([a > b for a, b in zip(last, best, strict=True)])}.",
-        f"It beats every one of its seed's random head sets on {_on_seeds([a > max(run['random_heads']) for a, run in zip(last, mtv, strict=True)])}.",  # noqa: E501
+        f"{on_seeds([a > b for a, b in zip(last, best, strict=True)])}.",
+        f"It beats every one of its seed's random head sets on {on_seeds([a > max(run['random_heads']) for a, run in zip(last, mtv, strict=True)])}.",  # noqa: E501
         f"With the heads kept, more episodes help at every step on "
-        f"{_on_seeds([all(a < b for a, b in zip(curve, curve[1:], strict=False)) for curve in kept])}, "
-        f"from the fewest to the most on {_on_seeds([curve[0] < curve[-1] for curve in kept])}.",
+        f"{on_seeds([all(a < b for a, b in zip(curve, curve[1:], strict=False)) for curve in kept])}, "
+        f"from the fewest to the most on {on_seeds([curve[0] < curve[-1] for curve in kept])}.",
         f"A fresh head search with one episode's means is within 0.05 of the most episodes' on "
-        f"{_on_seeds([abs(run['searched'][0] - run['searched'][-1]) <= 0.05 for run in mtv])}.",
+        f"{on_seeds([abs(run['searched'][0] - run['searched'][-1]) <= 0.05 for run in mtv])}.",
     ]
 
 
