@@ -140,7 +140,7 @@ INVENTORY: tuple[Shown, ...] = (
     Shown(
         "docs/findings.md",
         "python -m lit_tv.shapes.findings [--out docs/figures] [--logdir logs/findings] [--fast]",
-        "tests/test_findings.py::test_the_findings_command_writes_every_figure_and_its_numbers",
+        "tests/test_findings.py::test_the_findings_command_writes_every_figure_and_its_numbers_the_same_in_any_order",
         "`main(['--fast'])` in-process; the full measurement (minutes per seed) regenerates docs/figures by hand",
     ),
     Shown(
@@ -152,7 +152,7 @@ INVENTORY: tuple[Shown, ...] = (
     Shown(
         "docs/findings.md",
         "python -m lit_tv.shapes.findings",
-        "tests/test_findings.py::test_the_findings_command_writes_every_figure_and_its_numbers",
+        "tests/test_findings.py::test_the_findings_command_writes_every_figure_and_its_numbers_the_same_in_any_order",
         "`main(['--fast', ...])` in-process, as the bracketed synopsis above",
     ),
     Shown("docs/findings.md", "lit-tv fit/test", TABLE, MENTION),
@@ -221,9 +221,21 @@ INVENTORY: tuple[Shown, ...] = (
     Shown("docs/shapes.md", "python -m lit_tv.shapes.train --out DIR --seed 0 --steps 3600", TRAIN, TRAIN_HOW),
     Shown(
         "docs/shapes.md",
-        "python -m lit_tv.shapes.many_shot",
+        "python -m lit_tv.shapes.many_shot [--seeds 0 1 2]",
         "tests/test_many_shot.py::test_measurement_command_prints_the_table_over_seeds_the_same_in_any_order",
         "`main([...])` with `--queries 4 --steps 2`: the full run takes minutes",
+    ),
+    Shown(
+        "docs/runs.md",
+        "python -m lit_tv.shapes.many_shot --seeds 0 1 2",
+        "tests/test_many_shot.py::test_measurement_command_prints_the_table_over_seeds_the_same_in_any_order",
+        "`main([...])` with these seeds and `--queries 4 --steps 2`: the full run takes minutes",
+    ),
+    Shown(
+        "docs/runs.md",
+        "python -m lit_tv.shapes.findings",
+        "tests/test_findings.py::test_the_findings_command_writes_every_figure_and_its_numbers_the_same_in_any_order",
+        "`main(['--fast', ...])` in-process: the full run takes most of an hour",
     ),
     Shown("docs/shapes.md", "lit-tv test --config configs/shapes/icl_many_shot.yaml", MANY_SHOT_CLI, AS_WRITTEN),
     Shown("docs/shapes.md", "lit-tv fit --config configs/shapes/mtv_many_shot.yaml", MANY_SHOT_CLI, AS_WRITTEN),
