@@ -24,7 +24,7 @@ from lit_tv.spread import format_spread, on_seeds
 DOCS = Path(__file__).resolve().parent.parent.parent / "docs"
 NUMBERS = DOCS / "figures" / "findings.json"
 DOC = DOCS / "findings.md"
-DURATION = "49 min wall on 2 CPU cores shared with other work (load average 3-10; 2026-12-03)"  # the committed run
+DURATION = "49 min wall on 2 CPU cores shared with other work (load average 3-10), 17 min at load 1-3 (2026-12-03)"
 
 
 def _cell(values: Sequence[float]) -> str:
