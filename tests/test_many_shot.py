@@ -4,6 +4,7 @@ many-shot toy's context is enforced, its ICL gains from shots, and MTV runs on i
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from pathlib import Path
@@ -153,9 +154,11 @@ def test_measurement_command_prints_the_table_over_seeds_the_same_in_any_order(c
 
     monkeypatch.setattr(many_shot, "over_seeds", recorded)
     outputs = []
+    lightning_level = logging.getLogger("lightning.pytorch").level
     for seeds in (["1", "0"], ["0", "1"]):
         many_shot_main(["--queries", "4", "--steps", "2", "--seeds", *seeds])
         outputs.append(capsys.readouterr().out.strip().splitlines())
+    assert logging.getLogger("lightning.pytorch").level == lightning_level, "the command leaves logging as it was"
     reversed_order, in_order = results
     assert reversed_order["seeds"] == [1, 0] and in_order["seeds"] == [0, 1]
     for part in ("icl", "mtv"):  # every number, exactly, seed by seed

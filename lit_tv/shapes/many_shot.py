@@ -13,7 +13,6 @@ plain numbers, for the findings figures.
 from __future__ import annotations
 
 import argparse
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from transformers import AutoConfig
 
 from lit_tv.averaging import mean_head_activations
 from lit_tv.callbacks.mean_activations import MeanActivations
+from lit_tv.console import lightning_warnings_only
 from lit_tv.loading import VLMOptions, resolve_model_path
 from lit_tv.methods.icl import ICL
 from lit_tv.methods.mtv import MTV
@@ -249,9 +249,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the least CPU time on a busy box)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # one table, not a Trainer banner per run
     transformers.utils.logging.disable_progress_bar()
-    result = over_seeds(args.seeds, args.model, args.queries, steps=args.steps)
+    with lightning_warnings_only():  # one table, not a Trainer banner per run; the levels come back after
+        result = over_seeds(args.seeds, args.model, args.queries, steps=args.steps)
     print("\n".join([table(result), "", *claims(result)]))
 
 
