@@ -76,6 +76,11 @@ class TaskVector:
     def where(self) -> str:
         return f"task vector {self.path}" if self.path else "task vector"
 
+    @property
+    def benchmark(self) -> str | None:
+        """The benchmark (DataModule class) it was made on, where the export recorded it."""
+        return cast(str | None, self.extra.get("benchmark"))
+
     def tensors(self) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
@@ -196,7 +201,7 @@ class TaskVector:
         check_fitted_tasks(
             f"{self.where} was made for",
             self.tasks,
-            cast(str | None, self.extra.get("benchmark")),
+            self.benchmark,
             tasks,
             benchmark,
             allow_other_task,

@@ -125,10 +125,7 @@ class FrozenVLMMethod(L.LightningModule):
         """The tasks (and benchmark) of the loaded checkpoint or task vector when this run is on others
         (`allow_other_task`): the test table's title names them."""
         if self.task_vector_file is not None:
-            tasks, benchmark = (
-                self.task_vector_file.tasks,
-                cast(str | None, self.task_vector_file.extra.get("benchmark")),
-            )
+            tasks, benchmark = self.task_vector_file.tasks, self.task_vector_file.benchmark
         elif self.checkpoint_data is not None:
             tasks, benchmark = self.checkpoint_data["tasks"], self.checkpoint_data["benchmark"]
         else:
