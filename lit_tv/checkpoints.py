@@ -196,7 +196,7 @@ def check_checkpoint(
     """
     checkpoint = read_checkpoint(path)
     options = method.model_options
-    check_identity(checkpoint, path, method, layout_from_config(options.name, options.trust_remote_code))
+    check_identity(checkpoint, path, method, layout_from_config(options))
     for name, tensor in checkpoint.get("state_dict", {}).items():
         require_finite(tensor, name, f"--ckpt_path: {path}")
     changed = differences(checkpoint.get("hyper_parameters", {}), method.hparams, "model.init_args.")

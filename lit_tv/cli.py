@@ -41,6 +41,7 @@ from lit_tv.task_folders import name_task_folders, tasks_name
 
 # `--a.init_args.b.c=null`: jsonargparse passes the null of a nested field on as the string "None"
 _NESTED_NULL = re.compile(r"--(\w+\.init_args\.\w+)\.(\w+)(=null)?")
+MAX_SEED = 2**32 - 1  # numpy's seeds, which Lightning's `seed_everything` sets too
 
 
 def spell_nested_nulls(args: Sequence[str]) -> list[str]:
@@ -107,6 +108,13 @@ class LitTVCLI(LightningCLI):
     def _run_config(self) -> Any:
         """The parsed config of this run (of its subcommand's, under `lit-tv <subcommand>`)."""
         return self.config[self.subcommand] if self.subcommand else self.config
+
+    def _set_seed(self) -> None:
+        """Lightning seeds before any class is built; a seed numpy refuses is named as the option first."""
+        seed = self._run_config().get("seed_everything")
+        if not isinstance(seed, bool) and isinstance(seed, int) and not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"--seed_everything must be true, false or an integer from 0 to {MAX_SEED}, got {seed}")
+        super()._set_seed()
 
     def before_instantiate_classes(self) -> None:
         name_task_folders(self._run_config())

@@ -32,7 +32,7 @@ from transformers import AutoConfig, PreTrainedModel
 
 import lit_tv
 from lit_tv.files import atomic_path
-from lit_tv.loading import resolve_model_path
+from lit_tv.loading import VLMOptions, resolve_model_path
 
 SCALE_LIMIT = 1e4
 FINGERPRINT_TOLERANCE = 0.01
@@ -46,9 +46,12 @@ class TaskVectorMismatchError(TaskVectorError):
     """A task vector made for another model, layout or task than the one it is given to."""
 
 
-def layout_from_config(model: str, trust_remote_code: bool = False) -> dict[str, int]:
-    """The layout numbers of a model read from its config alone (no weights are loaded)."""
-    text = AutoConfig.from_pretrained(resolve_model_path(model), trust_remote_code=trust_remote_code).get_text_config()
+def layout_from_config(options: VLMOptions) -> dict[str, int]:
+    """The layout numbers of a model read from its config alone (no weights are loaded), at the options'
+    revision: the config of the model the run will load."""
+    text = AutoConfig.from_pretrained(
+        resolve_model_path(options.name), trust_remote_code=options.trust_remote_code, revision=options.revision
+    ).get_text_config()
     heads = text.num_attention_heads
     return {
         "num_layers": text.num_hidden_layers,

@@ -16,7 +16,7 @@ from PIL import Image
 from transformers import AutoModelForImageTextToText, T5Config, T5ForConditionalGeneration
 
 from lit_tv.cli import main
-from lit_tv.loading import BUILTIN_MODELS
+from lit_tv.loading import BUILTIN_MODELS, VLMOptions
 from lit_tv.shapes.datamodule import ShapesDataModule
 from lit_tv.task_vectors import layout_from_config, model_fingerprint, write_vector_file
 from lit_tv.vectors import HeadVector
@@ -38,7 +38,7 @@ def _mtv_vector(
 ) -> Path:
     """A task-vector file for the shapes toy: the tensors MTV exports, with `replace` / `drop` applied, and the
     metadata MTV writes updated with `metadata` (a None value leaves the field out)."""
-    layout = layout_from_config("lit_tv/shapes-toy")
+    layout = layout_from_config(VLMOptions("lit_tv/shapes-toy"))
     shape = (layout["num_layers"], layout["num_heads"])
     tensors = {
         "mean_activations": torch.ones(*shape, layout["head_dim"]),
@@ -86,6 +86,11 @@ def _files(folder: Path) -> dict[str, Path]:
 # (id, subcommand + arguments, what the one-line message must say); {name} is a path from `_files`
 CASES = [
     ("negative shots", ["fit", "--config", MTV, "--data.init_args.shots=-1"], r"data.init_args.shots must be >= 0"),
+    (
+        "negative seed",
+        ["fit", "--config", MTV, "--seed_everything=-1"],
+        r"--seed_everything must be true, false or an integer from 0 to 4294967295, got -1",
+    ),
     ("one sample", ["fit", "--config", MTV, "--model.init_args.samples=1"], r"model.init_args.samples must be >= 2"),
     (
         "no training queries",

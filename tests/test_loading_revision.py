@@ -15,6 +15,7 @@ import lit_tv.loading
 from lit_tv.cli import main
 from lit_tv.loading import ModelLoadError, VLMOptions
 from lit_tv.reproduction import CONFIGS
+from lit_tv.task_vectors import layout_from_config
 from lit_tv.vlm import FrozenVLM
 
 HUB_ID = "someone/pinned-model"
@@ -66,6 +67,15 @@ def test_the_revision_reaches_every_from_pretrained(hub, zoo_folder, zoo, loader
     FrozenVLM.from_options(VLMOptions(HUB_ID, revision=PINNED), "cpu")
     assert loaders <= set(asked)
     assert {name: set(revisions) for name, revisions in asked.items()} == {name: {PINNED} for name in asked}
+
+
+def test_the_layout_check_reads_the_config_of_the_pinned_revision(hub, zoo_folder):
+    """Task vectors and checkpoints are checked against `layout_from_config` before weights load."""
+    serve, asked = hub
+    serve(zoo_folder("llama"))
+    layout = layout_from_config(VLMOptions(HUB_ID, revision=PINNED))
+    assert asked == {"AutoConfig": [PINNED]}
+    assert layout["num_layers"] >= 1
 
 
 def test_without_a_revision_the_loaders_get_none(hub, zoo_folder):

@@ -75,9 +75,7 @@ class FrozenVLMMethod(L.LightningModule):
         if path is not None:
             self.task_vector_file = load(path, self.vector_kind)
             options = self.model_options
-            self.task_vector_file.check(
-                layout_from_config(options.name, options.trust_remote_code), method=self.vector_method
-            )
+            self.task_vector_file.check(layout_from_config(options), method=self.vector_method)
 
     def _check_vector_tasks(self) -> None:
         data = datamodule_of(self.trainer)
