@@ -3,7 +3,9 @@
 `quiet_libraries` is called once by the CLI, the main job and the findings command. It drops only
 messages that carry no information about the run: Lightning's cloud tips (litlogger / litmodels), its
 note on `weights_only` when saving a checkpoint, its warning that the CLI was built from Python (the
-main job does that on purpose), its internal pytree deprecation warning, and transformers' "Loading
+main job does that on purpose), its internal pytree deprecation warning, torchmetrics' warning that a
+metric was computed before any update (a task that got no query: its accuracy is NaN in TensorBoard and `-`
+in the table, which say it), and transformers' "Loading
 weights" bar of every model load (downloads keep their bars; warnings and load reports are untouched).
 Long passes keep their one progress bar each.
 """
@@ -46,6 +48,7 @@ def quiet_libraries() -> None:
             logger.addFilter(_DropNoise())
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended to run from within Python")
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    warnings.filterwarnings("ignore", message=r"The ``compute`` method of metric \w+ was called before the ``update``")
     transformers_logging.set_tqdm_hook(_no_weight_bars)
 
 

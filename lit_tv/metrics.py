@@ -130,7 +130,8 @@ class AnswerMetric(Metric):
         self.total += len(predictions)
 
     def compute(self) -> torch.Tensor:
-        return self.correct / self.total.clamp(min=1)
+        """The mean score; NaN when nothing was scored (a task that got no query has no accuracy, not 0)."""
+        return self.correct / self.total if self.total > 0 else torch.full_like(self.correct, float("nan"))
 
 
 _OPTION_LETTER = re.compile(r"\s*\(?([A-Za-z])(?![A-Za-z])")

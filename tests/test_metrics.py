@@ -181,6 +181,14 @@ def test_exact_match_scores_option_letters_as_the_mtv_reference(prediction, expe
     assert metric.compute().item() == expected
 
 
+@pytest.mark.parametrize("metric_class", [ExactMatch, VQAAccuracy, FirstTokenMatch])
+def test_a_metric_that_scored_nothing_has_no_value_not_zero(metric_class):
+    metric = metric_class()
+    assert torch.isnan(metric.compute())
+    metric.update(["x"], [("y",)])
+    assert metric.compute().item() == 0.0
+
+
 def test_exact_match_without_options_keeps_its_normalised_behaviour():
     metric = ExactMatch()
     metric.update(["The Star.", "moon", "Blue"], [("star",), ("sun", "planet"), ("green", "blue")])

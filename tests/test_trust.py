@@ -4,12 +4,15 @@ nothing, conflicting options, and advice that must work as written (docs/runs.md
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
+import re
 import signal
 from pathlib import Path
 
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_bad_inputs import ICL, MTV, PREDICT, SMALL, _mtv_vector
 
 from lit_tv import cli
@@ -212,6 +215,22 @@ def test_a_test_that_scores_no_query_fails(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit, match=r"lit-tv test scored no query: the test split is empty"):
         main(["test", "--config", ICL, *SMALL[:2], "--data.init_args.test_size=0"])
+
+
+@pytest.mark.slow
+def test_a_task_that_gets_no_test_query_shows_no_accuracy(tmp_path, monkeypatch, capfd, recwarn):
+    """Two queries over three tasks: the third task's row is '-' over 0 queries, and NaN (not 0) in TensorBoard."""
+    monkeypatch.chdir(tmp_path)
+    main(["test", "--config", ICL, "--data.init_args.tasks=[colour,shape,position]", "--data.init_args.test_size=2"])
+    out = capfd.readouterr().out
+    assert re.search(r"^position\s+-\s+0$", out, re.MULTILINE), out
+    assert not [warning for warning in recwarn if "called before the ``update``" in str(warning.message)]
+    (events,) = Path("logs/shapes_icl").glob("*/events.out.tfevents.*")
+    scalars = EventAccumulator(str(events))
+    scalars.Reload()
+    assert [math.isnan(event.value) for event in scalars.Scalars("test/accuracy/position")] == [True]
+    assert [event.value for event in scalars.Scalars("test/queries/position")] == [0.0]
+    assert [event.value for event in scalars.Scalars("test/queries")] == [2.0]
 
 
 def test_a_threshold_that_keeps_no_head_is_refused():
