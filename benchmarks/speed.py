@@ -10,7 +10,9 @@
 samples as copies of the last token after the shared prefix, vs one batch-1 forward per sample (the
 reference implementation's way), one plain batched forward, the prefix cached and the samples a second
 call over it (cache shared, or copied per sample), and one query forward, (c) mean-activation extraction
-vs a plain forward of the same episodes, (d) MTV zero-shot query vs 4/8/16-shot ICL queries.
+vs a plain forward of the same episodes, (d) MTV zero-shot query vs 4/8/16-shot ICL queries, (e) MTV's
+random-heads control (20 head sets, one-token answers): a generate of the batch per head set vs each
+query's prefix run once with a copy of its last token per head set (`answers_over_one_prefix`).
 Several models are measured one after another in one run, their ratios then printed side by side
 (e.g. the tiny zoo LLaVA's 43-token queries and llava-1.5-small-random's 600-token ones: LLaVA-1.5's
 layout at 1/16 of its widths). Every time is a median over rounds, measured in this run; a ratio divides
@@ -28,19 +30,17 @@ import json
 import statistics
 import tempfile
 import time
-import weakref
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import transformers
 from PIL import Image
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
+from timing import Timer  # benchmarks/timing.py, beside this script
 
 from lit_tv.episodes import Episode, Example
 from lit_tv.files import write_atomic
 from lit_tv.interventions import record_heads, replace_heads
+from lit_tv.methods.random_heads import answers_over_one_prefix, random_head_sets
 from lit_tv.prompts import PromptTemplate
 from lit_tv.scoring import fork_last_token, repeat_rows
 from lit_tv.vlm import FrozenVLM
@@ -74,95 +74,9 @@ def episode(shots: int, rng: torch.Generator) -> Episode:
     return Episode(query=example(shots), shots=tuple(example(i) for i in range(shots)))
 
 
-class LiveTensorBytes(TorchDispatchMode):
-    """Peak bytes of tensor storages that ops inside the context created and that are still alive.
-
-    The CPU stand-in for `torch.cuda.max_memory_allocated`: every op's outputs whose storage is new
-    are counted until the storage is freed (views and in-place results of existing tensors are not).
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.live = self.peak = 0
-        self._counted: set[int] = set()
-
-    def _free(self, key: int, size: int) -> None:
-        self._counted.discard(key)
-        self.live -= size
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        existing = {
-            leaf.untyped_storage().data_ptr() for leaf in tree_leaves((args, kwargs)) if isinstance(leaf, torch.Tensor)
-        }
-        for leaf in tree_leaves(out):
-            if not isinstance(leaf, torch.Tensor):
-                continue
-            storage = leaf.untyped_storage()
-            key = storage.data_ptr()
-            if key in existing or key in self._counted or storage.nbytes() == 0:
-                continue
-            self._counted.add(key)
-            self.live += storage.nbytes()
-            self.peak = max(self.peak, self.live)
-            weakref.finalize(storage, self._free, key, storage.nbytes())
-        return out
-
-
-class Timer:
-    """Median wall time of named callables, run round-robin, then each one's peak working memory.
-
-    Interleaving the repeats spreads machine noise evenly over everything compared.
-    """
-
-    def __init__(self, device: str, repeats: int) -> None:
-        self.cuda = device.startswith("cuda")
-        self.repeats = repeats
-
-    def _seconds(self, work: Callable[[], object]) -> float:
-        if self.cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        work()
-        if self.cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
-
-    def peak_mib(self, work: Callable[[], object]) -> float:
-        """Working memory of one call: the peak allocated above what was allocated before it."""
-        if self.cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            before = torch.cuda.memory_allocated()
-            work()
-            torch.cuda.synchronize()
-            return (torch.cuda.max_memory_allocated() - before) / 2**20
-        with LiveTensorBytes() as counter:
-            work()
-        return counter.peak / 2**20
-
-    @property
-    def memory_measure(self) -> str:
-        return (
-            "torch.cuda.max_memory_allocated above the allocation before the call"
-            if self.cuda
-            else "peak live bytes of tensor storages created inside the call (CPU proxy, counted per op)"
-        )
-
-    def __call__(self, works: dict[str, Callable[[], object]]) -> dict[str, dict[str, float]]:
-        for work in works.values():
-            work()  # warm-up
-        runs: dict[str, list[float]] = {name: [] for name in works}
-        for _ in range(self.repeats):
-            for name, work in works.items():
-                runs[name].append(self._seconds(work))
-        return {
-            name: {"seconds": statistics.median(values), "rounds": values, "peak_mib": self.peak_mib(works[name])}
-            for name, values in runs.items()
-        }
-
-
-def run(vlm: FrozenVLM, timer: Timer, batch: int, new_tokens: int, samples: int = 32) -> dict[str, dict]:
+def run(
+    vlm: FrozenVLM, timer: Timer, batch: int, new_tokens: int, samples: int = 32, draws: int = 20
+) -> dict[str, dict]:
     layout, rng = vlm.layout, torch.Generator().manual_seed(0)
     means = torch.randn(layout.num_layers, layout.num_heads, layout.head_dim, generator=rng) * 0.1
     selected = torch.zeros(layout.num_layers, layout.num_heads, dtype=torch.bool)
@@ -236,6 +150,17 @@ def run(vlm: FrozenVLM, timer: Timer, batch: int, new_tokens: int, samples: int 
             for shots, inputs in queries_by_shots.items()
         }
     )
+    head_sets = random_head_sets(selected, draws, seed=0, tasks=["benchmark"])  # as MTV's control draws them
+
+    def control_by_generate() -> None:  # a one-token generate of the batch per head set
+        for heads in head_sets:
+            with replace_heads(vlm, means, heads):
+                vlm.generate(queries, max_new_tokens=1)
+
+    def control_over_one_prefix() -> None:  # what MTV's control runs with one new token
+        answers_over_one_prefix(vlm, TEMPLATE, zero_shot, means, head_sets)
+
+    results |= timer({"e_control_generate": control_by_generate, "e_control_one_prefix": control_over_one_prefix})
     return results
 
 
@@ -268,6 +193,9 @@ def ratios(results: dict[str, dict]) -> dict[str, dict[str, float]]:
         out["REINFORCE step: prefix cached once, samples a second call / shared-prefix step"] = (
             seconds["b_reinforce_cached_prefix"] / seconds[step]
         )
+    out["random-heads control, one-token answers: a generate per head set / each prefix once"] = (
+        seconds["e_control_generate"] / seconds["e_control_one_prefix"]
+    )
     for shots in (4, 8, 16):
         out[f"{shots}-shot ICL query / MTV query" + (" (target >= 10)" if shots == 16 else "")] = (
             seconds[f"d_query_icl_{shots}shot"] / seconds["d_query_mtv_0shot"]

@@ -6,11 +6,14 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+from conftest import TEMPLATE, ZOO_NAMES, episodes_for
 from tensorboard_events import logged_scalars
 from test_mtv import CONFIG, _tiny_run
 
 from lit_tv.cli import build_cli, main
-from lit_tv.methods.random_heads import random_head_sets
+from lit_tv.interventions import replace_heads
+from lit_tv.methods.random_heads import RandomHeadsControl, answers_over_one_prefix, random_head_sets
+from lit_tv.metrics import ExactMatch
 from lit_tv.spread import by_seed, format_rank, format_spread, on_seeds, rank_among, spread
 
 
@@ -84,3 +87,57 @@ def test_a_fit_is_seeded_when_it_starts_not_when_the_module_is_built(zoo_folder,
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
         thetas.append(cli.model.theta.detach().clone())
     assert torch.equal(thetas[0], thetas[1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_one_token_answers_over_one_prefix_equal_generate_for_every_head_set(zoo_vlm, name):
+    """The control's fast path (each query's prefix once, one row per head set) answers as a generate per set."""
+    vlm = zoo_vlm(name)
+    layout = vlm.layout
+    values = 10 * torch.randn(
+        layout.num_layers, layout.num_heads, layout.head_dim, generator=torch.Generator().manual_seed(1)
+    )
+    selected = torch.zeros(layout.num_layers, layout.num_heads, dtype=torch.bool)
+    selected.view(-1)[: max(2, selected.numel() // 3)] = True
+    head_sets = random_head_sets(selected, 5, seed=0, tasks=["colour"])
+    episodes = episodes_for(vlm)
+    generated = []
+    for heads in head_sets:
+        with replace_heads(vlm, values, heads):
+            generated.append(vlm.generate(vlm.build_inputs(episodes, TEMPLATE, 1), max_new_tokens=1))
+    assert answers_over_one_prefix(vlm, TEMPLATE, episodes, values, head_sets) == generated
+    assert len({tuple(answers) for answers in generated}) > 1, "the head sets should answer differently"
+
+
+def _control(draws: int = 3) -> RandomHeadsControl:
+    selected = torch.zeros(2, 4, dtype=torch.bool)
+    selected[0, :2] = True
+    return RandomHeadsControl(selected, draws, seed=0, tasks=["colour"], make_metric=ExactMatch)
+
+
+def test_the_control_answers_over_one_prefix_once_checked_against_generate():
+    control, generated = _control(), []
+
+    def answer(heads: torch.Tensor) -> list[str]:
+        generated.append(heads)
+        return ["red", "blue"]
+
+    for _ in range(2):
+        control.update(answer, [("red",), ("red",)], lambda sets: [["red", "blue"]] * len(sets))
+    assert control.shares_prefix is True and len(generated) == 1, "generate only for the first batch's check"
+    assert control.accuracies() == [0.5, 0.5, 0.5]
+
+
+def test_the_control_falls_back_to_generate_when_the_answers_over_one_prefix_differ(caplog):
+    control, over_prefix_calls = _control(), []
+
+    def over_prefix(sets: list[torch.Tensor]) -> list[list[str]]:
+        over_prefix_calls.append(len(sets))
+        return [["blue", "blue"]] * len(sets)
+
+    for _ in range(2):
+        control.update(lambda heads: ["red", "blue"], [("red",), ("red",)], over_prefix)
+    assert control.shares_prefix is False and over_prefix_calls == [3], "not tried again after a mismatch"
+    assert control.accuracies() == [0.5, 0.5, 0.5], "generate's answers are the ones scored"
+    assert "answered by generate instead" in caplog.text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -26,7 +27,7 @@ from lit_tv.episodes import Episode
 from lit_tv.interventions import PatchPolicy, replace_heads
 from lit_tv.loading import SHAPES_TOY, VLMOptions
 from lit_tv.methods.base import FrozenVLMMethod
-from lit_tv.methods.random_heads import RandomHeadsControl
+from lit_tv.methods.random_heads import RandomHeadsControl, answers_over_one_prefix
 from lit_tv.methods.reinforce import reinforce_surrogate, sampling_probabilities
 from lit_tv.metrics import ExactMatch
 from lit_tv.options import require_at_least
@@ -55,7 +56,8 @@ class MTV(FrozenVLMMethod):
         test_heads: ``selected``, or ``random``: the control beside the selected heads, `random_draws` head sets
             of the selected count drawn at random (different per seed and task) and scored on the same queries;
             `test/accuracy` stays the selected heads', `test/random_heads/*` holds the draws' mean, std,
-            min, max and how many draws the selected heads beat or tie.
+            min, max and how many draws the selected heads beat or tie. One new token: every draw over each
+            query's one prefix (`answers_over_one_prefix`); more: a generate per draw.
         draw_seed: seeds the REINFORCE mask samples and the random-heads draws; None: the run's
             ``seed_everything``, read when the run starts (not when the module is built), so runs in one
             process do not depend on their order. Several seeds are several runs (the main job, the
@@ -372,7 +374,9 @@ class MTV(FrozenVLMMethod):
         super()._score(batch, stage)
         if stage == "test" and self.random_control is not None:
             references: list[Sequence[str]] = [episode.query.answers for episode in batch]
-            self.random_control.update(lambda heads: self._answer_with(batch, heads), references)
+            over_prefix = partial(answers_over_one_prefix, self.vlm, self.template, batch, self.mean_activations)
+            one_token = over_prefix if self.max_new_tokens == 1 else None  # more tokens: a generate per head set
+            self.random_control.update(lambda heads: self._answer_with(batch, heads), references, one_token)
 
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()

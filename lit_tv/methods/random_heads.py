@@ -1,10 +1,17 @@
 """MTV's random-heads control as a distribution: many head sets of the selected count, each scored on the same
 test queries, so a reader sees where the selected heads fall among them (one draw cannot say whether selection
-matters: on the shapes toy single draws range from chance to MTV's own accuracy)."""
+matters: on the shapes toy single draws range from chance to MTV's own accuracy).
+
+Answered one generate per head set, the control costs `random_draws` times the test. With one new token
+(the shapes world, the cross-modal tasks) only the last prompt position differs between head sets, so each
+query's prefix runs once and every set patches its own copy of the last token (`answers_over_one_prefix`,
+the REINFORCE fast path); checked once per run against generate's answers, and generate is used on any mismatch.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Sequence
 from typing import cast
 
@@ -12,7 +19,15 @@ import torch
 from torch import nn
 from torchmetrics import Metric
 
+from lit_tv.episodes import Episode
+from lit_tv.prompts import PromptTemplate
+from lit_tv.scoring import fork_last_token
 from lit_tv.spread import format_rank, format_spread, rank_among, spread
+from lit_tv.vlm import FrozenVLM
+
+LOGGER = logging.getLogger(__name__)
+# every head set's answers to a batch, per set: computed over each query's one prefix
+AnswersOverOnePrefix = Callable[[list[torch.Tensor]], list[list[str]]]
 
 
 def random_heads_like(selected: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -35,6 +50,30 @@ def random_head_sets(selected: torch.Tensor, count: int, seed: int, tasks: Seque
     return [random_heads_like(selected, generator) for _ in range(count)]
 
 
+@torch.inference_mode()
+def answers_over_one_prefix(
+    vlm: FrozenVLM,
+    template: PromptTemplate,
+    batch: Sequence[Episode],
+    values: torch.Tensor,
+    head_sets: list[torch.Tensor],
+) -> list[list[str]]:
+    """Each query's one-token greedy answer under every head set (`head_sets[i]` replaced by `values`), per set:
+    the query's prefix runs once, one copy of its last token per set. As `FrozenVLM.generate` with one new
+    token: an end-of-sequence token is never the answer (``min_new_tokens=1``)."""
+    eos = vlm.model.generation_config.eos_token_id
+    ends = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    per_query = []
+    for episode in batch:
+        inputs = vlm.build_inputs([episode], template, new_tokens=1)
+        logits = fork_last_token(vlm, inputs, len(head_sets)).logits(values, torch.stack(head_sets))
+        logits[:, ends] = float("-inf")
+        per_query.append(
+            [text.strip() for text in vlm.tokenizer.batch_decode(logits.argmax(-1)[:, None], skip_special_tokens=True)]
+        )
+    return [list(answers) for answers in zip(*per_query, strict=True)]
+
+
 class RandomHeadsControl(nn.Module):
     """The control of one test run: its random head sets and one accuracy metric per set."""
 
@@ -45,11 +84,35 @@ class RandomHeadsControl(nn.Module):
         self.head_sets = random_head_sets(selected, count, seed, tasks)
         self.heads = int(selected.sum())
         self.accuracy = nn.ModuleList([make_metric() for _ in self.head_sets])
+        self.shares_prefix: bool | None = None  # whether `over_one_prefix` answers as generate does (checked once)
 
-    def update(self, answer: Callable[[torch.Tensor], list[str]], references: list[Sequence[str]]) -> None:
-        """Score `answer(heads)` (the batch answered with those heads replaced) for every head set."""
-        for heads, metric in zip(self.head_sets, self.metrics(), strict=True):
-            metric.update(answer(heads), references)
+    def update(
+        self,
+        answer: Callable[[torch.Tensor], list[str]],
+        references: list[Sequence[str]],
+        over_one_prefix: AnswersOverOnePrefix | None = None,
+    ) -> None:
+        """Score every head set's answers to the batch: `answer(heads)` (a generate with those heads replaced),
+        or with `over_one_prefix` (one-token answers) all sets at once, once its answers of the first set
+        matched `answer`'s on the first batch."""
+        by_set = None
+        if over_one_prefix is not None and self.shares_prefix is not False:
+            by_set = over_one_prefix(self.head_sets)
+            if self.shares_prefix is None:
+                generated = answer(self.head_sets[0])
+                self.shares_prefix = by_set[0] == generated
+                if not self.shares_prefix:
+                    LOGGER.warning(
+                        "random heads: the answers over one prefix differ from generate's (%s vs %s): every head "
+                        "set is answered by generate instead",
+                        by_set[0][:4],
+                        generated[:4],
+                    )
+                    by_set = None
+        if by_set is None:
+            by_set = [answer(heads) for heads in self.head_sets]
+        for answers, metric in zip(by_set, self.metrics(), strict=True):
+            metric.update(answers, references)
 
     def metrics(self) -> list[Metric]:
         """The per-set metrics, typed (a ModuleList yields plain modules)."""
