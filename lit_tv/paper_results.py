@@ -178,8 +178,9 @@ TARGETS: tuple[Target, ...] = (
         _XPATCH,
         "`--model.init_args.source instruction` / `ensemble` (the reference's instructions)",
         not_transcribed(
-            "Luo et al., the instruction / ensemble table: not among the tables extracted in "
-            "github.com/deep-diver/ai-paper-reviewer content/paper-reviews/2410.22330/index.md (arXiv v1); the "
+            "Luo et al., the instruction / ensemble accuracies: not among the tables extracted in "
+            "github.com/deep-diver/ai-paper-reviewer content/paper-reviews/2410.22330/index.md (arXiv v1), whose only "
+            "instruction table lists the tokens each task's instruction vector decodes to (no accuracy); the "
             "stored copies of the full text (ar5iv.labs.arxiv.org/html/2410.22330, hf.kigml.com/papers/2410.22330.md, "
             "the ICML 2025 text at object.cloud.sdsc.edu) are searchable only in their first pages"
         ),
