@@ -167,3 +167,4 @@ def test_function_vectors_run_through_the_cli_and_log_accuracy_and_aie(zoo_folde
     assert again.model.layer == 0
     for index, task in enumerate(("colour", "shape", "position")):
         torch.testing.assert_close(again.model.vectors[task], tensors["vectors"][index])
+    assert [again.model.test_summary(task)["heads"] for task in ("all", "colour")] == [3, 3], "the file's heads"

@@ -263,10 +263,15 @@ class FunctionVectors(FrozenVLMMethod):
             self.compute_vectors()
             return
         tasks = tuple(getattr(datamodule_of(self.trainer), "tasks", ())) or ("",)
-        self.vectors = {task: vector.for_task(task, self.hparams.allow_other_task).to(self.device) for task in tasks}
+        allow = self.hparams.allow_other_task
+        self.vectors = {task: vector.for_task(task, allow).to(self.device) for task in tasks}
+        heads = vector.provenance.get("heads")  # the heads the file's FVs were summed from (the table shows them)
+        if heads is not None:
+            self.tasks = tasks
+            self.selected_heads = torch.stack([heads[vector.task_index(task, allow)] for task in tasks]).bool()
 
     def test_summary(self, task: str) -> dict[str, object]:
-        """Heads summed into this task's FV (all tasks: their union; none when loaded from a file) and the layer."""
+        """Heads summed into this task's FV (all tasks: their union; from a file: those it records) and the layer."""
         heads = getattr(self, "selected_heads", None)
         if heads is not None:
             heads = heads[self.tasks.index(task)] if task in self.tasks else heads.any(0)
