@@ -30,8 +30,9 @@ RUN = Path("logs/shapes_mtv_position")  # the config's folders are the task's (s
 LAST = RUN / "checkpoints" / "last.ckpt"
 VECTOR = RUN / "task_vector.safetensors"
 # where a fit with max_steps below the config's (a smoke run, lit_tv.smoke) on the config's colour task writes them
-SMOKE_LAST = Path("logs/shapes_mtv_colour/smoke/checkpoints/last.ckpt")
-SMOKE_VECTOR = Path("logs/shapes_mtv_colour/smoke/task_vector.safetensors")
+SMOKE = Path("logs/shapes_mtv_colour/smoke")  # where a fit of fewer steps than the config's writes
+EPOCHS = ["--trainer.max_steps", "-1", "--trainer.max_epochs", "2"]
+LAST_OF, VECTOR_OF = Path("checkpoints/last.ckpt"), Path("task_vector.safetensors")  # under a fit's output folder
 
 
 def _test_accuracy(*args: str, tag: str = "test/accuracy") -> float:
@@ -141,26 +142,28 @@ class KillBeforeHeadSelection(Callback):
 
 def _final(folder: Path) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """theta and heads of the run's final last.ckpt, and its exported vector."""
-    state = torch.load(folder / SMOKE_LAST, weights_only=True)["state_dict"]
+    state = torch.load(folder / LAST_OF, weights_only=True)["state_dict"]
     assert state["heads_chosen"], "the final checkpoint must hold the chosen heads"
-    tensors, _ = load_task_vector(folder / SMOKE_VECTOR)
+    tensors, _ = load_task_vector(folder / VECTOR_OF)
     return state["theta"], state["selected_heads"], tensors
 
 
-@pytest.mark.parametrize("kill", [KillAtStep(15), KillBeforeHeadSelection()], ids=["mid_epoch", "before_heads"])
+@pytest.mark.parametrize(
+    ("kill", "limit", "outputs"),
+    [
+        (KillAtStep(15), ["--trainer.max_steps", "20"], SMOKE),
+        (KillBeforeHeadSelection(), ["--trainer.max_steps", "20"], SMOKE),
+        # no step limit (the config's folders, not smoke/): 2 epochs of 5 queries, the final step's checkpoint
+        (KillBeforeHeadSelection(), [*EPOCHS, "--data.init_args.train_size", "5"], SMOKE.parent),
+    ],
+    ids=["mid_epoch", "before_heads", "before_heads_of_an_epoch_limited_fit"],
+)
 def test_a_killed_fit_resumed_with_ckpt_path_last_ends_as_the_uninterrupted_fit(
-    zoo_folder, tmp_path, monkeypatch, kill
+    zoo_folder, tmp_path, monkeypatch, kill, limit, outputs
 ):
-    # 8 training queries, checkpoints every 10 steps, 20 steps: the kill at 15 resumes in the second epoch
-    args = _tiny_run(
-        zoo_folder("llava"),
-        "--trainer.max_steps",
-        "20",
-        "--data.init_args.train_size",
-        "8",
-        "--data.init_args.test_size",
-        "4",
-    )
+    # 8 training queries, checkpoints every 10 steps, 20 steps (or 2 epochs: 16): the kill at 15 resumes in the
+    # second epoch
+    args = _tiny_run(zoo_folder("llava"), "--data.init_args.train_size", "8", "--data.init_args.test_size", "4", *limit)
     (tmp_path / "whole").mkdir()
     monkeypatch.chdir(tmp_path / "whole")
     main(["fit", *args])
@@ -170,11 +173,11 @@ def test_a_killed_fit_resumed_with_ckpt_path_last_ends_as_the_uninterrupted_fit(
     cli.trainer.callbacks.append(kill)
     with pytest.raises(Killed):
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    assert not SMOKE_VECTOR.exists()
-    assert not torch.load(SMOKE_LAST, weights_only=True)["state_dict"]["heads_chosen"]
+    assert not (outputs / VECTOR_OF).exists()
+    assert not torch.load(outputs / LAST_OF, weights_only=True)["state_dict"]["heads_chosen"]
     main(["fit", *args, "--ckpt_path", "last"])
-    theta, heads, vector = _final(tmp_path / "whole")
-    resumed_theta, resumed_heads, resumed_vector = _final(tmp_path / "killed")
+    theta, heads, vector = _final(tmp_path / "whole" / outputs)
+    resumed_theta, resumed_heads, resumed_vector = _final(tmp_path / "killed" / outputs)
     torch.testing.assert_close(resumed_theta, theta, rtol=1e-6, atol=1e-7)
     assert (theta != -1).any(), "REINFORCE should have moved theta"
     assert torch.equal(resumed_heads, heads) and heads.any()
