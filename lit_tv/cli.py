@@ -41,6 +41,11 @@ from lit_tv.task_folders import name_task_folders, tasks_name
 
 # `--a.init_args.b.c=null`: jsonargparse passes the null of a nested field on as the string "None"
 _NESTED_NULL = re.compile(r"--(\w+\.init_args\.\w+)\.(\w+)(=null)?")
+DESCRIPTION = (
+    "lit_tv: task vectors for frozen vision-language models (MTV, cross-modal vectors, Function Vectors, ICL). "
+    "`lit-tv fit|validate|test|predict --config configs/...yaml`; `lit-tv` with no arguments runs the shapes "
+    "world's main job (README.md)."
+)
 MAX_SEED = 2**32 - 1  # numpy's seeds, which Lightning's `seed_everything` sets too
 
 
@@ -88,6 +93,7 @@ class LitTVCLI(LightningCLI):
             run=run,
             save_config_callback=RunConfigSaver,
             save_config_kwargs={"overwrite": True},
+            parser_kwargs={"description": DESCRIPTION},
         )
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:

@@ -233,6 +233,15 @@ def test_a_task_that_gets_no_test_query_shows_no_accuracy(tmp_path, monkeypatch,
     assert [event.value for event in scalars.Scalars("test/queries")] == [2.0]
 
 
+def test_the_help_says_what_lit_tv_is_and_what_no_arguments_run(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "task vectors for frozen vision-language models" in text
+    assert "`lit-tv` with no arguments runs the shapes world's main job" in text
+
+
 def test_a_threshold_that_keeps_no_head_is_refused():
     with pytest.raises(ValueError, match=r"model.init_args.threshold=1.0 .* no head would be kept"):
         MTVMethod(selection="threshold", threshold=1.0)
