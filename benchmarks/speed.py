@@ -30,6 +30,8 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -39,7 +41,7 @@ from timing import Timer  # benchmarks/timing.py, beside this script
 
 from lit_tv.episodes import Episode, Example
 from lit_tv.files import write_atomic
-from lit_tv.interventions import record_heads, replace_heads
+from lit_tv.interventions import RowsAlong, record_heads, replace_heads
 from lit_tv.methods.random_heads import answers_over_one_prefix, random_head_sets
 from lit_tv.prompts import PromptTemplate
 from lit_tv.scoring import fork_last_token, repeat_rows
@@ -110,7 +112,7 @@ def run(
         with replace_heads(vlm, means, masks):
             vlm.last_logits(repeat_rows(single, samples))
 
-    def branched(along: str) -> None:
+    def branched(along: RowsAlong) -> None:
         fork_last_token(vlm, single, samples, along=along, reuse=True).logits(means, masks)
 
     def forked() -> None:  # what MTV's training step runs
@@ -143,13 +145,10 @@ def run(
     queries_by_shots = {
         shots: vlm.build_inputs([episode(shots, rng) for _ in range(batch)], TEMPLATE) for shots in (4, 8, 16)
     }
-    results |= timer(
-        {"d_query_mtv_0shot": lambda: generate(True)}
-        | {
-            f"d_query_icl_{shots}shot": lambda inputs=inputs: vlm.generate(inputs, max_new_tokens=new_tokens)
-            for shots, inputs in queries_by_shots.items()
-        }
-    )
+    by_shots: dict[str, Callable[[], object]] = {"d_query_mtv_0shot": lambda: generate(True)}
+    for shots, inputs in queries_by_shots.items():
+        by_shots[f"d_query_icl_{shots}shot"] = partial(vlm.generate, inputs, max_new_tokens=new_tokens)
+    results |= timer(by_shots)
     head_sets = random_head_sets(selected, draws, seed=0, tasks=["benchmark"])  # as MTV's control draws them
 
     def control_by_generate() -> None:  # a one-token generate of the batch per head set

@@ -6,7 +6,8 @@ from __future__ import annotations
 import statistics
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -88,7 +89,7 @@ class Timer:
             else "peak live bytes of tensor storages created inside the call (CPU proxy, counted per op)"
         )
 
-    def __call__(self, works: dict[str, Callable[[], object]]) -> dict[str, dict[str, float]]:
+    def __call__(self, works: Mapping[str, Callable[[], object]]) -> dict[str, dict[str, Any]]:
         for work in works.values():
             work()  # warm-up
         runs: dict[str, list[float]] = {name: [] for name in works}
