@@ -270,7 +270,21 @@ class FrozenVLM(nn.Module):
             do_sample=False,
             pad_token_id=self.tokenizer.pad_token_id,
         )
-        new_tokens = output[:, inputs["input_ids"].shape[1] :]
+        return self._decode_answers(output[:, inputs["input_ids"].shape[1] :])
+
+    def one_token_answers(self, logits: torch.Tensor) -> list[str]:
+        """Each row's greedy one-token answer from its next-token logits `[rows, vocab]`, as `generate` with one
+        new token gives it: an end-of-sequence token is never taken first (``min_new_tokens=1``)."""
+        eos = self.model.generation_config.eos_token_id
+        ends = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+        return self._decode_answers(
+            logits.index_fill(-1, torch.tensor(ends, dtype=torch.long, device=logits.device), float("-inf")).argmax(-1)[
+                :, None
+            ]
+        )
+
+    def _decode_answers(self, new_tokens: torch.Tensor) -> list[str]:
+        """Generated token ids `[rows, tokens]` as answers: without special tokens, stripped."""
         return [text.strip() for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
     def logit_lens(self, hidden: torch.Tensor) -> torch.Tensor:

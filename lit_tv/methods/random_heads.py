@@ -59,18 +59,13 @@ def answers_over_one_prefix(
     head_sets: list[torch.Tensor],
 ) -> list[list[str]]:
     """Each query's one-token greedy answer under every head set (`head_sets[i]` replaced by `values`), per set:
-    the query's prefix runs once, one copy of its last token per set. As `FrozenVLM.generate` with one new
-    token: an end-of-sequence token is never the answer (``min_new_tokens=1``)."""
-    eos = vlm.model.generation_config.eos_token_id
-    ends = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    the query's prefix runs once, one copy of its last token per set, answered as `FrozenVLM.generate` would
+    with one new token (`FrozenVLM.one_token_answers`)."""
     per_query = []
     for episode in batch:
         inputs = vlm.build_inputs([episode], template, new_tokens=1)
         logits = fork_last_token(vlm, inputs, len(head_sets)).logits(values, torch.stack(head_sets))
-        logits[:, ends] = float("-inf")
-        per_query.append(
-            [text.strip() for text in vlm.tokenizer.batch_decode(logits.argmax(-1)[:, None], skip_special_tokens=True)]
-        )
+        per_query.append(vlm.one_token_answers(logits))
     return [list(answers) for answers in zip(*per_query, strict=True)]
 
 
@@ -108,7 +103,7 @@ class RandomHeadsControl(nn.Module):
                         by_set[0][:4],
                         generated[:4],
                     )
-                    by_set = None
+                    by_set = [generated, *(answer(heads) for heads in self.head_sets[1:])]
         if by_set is None:
             by_set = [answer(heads) for heads in self.head_sets]
         for answers, metric in zip(by_set, self.metrics(), strict=True):
