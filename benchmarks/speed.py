@@ -41,12 +41,12 @@ from timing import Timer  # benchmarks/timing.py, beside this script
 
 from lit_tv.episodes import Episode, Example
 from lit_tv.files import write_atomic
-from lit_tv.interventions import RowsAlong, record_heads, replace_heads
+from lit_tv.interventions.hooks import RowsAlong, record_heads, replace_heads
+from lit_tv.interventions.shared_prefix import fork_last_token, repeat_rows
 from lit_tv.methods.random_heads import answers_over_one_prefix, random_head_sets
+from lit_tv.model.vlm import FrozenVLM
 from lit_tv.prompts import PromptTemplate
-from lit_tv.scoring import fork_last_token, repeat_rows
-from lit_tv.vlm import FrozenVLM
-from lit_tv.zoo import BENCHMARK_MODELS, ZOO, save_zoo_model
+from lit_tv.testing.zoo import BENCHMARK_MODELS, ZOO, save_zoo_model
 
 TEMPLATE = PromptTemplate(query="{images}Question: {text}\nAnswer:", answer=" {answer}\n")
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import sys
 
-from lit_tv import cli
-from lit_tv.shapes.main_job import run_main_job
+from lit_tv.cli import app as cli
+from lit_tv.shapes.studies.main_job import run_main_job
 
 
 def main(argv: list[str] | None = None) -> None:

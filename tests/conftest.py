@@ -7,9 +7,9 @@ import transformers
 from PIL import Image
 
 from lit_tv.episodes import Episode, Example
+from lit_tv.model.vlm import FrozenVLM
 from lit_tv.prompts import PromptTemplate
-from lit_tv.vlm import FrozenVLM
-from lit_tv.zoo import ZOO, save_zoo_model
+from lit_tv.testing.zoo import ZOO, save_zoo_model
 
 transformers.utils.logging.disable_progress_bar()
 transformers.utils.logging.set_verbosity_error()

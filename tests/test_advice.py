@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from test_bad_inputs import ICL, MTV, SMALL, _mtv_vector
 
-from lit_tv.cli import main
+from lit_tv.cli.app import main
 
 pytestmark = pytest.mark.slow  # end-to-end runs: deselect with -m 'not slow'
 

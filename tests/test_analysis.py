@@ -17,12 +17,12 @@ from lit_tv.analysis.similarity import cosine_by_layer
 from lit_tv.analysis.token_mass import token_set_mass
 from lit_tv.analysis.tsne import tsne_2d
 from lit_tv.callbacks.inspect_vectors import InspectVectors
-from lit_tv.interventions import record_residual
-from lit_tv.loading import VLMOptions
+from lit_tv.interventions.hooks import record_residual
 from lit_tv.methods.function_vectors import FunctionVectors
 from lit_tv.methods.residual import ResidualTaskVectors
+from lit_tv.model.loading import VLMOptions
 from lit_tv.shapes.datamodule import ShapesDataModule
-from lit_tv.vectors import ResidualVector
+from lit_tv.vectors.kinds import ResidualVector
 
 TASKS = ("colour", "shape", "position")
 

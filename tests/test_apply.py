@@ -9,11 +9,11 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 import lit_tv
-from lit_tv.cli import build_cli
-from lit_tv.loading import BUILTIN_MODELS
+from lit_tv.cli.app import build_cli
 from lit_tv.metrics import ExactMatch
-from lit_tv.task_vectors import TaskVectorMismatchError, model_fingerprint
-from lit_tv.vectors import ResidualVector
+from lit_tv.model.loading import BUILTIN_MODELS
+from lit_tv.vectors.file import TaskVectorMismatchError, model_fingerprint
+from lit_tv.vectors.kinds import ResidualVector
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "shapes"
 TOY = BUILTIN_MODELS["lit_tv/shapes-toy"]

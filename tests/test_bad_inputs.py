@@ -15,11 +15,11 @@ from conftest import colour_image
 from PIL import Image
 from transformers import AutoModelForImageTextToText, T5Config, T5ForConditionalGeneration
 
-from lit_tv.cli import main
-from lit_tv.loading import BUILTIN_MODELS, VLMOptions
+from lit_tv.cli.app import main
+from lit_tv.model.loading import BUILTIN_MODELS, VLMOptions
 from lit_tv.shapes.datamodule import ShapesDataModule
-from lit_tv.task_vectors import layout_from_config, model_fingerprint, write_vector_file
-from lit_tv.vectors import HeadVector
+from lit_tv.vectors.file import layout_from_config, model_fingerprint, write_vector_file
+from lit_tv.vectors.kinds import HeadVector
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "shapes"
 MTV, ICL = str(CONFIGS / "mtv.yaml"), str(CONFIGS / "icl.yaml")
@@ -222,7 +222,7 @@ def test_a_bad_input_stops_with_one_line_naming_it(bad_files, tmp_path, monkeypa
 @pytest.mark.slow
 def test_the_console_command_exits_1_with_one_line_and_no_traceback(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "lit_tv.cli", "test", "--config", ICL, "--model.init_args.model.dtype=float33"],
+        [sys.executable, "-m", "lit_tv.cli.app", "test", "--config", ICL, "--model.init_args.model.dtype=float33"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

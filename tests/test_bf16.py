@@ -7,7 +7,7 @@ from conftest import ZOO_NAMES
 from tensorboard_events import logged_scalars
 from test_mtv import _tiny_run
 
-from lit_tv.cli import main
+from lit_tv.cli.app import main
 
 pytestmark = pytest.mark.slow  # end-to-end runs: deselect with -m 'not slow'
 

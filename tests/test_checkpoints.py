@@ -11,9 +11,9 @@ from lightning.pytorch.callbacks import Callback
 from tensorboard_events import logged_scalars
 from test_mtv import CONFIG, KillAtStep, Killed, _tiny_run
 
-from lit_tv.cli import build_cli, main
-from lit_tv.task_vectors import load_task_vector
-from lit_tv.vlm import FrozenVLM
+from lit_tv.cli.app import build_cli, main
+from lit_tv.model.vlm import FrozenVLM
+from lit_tv.vectors.file import load_task_vector
 
 pytestmark = pytest.mark.slow  # end-to-end runs: deselect with -m 'not slow'
 
@@ -29,7 +29,7 @@ SHAPES = [
 RUN = Path("logs/shapes_mtv_position")  # the config's folders are the task's (shapes_mtv_{tasks})
 LAST = RUN / "checkpoints" / "last.ckpt"
 VECTOR = RUN / "task_vector.safetensors"
-# where a fit with max_steps below the config's (a smoke run, lit_tv.smoke) on the config's colour task writes them
+# where a fit with max_steps below the config's (a smoke run, lit_tv.cli.smoke) on the config's colour task writes them
 SMOKE = Path("logs/shapes_mtv_colour/smoke")  # where a fit of fewer steps than the config's writes
 EPOCHS = ["--trainer.max_steps", "-1", "--trainer.max_epochs", "2"]
 LAST_OF, VECTOR_OF = Path("checkpoints/last.ckpt"), Path("task_vector.safetensors")  # under a fit's output folder

@@ -10,9 +10,9 @@ import pytest
 from conftest import colour_image
 from test_bad_inputs import _mtv_vector
 
-from lit_tv.cli import main
-from lit_tv.shapes.main_job import CONFIGS
-from lit_tv.task_vectors import load_task_vector
+from lit_tv.cli.app import main
+from lit_tv.shapes.studies.main_job import CONFIGS
+from lit_tv.vectors.file import load_task_vector
 
 ROOT = CONFIGS.parents[1]
 # the README's MTV fit on fewer queries (sizes are no smoke run: it writes the config's folders)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 import lit_tv.__main__
-from lit_tv.cli import main
+from lit_tv.cli.app import main
 from lit_tv.console import task_table
-from lit_tv.shapes.main_job import run_main_job
+from lit_tv.shapes.studies.main_job import run_main_job
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "shapes"
 NOISE = ("Tip:", "litlogger", "litmodels", "Loading weights", "weights_only", "LeafSpec", "args parameter")

@@ -8,8 +8,8 @@ import pytest
 import torch
 from tensorboard_events import read_events
 
-from lit_tv.cli import build_cli, main
-from lit_tv.task_vectors import load_task_vector
+from lit_tv.cli.app import build_cli, main
+from lit_tv.vectors.file import load_task_vector
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "shapes" / "cross_modal.yaml"
 
@@ -131,11 +131,11 @@ def test_instruction_source_needs_an_instruction_per_task(zoo_folder, tmp_path, 
 
 @pytest.mark.slow
 def test_last_shot_extraction_reads_the_last_demonstrations_delimiter_inside_the_full_prompt():
-    from lit_tv.interventions import record_residual
+    from lit_tv.interventions.hooks import record_residual
     from lit_tv.methods.residual import at_last_demonstration
+    from lit_tv.model.vlm import FrozenVLM
     from lit_tv.shapes.toy import SHAPES_TEMPLATE
     from lit_tv.shapes.world import make_episodes
-    from lit_tv.vlm import FrozenVLM
 
     vlm = FrozenVLM.from_pretrained("lit_tv/shapes-toy")
     episode = make_episodes(["colour"], 1, 3, seed=5, shot_modality="text", query_modality="text")[0]

@@ -28,14 +28,14 @@ from PIL import Image
 from scipy.io import savemat
 from tensorboard_events import logged_scalars
 
-from lit_tv.cli import main
+from lit_tv.cli.app import main
 from lit_tv.data.cross_modal import TASKS, CrossModalTasks
 from lit_tv.data.records import DataError
 from lit_tv.data.two_way import CUB200, Flowers102
 from lit_tv.data.vqa import OKVQA, VizWiz, VQAJsonl
 from lit_tv.episodes import Episode
 from lit_tv.metrics import ExactMatch, FirstTokenMatch, VQAAccuracy
-from lit_tv.vlm import load_image
+from lit_tv.model.vlm import load_image
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 # The MTV reference code's VizWiz instruction and 2-way prompt, written out here to check the loaders against.

@@ -11,7 +11,7 @@ import pytest
 import torch
 from tensorboard_events import logged_scalars
 
-from lit_tv.task_vectors import load_task_vector
+from lit_tv.vectors.file import load_task_vector
 
 pytestmark = pytest.mark.slow  # end-to-end runs: deselect with -m 'not slow'
 
@@ -22,7 +22,7 @@ CONFIG = CONFIGS / "mtv.yaml"
 def _lit_tv(cwd: Path, *args: str) -> None:
     environment = {**os.environ, "PYTHONWARNINGS": "ignore"}
     done = subprocess.run(
-        [sys.executable, "-m", "lit_tv.cli", *args],
+        [sys.executable, "-m", "lit_tv.cli.app", *args],
         cwd=cwd,
         env=environment,
         capture_output=True,

@@ -26,10 +26,10 @@ from safetensors.torch import load_file
 from tensorboard_events import logged_scalars
 from test_doc_command_inventory import shown_commands
 
-from lit_tv.cli import main
-from lit_tv.shapes.main_job import ROWS
+from lit_tv.cli.app import main
+from lit_tv.model.vlm import FrozenVLM
+from lit_tv.shapes.studies.main_job import ROWS
 from lit_tv.shapes.world import draw, objects
-from lit_tv.vlm import FrozenVLM
 
 pytestmark = pytest.mark.slow  # each runs a full-size command: deselect with -m 'not slow'
 

@@ -12,7 +12,7 @@ import pytest
 from test_apply import residual_file
 from transformers import AutoModelForImageTextToText, PreTrainedModel
 
-from lit_tv.loading import BUILTIN_MODELS
+from lit_tv.model.loading import BUILTIN_MODELS
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", ROOT / "benchmarks" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -55,9 +55,9 @@ def test_the_snippet_runs_as_written(page, index, code, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_the_zoo_command_saves_a_tiny_model(tmp_path):
-    """docs/methods.md: `python -m lit_tv.zoo llava /tmp/tiny-llava` saves one to try the CLI."""
+    """docs/methods.md: `python -m lit_tv.testing.zoo llava /tmp/tiny-llava` saves one to try the CLI."""
     done = subprocess.run(
-        [sys.executable, "-m", "lit_tv.zoo", "llava", str(tmp_path / "tiny-llava")],
+        [sys.executable, "-m", "lit_tv.testing.zoo", "llava", str(tmp_path / "tiny-llava")],
         capture_output=True,
         text=True,
         timeout=300,

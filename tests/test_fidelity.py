@@ -1,4 +1,4 @@
-"""Every config under configs/ holds the papers' settings (lit_tv/reproduction.py) or lists why not."""
+"""Every config under configs/ holds the papers' settings (lit_tv/paper/reproduction.py) or lists why not."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lit_tv import reproduction
-from lit_tv.cli import main
-from lit_tv.reproduction import CONFIGS, drift, flatten
+from lit_tv.cli.app import main
+from lit_tv.paper import reproduction
+from lit_tv.paper.reproduction import CONFIGS, drift, flatten
 
 PAPER_CONFIGS = sorted(path for path in CONFIGS.rglob("*.yaml") if path.parent.name != "shapes")
 
@@ -74,5 +74,5 @@ def test_config_headers_state_their_model_substitution():
 
 def test_the_reproduction_document_is_up_to_date():
     assert reproduction.DOC.read_text() == reproduction.render_document(), (
-        "docs/reproducing.md is stale: run python -m lit_tv.reproduction"
+        "docs/reproducing.md is stale: run python -m lit_tv.paper.reproduction"
     )

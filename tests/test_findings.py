@@ -1,4 +1,4 @@
-"""`python -m lit_tv.shapes.findings --fast`: every figure as a PNG and in TensorBoard, numbers from real runs."""
+"""`python -m lit_tv.shapes.studies.findings --fast`: every figure as a PNG and in TensorBoard, real runs' numbers."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 from tensorboard_events import read_events
 
-from lit_tv.shapes import findings, findings_doc
-from lit_tv.shapes.findings import main
+from lit_tv.shapes.studies import findings
+from lit_tv.shapes.studies import findings_page as findings_doc
+from lit_tv.shapes.studies.findings import main
 
 pytestmark = pytest.mark.slow  # end-to-end runs: deselect with -m 'not slow'
 
@@ -96,10 +97,12 @@ def test_a_smoke_run_never_writes_over_the_committed_figures(tmp_path, monkeypat
 
 
 def test_the_findings_page_shows_the_committed_numbers(tmp_path, monkeypatch):
-    findings_doc.main(["--check"])  # `python -m lit_tv.shapes.findings_doc --check`: docs/findings.md is up to date
+    findings_doc.main(
+        ["--check"]
+    )  # `python -m lit_tv.shapes.studies.findings_page --check`: docs/findings.md is up to date
     numbers = json.loads(findings_doc.NUMBERS.read_text())
     numbers["heads_overlap"]["all tasks"]["both"][0] += 1  # one seed's count
     monkeypatch.setattr(findings_doc, "NUMBERS", tmp_path / "findings.json")
     findings_doc.NUMBERS.write_text(json.dumps(numbers))
-    with pytest.raises(SystemExit, match="out of date: run python -m lit_tv.shapes.findings_doc"):
+    with pytest.raises(SystemExit, match="out of date: run python -m lit_tv.shapes.studies.findings_page"):
         findings_doc.main(["--check"])

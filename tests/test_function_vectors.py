@@ -11,10 +11,9 @@ import torch
 from conftest import TEMPLATE, colour_image
 from tensorboard_events import read_events
 
-from lit_tv.cli import build_cli, main
+from lit_tv.cli.app import build_cli, main
 from lit_tv.episodes import Episode, Example
-from lit_tv.interventions import replace_heads
-from lit_tv.loading import VLMOptions
+from lit_tv.interventions.hooks import replace_heads
 from lit_tv.methods.function_vectors import (
     FunctionVectors,
     function_vector,
@@ -22,8 +21,9 @@ from lit_tv.methods.function_vectors import (
     shuffle_labels,
     top_heads,
 )
-from lit_tv.task_vectors import load_task_vector
-from lit_tv.vlm import FrozenVLM
+from lit_tv.model.loading import VLMOptions
+from lit_tv.model.vlm import FrozenVLM
+from lit_tv.vectors.file import load_task_vector
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "shapes" / "function_vectors.yaml"
 

@@ -7,7 +7,7 @@ import torch
 from conftest import colour_image
 
 from lit_tv.episodes import Episode, Example
-from lit_tv.fuyu import FuyuLayout, build_fuyu_inputs
+from lit_tv.model.fuyu import FuyuLayout, build_fuyu_inputs
 from lit_tv.prompts import PromptTemplate
 
 CROSS_MODAL = PromptTemplate(query="Q:{images}{text}\nA:", answer="{answer}\n\n")  # the reference's format

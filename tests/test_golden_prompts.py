@@ -3,7 +3,7 @@ stand-in models' wrapping and image budget as the paper configs set them, and th
 scores, per tokenizer family of the zoo, against the reference's target.
 
 The one remaining difference, the newline that ends each shot's answer (the reference runs VQA shots
-together), is listed in lit_tv/reproduction.py.
+together), is listed in lit_tv/paper/reproduction.py.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from lit_tv.data.cross_modal import CrossModalTasks
 from lit_tv.data.two_way import CUB200, Flowers102
 from lit_tv.data.vqa import OKVQA, VIZWIZ_INSTRUCTION, VizWiz
 from lit_tv.episodes import Episode, Example
-from lit_tv.loading import VLMOptions
+from lit_tv.model.loading import VLMOptions
+from lit_tv.model.vlm import FrozenVLM
+from lit_tv.paper.reproduction import CONFIGS
 from lit_tv.prompts import PromptTemplate
-from lit_tv.reproduction import CONFIGS
-from lit_tv.vlm import FrozenVLM
 
 SIZES = {"train_size": 2, "support_size": 1}
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import TEMPLATE, ZOO_NAMES, episodes_for
 
-from lit_tv.interventions import patch_residual, record_heads, record_residual, replace_heads
+from lit_tv.interventions.hooks import patch_residual, record_heads, record_residual, replace_heads
 
 pytestmark = pytest.mark.parametrize("name", ZOO_NAMES)
 

@@ -8,49 +8,32 @@ loaded, so it can neither start a circle nor drag a layer in early.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "lit_tv"
 
-# Bottom to top: a module may import its own layer and the layers before it, never a later one.
-# `name.*` is a package and everything in it; a plain name is that one module.
-LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    (
-        "foundations",
-        (
-            "lit_tv",
-            "lit_tv.compat",
-            "lit_tv.console",
-            "lit_tv.episodes",
-            "lit_tv.files",
-            "lit_tv.fitted_tasks",
-            "lit_tv.interrupts",
-            "lit_tv.fuyu",
-            "lit_tv.layout",
-            "lit_tv.metrics",
-            "lit_tv.options",
-            "lit_tv.paper_results",
-            "lit_tv.paper_settings",
-            "lit_tv.reproduction",
-            "lit_tv.spread",
-        ),
-    ),
-    ("the frozen model", ("lit_tv.prompts", "lit_tv.families", "lit_tv.loading", "lit_tv.vlm", "lit_tv.zoo")),
-    (
-        "reading and patching a model",
-        ("lit_tv.interventions", "lit_tv.scoring", "lit_tv.averaging", "lit_tv.task_vectors", "lit_tv.analysis.*"),
-    ),
-    ("saved vectors and checkpoints", ("lit_tv.vector_base", "lit_tv.vectors", "lit_tv.apply", "lit_tv.checkpoints")),
-    ("benchmarks", ("lit_tv.data.*",)),
-    ("methods", ("lit_tv.methods.*",)),
-    ("callbacks", ("lit_tv.callbacks.*",)),  # may use a method (inspect_vectors reads residual vectors)
-    ("command line", ("lit_tv.task_folders", "lit_tv.smoke", "lit_tv.cli")),
-    ("the shapes world", ("lit_tv.shapes.*",)),  # its DataModule, toy VLM and jobs use everything below
-    ("entry point", ("lit_tv.__main__",)),  # `lit-tv`: the CLI, or the shapes world's main job
+# Bottom to top: a module may import its own wing and the wings before it, never a later one. A wing is a
+# subpackage of lit_tv (`lit_tv.<wing>.*`); the top-level modules are the foundations, `lit_tv.__main__` the top.
+# docs/architecture.md lists the same wings in the same order (checked below).
+WINGS: tuple[tuple[str, str], ...] = (
+    ("foundations", "the shared vocabulary and leaf utilities (top-level modules)"),
+    ("paper", "the papers' settings and results as data, the reproduction page"),
+    ("model", "FrozenVLM, loading options and checks, layout discovery, per-family quirks, transformers shims"),
+    ("testing", "random models of real VLM architectures (the zoo) for tests and benchmarks"),
+    ("interventions", "hooks as context managers, shared-prefix scoring, averaging"),
+    ("analysis", "logit lens, token mass, t-SNE, similarity"),
+    ("vectors", "the saved artefact: file format and checksums, kinds, apply, fitted-on"),
+    ("data", "records, the seeded pool, DataModules per benchmark"),
+    ("methods", "LightningModules (ICL, MTV, FV, residual, majority, random heads) and their checkpoints"),
+    ("callbacks", "mean activations, answer writing, TensorBoard inspection"),
+    ("cli", "the LightningCLI subclass, errors, signals, task folders"),
+    ("shapes", "the shapes world and its tiny VLMs; shapes/studies/: main job, many-shot, findings"),
+    ("entry point", "`lit-tv` (lit_tv/__main__.py): the CLI, or the shapes world's main job"),
 )
-
+MAX_TOP_LEVEL_MODULES = 10
 MAX_LINES = 400
 
 Graph = dict[str, set[str]]
@@ -119,28 +102,42 @@ def find_cycle(graph: Graph) -> list[str] | None:
     return None
 
 
-def layer_of(module: str, layers=LAYERS) -> int | None:
-    for index, (_, entries) in enumerate(layers):
-        for entry in entries:
-            if module == entry.removesuffix(".*") or (entry.endswith(".*") and module.startswith(entry[:-1])):
-                return index
-    return None
+def wing_of(module: str, wings=WINGS) -> int | None:
+    """The index of `module`'s wing: `pkg.<wing>.*`, a top-level module the foundations, `pkg.__main__` the top."""
+    names = [name for name, _ in wings]
+    parts = module.split(".")
+    if parts[1:] == ["__main__"]:
+        return len(wings) - 1
+    if len(parts) > 2 or (len(parts) == 2 and parts[1] in names):
+        return names.index(parts[1]) if parts[1] in names else None
+    return 0
 
 
-def upward_imports(graph: Graph, layers=LAYERS) -> list[str]:
-    """Every import of a later layer, as ``importer (layer) -> imported (layer)``."""
+def upward_imports(graph: Graph, wings=WINGS) -> list[str]:
+    """Every import of a later wing, as ``importer (wing) -> imported (wing)``."""
     found = []
     for module, targets in sorted(graph.items()):
         for target in sorted(targets):
-            low, high = layer_of(module, layers), layer_of(target, layers)
-            if low is not None and high is not None and high > low:  # an unplaced module fails its own test
-                found.append(f"{module} ({layers[low][0]}) -> {target} ({layers[high][0]})")
+            low, high = wing_of(module, wings), wing_of(target, wings)
+            if low is not None and high is not None and high > low:  # a module in no wing fails its own test
+                found.append(f"{module} ({wings[low][0]}) -> {target} ({wings[high][0]})")
     return found
 
 
-def test_every_module_has_a_layer():
-    unplaced = [module for module in package_sources() if layer_of(module) is None]
-    assert not unplaced, f"place these modules in LAYERS (tests/test_layering.py): {unplaced}"
+def test_every_package_is_a_wing():
+    unplaced = [module for module in package_sources() if wing_of(module) is None]
+    assert not unplaced, f"add their packages to WINGS (tests/test_layering.py): {unplaced}"
+
+
+def test_the_top_level_keeps_only_the_foundations():
+    top = sorted(path.name for path in PACKAGE.glob("*.py"))
+    assert len(top) <= MAX_TOP_LEVEL_MODULES, f"{len(top)} top-level modules, at most {MAX_TOP_LEVEL_MODULES}: {top}"
+
+
+def test_the_architecture_page_lists_the_wings_in_order():
+    page = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    listed = re.findall(r"^\d+\. \*\*([\w ]+)\*\*", page, flags=re.M)
+    assert listed == [name for name, _ in WINGS]
 
 
 def test_lit_tv_has_no_import_circle():
@@ -158,23 +155,24 @@ def test_no_module_is_longer_than_the_limit():
 
 
 # The checks themselves, on made-up packages: each must catch what it is there to catch.
-SYNTHETIC_LAYERS = (("low", ("pkg", "pkg.low")), ("high", ("pkg.high", "pkg.sub.*")))
+SYNTHETIC_WINGS = (("foundations", ""), ("low", ""), ("high", ""), ("entry point", ""))
+SYNTHETIC_MODULES = {"pkg": ("", True), "pkg.low": ("", True), "pkg.high": ("", True)}
 
 
 UPWARD_IMPORTS = (
-    "from pkg.high import thing",
-    "def later():\n    import pkg.high",
-    "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import high",
+    "from pkg.high.b import thing",
+    "def later():\n    import pkg.high.b",
+    "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.high import b",
 )
 
 
 @pytest.mark.parametrize("low_source", UPWARD_IMPORTS)
 def test_a_circle_through_any_kind_of_import_is_found(low_source):
     graph = import_graph(
-        {"pkg": ("", True), "pkg.low": (low_source, False), "pkg.high": ("from pkg.low import helper", False)}
+        {**SYNTHETIC_MODULES, "pkg.low.a": (low_source, False), "pkg.high.b": ("from pkg.low.a import helper", False)}
     )
-    assert find_cycle(graph) in (["pkg.low", "pkg.high", "pkg.low"], ["pkg.high", "pkg.low", "pkg.high"])
-    assert upward_imports(graph, SYNTHETIC_LAYERS) == ["pkg.low (low) -> pkg.high (high)"]
+    assert find_cycle(graph) in (["pkg.low.a", "pkg.high.b", "pkg.low.a"], ["pkg.high.b", "pkg.low.a", "pkg.high.b"])
+    assert upward_imports(graph, SYNTHETIC_WINGS) == ["pkg.low.a (low) -> pkg.high.b (high)"]
 
 
 def test_a_longer_circle_and_relative_imports_are_found():
@@ -192,9 +190,15 @@ def test_a_longer_circle_and_relative_imports_are_found():
 
 
 def test_only_a_package_lazy_getattr_may_import_upward():
-    lazy = "def __getattr__(name):\n    from pkg.high import thing\n    return thing"
-    graph = import_graph({"pkg": (lazy, True), "pkg.low": (lazy, False), "pkg.high": ("import pkg", False)})
-    assert graph == {"pkg": set(), "pkg.low": {"pkg.high"}, "pkg.high": {"pkg"}}
+    lazy = "def __getattr__(name):\n    from pkg.high.b import thing\n    return thing"
+    graph = import_graph(
+        {**SYNTHETIC_MODULES, "pkg": (lazy, True), "pkg.low.a": (lazy, False), "pkg.high.b": ("import pkg", False)}
+    )
+    assert graph["pkg"] == set() and graph["pkg.low.a"] == {"pkg.high.b"} and graph["pkg.high.b"] == {"pkg"}
     assert find_cycle(graph) is None
-    assert upward_imports(graph, SYNTHETIC_LAYERS) == ["pkg.low (low) -> pkg.high (high)"]
-    assert layer_of("pkg.sub.deep", SYNTHETIC_LAYERS) == 1 and layer_of("pkg.other", SYNTHETIC_LAYERS) is None
+    assert upward_imports(graph, SYNTHETIC_WINGS) == ["pkg.low.a (low) -> pkg.high.b (high)"]
+
+
+def test_each_module_belongs_to_its_package_wing():
+    assert wing_of("pkg.high.deep.er", SYNTHETIC_WINGS) == 2 and wing_of("pkg.other.mod", SYNTHETIC_WINGS) is None
+    assert wing_of("pkg.top", SYNTHETIC_WINGS) == 0 and wing_of("pkg.__main__", SYNTHETIC_WINGS) == 3

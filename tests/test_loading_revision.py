@@ -11,12 +11,12 @@ import pytest
 import transformers
 from benchmark_fixtures import write_cross_modal
 
-import lit_tv.loading
-from lit_tv.cli import main
-from lit_tv.loading import ModelLoadError, VLMOptions
-from lit_tv.reproduction import CONFIGS
-from lit_tv.task_vectors import layout_from_config
-from lit_tv.vlm import FrozenVLM
+import lit_tv.model.loading
+from lit_tv.cli.app import main
+from lit_tv.model.loading import ModelLoadError, VLMOptions
+from lit_tv.model.vlm import FrozenVLM
+from lit_tv.paper.reproduction import CONFIGS
+from lit_tv.vectors.file import layout_from_config
 
 HUB_ID = "someone/pinned-model"
 PINNED = "2c42686c57fe21cf0348c9ce1077d094b72e7698"
@@ -48,7 +48,7 @@ def hub(monkeypatch):
     for name in LOADERS:
         cls = getattr(transformers, name)
         monkeypatch.setattr(cls, "from_pretrained", serving(name, cls.from_pretrained))
-    monkeypatch.setattr(lit_tv.loading, "cached_file", serving("cached_file", lit_tv.loading.cached_file))
+    monkeypatch.setattr(lit_tv.model.loading, "cached_file", serving("cached_file", lit_tv.model.loading.cached_file))
     return lambda folder: served.update(folder=folder), asked
 
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from lit_tv.shapes.main_job import ROWS, run_all_tasks, run_main_job, run_task
+from lit_tv.shapes.studies.main_job import ROWS, run_all_tasks, run_main_job, run_task
 
 pytestmark = pytest.mark.slow  # end-to-end runs: deselect with -m 'not slow'
 

@@ -14,10 +14,12 @@ from test_mtv import TINY_MTV
 from test_shapes_world import TASK_WORDS, fingerprint, text_objects
 from transformers import AutoConfig
 
-from lit_tv.cli import main
-from lit_tv.shapes import many_shot
+from lit_tv.cli.app import main
+from lit_tv.model.vlm import FrozenVLM
 from lit_tv.shapes.datamodule import ShapesDataModule
-from lit_tv.shapes.many_shot import (
+from lit_tv.shapes.report import CHECKPOINT as CLEAN_CHECKPOINT
+from lit_tv.shapes.studies import many_shot
+from lit_tv.shapes.studies.many_shot import (
     CHECKPOINT,
     MODEL,
     accuracy_vs_iterations,
@@ -25,14 +27,12 @@ from lit_tv.shapes.many_shot import (
     context_shots,
     over_seeds,
 )
-from lit_tv.shapes.many_shot import main as many_shot_main
-from lit_tv.shapes.report import CHECKPOINT as CLEAN_CHECKPOINT
+from lit_tv.shapes.studies.many_shot import main as many_shot_main
 from lit_tv.shapes.toy import SHAPES_TEMPLATE, build_processor, image_prompt_tokens
 from lit_tv.shapes.train import encode
 from lit_tv.shapes.train import main as train_main
 from lit_tv.shapes.world import HELDOUT, MANY_SHOT_DISTRACTORS, TASKS, TRAIN_OBJECTS, ShapeObject, make_episodes
-from lit_tv.task_vectors import load_task_vector
-from lit_tv.vlm import FrozenVLM
+from lit_tv.vectors.file import load_task_vector
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "shapes"
 

@@ -11,15 +11,15 @@ from conftest import TEMPLATE, colour_image
 from lightning.pytorch.callbacks import Callback
 from tensorboard_events import logged_scalars, read_events
 
-from lit_tv.cli import build_cli, main
+from lit_tv.cli.app import build_cli, main
 from lit_tv.data.query_file import QueryFile
 from lit_tv.episodes import Episode, Example
-from lit_tv.interventions import replace_heads
-from lit_tv.loading import ModelLoadError, VLMOptions
+from lit_tv.interventions.hooks import replace_heads
+from lit_tv.interventions.shared_prefix import fork_last_token
 from lit_tv.methods.mtv import MTV
-from lit_tv.scoring import fork_last_token
-from lit_tv.task_vectors import TaskVectorMismatchError, load_task_vector, write_vector_file
-from lit_tv.vectors import load
+from lit_tv.model.loading import ModelLoadError, VLMOptions
+from lit_tv.vectors.file import TaskVectorMismatchError, load_task_vector, write_vector_file
+from lit_tv.vectors.kinds import load
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "shapes" / "mtv.yaml"
 
@@ -122,11 +122,11 @@ def _ignore_4d_masks(module, args, kwargs):
 def test_a_model_without_custom_masks_falls_back_to_copying_the_cache(zoo_folder, caplog, monkeypatch, hook, logged):
     method, query, masks = _method_with_query(zoo_folder("llava"))
     if hook is None:  # as under flash attention, which takes padding masks only
-        monkeypatch.setattr("lit_tv.scoring.MASKED_ATTENTION", ("eager",))
+        monkeypatch.setattr("lit_tv.interventions.shared_prefix.MASKED_ATTENTION", ("eager",))
     layers = [] if hook is None else method.vlm.layout.layers
     handles = [layer.register_forward_pre_hook(hook, with_kwargs=True) for layer in layers]
     try:
-        with caplog.at_level("WARNING", logger="lit_tv.scoring"):
+        with caplog.at_level("WARNING", logger="lit_tv.interventions.shared_prefix"):
             fast = method._losses(query, masks)
         plain = _plain_batched_losses(method, query, masks)
     finally:

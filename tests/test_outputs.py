@@ -15,10 +15,10 @@ import torch
 from conftest import colour_image
 from test_bad_inputs import PREDICT, SMALL, _mtv_vector
 
-from lit_tv.checkpoints import AtomicCheckpointIO
-from lit_tv.cli import build_cli, main
+from lit_tv.cli.app import build_cli, main
 from lit_tv.files import atomic_path, write_atomic
-from lit_tv.shapes.main_job import CONFIGS
+from lit_tv.methods.checkpoints import AtomicCheckpointIO
+from lit_tv.shapes.studies.main_job import CONFIGS
 
 MTV = str(CONFIGS / "mtv.yaml")
 VECTOR = Path("logs/shapes_mtv_colour/smoke/task_vector.safetensors")  # SMALL is a smoke run (max_steps=1)

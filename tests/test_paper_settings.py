@@ -12,13 +12,13 @@ import torch
 from benchmark_fixtures import write_cross_modal, write_image, write_json, write_vizwiz
 from tensorboard_events import logged_scalars
 
-from lit_tv.cli import build_cli, main
+from lit_tv.cli.app import build_cli, main
 from lit_tv.data.cross_modal import CrossModalTasks
 from lit_tv.data.records import DataError
 from lit_tv.episodes import Episode, Example
 from lit_tv.methods.majority import MajorityLabel
 from lit_tv.methods.residual import ResidualTaskVectors
-from lit_tv.task_vectors import load_task_vector
+from lit_tv.vectors.file import load_task_vector
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 SHAPES_CROSS_MODAL = CONFIGS / "shapes" / "cross_modal.yaml"
@@ -291,7 +291,7 @@ def test_cross_modal_test_demonstrations_come_from_the_test_file_s_other_records
 def test_the_chat_option_renders_each_example_as_a_chat_turn(tmp_path, zoo_folder):
     from test_vlm import CHAT_TEMPLATE
 
-    from lit_tv.vlm import FrozenVLM
+    from lit_tv.model.vlm import FrozenVLM
 
     vlm = FrozenVLM.from_pretrained(zoo_folder("llava"))
     vlm.processor.chat_template = CHAT_TEMPLATE

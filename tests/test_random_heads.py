@@ -10,8 +10,8 @@ from conftest import TEMPLATE, ZOO_NAMES, episodes_for
 from tensorboard_events import logged_scalars
 from test_mtv import CONFIG, _tiny_run
 
-from lit_tv.cli import build_cli, main
-from lit_tv.interventions import replace_heads
+from lit_tv.cli.app import build_cli, main
+from lit_tv.interventions.hooks import replace_heads
 from lit_tv.methods.random_heads import RandomHeadsControl, answers_over_one_prefix, random_head_sets
 from lit_tv.metrics import ExactMatch
 from lit_tv.spread import by_seed, format_rank, format_spread, on_seeds, rank_among, spread

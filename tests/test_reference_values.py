@@ -1,5 +1,5 @@
 """Values of the papers and their reference code, written down here by hand, independently of the table in
-lit_tv/reproduction.py and of the code: a drift in either fails here.
+lit_tv/paper/reproduction.py and of the code: a drift in either fails here.
 
 The REINFORCE arithmetic against hand-computed numbers, the shots of REINFORCE queries, the two-way question
 and class split, decoding lengths, and the settings table against a second transcription of the papers.
@@ -18,8 +18,8 @@ from benchmark_fixtures import write_flowers, write_vizwiz
 from lit_tv.data.two_way import Flowers102
 from lit_tv.data.vqa import VizWiz
 from lit_tv.methods.reinforce import reinforce_surrogate, sampling_probabilities
-from lit_tv.paper_results import TARGETS
-from lit_tv.reproduction import CONFIGS, expected_settings
+from lit_tv.paper.reproduction import CONFIGS, expected_settings
+from lit_tv.paper.results import TARGETS
 
 M = "model.init_args."
 D = "data.init_args."
@@ -179,7 +179,7 @@ def test_the_settings_table_agrees_with_a_second_transcription_of_the_papers(con
 
 
 # A second transcription of the papers' reported numbers, in the order each `reported` cell gives them, typed
-# from the sources named in lit_tv/paper_results.py (MTV: NeurIPS 2024 text, Table 2 and supplement Tables 6-7;
+# from the sources named in lit_tv/paper/results.py (MTV: NeurIPS 2024 text, Table 2 and supplement Tables 6-7;
 # cross-modal: arXiv 2410.22330v1's tables, six-task averages). Keyed by the start of the row's `result`.
 REPORTED_NUMBERS = {
     "Table 2a, VizWiz": [35.2, 42.0, 45.6, 31.3, 40.8, 52.5, 28.0, 39.3, 55.2],

@@ -8,8 +8,8 @@ import io
 import pytest
 import yaml
 
-from lit_tv.cli import main
-from lit_tv.reproduction import CONFIGS
+from lit_tv.cli.app import main
+from lit_tv.paper.reproduction import CONFIGS
 
 
 def printed_config(path, old: str, new: str, tmp_path) -> dict:

@@ -11,11 +11,11 @@ import torch
 from conftest import TEMPLATE, episodes_for
 from test_mtv import CONFIG, _tiny_run
 
-from lit_tv.cli import build_cli
-from lit_tv.interventions import patch_residual, record_heads, record_residual, replace_heads
-from lit_tv.loading import VLMOptions
-from lit_tv.scoring import fork_last_token
-from lit_tv.vlm import FrozenVLM
+from lit_tv.cli.app import build_cli
+from lit_tv.interventions.hooks import patch_residual, record_heads, record_residual, replace_heads
+from lit_tv.interventions.shared_prefix import fork_last_token
+from lit_tv.model.loading import VLMOptions
+from lit_tv.model.vlm import FrozenVLM
 
 # layers split between CPU and disk: accelerate's hooks place (and load from disk) every one of them
 LAYER_MAP = {
@@ -147,7 +147,7 @@ def test_a_dispatched_model_under_ddp_is_refused_with_the_reason(zoo_folder, tmp
         "2",
     ]
     done = subprocess.run(
-        [sys.executable, "-m", "lit_tv.cli", "fit", *args],
+        [sys.executable, "-m", "lit_tv.cli.app", "fit", *args],
         cwd=tmp_path,
         capture_output=True,
         text=True,

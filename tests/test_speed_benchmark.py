@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_tv.scoring import fork_last_token
-from lit_tv.vlm import FrozenVLM
-from lit_tv.zoo import BENCHMARK_MODELS
+from lit_tv.interventions.shared_prefix import fork_last_token
+from lit_tv.model.vlm import FrozenVLM
+from lit_tv.testing.zoo import BENCHMARK_MODELS
 
 ROOT = Path(__file__).resolve().parent.parent
 # what a stock CUDA PyTorch + transformers + lightning image holds (and the standard library)

@@ -10,12 +10,12 @@ import torch
 from safetensors.torch import save_file
 from transformers import AutoModelForImageTextToText
 
-from lit_tv.cli import build_cli
-from lit_tv.layout import discover_layout
-from lit_tv.loading import BUILTIN_MODELS
+from lit_tv.cli.app import build_cli
 from lit_tv.methods.mtv import MTV
-from lit_tv.task_vectors import TaskVectorError, TaskVectorMismatchError, load_task_vector, write_vector_file
-from lit_tv.vectors import HeadVector, ResidualVector, load
+from lit_tv.model.layout import discover_layout
+from lit_tv.model.loading import BUILTIN_MODELS
+from lit_tv.vectors.file import TaskVectorError, TaskVectorMismatchError, load_task_vector, write_vector_file
+from lit_tv.vectors.kinds import HeadVector, ResidualVector, load
 
 TOY = BUILTIN_MODELS["lit_tv/shapes-toy"]
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "shapes"

@@ -15,13 +15,13 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_bad_inputs import ICL, MTV, PREDICT, SMALL, _mtv_vector
 
-from lit_tv import cli
-from lit_tv.cli import build_cli, main, spell_nested_nulls
+from lit_tv.cli import app as cli
+from lit_tv.cli.app import build_cli, main, spell_nested_nulls
 from lit_tv.files import OutputLock
 from lit_tv.methods.base import FrozenVLMMethod
 from lit_tv.methods.mtv import MTV as MTVMethod
 from lit_tv.shapes.datamodule import ShapesDataModule
-from lit_tv.zoo import main as zoo_main
+from lit_tv.testing.zoo import main as zoo_main
 
 CROSS_MODAL = str(Path(MTV).parent / "cross_modal.yaml")
 VECTOR = Path("logs/shapes_mtv_colour/task_vector.safetensors")

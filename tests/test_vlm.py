@@ -12,12 +12,12 @@ from torch import nn
 from transformers import LlamaConfig, MambaConfig, MambaForCausalLM
 
 from lit_tv.episodes import Episode, Example
-from lit_tv.layout import UnsupportedModelError, discover_layout
-from lit_tv.loading import ModelLoadError, VLMOptions, quantization_config
+from lit_tv.interventions.shared_prefix import fork_last_token
+from lit_tv.model.layout import UnsupportedModelError, discover_layout
+from lit_tv.model.loading import ModelLoadError, VLMOptions, quantization_config
+from lit_tv.model.vlm import FrozenVLM, load_image
 from lit_tv.prompts import PromptTemplate
-from lit_tv.scoring import fork_last_token
-from lit_tv.vlm import FrozenVLM, load_image
-from lit_tv.zoo import build_llava_1_5
+from lit_tv.testing.zoo import build_llava_1_5
 
 
 @pytest.mark.parametrize("name", ZOO_NAMES)

@@ -6,7 +6,7 @@ from typing import cast
 
 import torch
 
-from lit_tv.vlm import FrozenVLM
+from lit_tv.model.vlm import FrozenVLM
 
 TokenTable = list[list[tuple[str, float]]]
 

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import torch
 
 from lit_tv.episodes import Episode
-from lit_tv.interventions import record_residual
+from lit_tv.interventions.hooks import record_residual
+from lit_tv.model.vlm import SUPPORT_SHOTS, FrozenVLM
 from lit_tv.prompts import PromptTemplate
-from lit_tv.vlm import SUPPORT_SHOTS, FrozenVLM
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from lit_tv.vlm import FrozenVLM
+from lit_tv.model.vlm import FrozenVLM
 
 
 @torch.no_grad()

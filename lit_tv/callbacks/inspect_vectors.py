@@ -23,10 +23,10 @@ from lit_tv.analysis.tsne import scatter_figure, tsne_2d
 from lit_tv.data.datamodules import datamodule_of
 from lit_tv.episodes import Episode, Example
 from lit_tv.files import write_atomic
-from lit_tv.interventions import record_residual
+from lit_tv.interventions.hooks import record_residual
 from lit_tv.methods.residual import BARE, ResidualTaskVectors, at_last_demonstration
-from lit_tv.vectors import ResidualVector, load
-from lit_tv.vlm import FrozenVLM
+from lit_tv.model.vlm import FrozenVLM
+from lit_tv.vectors.kinds import ResidualVector, load
 
 TOKEN_SETS = ("input", "task", "answer")
 

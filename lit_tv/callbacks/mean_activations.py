@@ -7,8 +7,8 @@ from typing import cast
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from lit_tv.averaging import mean_head_activations
 from lit_tv.data.datamodules import datamodule_of
+from lit_tv.interventions.averaging import mean_head_activations
 from lit_tv.methods.mtv import MTV
 
 

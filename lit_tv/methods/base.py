@@ -14,20 +14,20 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torchmetrics import Metric
 
-from lit_tv.checkpoints import check_identity, checkpoint_entry, checkpoint_folders, data_identity, fitted_data
 from lit_tv.console import task_table
 from lit_tv.data.datamodules import Role, datamodule_of
 from lit_tv.episodes import Episode
 from lit_tv.files import OutputLock
-from lit_tv.fitted_tasks import other_tasks
-from lit_tv.loading import SHAPES_TOY, ModelLoadError, VLMOptions, resolve_model_path
+from lit_tv.methods.checkpoints import check_identity, checkpoint_entry, checkpoint_folders, data_identity, fitted_data
 from lit_tv.metrics import ExactMatch
+from lit_tv.model.loading import SHAPES_TOY, ModelLoadError, VLMOptions, resolve_model_path
+from lit_tv.model.vlm import FrozenVLM
 from lit_tv.options import require_at_least, require_file_path
 from lit_tv.prompts import PromptTemplate
 from lit_tv.spread import format_spread
-from lit_tv.task_vectors import layout_from_config
-from lit_tv.vectors import TaskVector, load
-from lit_tv.vlm import FrozenVLM
+from lit_tv.vectors.file import layout_from_config
+from lit_tv.vectors.fitted_on import other_tasks
+from lit_tv.vectors.kinds import TaskVector, load
 
 _SEED = "seed_"
 

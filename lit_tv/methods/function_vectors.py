@@ -21,17 +21,17 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from lit_tv.analysis.heatmap import head_heatmap
-from lit_tv.averaging import mean_head_activations
 from lit_tv.data.datamodules import Role, datamodule_of
 from lit_tv.episodes import Episode
-from lit_tv.interventions import PatchPolicy, patch_residual
-from lit_tv.layout import Layout
-from lit_tv.loading import SHAPES_TOY, VLMOptions
+from lit_tv.interventions.averaging import mean_head_activations
+from lit_tv.interventions.hooks import PatchPolicy, patch_residual
+from lit_tv.interventions.shared_prefix import fork_last_token
 from lit_tv.methods.base import FrozenVLMMethod
+from lit_tv.model.layout import Layout
+from lit_tv.model.loading import SHAPES_TOY, VLMOptions
+from lit_tv.model.vlm import SUPPORT_SHOTS, FrozenVLM
 from lit_tv.prompts import PromptTemplate
-from lit_tv.scoring import fork_last_token
-from lit_tv.vectors import ResidualVector
-from lit_tv.vlm import SUPPORT_SHOTS, FrozenVLM
+from lit_tv.vectors.kinds import ResidualVector
 
 
 def shuffle_labels(episode: Episode, rng: random.Random) -> Episode:

@@ -13,8 +13,8 @@ from typing import Literal
 
 from lit_tv.data.datamodules import Role, datamodule_of
 from lit_tv.episodes import Episode
-from lit_tv.loading import SHAPES_TOY, VLMOptions
 from lit_tv.methods.base import FrozenVLMMethod
+from lit_tv.model.loading import SHAPES_TOY, VLMOptions
 
 
 def majority(answers: list[str]) -> str:

@@ -24,16 +24,16 @@ from torchmetrics import Metric
 from lit_tv.analysis.heatmap import head_heatmap
 from lit_tv.data.datamodules import Role, datamodule_of
 from lit_tv.episodes import Episode
-from lit_tv.interventions import PatchPolicy, replace_heads
-from lit_tv.loading import SHAPES_TOY, VLMOptions
+from lit_tv.interventions.hooks import PatchPolicy, replace_heads
+from lit_tv.interventions.shared_prefix import fork_last_token, repeat_rows
 from lit_tv.methods.base import FrozenVLMMethod
 from lit_tv.methods.random_heads import RandomHeadsControl, answers_over_one_prefix
 from lit_tv.methods.reinforce import reinforce_surrogate, sampling_probabilities
 from lit_tv.metrics import ExactMatch
+from lit_tv.model.loading import SHAPES_TOY, VLMOptions
 from lit_tv.options import require_at_least
-from lit_tv.scoring import fork_last_token, repeat_rows
-from lit_tv.task_vectors import require_finite
-from lit_tv.vectors import HeadVector
+from lit_tv.vectors.file import require_finite
+from lit_tv.vectors.kinds import HeadVector
 
 
 class MTV(FrozenVLMMethod):
@@ -50,9 +50,9 @@ class MTV(FrozenVLMMethod):
         policy: patch the prompt's last position only, or also every generated token.
         fast_path: score the mask samples of a query in one forward of its prompt: the samples are
             copies of the last token after the one prefix, each seeing the prefix and itself
-            (`lit_tv.scoring.fork_last_token`); a model that refuses the 4-D mask gets the prefix's KV cache copied
-            per sample (32 x 0.5 MB per prompt token on LLaVA-7B). Off: the full prompt repeated once per
-            sample.
+            (`lit_tv.interventions.shared_prefix.fork_last_token`); a model that refuses the 4-D mask gets
+            the prefix's KV cache copied per sample (32 x 0.5 MB per prompt token on LLaVA-7B). Off: the full
+            prompt repeated once per sample.
         test_heads: ``selected``, or ``random``: the control beside the selected heads, `random_draws` head sets
             of the selected count drawn at random (different per seed and task) and scored on the same queries;
             `test/accuracy` stays the selected heads', `test/random_heads/*` holds the draws' mean, std,

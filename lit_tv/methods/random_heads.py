@@ -20,10 +20,10 @@ from torch import nn
 from torchmetrics import Metric
 
 from lit_tv.episodes import Episode
+from lit_tv.interventions.shared_prefix import fork_last_token
+from lit_tv.model.vlm import FrozenVLM
 from lit_tv.prompts import PromptTemplate
-from lit_tv.scoring import fork_last_token
 from lit_tv.spread import format_rank, format_spread, rank_among, spread
-from lit_tv.vlm import FrozenVLM
 
 LOGGER = logging.getLogger(__name__)
 # every head set's answers to a batch, per set: computed over each query's one prefix

@@ -17,16 +17,16 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from lit_tv.analysis.heatmap import layer_curve
-from lit_tv.averaging import mean_recording
 from lit_tv.console import task_table
 from lit_tv.data.datamodules import Role, datamodule_of
 from lit_tv.episodes import Episode, Example
-from lit_tv.interventions import patch_residual, record_residual
-from lit_tv.loading import SHAPES_TOY, VLMOptions
+from lit_tv.interventions.averaging import mean_recording
+from lit_tv.interventions.hooks import patch_residual, record_residual
 from lit_tv.methods.base import FrozenVLMMethod
+from lit_tv.model.loading import SHAPES_TOY, VLMOptions
+from lit_tv.model.vlm import FrozenVLM
 from lit_tv.prompts import PromptTemplate
-from lit_tv.vectors import ResidualVector
-from lit_tv.vlm import FrozenVLM
+from lit_tv.vectors.kinds import ResidualVector
 
 BARE = PromptTemplate(query="{text}", answer="")
 Group = tuple[int, str]  # (data seed, task)

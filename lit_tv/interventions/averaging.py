@@ -14,9 +14,9 @@ import torch
 from tqdm.auto import tqdm
 
 from lit_tv.episodes import Episode
-from lit_tv.interventions import Recording, record_heads
+from lit_tv.interventions.hooks import Recording, record_heads
+from lit_tv.model.vlm import SUPPORT_SHOTS, FrozenVLM
 from lit_tv.prompts import PromptTemplate
-from lit_tv.vlm import SUPPORT_SHOTS, FrozenVLM
 
 Recorder = Callable[[FrozenVLM], AbstractContextManager[Recording]]
 

@@ -1,13 +1,13 @@
 """The papers' findings as figures on the shapes world, measured by the real methods through the CLI objects.
 
-    python -m lit_tv.shapes.findings [--out docs/figures] [--logdir logs/findings] [--fast]
+    python -m lit_tv.shapes.studies.findings [--out docs/figures] [--logdir logs/findings] [--fast]
 
 (1) accuracy vs shots (ICL, up to the 7 shots the toy was trained on) and vs MTV iterations (support
 episodes in the mean), on the shapes toy and on the many-shot family, whose toy's context holds 4 image
-shots (`lit_tv.shapes.many_shot`); (2) the cross-modal table: text ICL xBase vs xPatch, image ICL Base vs Patch,
+shots (`lit_tv.shapes.studies.many_shot`); (2) the cross-modal table: text ICL xBase vs xPatch, image ICL Base vs Patch,
 instruction and ensemble vectors; (3) exemplar vs ensemble vectors as the examples grow; (4) the heads
 MTV selects vs the heads Function Vectors use. Every number comes from `lit-tv test` / `fit` runs of the
-shipped configs with options changed (`lit_tv.cli.build_cli`); each figure is a PNG in `--out`
+shipped configs with options changed (`lit_tv.cli.app.build_cli`); each figure is a PNG in `--out`
 and a TensorBoard figure in `--logdir`, and all numbers go to `<out>/findings.json`. Every setting runs once per
 seed (`Budget.seeds`, `fit_seeds`, `many_shot_seeds`): findings.json keeps each seed's number, the figures and
 the printout show mean ± std (min–max), and a rerun prints the same numbers. `--fast` runs
@@ -29,10 +29,10 @@ from typing import Any
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from lit_tv.cli import LitTVCLI, build_cli
+from lit_tv.cli.app import LitTVCLI, build_cli
 from lit_tv.console import quiet_libraries
 from lit_tv.files import write_atomic
-from lit_tv.shapes.findings_figures import (
+from lit_tv.shapes.studies.findings_figures import (
     CONTEXT_SHOTS,
     efficiency_figure,
     heads_figure,
@@ -42,9 +42,9 @@ from lit_tv.shapes.findings_figures import (
     scaling_figure,
     table_figure,
 )
-from lit_tv.shapes.main_job import CONFIGS, seeded_options
-from lit_tv.shapes.many_shot import ITERATIONS, SEEDS, over_seeds
-from lit_tv.shapes.many_shot import table as many_shot_table
+from lit_tv.shapes.studies.main_job import CONFIGS, seeded_options
+from lit_tv.shapes.studies.many_shot import ITERATIONS, SEEDS, over_seeds
+from lit_tv.shapes.studies.many_shot import table as many_shot_table
 from lit_tv.shapes.world import TASKS
 from lit_tv.spread import by_seed, format_spread
 
@@ -183,7 +183,7 @@ def mtv_vs_iterations(budget: Budget, logdir: Path, seed: int) -> dict[str, Any]
 
 
 def many_shot_curves(budget: Budget) -> dict[str, object]:
-    """(1) on the many-shot family, where a few shots are not enough: `lit_tv.shapes.many_shot`'s numbers, once
+    """(1) on the many-shot family, where a few shots are not enough: `lit_tv.shapes.studies.many_shot`'s numbers, once
     per seed."""
     return over_seeds(
         budget.many_shot_seeds,
@@ -356,7 +356,7 @@ def summary(numbers: dict[str, Any]) -> str:
     )
 
 
-COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "figures"  # the measured figures docs/findings.md shows
+COMMITTED = Path(__file__).resolve().parents[3] / "docs" / "figures"  # the measured figures docs/findings.md shows
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,7 +1,7 @@
 """What was fitted on some tasks (a task vector, a checkpoint's heads and means) serves a run on others only
 when the run says it is meant (the method's ``allow_other_task``), and then says so in one warning.
 
-Task vectors (`lit_tv.vector_base`) and checkpoints (`lit_tv.checkpoints`) share this check, so one switch
+Task vectors (`lit_tv.vectors.base`) and checkpoints (`lit_tv.methods.checkpoints`) share this check, so one switch
 covers both and both name the transfer the same way.
 """
 

@@ -1,7 +1,7 @@
 """Random models of real VLM architectures, saved and loaded like a user's hub model.
 
 Tiny ones for the tests (and for trying the CLI without downloads:
-`python -m lit_tv.zoo llava /tmp/tiny-llava`), and random models of LLaVA-1.5-7B's layout for
+`python -m lit_tv.testing.zoo llava /tmp/tiny-llava`), and random models of LLaVA-1.5-7B's layout for
 benchmarks/speed.py: `llava-7b-random` at full size for GPU timings, narrower ones for 600-token prompts
 on CPU. Each builder returns a model and its processor (or tokenizer), built offline: a byte-level BPE
 trained here on a small corpus plus the architecture's own PIL image processor.
@@ -50,9 +50,9 @@ from transformers import (
     Qwen2VLProcessor,
 )
 
-from lit_tv.compat import build_processor_without_video
 from lit_tv.files import partial_path
-from lit_tv.fuyu import MANTIS_MARKERS
+from lit_tv.model.compat import build_processor_without_video
+from lit_tv.model.fuyu import MANTIS_MARKERS
 
 SPECIAL_TOKENS = [
     "<pad>",
@@ -120,7 +120,7 @@ def build_fuyu_tokenizer() -> PreTrainedTokenizerFast:
 
     FuyuProcessor drops the first token of the image part, which its real tokenizer emits as a
     lone '▁'; this tokenizer reproduces that. It also has Mantis-Fuyu's image markers
-    (``|IMAGE|``, ``|ENDOFIMAGE|``), so prompts get Mantis' layout (`lit_tv.fuyu`).
+    (``|IMAGE|``, ``|ENDOFIMAGE|``), so prompts get Mantis' layout (`lit_tv.model.fuyu`).
     """
     image_tokens = ["|SPEAKER|", "|NEWLINE|"]
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
@@ -372,8 +372,8 @@ def save_zoo_model(name: str, folder: Path, seed: int = 0, overwrite: bool = Fal
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m lit_tv.zoo ARCH FOLDER [--overwrite]` (BENCHMARK_MODELS are speed.py's, not offered here)."""
-    parser = argparse.ArgumentParser(prog="python -m lit_tv.zoo", description="save a tiny random model")
+    """`python -m lit_tv.testing.zoo ARCH FOLDER [--overwrite]` (BENCHMARK_MODELS are speed.py's, not offered here)."""
+    parser = argparse.ArgumentParser(prog="python -m lit_tv.testing.zoo", description="save a tiny random model")
     parser.add_argument("arch", choices=list(ZOO))
     parser.add_argument("folder", type=Path)
     parser.add_argument("--overwrite", action="store_true", help="replace a model already saved in FOLDER")
@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         print(save_zoo_model(args.arch, args.folder, overwrite=args.overwrite))
     except FileExistsError as error:
-        parser.exit(1, f"python -m lit_tv.zoo: error: {error}\n")
+        parser.exit(1, f"python -m lit_tv.testing.zoo: error: {error}\n")
 
 
 if __name__ == "__main__":

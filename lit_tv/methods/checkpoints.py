@@ -20,9 +20,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lit_tv.files import atomic_path
-from lit_tv.fitted_tasks import check_fitted_tasks
-from lit_tv.loading import BUILTIN_MODELS, VLMOptions
-from lit_tv.task_vectors import layout_from_config, require_finite
+from lit_tv.model.loading import BUILTIN_MODELS, VLMOptions
+from lit_tv.vectors.file import layout_from_config, require_finite
+from lit_tv.vectors.fitted_on import check_fitted_tasks
 
 
 def checkpoint_folders(trainer: L.Trainer) -> list[ModelCheckpoint]:

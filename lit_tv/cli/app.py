@@ -6,7 +6,7 @@
 A bad input (a ValueError or OSError: a file, a field, an option) ends the run with one line that
 names it and exit status 1; ``LIT_TV_TRACEBACK=1`` shows the traceback instead. SIGINT, SIGTERM and SIGHUP
 end it with one line saying what was saved and how to go on, and exit status 128 + the signal
-(`lit_tv.interrupts`). `--overwrite` lets a run replace an earlier run's outputs (`lit_tv.files.OutputLock`).
+(`lit_tv.cli.interrupts`). `--overwrite` lets a run replace an earlier run's outputs (`lit_tv.files.OutputLock`).
 `lit-tv` with no subcommand (the shapes world's main job) is `lit_tv.__main__`'s: jobs built on this CLI sit above it.
 """
 
@@ -26,18 +26,18 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lit_tv.checkpoints import (
+from lit_tv.cli.interrupts import RunInterrupted, signals_interrupt
+from lit_tv.cli.smoke import redirect_smoke_outputs
+from lit_tv.cli.task_folders import name_task_folders, tasks_name
+from lit_tv.console import quiet_libraries
+from lit_tv.methods.base import FrozenVLMMethod
+from lit_tv.methods.checkpoints import (
     AtomicCheckpointIO,
     CheckpointMismatchError,
     check_checkpoint,
     checkpoint_folders,
     resolve_checkpoint,
 )
-from lit_tv.console import quiet_libraries
-from lit_tv.interrupts import RunInterrupted, signals_interrupt
-from lit_tv.methods.base import FrozenVLMMethod
-from lit_tv.smoke import redirect_smoke_outputs
-from lit_tv.task_folders import name_task_folders, tasks_name
 
 # `--a.init_args.b.c=null`: jsonargparse passes the null of a nested field on as the string "None"
 _NESTED_NULL = re.compile(r"--(\w+\.init_args\.\w+)\.(\w+)(=null)?")
@@ -127,7 +127,7 @@ class LitTVCLI(LightningCLI):
 
     def after_instantiate_classes(self) -> None:
         """Tell the run's writers whether they may replace an earlier run's outputs; move a smoke run's off the
-        config's paths (`lit_tv.smoke`)."""
+        config's paths (`lit_tv.cli.smoke`)."""
         config = self._run_config()
         for writer in (self.model, *cast(Any, self.trainer).callbacks):  # set by Lightning, undeclared
             if hasattr(writer, "overwrite_outputs"):

@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lit_tv.checkpoints import checkpoint_folders
-from lit_tv.cli import LitTVCLI, build_cli
+from lit_tv.cli.app import LitTVCLI, build_cli
 from lit_tv.console import lightning_warnings_only
+from lit_tv.methods.checkpoints import checkpoint_folders
 from lit_tv.shapes.world import TASKS
 from lit_tv.spread import format_rank, format_spread, rank_among
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "shapes"
+CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "shapes"
 SEEDS = (0, 1, 2)  # each seed draws the data (support, training and test queries), REINFORCE and the random heads
 RANDOM_HEADS = "random heads"
 ROWS = ("zero-shot", "4-shot ICL", "MTV", RANDOM_HEADS, "function vec.", "text vec.->img")

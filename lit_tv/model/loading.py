@@ -23,8 +23,8 @@ from transformers import (
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
 from transformers.utils import cached_file
 
-from lit_tv.compat import load_processor_without_video
-from lit_tv.families import family_of
+from lit_tv.model.compat import load_processor_without_video
+from lit_tv.model.families import family_of
 from lit_tv.prompts import check_prompt_wrap
 
 
@@ -126,8 +126,8 @@ def dispatched_device(model: nn.Module) -> torch.device | None:
 
 # Models shipped inside the package, addressed like hub ids.
 BUILTIN_MODELS = {
-    "lit_tv/shapes-toy": Path(__file__).parent / "shapes" / "checkpoint",
-    "lit_tv/shapes-toy-many-shot": Path(__file__).parent / "shapes" / "checkpoint_many_shot",
+    "lit_tv/shapes-toy": Path(__file__).parents[1] / "shapes" / "checkpoint",
+    "lit_tv/shapes-toy-many-shot": Path(__file__).parents[1] / "shapes" / "checkpoint_many_shot",
 }
 
 

@@ -12,7 +12,7 @@ instead of silently patching a pad token. The vector is written during the promp
 only, as `lit-tv test` does by default; MTV's ``policy="every_token"`` also writes it at every generated
 token. No Lightning, no `FrozenVLM`: the model object is used as it is (not moved, cast or frozen).
 
-This is ``lit_tv.vectors.load(path).apply(model, ...)``: the file is checked first (checksums, layout,
+This is ``lit_tv.vectors.kinds.load(path).apply(model, ...)``: the file is checked first (checksums, layout,
 the model's weights fingerprint, the values' scale) and a mismatch is refused naming the field, unless
 ``allow_other_task`` / ``allow_other_model`` says it is meant (then a one-line warning).
 """
@@ -24,8 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lit_tv.interventions import PatchPolicy
-from lit_tv.vectors import load
+from lit_tv.interventions.hooks import PatchPolicy
+from lit_tv.vectors.kinds import load
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Literal, Protocol, cast
 import torch
 from torch import nn
 
-from lit_tv.compat import decoder_cache
-from lit_tv.layout import Layout
+from lit_tv.model.compat import decoder_cache
+from lit_tv.model.layout import Layout
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -28,7 +28,7 @@ Position = int | torch.Tensor
 
 
 class Hookable(Protocol):
-    """What the hooks need: a `FrozenVLM`, or a plain HF model with its layout (`lit_tv.vector_base.HookedModel`)."""
+    """What the hooks need: a `FrozenVLM`, or a plain HF model with its layout (`lit_tv.vectors.base.HookedModel`)."""
 
     @property
     def model(self) -> PreTrainedModel: ...
@@ -143,7 +143,7 @@ def replace_heads(
     values: `[layers, heads, head_dim]` or per row `[rows, layers, heads, head_dim]`.
     mask: `[layers, heads]` or per row `[rows, layers, heads]` (bool): one batched forward can
     patch different heads in every row. Rows are batch rows, or with ``rows_along="positions"`` the
-    last `rows` positions of a batch-1 sequence (`lit_tv.scoring.fork_last_token`). policy "prompt"
+    last `rows` positions of a batch-1 sequence (`lit_tv.interventions.shared_prefix.fork_last_token`). policy "prompt"
     patches the prefill's last position only; "every_token" also every generated token. Only layers
     with a selected head are hooked.
     """

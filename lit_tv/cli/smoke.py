@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from lit_tv.task_folders import fill_tasks
+from lit_tv.cli.task_folders import fill_tasks
 
 LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches")
 

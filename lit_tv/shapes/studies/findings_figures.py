@@ -1,5 +1,5 @@
 """The findings' figures (and the cross-modal table as Markdown): plain numbers in, matplotlib figures out,
-so the measuring code in lit_tv/shapes/findings.py stays apart from how it is drawn."""
+so the measuring code in lit_tv/shapes/studies/findings.py stays apart from how it is drawn."""
 
 from __future__ import annotations
 

@@ -17,9 +17,9 @@ import torch
 from torch import nn
 from transformers import BatchFeature
 
-from lit_tv.compat import decoder_cache
-from lit_tv.interventions import PatchPolicy, RowsAlong, replace_heads
-from lit_tv.vlm import FrozenVLM
+from lit_tv.interventions.hooks import PatchPolicy, RowsAlong, replace_heads
+from lit_tv.model.compat import decoder_cache
+from lit_tv.model.vlm import FrozenVLM
 
 LOGGER = logging.getLogger(__name__)
 # attention implementations that apply a user-supplied 4-D mask (eager adds it; sdpa and flex take it as is)

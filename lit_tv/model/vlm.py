@@ -12,11 +12,11 @@ from PIL import Image
 from torch import nn
 from transformers import BatchFeature, GenerationMixin, PreTrainedModel, PreTrainedTokenizerBase
 
-from lit_tv.compat import cache_argument
 from lit_tv.episodes import Episode, ImageLike
-from lit_tv.families import family_of, forget_position_offsets, position_offset_modules
-from lit_tv.layout import Layout, discover_layout
-from lit_tv.loading import VLMOptions, dispatched_device, load_pretrained
+from lit_tv.model.compat import cache_argument
+from lit_tv.model.families import family_of, forget_position_offsets, position_offset_modules
+from lit_tv.model.layout import Layout, discover_layout
+from lit_tv.model.loading import VLMOptions, dispatched_device, load_pretrained
 from lit_tv.prompts import PromptTemplate, check_prompt_wrap, word_start_token_id
 
 
@@ -77,7 +77,8 @@ class FrozenVLM(nn.Module):
         self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
         self._position_offsets = position_offset_modules(model)
         self.cache_name = cache_argument(model)  # the KV cache's argument and output field
-        # whether rows may share one prefix through a 4-D mask: checked on first use (lit_tv.scoring), or set
+        # whether rows may share one prefix through a 4-D mask: checked on first use
+        # (lit_tv.interventions.shared_prefix), or set
         self.shares_prefix: bool | None = None
         # beyond its trained positions a model still answers, just not meaningfully: such prompts are refused
         self.context_length: int | None = getattr(model.config.get_text_config(), "max_position_embeddings", None)
@@ -187,7 +188,7 @@ class FrozenVLM(nn.Module):
         `new_tokens` to be generated after it do not fit the model's context, naming `shots_option`, the option
         that sets these episodes' shots (`QUERY_SHOTS`, or `SUPPORT_SHOTS` for the episodes vectors average over).
 
-        Position -1 is every row's last prompt token (for Fuyu too: see `lit_tv.fuyu`).
+        Position -1 is every row's last prompt token (for Fuyu too: see `lit_tv.model.fuyu`).
         """
         texts, images = [], []
         for index, episode in enumerate(episodes):

@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 import torch
 
-from lit_tv.interventions import PatchPolicy, patch_residual, replace_heads
-from lit_tv.task_vectors import TaskVectorError, load_task_vector
-from lit_tv.vector_base import Dims, HookedModel, TaskVector
+from lit_tv.interventions.hooks import PatchPolicy, patch_residual, replace_heads
+from lit_tv.vectors.base import Dims, HookedModel, TaskVector
+from lit_tv.vectors.file import TaskVectorError, load_task_vector
 
 __all__ = ["HeadVector", "ResidualVector", "TaskVector", "load"]
 

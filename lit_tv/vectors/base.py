@@ -1,5 +1,5 @@
 """What every kind of task vector shares: its file's metadata, the checks against a layout and a model,
-and applying it to a plain transformers model as a context manager. The kinds are in lit_tv/vectors.py."""
+and applying it to a plain transformers model as a context manager. The kinds are in lit_tv/vectors/kinds.py."""
 
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ from typing import TYPE_CHECKING, ClassVar, cast
 import torch
 from torch import nn
 
-from lit_tv.fitted_tasks import check_fitted_tasks
-from lit_tv.interventions import PatchPolicy
-from lit_tv.layout import Layout, discover_layout
-from lit_tv.task_vectors import (
+from lit_tv.interventions.hooks import PatchPolicy
+from lit_tv.model.layout import Layout, discover_layout
+from lit_tv.vectors.file import (
     TaskVectorError,
     TaskVectorMismatchError,
     fingerprint_difference,
@@ -26,6 +25,7 @@ from lit_tv.task_vectors import (
     require_plausible_scale,
     write_vector_file,
 )
+from lit_tv.vectors.fitted_on import check_fitted_tasks
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -36,7 +36,7 @@ Dims = tuple[str | int | None, ...]
 
 @dataclass(frozen=True)
 class HookedModel:
-    """What the intervention hooks need from a model: the model and its layout (see `lit_tv.interventions`)."""
+    """What the intervention hooks need from a model: the model and its layout (see `lit_tv.interventions.hooks`)."""
 
     model: PreTrainedModel
     layout: Layout

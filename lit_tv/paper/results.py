@@ -1,5 +1,5 @@
 """The papers' results that lit_tv reproduces: each table or figure row, the number the paper reports for it
-and the configs (under configs/) that run it. lit_tv/reproduction.py renders them with every deviation of
+and the configs (under configs/) that run it. lit_tv/paper/reproduction.py renders them with every deviation of
 those configs into docs/reproducing.md.
 
 Numbers are transcribed from the papers only, each cell naming its table and source; a row whose numbers have

@@ -32,7 +32,7 @@ from transformers import AutoConfig, PreTrainedModel
 
 import lit_tv
 from lit_tv.files import atomic_path
-from lit_tv.loading import VLMOptions, resolve_model_path
+from lit_tv.model.loading import VLMOptions, resolve_model_path
 
 SCALE_LIMIT = 1e4
 FINGERPRINT_TOLERANCE = 0.01

@@ -1,5 +1,5 @@
 """The papers' settings as data: the values every config under configs/ must hold (`RULES`) and each listed
-deviation with its reason and its switch (`DEVIATIONS`). lit_tv/reproduction.py checks configs against them
+deviation with its reason and its switch (`DEVIATIONS`). lit_tv/paper/reproduction.py checks configs against them
 and renders docs/reproducing.md."""
 
 from __future__ import annotations
@@ -325,7 +325,7 @@ RULES: tuple[Rule, ...] = (
         {f"{M}model.name": "TIGER-Lab/Mantis-8B-Fuyu", f"{M}model.dtype": "float16"},
         (
             "loaded with transformers' Fuyu classes (Mantis' own MFuyu classes are not on the hub) from the "
-            "reference's pinned revision; prompts are built in Mantis' layout by lit_tv/fuyu.py",
+            "reference's pinned revision; prompts are built in Mantis' layout by lit_tv/model/fuyu.py",
         ),
     ),
 )

@@ -12,8 +12,8 @@ from typing import Any
 from torch import nn
 from transformers import BatchFeature, ProcessorMixin
 
-from lit_tv.compat import fix_fuyu_patchify
-from lit_tv.fuyu import IMAGE_PLACEHOLDER, build_fuyu_inputs
+from lit_tv.model.compat import fix_fuyu_patchify
+from lit_tv.model.fuyu import IMAGE_PLACEHOLDER, build_fuyu_inputs
 
 # M-RoPE models (Qwen2-VL and kin) keep the last prompt's position offsets on modules with this attribute
 POSITION_OFFSETS = "rope_deltas"
@@ -38,7 +38,7 @@ class Family:
 
 _QWEN_VISION = ("<|vision_start|>", "<|vision_end|>")
 FAMILIES = {
-    # HF's processor puts one image before all the text and appends a token: see lit_tv.fuyu
+    # HF's processor puts one image before all the text and appends a token: see lit_tv.model.fuyu
     "FuyuProcessor": Family(
         image_token=IMAGE_PLACEHOLDER, build_inputs=build_fuyu_inputs, fix_processor=fix_fuyu_patchify
     ),

@@ -1,6 +1,6 @@
 """The many-shot family and its toy: ICL accuracy vs shots (capped by the context) and MTV vs iterations.
 
-``python -m lit_tv.shapes.many_shot [--seeds 0 1 2]`` measures both on the shipped many-shot toy, once
+``python -m lit_tv.shapes.studies.many_shot [--seeds 0 1 2]`` measures both on the shipped many-shot toy, once
 per seed, and prints the table (mean ± std (min–max) over the seeds) and what held on every seed. In this
 family 45% of the shots answer another attribute of their own object (`MANY_SHOT_DISTRACTORS`), so the task
 is only a majority among the shots, and the toy's context holds 4 image shots: ICL cannot see enough of them.
@@ -22,18 +22,18 @@ import torch
 import transformers
 from transformers import AutoConfig
 
-from lit_tv.averaging import mean_head_activations
 from lit_tv.callbacks.mean_activations import MeanActivations
 from lit_tv.console import lightning_warnings_only
-from lit_tv.loading import VLMOptions, resolve_model_path
+from lit_tv.interventions.averaging import mean_head_activations
 from lit_tv.methods.icl import ICL
 from lit_tv.methods.mtv import MTV
+from lit_tv.model.loading import VLMOptions, resolve_model_path
 from lit_tv.shapes.datamodule import ShapesDataModule
 from lit_tv.shapes.toy import max_image_shots
 from lit_tv.shapes.world import MANY_SHOT_DISTRACTORS, TASKS
 from lit_tv.spread import format_spread, on_seeds
 
-CHECKPOINT = Path(__file__).parent / "checkpoint_many_shot"
+CHECKPOINT = Path(__file__).parents[1] / "checkpoint_many_shot"
 MODEL = "lit_tv/shapes-toy-many-shot"
 ITERATIONS: tuple[int, ...] = (1, 4, 16, 100)
 SEEDS: tuple[int, ...] = (0, 1, 2)
