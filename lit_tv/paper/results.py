@@ -4,7 +4,7 @@ those configs into docs/reproducing.md.
 
 Numbers are transcribed from the papers only, each cell naming its table and source; a row whose numbers have
 not been found says so with a TODO naming its table and where it was looked for, never a guess.
-tests/test_reference_values.py checks every number here against a second, hand-written transcription.
+tests/paper/test_reference_values.py checks every number here against a second, hand-written transcription.
 """
 
 from __future__ import annotations

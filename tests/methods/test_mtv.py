@@ -1,0 +1,325 @@
+"""MTV: batched REINFORCE equals separate forwards, and fit + test run through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import SHAPES_CONFIGS, TEMPLATE, KillAtStep, Killed, colour_image, logged_scalars, read_events, zoo_mtv_run
+
+from lit_tv.cli.app import build_cli, main
+from lit_tv.data.query_file import QueryFile
+from lit_tv.episodes import Episode, Example
+from lit_tv.interventions.hooks import replace_heads
+from lit_tv.interventions.shared_prefix import fork_last_token
+from lit_tv.methods.mtv import MTV
+from lit_tv.model.loading import ModelLoadError, VLMOptions
+from lit_tv.vectors.file import TaskVectorMismatchError, load_task_vector, write_vector_file
+from lit_tv.vectors.kinds import load
+
+CONFIG = SHAPES_CONFIGS / "mtv.yaml"
+
+
+@pytest.mark.slow
+def test_batched_reinforce_losses_equal_separate_forwards(zoo_folder):
+    method = MTV(model=VLMOptions(str(zoo_folder("llava"))), samples=8, fast_path=False)
+    method.configure_model()
+    method.template = TEMPLATE
+    vlm, layout = method.vlm, method.vlm.layout
+    method.mean_activations.copy_(torch.randn(layout.num_layers, layout.num_heads, layout.head_dim))
+    query = Episode(query=Example("colour?", images=(colour_image("red"),), answers=("red",)))
+    masks = torch.rand(8, layout.num_layers, layout.num_heads, generator=torch.Generator().manual_seed(0)) < 0.5
+    batched = method._losses(query, masks)
+    target = vlm.answer_token_ids([query], TEMPLATE)
+    for row, mask in enumerate(masks):
+        with replace_heads(vlm, method.mean_activations, mask):
+            logits = vlm.last_logits(vlm.build_inputs([query], TEMPLATE))
+        single = torch.nn.functional.cross_entropy(logits, target)
+        torch.testing.assert_close(batched[row], single, atol=1e-5, rtol=1e-5)
+    assert batched.std() > 0, "different masks should give different losses"
+
+
+def _method_with_query(folder: Path, multimodal: bool = True, fuyu: bool = False) -> tuple[MTV, Episode, torch.Tensor]:
+    """An MTV over a zoo model with random means, a query (with one shot where the model takes several images)
+    and 8 different mask samples."""
+    method = MTV(model=VLMOptions(str(folder)), samples=8)
+    method.configure_model()
+    method.template = TEMPLATE
+    layout = method.vlm.layout
+    method.mean_activations.copy_(torch.randn(layout.num_layers, layout.num_heads, layout.head_dim))
+    images = (colour_image("red"),) if multimodal else ()
+    shots = () if fuyu else (Example("this?", images=(colour_image("blue"),) if multimodal else (), answers=("blue",)),)
+    query = Episode(query=Example("colour?", images=images, answers=("red",)), shots=shots)
+    masks = torch.rand(8, layout.num_layers, layout.num_heads, generator=torch.Generator().manual_seed(1)) < 0.5
+    return method, query, masks
+
+
+def _plain_batched_losses(method: MTV, query: Episode, masks: torch.Tensor) -> torch.Tensor:
+    method.hparams.fast_path = False
+    try:
+        return method._losses(query, masks)
+    finally:
+        method.hparams.fast_path = True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["llava", "idefics2", "idefics3", "qwen2_vl", "fuyu", "llama"])
+def test_fast_path_losses_equal_the_plain_batched_path(zoo_folder, name):
+    method, query, masks = _method_with_query(zoo_folder(name), multimodal=name != "llama", fuyu=name == "fuyu")
+    fast = method._losses(query, masks)
+    assert method.vlm.shares_prefix, "the samples should share one cached prefix on every zoo model"
+    torch.testing.assert_close(fast, _plain_batched_losses(method, query, masks), atol=1e-5, rtol=1e-5)
+    assert fast.std() > 0
+
+
+@pytest.mark.parametrize("name", ["qwen2_vl", "llava"])  # Qwen2-VL: the copies sit at the last token's M-RoPE position
+def test_forked_and_branched_rows_score_like_the_plain_forward(zoo_vlm, name):
+    vlm = zoo_vlm(name)
+    inputs = vlm.build_inputs(
+        [Episode(query=Example("colour?", images=(colour_image("red"),), answers=("red",)))], TEMPLATE
+    )
+    plain = vlm.last_logits(inputs)
+    torch.testing.assert_close(fork_last_token(vlm, inputs, 5).logits(), plain.expand(5, -1), atol=1e-5, rtol=1e-5)
+    branch = fork_last_token(vlm, inputs, 5, reuse=True)
+    assert branch.along == "positions" and branch.inputs["input_ids"].shape == (1, 5)
+    keys = branch.inputs[vlm.cache_name].layers[0].keys
+    assert keys.shape[0] == 1 and keys.shape[-2] == inputs["input_ids"].shape[1] - 1  # the prefix, once
+    for _ in range(2):  # cropped back after scoring: the branch scores again
+        torch.testing.assert_close(branch.logits(), plain.expand(5, -1), atol=1e-5, rtol=1e-5)
+    assert branch.inputs[vlm.cache_name].layers[0].keys.shape == keys.shape
+
+
+def _custom_mask(kwargs: dict) -> bool:
+    """A float 4-D mask reaching a layer is lit_tv's own (the zoo's sdpa builds none or a boolean one)."""
+    mask = kwargs.get("attention_mask")
+    return torch.is_tensor(mask) and mask.dim() == 4 and mask.is_floating_point()
+
+
+def _refuse_4d_masks(module, args, kwargs):
+    if _custom_mask(kwargs):
+        raise ValueError("custom attention masks are not supported")
+
+
+def _ignore_4d_masks(module, args, kwargs):
+    if _custom_mask(kwargs):  # then causal attention: the samples see each other
+        return args, {**kwargs, "attention_mask": None}
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("hook", "logged"),
+    [
+        (_refuse_4d_masks, "refuses a custom 4-D attention mask"),
+        (_ignore_4d_masks, "does not honour a custom 4-D attention mask"),
+        (None, "'sdpa', which takes no custom 4-D attention mask"),
+    ],
+)
+def test_a_model_without_custom_masks_falls_back_to_copying_the_cache(zoo_folder, caplog, monkeypatch, hook, logged):
+    method, query, masks = _method_with_query(zoo_folder("llava"))
+    if hook is None:  # as under flash attention, which takes padding masks only
+        monkeypatch.setattr("lit_tv.interventions.shared_prefix.MASKED_ATTENTION", ("eager",))
+    layers = [] if hook is None else method.vlm.layout.layers
+    handles = [layer.register_forward_pre_hook(hook, with_kwargs=True) for layer in layers]
+    try:
+        with caplog.at_level("WARNING", logger="lit_tv.interventions.shared_prefix"):
+            fast = method._losses(query, masks)
+        plain = _plain_batched_losses(method, query, masks)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert method.vlm.shares_prefix is False
+    assert logged in caplog.text and "copies the prompt cache per sample" in caplog.text
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+
+
+def test_only_theta_is_trainable_and_the_vlm_stays_out_of_the_checkpoint(zoo_folder):
+    method = MTV(model=VLMOptions(str(zoo_folder("llava"))))
+    method.configure_model()
+    assert [name for name, _ in method.named_parameters()] == ["theta"]
+    assert set(method.state_dict()) == {"theta", "mean_activations", "selected_heads", "heads_chosen"}
+    assert not method.vlm.model.training
+
+
+def test_missing_model_path_fails_before_anything_loads(tmp_path):
+    with pytest.raises(ModelLoadError, match="model path does not exist: .*nowhere"):
+        MTV(model=VLMOptions(str(tmp_path / "nowhere")))
+
+
+@pytest.mark.slow
+def test_fit_then_test_through_the_cli_logs_to_tensorboard(zoo_folder, workdir):
+    main(["fit", *zoo_mtv_run(zoo_folder("llava"))])
+    fit_dir = workdir / "logs" / "shapes_mtv_colour" / "version_0"
+    events = read_events(fit_dir)
+    assert {"train/loss", "train/mean_sigmoid_theta", "heads/selected"} <= set(events.Tags()["scalars"])
+    assert "heads/sigmoid_theta" in events.Tags()["images"]
+    heatmap = events.Images("heads/sigmoid_theta")[-1]  # a rendered figure, not a layers x heads pixel grid
+    assert heatmap.width >= 200 and heatmap.height >= 150, (heatmap.width, heatmap.height)
+    checkpoint = (
+        workdir / "logs" / "shapes_mtv_colour" / "smoke" / "checkpoints" / "last.ckpt"
+    )  # fewer steps than the config
+    state = torch.load(checkpoint, weights_only=True, map_location="cpu")["state_dict"]
+    assert state["mean_activations"].abs().sum() > 0
+    assert state["heads_chosen"], "last.ckpt must hold the final head set"
+    main(["test", *zoo_mtv_run(zoo_folder("llava"), "--ckpt_path", str(checkpoint))])
+    scalars = logged_scalars(workdir / "logs" / "shapes_mtv_colour" / "version_1")
+    assert {"test/accuracy", "test/accuracy/colour", "test/queries"} <= set(scalars)
+    assert scalars["test/queries"] == [6.0]  # every test query scored exactly once
+
+
+@pytest.mark.slow
+def test_exported_vector_loads_for_test_and_is_refused_by_another_model(zoo_folder, workdir):
+    main(["fit", *zoo_mtv_run(zoo_folder("llava"))])
+    vector = workdir / "logs" / "shapes_mtv_colour" / "smoke" / "task_vector.safetensors"  # fewer steps than the config
+    tensors, metadata = load_task_vector(vector)
+    assert metadata["benchmark"] == "ShapesDataModule" and metadata["iterations"] == "8"
+    loaded = MTV(model=VLMOptions(str(zoo_folder("llava"))), task_vector=str(vector))
+    loaded.configure_model()
+    heads = load(vector).mask()
+    assert torch.equal(loaded.selected_heads, heads)
+    assert torch.equal(loaded.mean_activations, tensors["mean_activations"])
+    transferred = MTV(model=VLMOptions(str(zoo_folder("llava"))), task_vector=str(vector), transfer="heads")
+    transferred.configure_model()
+    assert torch.equal(transferred.selected_heads, heads)
+    assert transferred.mean_activations.abs().sum() == 0  # recomputed on the new data before testing
+    write_vector_file(
+        workdir / "other.safetensors",
+        tensors,
+        {**metadata, "layout": json.dumps({**json.loads(metadata["layout"]), "num_heads": 32})},
+    )
+    with pytest.raises(TaskVectorMismatchError, match="made for .* 'num_heads': 32"):
+        MTV(model=VLMOptions(str(zoo_folder("llava"))), task_vector=str(workdir / "other.safetensors"))
+
+
+@pytest.mark.slow
+def test_a_stopped_fit_resumes_from_its_last_checkpoint(zoo_folder, workdir):
+    args = zoo_mtv_run(zoo_folder("llava"), "--trainer.max_steps", "14")
+    cli = build_cli(CONFIG, args)
+    cli.trainer.callbacks.append(KillAtStep(12))
+    with pytest.raises(Killed):
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    last = workdir / "logs" / "shapes_mtv_colour" / "smoke" / "checkpoints" / "last.ckpt"  # fewer steps than the config
+    assert torch.load(last, weights_only=True)["global_step"] == 10
+    with pytest.raises(SystemExit, match="no heads have been chosen yet"):  # not silently zero-shot
+        main(["test", *args, "--ckpt_path", str(last)])
+    main(["fit", *args, "--ckpt_path", "last"])  # the README's resume command continues its own checkpoints
+    state = torch.load(last, weights_only=True)
+    assert state["global_step"] == 14
+    assert state["state_dict"]["selected_heads"].any()
+
+
+@pytest.mark.slow
+def test_the_same_seed_selects_the_same_heads(zoo_folder, monkeypatch, workdir):
+    runs = []
+    for run in ("first", "second"):  # each fit in a folder of its own: the second would meet the first's outputs
+        (workdir / run).mkdir()
+        monkeypatch.chdir(workdir / run)
+        cli = build_cli(CONFIG, zoo_mtv_run(zoo_folder("llava"), "--model.init_args.export", "null"))
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        runs.append((cli.model.theta.detach().clone(), cli.model.selected_heads.clone()))
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+
+
+@pytest.mark.slow
+def test_predict_answers_a_jsonl_with_a_saved_vector(zoo_folder, workdir):
+    main(["fit", *zoo_mtv_run(zoo_folder("llava"))])
+    for index, colour in enumerate(["red", "blue"]):
+        colour_image(colour).save(workdir / f"{index}.png")
+    questions = workdir / "questions.jsonl"
+    questions.write_text('{"images": ["0.png"], "question": "colour?"}\n{"images": ["1.png"], "question": "and?"}\n')
+    main(
+        [
+            "predict",
+            "--config",
+            str(CONFIG.with_name("predict.yaml")),
+            "--model.init_args.model.name",
+            str(zoo_folder("llava")),
+            "--data.init_args.path",
+            str(questions),
+            "--model.init_args.task_vector",
+            "logs/shapes_mtv_colour/smoke/task_vector.safetensors",  # the fit ran fewer steps than its config
+        ]
+    )
+    lines = (workdir / "logs" / "shapes_mtv_colour" / "answers.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [record["question"] for record in records] == ["colour?", "and?"]
+    assert all(isinstance(record["answer"], str) for record in records)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"images": ["0.png"]}', "questions.jsonl:1: field 'question'"),
+        ('{"images": ["missing.png"], "question": "q"}', "questions.jsonl:1: image file not found: .*missing.png"),
+        ("{not json", "questions.jsonl:1: not valid JSON"),
+    ],
+)
+def test_bad_query_files_name_the_line_and_field(tmp_path, line, message):
+    colour_image("red").save(tmp_path / "0.png")
+    (tmp_path / "questions.jsonl").write_text(line + "\n")
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        QueryFile(str(tmp_path / "questions.jsonl"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["llava", "idefics2", "idefics3", "qwen2_vl"])
+def test_mtv_runs_on_each_vlm_architecture_through_the_cli(zoo_folder, name, workdir):
+    main(["fit", *zoo_mtv_run(zoo_folder(name), "--trainer.max_steps", "2")])
+    main(["test", *zoo_mtv_run(zoo_folder(name), "--ckpt_path", "logs/shapes_mtv_colour/smoke/checkpoints/last.ckpt")])
+    assert "test/accuracy" in logged_scalars(workdir / "logs" / "shapes_mtv_colour" / "version_1")
+
+
+@pytest.mark.slow  # the CLI parses every config
+def test_every_config_parses():
+    for config in sorted(CONFIG.parent.parent.rglob("*.yaml")):
+        subcommand = "predict" if config.name == "predict.yaml" else "test"
+        with pytest.raises(SystemExit) as exit_info:  # --print_config parses everything, builds nothing
+            main([subcommand, "--config", str(config), "--print_config"])
+        assert exit_info.value.code == 0, config
+
+
+@pytest.mark.slow
+def test_bf16_model_keeps_theta_and_means_in_fp32(zoo_folder, workdir):
+    cli = build_cli(
+        CONFIG,
+        zoo_mtv_run(
+            zoo_folder("llava"), "--model.init_args.model.dtype", "bfloat16", "--trainer.precision", "bf16-mixed"
+        ),
+    )
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert cli.model.vlm.layout.lm_head.weight.dtype == torch.bfloat16
+    assert cli.model.theta.dtype == torch.float32 and cli.model.mean_activations.dtype == torch.float32
+    assert (cli.model.theta != -1.0).any(), "REINFORCE should have moved theta from its init"
+    assert torch.isfinite(cli.model.mean_activations).all() and cli.model.mean_activations.abs().sum() > 0
+
+
+def test_true_low_precision_is_refused(zoo_folder, workdir):
+    cli = build_cli(CONFIG, zoo_mtv_run(zoo_folder("llava"), "--trainer.precision", "bf16-true"))
+    with pytest.raises(ValueError, match="bf16-true would cast theta"):
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+
+
+@pytest.mark.slow
+def test_fit_without_mean_activations_is_refused(zoo_folder, tmp_path):
+    import lightning as L
+
+    from lit_tv.shapes.datamodule import ShapesDataModule
+
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"no mean activations.*--trainer.callbacks\+=lit_tv.callbacks.mean_activations.MeanActivations",
+    ):
+        trainer.fit(
+            MTV(model=VLMOptions(str(zoo_folder("llava")))), datamodule=ShapesDataModule(train_size=2, batch_size=1)
+        )

@@ -1,0 +1,137 @@
+"""MTV's random-heads control is a seeded distribution of head sets, and a fit's REINFORCE samples depend on the
+seed the run starts with, not on the global state when the module was built."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from helpers import SHAPES_CONFIGS, TEMPLATE, ZOO_NAMES, episodes_for, logged_scalars, zoo_mtv_run
+
+from lit_tv.cli.app import build_cli, main
+from lit_tv.interventions.hooks import replace_heads
+from lit_tv.methods.random_heads import RandomHeadsControl, answers_over_one_prefix, random_head_sets
+from lit_tv.metrics import ExactMatch
+from lit_tv.spread import by_seed, format_rank, format_spread, on_seeds, rank_among, spread
+
+
+def test_random_head_sets_keep_the_count_and_differ_per_draw_seed_and_task():
+    selected = torch.zeros(4, 8, dtype=torch.bool)
+    selected[0, :5] = True
+    draws = random_head_sets(selected, 10, seed=0, tasks=["colour"])
+    assert all(int(mask.sum()) == 5 and mask.shape == selected.shape for mask in draws)
+    assert len({tuple(mask.flatten().tolist()) for mask in draws}) == 10
+    same = random_head_sets(selected, 10, seed=0, tasks=["colour"])
+    assert all(torch.equal(a, b) for a, b in zip(draws, same, strict=True))
+    for other in (random_head_sets(selected, 10, 1, ["colour"]), random_head_sets(selected, 10, 0, ["shape"])):
+        assert not torch.equal(torch.stack(draws), torch.stack(other))
+
+
+def test_spread_and_rank_say_what_the_values_say():
+    assert spread([0.5, 0.7, 0.9]) == pytest.approx({"mean": 0.7, "std": 0.2, "min": 0.5, "max": 0.9, "n": 3})
+    assert format_spread([0.5, 0.7, 0.9]) == "0.700 ± 0.200 (0.500–0.900)"
+    rank = rank_among(0.8, [0.5, 0.8, 0.9, 0.1])
+    assert rank == {"above": 2, "tied": 1, "draws": 4}
+    assert format_rank(rank) == "above 2 of 4 (1 tied)"
+    with pytest.raises(ValueError, match="at least one value"):
+        spread([])
+    assert on_seeds([True, True, True]) == "every seed" and on_seeds([True, False, True]) == "2 of 3 seeds"
+
+
+def test_per_seed_results_merge_into_one_list_per_number_in_the_seeds_order():
+    runs = [{"a": {"1": 0.5, "2": 0.6}, "draws": [0.1, 0.2]}, {"a": {"1": 0.7, "2": 0.8}, "draws": [0.3, 0.4]}]
+    assert by_seed(runs) == {"a": {"1": [0.5, 0.7], "2": [0.6, 0.8]}, "draws": [[0.1, 0.2], [0.3, 0.4]]}
+    with pytest.raises(ValueError, match="at least one run"):
+        by_seed([])
+
+
+@pytest.mark.slow
+def test_the_control_logs_its_draws_beside_the_selected_heads_and_prints_the_rank(zoo_folder, capsys, workdir):
+    run = zoo_mtv_run(zoo_folder("llava"))
+    main(["fit", *run])
+    checkpoint = workdir / "logs" / "shapes_mtv_colour" / "smoke" / "checkpoints" / "last.ckpt"  # a short fit
+    main(["test", *run, "--ckpt_path", str(checkpoint), "--model.init_args.test_heads", "random"])
+    scalars = logged_scalars(workdir / "logs" / "shapes_mtv_colour" / "version_1")
+    control = {key: values[0] for key, values in scalars.items() if key.startswith("test/random_heads/")}
+    assert control["test/random_heads/draws"] == 20
+    assert control["test/random_heads/accuracy_min"] <= control["test/random_heads/accuracy"]
+    assert control["test/random_heads/accuracy"] <= control["test/random_heads/accuracy_max"]
+    assert 0 <= control["test/random_heads/draws_below_selected"] + control["test/random_heads/draws_tied"] <= 20
+    assert "test/accuracy" in scalars  # the selected heads keep their own tag
+    assert "random heads (20 draws of " in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_fit_is_seeded_when_it_starts_not_when_the_module_is_built(zoo_folder, workdir):
+    """Two modules built under different global seeds, each fitted after `seed_everything(0)`, fit alike (the
+    first fit in a process used to take whatever seed was global when MTV was built)."""
+    thetas = []
+    for built_under in (1, 2):
+        cli = build_cli(
+            SHAPES_CONFIGS / "mtv.yaml",
+            zoo_mtv_run(
+                zoo_folder("llava"),
+                f"--seed_everything={built_under}",
+                "--model.init_args.export=null",
+                "--trainer.enable_checkpointing=false",
+                "--trainer.callbacks=[{class_path: lit_tv.callbacks.mean_activations.MeanActivations}]",
+            ),
+        )
+        L.seed_everything(0, verbose=False)
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        thetas.append(cli.model.theta.detach().clone())
+    assert torch.equal(thetas[0], thetas[1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_one_token_answers_over_one_prefix_equal_generate_for_every_head_set(zoo_vlm, name):
+    """The control's fast path (each query's prefix once, one row per head set) answers as a generate per set."""
+    vlm = zoo_vlm(name)
+    layout = vlm.layout
+    values = 10 * torch.randn(
+        layout.num_layers, layout.num_heads, layout.head_dim, generator=torch.Generator().manual_seed(1)
+    )
+    selected = torch.zeros(layout.num_layers, layout.num_heads, dtype=torch.bool)
+    selected.view(-1)[: max(2, selected.numel() // 3)] = True
+    head_sets = random_head_sets(selected, 5, seed=0, tasks=["colour"])
+    episodes = episodes_for(vlm)
+    generated = []
+    for heads in head_sets:
+        with replace_heads(vlm, values, heads):
+            generated.append(vlm.generate(vlm.build_inputs(episodes, TEMPLATE, 1), max_new_tokens=1))
+    assert answers_over_one_prefix(vlm, TEMPLATE, episodes, values, head_sets) == generated
+    assert len({tuple(answers) for answers in generated}) > 1, "the head sets should answer differently"
+
+
+def _control(draws: int = 3) -> RandomHeadsControl:
+    selected = torch.zeros(2, 4, dtype=torch.bool)
+    selected[0, :2] = True
+    return RandomHeadsControl(selected, draws, seed=0, tasks=["colour"], make_metric=ExactMatch)
+
+
+def test_the_control_answers_over_one_prefix_once_checked_against_generate():
+    control, generated = _control(), []
+
+    def answer(heads: torch.Tensor) -> list[str]:
+        generated.append(heads)
+        return ["red", "blue"]
+
+    for _ in range(2):
+        control.update(answer, [("red",), ("red",)], lambda sets: [["red", "blue"]] * len(sets))
+    assert control.shares_prefix is True and len(generated) == 1, "generate only for the first batch's check"
+    assert control.accuracies() == [0.5, 0.5, 0.5]
+
+
+def test_the_control_falls_back_to_generate_when_the_answers_over_one_prefix_differ(caplog):
+    control, over_prefix_calls = _control(), []
+
+    def over_prefix(sets: list[torch.Tensor]) -> list[list[str]]:
+        over_prefix_calls.append(len(sets))
+        return [["blue", "blue"]] * len(sets)
+
+    for _ in range(2):
+        control.update(lambda heads: ["red", "blue"], [("red",), ("red",)], over_prefix)
+    assert control.shares_prefix is False and over_prefix_calls == [3], "not tried again after a mismatch"
+    assert control.accuracies() == [0.5, 0.5, 0.5], "generate's answers are the ones scored"
+    assert "answered by generate instead" in caplog.text
