@@ -27,6 +27,14 @@ SHAPES_CONFIGS = CONFIGS / "shapes"
 MTV_YAML, ICL_YAML = str(SHAPES_CONFIGS / "mtv.yaml"), str(SHAPES_CONFIGS / "icl.yaml")
 PREDICT_ARGS = [str(SHAPES_CONFIGS / "predict.yaml"), "--model.init_args.task_vector={valid}"]
 
+# a chat template that names each turn's role, images as <image>
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ message['role'] }}:"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}{% if part['type'] == 'image' %}<image>{% else %}{{ part['text'] }}"
+    "{% endif %}{% endfor %}{% endif %}{{ '\\n' }}{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}"
+)
+
 
 def sized(
     *,

@@ -37,7 +37,6 @@ from lit_tv.episodes import Episode
 from lit_tv.metrics import ExactMatch, FirstTokenMatch, VQAAccuracy
 from lit_tv.model.vlm import load_image
 
-CONFIGS = CONFIGS
 # The MTV reference code's VizWiz instruction and 2-way prompt, written out here to check the loaders against.
 VIZWIZ_INSTRUCTION = (
     "First carefully understand the given examples. \nThen use the given image and answer the "

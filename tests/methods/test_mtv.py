@@ -7,7 +7,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import SHAPES_CONFIGS, TEMPLATE, KillAtStep, Killed, colour_image, logged_scalars, read_events, zoo_mtv_run
+from benchmark_fixtures import write_cross_modal
+from helpers import (
+    CONFIGS,
+    SHAPES_CONFIGS,
+    TEMPLATE,
+    KillAtStep,
+    Killed,
+    colour_image,
+    logged_scalars,
+    read_events,
+    zoo_mtv_run,
+)
 
 from lit_tv.cli.app import build_cli, main
 from lit_tv.data.query_file import QueryFile
@@ -323,3 +334,71 @@ def test_fit_without_mean_activations_is_refused(zoo_folder, tmp_path):
         trainer.fit(
             MTV(model=VLMOptions(str(zoo_folder("llava")))), datamodule=ShapesDataModule(train_size=2, batch_size=1)
         )
+
+
+@pytest.mark.slow
+def test_pruned_selection_never_samples_heads_below_the_threshold(zoo_folder, workdir):
+    cli = build_cli(
+        CONFIGS / "shapes" / "mtv.yaml",
+        [
+            "--config",
+            str(CONFIGS / "shapes" / "mtv.yaml"),
+            "--model.init_args.model.name",
+            str(zoo_folder("llava")),
+            "--trainer.max_steps",
+            "1",
+            "--data.init_args.support_size",
+            "4",
+            "--model.init_args.selection_queries",
+            "2",
+            "--model.init_args.samples",
+            "4",
+            "--model.init_args.threshold",
+            "0.8",
+            "--model.init_args.export",
+            "null",
+        ],
+    )
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)  # one step keeps no head above 0.8: fit as best_of_samples
+    method = cli.model
+    method.hparams.selection = "pruned_best_of_samples"
+    method.theta.data.fill_(0.5)  # sigmoid 0.62: below the threshold
+    method.theta.data[0, :2] = 5.0  # sigmoid 0.99
+    likely = torch.zeros_like(method.selected_heads)
+    likely[0, :2] = True
+    for _ in range(3):
+        assert not (method.select_heads() & ~likely).any()
+    method.hparams.selection = "best_of_samples"
+    assert any((method.select_heads() & ~likely).any() for _ in range(3))
+
+
+@pytest.mark.slow
+def test_the_cross_modal_mtv_config_fits_one_task_of_the_released_size(zoo_folder, workdir):
+    """30 val records per task, as released: the config's own sizes (20 REINFORCE queries, 100 support
+    episodes from the other 10 records, no validation) must fit, not stop for want of records."""
+    root = write_cross_modal(workdir / "data", tasks=("country-capital",), val=30, test=4)
+    config = [
+        "--config",
+        str(CONFIGS / "cross_modal" / "mtv_llava-1.5-7b.yaml"),
+        "--data.init_args.root",
+        str(root),
+        "--model.init_args.model.name",
+        str(zoo_folder("llava")),
+        "--model.init_args.model.revision",  # a local folder has no hub revision to pin
+        "null",
+        "--model.init_args.model.dtype",
+        "float32",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.max_steps",
+        "1",
+        "--model.init_args.samples",
+        "4",
+        "--model.init_args.selection_queries",
+        "2",
+    ]
+    main(["fit", *config])
+    _, metadata = load_task_vector(
+        workdir / "logs" / "cross_modal_mtv_llava-1.5-7b" / "smoke" / "task_vector.safetensors"
+    )
+    assert metadata["iterations"] == "100"

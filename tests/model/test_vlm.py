@@ -7,7 +7,7 @@ import importlib.util
 import huggingface_hub.constants
 import pytest
 import torch
-from helpers import TEMPLATE, ZOO_NAMES, colour_image, episodes_for
+from helpers import CHAT_TEMPLATE, TEMPLATE, ZOO_NAMES, colour_image, episodes_for
 from torch import nn
 from transformers import LlamaConfig, MambaConfig, MambaForCausalLM
 
@@ -121,14 +121,6 @@ def test_missing_image_file_is_named(zoo_vlm, tmp_path):
     episode = Episode(query=Example("colour?", images=(tmp_path / "gone.jpg",), answers=("red",)))
     with pytest.raises(FileNotFoundError, match="gone.jpg"):
         vlm.build_inputs([episode], TEMPLATE)
-
-
-CHAT_TEMPLATE = (
-    "{% for message in messages %}{{ message['role'] }}:"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for part in message['content'] %}{% if part['type'] == 'image' %}<image>{% else %}{{ part['text'] }}"
-    "{% endif %}{% endfor %}{% endif %}{{ '\\n' }}{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}"
-)
 
 
 def test_chat_template_wraps_shots_as_turns(zoo_folder):
