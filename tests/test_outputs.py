@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import colour_image
-from test_bad_inputs import PREDICT, SMALL, _mtv_vector
+from test_bad_inputs import PREDICT, SMALL, _mtv_vector, held_locks
 
 from lit_tv.checkpoints import AtomicCheckpointIO
 from lit_tv.cli import build_cli, main
@@ -58,33 +58,45 @@ def test_a_checkpoint_save_that_fails_leaves_the_last_one_whole(tmp_path, usual_
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
-def _lock(path: Path, pid: int) -> None:
+# another run: holds the lock of the output named in argv[1] until it is killed
+HOLDER = (
+    "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); "
+    "print(flush=True); time.sleep(60)"
+)
+
+
+def _held_by_another_run(path: Path) -> subprocess.Popen:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{path}.lock").write_text(json.dumps({"host": os.uname().nodename, "pid": pid, "since": "earlier"}))
+    other = subprocess.Popen([sys.executable, "-c", HOLDER, f"{path}.lock"], stdout=subprocess.PIPE, text=True)
+    assert other.stdout is not None and other.stdout.readline() == "\n", "the other run holds the lock"
+    return other
+
+
+def _killed(other: subprocess.Popen) -> None:
+    other.kill()
+    other.wait()
 
 
 @pytest.mark.slow
-def test_a_fit_into_the_outputs_of_a_live_run_is_refused_and_a_dead_runs_lock_is_taken_over(tmp_path, monkeypatch):
+def test_a_fit_into_the_outputs_of_a_live_run_is_refused_and_a_killed_runs_lock_is_free(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    other = _held_by_another_run(VECTOR)
     try:
-        _lock(VECTOR, other.pid)
         with pytest.raises(
-            SystemExit,
-            match=rf"task_vector.safetensors is being written by another run \(pid "
-            rf"{other.pid} .*model.init_args.export",
+            SystemExit, match=r"task_vector.safetensors is being written by another run .*model.init_args.export"
         ):
             main(["fit", "--config", MTV, *SMALL])
         assert not CHECKPOINTS.exists() and not VECTOR.exists()
-        _lock(CHECKPOINTS, other.pid)
-        Path(f"{VECTOR}.lock").unlink()
+    finally:
+        _killed(other)
+    other = _held_by_another_run(CHECKPOINTS)
+    try:
         with pytest.raises(SystemExit, match=r"checkpoints is being written by another run"):
             main(["fit", "--config", MTV, *SMALL])
     finally:
-        other.kill()
-        other.wait()
-    main(["fit", "--config", MTV, *SMALL])  # the owner is gone: its locks are stale
-    assert VECTOR.is_file() and not list(Path("logs").rglob("*.lock")), "locks are released when the fit ends"
+        _killed(other)
+    main(["fit", "--config", MTV, *SMALL])  # the other runs were killed: the kernel dropped their locks
+    assert VECTOR.is_file() and not held_locks(Path("logs")), "locks are released when the fit ends"
 
 
 @pytest.mark.slow
