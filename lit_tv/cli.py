@@ -36,8 +36,7 @@ from lit_tv.checkpoints import (
 from lit_tv.console import quiet_libraries
 from lit_tv.interrupts import RunInterrupted, signals_interrupt
 from lit_tv.methods.base import FrozenVLMMethod
-from lit_tv.smoke import redirect_smoke_outputs
-from lit_tv.task_folders import name_task_folders, tasks_name
+from lit_tv.task_folders import name_task_folders
 
 # `--a.init_args.b.c=null`: jsonargparse passes the null of a nested field on as the string "None"
 _NESTED_NULL = re.compile(r"--(\w+\.init_args\.\w+)\.(\w+)(=null)?")
@@ -47,6 +46,8 @@ DESCRIPTION = (
     "world's main job (README.md)."
 )
 MAX_SEED = 2**32 - 1  # numpy's seeds, which Lightning's `seed_everything` sets too
+# trainer options that, given on the command line, cut a run short: a check that it runs, not the config's run
+SHORTENING = ("fast_dev_run", "max_steps", *(f"limit_{loop}_batches" for loop in ("train", "val", "test", "predict")))
 
 
 def spell_nested_nulls(args: Sequence[str]) -> list[str]:
@@ -63,6 +64,20 @@ def spell_nested_nulls(args: Sequence[str]) -> list[str]:
             spelled.append(args[index])
             index += 1
     return spelled
+
+
+def given_options(args: Sequence[str]) -> set[str]:
+    """The options a command line sets itself (`--a.b=1` and `--a.b 1` alike), as opposed to its config files."""
+    return {arg.split("=", 1)[0][2:] for arg in args if arg.startswith("--")}
+
+
+def shortens(value: object) -> bool:
+    """A trainer length option's value that cuts a run short: a count (fast_dev_run's True too) or a share below 1."""
+    return value is True or (type(value) is int and value > 0) or (isinstance(value, float) and 0 < value < 1)
+
+
+def smoke_path(path: str | Path) -> str:
+    return str(Path(path).parent / "smoke" / Path(path).name)
 
 
 class RunConfigSaver(SaveConfigCallback):
@@ -85,6 +100,7 @@ class LitTVCLI(LightningCLI):
     a checkpoint's saved options and a checkpoint is checked against the run before any weights load."""
 
     def __init__(self, args: list[str] | None, run: bool = True) -> None:
+        self.given = given_options(sys.argv[1:] if args is None else args)
         super().__init__(
             FrozenVLMMethod,
             subclass_mode_model=True,
@@ -126,16 +142,37 @@ class LitTVCLI(LightningCLI):
         name_task_folders(self._run_config())
 
     def after_instantiate_classes(self) -> None:
-        """Tell the run's writers whether they may replace an earlier run's outputs; move a smoke run's off the
-        config's paths (`lit_tv.smoke`)."""
-        config = self._run_config()
+        """Tell the run's writers whether they may replace an earlier run's outputs; move a short run's off the
+        config's paths."""
         for writer in (self.model, *cast(Any, self.trainer).callbacks):  # set by Lightning, undeclared
             if hasattr(writer, "overwrite_outputs"):
-                writer.overwrite_outputs = bool(config.get("overwrite"))
-        tasks = tasks_name(config.get("data.init_args.tasks"))
-        moved = redirect_smoke_outputs(self.trainer, self.model, config.get("config") or [], tasks)
+                writer.overwrite_outputs = bool(self._run_config().get("overwrite"))
+        self._move_short_run_outputs()
+
+    def _move_short_run_outputs(self) -> None:
+        """A run its command line cuts short (`--trainer.fast_dev_run`, `--trainer.limit_*_batches`,
+        `--trainer.max_steps`) checks that the pipeline runs: its checkpoints and vector go to a ``smoke/`` folder
+        beside the paths its config files name, never over (or passing for) the real run's. Paths the command line
+        gives itself (`--model.init_args.export`, `--trainer.callbacks`) are the user's choice and kept."""
+        short = [
+            f"--trainer.{name}={getattr(self.trainer, name)}"
+            for name in SHORTENING
+            if f"trainer.{name}" in self.given and shortens(getattr(self.trainer, name))
+        ]
+        if not short:
+            return
+        moved = []
+        if "trainer.callbacks" not in self.given:
+            for callback in checkpoint_folders(self.trainer):
+                if callback.dirpath:
+                    callback.dirpath = smoke_path(callback.dirpath)
+                    moved.append(callback.dirpath)
+        export = self.model.hparams.get("export")
+        if export and "model.init_args.export" not in self.given:
+            self.model.hparams["export"] = smoke_path(export)
+            moved.append(self.model.hparams["export"])
         if moved:
-            rank_zero_info(moved)
+            rank_zero_info(f"a short run ({short[0]}): its checkpoints and vector go to {', '.join(moved)}")
 
     def _run_subcommand(self, subcommand: str) -> None:
         try:

@@ -15,7 +15,7 @@ from lit_tv.shapes.main_job import CONFIGS
 from lit_tv.task_vectors import load_task_vector
 
 ROOT = CONFIGS.parents[1]
-# the README's MTV fit on fewer queries (sizes are no smoke run: it writes the config's folders)
+# the README's MTV fit on fewer queries (sizes do not cut a run short: it writes the config's folders)
 SMALL_FIT = [
     "--data.init_args.support_size=24",
     "--data.init_args.train_size=40",

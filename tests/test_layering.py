@@ -46,7 +46,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("benchmarks", ("lit_tv.data.*",)),
     ("methods", ("lit_tv.methods.*",)),
     ("callbacks", ("lit_tv.callbacks.*",)),  # may use a method (inspect_vectors reads residual vectors)
-    ("command line", ("lit_tv.task_folders", "lit_tv.smoke", "lit_tv.cli")),
+    ("command line", ("lit_tv.task_folders", "lit_tv.cli")),
     ("the shapes world", ("lit_tv.shapes.*",)),  # its DataModule, toy VLM and jobs use everything below
     ("entry point", ("lit_tv.__main__",)),  # `lit-tv`: the CLI, or the shapes world's main job
 )

@@ -21,7 +21,7 @@ from lit_tv.files import atomic_path, write_atomic
 from lit_tv.shapes.main_job import CONFIGS
 
 MTV = str(CONFIGS / "mtv.yaml")
-VECTOR = Path("logs/shapes_mtv_colour/smoke/task_vector.safetensors")  # SMALL is a smoke run (max_steps=1)
+VECTOR = Path("logs/shapes_mtv_colour/smoke/task_vector.safetensors")  # SMALL cuts the run short (max_steps=1)
 CHECKPOINTS = Path("logs/shapes_mtv_colour/smoke/checkpoints")
 
 

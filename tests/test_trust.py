@@ -73,19 +73,20 @@ def test_a_sigtermed_test_exits_non_zero_without_a_table(tmp_path, monkeypatch, 
     assert "no test result; run the same command again" in output.err and "accuracy" not in output.out
 
 
-# ---- smoke runs ------------------------------------------------------------------------------------------
+# ---- short runs ------------------------------------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_a_smoke_run_writes_beside_the_configs_paths_and_says_so(tmp_path, monkeypatch):
+def test_a_run_its_command_line_cuts_short_writes_beside_the_configs_paths_and_says_so(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    for smoke in (["--trainer.max_steps=1"], ["--trainer.fast_dev_run=true"], ["--trainer.limit_train_batches=1"]):
-        built = build_cli(Path(MTV), smoke)
-        assert built.model.hparams.export == str(SMOKE_VECTOR), smoke
-        assert built.trainer.checkpoint_callbacks[0].dirpath.endswith("logs/shapes_mtv_colour/smoke/checkpoints"), smoke
+    for short in (["--trainer.max_steps=1"], ["--trainer.fast_dev_run=true"], ["--trainer.limit_train_batches", "1"]):
+        built = build_cli(Path(MTV), short)
+        assert built.model.hparams.export == str(SMOKE_VECTOR), short
+        assert built.trainer.checkpoint_callbacks[0].dirpath.endswith("logs/shapes_mtv_colour/smoke/checkpoints"), short
     built = build_cli(Path(MTV), ["--trainer.max_steps=1", "--model.init_args.export=mine.safetensors"])
     assert built.model.hparams.export == "mine.safetensors", "a path given on the command line is kept"
-    assert build_cli(Path(MTV), []).model.hparams.export == str(VECTOR), "the full run keeps the config's paths"
+    for whole in ([], ["--trainer.max_steps=-1"], ["--trainer.limit_train_batches=1.0"]):  # 1.0 is all, 1 one batch
+        assert build_cli(Path(MTV), whole).model.hparams.export == str(VECTOR), f"{whole} keeps the config's paths"
 
 
 # ---- outputs are never replaced without --overwrite ------------------------------------------------------
