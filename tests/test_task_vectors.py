@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 from transformers import AutoModelForImageTextToText
 
 from lit_tv.cli import build_cli
+from lit_tv.fitted_tasks import FittedOn
 from lit_tv.layout import discover_layout
 from lit_tv.loading import BUILTIN_MODELS
 from lit_tv.methods.mtv import MTV
@@ -210,9 +211,9 @@ def test_another_task_is_refused_unless_allowed(toy, tmp_path):
         match=r"task.safetensors was made for tasks \['colour'\] of "
         r"ShapesDataModule.*'tasks'",
     ):
-        vector.check_tasks(["colour"], "OtherBenchmark")
+        vector.check_tasks(FittedOn(("colour",), "OtherBenchmark"))
     with pytest.warns(UserWarning, match="used anyway"):
-        vector.check_tasks(["shape"], "ShapesDataModule", allow_other_task=True)
+        vector.check_tasks(FittedOn(("shape",), "ShapesDataModule"), allow_other_task=True)
 
 
 @pytest.mark.slow

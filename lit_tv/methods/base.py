@@ -14,12 +14,12 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torchmetrics import Metric
 
-from lit_tv.checkpoints import check_identity, checkpoint_entry, checkpoint_folders, data_identity, fitted_data
+from lit_tv.checkpoints import check_identity, checkpoint_entry, checkpoint_folders, fitted_on
 from lit_tv.console import task_table
 from lit_tv.data.datamodules import Role, datamodule_of
 from lit_tv.episodes import Episode
 from lit_tv.files import OutputLock
-from lit_tv.fitted_tasks import other_tasks
+from lit_tv.fitted_tasks import FittedOn
 from lit_tv.loading import SHAPES_TOY, ModelLoadError, VLMOptions, resolve_model_path
 from lit_tv.metrics import ExactMatch
 from lit_tv.options import require_at_least, require_file_path
@@ -65,7 +65,7 @@ class FrozenVLMMethod(L.LightningModule):
         self.task_vector_path: str | None = None
         self.overwrite_outputs = False  # `--overwrite`: this run may replace an earlier run's outputs
         self.resumes_fit = False  # `fit --ckpt_path`: the checkpoint folder holds this fit's own checkpoints
-        self.checkpoint_data: dict | None = None  # the benchmark and tasks of the fit whose checkpoint was loaded
+        self.checkpoint_fitted_on: FittedOn | None = None  # of the fit whose checkpoint was loaded
 
     def read_task_vector(self, path: str | None, allow_other_task: bool, allow_other_model: bool) -> None:
         """The `task_vector` option: read (checksums) and checked against the model's layout and this method
@@ -78,11 +78,8 @@ class FrozenVLMMethod(L.LightningModule):
             self.task_vector_file.check(layout_from_config(options), method=self.vector_method)
 
     def _check_vector_tasks(self) -> None:
-        data = datamodule_of(self.trainer)
         assert self.task_vector_file is not None  # called only with a vector
-        self.task_vector_file.check_tasks(
-            tuple(getattr(data, "tasks", ())), type(data).__name__, self._allow_other["task"]
-        )
+        self.task_vector_file.check_tasks(FittedOn.of(datamodule_of(self.trainer)), self._allow_other["task"])
 
     @property
     def hparams(self) -> AttributeDict:
@@ -117,19 +114,13 @@ class FrozenVLMMethod(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """The CLI checks this before the model loads; this catches a checkpoint handed to a Trainer directly."""
         check_identity(checkpoint, "checkpoint", self, self.vlm.layout.signature())
-        self.checkpoint_data = fitted_data(checkpoint)
+        self.checkpoint_fitted_on = fitted_on(checkpoint)
 
-    def fitted_elsewhere(self) -> str | None:
-        """The tasks (and benchmark) of the loaded checkpoint or task vector when this run is on others
-        (`allow_other_task`): the test table's title names them."""
-        if self.task_vector_file is not None:
-            tasks, benchmark = self.task_vector_file.tasks, self.task_vector_file.benchmark
-        elif self.checkpoint_data is not None:
-            tasks, benchmark = self.checkpoint_data["tasks"], self.checkpoint_data["benchmark"]
-        else:
-            return None
-        given = data_identity(datamodule_of(self.trainer))
-        return f"tasks {list(tasks)} of {benchmark}" if other_tasks(tasks, benchmark, **given) else None
+    def fitted_elsewhere(self) -> FittedOn | None:
+        """What the loaded checkpoint or task vector was fitted on when this run is on other tasks
+        (`allow_other_task`): the test table's title names it."""
+        fitted = self.task_vector_file.fitted_on if self.task_vector_file is not None else self.checkpoint_fitted_on
+        return fitted if fitted is not None and not fitted.serves(FittedOn.of(datamodule_of(self.trainer))) else None
 
     # the stages in which the method writes `export` (its task vector)
     export_stages: ClassVar[tuple[str, ...]] = ()
