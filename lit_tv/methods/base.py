@@ -20,7 +20,7 @@ from lit_tv.data.datamodules import Role, datamodule_of
 from lit_tv.episodes import Episode
 from lit_tv.files import OutputLock
 from lit_tv.fitted_tasks import FittedOn
-from lit_tv.loading import SHAPES_TOY, ModelLoadError, VLMOptions, resolve_model_path
+from lit_tv.loading import SHAPES_TOY, ModelLoadError, VLMOptions
 from lit_tv.metrics import ExactMatch
 from lit_tv.options import require_at_least, require_file_path
 from lit_tv.prompts import PromptTemplate
@@ -54,7 +54,7 @@ class FrozenVLMMethod(L.LightningModule):
 
     def __init__(self, model: VLMOptions = SHAPES_TOY, max_new_tokens: int = 1) -> None:
         super().__init__()
-        resolve_model_path(model.name)  # a bad path fails here, before any data or weights are touched
+        model.path  # noqa: B018  # resolved now: a bad path fails here, before any data or weights are touched
         require_at_least("model.init_args.max_new_tokens", max_new_tokens, 1)
         self.model_options = model
         self.model_name = model.name
