@@ -104,7 +104,7 @@ def resolve_checkpoint(trainer: L.Trainer, ckpt_path: str | Path | None) -> Path
         Path(found)
         for callback in trainer.checkpoint_callbacks
         if isinstance(callback, ModelCheckpoint)
-        for found in callback._find_last_checkpoints(trainer)
+        for found in callback._find_last_checkpoints(trainer)  # private: resolves an unset dirpath as fit would
     ]
     return max(candidates, key=lambda path: path.stat().st_mtime) if candidates else None
 

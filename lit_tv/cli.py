@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from lightning.pytorch import Trainer
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -101,16 +101,22 @@ class LitTVCLI(LightningCLI):
 
     def __init__(self, args: list[str] | None, run: bool = True) -> None:
         self.given = given_options(sys.argv[1:] if args is None else args)
-        super().__init__(
-            FrozenVLMMethod,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            args=spell_nested_nulls(sys.argv[1:] if args is None else args),
-            run=run,
-            save_config_callback=RunConfigSaver,
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={"description": DESCRIPTION},
-        )
+        try:
+            super().__init__(
+                FrozenVLMMethod,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                args=spell_nested_nulls(sys.argv[1:] if args is None else args),
+                run=run,
+                save_config_callback=RunConfigSaver,
+                save_config_kwargs={"overwrite": True},
+                parser_kwargs={"description": DESCRIPTION},
+            )
+        except RunInterrupted as stop:
+            subcommand = getattr(self, "subcommand", None)  # set once parsed; the trainer once built
+            if subcommand is not None and hasattr(self, "trainer"):
+                stop.saved = saved_when_stopped(self.trainer, subcommand)
+            raise
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)
@@ -119,8 +125,6 @@ class LitTVCLI(LightningCLI):
         return trainer
 
     def add_arguments_to_parser(self, parser) -> None:
-        if any(action.dest == "weights_only" for action in parser._actions):  # the subcommands' parsers
-            parser.set_defaults(weights_only=True)  # checkpoints are read as data, never as pickled code
         parser.add_argument(
             "--overwrite",
             action="store_true",
@@ -131,12 +135,14 @@ class LitTVCLI(LightningCLI):
         """The parsed config of this run (of its subcommand's, under `lit-tv <subcommand>`)."""
         return self.config[self.subcommand] if self.subcommand else self.config
 
-    def _set_seed(self) -> None:
-        """Lightning seeds before any class is built; a seed numpy refuses is named as the option first."""
-        seed = self._run_config().get("seed_everything")
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        """Lightning seeds right after parsing, before any class is built; a seed numpy refuses is named as the
+        option first."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        seed = (self.config[subcommand] if subcommand else self.config).get("seed_everything")
         if not isinstance(seed, bool) and isinstance(seed, int) and not 0 <= seed <= MAX_SEED:
             raise ValueError(f"--seed_everything must be true, false or an integer from 0 to {MAX_SEED}, got {seed}")
-        super()._set_seed()
 
     def before_instantiate_classes(self) -> None:
         name_task_folders(self._run_config())
@@ -174,14 +180,7 @@ class LitTVCLI(LightningCLI):
         if moved:
             rank_zero_info(f"a short run ({short[0]}): its checkpoints and vector go to {', '.join(moved)}")
 
-    def _run_subcommand(self, subcommand: str) -> None:
-        try:
-            super()._run_subcommand(subcommand)
-        except RunInterrupted as stop:
-            stop.saved = saved_when_stopped(self.trainer, subcommand)
-            raise
-
-    def _parse_ckpt_path(self) -> None:
+    def _parse_ckpt_path(self) -> None:  # private, no public switch: LightningCLI's own merge is turned off
         """LightningCLI would merge the checkpoint's hyper-parameters over the parsed config here; not done."""
 
     def _check_ckpt_path(self) -> None:

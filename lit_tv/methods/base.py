@@ -94,13 +94,6 @@ class FrozenVLMMethod(L.LightningModule):
 
     def configure_model(self) -> None:
         if self._vlm is None:
-            if self.model_options.device_map is not None and self._trainer is not None and self.trainer.world_size > 1:
-                raise ValueError(
-                    f"model.device_map={self.model_options.device_map!r} spreads one model over this node's devices, "
-                    f"but the trainer runs {self.trainer.world_size} processes, each of which would load its own "
-                    "copy over the same devices: run a dispatched model in one process (trainer.devices: 1, no "
-                    "ddp), or drop model.device_map and use DDP with one model per GPU"
-                )
             vlm = FrozenVLM.from_options(self.model_options, str(self.device))
             object.__setattr__(self, "_vlm", vlm)  # bypass nn.Module registration on purpose (see class doc)
             if self.task_vector_file is not None:
@@ -147,6 +140,13 @@ class FrozenVLMMethod(L.LightningModule):
             raise ValueError(
                 f"data.init_args.seeds={seeds}: {type(self).__name__} runs one data seed per fit (its "
                 "vectors would mix seeds); run once per seed, --data.init_args.seed=N"
+            )
+        if self.model_options.device_map is not None and self.trainer.world_size > 1:  # before configure_model
+            raise ValueError(
+                f"model.device_map={self.model_options.device_map!r} spreads one model over this node's devices, "
+                f"but the trainer runs {self.trainer.world_size} processes, each of which would load its own "
+                "copy over the same devices: run a dispatched model in one process (trainer.devices: 1, no "
+                "ddp), or drop model.device_map and use DDP with one model per GPU"
             )
         if self.task_vector_file is not None and stage != "predict":  # predict answers the user's own queries
             self._check_vector_tasks()
