@@ -9,16 +9,14 @@ are readable like any file the user makes (0644 under the usual umask), not 0600
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
-import socket
 import tempfile
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
+
+from filelock import FileLock, Timeout
 
 
 def _umask() -> int:
@@ -88,26 +86,14 @@ def remove_output(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-@contextmanager
-def _folder_guard(folder: Path) -> Iterator[None]:
-    """An exclusive flock on `folder`: checking a lock and taking it over are one step for every process on
-    this host (the kernel drops the flock of a process that dies, so the guard itself is never stale)."""
-    handle = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(handle)
-
-
 class OutputLock:
-    """Claims output paths for one run: ``<path>.lock`` beside each, holding the owner's host and pid.
+    """Claims output paths for one run: an flock on ``<path>.lock`` beside each (`filelock.FileLock`).
 
-    A second run that would write the same files while the first is alive is refused with both named
-    (two fits in one folder would otherwise overwrite each other's checkpoints and vector). Reading a lock,
-    judging it stale (its process is gone) and replacing it happen under an flock of the folder, and a lock
-    appears whole (hard-linked from a complete temporary file), so of any number of simultaneous starts
-    exactly one wins. The owning process may re-claim.
+    A second run that would write the same files while the first is alive is refused with the path named
+    (two fits in one folder would otherwise overwrite each other's checkpoints and vector). The kernel drops
+    the lock of a process that ends, however it ends, so a killed run's lock is never in the way; of any number
+    of simultaneous starts exactly one wins. A lock is held until `release` or until this object is collected;
+    the owning process may re-claim (a fit stopped in-process and resumed: the same lock, `is_singleton`).
 
     Once the locks are held, an output an earlier run left is refused unless `overwrite` (then it is removed
     now, so that a run stopped later leaves nothing that passes for its own); outputs in `continued` (a
@@ -124,52 +110,11 @@ class OutputLock:
         continued: Iterable[str | Path] = (),
     ) -> None:
         self.paths = [Path(path) for path in paths]
-        self.locks = [Path(f"{path}.lock") for path in self.paths]
         self.what = what
         self.overwrite = overwrite
         self.inputs = {Path(path).resolve() for path in inputs}
         self.continued = {Path(path).resolve() for path in continued}
-        self.owner = {"host": socket.gethostname(), "pid": os.getpid()}
-
-    def _holder(self, lock: Path) -> dict | None:
-        """Who else holds `lock` and still runs; None when it is free, stale (its process is gone) or ours."""
-        try:
-            holder = json.loads(lock.read_text())
-        except (OSError, ValueError):
-            return None  # locks appear whole: an unreadable one is not a live run's
-        if holder.get("host") != self.owner["host"]:
-            return holder  # a process on another machine cannot be checked: taken as alive
-        if holder.get("pid") == self.owner["pid"]:
-            return None
-        try:
-            os.kill(holder["pid"], 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:  # alive, another user's
-            pass
-        return holder
-
-    def _claim(self, lock: Path) -> None:
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        with _folder_guard(lock.parent):
-            holder = self._holder(lock)
-            if holder is not None:
-                self.release()
-                raise FileExistsError(
-                    f"{lock.with_suffix('')} is being written by another run (pid {holder['pid']} on "
-                    f"{holder['host']}, since {holder.get('since', '?')}); wait for it to end or give this run "
-                    f"other outputs ({self.what})"
-                )
-            lock.unlink(missing_ok=True)  # stale or our own: claimed afresh
-            text = json.dumps({**self.owner, "since": time.strftime("%Y-%m-%d %H:%M:%S")})
-            handle, whole = tempfile.mkstemp(dir=lock.parent, prefix=f".{lock.name}.", suffix=".tmp")
-            try:
-                with os.fdopen(handle, "w") as file:
-                    file.write(text)
-                os.chmod(whole, 0o666 & ~_umask())
-                os.link(whole, lock)  # appears whole; fails if it exists (the guard makes that impossible)
-            finally:
-                os.unlink(whole)
+        self.held: list[FileLock] = []
 
     def acquire(self) -> None:
         for path in self.paths:
@@ -178,8 +123,18 @@ class OutputLock:
                     f"{path} is both a file this run reads and an output it would write: give another output "
                     f"({self.what})"
                 )
-        for lock in self.locks:
-            self._claim(lock)
+        for path in self.paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(f"{path}.lock", is_singleton=True, thread_local=False)
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                self.release()
+                raise FileExistsError(
+                    f"{path} is being written by another run (it holds {lock.lock_file}); wait for it to end or "
+                    f"give this run other outputs ({self.what})"
+                ) from None
+            self.held.append(lock)
         earlier = [path for path in self.paths if path.resolve() not in self.continued and holds_output(path)]
         if earlier and not self.overwrite:
             self.release()
@@ -191,11 +146,7 @@ class OutputLock:
             remove_output(path)
 
     def release(self) -> None:
-        """Remove the locks this process holds (never another live run's)."""
-        for lock in self.locks:
-            try:
-                holder = json.loads(lock.read_text())
-            except (OSError, ValueError):
-                continue
-            if holder.get("host") == self.owner["host"] and holder.get("pid") == self.owner["pid"]:
-                lock.unlink(missing_ok=True)
+        """Release the locks this run holds."""
+        for lock in self.held:
+            lock.release(force=True)
+        self.held = []

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import torch
+from filelock import FileLock, Timeout
 from lightning.pytorch.callbacks import Callback
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -206,3 +207,17 @@ def logged_scalars(log_dir: Path | str) -> dict[str, list[float]]:
     """Each logged scalar's values in logging order, by tag."""
     events = read_events(log_dir)
     return {tag: [event.value for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def held_locks(folder: Path) -> list[Path]:
+    """The output locks under `folder` that some run (this process included) still holds."""
+    held = []
+    for path in folder.rglob("*.lock"):
+        lock = FileLock(path)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            held.append(path)
+        else:
+            lock.release()
+    return held

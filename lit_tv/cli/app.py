@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import Any, cast
 
 from lightning.pytorch import Trainer
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lit_tv.cli.interrupts import RunInterrupted, signals_interrupt
-from lit_tv.cli.smoke import redirect_smoke_outputs
-from lit_tv.cli.task_folders import name_task_folders, tasks_name
+from lit_tv.cli.task_folders import name_task_folders
 from lit_tv.console import quiet_libraries
 from lit_tv.methods.base import FrozenVLMMethod
 from lit_tv.methods.checkpoints import (
@@ -47,6 +46,8 @@ DESCRIPTION = (
     "world's main job (README.md)."
 )
 MAX_SEED = 2**32 - 1  # numpy's seeds, which Lightning's `seed_everything` sets too
+# trainer options that, given on the command line, cut a run short: a check that it runs, not the config's run
+SHORTENING = ("fast_dev_run", "max_steps", *(f"limit_{loop}_batches" for loop in ("train", "val", "test", "predict")))
 
 
 def spell_nested_nulls(args: Sequence[str]) -> list[str]:
@@ -63,6 +64,20 @@ def spell_nested_nulls(args: Sequence[str]) -> list[str]:
             spelled.append(args[index])
             index += 1
     return spelled
+
+
+def given_options(args: Sequence[str]) -> set[str]:
+    """The options a command line sets itself (`--a.b=1` and `--a.b 1` alike), as opposed to its config files."""
+    return {arg.split("=", 1)[0][2:] for arg in args if arg.startswith("--")}
+
+
+def shortens(value: object) -> bool:
+    """A trainer length option's value that cuts a run short: a count (fast_dev_run's True too) or a share below 1."""
+    return value is True or (type(value) is int and value > 0) or (isinstance(value, float) and 0 < value < 1)
+
+
+def smoke_path(path: str | Path) -> str:
+    return str(Path(path).parent / "smoke" / Path(path).name)
 
 
 class RunConfigSaver(SaveConfigCallback):
@@ -85,16 +100,23 @@ class LitTVCLI(LightningCLI):
     a checkpoint's saved options and a checkpoint is checked against the run before any weights load."""
 
     def __init__(self, args: list[str] | None, run: bool = True) -> None:
-        super().__init__(
-            FrozenVLMMethod,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            args=spell_nested_nulls(sys.argv[1:] if args is None else args),
-            run=run,
-            save_config_callback=RunConfigSaver,
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={"description": DESCRIPTION},
-        )
+        self.given = given_options(sys.argv[1:] if args is None else args)
+        try:
+            super().__init__(
+                FrozenVLMMethod,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                args=spell_nested_nulls(sys.argv[1:] if args is None else args),
+                run=run,
+                save_config_callback=RunConfigSaver,
+                save_config_kwargs={"overwrite": True},
+                parser_kwargs={"description": DESCRIPTION},
+            )
+        except RunInterrupted as stop:
+            subcommand = getattr(self, "subcommand", None)  # set once parsed; the trainer once built
+            if subcommand is not None and hasattr(self, "trainer"):
+                stop.saved = saved_when_stopped(self.trainer, subcommand)
+            raise
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)
@@ -103,8 +125,6 @@ class LitTVCLI(LightningCLI):
         return trainer
 
     def add_arguments_to_parser(self, parser) -> None:
-        if any(action.dest == "weights_only" for action in parser._actions):  # the subcommands' parsers
-            parser.set_defaults(weights_only=True)  # checkpoints are read as data, never as pickled code
         parser.add_argument(
             "--overwrite",
             action="store_true",
@@ -115,36 +135,52 @@ class LitTVCLI(LightningCLI):
         """The parsed config of this run (of its subcommand's, under `lit-tv <subcommand>`)."""
         return self.config[self.subcommand] if self.subcommand else self.config
 
-    def _set_seed(self) -> None:
-        """Lightning seeds before any class is built; a seed numpy refuses is named as the option first."""
-        seed = self._run_config().get("seed_everything")
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        """Lightning seeds right after parsing, before any class is built; a seed numpy refuses is named as the
+        option first."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        seed = (self.config[subcommand] if subcommand else self.config).get("seed_everything")
         if not isinstance(seed, bool) and isinstance(seed, int) and not 0 <= seed <= MAX_SEED:
             raise ValueError(f"--seed_everything must be true, false or an integer from 0 to {MAX_SEED}, got {seed}")
-        super()._set_seed()
 
     def before_instantiate_classes(self) -> None:
         name_task_folders(self._run_config())
 
     def after_instantiate_classes(self) -> None:
-        """Tell the run's writers whether they may replace an earlier run's outputs; move a smoke run's off the
-        config's paths (`lit_tv.cli.smoke`)."""
-        config = self._run_config()
+        """Tell the run's writers whether they may replace an earlier run's outputs; move a short run's off the
+        config's paths."""
         for writer in (self.model, *cast(Any, self.trainer).callbacks):  # set by Lightning, undeclared
             if hasattr(writer, "overwrite_outputs"):
-                writer.overwrite_outputs = bool(config.get("overwrite"))
-        tasks = tasks_name(config.get("data.init_args.tasks"))
-        moved = redirect_smoke_outputs(self.trainer, self.model, config.get("config") or [], tasks)
+                writer.overwrite_outputs = bool(self._run_config().get("overwrite"))
+        self._move_short_run_outputs()
+
+    def _move_short_run_outputs(self) -> None:
+        """A run its command line cuts short (`--trainer.fast_dev_run`, `--trainer.limit_*_batches`,
+        `--trainer.max_steps`) checks that the pipeline runs: its checkpoints and vector go to a ``smoke/`` folder
+        beside the paths its config files name, never over (or passing for) the real run's. Paths the command line
+        gives itself (`--model.init_args.export`, `--trainer.callbacks`) are the user's choice and kept."""
+        short = [
+            f"--trainer.{name}={getattr(self.trainer, name)}"
+            for name in SHORTENING
+            if f"trainer.{name}" in self.given and shortens(getattr(self.trainer, name))
+        ]
+        if not short:
+            return
+        moved = []
+        if "trainer.callbacks" not in self.given:
+            for callback in checkpoint_folders(self.trainer):
+                if callback.dirpath:
+                    callback.dirpath = smoke_path(callback.dirpath)
+                    moved.append(callback.dirpath)
+        export = self.model.hparams.get("export")
+        if export and "model.init_args.export" not in self.given:
+            self.model.hparams["export"] = smoke_path(export)
+            moved.append(self.model.hparams["export"])
         if moved:
-            rank_zero_info(moved)
+            rank_zero_info(f"a short run ({short[0]}): its checkpoints and vector go to {', '.join(moved)}")
 
-    def _run_subcommand(self, subcommand: str) -> None:
-        try:
-            super()._run_subcommand(subcommand)
-        except RunInterrupted as stop:
-            stop.saved = saved_when_stopped(self.trainer, subcommand)
-            raise
-
-    def _parse_ckpt_path(self) -> None:
+    def _parse_ckpt_path(self) -> None:  # private, no public switch: LightningCLI's own merge is turned off
         """LightningCLI would merge the checkpoint's hyper-parameters over the parsed config here; not done."""
 
     def _check_ckpt_path(self) -> None:

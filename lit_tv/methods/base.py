@@ -18,15 +18,15 @@ from lit_tv.console import task_table
 from lit_tv.data.datamodules import Role, datamodule_of
 from lit_tv.episodes import Episode
 from lit_tv.files import OutputLock
-from lit_tv.methods.checkpoints import check_identity, checkpoint_entry, checkpoint_folders, data_identity, fitted_data
+from lit_tv.methods.checkpoints import check_identity, checkpoint_entry, checkpoint_folders, fitted_on
 from lit_tv.metrics import ExactMatch
-from lit_tv.model.loading import SHAPES_TOY, ModelLoadError, VLMOptions, resolve_model_path
+from lit_tv.model.loading import SHAPES_TOY, ModelLoadError, VLMOptions
 from lit_tv.model.vlm import FrozenVLM
 from lit_tv.options import require_at_least, require_file_path
 from lit_tv.prompts import PromptTemplate
 from lit_tv.spread import format_spread
 from lit_tv.vectors.file import layout_from_config
-from lit_tv.vectors.fitted_on import other_tasks
+from lit_tv.vectors.fitted_on import FittedOn
 from lit_tv.vectors.kinds import TaskVector, load
 
 _SEED = "seed_"
@@ -54,7 +54,7 @@ class FrozenVLMMethod(L.LightningModule):
 
     def __init__(self, model: VLMOptions = SHAPES_TOY, max_new_tokens: int = 1) -> None:
         super().__init__()
-        resolve_model_path(model.name)  # a bad path fails here, before any data or weights are touched
+        model.path  # noqa: B018  # resolved now: a bad path fails here, before any data or weights are touched
         require_at_least("model.init_args.max_new_tokens", max_new_tokens, 1)
         self.model_options = model
         self.model_name = model.name
@@ -65,7 +65,7 @@ class FrozenVLMMethod(L.LightningModule):
         self.task_vector_path: str | None = None
         self.overwrite_outputs = False  # `--overwrite`: this run may replace an earlier run's outputs
         self.resumes_fit = False  # `fit --ckpt_path`: the checkpoint folder holds this fit's own checkpoints
-        self.checkpoint_data: dict | None = None  # the benchmark and tasks of the fit whose checkpoint was loaded
+        self.checkpoint_fitted_on: FittedOn | None = None  # of the fit whose checkpoint was loaded
 
     def read_task_vector(self, path: str | None, allow_other_task: bool, allow_other_model: bool) -> None:
         """The `task_vector` option: read (checksums) and checked against the model's layout and this method
@@ -78,11 +78,8 @@ class FrozenVLMMethod(L.LightningModule):
             self.task_vector_file.check(layout_from_config(options), method=self.vector_method)
 
     def _check_vector_tasks(self) -> None:
-        data = datamodule_of(self.trainer)
         assert self.task_vector_file is not None  # called only with a vector
-        self.task_vector_file.check_tasks(
-            tuple(getattr(data, "tasks", ())), type(data).__name__, self._allow_other["task"]
-        )
+        self.task_vector_file.check_tasks(FittedOn.of(datamodule_of(self.trainer)), self._allow_other["task"])
 
     @property
     def hparams(self) -> AttributeDict:
@@ -97,13 +94,6 @@ class FrozenVLMMethod(L.LightningModule):
 
     def configure_model(self) -> None:
         if self._vlm is None:
-            if self.model_options.device_map is not None and self._trainer is not None and self.trainer.world_size > 1:
-                raise ValueError(
-                    f"model.device_map={self.model_options.device_map!r} spreads one model over this node's devices, "
-                    f"but the trainer runs {self.trainer.world_size} processes, each of which would load its own "
-                    "copy over the same devices: run a dispatched model in one process (trainer.devices: 1, no "
-                    "ddp), or drop model.device_map and use DDP with one model per GPU"
-                )
             vlm = FrozenVLM.from_options(self.model_options, str(self.device))
             object.__setattr__(self, "_vlm", vlm)  # bypass nn.Module registration on purpose (see class doc)
             if self.task_vector_file is not None:
@@ -117,19 +107,13 @@ class FrozenVLMMethod(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """The CLI checks this before the model loads; this catches a checkpoint handed to a Trainer directly."""
         check_identity(checkpoint, "checkpoint", self, self.vlm.layout.signature())
-        self.checkpoint_data = fitted_data(checkpoint)
+        self.checkpoint_fitted_on = fitted_on(checkpoint)
 
-    def fitted_elsewhere(self) -> str | None:
-        """The tasks (and benchmark) of the loaded checkpoint or task vector when this run is on others
-        (`allow_other_task`): the test table's title names them."""
-        if self.task_vector_file is not None:
-            tasks, benchmark = self.task_vector_file.tasks, self.task_vector_file.benchmark
-        elif self.checkpoint_data is not None:
-            tasks, benchmark = self.checkpoint_data["tasks"], self.checkpoint_data["benchmark"]
-        else:
-            return None
-        given = data_identity(datamodule_of(self.trainer))
-        return f"tasks {list(tasks)} of {benchmark}" if other_tasks(tasks, benchmark, **given) else None
+    def fitted_elsewhere(self) -> FittedOn | None:
+        """What the loaded checkpoint or task vector was fitted on when this run is on other tasks
+        (`allow_other_task`): the test table's title names it."""
+        fitted = self.task_vector_file.fitted_on if self.task_vector_file is not None else self.checkpoint_fitted_on
+        return fitted if fitted is not None and not fitted.serves(FittedOn.of(datamodule_of(self.trainer))) else None
 
     # the stages in which the method writes `export` (its task vector)
     export_stages: ClassVar[tuple[str, ...]] = ()
@@ -156,6 +140,13 @@ class FrozenVLMMethod(L.LightningModule):
             raise ValueError(
                 f"data.init_args.seeds={seeds}: {type(self).__name__} runs one data seed per fit (its "
                 "vectors would mix seeds); run once per seed, --data.init_args.seed=N"
+            )
+        if self.model_options.device_map is not None and self.trainer.world_size > 1:  # before configure_model
+            raise ValueError(
+                f"model.device_map={self.model_options.device_map!r} spreads one model over this node's devices, "
+                f"but the trainer runs {self.trainer.world_size} processes, each of which would load its own "
+                "copy over the same devices: run a dispatched model in one process (trainer.devices: 1, no "
+                "ddp), or drop model.device_map and use DDP with one model per GPU"
             )
         if self.task_vector_file is not None and stage != "predict":  # predict answers the user's own queries
             self._check_vector_tasks()

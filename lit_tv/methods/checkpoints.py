@@ -22,7 +22,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lit_tv.files import atomic_path
 from lit_tv.model.loading import BUILTIN_MODELS, VLMOptions
 from lit_tv.vectors.file import layout_from_config, require_finite
-from lit_tv.vectors.fitted_on import check_fitted_tasks
+from lit_tv.vectors.fitted_on import FittedOn
 
 
 def checkpoint_folders(trainer: L.Trainer) -> list[ModelCheckpoint]:
@@ -68,26 +68,23 @@ def method_path(method: object) -> str:
     return f"{type(method).__module__}.{type(method).__qualname__}"
 
 
-def data_identity(datamodule: object) -> dict[str, Any]:
-    """The benchmark and tasks a run is on: a fit's heads and means belong to them."""
-    return {"benchmark": type(datamodule).__name__, "tasks": list(getattr(datamodule, "tasks", None) or ())}
-
-
 def checkpoint_entry(
     method: CheckpointedMethod, model_name: str, layout: dict[str, int], datamodule: object
 ) -> dict[str, Any]:
     """What `lit-tv` stores in every checkpoint to recognise it later (`checkpoint["lit_tv"]`)."""
+    data = FittedOn.of(datamodule)  # a fit's heads and means belong to its benchmark and tasks
     return {
         "method": method_path(method),
         "model": model_identity(model_name),
         "layout": layout,
-        "data": data_identity(datamodule),
+        "data": {"benchmark": data.benchmark, "tasks": list(data.tasks)},
     }
 
 
-def fitted_data(checkpoint: Mapping[str, Any]) -> dict[str, Any] | None:
+def fitted_on(checkpoint: Mapping[str, Any]) -> FittedOn | None:
     """The benchmark and tasks a checkpoint was fitted on (None: written before checkpoints recorded them)."""
-    return checkpoint.get("lit_tv", {}).get("data")
+    data = checkpoint.get("lit_tv", {}).get("data")
+    return None if data is None else FittedOn(tuple(data["tasks"]), data["benchmark"])
 
 
 def resolve_checkpoint(trainer: L.Trainer, ckpt_path: str | Path | None) -> Path | None:
@@ -107,7 +104,7 @@ def resolve_checkpoint(trainer: L.Trainer, ckpt_path: str | Path | None) -> Path
         Path(found)
         for callback in trainer.checkpoint_callbacks
         if isinstance(callback, ModelCheckpoint)
-        for found in callback._find_last_checkpoints(trainer)
+        for found in callback._find_last_checkpoints(trainer)  # private: resolves an unset dirpath as fit would
     ]
     return max(candidates, key=lambda path: path.stat().st_mtime) if candidates else None
 
@@ -172,14 +169,11 @@ def check_identity(
 def check_tasks(checkpoint: Mapping[str, Any], path: Path, method: CheckpointedMethod, datamodule: object) -> None:
     """Refuse a checkpoint fitted on other tasks (or another benchmark) than the run's, unless the method's
     ``allow_other_task`` is set (then warn): the same check as a task vector's."""
-    fitted, given = fitted_data(checkpoint), data_identity(datamodule)
+    fitted = fitted_on(checkpoint)
     if fitted is not None:
-        check_fitted_tasks(
+        fitted.check(
+            FittedOn.of(datamodule),
             f"--ckpt_path: {path} was fitted on",
-            fitted["tasks"],
-            fitted["benchmark"],
-            given["tasks"],
-            given["benchmark"],
             bool(method.hparams.get("allow_other_task", False)),
             CheckpointMismatchError,
         )

@@ -249,7 +249,7 @@ class ResidualTaskVectors(FrozenVLMMethod):
     def _print_grid(self, present: torch.Tensor, by_group: torch.Tensor, accuracy: torch.Tensor) -> None:
         """`lit-tv validate` (the grid search alone) prints every layer's accuracy and the layer chosen; a test
         prints the chosen layer in its own table."""
-        trainer = self._trainer
+        trainer = self._trainer  # private: no public "attached to a Trainer?"; None when called directly (tests)
         if trainer is None or trainer.state.fn != "validate" or not trainer.validate_loop.verbose or self.global_rank:
             return
         groups: list[Group] = [group for group, kept in zip(self.grid_groups, present.tolist(), strict=True) if kept]

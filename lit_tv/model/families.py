@@ -26,7 +26,7 @@ class Family:
     image_token: the placeholder lit_tv writes per image; None: the processor's own `image_token`.
     image_wrapping: markers around each image token in plain-text (non-chat) prompts.
     build_inputs: builds a batch from texts and images itself, where the processor cannot.
-    fix_processor: a shim applied to the processor once it is loaded.
+    fix_processor: a shim applied to the processor when a `FrozenVLM` wraps it.
     """
 
     image_token: str | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +25,6 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING, 
 from transformers.utils import cached_file
 
 from lit_tv.model.compat import load_processor_without_video
-from lit_tv.model.families import family_of
 from lit_tv.prompts import check_prompt_wrap
 
 
@@ -183,6 +183,12 @@ class VLMOptions:
         check_prompt_wrap(self.prompt_wrap)
         check_dispatch(self.device_map, self.max_memory, self.offload_folder)
 
+    @cached_property
+    def path(self) -> str:
+        """`name` resolved once (`resolve_model_path`; a missing local path is refused): what every read of this
+        model's files opens."""
+        return resolve_model_path(self.name)
+
     def placement(self, device: str) -> dict:
         """`from_pretrained` arguments that place the weights while they load: a quantized model on `device`
         (bitsandbytes weights cannot be moved later), a dispatched one over `device_map`; empty otherwise."""
@@ -206,7 +212,7 @@ def load_pretrained(options: VLMOptions, device: str) -> tuple[PreTrainedModel, 
     Refused with the reason: a path that is not a model, a model that is not decoder-only.
     """
     placement = options.placement(device)
-    name = resolve_model_path(options.name)
+    name = options.path
     if options.revision is not None and Path(name).is_dir():
         raise ModelLoadError(
             f"model.revision {options.revision!r} pins a hub id, but model.name {options.name!r} is the local "
@@ -242,16 +248,12 @@ def _load_processor(name_or_path: str, config: PretrainedConfig, is_vlm: bool, p
     if not is_vlm:
         return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
     try:
-        processor = AutoProcessor.from_pretrained(name_or_path, **processor_kwargs, **kwargs)
+        return AutoProcessor.from_pretrained(name_or_path, **processor_kwargs, **kwargs)
     except ImportError as error:
         if "torchvision" not in str(error).lower():
             raise
         class_name = getattr(config, "processor_class", None) or _processor_class_name(name_or_path, kwargs["revision"])
-        processor = load_processor_without_video(name_or_path, class_name, processor_kwargs, **kwargs)
-    family = family_of(processor)
-    if family.fix_processor is not None:
-        family.fix_processor(processor)
-    return processor
+        return load_processor_without_video(name_or_path, class_name, processor_kwargs, **kwargs)
 
 
 def _processor_class_name(name_or_path: str, revision: str | None) -> str:

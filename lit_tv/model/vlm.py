@@ -17,7 +17,7 @@ from lit_tv.model.compat import cache_argument
 from lit_tv.model.families import family_of, forget_position_offsets, position_offset_modules
 from lit_tv.model.layout import Layout, discover_layout
 from lit_tv.model.loading import VLMOptions, dispatched_device, load_pretrained
-from lit_tv.prompts import PromptTemplate, check_prompt_wrap, word_start_token_id
+from lit_tv.prompts import PromptTemplate, word_start_token_id
 
 
 def load_image(image: ImageLike, width: int | None = None) -> Image.Image:
@@ -54,22 +54,17 @@ class FrozenVLM(nn.Module):
     can train or gradient-sync them.
     """
 
-    def __init__(
-        self,
-        model: PreTrainedModel,
-        processor,
-        name: str = "",
-        image_placeholder: str | None = None,
-        image_width: int | None = None,
-        prompt_wrap: str | None = None,
-    ) -> None:
+    def __init__(self, model: PreTrainedModel, processor, name: str = "", options: VLMOptions | None = None) -> None:
+        """`options`' prompt and image fields (checked when they were made) apply; None: the model's own forms."""
         super().__init__()
-        check_prompt_wrap(prompt_wrap)
-        self.prompt_wrap = prompt_wrap
-        self.image_width = image_width  # checked with the other options (VLMOptions)
+        options = options or VLMOptions()
+        self.prompt_wrap = options.prompt_wrap
+        self.image_width = options.image_width
         self.model = model.eval().requires_grad_(False)
         self.processor = processor
         self.family = family_of(processor)
+        if self.family.fix_processor is not None:
+            self.family.fix_processor(processor)
         self.name = name or getattr(model.config, "_name_or_path", type(model).__name__)
         self.layout: Layout = discover_layout(model)
         self._dispatched_to = dispatched_device(model)
@@ -85,7 +80,8 @@ class FrozenVLM(nn.Module):
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.image_placeholder = self._default_image_placeholder() if image_placeholder is None else image_placeholder
+        placeholder = options.image_placeholder
+        self.image_placeholder = self._default_image_placeholder() if placeholder is None else placeholder
 
     @classmethod
     def from_options(cls, options: VLMOptions, device: str = "cpu") -> FrozenVLM:
@@ -94,14 +90,7 @@ class FrozenVLM(nn.Module):
         With `options.device_map` the model is dispatched while it loads and never moved afterwards.
         """
         model, processor, path = load_pretrained(options, device)
-        return cls(
-            model,
-            processor,
-            name=path,
-            image_placeholder=options.image_placeholder,
-            image_width=options.image_width,
-            prompt_wrap=options.prompt_wrap,
-        )
+        return cls(model, processor, name=path, options=options)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, device: str = "cpu", **options: Any) -> FrozenVLM:

@@ -4,7 +4,7 @@ and applying it to a plain transformers model as a context manager. The kinds ar
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +25,7 @@ from lit_tv.vectors.file import (
     require_plausible_scale,
     write_vector_file,
 )
-from lit_tv.vectors.fitted_on import check_fitted_tasks
+from lit_tv.vectors.fitted_on import FittedOn
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -196,17 +196,14 @@ class TaskVector:
         """The vectors patched into the model, by tensor name, for the scale check."""
         return {}
 
-    def check_tasks(self, tasks: Sequence[str], benchmark: str | None = None, allow_other_task: bool = False) -> None:
+    @property
+    def fitted_on(self) -> FittedOn:
+        return FittedOn(tuple(self.tasks), self.benchmark)
+
+    def check_tasks(self, run: FittedOn, allow_other_task: bool = False) -> None:
         """Refuse a run on tasks (or a benchmark) the vector was not made for, unless allowed (then warn)."""
-        check_fitted_tasks(
-            f"{self.where} was made for",
-            self.tasks,
-            self.benchmark,
-            tasks,
-            benchmark,
-            allow_other_task,
-            TaskVectorMismatchError,
-            " (field 'tasks')",
+        self.fitted_on.check(
+            run, f"{self.where} was made for", allow_other_task, TaskVectorMismatchError, " (field 'tasks')"
         )
 
     def task_index(self, task: str | None, allow_other_task: bool = False) -> int:

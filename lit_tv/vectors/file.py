@@ -32,7 +32,7 @@ from transformers import AutoConfig, PreTrainedModel
 
 import lit_tv
 from lit_tv.files import atomic_path
-from lit_tv.model.loading import VLMOptions, resolve_model_path
+from lit_tv.model.loading import VLMOptions
 
 SCALE_LIMIT = 1e4
 FINGERPRINT_TOLERANCE = 0.01
@@ -50,7 +50,7 @@ def layout_from_config(options: VLMOptions) -> dict[str, int]:
     """The layout numbers of a model read from its config alone (no weights are loaded), at the options'
     revision: the config of the model the run will load."""
     text = AutoConfig.from_pretrained(
-        resolve_model_path(options.name), trust_remote_code=options.trust_remote_code, revision=options.revision
+        options.path, trust_remote_code=options.trust_remote_code, revision=options.revision
     ).get_text_config()
     heads = text.num_attention_heads
     return {

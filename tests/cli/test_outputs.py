@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import PREDICT_ARGS, colour_image, mtv_vector_file, sized
+from helpers import PREDICT_ARGS, colour_image, held_locks, mtv_vector_file, sized
 
 from lit_tv.cli.app import build_cli, main
 from lit_tv.files import atomic_path, write_atomic
@@ -22,7 +22,7 @@ from lit_tv.shapes.studies.main_job import CONFIGS
 MTV = str(CONFIGS / "mtv.yaml")
 VECTOR = Path(
     "logs/shapes_mtv_colour/smoke/task_vector.safetensors"
-)  # sized(support=2, train=2, test=2, steps=1) is a smoke run (max_steps=1)
+)  # sized(support=2, train=2, test=2, steps=1) cuts the run short (max_steps=1)
 CHECKPOINTS = Path("logs/shapes_mtv_colour/smoke/checkpoints")
 
 
@@ -59,34 +59,46 @@ def test_a_checkpoint_save_that_fails_leaves_the_last_one_whole(tmp_path, usual_
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
-def _lock(path: Path, pid: int) -> None:
+# another run: holds the lock of the output named in argv[1] until it is killed
+HOLDER = (
+    "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); "
+    "print(flush=True); time.sleep(60)"
+)
+
+
+def _held_by_another_run(path: Path) -> subprocess.Popen:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{path}.lock").write_text(json.dumps({"host": os.uname().nodename, "pid": pid, "since": "earlier"}))
+    other = subprocess.Popen([sys.executable, "-c", HOLDER, f"{path}.lock"], stdout=subprocess.PIPE, text=True)
+    assert other.stdout is not None and other.stdout.readline() == "\n", "the other run holds the lock"
+    return other
+
+
+def _killed(other: subprocess.Popen) -> None:
+    other.kill()
+    other.wait()
 
 
 @pytest.mark.slow
-def test_a_fit_into_the_outputs_of_a_live_run_is_refused_and_a_dead_runs_lock_is_taken_over(workdir):
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+def test_a_fit_into_the_outputs_of_a_live_run_is_refused_and_a_killed_runs_lock_is_free(workdir):
+    other = _held_by_another_run(VECTOR)
     try:
-        _lock(VECTOR, other.pid)
         with pytest.raises(
-            SystemExit,
-            match=rf"task_vector.safetensors is being written by another run \(pid "
-            rf"{other.pid} .*model.init_args.export",
+            SystemExit, match=r"task_vector.safetensors is being written by another run .*model.init_args.export"
         ):
             main(["fit", "--config", MTV, *sized(support=2, train=2, test=2, steps=1)])
         assert not CHECKPOINTS.exists() and not VECTOR.exists()
-        _lock(CHECKPOINTS, other.pid)
-        Path(f"{VECTOR}.lock").unlink()
+    finally:
+        _killed(other)
+    other = _held_by_another_run(CHECKPOINTS)
+    try:
         with pytest.raises(SystemExit, match=r"checkpoints is being written by another run"):
             main(["fit", "--config", MTV, *sized(support=2, train=2, test=2, steps=1)])
     finally:
-        other.kill()
-        other.wait()
+        _killed(other)
     main(
         ["fit", "--config", MTV, *sized(support=2, train=2, test=2, steps=1)]
-    )  # the owner is gone: its locks are stale
-    assert VECTOR.is_file() and not list(Path("logs").rglob("*.lock")), "locks are released when the fit ends"
+    )  # the other runs were killed: the kernel dropped their locks
+    assert VECTOR.is_file() and not held_locks(Path("logs")), "locks are released when the fit ends"
 
 
 @pytest.mark.slow

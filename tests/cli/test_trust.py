@@ -73,18 +73,19 @@ def test_a_sigtermed_test_exits_non_zero_without_a_table(monkeypatch, capsys, wo
     assert "no test result; run the same command again" in output.err and "accuracy" not in output.out
 
 
-# ---- smoke runs ------------------------------------------------------------------------------------------
+# ---- short runs ------------------------------------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_a_smoke_run_writes_beside_the_configs_paths_and_says_so(workdir):
-    for smoke in (["--trainer.max_steps=1"], ["--trainer.fast_dev_run=true"], ["--trainer.limit_train_batches=1"]):
-        built = build_cli(Path(MTV_YAML), smoke)
-        assert built.model.hparams.export == str(SMOKE_VECTOR), smoke
-        assert built.trainer.checkpoint_callbacks[0].dirpath.endswith("logs/shapes_mtv_colour/smoke/checkpoints"), smoke
+def test_a_run_its_command_line_cuts_short_writes_beside_the_configs_paths_and_says_so(workdir):
+    for short in (["--trainer.max_steps=1"], ["--trainer.fast_dev_run=true"], ["--trainer.limit_train_batches", "1"]):
+        built = build_cli(Path(MTV_YAML), short)
+        assert built.model.hparams.export == str(SMOKE_VECTOR), short
+        assert built.trainer.checkpoint_callbacks[0].dirpath.endswith("logs/shapes_mtv_colour/smoke/checkpoints"), short
     built = build_cli(Path(MTV_YAML), ["--trainer.max_steps=1", "--model.init_args.export=mine.safetensors"])
     assert built.model.hparams.export == "mine.safetensors", "a path given on the command line is kept"
-    assert build_cli(Path(MTV_YAML), []).model.hparams.export == str(VECTOR), "the full run keeps the config's paths"
+    for whole in ([], ["--trainer.max_steps=-1"], ["--trainer.limit_train_batches=1.0"]):  # 1.0 is all, 1 one batch
+        assert build_cli(Path(MTV_YAML), whole).model.hparams.export == str(VECTOR), f"{whole} keeps the config's paths"
 
 
 # ---- outputs are never replaced without --overwrite ------------------------------------------------------
@@ -174,8 +175,9 @@ def test_the_zoo_refuses_a_folder_that_holds_a_model(tmp_path, capsys):
 
 def _start(path: str, barrier, results) -> None:
     barrier.wait()
+    lock = OutputLock([path], "test")  # held while it lives
     try:
-        OutputLock([path], "test").acquire()
+        lock.acquire()
         won = True
     except FileExistsError:
         won = False
@@ -185,12 +187,12 @@ def _start(path: str, barrier, results) -> None:
 
 @pytest.mark.slow
 def test_one_of_twenty_simultaneous_starts_claims_an_output(tmp_path):
-    """Over a stale lock (a killed run's), where taking over is a read-judge-replace race: the lock before the
-    flock guard (a4d0b0d) let two starts win within these 20 attempts in each of 3 runs (attempts 0, 0, 16)."""
+    """Over a killed run's lock file, which a hand-made lock had to judge stale and replace (a race: before its
+    flock guard, a4d0b0d, two starts won within these 20 attempts in each of 3 runs)."""
     context = multiprocessing.get_context("fork")
     for attempt in range(20):
         path = str(tmp_path / f"vector{attempt}.safetensors")
-        Path(f"{path}.lock").write_text(json.dumps({"host": os.uname().nodename, "pid": 2**22 + 1}))  # stale
+        Path(f"{path}.lock").write_text("")  # a killed run's, held by no process
         barrier, results = context.Barrier(20), context.Queue()
         starts = [context.Process(target=_start, args=(path, barrier, results)) for _ in range(20)]
         for start in starts:

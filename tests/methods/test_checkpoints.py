@@ -22,8 +22,8 @@ SHAPES = sized(tasks="position", support=24, train=40, test=60)
 RUN = Path("logs/shapes_mtv_position")  # the config's folders are the task's (shapes_mtv_{tasks})
 LAST = RUN / "checkpoints" / "last.ckpt"
 VECTOR = RUN / "task_vector.safetensors"
-# where a fit with max_steps below the config's (a smoke run, lit_tv.cli.smoke) on the config's colour task writes them
-SMOKE = Path("logs/shapes_mtv_colour/smoke")  # where a fit of fewer steps than the config's writes
+# where a fit whose command line sets max_steps (a short run) on the config's colour task writes them
+SMOKE = Path("logs/shapes_mtv_colour/smoke")
 EPOCHS = ["--trainer.max_steps", "-1", "--trainer.max_epochs", "2"]
 LAST_OF, VECTOR_OF = Path("checkpoints/last.ckpt"), Path("task_vector.safetensors")  # under a fit's output folder
 

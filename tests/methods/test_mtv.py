@@ -170,7 +170,7 @@ def test_fit_then_test_through_the_cli_logs_to_tensorboard(zoo_folder, workdir):
     assert heatmap.width >= 200 and heatmap.height >= 150, (heatmap.width, heatmap.height)
     checkpoint = (
         workdir / "logs" / "shapes_mtv_colour" / "smoke" / "checkpoints" / "last.ckpt"
-    )  # fewer steps than the config
+    )  # a short run: --trainer.max_steps given
     state = torch.load(checkpoint, weights_only=True, map_location="cpu")["state_dict"]
     assert state["mean_activations"].abs().sum() > 0
     assert state["heads_chosen"], "last.ckpt must hold the final head set"
@@ -183,7 +183,9 @@ def test_fit_then_test_through_the_cli_logs_to_tensorboard(zoo_folder, workdir):
 @pytest.mark.slow
 def test_exported_vector_loads_for_test_and_is_refused_by_another_model(zoo_folder, workdir):
     main(["fit", *zoo_mtv_run(zoo_folder("llava"))])
-    vector = workdir / "logs" / "shapes_mtv_colour" / "smoke" / "task_vector.safetensors"  # fewer steps than the config
+    vector = (
+        workdir / "logs" / "shapes_mtv_colour" / "smoke" / "task_vector.safetensors"
+    )  # a short run: --trainer.max_steps given
     tensors, metadata = load_task_vector(vector)
     assert metadata["benchmark"] == "ShapesDataModule" and metadata["iterations"] == "8"
     loaded = MTV(model=VLMOptions(str(zoo_folder("llava"))), task_vector=str(vector))
@@ -211,7 +213,9 @@ def test_a_stopped_fit_resumes_from_its_last_checkpoint(zoo_folder, workdir):
     cli.trainer.callbacks.append(KillAtStep(12))
     with pytest.raises(Killed):
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    last = workdir / "logs" / "shapes_mtv_colour" / "smoke" / "checkpoints" / "last.ckpt"  # fewer steps than the config
+    last = (
+        workdir / "logs" / "shapes_mtv_colour" / "smoke" / "checkpoints" / "last.ckpt"
+    )  # a short run: --trainer.max_steps given
     assert torch.load(last, weights_only=True)["global_step"] == 10
     with pytest.raises(SystemExit, match="no heads have been chosen yet"):  # not silently zero-shot
         main(["test", *args, "--ckpt_path", str(last)])
@@ -250,7 +254,7 @@ def test_predict_answers_a_jsonl_with_a_saved_vector(zoo_folder, workdir):
             "--data.init_args.path",
             str(questions),
             "--model.init_args.task_vector",
-            "logs/shapes_mtv_colour/smoke/task_vector.safetensors",  # the fit ran fewer steps than its config
+            "logs/shapes_mtv_colour/smoke/task_vector.safetensors",  # --trainer.max_steps given: a short run
         ]
     )
     lines = (workdir / "logs" / "shapes_mtv_colour" / "answers.jsonl").read_text().splitlines()

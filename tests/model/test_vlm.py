@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
+from collections import Counter
 
 import huggingface_hub.constants
 import pytest
@@ -13,11 +15,14 @@ from transformers import LlamaConfig, MambaConfig, MambaForCausalLM
 
 from lit_tv.episodes import Episode, Example
 from lit_tv.interventions.shared_prefix import fork_last_token
+from lit_tv.methods.base import FrozenVLMMethod
+from lit_tv.model.families import family_of
 from lit_tv.model.layout import UnsupportedModelError, discover_layout
-from lit_tv.model.loading import ModelLoadError, VLMOptions, quantization_config
+from lit_tv.model.loading import ModelLoadError, VLMOptions, quantization_config, resolve_model_path
 from lit_tv.model.vlm import FrozenVLM, load_image
-from lit_tv.prompts import PromptTemplate
+from lit_tv.prompts import PromptTemplate, check_prompt_wrap
 from lit_tv.testing.zoo import build_llava_1_5
+from lit_tv.vectors.file import layout_from_config
 
 
 @pytest.mark.parametrize("name", ZOO_NAMES)
@@ -50,6 +55,28 @@ def test_answer_token_is_the_token_that_follows_the_prompt(zoo_vlm):
     prompt = vlm.render(episode, TEMPLATE)
     full = vlm.tokenizer(prompt + " purple\n", add_special_tokens=False).input_ids
     assert vlm.answer_token_ids([episode], TEMPLATE).tolist() == [full[len(vlm.tokenizer(prompt).input_ids)]]
+
+
+LOAD_CHECKS = (resolve_model_path, check_prompt_wrap, family_of, discover_layout)
+
+
+def test_each_load_time_check_runs_once_per_model_load(zoo_folder, monkeypatch):
+    """A method's model options, read for the layout (a task vector's or checkpoint's check), then loaded."""
+    calls: Counter[str] = Counter()
+    for check in LOAD_CHECKS:
+
+        def counted(*args, check=check, **kwargs):
+            calls[check.__name__] += 1
+            return check(*args, **kwargs)
+
+        for module in [module for name, module in sys.modules.items() if name.startswith("lit_tv")]:
+            if getattr(module, check.__name__, None) is check:  # wherever it is imported
+                monkeypatch.setattr(module, check.__name__, counted)
+    options = VLMOptions(str(zoo_folder("llava")), prompt_wrap="USER: {prompt} ASSISTANT:")
+    FrozenVLMMethod(options)
+    layout_from_config(options)
+    FrozenVLM.from_options(options)
+    assert calls == {check.__name__: 1 for check in LOAD_CHECKS}
 
 
 def test_plain_template_renders_shots_then_query():

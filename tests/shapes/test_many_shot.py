@@ -186,7 +186,7 @@ def _quick(config: str, *extra: str) -> list[str]:
 @pytest.mark.slow
 def test_mtv_fit_and_test_on_the_family_through_the_cli(workdir) -> None:
     main(["fit", *_quick("mtv_many_shot.yaml")])
-    smoke = workdir / "logs" / "shapes_mtv_many_shot" / "smoke"  # a fit shorter than its config writes here
+    smoke = workdir / "logs" / "shapes_mtv_many_shot" / "smoke"  # a fit its command line cuts short writes here
     _, metadata = load_task_vector(smoke / "task_vector.safetensors")
     assert metadata["model"] == MODEL and metadata["iterations"] == "8" and metadata["shots"] == "4"
     checkpoint = smoke / "checkpoints" / "last.ckpt"

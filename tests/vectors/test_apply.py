@@ -23,7 +23,7 @@ RUNS = {
     "mtv.yaml": (
         ["colour"],
         ["--data.init_args.train_size=40", "--trainer.max_steps=10"],
-        "logs/shapes_mtv_colour/smoke/task_vector.safetensors",  # max_steps below the config's: a smoke run
+        "logs/shapes_mtv_colour/smoke/task_vector.safetensors",  # --trainer.max_steps given: a short run
         True,
     ),
     "cross_modal.yaml": (

@@ -16,6 +16,7 @@ from lit_tv.methods.mtv import MTV
 from lit_tv.model.layout import discover_layout
 from lit_tv.model.loading import BUILTIN_MODELS
 from lit_tv.vectors.file import TaskVectorError, TaskVectorMismatchError, load_task_vector, write_vector_file
+from lit_tv.vectors.fitted_on import FittedOn
 from lit_tv.vectors.kinds import HeadVector, ResidualVector, load
 
 TOY = BUILTIN_MODELS["lit_tv/shapes-toy"]
@@ -211,9 +212,9 @@ def test_another_task_is_refused_unless_allowed(toy, tmp_path):
         match=r"task.safetensors was made for tasks \['colour'\] of "
         r"ShapesDataModule.*'tasks'",
     ):
-        vector.check_tasks(["colour"], "OtherBenchmark")
+        vector.check_tasks(FittedOn(("colour",), "OtherBenchmark"))
     with pytest.warns(UserWarning, match="used anyway"):
-        vector.check_tasks(["shape"], "ShapesDataModule", allow_other_task=True)
+        vector.check_tasks(FittedOn(("shape",), "ShapesDataModule"), allow_other_task=True)
 
 
 @pytest.mark.slow

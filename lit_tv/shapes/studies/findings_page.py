@@ -168,7 +168,8 @@ def render_document(numbers: dict) -> str:
             f"{_seeds(budget['many_shot_seeds'])} on the many-shot family.",
             f"This run used {budget['test_size']} held-out queries per run and {budget['many_shot_queries']} per task",
             "on the many-shot family. `--fast` runs",
-            "everything on a few queries, as a smoke test (`tests/shapes/test_findings.py`). Running it twice prints the",
+            "everything on a few queries, as a smoke test (`tests/shapes/test_findings.py`). Running it twice prints "
+            "the",
             "same numbers.",
             "",
             "## (1) Accuracy by shots and by MTV's support episodes",
