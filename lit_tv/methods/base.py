@@ -18,6 +18,7 @@ from lit_tv.console import task_table
 from lit_tv.data.datamodules import Role, datamodule_of
 from lit_tv.episodes import Episode
 from lit_tv.files import OutputLock
+from lit_tv.interventions.hooks import PatchPolicy
 from lit_tv.methods.checkpoints import check_identity, checkpoint_entry, checkpoint_folders, fitted_on
 from lit_tv.metrics import ExactMatch
 from lit_tv.model.loading import SHAPES_TOY, ModelLoadError, VLMOptions
@@ -76,6 +77,33 @@ class FrozenVLMMethod(L.LightningModule):
             self.task_vector_file = load(path, self.vector_kind)
             options = self.model_options
             self.task_vector_file.check(layout_from_config(options), method=self.vector_method)
+
+    def patch_policy(self) -> PatchPolicy:
+        """The run's `policy` option when it sets one (explicit, so it wins, as `apply`'s argument does), else
+        the `task_vector` file's (the policy it was scored with), else ``prompt``."""
+        policy = getattr(self.hparams, "policy", None)
+        file = self.task_vector_file
+        return policy or (file.policy if file is not None else "prompt")
+
+    def task_vector(self) -> TaskVector:
+        """The vector the method patches its queries with (through its `patching`) and exports."""
+        raise NotImplementedError(f"{type(self).__name__} makes no task vector")
+
+    def exported_vectors(self, path: str) -> dict[Path, TaskVector]:
+        """The files `export` writes: the method's vector at `path`."""
+        return {Path(path): self.task_vector()}
+
+    def export(self) -> None:
+        """Write the `export` option's file(s), each vector stamped with the model and data it was made on
+        (rank 0; the run's output lock cleared the paths, so an earlier run's file is replaced)."""
+        path = getattr(self.hparams, "export", None)
+        if not path or self.global_rank:
+            return
+        data = datamodule_of(self.trainer)
+        made = {"benchmark": type(data).__name__, "shots": getattr(data, "shots", None)}
+        for target, vector in self.exported_vectors(path).items():
+            vector.extra = {**made, **vector.extra}
+            vector.with_model(self.vlm.model, self.model_name, self.model_options.revision).save(target, overwrite=True)
 
     def _check_vector_tasks(self) -> None:
         assert self.task_vector_file is not None  # called only with a vector
@@ -177,10 +205,10 @@ class FrozenVLMMethod(L.LightningModule):
         """The intervention active while answering these queries (none for plain ICL)."""
         return nullcontext()
 
-    def answer(self, batch: list[Episode]) -> list[str]:
-        """Greedy answers to a batch of episodes with the method's intervention active."""
+    def answer(self, batch: list[Episode], patching: AbstractContextManager | None = None) -> list[str]:
+        """Greedy answers to a batch of episodes with the method's intervention (or `patching`) active."""
         inputs = self.vlm.build_inputs(batch, self.template, self.max_new_tokens)
-        with self.patching(batch):
+        with patching or self.patching(batch):
             return self.vlm.generate(inputs, max_new_tokens=self.max_new_tokens)
 
     def _start_scoring(self) -> None:

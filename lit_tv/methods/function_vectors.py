@@ -24,7 +24,7 @@ from lit_tv.analysis.heatmap import head_heatmap
 from lit_tv.data.datamodules import Role, datamodule_of
 from lit_tv.episodes import Episode
 from lit_tv.interventions.averaging import mean_head_activations
-from lit_tv.interventions.hooks import PatchPolicy, patch_residual
+from lit_tv.interventions.hooks import PatchPolicy
 from lit_tv.interventions.shared_prefix import fork_last_token
 from lit_tv.methods.base import FrozenVLMMethod
 from lit_tv.model.layout import Layout
@@ -113,10 +113,11 @@ class FunctionVectors(FrozenVLMMethod):
         mean_batch_size: episodes per forward for the mean activations.
         seed: seeds the label shuffles.
         policy: add the FV at the prompt's last position only (``prompt``) or also at every generated token
-            (``every_token``, as the FV reference generates).
+            (``every_token``, as the FV reference generates); None: the `task_vector` file's (the policy it was
+            scored with), else ``prompt``. The exported file records it, so `apply_task_vector` repeats it.
         export: where the FVs, heads, AIE and means are written (safetensors).
-        task_vector: FVs exported by an earlier run to use instead of computing them (their layer too,
-            unless `layer` is set).
+        task_vector: FVs exported by an earlier run to use instead of computing them (their layer and policy
+            too, unless `layer` / `policy` is set).
         allow_other_task / allow_other_model: use a one-task `task_vector` on other tasks, or a vector made
             on a model with other weights of the same layout, on purpose (a warning instead of an error).
     """
@@ -136,7 +137,7 @@ class FunctionVectors(FrozenVLMMethod):
         rows_per_forward: int = 32,
         mean_batch_size: int = 16,
         seed: int = 0,
-        policy: PatchPolicy = "prompt",
+        policy: PatchPolicy | None = None,
         task_vector: str | None = None,
         export: str | None = None,
         allow_other_task: bool = False,
@@ -151,7 +152,7 @@ class FunctionVectors(FrozenVLMMethod):
         self.save_hyperparameters()
         self.read_task_vector(task_vector, allow_other_task, allow_other_model)
         self.layer = layer
-        self.vectors: dict[str, torch.Tensor] = {}  # task -> FV [hidden]
+        self.vector: ResidualVector | None = None  # one FV per task: computed at test start, or the file's
 
     scores_per_seed = False
 
@@ -201,14 +202,20 @@ class FunctionVectors(FrozenVLMMethod):
         self.means, self.aie = torch.stack(means), torch.stack(effects)
         scores = self.aie.mean(0, keepdim=True).expand_as(self.aie) if self.hparams.heads == "shared" else self.aie
         self.selected_heads = top_heads(scores, self.hparams.top_k)
-        self.vectors = {
-            task: function_vector(self.vlm, self.means[index], self.selected_heads[index])
-            for index, task in enumerate(self.tasks)
-        }
+        fvs = [function_vector(self.vlm, self.means[i], self.selected_heads[i]) for i in range(len(self.tasks))]
+        self.vector = ResidualVector(
+            vectors=torch.stack(fvs),
+            layer=self.layer,
+            mode="add",
+            policy=self.patch_policy(),
+            provenance={"heads": self.selected_heads.to(torch.uint8), "aie": self.aie, "mean_activations": self.means},
+            tasks=list(self.tasks),
+            method=self.vector_method,
+            extra={key: self.hparams[key] for key in ("top_k", "heads", "aie_prompts", "seed")},
+        )
         if self.global_rank == 0:
             self._log_aie()
-            if self.hparams.export:
-                self.export(self.hparams.export)
+        self.export()
 
     def _log_aie(self) -> None:
         """Each task's AIE as a layer x head heatmap (diverging scale around 0), the FV's heads boxed."""
@@ -224,66 +231,38 @@ class FunctionVectors(FrozenVLMMethod):
             )
             self.logger.experiment.add_figure(f"fv/aie/{task or 'all'}", figure, self.global_step)
 
-    def export(self, path: str) -> None:
-        """The FVs as a residual vector added at `layer`, with the heads, AIE and means they came from."""
-        data = datamodule_of(self.trainer)
-        vector = ResidualVector(
-            vectors=torch.stack([self.vectors[task] for task in self.tasks]).float().cpu(),
-            layer=self.layer,
-            mode="add",
-            provenance={"heads": self.selected_heads.to(torch.uint8), "aie": self.aie, "mean_activations": self.means},
-            tasks=list(self.tasks),
-            method=self.vector_method,
-            extra={
-                "top_k": self.hparams.top_k,
-                "heads": self.hparams.heads,
-                "aie_prompts": self.hparams.aie_prompts,
-                "benchmark": type(data).__name__,
-                "shots": getattr(data, "shots", None),
-                "seed": self.hparams.seed,
-            },
-        )
-        vector.with_model(self.vlm.model, self.model_name, self.model_options.revision).save(
-            path, overwrite=True
-        )  # cleared by the run's lock
+    def task_vector(self) -> ResidualVector:
+        if self.vector is None:
+            raise ValueError("function vectors are computed at the start of `lit-tv test` or `validate`")
+        return self.vector
 
     # ---- using them ------------------------------------------------------------------------
 
     def on_validation_start(self) -> None:
         super().on_validation_start()
-        if not self.vectors:
+        if self.vector is None:
             self.compute_vectors()
 
     def on_test_start(self) -> None:
         super().on_test_start()
-        if self.vectors:
+        if self.vector is not None:
             return
         vector = self.task_vector_file
         if not isinstance(vector, ResidualVector):
             self.compute_vectors()
             return
-        tasks = tuple(getattr(datamodule_of(self.trainer), "tasks", ())) or ("",)
-        allow = self.hparams.allow_other_task
-        self.vectors = {task: vector.for_task(task, allow).to(self.device) for task in tasks}
-        heads = vector.provenance.get("heads")  # the heads the file's FVs were summed from (the table shows them)
-        if heads is not None:
-            self.tasks = tasks
-            self.selected_heads = torch.stack([heads[vector.task_index(task, allow)] for task in tasks]).bool()
+        self.vector = vector
 
     def test_summary(self, task: str) -> dict[str, object]:
-        """Heads summed into this task's FV (all tasks: their union; from a file: those it records) and the layer."""
-        heads = getattr(self, "selected_heads", None)
+        """The heads summed into this task's FV as the vector records them (another task: their union) and the layer."""
+        vector = self.task_vector()
+        heads = vector.provenance.get("heads")
         if heads is not None:
-            heads = heads[self.tasks.index(task)] if task in self.tasks else heads.any(0)
+            heads = heads[vector.tasks.index(task)] if task in vector.tasks else heads.any(0)
         return {"heads": None if heads is None else int(heads.sum()), "layer": self.layer}
 
     def patching(self, batch: list[Episode]) -> AbstractContextManager:
-        missing = sorted({episode.task for episode in batch} - set(self.vectors))
-        if missing:
-            raise ValueError(
-                f"no function vector for tasks {missing} (computed for {sorted(self.vectors)}); "
-                "vectors are computed at the start of `lit-tv test` or `validate`"
-            )
-        rows = torch.stack([self.vectors[episode.task] for episode in batch])
-        assert self.layer is not None  # set in configure_model
-        return patch_residual(self.vlm, self.layer, rows, mode="add", policy=self.hparams.policy)
+        """Each query's own task's FV at `layer`, with the run's policy (the option, or the file's)."""
+        vector = self.task_vector()
+        rows = [vector.task_index(episode.task, self.hparams.allow_other_task) for episode in batch]
+        return vector.patching(self.vlm, rows, self.patch_policy(), self.layer)

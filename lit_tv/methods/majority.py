@@ -9,6 +9,7 @@ from), knowing nothing of the test split. Ties go to the first answer seen, so t
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import AbstractContextManager
 from typing import Literal
 
 from lit_tv.data.datamodules import Role, datamodule_of
@@ -51,7 +52,8 @@ class MajorityLabel(FrozenVLMMethod):
             answers.setdefault((episode.seed, episode.task), []).append(episode.query.answer)
         self.labels = {group: majority(values) for group, values in answers.items()}
 
-    def answer(self, batch: list[Episode]) -> list[str]:
+    def answer(self, batch: list[Episode], patching: AbstractContextManager | None = None) -> list[str]:
+        # no model runs: there is nothing to patch
         if self.source == "demonstrations":
             if any(not episode.shots for episode in batch):
                 raise ValueError(

@@ -33,7 +33,7 @@ from lit_tv.metrics import ExactMatch
 from lit_tv.model.loading import SHAPES_TOY, VLMOptions
 from lit_tv.options import require_at_least
 from lit_tv.vectors.file import require_finite
-from lit_tv.vectors.kinds import HeadVector
+from lit_tv.vectors.kinds import HeadVector, TaskVector
 
 
 class MTV(FrozenVLMMethod):
@@ -47,7 +47,8 @@ class MTV(FrozenVLMMethod):
             the first `selection_queries` training queries), ``pruned_best_of_samples`` (the same, heads with
             sigmoid(theta) < `threshold` never sampled: the reference's Idefics2 setting, 0.8) or
             ``threshold`` (sigmoid(theta) > `threshold`).
-        policy: patch the prompt's last position only, or also every generated token.
+        policy: patch the prompt's last position only, or also every generated token; None: the
+            `task_vector` file's (the policy it was scored with), else ``prompt``. The exported file records it.
         fast_path: score the mask samples of a query in one forward of its prompt: the samples are
             copies of the last token after the one prefix, each seeing the prefix and itself
             (`lit_tv.interventions.shared_prefix.fork_last_token`); a model that refuses the 4-D mask gets
@@ -89,7 +90,7 @@ class MTV(FrozenVLMMethod):
         selection_samples: int = 10,
         selection_queries: int = 50,
         threshold: float = 0.5,
-        policy: PatchPolicy = "prompt",
+        policy: PatchPolicy | None = None,
         fast_path: bool = True,
         test_heads: Literal["selected", "random"] = "selected",
         random_draws: int = 20,
@@ -118,7 +119,6 @@ class MTV(FrozenVLMMethod):
         # every checkpoint: a resumed fit draws the masks the uninterrupted fit would have drawn.
         self.mask_generator = torch.Generator()
         self.random_control: RandomHeadsControl | None = None  # the last test's control (`test_heads: random`)
-        self._heads_now: torch.Tensor | None = None  # the head set `patching` replaces: None = the selected heads
         self._resumed_step: int | None = None  # the global step of the checkpoint a fit resumed from
         self._finish_at_fit_end = False
 
@@ -199,7 +199,7 @@ class MTV(FrozenVLMMethod):
         """First-answer-token cross-entropy of `query` under each mask `[samples, layers, heads]`."""
         inputs = self.vlm.build_inputs([query], self.template)
         target = self.vlm.answer_token_ids([query], self.template).expand(len(masks))
-        with torch.no_grad():
+        with torch.no_grad():  # each sample its own heads: per-row masks through the hooks, not one vector
             if not self.hparams.fast_path:
                 with replace_heads(self.vlm, self.mean_activations, masks, policy="prompt"):
                     logits = self.vlm.last_logits(repeat_rows(inputs, len(masks)))
@@ -280,8 +280,7 @@ class MTV(FrozenVLMMethod):
         self._log_heatmap()
         if isinstance(self.logger, TensorBoardLogger) and self.global_rank == 0:
             self.logger.experiment.add_scalar("heads/selected", int(self.selected_heads.sum()), self.global_step)
-        if self.hparams.export and self.global_rank == 0:
-            self.export(self.hparams.export)
+        self.export()
         self._save_final_checkpoints()
 
     def _save_final_checkpoints(self) -> None:
@@ -321,29 +320,29 @@ class MTV(FrozenVLMMethod):
         # an empty sample replaces nothing (it is zero-shot): chosen only when every sample is empty (refused then)
         return masks[losses.masked_fill(~masks.flatten(1).any(1), torch.inf).argmin()]
 
-    def export(self, path: str) -> None:
-        """Means, theta, heads and what produced them, as one safetensors file."""
-        data = datamodule_of(self.trainer)
-        provenance = {
-            "benchmark": type(data).__name__,
-            "shots": getattr(data, "shots", None),
+    def task_vector(self, heads: torch.Tensor | None = None) -> HeadVector:
+        """The means, theta and selected heads (`heads`: another head set, e.g. a random-heads draw) as the vector
+        that test patches with and fit exports; built from the buffers, which the checkpoints hold."""
+        assert self.theta is not None  # created in configure_model
+        return HeadVector(
+            means=self.mean_activations.float(),
+            theta=self.theta.detach().float(),
+            heads=HeadVector.indices(self.selected_heads if heads is None else heads),
+            tasks=list(getattr(datamodule_of(self.trainer), "tasks", ())),
+            method=self.vector_method,
+            policy=self.patch_policy(),
+        )
+
+    def exported_vectors(self, path: str) -> dict[Path, TaskVector]:
+        """The fit's vector, with how its means and heads were found."""
+        data, vector = datamodule_of(self.trainer), self.task_vector()
+        vector.extra = {
             "iterations": len(data.support_episodes()),
             "seed": getattr(data, "seed", None),
             "samples": self.hparams.samples,
             "steps": self.global_step,
         }
-        assert self.theta is not None  # created in configure_model
-        vector = HeadVector(
-            means=self.mean_activations.float().cpu(),
-            theta=self.theta.detach().float().cpu(),
-            heads=HeadVector.indices(self.selected_heads),
-            tasks=list(getattr(data, "tasks", ())),
-            method=self.vector_method,
-            extra=provenance,
-        )
-        vector.with_model(self.vlm.model, self.model_name, self.model_options.revision).save(
-            path, overwrite=True
-        )  # cleared by the run's lock
+        return {Path(path): vector}
 
     def on_test_start(self) -> None:
         super().on_test_start()
@@ -362,13 +361,6 @@ class MTV(FrozenVLMMethod):
             )
             self.random_control = control.to(self.device)
 
-    def _answer_with(self, batch: list[Episode], heads: torch.Tensor) -> list[str]:
-        self._heads_now = heads
-        try:
-            return self.answer(batch)
-        finally:
-            self._heads_now = None
-
     def _score(self, batch: list[Episode], stage: str) -> None:
         """The selected heads, then (the random-heads control) every random head set on the same queries."""
         super()._score(batch, stage)
@@ -376,7 +368,9 @@ class MTV(FrozenVLMMethod):
             references: list[Sequence[str]] = [episode.query.answers for episode in batch]
             over_prefix = partial(answers_over_one_prefix, self.vlm, self.template, batch, self.mean_activations)
             one_token = over_prefix if self.max_new_tokens == 1 else None  # more tokens: a generate per head set
-            self.random_control.update(lambda heads: self._answer_with(batch, heads), references, one_token)
+            self.random_control.update(
+                lambda heads: self.answer(batch, self.task_vector(heads).patching(self.vlm)), references, one_token
+            )
 
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()
@@ -396,5 +390,4 @@ class MTV(FrozenVLMMethod):
         return {"heads": int(self.selected_heads.sum())}
 
     def patching(self, batch: list[Episode]) -> AbstractContextManager:
-        heads = self.selected_heads if self._heads_now is None else self._heads_now
-        return replace_heads(self.vlm, self.mean_activations, heads, policy=self.hparams.policy)
+        return self.task_vector().patching(self.vlm)

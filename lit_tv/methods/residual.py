@@ -10,6 +10,7 @@ the vectors may come from another model with the same hidden size (LLM -> VLM tr
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -21,12 +22,12 @@ from lit_tv.console import task_table
 from lit_tv.data.datamodules import Role, datamodule_of
 from lit_tv.episodes import Episode, Example
 from lit_tv.interventions.averaging import mean_recording
-from lit_tv.interventions.hooks import patch_residual, record_residual
+from lit_tv.interventions.hooks import record_residual
 from lit_tv.methods.base import FrozenVLMMethod
 from lit_tv.model.loading import SHAPES_TOY, VLMOptions
 from lit_tv.model.vlm import FrozenVLM
 from lit_tv.prompts import PromptTemplate
-from lit_tv.vectors.kinds import ResidualVector
+from lit_tv.vectors.kinds import ResidualVector, TaskVector
 
 BARE = PromptTemplate(query="{text}", answer="")
 Group = tuple[int, str]  # (data seed, task)
@@ -90,7 +91,7 @@ class ResidualTaskVectors(FrozenVLMMethod):
         self.extractor = VLMOptions(**extractor) if isinstance(extractor, dict) else extractor
         self.read_task_vector(task_vector, allow_other_task, allow_other_model)
         self.layer = layer
-        self.vectors: dict[Group, torch.Tensor] = {}  # (data seed, task) -> [layers, hidden]
+        self.vector: ResidualVector | None = None  # one row per (data seed, task) of `groups()`, extracted or read
 
     def data_roles(self, stage: str) -> set[Role]:
         """Support episodes (the vectors), validation queries for the grid search, test queries."""
@@ -152,8 +153,9 @@ class ResidualTaskVectors(FrozenVLMMethod):
 
     def vectors_of_seed(self, seed: int | None = None) -> dict[str, torch.Tensor]:
         """{task: vector} of one data seed (default: the run's first), e.g. to inspect or compare them."""
-        seed = min(vector_seed for vector_seed, _ in self.vectors) if seed is None else seed
-        return {task: vector for (vector_seed, task), vector in self.vectors.items() if vector_seed == seed}
+        vectors = self.task_vector().vectors
+        seed = min(self.data_seeds) if seed is None else seed
+        return {task: row for (row_seed, task), row in zip(self.groups(), vectors, strict=True) if row_seed == seed}
 
     def groups(self) -> list[Group]:
         """(data seed, task) pairs, in a fixed order: one vector and one grid-search accuracy each."""
@@ -170,35 +172,48 @@ class ResidualTaskVectors(FrozenVLMMethod):
         return instructions[task]
 
     def _ensure_vectors(self) -> None:
-        if self.vectors:
+        """Every group's vector, read (with its layer unless `layer` is set) or extracted, patched as `mode` says."""
+        if self.vector is not None:
             return
-        vector = self.task_vector_file
-        if not isinstance(vector, ResidualVector):
-            self.vectors = self.extract()
-            return
-        seeds = self.data_seeds
-        if len(seeds) > 1:
-            raise ValueError(
-                f"model.init_args.task_vector holds the vectors of one data seed; data.init_args.seeds "
-                f"is {seeds}: run once per seed, each with its own file"
-            )
-        self.vectors = {
-            (seeds[0], task): vector.for_task(task, self.hparams.allow_other_task).to(self.device)
-            for task in datamodule_of(self.trainer).tasks
-        }
-        if self.layer is None:
-            self.layer = vector.layer
+        file, groups = self.task_vector_file, self.groups()
+        if isinstance(file, ResidualVector):
+            seeds = self.data_seeds
+            if len(seeds) > 1:
+                raise ValueError(
+                    f"model.init_args.task_vector holds the vectors of one data seed; data.init_args.seeds "
+                    f"is {seeds}: run once per seed, each with its own file"
+                )
+            vectors = file.vectors[[file.task_index(task, self.hparams.allow_other_task) for _, task in groups]]
+            self.layer = file.layer if self.layer is None else self.layer
+        else:
+            extracted = self.extract()
+            vectors = torch.stack([extracted[group] for group in groups])
+        self.vector = ResidualVector(
+            vectors=vectors,
+            layer=self.layer,
+            mode=self.hparams.mode,
+            scale=self.hparams.scale,
+            policy=self.patch_policy(),
+            tasks=[task for _, task in groups],
+            method=self.vector_method,
+            extra={
+                "extractor": self.extractor.name if self.extractor else "",
+                "extractor_revision": self.extractor.revision if self.extractor else None,
+                "source": self.hparams.source,
+                "position": self.hparams.position,
+            },
+        )
+
+    def task_vector(self) -> ResidualVector:
+        assert self.vector is not None, "the vectors are read or extracted when validate or test starts"
+        return self.vector
 
     # ---- patching and the layer grid search ------------------------------------------------------
 
-    def _rows(self, batch: list[Episode]) -> torch.Tensor:
-        """Each query's own task vector (its seed's), stacked → `[batch, layers, hidden]`."""
-        return torch.stack([self.vectors[episode.seed, episode.task] for episode in batch])
-
     def _patch(self, batch: list[Episode], layer: int) -> AbstractContextManager:
-        return patch_residual(
-            self.vlm, layer, self._rows(batch)[:, layer], mode=self.hparams.mode, scale=self.hparams.scale
-        )
+        """Each query's own vector (its seed's and task's) at `layer`."""
+        groups = self.groups()
+        return self.task_vector().patching(self.vlm, [groups.index((e.seed, e.task)) for e in batch], layer=layer)
 
     def test_summary(self, task: str) -> dict[str, object]:
         return {"layer": self.layer}
@@ -282,7 +297,7 @@ class ResidualTaskVectors(FrozenVLMMethod):
 
     def on_validation_epoch_end(self) -> None:
         self._reduce_and_choose()
-        self._export()
+        self.export()
 
     def _reduce_and_choose(self) -> None:
         if not self.grid_queries.sum():
@@ -304,11 +319,7 @@ class ResidualTaskVectors(FrozenVLMMethod):
             for index, batch in enumerate(datamodule_of(self.trainer).val_dataloader()):
                 self.validation_step(batch, index)
             self._reduce_and_choose()
-        self._export()
-
-    def _export(self) -> None:
-        if self.hparams.export and self.global_rank == 0:
-            self.export(self.hparams.export)
+        self.export()
 
     def outputs(self, stage: str) -> list[Path]:
         """The export is one file per data seed: the run claims each of them (an earlier run's is refused)."""
@@ -319,29 +330,17 @@ class ResidualTaskVectors(FrozenVLMMethod):
             for target in ([seed_path(path, seed, seeds) for seed in seeds] if str(path) == str(export) else [path])
         ]
 
-    def export(self, path: str) -> None:
-        """One file of per-task vectors per data seed (`seed_path`)."""
-        data = datamodule_of(self.trainer)
-        seeds = sorted({seed for seed, _ in self.vectors})
-        for seed in seeds:
-            by_task = self.vectors_of_seed(seed)
-            target = seed_path(path, seed, seeds)
-            vector = ResidualVector(
-                vectors=torch.stack(list(by_task.values())).float().cpu(),
+    def exported_vectors(self, path: str) -> dict[Path, TaskVector]:
+        """One file of per-task vectors per data seed (`seed_path`), at the layer the run used."""
+        vector, seeds = self.task_vector(), self.data_seeds
+        by_seed = {seed: self.vectors_of_seed(seed) for seed in seeds}
+        return {
+            seed_path(path, seed, seeds): replace(
+                vector,
+                vectors=torch.stack(list(rows.values())),
+                tasks=list(rows),
                 layer=self.layer,
-                mode=self.hparams.mode,
-                scale=self.hparams.scale,
-                tasks=list(by_task),
-                method=self.vector_method,
-                extra={
-                    "extractor": self.extractor.name if self.extractor else "",
-                    "extractor_revision": self.extractor.revision if self.extractor else None,
-                    "source": self.hparams.source,
-                    "position": self.hparams.position,
-                    "benchmark": type(data).__name__,
-                    "seed": seed,
-                },
+                extra={**vector.extra, "seed": seed},
             )
-            vector.with_model(self.vlm.model, self.model_name, self.model_options.revision).save(
-                target, overwrite=True
-            )  # cleared by the run's lock
+            for seed, rows in by_seed.items()
+        }

@@ -8,9 +8,9 @@ Works for the three kinds of file lit_tv exports: MTV (head means + selected hea
 residual vectors (one per task, at the saved layer) and Function Vectors (one per task, added at the
 saved layer). The patched position is the **last prompt token**, which is position -1 of every row only
 when the batch is left-padded (``tokenizer.padding_side = "left"``): a right-padded batch is refused
-instead of silently patching a pad token. The vector is written during the prompt's forward (prefill)
-only, as `lit-tv test` does by default; MTV's ``policy="every_token"`` also writes it at every generated
-token. No Lightning, no `FrozenVLM`: the model object is used as it is (not moved, cast or frozen).
+instead of silently patching a pad token. The vector is written as its run scored it, with the policy the file
+records (``prompt``: the prompt's forward only; ``every_token``: every generated token too) unless ``policy=``
+says otherwise. No Lightning, no `FrozenVLM`: the model object is used as it is (not moved, cast or frozen).
 
 This is ``lit_tv.vectors.kinds.load(path).apply(model, ...)``: the file is checked first (checksums, layout,
 the model's weights fingerprint, the values' scale) and a mismatch is refused naming the field, unless
@@ -36,7 +36,7 @@ def apply_task_vector(
     model: PreTrainedModel,
     path: str | Path,
     task: str | None = None,
-    policy: PatchPolicy = "prompt",
+    policy: PatchPolicy | None = None,
     layer: int | None = None,
     *,
     allow_other_task: bool = False,
@@ -46,7 +46,8 @@ def apply_task_vector(
 
     model: a plain `transformers` model (VLM or causal LM); its layout and weights must match the file's
         (checked first, naming both). task: which of the file's per-task vectors (needed when it has
-        several; an MTV file holds one task). policy: MTV's ``prompt`` (default) or ``every_token``.
+        several; an MTV file holds one task). policy: ``prompt`` or ``every_token``; None (default): the
+        policy the file records, the one its run was scored with (files from before the field: ``prompt``).
         layer: another layer than the one saved with a residual or FV file. A residual vector is
         written as its run did (its 'mode' and 'scale': replace, or add x scale); an FV is added.
         allow_other_task / allow_other_model: use a one-task vector for another task, or a vector made

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, ClassVar, cast
 import torch
 from torch import nn
 
-from lit_tv.interventions.hooks import PatchPolicy
+from lit_tv.interventions.hooks import PATCH_POLICIES, Hookable, PatchPolicy
 from lit_tv.model.layout import Layout, discover_layout
 from lit_tv.vectors.file import (
     TaskVectorError,
@@ -67,10 +67,12 @@ class TaskVector:
     layout: dict[str, int] = field(default_factory=dict)
     fingerprint: dict[str, object] = field(default_factory=dict)
     extra: dict[str, object] = field(default_factory=dict)  # provenance (benchmark, shots, seed, ...)
+    policy: PatchPolicy = "prompt"  # the patch policy its run scored it with, which `apply` repeats by default
     path: Path | None = None
 
     kind: ClassVar[str]
     tensor_specs: ClassVar[dict[str, tuple[Dims, torch.dtype]]]
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {"policy": PATCH_POLICIES}  # metadata fields of a few values
 
     @property
     def where(self) -> str:
@@ -115,6 +117,7 @@ class TaskVector:
             "layout": self.layout,
             "fingerprint": self.fingerprint,
             "tasks": self.tasks,
+            "policy": self.policy,
             **self.kind_metadata(),
         }
 
@@ -122,7 +125,10 @@ class TaskVector:
 
     def _check_tensors(self, layout: dict[str, int] | None = None) -> None:
         """Every tensor of the kind of its dtype and shape (sizes of `layout` when given, else only their number
-        of dims and tasks), all finite."""
+        of dims and tasks), all finite; `choices` fields one of their values."""
+        for name, allowed in self.choices.items():
+            if (value := getattr(self, name)) not in allowed:
+                raise TaskVectorError(f"{self.where}: field {name!r} is {value!r}, expected one of {allowed}")
         sizes = {**(layout or {}), "tasks": len(self.tasks)}
         tensors = self.tensors()
         for name, (dims, dtype) in self.specs().items():
@@ -224,9 +230,10 @@ class TaskVector:
     # ---- use -----------------------------------------------------------------------------------
 
     def patching(
-        self, target: HookedModel, index: int, policy: PatchPolicy, layer: int | None
+        self, target: Hookable, index: int | list[int] = 0, policy: PatchPolicy | None = None, layer: int | None = None
     ) -> AbstractContextManager:
-        """The intervention of task `index`'s vector (`layer`: another layer than the saved one)."""
+        """Task `index`'s vector patched in (a list: one task per batch row), as its run did unless `policy` /
+        `layer` say otherwise; methods patch through this too, so a file applies the intervention it was scored with."""
         raise NotImplementedError
 
     @contextmanager
@@ -235,7 +242,7 @@ class TaskVector:
         model: PreTrainedModel,
         task: str | None = None,
         *,
-        policy: PatchPolicy = "prompt",
+        policy: PatchPolicy | None = None,
         layer: int | None = None,
         allow_other_task: bool = False,
         allow_other_model: bool = False,

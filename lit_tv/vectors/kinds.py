@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 import torch
 
-from lit_tv.interventions.hooks import PatchPolicy, patch_residual, replace_heads
-from lit_tv.vectors.base import Dims, HookedModel, TaskVector
+from lit_tv.interventions.hooks import Hookable, PatchPolicy, patch_residual, replace_heads
+from lit_tv.vectors.base import Dims, TaskVector
 from lit_tv.vectors.file import TaskVectorError, load_task_vector
 
 __all__ = ["HeadVector", "ResidualVector", "TaskVector", "load"]
@@ -65,11 +65,11 @@ class HeadVector(TaskVector):
         return {"mean_activations": self.means[self.heads[:, 0], self.heads[:, 1]]}
 
     def patching(
-        self, target: HookedModel, index: int, policy: PatchPolicy, layer: int | None
+        self, target: Hookable, index: int | list[int] = 0, policy: PatchPolicy | None = None, layer: int | None = None
     ) -> AbstractContextManager:
         if layer is not None:
             raise ValueError(f"{self.where} replaces heads: layer= applies to residual vectors only")
-        return replace_heads(target, self.means, self.mask(), policy=policy)
+        return replace_heads(target, self.means, self.mask(), policy=policy or self.policy)
 
 
 @dataclass(kw_only=True)
@@ -87,16 +87,12 @@ class ResidualVector(TaskVector):
 
     kind = "residual"
     tensor_specs = {"vectors": (("tasks", None, "hidden_size"), torch.float32)}
+    choices = {**TaskVector.choices, "mode": ("replace", "add")}
 
     def specs(self) -> dict[str, tuple[Dims, torch.dtype]]:
         if self.vectors.dim() == 2:  # one layer's vectors
             return {"vectors": (("tasks", "hidden_size"), torch.float32)}
         return self.tensor_specs
-
-    def _check_tensors(self, layout: dict[str, int] | None = None) -> None:
-        super()._check_tensors(layout)
-        if self.mode not in ("replace", "add"):
-            raise TaskVectorError(f"{self.where}: field 'mode' is {self.mode!r}, expected 'replace' or 'add'")
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"vectors": self.vectors, **self.provenance}
@@ -111,32 +107,23 @@ class ResidualVector(TaskVector):
         if not 0 <= self.layer < layers:
             raise TaskVectorError(f"{self.where}: field 'layer' is {self.layer}, out of range 0..{layers - 1}")
 
-    def at_layer(self, index: int, layer: int | None = None) -> tuple[torch.Tensor, int]:
-        """Task `index`'s vector at `layer` (default: the saved one), and that layer."""
-        chosen = self.layer if layer is None else layer
-        if chosen is None:
-            raise ValueError(f"{self.where} stores no layer: pass layer=<a layer index>")
-        vector = self.vectors[index]
-        return (vector[chosen] if vector.dim() == 2 else vector), chosen
-
-    def for_task(self, task: str, allow_other_task: bool = False) -> torch.Tensor:
-        """The row serving `task` (a one-task file serves any task when allowed)."""
-        return self.vectors[self.task_index(task, allow_other_task)]
-
     def scaled_vectors(self) -> dict[str, torch.Tensor]:
         if self.vectors.dim() == 2 or self.layer is None:
             return {"vectors": self.vectors}
         return {"vectors": self.vectors[:, self.layer]}
 
     def patching(
-        self, target: HookedModel, index: int, policy: PatchPolicy, layer: int | None
+        self, target: Hookable, index: int | list[int] = 0, policy: PatchPolicy | None = None, layer: int | None = None
     ) -> AbstractContextManager:
-        vector, chosen = self.at_layer(index, layer)
-        return patch_residual(target, chosen, vector, mode=self.mode, scale=self.scale)
+        chosen = self.layer if layer is None else layer
+        if chosen is None:
+            raise ValueError(f"{self.where} stores no layer: pass layer=<a layer index>")
+        vector = self.vectors[index][..., chosen, :] if self.vectors.dim() == 3 else self.vectors[index]
+        return patch_residual(target, chosen, vector, mode=self.mode, scale=self.scale, policy=policy or self.policy)
 
 
 KINDS: dict[str, type[TaskVector]] = {kind.kind: kind for kind in (HeadVector, ResidualVector)}
-_COMMON = ("kind", "method", "model", "revision", "layout", "fingerprint", "tasks", "checksums", "lit_tv_version")
+_COMMON = tuple("kind method model revision layout fingerprint tasks policy checksums lit_tv_version".split())
 
 
 def load(path: str | Path, kind: type[TaskVector] | None = None) -> TaskVector:
@@ -162,6 +149,7 @@ def load(path: str | Path, kind: type[TaskVector] | None = None) -> TaskVector:
         "revision": metadata.get("revision"),
         "layout": metadata.get("layout") or {},
         "fingerprint": metadata.get("fingerprint") or {},
+        "policy": metadata.get("policy", "prompt"),  # files exported before the field were scored on the prompt
         "path": path,
     }
     if found is HeadVector:

@@ -104,8 +104,8 @@ def test_vectors_from_a_text_llm_patch_a_vlm_with_the_same_hidden_size(zoo_folde
     cli.trainer.test(cli.model, datamodule=cli.datamodule)
     own = build_cli(CONFIG, _run(zoo_folder("llava"), "--model.init_args.layer", "0", "--model.init_args.export=null"))
     own.trainer.test(own.model, datamodule=own.datamodule)
-    for task, vector in cli.model.vectors.items():  # extracted in the Llama, not in the VLM
-        assert not torch.allclose(vector, own.model.vectors[task])
+    for vector, own_vector in zip(cli.model.task_vector().vectors, own.model.task_vector().vectors, strict=True):
+        assert not torch.allclose(vector, own_vector)  # extracted in the Llama, not in the VLM
 
 
 @pytest.mark.slow
@@ -161,11 +161,10 @@ def test_ensemble_is_the_weighted_mean_of_instruction_and_exemplar_vectors(zoo_f
             ),
         )
         cli.trainer.test(cli.model, datamodule=cli.datamodule)
-        vectors[source] = cli.model.vectors
-    for task, ensemble in vectors["ensemble"].items():
-        expected = 0.25 * vectors["instruction"][task] + 0.75 * vectors["exemplars"][task]
-        torch.testing.assert_close(ensemble, expected)
-        assert not torch.allclose(vectors["instruction"][task], vectors["exemplars"][task])
+        vectors[source] = cli.model.task_vector().vectors  # one row per task
+    torch.testing.assert_close(vectors["ensemble"], 0.25 * vectors["instruction"] + 0.75 * vectors["exemplars"])
+    for instruction, exemplars in zip(vectors["instruction"], vectors["exemplars"], strict=True):
+        assert not torch.allclose(instruction, exemplars)
 
 
 @pytest.mark.slow
@@ -180,5 +179,4 @@ def test_exported_vectors_load_with_their_layer_and_are_not_extracted_again(zoo_
     monkeypatch.setattr(again.model, "extract", lambda: pytest.fail("vectors were extracted again"))
     again.trainer.test(again.model, datamodule=again.datamodule)
     assert again.model.layer == 1
-    for task, vector in first.model.vectors.items():
-        torch.testing.assert_close(again.model.vectors[task], vector)
+    torch.testing.assert_close(again.model.task_vector().vectors, first.model.task_vector().vectors)
