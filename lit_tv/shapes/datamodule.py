@@ -27,6 +27,8 @@ class ShapesDataModule(EpisodeDataModule):
     methods, k for the ICL baseline). Shots and queries are images, text renderings, or mixed.
     ``distractors``: the fraction of shots (of every role) that answer another attribute of their
     object; `lit_tv.shapes.world.MANY_SHOT_DISTRACTORS` makes the many-shot family. Queries never do.
+    ``support_skip``: the support episodes start this far into the seed's support stream, so one seed gives
+    disjoint draws of support episodes beside the same queries (the many-shot study's kept-heads means).
     """
 
     template = SHAPES_TEMPLATE  # the prompt format the toy VLM was trained on
@@ -49,6 +51,7 @@ class ShapesDataModule(EpisodeDataModule):
         seed: int | None = None,
         seeds: Sequence[int] | None = None,
         distractors: float = 0.0,
+        support_skip: int = 0,
     ) -> None:
         unknown = set(tasks) - set(TASKS)
         if unknown or not tasks:
@@ -60,6 +63,9 @@ class ShapesDataModule(EpisodeDataModule):
                     "shapes world; give a number of queries"
                 )
         self.distractors = check_distractors(distractors)
+        if support_skip < 0:
+            raise ValueError(f"data.init_args.support_skip={support_skip}: give a number of episodes, 0 or more")
+        self.support_skip = support_skip
         super().__init__(
             shots=shots,
             test_shots=test_shots,
@@ -78,16 +84,17 @@ class ShapesDataModule(EpisodeDataModule):
 
     def build_episodes(self, seed: int, sizes: Sizes) -> dict[Role, list[Episode]]:
         shots: dict[Role, int] = {"support": self.shots, "train": 0, "val": self.test_shots, "test": self.test_shots}
+        skip: dict[Role, int] = {"support": self.support_skip}
         return {
             role: make_episodes(
                 self.tasks,
-                cast(int, sizes[role]),  # ints here (see __init__)
+                cast(int, sizes[role]) + skip.get(role, 0),  # ints here (see __init__)
                 shots[role],
                 seed * len(_STREAMS) + stream,
                 _SPLITS[role],
                 self.shot_modality,
                 self.query_modality,
                 self.distractors,
-            )
+            )[skip.get(role, 0) :]
             for role, stream in _STREAMS.items()
         }

@@ -79,6 +79,22 @@ def test_evaluation_objects_are_held_out_of_the_support_and_training_queries() -
     assert any(len(x.answers) == 2 for e in data.support_episodes() for x in e.shots)
 
 
+def test_skipped_support_episodes_give_disjoint_draws_beside_the_same_queries() -> None:
+    """The kept-heads means of the study: draw d is support episodes d*n ... (d+1)*n of one seed's stream."""
+    sizes = {"distractors": MANY_SHOT_DISTRACTORS, "train_size": 4, "test_size": 6, "seed": 3}
+    stream = ShapesDataModule(support_size=9, **sizes)
+    draws = [ShapesDataModule(support_size=3, support_skip=3 * d, **sizes) for d in range(3)]
+    assert [fingerprint(draw.support_episodes()) for draw in draws] == [
+        fingerprint(stream.support_episodes()[3 * d : 3 * d + 3]) for d in range(3)
+    ]
+    for draw in draws:
+        assert fingerprint(draw.test_queries() + draw.train_queries()) == fingerprint(
+            stream.test_queries() + stream.train_queries()
+        )
+    with pytest.raises(ValueError, match="support_skip=-1"):
+        ShapesDataModule(support_skip=-1)
+
+
 @pytest.mark.parametrize("distractors", [-0.1, 2 / 3, 0.9])
 def test_distractor_rates_that_hide_the_task_are_refused(distractors: float) -> None:
     with pytest.raises(ValueError, match=r"distractors=.* must be in \[0, 2/3\)"):

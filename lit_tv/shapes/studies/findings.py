@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from lit_tv.cli.app import LitTVCLI, build_cli
+from lit_tv.cli.app import build_cli
 from lit_tv.console import quiet_libraries
 from lit_tv.files import write_atomic
 from lit_tv.shapes.studies.findings_figures import (
@@ -42,20 +42,15 @@ from lit_tv.shapes.studies.findings_figures import (
     scaling_figure,
     table_figure,
 )
-from lit_tv.shapes.studies.main_job import CONFIGS, seeded_options
+from lit_tv.shapes.studies.main_job import CONFIGS, means_only, quiet_run, run_test, tested
 from lit_tv.shapes.studies.many_shot import ITERATIONS, SEEDS, over_seeds
 from lit_tv.shapes.studies.many_shot import table as many_shot_table
 from lit_tv.shapes.world import TASKS
 from lit_tv.spread import by_seed, format_spread
 
-QUIET = ["--trainer.logger=false", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 # the fits keep only the means callback: their vectors are exported (over the last findings run's: this command
 # owns its logdir, so a rerun replaces them), no checkpoint is written
-NO_CHECKPOINTS = [
-    "--overwrite",
-    "--trainer.enable_checkpointing=false",
-    "--trainer.callbacks=[{class_path: lit_tv.callbacks.mean_activations.MeanActivations}]",
-]
+NO_CHECKPOINTS = ["--overwrite", *means_only()]
 
 
 @dataclass(frozen=True)
@@ -105,22 +100,7 @@ FAST = Budget(
 
 def _sizes(logdir: Path, seed: int, **sizes: int) -> list[str]:
     """Quiet runs of one seed whose saved config lands in `logdir`, with these DataModule sizes."""
-    return [
-        *QUIET,
-        *seeded_options(seed),
-        f"--trainer.default_root_dir={logdir}",
-        *(f"--data.init_args.{key}={value}" for key, value in sizes.items()),
-    ]
-
-
-def tested(config: str, options: list[str]) -> tuple[Mapping[str, float], LitTVCLI]:
-    """`lit-tv test --config configs/shapes/<config> <options>`'s logged metrics, and the run's objects."""
-    cli = build_cli(CONFIGS / config, options)
-    return cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0], cli
-
-
-def run_test(config: str, options: list[str]) -> Mapping[str, float]:
-    return tested(config, options)[0]
+    return [*quiet_run(seed, **sizes), f"--trainer.default_root_dir={logdir}"]
 
 
 def per_task(metrics: Mapping[str, float], tasks: tuple[str, ...] = TASKS) -> dict[str, float]:

@@ -10,6 +10,7 @@ table says how many of its own seed's draws MTV beats.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from lit_tv.cli.app import LitTVCLI, build_cli
@@ -37,8 +38,36 @@ def seeded_options(seed: int) -> list[str]:
     return [f"--seed_everything={seed}", f"--data.init_args.seed={seed}"]
 
 
-def _test_accuracy(cli: LitTVCLI) -> float:
-    return cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]["test/accuracy"]
+QUIET = ["--trainer.logger=false", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+
+
+def quiet_run(seed: int, **data: object) -> list[str]:
+    """A run of one seed that writes no TensorBoard run and prints no bar or summary, with these DataModule
+    options: the studies (many-shot, findings) print their own tables."""
+    return [*QUIET, *seeded_options(seed), *(f"--data.init_args.{key}={value}" for key, value in data.items())]
+
+
+def means_only(batch_size: int = 8) -> list[str]:
+    """A fit's callbacks cut to the means: the configs' checkpoints would land in the shared logs/ folder."""
+    means = (
+        f"{{class_path: lit_tv.callbacks.mean_activations.MeanActivations, init_args: {{batch_size: {batch_size}}}}}"
+    )
+    return ["--trainer.enable_checkpointing=false", f"--trainer.callbacks=[{means}]"]
+
+
+def test_metrics(cli: LitTVCLI) -> Mapping[str, float]:
+    """`lit-tv test`'s logged metrics on the run's objects (fitted first, or not)."""
+    return cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
+
+
+def tested(config: str, options: list[str]) -> tuple[Mapping[str, float], LitTVCLI]:
+    """`lit-tv test --config configs/shapes/<config> <options>`'s logged metrics, and the run's objects."""
+    cli = build_cli(CONFIGS / config, options)
+    return test_metrics(cli), cli
+
+
+def run_test(config: str, options: list[str]) -> Mapping[str, float]:
+    return tested(config, options)[0]
 
 
 def run_task(task: str, overrides: list[str], seed: int = 0) -> dict[str, object]:
@@ -46,7 +75,7 @@ def run_task(task: str, overrides: list[str], seed: int = 0) -> dict[str, object
     only = [f"--data.init_args.tasks=[{task}]", *seeded_options(seed), *overrides]
     results: dict[str, object] = {}
     for shots, row in ((0, "zero-shot"), (4, "4-shot ICL")):
-        results[row] = _test_accuracy(build_cli(CONFIGS / "icl.yaml", [*only, f"--data.init_args.test_shots={shots}"]))
+        results[row] = run_test("icl.yaml", [*only, f"--data.init_args.test_shots={shots}"])["test/accuracy"]
     mtv = build_cli(  # its TensorBoard run is the task's (shapes_mtv_{tasks}), one version per seed
         CONFIGS / "mtv.yaml",
         [
@@ -59,7 +88,7 @@ def run_task(task: str, overrides: list[str], seed: int = 0) -> dict[str, object
     for callback in checkpoint_folders(mtv.trainer):  # each task and seed's fit resumes from its own checkpoints
         callback.dirpath = os.path.realpath(f"logs/shapes_mtv_{task}/seed_{seed}/checkpoints")
     mtv.trainer.fit(mtv.model, datamodule=mtv.datamodule)
-    results["MTV"] = _test_accuracy(mtv)
+    results["MTV"] = test_metrics(mtv)["test/accuracy"]
     results[RANDOM_HEADS] = mtv.model.random_control.accuracies()
     results["heads"] = float(mtv.model.selected_heads.sum())
     return results
@@ -75,7 +104,7 @@ def run_all_tasks(config: str, overrides: list[str], tasks: tuple[str, ...], see
             f"--model.init_args.export=logs/{name}/seed_{seed}/{vector}",
         ]
     cli = build_cli(CONFIGS / config, [f"--data.init_args.tasks=[{','.join(tasks)}]", *seeded, *overrides])
-    metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
+    metrics = test_metrics(cli)
     return {task: metrics[f"test/accuracy/{task}"] for task in tasks}
 
 

@@ -6,8 +6,9 @@ family 45% of the shots answer another attribute of their own object (`MANY_SHOT
 is only a majority among the shots, and the toy's context holds 4 image shots: ICL cannot see enough of them.
 MTV averages head activations over many 4-shot support episodes (its iterations) and patches them into
 zero-shot queries; its head search also scores 100 labelled zero-shot training queries, which ICL never
-sees. Both run through the same Lightning methods as `lit-tv test` / `lit-tv fit`, and the functions return
-plain numbers, for the findings figures.
+sees. Every number is a `lit-tv test` / `lit-tv fit` run of configs/shapes/icl_many_shot.yaml or
+mtv_many_shot.yaml with options changed (`lit_tv.cli.app.build_cli`), and the functions return plain numbers,
+for the findings figures.
 """
 
 from __future__ import annotations
@@ -15,22 +16,19 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 
-import lightning as L
 import torch
 import transformers
 from transformers import AutoConfig
 
-from lit_tv.callbacks.mean_activations import MeanActivations
+from lit_tv.cli.app import LitTVCLI, build_cli
 from lit_tv.console import lightning_warnings_only
-from lit_tv.interventions.averaging import mean_head_activations
-from lit_tv.methods.icl import ICL
-from lit_tv.methods.mtv import MTV
-from lit_tv.model.loading import VLMOptions, resolve_model_path
-from lit_tv.shapes.datamodule import ShapesDataModule
+from lit_tv.model.loading import resolve_model_path
+from lit_tv.shapes.studies.main_job import CONFIGS, means_only, quiet_run, run_test, test_metrics
 from lit_tv.shapes.toy import max_image_shots
-from lit_tv.shapes.world import MANY_SHOT_DISTRACTORS, TASKS
+from lit_tv.shapes.world import TASKS
 from lit_tv.spread import format_spread, on_seeds
 
 CHECKPOINT = Path(__file__).parents[1] / "checkpoint_many_shot"
@@ -38,6 +36,10 @@ MODEL = "lit_tv/shapes-toy-many-shot"
 ITERATIONS: tuple[int, ...] = (1, 4, 16, 100)
 SEEDS: tuple[int, ...] = (0, 1, 2)
 REINFORCE_QUERIES = 100  # labelled zero-shot training queries per task that MTV's head search scores
+ICL_CONFIG, MTV_CONFIG = "icl_many_shot.yaml", "mtv_many_shot.yaml"
+# the MTV runs write no checkpoint or vector into logs/ (the config's batch of 16 for the means kept); the
+# kept-heads tests read the vector of the fit with the most episodes from a folder of their own
+MTV_RUN = [*means_only(16), "--model.init_args.export=null"]
 
 
 def context_shots(model: str = MODEL) -> tuple[int, int]:
@@ -46,30 +48,12 @@ def context_shots(model: str = MODEL) -> tuple[int, int]:
     return context, max_image_shots(context)
 
 
-def _trainer(max_steps: int = -1, means: bool = False) -> L.Trainer:
-    """A quiet CPU trainer; ``means``: with the callback that fills MTV's mean activations."""
-    return L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_steps=max_steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        callbacks=[MeanActivations(batch_size=16)] if means else [],
-    )
+def _run(model: str, seed: int, **data: object) -> list[str]:
+    return [*quiet_run(seed, **data), f"--model.init_args.model.name={model}"]
 
 
-def _data(tasks: Sequence[str], seed: int, **sizes: Any) -> ShapesDataModule:  # *_size options
-    return ShapesDataModule(
-        tasks=tasks, distractors=MANY_SHOT_DISTRACTORS, batch_size=1, eval_batch_size=64, seed=seed, **sizes
-    )
-
-
-def _test(method: L.LightningModule, data: ShapesDataModule, trainer: L.Trainer | None = None) -> float:
-    return (trainer or _trainer()).test(method, datamodule=data, verbose=False)[0]["test/accuracy"]
+def _accuracy(config: str, options: list[str]) -> float:
+    return run_test(config, options)["test/accuracy"]
 
 
 def accuracy_vs_shots(model: str = MODEL, queries: int = 150, seed: int = 0) -> dict:
@@ -79,41 +63,31 @@ def accuracy_vs_shots(model: str = MODEL, queries: int = 150, seed: int = 0) -> 
     """
     context, most = context_shots(model)
     shots = list(range(most + 1))
-    accuracy = [
-        _test(
-            ICL(VLMOptions(model), max_new_tokens=1),
-            _data(TASKS, seed, test_shots=k, support_size=0, train_size=0, test_size=queries * len(TASKS)),
-        )
-        for k in shots
-    ]
+    accuracy = [_accuracy(ICL_CONFIG, _run(model, seed, test_shots=k, test_size=queries * len(TASKS))) for k in shots]
     return {"shots": shots, "accuracy": accuracy, "context": context}
 
 
-def _fit(
-    model: str, task: str, count: int, shots: int, steps: int, samples: int, queries: int, seed: int
-) -> tuple[MTV, L.Trainer, ShapesDataModule]:
-    """MTV for one task: means over `count` support episodes, `steps` REINFORCE steps, heads chosen."""
-    data = _data([task], seed, shots=shots, support_size=count, train_size=REINFORCE_QUERIES, test_size=queries)
-    # the REINFORCE samples and random heads seeded explicitly: the same for every count, in any order
-    method = MTV(VLMOptions(model), max_new_tokens=1, samples=samples, draw_seed=seed)
-    trainer = _trainer(steps, means=True)
-    trainer.fit(method, datamodule=data)
-    return method, trainer, data
+def _fit(options: list[str], count: int, steps: int, *extra: str) -> LitTVCLI:
+    """`lit-tv fit` of MTV for one task: means over `count` support episodes, `steps` REINFORCE steps."""
+    fit = build_cli(
+        CONFIGS / MTV_CONFIG,
+        [*options, f"--data.init_args.support_size={count}", f"--trainer.max_steps={steps}", *extra],
+    )
+    fit.trainer.fit(fit.model, datamodule=fit.datamodule)
+    return fit
 
 
-def _with_fewer_episodes(method: MTV, trainer: L.Trainer, data: ShapesDataModule, count: int, draws: int) -> float:
-    """Test accuracy with the chosen heads and means over `count` episodes, averaged over `draws` disjoint draws
-    (the first `count` support episodes, the next `count`, ...)."""
-    task, shots, seed = data.tasks, data.shots, data.seed
-    support = _data(task, seed, shots=shots, support_size=count * draws, train_size=0, test_size=0).support_episodes()
-    chosen = method.mean_activations.clone()
-    scores = []
-    for draw in range(draws):
-        episodes = support[draw * count : (draw + 1) * count]
-        method.mean_activations.copy_(mean_head_activations(trainer, method.vlm, method.template, episodes))
-        scores.append(_test(method, data, trainer))
-    method.mean_activations.copy_(chosen)
-    return sum(scores) / draws
+def _kept_heads(options: list[str], vector: Path, count: int, draws: int) -> float:
+    """`lit-tv test` accuracy with `vector`'s heads and the means recomputed over `count` support episodes
+    (`transfer: heads`), averaged over `draws` disjoint draws (the first `count` episodes, the next `count`, ...)."""
+    kept = [
+        *options,
+        f"--model.init_args.task_vector={vector}",
+        "--model.init_args.transfer=heads",
+        f"--data.init_args.support_size={count}",
+    ]
+    skips = (f"--data.init_args.support_skip={draw * count}" for draw in range(draws))
+    return sum(_accuracy(MTV_CONFIG, [*kept, skip]) for skip in skips) / draws
 
 
 def accuracy_vs_iterations(
@@ -130,34 +104,39 @@ def accuracy_vs_iterations(
 
     Two curves, means over tasks: ``searched``, the whole method per count (means, a REINFORCE head
     search of `steps` steps on labelled zero-shot training queries, zero-shot test queries, the same
-    for every count); ``fixed_heads``, the heads searched with the largest count kept and only the
-    means recomputed over fewer episodes (averaged over `draws` disjoint draws), which shows what the
-    means themselves carry. Also the zero-shot baseline and, for the largest count, the random-heads
-    control: ``random_heads``, each draw's accuracy (mean over tasks; as many heads, drawn at random per task).
-    ``per_task`` holds each task's two curves.
+    for every count); ``fixed_heads``, the heads searched with the largest count kept and only the means
+    recomputed over fewer episodes (`_kept_heads`, averaged over `draws` disjoint draws), which shows what the
+    means themselves carry. Also the zero-shot baseline and, for the largest count, the random-heads control
+    (`test_heads: random`): ``random_heads``, each draw's accuracy (mean over tasks; as many heads, drawn at
+    random per task). ``per_task`` holds each task's two curves.
     """
     iterations = sorted(iterations)
     _, shots = context_shots(model)
     per_task: dict[str, dict[str, list[float]]] = {}
     zero_shot, random_heads = [], []  # random_heads: per task, every draw's accuracy
     for task in tasks:
-        searched = []
-        for count in iterations:
-            method, trainer, data = _fit(model, task, count, shots, steps, samples, queries, seed)
-            searched.append(_test(method, data, trainer))
-        method.hparams.test_heads = "random"
-        _test(method, data, trainer)
-        assert method.random_control is not None, "a random-heads test builds its control"
-        random_heads.append(method.random_control.accuracies())
-        method.hparams.test_heads = "selected"
-        fixed = [_with_fewer_episodes(method, trainer, data, count, draws) for count in iterations[:-1]]
-        per_task[task] = {"searched": searched, "fixed_heads": [*fixed, searched[-1]]}
-        zero_shot.append(
-            _test(
-                ICL(VLMOptions(model), max_new_tokens=1),
-                _data([task], seed, support_size=0, train_size=0, test_size=queries),
+        data = {"tasks": f"[{task}]", "test_size": queries}
+        options = [
+            *_run(model, seed, **data, shots=shots, train_size=REINFORCE_QUERIES),
+            f"--model.init_args.samples={samples}",
+            *MTV_RUN,
+        ]
+        with TemporaryDirectory() as folder:
+            vector = Path(folder) / "task_vector.safetensors"
+            searched = [test_metrics(_fit(options, count, steps))["test/accuracy"] for count in iterations[:-1]]
+            last = _fit(
+                options,
+                iterations[-1],
+                steps,
+                f"--model.init_args.export={vector}",
+                "--model.init_args.test_heads=random",
             )
-        )
+            searched.append(test_metrics(last)["test/accuracy"])
+            assert last.model.random_control is not None, "a random-heads test builds its control"
+            random_heads.append(last.model.random_control.accuracies())
+            fixed = [_kept_heads(options, vector, count, draws) for count in iterations[:-1]]
+        per_task[task] = {"searched": searched, "fixed_heads": [*fixed, searched[-1]]}
+        zero_shot.append(_accuracy(ICL_CONFIG, _run(model, seed, **data, test_shots=0)))
 
     def mean(curve: str) -> list[float]:
         return [sum(by[curve][i] for by in per_task.values()) / len(tasks) for i in range(len(iterations))]
