@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from lit_tv.cli import app as cli
+from lit_tv.cli import command
 from lit_tv.shapes.studies.main_job import run_main_job
 
 
@@ -15,9 +15,9 @@ def main(argv: list[str] | None = None) -> None:
     """`argv` None reads the command line; no arguments (or only `--overwrite`) run the main job."""
     args = sys.argv[1:] if argv is None else argv
     if args and args != ["--overwrite"]:
-        cli.main(args)
+        command.main(args)
     else:
-        cli.run_as_command(lambda: run_main_job(args))
+        command.run_as_command(lambda: run_main_job(args))
 
 
 if __name__ == "__main__":

@@ -126,6 +126,20 @@ def zoo_mtv_run(model_folder: Path, *extra: str) -> list[str]:
     return ["--config", MTV_YAML, *model, *TINY_MTV, "--trainer.log_every_n_steps=1", *extra]
 
 
+def zoo_cross_modal_run(model_folder: Path, *extra: str) -> list[str]:
+    """CLI arguments for a seconds-long cross-modal (residual vectors) run on a zoo model."""
+    sizes = ["--data.init_args.support_size=6", "--data.init_args.val_size=6", "--data.init_args.test_size=6"]
+    return ["--config", str(SHAPES_CONFIGS / "cross_modal.yaml"), "--model.init_args.model.name", str(model_folder),
+            *sizes, *extra]  # fmt: skip
+
+
+def paper_config_on_zoo(config: str, model_folder: Path) -> list[str]:
+    """A paper config (`configs/<config>`) with a zoo model in place of its hub model, in float32: a local folder
+    has no hub revision to pin."""
+    model = ["--model.init_args.model.name", str(model_folder), "--model.init_args.model.revision=null"]
+    return ["--config", str(CONFIGS / config), *model, "--model.init_args.model.dtype=float32"]
+
+
 class Killed(Exception):
     """Stands for the process being killed."""
 

@@ -33,7 +33,8 @@ def mean_recording(
     """The mean over `episodes` of what `record` captures at each prompt's last position (fp32).
 
     Every rank runs every `world_size`-th episode in batches; the fp32 sums and the count are
-    all-reduced, so every rank returns the same mean over all episodes, each counted once.
+    all-reduced, so every rank returns the same mean over all episodes, each counted once. Its bar shows on rank 0
+    of a run with a progress bar.
     """
     if len(episodes) < trainer.world_size:
         raise ValueError(
@@ -44,7 +45,11 @@ def mean_recording(
     total: torch.Tensor | float = 0.0
     count = torch.zeros((), device=device)
     mine = episodes[trainer.global_rank :: trainer.world_size]
-    for start in tqdm(range(0, len(mine), batch_size), desc=description, disable=trainer.global_rank != 0):
+    for start in tqdm(
+        range(0, len(mine), batch_size),
+        desc=description,
+        disable=trainer.global_rank != 0 or trainer.progress_bar_callback is None,
+    ):
         batch = mine[start : start + batch_size]
         with torch.no_grad(), record(vlm) as recording:
             vlm.last_logits(vlm.build_inputs(batch, template, shots_option=SUPPORT_SHOTS))

@@ -1,6 +1,6 @@
 """Every message that tells the user to set an option: run the command that prints it, then the same command with
 the options as the message prints them, which must get past it (issue 18: advice that does not work as written
-is a fault of its own). The nested nulls (quantization, image_width, device_map) are in tests/cli/test_trust.py,
+is a fault of its own). The nested nulls (quantization, image_width, device_map) are in tests/cli/test_app.py,
 the checkpoint-resume advice in tests/methods/test_checkpoints.py, `--overwrite` with each output it guards in their
 tests."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import ICL_YAML, MTV_YAML, mtv_vector_file, sized
 
-from lit_tv.cli.app import main
+from lit_tv.cli.command import main
 
 pytestmark = pytest.mark.slow  # end-to-end runs: deselect with -m 'not slow'
 

@@ -15,7 +15,7 @@ from helpers import SHAPES_CONFIGS, colour_image, held_locks, mtv_vector_file
 from PIL import Image
 from transformers import T5Config, T5ForConditionalGeneration
 
-from lit_tv.cli.app import main
+from lit_tv.cli.command import main
 from lit_tv.shapes.datamodule import ShapesDataModule
 
 CONFIGS = SHAPES_CONFIGS
@@ -192,7 +192,7 @@ def test_a_bad_input_stops_with_one_line_naming_it(bad_files, args, message, wor
 @pytest.mark.slow
 def test_the_console_command_exits_1_with_one_line_and_no_traceback(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "lit_tv.cli.app", "test", "--config", ICL, "--model.init_args.model.dtype=float33"],
+        [sys.executable, "-m", "lit_tv.cli.command", "test", "--config", ICL, "--model.init_args.model.dtype=float33"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

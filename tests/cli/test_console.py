@@ -8,7 +8,7 @@ import pytest
 from helpers import SHAPES_CONFIGS
 
 import lit_tv.__main__
-from lit_tv.cli.app import main
+from lit_tv.cli.command import main
 from lit_tv.console import task_table
 from lit_tv.shapes.studies.main_job import run_main_job
 

@@ -14,7 +14,8 @@ import pytest
 import torch
 from helpers import PREDICT_ARGS, colour_image, held_locks, mtv_vector_file, sized
 
-from lit_tv.cli.app import build_cli, main
+from lit_tv.cli.app import build_cli
+from lit_tv.cli.command import main
 from lit_tv.files import atomic_path, write_atomic
 from lit_tv.methods.checkpoints import AtomicCheckpointIO
 from lit_tv.shapes.studies.main_job import CONFIGS

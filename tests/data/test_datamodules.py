@@ -24,11 +24,11 @@ from benchmark_fixtures import (
     write_vizwiz,
     write_vqa_jsonl,
 )
-from helpers import CONFIGS, logged_scalars
+from helpers import logged_scalars, paper_config_on_zoo
 from PIL import Image
 from scipy.io import savemat
 
-from lit_tv.cli.app import main
+from lit_tv.cli.command import main
 from lit_tv.data.cross_modal import TASKS, CrossModalTasks
 from lit_tv.data.records import DataError
 from lit_tv.data.two_way import CUB200, Flowers102
@@ -36,6 +36,7 @@ from lit_tv.data.vqa import OKVQA, VizWiz, VQAJsonl
 from lit_tv.episodes import Episode
 from lit_tv.metrics import ExactMatch, FirstTokenMatch, VQAAccuracy
 from lit_tv.model.vlm import load_image
+from lit_tv.shapes.datamodule import ShapesDataModule
 
 # The MTV reference code's VizWiz instruction and 2-way prompt, written out here to check the loaders against.
 VIZWIZ_INSTRUCTION = (
@@ -405,14 +406,7 @@ def test_mtv_fit_and_test_through_the_cli_on_each_benchmark(zoo_folder, benchmar
     writer, folder, data_args = CLI_RUNS[benchmark]
     root = writer(workdir / "data")
     args = [
-        "--config",
-        str(CONFIGS / folder / "mtv_llava-1.5-7b.yaml"),
-        "--model.init_args.model.name",
-        str(zoo_folder("llava")),
-        "--model.init_args.model.revision",  # a local folder has no hub revision to pin
-        "null",
-        "--model.init_args.model.dtype",
-        "float32",
+        *paper_config_on_zoo(f"{folder}/mtv_llava-1.5-7b.yaml", zoo_folder("llava")),
         "--model.init_args.samples",
         "4",
         "--model.init_args.selection_samples",
@@ -442,3 +436,13 @@ def test_mtv_fit_and_test_through_the_cli_on_each_benchmark(zoo_folder, benchmar
     assert 0.0 <= scalars["test/accuracy"][0] <= 1.0
     if benchmark == "cross_modal":  # the fixture is too small for one task alone: all six, scored per task
         assert {f"test/accuracy/{task}" for task in TASKS} <= set(scalars)
+
+
+def test_an_empty_list_of_seeds_is_refused():
+    with pytest.raises(ValueError, match=r"data.init_args.seeds is empty"):
+        ShapesDataModule(seeds=[])
+
+
+def test_seeds_alone_draw_from_each_and_record_no_seed():
+    data = ShapesDataModule(seeds=[1, 2])
+    assert data.seeds == [1, 2] and data.seed == 1 and data.hparams["seed"] is None

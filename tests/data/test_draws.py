@@ -9,7 +9,7 @@ import pytest
 from benchmark_fixtures import write_cross_modal, write_vizwiz
 from helpers import CONFIGS, logged_scalars
 
-from lit_tv.cli.app import main
+from lit_tv.cli.command import main
 from lit_tv.data.cross_modal import CrossModalTasks
 from lit_tv.data.records import DataError
 from lit_tv.methods.residual import ResidualTaskVectors

@@ -145,7 +145,7 @@ def test_a_dispatched_model_under_ddp_is_refused_with_the_reason(zoo_folder, tmp
         "2",
     ]
     done = subprocess.run(
-        [sys.executable, "-m", "lit_tv.cli.app", "fit", *args],
+        [sys.executable, "-m", "lit_tv.cli.command", "fit", *args],
         cwd=tmp_path,
         capture_output=True,
         text=True,

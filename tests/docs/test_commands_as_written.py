@@ -9,7 +9,7 @@ import shlex
 import pytest
 from helpers import colour_image, mtv_vector_file
 
-from lit_tv.cli.app import main
+from lit_tv.cli.command import main
 from lit_tv.shapes.studies.main_job import CONFIGS
 from lit_tv.vectors.file import load_task_vector
 

@@ -160,7 +160,7 @@ INVENTORY: tuple[Shown, ...] = (
     Shown(
         "docs/runs.md",
         "python -m lit_tv.testing.zoo ARCH DIR",
-        "tests/cli/test_trust.py::test_the_zoo_refuses_a_folder_that_holds_a_model",
+        "tests/cli/test_overwrite.py::test_the_zoo_refuses_a_folder_that_holds_a_model",
         "with ARCH = llava, the refusal the row describes",
     ),
     Shown("docs/runs.md", "lit-tv fit", TABLE, MENTION),

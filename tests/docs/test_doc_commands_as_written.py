@@ -25,7 +25,7 @@ import torch
 from helpers import REPO, logged_scalars, shown_commands
 from safetensors.torch import load_file
 
-from lit_tv.cli.app import main
+from lit_tv.cli.command import main
 from lit_tv.model.vlm import FrozenVLM
 from lit_tv.shapes.studies.main_job import ROWS
 from lit_tv.shapes.world import draw, objects

@@ -8,7 +8,7 @@ import pytest
 from benchmark_fixtures import write_image, write_json
 from helpers import CONFIGS, logged_scalars
 
-from lit_tv.cli.app import main
+from lit_tv.cli.command import main
 from lit_tv.episodes import Episode, Example
 from lit_tv.methods.majority import MajorityLabel
 

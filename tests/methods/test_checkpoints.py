@@ -10,7 +10,8 @@ import torch
 from helpers import MTV_YAML, SHAPES_CONFIGS, KillAtStep, Killed, logged_scalars, sized, zoo_mtv_run
 from lightning.pytorch.callbacks import Callback
 
-from lit_tv.cli.app import build_cli, main
+from lit_tv.cli.app import build_cli
+from lit_tv.cli.command import main
 from lit_tv.model.vlm import FrozenVLM
 from lit_tv.vectors.file import load_task_vector
 

@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from helpers import SHAPES_CONFIGS, read_events
+from helpers import SHAPES_CONFIGS, logged_scalars, read_events, zoo_cross_modal_run
 
-from lit_tv.cli.app import build_cli, main
+from lit_tv.cli.app import build_cli
+from lit_tv.cli.command import main
 from lit_tv.vectors.file import load_task_vector
 
 CONFIG = SHAPES_CONFIGS / "cross_modal.yaml"
 
 
-def _run(model_folder: Path, *extra: str) -> list[str]:
-    return [
-        "--config",
-        str(CONFIG),
-        "--model.init_args.model.name",
-        str(model_folder),
-        "--data.init_args.support_size",
-        "6",
-        "--data.init_args.val_size",
-        "6",
-        "--data.init_args.test_size",
-        "6",
-        *extra,
-    ]
-
-
 @pytest.mark.slow
 def test_grid_search_selects_by_validation_and_test_uses_that_layer(zoo_folder, monkeypatch, workdir):
-    cli = build_cli(CONFIG, _run(zoo_folder("llava")))
+    cli = build_cli(CONFIG, zoo_cross_modal_run(zoo_folder("llava")))
     chosen = {}
     accuracy_by_layer = torch.tensor([0.2, 0.9])  # validation says layer 1
 
@@ -61,7 +44,7 @@ def test_grid_search_selects_by_validation_and_test_uses_that_layer(zoo_folder, 
 
 @pytest.mark.slow
 def test_validate_runs_the_grid_search_on_real_forwards(zoo_folder, workdir):
-    main(["validate", *_run(zoo_folder("llava"))])
+    main(["validate", *zoo_cross_modal_run(zoo_folder("llava"))])
     tensors, metadata = load_task_vector(workdir / "logs" / "shapes_cross_modal" / "task_vectors.safetensors")
     assert tensors["vectors"].shape == (3, 2, 64)  # tasks x layers x hidden
     assert metadata["tasks"] == '["colour", "shape", "position"]' and metadata["layer"] in ("0", "1")
@@ -69,12 +52,12 @@ def test_validate_runs_the_grid_search_on_real_forwards(zoo_folder, workdir):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("source", ["instruction", "ensemble"])
-def test_instruction_and_ensemble_vectors_run(zoo_folder, source, workdir):
+def test_instruction_and_ensemble_vectors_are_scored_and_exported_with_their_source(zoo_folder, source, workdir):
     instructions = '{"colour": "name the colour", "shape": "name the shape", "position": "where is it"}'
     main(
         [
             "test",
-            *_run(
+            *zoo_cross_modal_run(
                 zoo_folder("llava"),
                 "--model.init_args.source",
                 source,
@@ -85,14 +68,19 @@ def test_instruction_and_ensemble_vectors_run(zoo_folder, source, workdir):
             ),
         ]
     )
-    assert (workdir / "logs" / "shapes_cross_modal" / "version_0").is_dir()
+    tensors, metadata = load_task_vector(workdir / "logs" / "shapes_cross_modal" / "task_vectors.safetensors")
+    assert metadata["source"] == source and metadata["layer"] == "1"
+    assert metadata["tasks"] == '["colour", "shape", "position"]' and tensors["vectors"].abs().sum(-1).gt(0).all()
+    scalars = logged_scalars(workdir / "logs" / "shapes_cross_modal" / "version_0")
+    for tag in ("test/accuracy", "test/accuracy/colour", "test/accuracy/shape", "test/accuracy/position"):
+        assert len(scalars[tag]) == 1 and 0.0 <= scalars[tag][0] <= 1.0, tag
 
 
 @pytest.mark.slow
 def test_vectors_from_a_text_llm_patch_a_vlm_with_the_same_hidden_size(zoo_folder, workdir):
     cli = build_cli(
         CONFIG,
-        _run(
+        zoo_cross_modal_run(
             zoo_folder("llava"),
             "--model.init_args.extractor.name",
             str(zoo_folder("llama")),
@@ -102,7 +90,10 @@ def test_vectors_from_a_text_llm_patch_a_vlm_with_the_same_hidden_size(zoo_folde
         ),
     )
     cli.trainer.test(cli.model, datamodule=cli.datamodule)
-    own = build_cli(CONFIG, _run(zoo_folder("llava"), "--model.init_args.layer", "0", "--model.init_args.export=null"))
+    own = build_cli(
+        CONFIG,
+        zoo_cross_modal_run(zoo_folder("llava"), "--model.init_args.layer", "0", "--model.init_args.export=null"),
+    )
     own.trainer.test(own.model, datamodule=own.datamodule)
     for vector, own_vector in zip(cli.model.task_vector().vectors, own.model.task_vector().vectors, strict=True):
         assert not torch.allclose(vector, own_vector)  # extracted in the Llama, not in the VLM
@@ -112,7 +103,7 @@ def test_vectors_from_a_text_llm_patch_a_vlm_with_the_same_hidden_size(zoo_folde
 def test_instruction_source_needs_an_instruction_per_task(zoo_folder, workdir):
     cli = build_cli(
         CONFIG,
-        _run(
+        zoo_cross_modal_run(
             zoo_folder("llava"),
             "--model.init_args.source",
             "instruction",
@@ -149,7 +140,7 @@ def test_ensemble_is_the_weighted_mean_of_instruction_and_exemplar_vectors(zoo_f
     for source in ("exemplars", "instruction", "ensemble"):
         cli = build_cli(
             CONFIG,
-            _run(
+            zoo_cross_modal_run(
                 zoo_folder("llava"),
                 "--model.init_args.source",
                 source,
@@ -169,12 +160,14 @@ def test_ensemble_is_the_weighted_mean_of_instruction_and_exemplar_vectors(zoo_f
 
 @pytest.mark.slow
 def test_exported_vectors_load_with_their_layer_and_are_not_extracted_again(zoo_folder, monkeypatch, workdir):
-    first = build_cli(CONFIG, _run(zoo_folder("llava"), "--model.init_args.layer", "1"))
+    first = build_cli(CONFIG, zoo_cross_modal_run(zoo_folder("llava"), "--model.init_args.layer", "1"))
     first.trainer.test(first.model, datamodule=first.datamodule)
     saved = workdir / "logs" / "shapes_cross_modal" / "task_vectors.safetensors"
     again = build_cli(
         CONFIG,
-        _run(zoo_folder("llava"), "--model.init_args.task_vector", str(saved), "--model.init_args.export", "null"),
+        zoo_cross_modal_run(
+            zoo_folder("llava"), "--model.init_args.task_vector", str(saved), "--model.init_args.export", "null"
+        ),
     )
     monkeypatch.setattr(again.model, "extract", lambda: pytest.fail("vectors were extracted again"))
     again.trainer.test(again.model, datamodule=again.datamodule)

@@ -22,7 +22,7 @@ CONFIG = CONFIGS / "mtv.yaml"
 def _lit_tv(cwd: Path, *args: str) -> None:
     environment = {**os.environ, "PYTHONWARNINGS": "ignore"}
     done = subprocess.run(
-        [sys.executable, "-m", "lit_tv.cli.app", *args],
+        [sys.executable, "-m", "lit_tv.cli.command", *args],
         cwd=cwd,
         env=environment,
         capture_output=True,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
-from helpers import SHAPES_CONFIGS, TEMPLATE, colour_image, read_events
+from helpers import MTV_YAML, SHAPES_CONFIGS, TEMPLATE, colour_image, read_events, sized
 
-from lit_tv.cli.app import build_cli, main
+from lit_tv.cli.app import build_cli
+from lit_tv.cli.command import main
 from lit_tv.episodes import Episode, Example
 from lit_tv.interventions.hooks import replace_heads
 from lit_tv.methods.function_vectors import (
@@ -164,3 +166,23 @@ def test_function_vectors_run_through_the_cli_and_log_accuracy_and_aie(zoo_folde
     assert again.model.layer == 0
     torch.testing.assert_close(again.model.task_vector().vectors, tensors["vectors"])  # one row per task
     assert [again.model.test_summary(task)["heads"] for task in ("all", "colour")] == [3, 3], "the file's heads"
+
+
+@pytest.mark.slow
+def test_a_data_seed_other_than_the_function_vectors_seed_runs_and_is_logged(workdir):
+    """Lightning refused to merge the DataModule's `seed` with FunctionVectors' own (label shuffles)."""
+    fv = str(Path(MTV_YAML).parent / "function_vectors.yaml")
+    main(
+        [
+            "test",
+            "--config",
+            fv,
+            *sized(support=2, train=2, test=2),
+            "--data.init_args.tasks=[colour]",
+            "--model.init_args.aie_prompts=2",
+            "--data.init_args.seed=1",
+        ]
+    )
+    (hparams,) = Path("logs/shapes_function_vectors").glob("*/hparams.yaml")
+    logged = hparams.read_text()
+    assert "seed: 0\n" in logged and "    seed: 1\n" in logged, "the method's seed and the data's, both kept"

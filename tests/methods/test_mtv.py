@@ -16,17 +16,22 @@ from helpers import (
     Killed,
     colour_image,
     logged_scalars,
+    paper_config_on_zoo,
     read_events,
     zoo_mtv_run,
 )
 
-from lit_tv.cli.app import build_cli, main
+from lit_tv.cli.app import build_cli
+from lit_tv.cli.command import main
 from lit_tv.data.query_file import QueryFile
 from lit_tv.episodes import Episode, Example
 from lit_tv.interventions.hooks import replace_heads
 from lit_tv.interventions.shared_prefix import fork_last_token
+from lit_tv.methods.base import FrozenVLMMethod
 from lit_tv.methods.mtv import MTV
+from lit_tv.methods.mtv import MTV as MTVMethod
 from lit_tv.model.loading import ModelLoadError, VLMOptions
+from lit_tv.shapes.datamodule import ShapesDataModule
 from lit_tv.vectors.file import TaskVectorMismatchError, load_task_vector, write_vector_file
 from lit_tv.vectors.kinds import load
 
@@ -320,8 +325,6 @@ def test_true_low_precision_is_refused(zoo_folder, workdir):
 def test_fit_without_mean_activations_is_refused(zoo_folder, tmp_path):
     import lightning as L
 
-    from lit_tv.shapes.datamodule import ShapesDataModule
-
     trainer = L.Trainer(
         accelerator="cpu",
         max_steps=1,
@@ -382,16 +385,9 @@ def test_the_cross_modal_mtv_config_fits_one_task_of_the_released_size(zoo_folde
     episodes from the other 10 records, no validation) must fit, not stop for want of records."""
     root = write_cross_modal(workdir / "data", tasks=("country-capital",), val=30, test=4)
     config = [
-        "--config",
-        str(CONFIGS / "cross_modal" / "mtv_llava-1.5-7b.yaml"),
+        *paper_config_on_zoo("cross_modal/mtv_llava-1.5-7b.yaml", zoo_folder("llava")),
         "--data.init_args.root",
         str(root),
-        "--model.init_args.model.name",
-        str(zoo_folder("llava")),
-        "--model.init_args.model.revision",  # a local folder has no hub revision to pin
-        "null",
-        "--model.init_args.model.dtype",
-        "float32",
         "--trainer.accelerator",
         "cpu",
         "--trainer.max_steps",
@@ -406,3 +402,12 @@ def test_the_cross_modal_mtv_config_fits_one_task_of_the_released_size(zoo_folde
         workdir / "logs" / "cross_modal_mtv_llava-1.5-7b" / "smoke" / "task_vector.safetensors"
     )
     assert metadata["iterations"] == "100"
+
+
+def test_a_threshold_that_keeps_no_head_is_refused():
+    with pytest.raises(ValueError, match=r"model.init_args.threshold=1.0 .* no head would be kept"):
+        MTVMethod(selection="threshold", threshold=1.0)
+
+
+def test_method_defaults_answer_the_built_in_world_in_one_word():
+    assert MTVMethod().max_new_tokens == 1 and FrozenVLMMethod().max_new_tokens == 1

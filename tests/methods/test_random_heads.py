@@ -8,7 +8,8 @@ import pytest
 import torch
 from helpers import SHAPES_CONFIGS, TEMPLATE, ZOO_NAMES, episodes_for, logged_scalars, zoo_mtv_run
 
-from lit_tv.cli.app import build_cli, main
+from lit_tv.cli.app import build_cli
+from lit_tv.cli.command import main
 from lit_tv.interventions.hooks import replace_heads
 from lit_tv.methods.random_heads import RandomHeadsControl, answers_over_one_prefix, random_head_sets
 from lit_tv.metrics import ExactMatch

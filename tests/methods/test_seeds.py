@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import CONFIGS, logged_scalars
+from helpers import CONFIGS, logged_scalars, zoo_cross_modal_run
 
-from lit_tv.cli.app import main
+from lit_tv.cli.command import main
 from lit_tv.vectors.file import load_task_vector
-
-SHAPES_CROSS_MODAL = CONFIGS / "shapes" / "cross_modal.yaml"
 
 
 @pytest.mark.slow
@@ -17,16 +15,7 @@ def test_a_run_over_seeds_logs_each_seed_with_mean_and_spread_and_exports_one_fi
     main(
         [
             "test",
-            "--config",
-            str(SHAPES_CROSS_MODAL),
-            "--model.init_args.model.name",
-            str(zoo_folder("llava")),
-            "--data.init_args.support_size",
-            "6",
-            "--data.init_args.val_size",
-            "6",
-            "--data.init_args.test_size",
-            "6",
+            *zoo_cross_modal_run(zoo_folder("llava")),
             "--data.init_args.seeds",
             "[0, 1]",
             "--model.init_args.layer",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import ZOO_NAMES, logged_scalars, zoo_mtv_run
 
-from lit_tv.cli.app import main
+from lit_tv.cli.command import main
 
 pytestmark = pytest.mark.slow  # end-to-end runs: deselect with -m 'not slow'
 

@@ -12,7 +12,7 @@ import transformers
 from benchmark_fixtures import write_cross_modal
 
 import lit_tv.model.loading
-from lit_tv.cli.app import main
+from lit_tv.cli.command import main
 from lit_tv.model.loading import ModelLoadError, VLMOptions
 from lit_tv.model.vlm import FrozenVLM
 from lit_tv.paper.reproduction import CONFIGS

@@ -16,11 +16,13 @@ from transformers import LlamaConfig, MambaConfig, MambaForCausalLM
 from lit_tv.episodes import Episode, Example
 from lit_tv.interventions.shared_prefix import fork_last_token
 from lit_tv.methods.base import FrozenVLMMethod
+from lit_tv.methods.mtv import MTV as MTVMethod
 from lit_tv.model.families import family_of
 from lit_tv.model.layout import UnsupportedModelError, discover_layout
 from lit_tv.model.loading import ModelLoadError, VLMOptions, quantization_config, resolve_model_path
 from lit_tv.model.vlm import FrozenVLM, load_image
 from lit_tv.prompts import PromptTemplate, check_prompt_wrap
+from lit_tv.shapes.datamodule import ShapesDataModule
 from lit_tv.testing.zoo import build_llava_1_5
 from lit_tv.vectors.file import layout_from_config
 
@@ -227,3 +229,11 @@ def test_nf4_config_is_4bit_normalfloat_computing_in_the_model_dtype(monkeypatch
     assert quantization_config(None, "bfloat16", "cpu") is None
     with pytest.raises(ValueError, match="model.quantization must be 'nf4' or null, got 'int8'"):
         quantization_config("int8", "bfloat16", "cuda:0")
+
+
+def test_a_prompt_and_its_new_tokens_beyond_the_context_are_refused():
+    method = MTVMethod(max_new_tokens=2000)  # the toy's context is 1024 positions
+    method.configure_model()
+    data = ShapesDataModule(tasks=["colour"], support_size=1, train_size=1, test_size=1, shots=0)
+    with pytest.raises(ValueError, match=r"\+ 2000 new tokens \(model.init_args.max_new_tokens\), longer than"):
+        method.vlm.build_inputs(data.test_queries()[:1], data.template, method.max_new_tokens)

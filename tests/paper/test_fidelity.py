@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lit_tv.cli.app import main
+from lit_tv.cli.command import main
 from lit_tv.paper import reproduction
 from lit_tv.paper.reproduction import CONFIGS, drift, flatten
 

@@ -12,7 +12,7 @@ import pytest
 from helpers import SHAPES_CONFIGS, TASK_WORDS, TINY_MTV, fingerprint, text_objects
 from transformers import AutoConfig
 
-from lit_tv.cli.app import main
+from lit_tv.cli.command import main
 from lit_tv.model.vlm import FrozenVLM
 from lit_tv.shapes.datamodule import ShapesDataModule
 from lit_tv.shapes.report import CHECKPOINT as CLEAN_CHECKPOINT
