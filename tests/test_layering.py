@@ -12,8 +12,9 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
-PACKAGE = Path(__file__).resolve().parent.parent / "lit_tv"
+PACKAGE = REPO / "lit_tv"
 
 # Bottom to top: a module may import its own wing and the wings before it, never a later one. A wing is a
 # subpackage of lit_tv (`lit_tv.<wing>.*`); the top-level modules are the foundations, `lit_tv.__main__` the top.

@@ -7,13 +7,11 @@ import re
 import shlex
 
 import pytest
-from helpers import colour_image, mtv_vector_file
+from helpers import REPO, SHAPES_CONFIGS, colour_image, mtv_vector_file
 
 from lit_tv.cli.command import main
-from lit_tv.shapes.studies.main_job import CONFIGS
 from lit_tv.vectors.file import load_task_vector
 
-ROOT = CONFIGS.parents[1]
 # the README's MTV fit on fewer queries (sizes do not cut a run short: it writes the config's folders)
 SMALL_FIT = [
     "--data.init_args.support_size=24",
@@ -24,7 +22,7 @@ SMALL_FIT = [
 
 def readme_command(start: str) -> list[str]:
     """The README's command that starts with `lit-tv {start}`, as arguments for `main` (without `lit-tv`)."""
-    found = re.search(rf"`(lit-tv {re.escape(start)}[^`]*)`", (ROOT / "README.md").read_text())
+    found = re.search(rf"`(lit-tv {re.escape(start)}[^`]*)`", (REPO / "README.md").read_text())
     assert found, f"README.md has no `lit-tv {start}...` command"
     return shlex.split(found.group(1))[1:]
 
@@ -33,7 +31,7 @@ def readme_command(start: str) -> list[str]:
 def test_the_readme_test_command_tests_the_colour_fit_after_a_fit_of_another_task(capsys, workdir):
     """The README's fit, then the same fit on another task as its row says (`--data.init_args.tasks [shape]`):
     each writes its own folders, and the README's test command, as written, tests the colour fit."""
-    (workdir / "configs").symlink_to(ROOT / "configs")
+    (workdir / "configs").symlink_to(REPO / "configs")
     fit = readme_command("fit --config configs/shapes/mtv.yaml")
     assert fit == ["fit", "--config", "configs/shapes/mtv.yaml"]
     main([*fit, *SMALL_FIT])
@@ -57,7 +55,7 @@ def test_the_readme_test_command_tests_the_colour_fit_after_a_fit_of_another_tas
 @pytest.mark.slow
 def test_validating_cross_modal_vectors_prints_each_layer_and_the_chosen_one(capsys, workdir):
     sizes = ["--data.init_args.support_size=12", "--data.init_args.val_size=6", "--trainer.callbacks=[]"]
-    main(["validate", "--config", str(CONFIGS / "cross_modal.yaml"), *sizes])
+    main(["validate", "--config", str(SHAPES_CONFIGS / "cross_modal.yaml"), *sizes])
     out = capsys.readouterr().out
     chosen = re.search(r"layer (\d+) chosen\nlayer\s+accuracy\s+colour\s+shape\s+position\s+chosen\n", out)
     assert chosen, out
@@ -74,7 +72,7 @@ def test_predict_writes_no_config_into_the_working_directory(workdir):
     colour_image("red").save(workdir / "0.png")
     (workdir / "questions.jsonl").write_text(json.dumps({"images": ["0.png"], "question": ""}) + "\n")
     vector = mtv_vector_file(workdir, "vector.safetensors")
-    predict = ["predict", "--config", str(CONFIGS / "predict.yaml"), f"--model.init_args.task_vector={vector}"]
+    predict = ["predict", "--config", str(SHAPES_CONFIGS / "predict.yaml"), f"--model.init_args.task_vector={vector}"]
     main([*predict, "--data.init_args.path=questions.jsonl"])
     assert (workdir / "config.yaml").read_text() == "mine: true\n"
     assert (workdir / "logs" / "shapes_mtv_colour" / "answers.jsonl").is_file()
@@ -89,7 +87,7 @@ def test_predict_writes_no_config_into_the_working_directory(workdir):
 def test_a_prompt_past_the_context_names_the_option_of_its_shots(config, option, workdir):
     sizes = ["--data.init_args.support_size=2", "--data.init_args.test_size=2", "--trainer.callbacks=[]"]
     with pytest.raises(SystemExit) as stop:
-        main(["test", "--config", str(CONFIGS / config), *sizes, f"--{option}=60"])
+        main(["test", "--config", str(SHAPES_CONFIGS / config), *sizes, f"--{option}=60"])
     message = str(stop.value)
     assert message.startswith("lit-tv: error: episode 0 of the batch (60 shots"), message
     assert re.search(rf"longer than .*: use fewer shots \({re.escape(option)}\)(,| or) smaller images", message), (
