@@ -72,16 +72,6 @@ def _select(hidden: torch.Tensor, position: Position) -> torch.Tensor:
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), position.to(hidden.device)]
 
 
-def _write(hidden: torch.Tensor, position: Position, rows: torch.Tensor) -> torch.Tensor:
-    """A copy of `hidden` with `rows` written at `position` (the input tensor is never modified)."""
-    out = hidden.clone()
-    if isinstance(position, int):
-        out[:, position] = rows
-    else:
-        out[torch.arange(hidden.shape[0], device=hidden.device), position.to(hidden.device)] = rows
-    return out
-
-
 def _layer_output(output) -> torch.Tensor:
     """Decoder layers return a tensor in transformers 5; older code paths return a tuple."""
     return output[0] if isinstance(output, tuple) else output
@@ -223,12 +213,11 @@ def patch_residual(
     vlm: Hookable,
     layer: int,
     vector: torch.Tensor,
-    position: Position = -1,
     mode: Literal["replace", "add"] = "replace",
     scale: float = 1.0,
     policy: PatchPolicy = "prompt",
 ) -> Iterator[None]:
-    """Replace (or add `scale` x) `vector` in layer `layer`'s output at `position`.
+    """Replace (or add `scale` x) `vector` in layer `layer`'s output at the last prompt position.
 
     vector: `[hidden]` or per row `[batch, hidden]`.
     """
@@ -247,8 +236,8 @@ def patch_residual(
             return None
         hidden = _layer_output(output)
         row = vector.to(hidden.device)
-        rows = row if mode == "replace" else _select(hidden, position) + scale * row
-        patched = _write(hidden, position, rows.expand(hidden.shape[0], -1))
+        patched = hidden.clone()  # the input tensor is never modified
+        patched[:, -1] = row if mode == "replace" else hidden[:, -1] + scale * row
         return (patched, *output[1:]) if isinstance(output, tuple) else patched
 
     handles = [_track_prefill(vlm, step), vlm.layout.layers[layer].register_forward_hook(hook)]
