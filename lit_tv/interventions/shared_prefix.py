@@ -11,26 +11,18 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TypedDict
 
 import torch
 from torch import nn
 from transformers import BatchFeature
 
-from lit_tv.interventions.hooks import PatchPolicy, RowsAlong, replace_heads
+from lit_tv.interventions.hooks import RowsAlong, replace_heads
 from lit_tv.model.compat import decoder_cache
 from lit_tv.model.vlm import FrozenVLM
 
 LOGGER = logging.getLogger(__name__)
 # attention implementations that apply a user-supplied 4-D mask (eager adds it; sdpa and flex take it as is)
 MASKED_ATTENTION = ("eager", "sdpa", "flex_attention")
-
-
-class _PatchArguments(TypedDict):
-    """`replace_heads` keywords that address the rows (typed, so they unpack into its arguments)."""
-
-    policy: PatchPolicy
-    rows_along: RowsAlong
 
 
 @dataclass
@@ -51,18 +43,16 @@ class LastTokenRows:
     cached: bool
     mask: torch.Tensor | None = None
 
-    @property
-    def patch(self) -> _PatchArguments:
-        """`replace_heads` arguments that address these rows: a step over a cache is not a prefill."""
-        return {"policy": "every_token" if self.cached else "prompt", "rows_along": self.along}
-
     def logits(self, values: torch.Tensor | None = None, heads: torch.Tensor | None = None) -> torch.Tensor:
         """Next-token logits of every row → `[rows, vocab]`; with `heads` `[rows, layers, heads]`, each row's
-        selected heads replaced by `values` (`replace_heads` with this layout's `patch`)."""
+        selected heads replaced by `values` (`replace_heads` addressing these rows; a step over a cache is not
+        a prefill, so it is patched as every token)."""
         if heads is None:
             return self._logits()
         assert values is not None, "heads are replaced by values"
-        with replace_heads(self.vlm, values, heads, **self.patch):
+        with replace_heads(
+            self.vlm, values, heads, policy="every_token" if self.cached else "prompt", rows_along=self.along
+        ):
             return self._logits()
 
     @torch.inference_mode()
