@@ -75,8 +75,7 @@ class FrozenVLMMethod(L.LightningModule):
         self.task_vector_path = path
         if path is not None:
             self.task_vector_file = load(path, self.vector_kind)
-            options = self.model_options
-            self.task_vector_file.check(layout_from_config(options), method=self.vector_method)
+            self.task_vector_file.check(layout_from_config(self.model_options), method=self.vector_method)
 
     def patch_policy(self) -> PatchPolicy:
         """The run's `policy` option when it sets one (explicit, so it wins, as `apply`'s argument does), else
@@ -104,10 +103,6 @@ class FrozenVLMMethod(L.LightningModule):
         for target, vector in self.exported_vectors(path).items():
             vector.extra = {**made, **vector.extra}
             vector.with_model(self.vlm.model, self.model_name, self.model_options.revision).save(target, overwrite=True)
-
-    def _check_vector_tasks(self) -> None:
-        assert self.task_vector_file is not None  # called only with a vector
-        self.task_vector_file.check_tasks(FittedOn.of(datamodule_of(self.trainer)), self._allow_other["task"])
 
     @property
     def hparams(self) -> AttributeDict:
@@ -177,7 +172,7 @@ class FrozenVLMMethod(L.LightningModule):
                 "ddp), or drop model.device_map and use DDP with one model per GPU"
             )
         if self.task_vector_file is not None and stage != "predict":  # predict answers the user's own queries
-            self._check_vector_tasks()
+            self.task_vector_file.check_tasks(FittedOn.of(datamodule_of(self.trainer)), self._allow_other["task"])
         export = getattr(self.hparams, "export", None)
         if export and stage in self.export_stages:
             require_file_path("model.init_args.export", export)

@@ -102,8 +102,7 @@ def resolve_checkpoint(trainer: L.Trainer, ckpt_path: str | Path | None) -> Path
         return path
     candidates = [
         Path(found)
-        for callback in trainer.checkpoint_callbacks
-        if isinstance(callback, ModelCheckpoint)
+        for callback in checkpoint_folders(trainer)
         for found in callback._find_last_checkpoints(trainer)  # private: resolves an unset dirpath as fit would
     ]
     return max(candidates, key=lambda path: path.stat().st_mtime) if candidates else None

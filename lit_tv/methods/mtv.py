@@ -16,7 +16,6 @@ from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torchmetrics import Metric
@@ -27,6 +26,7 @@ from lit_tv.episodes import Episode
 from lit_tv.interventions.hooks import PatchPolicy, replace_heads
 from lit_tv.interventions.shared_prefix import fork_last_token, repeat_rows
 from lit_tv.methods.base import FrozenVLMMethod
+from lit_tv.methods.checkpoints import checkpoint_folders
 from lit_tv.methods.random_heads import RandomHeadsControl, answers_over_one_prefix
 from lit_tv.methods.reinforce import reinforce_surrogate, sampling_probabilities
 from lit_tv.metrics import ExactMatch
@@ -285,8 +285,8 @@ class MTV(FrozenVLMMethod):
 
     def _save_final_checkpoints(self) -> None:
         """Rewrite each `last.ckpt`: ModelCheckpoint saved it during the last step, before the heads were chosen."""
-        for callback in self.trainer.checkpoint_callbacks:
-            if isinstance(callback, ModelCheckpoint) and callback.save_last and callback.dirpath:
+        for callback in checkpoint_folders(self.trainer):
+            if callback.save_last and callback.dirpath:
                 name = f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
                 self.trainer.save_checkpoint(Path(callback.dirpath) / name)
 
