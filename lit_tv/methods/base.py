@@ -123,9 +123,7 @@ class FrozenVLMMethod(L.LightningModule):
                 self.task_vector_file.check_model(vlm.model, self._allow_other["model"])
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["lit_tv"] = checkpoint_entry(
-            self, self.model_name, self.vlm.layout.signature(), datamodule_of(self.trainer)
-        )
+        checkpoint["lit_tv"] = checkpoint_entry(self, self.vlm.layout.signature(), datamodule_of(self.trainer))
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """The CLI checks this before the model loads; this catches a checkpoint handed to a Trainer directly."""

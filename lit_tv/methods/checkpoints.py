@@ -68,14 +68,12 @@ def method_path(method: object) -> str:
     return f"{type(method).__module__}.{type(method).__qualname__}"
 
 
-def checkpoint_entry(
-    method: CheckpointedMethod, model_name: str, layout: dict[str, int], datamodule: object
-) -> dict[str, Any]:
+def checkpoint_entry(method: CheckpointedMethod, layout: dict[str, int], datamodule: object) -> dict[str, Any]:
     """What `lit-tv` stores in every checkpoint to recognise it later (`checkpoint["lit_tv"]`)."""
     data = FittedOn.of(datamodule)  # a fit's heads and means belong to its benchmark and tasks
     return {
         "method": method_path(method),
-        "model": model_identity(model_name),
+        "model": model_identity(method.model_options.name),
         "layout": layout,
         "data": {"benchmark": data.benchmark, "tasks": list(data.tasks)},
     }
