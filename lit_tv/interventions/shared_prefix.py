@@ -81,7 +81,9 @@ def fork_last_token(
     (checked once per model), or a prompt past a sliding attention window, gets the prefix's cache
     copied per row instead (``along="batch"``). `along` forces one layout (the benchmark compares them).
     """
-    _check_one_prompt(inputs)
+    ids = inputs["input_ids"]
+    if ids.shape[0] != 1 or not inputs["attention_mask"].all():
+        raise ValueError(f"fork_last_token takes one unpadded prompt, got a batch of shape {tuple(ids.shape)}")
     if along is None:
         along = "positions" if _can_share_prefix(vlm, inputs, 1 if reuse else rows) else "batch"
     if along == "positions" and not reuse:
@@ -137,12 +139,6 @@ def _can_share_prefix(vlm: FrozenVLM, inputs: BatchFeature, rows: int) -> bool:
         vlm.shares_prefix = _check_shared_prefix(vlm, inputs)
     window = getattr(vlm.model.config.get_text_config(), "sliding_window", None)
     return vlm.shares_prefix and not (window and inputs["input_ids"].shape[1] + rows > window)
-
-
-def _check_one_prompt(inputs: BatchFeature) -> None:
-    ids = inputs["input_ids"]
-    if ids.shape[0] != 1 or not inputs["attention_mask"].all():
-        raise ValueError(f"fork_last_token takes one unpadded prompt, got a batch of shape {tuple(ids.shape)}")
 
 
 def _aligned(key: str, inputs: BatchFeature | dict) -> bool:
