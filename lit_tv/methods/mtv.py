@@ -215,16 +215,14 @@ class MTV(FrozenVLMMethod):
         masks = torch.bernoulli(probabilities, generator=self.mask_generator).bool()
         return self.trainer.strategy.broadcast(masks, src=0).to(self.device)
 
-    def _mean_over_ranks(self, losses: torch.Tensor) -> torch.Tensor:
-        """Each rank scored its slice of the global batch; average so every rank holds the same losses."""
-        return cast(torch.Tensor, self.all_gather(losses)).mean(0) if self.trainer.world_size > 1 else losses
-
     def training_step(self, batch: list[Episode], batch_idx: int) -> torch.Tensor:
         self.heads_chosen.fill_(False)  # theta moves on: heads chosen before (a resumed final checkpoint) are stale
         assert self.theta is not None  # created in configure_model
         sampling = sampling_probabilities(self.theta)
         masks = self._sample_masks(sampling, self.hparams.samples)
-        losses = self._mean_over_ranks(torch.stack([self._losses(query, masks) for query in batch]).mean(0))
+        losses = torch.stack([self._losses(query, masks) for query in batch]).mean(0)
+        if self.trainer.world_size > 1:  # each rank scored its slice of the global batch: every rank holds the mean
+            losses = cast(torch.Tensor, self.all_gather(losses)).mean(0)
         surrogate = reinforce_surrogate(sampling, masks, losses)
         probabilities = torch.sigmoid(self.theta.detach())
         self.log_dict(
