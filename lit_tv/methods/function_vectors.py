@@ -245,13 +245,10 @@ class FunctionVectors(FrozenVLMMethod):
 
     def on_test_start(self) -> None:
         super().on_test_start()
-        if self.vector is not None:
-            return
-        vector = self.task_vector_file
-        if not isinstance(vector, ResidualVector):
+        if self.vector is None and isinstance(self.task_vector_file, ResidualVector):
+            self.vector = self.task_vector_file
+        elif self.vector is None:
             self.compute_vectors()
-            return
-        self.vector = vector
 
     def test_summary(self, task: str) -> dict[str, object]:
         """The heads summed into this task's FV as the vector records them (another task: their union) and the layer."""
