@@ -163,19 +163,6 @@ def check_identity(
         )
 
 
-def check_tasks(checkpoint: Mapping[str, Any], path: Path, method: CheckpointedMethod, datamodule: object) -> None:
-    """Refuse a checkpoint fitted on other tasks (or another benchmark) than the run's, unless the method's
-    ``allow_other_task`` is set (then warn): the same check as a task vector's."""
-    fitted = fitted_on(checkpoint)
-    if fitted is not None:
-        fitted.check(
-            FittedOn.of(datamodule),
-            f"--ckpt_path: {path} was fitted on",
-            bool(method.hparams.get("allow_other_task", False)),
-            CheckpointMismatchError,
-        )
-
-
 def check_checkpoint(
     path: Path, method: CheckpointedMethod, datamodule: L.LightningDataModule | None, stage: str
 ) -> list[str]:
@@ -191,8 +178,15 @@ def check_checkpoint(
     for name, tensor in checkpoint.get("state_dict", {}).items():
         require_finite(tensor, name, f"--ckpt_path: {path}")
     changed = differences(checkpoint.get("hyper_parameters", {}), method.hparams, "model.init_args.")
-    if stage in ("validate", "test") and datamodule is not None:  # predict answers the user's own queries
-        check_tasks(checkpoint, path, method, datamodule)
+    fitted = fitted_on(checkpoint)
+    if stage in ("validate", "test") and datamodule is not None and fitted is not None:  # predict: the user's queries
+        # other tasks (or another benchmark) are refused unless `allow_other_task` (then a warning), as a vector's are
+        fitted.check(
+            FittedOn.of(datamodule),
+            f"--ckpt_path: {path} was fitted on",
+            bool(method.hparams.get("allow_other_task", False)),
+            CheckpointMismatchError,
+        )
     if stage == "fit" and datamodule is not None:  # other options at test time are a use, not a mistake
         changed += differences(checkpoint.get("datamodule_hyper_parameters", {}), datamodule.hparams, "data.init_args.")
     if stage == "fit" and changed:
