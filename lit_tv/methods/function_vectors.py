@@ -30,6 +30,7 @@ from lit_tv.methods.base import FrozenVLMMethod
 from lit_tv.model.layout import Layout
 from lit_tv.model.loading import SHAPES_TOY, VLMOptions
 from lit_tv.model.vlm import SUPPORT_SHOTS, FrozenVLM
+from lit_tv.options import require_at_least
 from lit_tv.prompts import PromptTemplate
 from lit_tv.vectors.kinds import ResidualVector
 
@@ -145,8 +146,7 @@ class FunctionVectors(FrozenVLMMethod):
     ) -> None:
         super().__init__(model, max_new_tokens)
         for name, value in (("top_k", top_k), ("aie_prompts", aie_prompts), ("rows_per_forward", rows_per_forward)):
-            if value < 1:
-                raise ValueError(f"model.init_args.{name} must be at least 1, got {value}")
+            require_at_least(f"model.init_args.{name}", value, 1)
         if heads not in ("shared", "per_task"):
             raise ValueError(f"model.init_args.heads must be 'shared' or 'per_task', got {heads!r}")
         self.save_hyperparameters()
