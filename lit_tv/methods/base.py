@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import ClassVar, cast
 
 import lightning as L
-import torch
 from lightning.fabric.utilities.data import AttributeDict
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
@@ -25,7 +24,7 @@ from lit_tv.model.loading import SHAPES_TOY, ModelLoadError, VLMOptions
 from lit_tv.model.vlm import FrozenVLM
 from lit_tv.options import require_at_least, require_file_path
 from lit_tv.prompts import PromptTemplate
-from lit_tv.spread import format_spread
+from lit_tv.spread import format_spread, spread
 from lit_tv.vectors.file import layout_from_config
 from lit_tv.vectors.fitted_on import FittedOn
 from lit_tv.vectors.kinds import TaskVector, load
@@ -217,21 +216,14 @@ class FrozenVLMMethod(L.LightningModule):
     def _log_spread_over_seeds(self, stage: str) -> None:
         """Mean and standard deviation of the per-seed accuracies (the cross-modal paper reports both)."""
         values = [
-            metric.compute()
+            float(metric.compute())
             for key, metric in getattr(self, "accuracy", {}).items()
             if key.startswith(_SEED) and metric.update_called
         ]
         if len(values) > 1:
-            stacked = torch.stack(values).float()
-            self.log_dict(
-                {
-                    f"{stage}/accuracy_mean_over_seeds": stacked.mean(),
-                    f"{stage}/accuracy_std_over_seeds": stacked.std(),
-                    f"{stage}/accuracy_min_over_seeds": stacked.min(),
-                    f"{stage}/accuracy_max_over_seeds": stacked.max(),
-                }
-            )
-            rank_zero_info(f"{stage} accuracy over {len(values)} seeds: {format_spread(stacked.tolist(), 4)}")
+            summary = spread(values)
+            self.log_dict({f"{stage}/accuracy_{key}_over_seeds": summary[key] for key in ("mean", "std", "min", "max")})
+            rank_zero_info(f"{stage} accuracy over {len(values)} seeds: {format_spread(values, 4)}")
 
     def on_validation_epoch_end(self) -> None:
         self._log_spread_over_seeds("val")
