@@ -67,10 +67,9 @@ class FrozenVLMMethod(L.LightningModule):
         self.resumes_fit = False  # `fit --ckpt_path`: the checkpoint folder holds this fit's own checkpoints
         self.checkpoint_fitted_on: FittedOn | None = None  # of the fit whose checkpoint was loaded
 
-    def read_task_vector(self, path: str | None, allow_other_task: bool, allow_other_model: bool) -> None:
+    def read_task_vector(self, path: str | None) -> None:
         """The `task_vector` option: read (checksums) and checked against the model's layout and this method
         now, before any weights load; against the run's tasks at setup and the model's weights once loaded."""
-        self._allow_other = {"task": allow_other_task, "model": allow_other_model}
         self.task_vector_path = path
         if path is not None:
             self.task_vector_file = load(path, self.vector_kind)
@@ -119,7 +118,7 @@ class FrozenVLMMethod(L.LightningModule):
             vlm = FrozenVLM.from_options(self.model_options, str(self.device))
             object.__setattr__(self, "_vlm", vlm)  # bypass nn.Module registration on purpose (see class doc)
             if self.task_vector_file is not None:
-                self.task_vector_file.check_model(vlm.model, self._allow_other["model"])
+                self.task_vector_file.check_model(vlm.model, self.hparams.allow_other_model)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["lit_tv"] = checkpoint_entry(self, self.vlm.layout.signature(), datamodule_of(self.trainer))
@@ -169,7 +168,7 @@ class FrozenVLMMethod(L.LightningModule):
                 "ddp), or drop model.device_map and use DDP with one model per GPU"
             )
         if self.task_vector_file is not None and stage != "predict":  # predict answers the user's own queries
-            self.task_vector_file.check_tasks(FittedOn.of(datamodule_of(self.trainer)), self._allow_other["task"])
+            self.task_vector_file.check_tasks(FittedOn.of(datamodule_of(self.trainer)), self.hparams.allow_other_task)
         export = getattr(self.hparams, "export", None)
         if export and stage in self.export_stages:
             require_file_path("model.init_args.export", export)

@@ -150,7 +150,7 @@ class FunctionVectors(FrozenVLMMethod):
         if heads not in ("shared", "per_task"):
             raise ValueError(f"model.init_args.heads must be 'shared' or 'per_task', got {heads!r}")
         self.save_hyperparameters()
-        self.read_task_vector(task_vector, allow_other_task, allow_other_model)
+        self.read_task_vector(task_vector)
         self.layer = layer
         self.vector: ResidualVector | None = None  # one FV per task: computed at test start, or the file's
 

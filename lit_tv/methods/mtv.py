@@ -113,7 +113,7 @@ class MTV(FrozenVLMMethod):
                 f"model.init_args.threshold={threshold} with selection {selection!r}: sigmoid(theta) lies in (0, 1), "
                 "so no head would be kept; give a threshold in [0, 1)"
             )
-        self.read_task_vector(task_vector, allow_other_task, allow_other_model)
+        self.read_task_vector(task_vector)
         self.theta: nn.Parameter | None = None
         # Head masks come from a generator of their own, seeded when the run starts (`setup`) and saved in
         # every checkpoint: a resumed fit draws the masks the uninterrupted fit would have drawn.
