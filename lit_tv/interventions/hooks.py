@@ -48,7 +48,7 @@ class _Step:
 
 
 @contextmanager
-def _hooks(handles: list) -> Iterator[None]:
+def removed_on_exit(handles: list) -> Iterator[None]:
     with ExitStack() as stack:
         for handle in handles:
             stack.callback(handle.remove)
@@ -108,7 +108,7 @@ def record_heads(vlm: Hookable) -> Iterator[Recording]:
 
     handles = [_track_prefill(vlm, step)]
     handles += [proj.register_forward_pre_hook(make_hook(i)) for i, proj in enumerate(layout.out_projections)]
-    with _hooks(handles):
+    with removed_on_exit(handles):
         yield recording
 
 
@@ -183,7 +183,7 @@ def replace_heads(
 
     handles = [_track_prefill(vlm, step)]
     handles += [layout.out_projections[i].register_forward_pre_hook(make_hook(i)) for i in layers_used]
-    with _hooks(handles):
+    with removed_on_exit(handles):
         yield
 
 
@@ -204,7 +204,7 @@ def record_residual(vlm: Hookable, position: Position = -1) -> Iterator[Recordin
 
     handles = [_track_prefill(vlm, step)]
     handles += [layer.register_forward_hook(make_hook(i)) for i, layer in enumerate(vlm.layout.layers)]
-    with _hooks(handles):
+    with removed_on_exit(handles):
         yield recording
 
 
@@ -241,5 +241,5 @@ def patch_residual(
         return (patched, *output[1:]) if isinstance(output, tuple) else patched
 
     handles = [_track_prefill(vlm, step), vlm.layout.layers[layer].register_forward_hook(hook)]
-    with _hooks(handles):
+    with removed_on_exit(handles):
         yield

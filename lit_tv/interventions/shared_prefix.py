@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from transformers import BatchFeature
 
-from lit_tv.interventions.hooks import RowsAlong, replace_heads
+from lit_tv.interventions.hooks import RowsAlong, removed_on_exit, replace_heads
 from lit_tv.model.compat import decoder_cache
 from lit_tv.model.vlm import FrozenVLM
 
@@ -172,11 +172,8 @@ def _rows_at_one_position(vlm: FrozenVLM, mask: torch.Tensor, rows: int) -> Iter
         positions[..., -rows:] = positions[..., -rows, None]
         return args, {**kwargs, "attention_mask": mask, "position_ids": positions}
 
-    handle = vlm.model.get_decoder().register_forward_pre_hook(hook, with_kwargs=True)
-    try:
+    with removed_on_exit([vlm.model.get_decoder().register_forward_pre_hook(hook, with_kwargs=True)]):
         yield
-    finally:
-        handle.remove()
 
 
 def _check_shared_prefix(vlm: FrozenVLM, inputs: BatchFeature) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, cast
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, ClassVar, cast
 import torch
 from torch import nn
 
-from lit_tv.interventions.hooks import PATCH_POLICIES, Hookable, PatchPolicy
+from lit_tv.interventions.hooks import PATCH_POLICIES, Hookable, PatchPolicy, removed_on_exit
 from lit_tv.model.layout import Layout, discover_layout
 from lit_tv.vectors.file import (
     TaskVectorError,
@@ -256,7 +256,6 @@ class TaskVector:
                 f"{self.where} was made for task {self.tasks[index]!r}; applied to task {task!r} (allow_other_task)",
                 stacklevel=3,
             )
-        with ExitStack() as stack:
-            stack.callback(model.register_forward_pre_hook(_refuse_right_padding, with_kwargs=True).remove)
-            stack.enter_context(self.patching(HookedModel(model, layout), index, policy, layer))
+        padding = model.register_forward_pre_hook(_refuse_right_padding, with_kwargs=True)
+        with removed_on_exit([padding]), self.patching(HookedModel(model, layout), index, policy, layer):
             yield
