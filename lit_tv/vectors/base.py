@@ -78,11 +78,6 @@ class TaskVector:
     def where(self) -> str:
         return f"task vector {self.path}" if self.path else "task vector"
 
-    @property
-    def benchmark(self) -> str | None:
-        """The benchmark (DataModule class) it was made on, where the export recorded it."""
-        return cast(str | None, self.extra.get("benchmark"))
-
     def tensors(self) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
@@ -204,7 +199,8 @@ class TaskVector:
 
     @property
     def fitted_on(self) -> FittedOn:
-        return FittedOn(tuple(self.tasks), self.benchmark)
+        """Its tasks, and the benchmark (DataModule class) it was made on where the export recorded it."""
+        return FittedOn(tuple(self.tasks), cast(str | None, self.extra.get("benchmark")))
 
     def check_tasks(self, run: FittedOn, allow_other_task: bool = False) -> None:
         """Refuse a run on tasks (or a benchmark) the vector was not made for, unless allowed (then warn)."""
