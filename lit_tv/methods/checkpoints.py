@@ -106,13 +106,6 @@ def resolve_checkpoint(trainer: L.Trainer, ckpt_path: str | Path | None) -> Path
     return max(candidates, key=lambda path: path.stat().st_mtime) if candidates else None
 
 
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        return torch.load(path, weights_only=True, map_location="cpu", mmap=True)
-    except Exception as error:  # torch raises RuntimeError, pickle and zip errors alike for a bad file
-        raise CheckpointMismatchError(f"--ckpt_path: cannot read checkpoint {path}: {error}") from error
-
-
 def _flat(options: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     """Nested options as ``prefix.key.subkey`` -> value (what a command line would name them)."""
     flat: dict[str, Any] = {}
@@ -172,7 +165,10 @@ def check_checkpoint(
     Returns the options where a test / validate / predict run differs from the checkpoint's fit:
     those runs use the options they were given (the caller says so).
     """
-    checkpoint = read_checkpoint(path)
+    try:
+        checkpoint = torch.load(path, weights_only=True, map_location="cpu", mmap=True)
+    except Exception as error:  # torch raises RuntimeError, pickle and zip errors alike for a bad file
+        raise CheckpointMismatchError(f"--ckpt_path: cannot read checkpoint {path}: {error}") from error
     options = method.model_options
     check_identity(checkpoint, path, method, layout_from_config(options))
     for name, tensor in checkpoint.get("state_dict", {}).items():
