@@ -169,8 +169,7 @@ def check_checkpoint(
         checkpoint = torch.load(path, weights_only=True, map_location="cpu", mmap=True)
     except Exception as error:  # torch raises RuntimeError, pickle and zip errors alike for a bad file
         raise CheckpointMismatchError(f"--ckpt_path: cannot read checkpoint {path}: {error}") from error
-    options = method.model_options
-    check_identity(checkpoint, path, method, layout_from_config(options))
+    check_identity(checkpoint, path, method, layout_from_config(method.model_options))
     for name, tensor in checkpoint.get("state_dict", {}).items():
         require_finite(tensor, name, f"--ckpt_path: {path}")
     changed = differences(checkpoint.get("hyper_parameters", {}), method.hparams, "model.init_args.")
