@@ -62,7 +62,6 @@ class FrozenVLMMethod(L.LightningModule):
         self._vlm: FrozenVLM | None = None
         self.strict_loading = False
         self.task_vector_file: TaskVector | None = None
-        self.task_vector_path: str | None = None
         self.overwrite_outputs = False  # `--overwrite`: this run may replace an earlier run's outputs
         self.resumes_fit = False  # `fit --ckpt_path`: the checkpoint folder holds this fit's own checkpoints
         self.checkpoint_fitted_on: FittedOn | None = None  # of the fit whose checkpoint was loaded
@@ -70,7 +69,6 @@ class FrozenVLMMethod(L.LightningModule):
     def read_task_vector(self, path: str | None) -> None:
         """The `task_vector` option: read (checksums) and checked against the model's layout and this method
         now, before any weights load; against the run's tasks at setup and the model's weights once loaded."""
-        self.task_vector_path = path
         if path is not None:
             self.task_vector_file = load(path, self.vector_kind)
             self.task_vector_file.check(layout_from_config(self.model_options), method=self.vector_method)
@@ -176,7 +174,7 @@ class FrozenVLMMethod(L.LightningModule):
             self.outputs(stage) if self.global_rank == 0 else [],
             "model.init_args.export, the ModelCheckpoint dirpath, or run it elsewhere",
             overwrite=self.overwrite_outputs,
-            inputs=[self.task_vector_path] if self.task_vector_path else [],
+            inputs=[self.hparams.task_vector] if getattr(self.hparams, "task_vector", None) else [],
             continued=[folder.dirpath for folder in checkpoint_folders(self.trainer) if folder.dirpath]
             if self.resumes_fit
             else [],
