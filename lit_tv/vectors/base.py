@@ -85,9 +85,6 @@ class TaskVector:
         """The kind's tensors: name -> (dims, dtype)."""
         return self.tensor_specs
 
-    def kind_metadata(self) -> dict[str, object]:
-        return {}
-
     def with_model(self, model: PreTrainedModel, name: str, revision: str | None = None) -> TaskVector:
         """Stamp the model it was made with (name, pinned revision, layout, fingerprint), as an export does."""
         self.model, self.revision = name, revision
@@ -113,7 +110,6 @@ class TaskVector:
             "fingerprint": self.fingerprint,
             "tasks": self.tasks,
             "policy": self.policy,
-            **self.kind_metadata(),
         }
 
     # ---- checks --------------------------------------------------------------------------------

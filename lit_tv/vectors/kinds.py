@@ -97,8 +97,8 @@ class ResidualVector(TaskVector):
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"vectors": self.vectors, **self.provenance}
 
-    def kind_metadata(self) -> dict[str, object]:
-        return {"layer": self.layer, "mode": self.mode, "scale": self.scale}
+    def metadata(self) -> dict[str, object]:
+        return {**super().metadata(), "layer": self.layer, "mode": self.mode, "scale": self.scale}
 
     def _check_ranges(self, layout: dict[str, int]) -> None:
         if self.layer is None:
