@@ -32,7 +32,7 @@ class AnswersWriter(BasePredictionWriter):
             require_file_path("AnswersWriter path", self.path)
             read = (
                 getattr(getattr(trainer, "datamodule", None), "path", None),  # the query file
-                getattr(pl_module, "task_vector_path", None),
+                getattr(pl_module.hparams, "task_vector", None),
                 trainer.ckpt_path,
             )
             self._lock = OutputLock(

@@ -100,8 +100,8 @@ class InspectVectors(Callback):
         writer, step = trainer.logger.experiment, trainer.global_step
         prefix = f"inspect/{stage}"
         self.log_logit_lens(pl_module, writer, step, prefix, Path(trainer.logger.log_dir) / f"logit_lens_{stage}.json")
-        self.log_evolution(trainer, pl_module, writer, step, prefix, stage)
-        vectors, tasks, specs = self.episode_vectors(trainer, pl_module)
+        self.log_evolution(pl_module, writer, step, prefix, stage)
+        vectors, tasks, specs = self.episode_vectors(pl_module)
         self.log_tsne(pl_module, vectors, tasks, specs, writer, step, prefix)
         for tag, values in self.cosines(pl_module, vectors, tasks, specs).items():
             for layer, value in enumerate(values.tolist()):
@@ -126,16 +126,10 @@ class InspectVectors(Callback):
     # ---- representation evolution --------------------------------------------------------------
 
     def log_evolution(
-        self,
-        trainer: L.Trainer,
-        pl_module: ResidualTaskVectors,
-        writer: SummaryWriter,
-        step: int,
-        prefix: str,
-        stage: str,
+        self, pl_module: ResidualTaskVectors, writer: SummaryWriter, step: int, prefix: str, stage: str
     ) -> None:
         """Mean logit-lens mass on input / task / answer tokens at the query's last token, per layer and task."""
-        data = datamodule_of(trainer)
+        data = datamodule_of(pl_module.trainer)
         split = data.val_queries() if stage == "val" else data.test_queries()
         by_task: dict[str, list[Episode]] = defaultdict(list)
         for episode in split:
@@ -176,15 +170,13 @@ class InspectVectors(Callback):
 
     # ---- vectors of single episodes: t-SNE and cosine ---------------------------------------------
 
-    def episode_vectors(
-        self, trainer: L.Trainer, pl_module: ResidualTaskVectors
-    ) -> tuple[torch.Tensor, list[str], list[str]]:
+    def episode_vectors(self, pl_module: ResidualTaskVectors) -> tuple[torch.Tensor, list[str], list[str]]:
         """One `[layers, hidden]` vector per support episode (and per instruction), with its task and specification.
 
         Taken where the method extracts (`position`), in the patched model.
         """
         vlm, hparams = pl_module.vlm, pl_module.hparams
-        support = datamodule_of(trainer).support_episodes()
+        support = datamodule_of(pl_module.trainer).support_episodes()
         episodes = [at_last_demonstration(e) for e in support] if hparams.position == "last_shot" else support
         vectors = [residual_per_episode(vlm, pl_module.template, episodes, self.batch_size)]
         tasks, specs = [e.task for e in support], [specification(e) for e in support]

@@ -48,7 +48,7 @@ class _Step:
 
 
 @contextmanager
-def _hooks(handles: list) -> Iterator[None]:
+def removed_on_exit(handles: list) -> Iterator[None]:
     with ExitStack() as stack:
         for handle in handles:
             stack.callback(handle.remove)
@@ -70,16 +70,6 @@ def _select(hidden: torch.Tensor, position: Position) -> torch.Tensor:
     if isinstance(position, int):
         return hidden[:, position]
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), position.to(hidden.device)]
-
-
-def _write(hidden: torch.Tensor, position: Position, rows: torch.Tensor) -> torch.Tensor:
-    """A copy of `hidden` with `rows` written at `position` (the input tensor is never modified)."""
-    out = hidden.clone()
-    if isinstance(position, int):
-        out[:, position] = rows
-    else:
-        out[torch.arange(hidden.shape[0], device=hidden.device), position.to(hidden.device)] = rows
-    return out
 
 
 def _layer_output(output) -> torch.Tensor:
@@ -118,7 +108,7 @@ def record_heads(vlm: Hookable) -> Iterator[Recording]:
 
     handles = [_track_prefill(vlm, step)]
     handles += [proj.register_forward_pre_hook(make_hook(i)) for i, proj in enumerate(layout.out_projections)]
-    with _hooks(handles):
+    with removed_on_exit(handles):
         yield recording
 
 
@@ -193,7 +183,7 @@ def replace_heads(
 
     handles = [_track_prefill(vlm, step)]
     handles += [layout.out_projections[i].register_forward_pre_hook(make_hook(i)) for i in layers_used]
-    with _hooks(handles):
+    with removed_on_exit(handles):
         yield
 
 
@@ -214,7 +204,7 @@ def record_residual(vlm: Hookable, position: Position = -1) -> Iterator[Recordin
 
     handles = [_track_prefill(vlm, step)]
     handles += [layer.register_forward_hook(make_hook(i)) for i, layer in enumerate(vlm.layout.layers)]
-    with _hooks(handles):
+    with removed_on_exit(handles):
         yield recording
 
 
@@ -223,12 +213,11 @@ def patch_residual(
     vlm: Hookable,
     layer: int,
     vector: torch.Tensor,
-    position: Position = -1,
     mode: Literal["replace", "add"] = "replace",
     scale: float = 1.0,
     policy: PatchPolicy = "prompt",
 ) -> Iterator[None]:
-    """Replace (or add `scale` x) `vector` in layer `layer`'s output at `position`.
+    """Replace (or add `scale` x) `vector` in layer `layer`'s output at the last prompt position.
 
     vector: `[hidden]` or per row `[batch, hidden]`.
     """
@@ -247,10 +236,10 @@ def patch_residual(
             return None
         hidden = _layer_output(output)
         row = vector.to(hidden.device)
-        rows = row if mode == "replace" else _select(hidden, position) + scale * row
-        patched = _write(hidden, position, rows.expand(hidden.shape[0], -1))
+        patched = hidden.clone()  # the input tensor is never modified
+        patched[:, -1] = row if mode == "replace" else hidden[:, -1] + scale * row
         return (patched, *output[1:]) if isinstance(output, tuple) else patched
 
     handles = [_track_prefill(vlm, step), vlm.layout.layers[layer].register_forward_hook(hook)]
-    with _hooks(handles):
+    with removed_on_exit(handles):
         yield

@@ -11,26 +11,18 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TypedDict
 
 import torch
 from torch import nn
 from transformers import BatchFeature
 
-from lit_tv.interventions.hooks import PatchPolicy, RowsAlong, replace_heads
+from lit_tv.interventions.hooks import RowsAlong, removed_on_exit, replace_heads
 from lit_tv.model.compat import decoder_cache
 from lit_tv.model.vlm import FrozenVLM
 
 LOGGER = logging.getLogger(__name__)
 # attention implementations that apply a user-supplied 4-D mask (eager adds it; sdpa and flex take it as is)
 MASKED_ATTENTION = ("eager", "sdpa", "flex_attention")
-
-
-class _PatchArguments(TypedDict):
-    """`replace_heads` keywords that address the rows (typed, so they unpack into its arguments)."""
-
-    policy: PatchPolicy
-    rows_along: RowsAlong
 
 
 @dataclass
@@ -51,18 +43,16 @@ class LastTokenRows:
     cached: bool
     mask: torch.Tensor | None = None
 
-    @property
-    def patch(self) -> _PatchArguments:
-        """`replace_heads` arguments that address these rows: a step over a cache is not a prefill."""
-        return {"policy": "every_token" if self.cached else "prompt", "rows_along": self.along}
-
     def logits(self, values: torch.Tensor | None = None, heads: torch.Tensor | None = None) -> torch.Tensor:
         """Next-token logits of every row → `[rows, vocab]`; with `heads` `[rows, layers, heads]`, each row's
-        selected heads replaced by `values` (`replace_heads` with this layout's `patch`)."""
+        selected heads replaced by `values` (`replace_heads` addressing these rows; a step over a cache is not
+        a prefill, so it is patched as every token)."""
         if heads is None:
             return self._logits()
         assert values is not None, "heads are replaced by values"
-        with replace_heads(self.vlm, values, heads, **self.patch):
+        with replace_heads(
+            self.vlm, values, heads, policy="every_token" if self.cached else "prompt", rows_along=self.along
+        ):
             return self._logits()
 
     @torch.inference_mode()
@@ -91,7 +81,9 @@ def fork_last_token(
     (checked once per model), or a prompt past a sliding attention window, gets the prefix's cache
     copied per row instead (``along="batch"``). `along` forces one layout (the benchmark compares them).
     """
-    _check_one_prompt(inputs)
+    ids = inputs["input_ids"]
+    if ids.shape[0] != 1 or not inputs["attention_mask"].all():
+        raise ValueError(f"fork_last_token takes one unpadded prompt, got a batch of shape {tuple(ids.shape)}")
     if along is None:
         along = "positions" if _can_share_prefix(vlm, inputs, 1 if reuse else rows) else "batch"
     if along == "positions" and not reuse:
@@ -149,12 +141,6 @@ def _can_share_prefix(vlm: FrozenVLM, inputs: BatchFeature, rows: int) -> bool:
     return vlm.shares_prefix and not (window and inputs["input_ids"].shape[1] + rows > window)
 
 
-def _check_one_prompt(inputs: BatchFeature) -> None:
-    ids = inputs["input_ids"]
-    if ids.shape[0] != 1 or not inputs["attention_mask"].all():
-        raise ValueError(f"fork_last_token takes one unpadded prompt, got a batch of shape {tuple(ids.shape)}")
-
-
 def _aligned(key: str, inputs: BatchFeature | dict) -> bool:
     """Inputs with one entry per token (ids, mask, Fuyu's patch indices, Qwen2-VL's token types)."""
     value = inputs[key]
@@ -186,11 +172,8 @@ def _rows_at_one_position(vlm: FrozenVLM, mask: torch.Tensor, rows: int) -> Iter
         positions[..., -rows:] = positions[..., -rows, None]
         return args, {**kwargs, "attention_mask": mask, "position_ids": positions}
 
-    handle = vlm.model.get_decoder().register_forward_pre_hook(hook, with_kwargs=True)
-    try:
+    with removed_on_exit([vlm.model.get_decoder().register_forward_pre_hook(hook, with_kwargs=True)]):
         yield
-    finally:
-        handle.remove()
 
 
 def _check_shared_prefix(vlm: FrozenVLM, inputs: BatchFeature) -> bool:

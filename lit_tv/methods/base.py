@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import ClassVar, cast
 
 import lightning as L
-import torch
 from lightning.fabric.utilities.data import AttributeDict
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
@@ -25,7 +24,7 @@ from lit_tv.model.loading import SHAPES_TOY, ModelLoadError, VLMOptions
 from lit_tv.model.vlm import FrozenVLM
 from lit_tv.options import require_at_least, require_file_path
 from lit_tv.prompts import PromptTemplate
-from lit_tv.spread import format_spread
+from lit_tv.spread import format_spread, spread
 from lit_tv.vectors.file import layout_from_config
 from lit_tv.vectors.fitted_on import FittedOn
 from lit_tv.vectors.kinds import TaskVector, load
@@ -63,20 +62,16 @@ class FrozenVLMMethod(L.LightningModule):
         self._vlm: FrozenVLM | None = None
         self.strict_loading = False
         self.task_vector_file: TaskVector | None = None
-        self.task_vector_path: str | None = None
         self.overwrite_outputs = False  # `--overwrite`: this run may replace an earlier run's outputs
         self.resumes_fit = False  # `fit --ckpt_path`: the checkpoint folder holds this fit's own checkpoints
         self.checkpoint_fitted_on: FittedOn | None = None  # of the fit whose checkpoint was loaded
 
-    def read_task_vector(self, path: str | None, allow_other_task: bool, allow_other_model: bool) -> None:
+    def read_task_vector(self, path: str | None) -> None:
         """The `task_vector` option: read (checksums) and checked against the model's layout and this method
         now, before any weights load; against the run's tasks at setup and the model's weights once loaded."""
-        self._allow_other = {"task": allow_other_task, "model": allow_other_model}
-        self.task_vector_path = path
         if path is not None:
             self.task_vector_file = load(path, self.vector_kind)
-            options = self.model_options
-            self.task_vector_file.check(layout_from_config(options), method=self.vector_method)
+            self.task_vector_file.check(layout_from_config(self.model_options), method=self.vector_method)
 
     def patch_policy(self) -> PatchPolicy:
         """The run's `policy` option when it sets one (explicit, so it wins, as `apply`'s argument does), else
@@ -105,10 +100,6 @@ class FrozenVLMMethod(L.LightningModule):
             vector.extra = {**made, **vector.extra}
             vector.with_model(self.vlm.model, self.model_name, self.model_options.revision).save(target, overwrite=True)
 
-    def _check_vector_tasks(self) -> None:
-        assert self.task_vector_file is not None  # called only with a vector
-        self.task_vector_file.check_tasks(FittedOn.of(datamodule_of(self.trainer)), self._allow_other["task"])
-
     @property
     def hparams(self) -> AttributeDict:
         """Lightning's, typed as what `save_hyperparameters` stores (it declares a plain MutableMapping)."""
@@ -125,12 +116,10 @@ class FrozenVLMMethod(L.LightningModule):
             vlm = FrozenVLM.from_options(self.model_options, str(self.device))
             object.__setattr__(self, "_vlm", vlm)  # bypass nn.Module registration on purpose (see class doc)
             if self.task_vector_file is not None:
-                self.task_vector_file.check_model(vlm.model, self._allow_other["model"])
+                self.task_vector_file.check_model(vlm.model, self.hparams.allow_other_model)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["lit_tv"] = checkpoint_entry(
-            self, self.model_name, self.vlm.layout.signature(), datamodule_of(self.trainer)
-        )
+        checkpoint["lit_tv"] = checkpoint_entry(self, self.vlm.layout.signature(), datamodule_of(self.trainer))
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """The CLI checks this before the model loads; this catches a checkpoint handed to a Trainer directly."""
@@ -177,7 +166,7 @@ class FrozenVLMMethod(L.LightningModule):
                 "ddp), or drop model.device_map and use DDP with one model per GPU"
             )
         if self.task_vector_file is not None and stage != "predict":  # predict answers the user's own queries
-            self._check_vector_tasks()
+            self.task_vector_file.check_tasks(FittedOn.of(datamodule_of(self.trainer)), self.hparams.allow_other_task)
         export = getattr(self.hparams, "export", None)
         if export and stage in self.export_stages:
             require_file_path("model.init_args.export", export)
@@ -185,7 +174,7 @@ class FrozenVLMMethod(L.LightningModule):
             self.outputs(stage) if self.global_rank == 0 else [],
             "model.init_args.export, the ModelCheckpoint dirpath, or run it elsewhere",
             overwrite=self.overwrite_outputs,
-            inputs=[self.task_vector_path] if self.task_vector_path else [],
+            inputs=[self.hparams.task_vector] if getattr(self.hparams, "task_vector", None) else [],
             continued=[folder.dirpath for folder in checkpoint_folders(self.trainer) if folder.dirpath]
             if self.resumes_fit
             else [],
@@ -224,21 +213,14 @@ class FrozenVLMMethod(L.LightningModule):
     def _log_spread_over_seeds(self, stage: str) -> None:
         """Mean and standard deviation of the per-seed accuracies (the cross-modal paper reports both)."""
         values = [
-            metric.compute()
+            float(metric.compute())
             for key, metric in getattr(self, "accuracy", {}).items()
             if key.startswith(_SEED) and metric.update_called
         ]
         if len(values) > 1:
-            stacked = torch.stack(values).float()
-            self.log_dict(
-                {
-                    f"{stage}/accuracy_mean_over_seeds": stacked.mean(),
-                    f"{stage}/accuracy_std_over_seeds": stacked.std(),
-                    f"{stage}/accuracy_min_over_seeds": stacked.min(),
-                    f"{stage}/accuracy_max_over_seeds": stacked.max(),
-                }
-            )
-            rank_zero_info(f"{stage} accuracy over {len(values)} seeds: {format_spread(stacked.tolist(), 4)}")
+            summary = spread(values)
+            self.log_dict({f"{stage}/accuracy_{key}_over_seeds": summary[key] for key in ("mean", "std", "min", "max")})
+            rank_zero_info(f"{stage} accuracy over {len(values)} seeds: {format_spread(values, 4)}")
 
     def on_validation_epoch_end(self) -> None:
         self._log_spread_over_seeds("val")

@@ -68,14 +68,12 @@ def method_path(method: object) -> str:
     return f"{type(method).__module__}.{type(method).__qualname__}"
 
 
-def checkpoint_entry(
-    method: CheckpointedMethod, model_name: str, layout: dict[str, int], datamodule: object
-) -> dict[str, Any]:
+def checkpoint_entry(method: CheckpointedMethod, layout: dict[str, int], datamodule: object) -> dict[str, Any]:
     """What `lit-tv` stores in every checkpoint to recognise it later (`checkpoint["lit_tv"]`)."""
     data = FittedOn.of(datamodule)  # a fit's heads and means belong to its benchmark and tasks
     return {
         "method": method_path(method),
-        "model": model_identity(model_name),
+        "model": model_identity(method.model_options.name),
         "layout": layout,
         "data": {"benchmark": data.benchmark, "tasks": list(data.tasks)},
     }
@@ -102,18 +100,10 @@ def resolve_checkpoint(trainer: L.Trainer, ckpt_path: str | Path | None) -> Path
         return path
     candidates = [
         Path(found)
-        for callback in trainer.checkpoint_callbacks
-        if isinstance(callback, ModelCheckpoint)
+        for callback in checkpoint_folders(trainer)
         for found in callback._find_last_checkpoints(trainer)  # private: resolves an unset dirpath as fit would
     ]
     return max(candidates, key=lambda path: path.stat().st_mtime) if candidates else None
-
-
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        return torch.load(path, weights_only=True, map_location="cpu", mmap=True)
-    except Exception as error:  # torch raises RuntimeError, pickle and zip errors alike for a bad file
-        raise CheckpointMismatchError(f"--ckpt_path: cannot read checkpoint {path}: {error}") from error
 
 
 def _flat(options: Mapping[str, Any], prefix: str) -> dict[str, Any]:
@@ -166,19 +156,6 @@ def check_identity(
         )
 
 
-def check_tasks(checkpoint: Mapping[str, Any], path: Path, method: CheckpointedMethod, datamodule: object) -> None:
-    """Refuse a checkpoint fitted on other tasks (or another benchmark) than the run's, unless the method's
-    ``allow_other_task`` is set (then warn): the same check as a task vector's."""
-    fitted = fitted_on(checkpoint)
-    if fitted is not None:
-        fitted.check(
-            FittedOn.of(datamodule),
-            f"--ckpt_path: {path} was fitted on",
-            bool(method.hparams.get("allow_other_task", False)),
-            CheckpointMismatchError,
-        )
-
-
 def check_checkpoint(
     path: Path, method: CheckpointedMethod, datamodule: L.LightningDataModule | None, stage: str
 ) -> list[str]:
@@ -188,14 +165,23 @@ def check_checkpoint(
     Returns the options where a test / validate / predict run differs from the checkpoint's fit:
     those runs use the options they were given (the caller says so).
     """
-    checkpoint = read_checkpoint(path)
-    options = method.model_options
-    check_identity(checkpoint, path, method, layout_from_config(options))
+    try:
+        checkpoint = torch.load(path, weights_only=True, map_location="cpu", mmap=True)
+    except Exception as error:  # torch raises RuntimeError, pickle and zip errors alike for a bad file
+        raise CheckpointMismatchError(f"--ckpt_path: cannot read checkpoint {path}: {error}") from error
+    check_identity(checkpoint, path, method, layout_from_config(method.model_options))
     for name, tensor in checkpoint.get("state_dict", {}).items():
         require_finite(tensor, name, f"--ckpt_path: {path}")
     changed = differences(checkpoint.get("hyper_parameters", {}), method.hparams, "model.init_args.")
-    if stage in ("validate", "test") and datamodule is not None:  # predict answers the user's own queries
-        check_tasks(checkpoint, path, method, datamodule)
+    fitted = fitted_on(checkpoint)
+    if stage in ("validate", "test") and datamodule is not None and fitted is not None:  # predict: the user's queries
+        # other tasks (or another benchmark) are refused unless `allow_other_task` (then a warning), as a vector's are
+        fitted.check(
+            FittedOn.of(datamodule),
+            f"--ckpt_path: {path} was fitted on",
+            bool(method.hparams.get("allow_other_task", False)),
+            CheckpointMismatchError,
+        )
     if stage == "fit" and datamodule is not None:  # other options at test time are a use, not a mistake
         changed += differences(checkpoint.get("datamodule_hyper_parameters", {}), datamodule.hparams, "data.init_args.")
     if stage == "fit" and changed:

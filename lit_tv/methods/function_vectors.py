@@ -30,6 +30,7 @@ from lit_tv.methods.base import FrozenVLMMethod
 from lit_tv.model.layout import Layout
 from lit_tv.model.loading import SHAPES_TOY, VLMOptions
 from lit_tv.model.vlm import SUPPORT_SHOTS, FrozenVLM
+from lit_tv.options import require_at_least
 from lit_tv.prompts import PromptTemplate
 from lit_tv.vectors.kinds import ResidualVector
 
@@ -145,12 +146,11 @@ class FunctionVectors(FrozenVLMMethod):
     ) -> None:
         super().__init__(model, max_new_tokens)
         for name, value in (("top_k", top_k), ("aie_prompts", aie_prompts), ("rows_per_forward", rows_per_forward)):
-            if value < 1:
-                raise ValueError(f"model.init_args.{name} must be at least 1, got {value}")
+            require_at_least(f"model.init_args.{name}", value, 1)
         if heads not in ("shared", "per_task"):
             raise ValueError(f"model.init_args.heads must be 'shared' or 'per_task', got {heads!r}")
         self.save_hyperparameters()
-        self.read_task_vector(task_vector, allow_other_task, allow_other_model)
+        self.read_task_vector(task_vector)
         self.layer = layer
         self.vector: ResidualVector | None = None  # one FV per task: computed at test start, or the file's
 
@@ -245,13 +245,10 @@ class FunctionVectors(FrozenVLMMethod):
 
     def on_test_start(self) -> None:
         super().on_test_start()
-        if self.vector is not None:
-            return
-        vector = self.task_vector_file
-        if not isinstance(vector, ResidualVector):
+        if self.vector is None and isinstance(self.task_vector_file, ResidualVector):
+            self.vector = self.task_vector_file
+        elif self.vector is None:
             self.compute_vectors()
-            return
-        self.vector = vector
 
     def test_summary(self, task: str) -> dict[str, object]:
         """The heads summed into this task's FV as the vector records them (another task: their union) and the layer."""

@@ -16,7 +16,6 @@ from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torchmetrics import Metric
@@ -27,6 +26,7 @@ from lit_tv.episodes import Episode
 from lit_tv.interventions.hooks import PatchPolicy, replace_heads
 from lit_tv.interventions.shared_prefix import fork_last_token, repeat_rows
 from lit_tv.methods.base import FrozenVLMMethod
+from lit_tv.methods.checkpoints import checkpoint_folders
 from lit_tv.methods.random_heads import RandomHeadsControl, answers_over_one_prefix
 from lit_tv.methods.reinforce import reinforce_surrogate, sampling_probabilities
 from lit_tv.metrics import ExactMatch
@@ -113,7 +113,7 @@ class MTV(FrozenVLMMethod):
                 f"model.init_args.threshold={threshold} with selection {selection!r}: sigmoid(theta) lies in (0, 1), "
                 "so no head would be kept; give a threshold in [0, 1)"
             )
-        self.read_task_vector(task_vector, allow_other_task, allow_other_model)
+        self.read_task_vector(task_vector)
         self.theta: nn.Parameter | None = None
         # Head masks come from a generator of their own, seeded when the run starts (`setup`) and saved in
         # every checkpoint: a resumed fit draws the masks the uninterrupted fit would have drawn.
@@ -215,16 +215,14 @@ class MTV(FrozenVLMMethod):
         masks = torch.bernoulli(probabilities, generator=self.mask_generator).bool()
         return self.trainer.strategy.broadcast(masks, src=0).to(self.device)
 
-    def _mean_over_ranks(self, losses: torch.Tensor) -> torch.Tensor:
-        """Each rank scored its slice of the global batch; average so every rank holds the same losses."""
-        return cast(torch.Tensor, self.all_gather(losses)).mean(0) if self.trainer.world_size > 1 else losses
-
     def training_step(self, batch: list[Episode], batch_idx: int) -> torch.Tensor:
         self.heads_chosen.fill_(False)  # theta moves on: heads chosen before (a resumed final checkpoint) are stale
         assert self.theta is not None  # created in configure_model
         sampling = sampling_probabilities(self.theta)
         masks = self._sample_masks(sampling, self.hparams.samples)
-        losses = self._mean_over_ranks(torch.stack([self._losses(query, masks) for query in batch]).mean(0))
+        losses = torch.stack([self._losses(query, masks) for query in batch]).mean(0)
+        if self.trainer.world_size > 1:  # each rank scored its slice of the global batch: every rank holds the mean
+            losses = cast(torch.Tensor, self.all_gather(losses)).mean(0)
         surrogate = reinforce_surrogate(sampling, masks, losses)
         probabilities = torch.sigmoid(self.theta.detach())
         self.log_dict(
@@ -285,8 +283,8 @@ class MTV(FrozenVLMMethod):
 
     def _save_final_checkpoints(self) -> None:
         """Rewrite each `last.ckpt`: ModelCheckpoint saved it during the last step, before the heads were chosen."""
-        for callback in self.trainer.checkpoint_callbacks:
-            if isinstance(callback, ModelCheckpoint) and callback.save_last and callback.dirpath:
+        for callback in checkpoint_folders(self.trainer):
+            if callback.save_last and callback.dirpath:
                 name = f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
                 self.trainer.save_checkpoint(Path(callback.dirpath) / name)
 

@@ -30,24 +30,17 @@ LOGGER = logging.getLogger(__name__)
 AnswersOverOnePrefix = Callable[[list[torch.Tensor]], list[list[str]]]
 
 
-def random_heads_like(selected: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """As many heads as `selected`, drawn uniformly at random from `generator`."""
-    order = torch.randperm(selected.numel(), generator=generator)
-    mask = torch.zeros(selected.numel(), dtype=torch.bool)
-    mask[order[: int(selected.sum())]] = True
-    return mask.view_as(selected).to(selected.device)
-
-
-def control_seed(seed: int, tasks: Sequence[str]) -> int:
-    """One generator seed per run seed and task set, so the draws differ per task and per seed, reproducibly."""
-    digest = hashlib.sha256(f"random heads/{seed}/{','.join(tasks)}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
 def random_head_sets(selected: torch.Tensor, count: int, seed: int, tasks: Sequence[str]) -> list[torch.Tensor]:
-    """`count` random head sets of `selected`'s size for this run seed and these tasks."""
-    generator = torch.Generator().manual_seed(control_seed(seed, tasks))
-    return [random_heads_like(selected, generator) for _ in range(count)]
+    """`count` sets of as many heads as `selected`, each drawn uniformly at random; the generator is seeded per run
+    seed and task set, so the draws differ per task and per seed, reproducibly."""
+    digest = hashlib.sha256(f"random heads/{seed}/{','.join(tasks)}".encode()).digest()
+    generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+    head_sets = []
+    for _ in range(count):
+        mask = torch.zeros(selected.numel(), dtype=torch.bool)
+        mask[torch.randperm(selected.numel(), generator=generator)[: int(selected.sum())]] = True
+        head_sets.append(mask.view_as(selected).to(selected.device))
+    return head_sets
 
 
 @torch.inference_mode()

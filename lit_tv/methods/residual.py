@@ -89,7 +89,7 @@ class ResidualTaskVectors(FrozenVLMMethod):
         self.save_hyperparameters()
         # jsonargparse hands an optional dataclass over as a plain dict
         self.extractor = VLMOptions(**extractor) if isinstance(extractor, dict) else extractor
-        self.read_task_vector(task_vector, allow_other_task, allow_other_model)
+        self.read_task_vector(task_vector)
         self.layer = layer
         self.vector: ResidualVector | None = None  # one row per (data seed, task) of `groups()`, extracted or read
 

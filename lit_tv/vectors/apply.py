@@ -19,8 +19,7 @@ the model's weights fingerprint, the values' scale) and a mismatch is refused na
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 
-@contextmanager
 def apply_task_vector(
     model: PreTrainedModel,
     path: str | Path,
@@ -41,7 +39,7 @@ def apply_task_vector(
     *,
     allow_other_task: bool = False,
     allow_other_model: bool = False,
-) -> Iterator[None]:
+) -> AbstractContextManager[None]:
     """Patch `model` with the task vector in `path` while the block runs; the hooks go on exit.
 
     model: a plain `transformers` model (VLM or causal LM); its layout and weights must match the file's
@@ -53,7 +51,6 @@ def apply_task_vector(
         allow_other_task / allow_other_model: use a one-task vector for another task, or a vector made
         with other weights of the same layout (a transfer), with a warning.
     """
-    with load(path).apply(
+    return load(path).apply(
         model, task, policy=policy, layer=layer, allow_other_task=allow_other_task, allow_other_model=allow_other_model
-    ):
-        yield
+    )

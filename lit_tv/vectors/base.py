@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, cast
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, ClassVar, cast
 import torch
 from torch import nn
 
-from lit_tv.interventions.hooks import PATCH_POLICIES, Hookable, PatchPolicy
+from lit_tv.interventions.hooks import PATCH_POLICIES, Hookable, PatchPolicy, removed_on_exit
 from lit_tv.model.layout import Layout, discover_layout
 from lit_tv.vectors.file import (
     TaskVectorError,
@@ -78,20 +78,12 @@ class TaskVector:
     def where(self) -> str:
         return f"task vector {self.path}" if self.path else "task vector"
 
-    @property
-    def benchmark(self) -> str | None:
-        """The benchmark (DataModule class) it was made on, where the export recorded it."""
-        return cast(str | None, self.extra.get("benchmark"))
-
     def tensors(self) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
     def specs(self) -> dict[str, tuple[Dims, torch.dtype]]:
         """The kind's tensors: name -> (dims, dtype)."""
         return self.tensor_specs
-
-    def kind_metadata(self) -> dict[str, object]:
-        return {}
 
     def with_model(self, model: PreTrainedModel, name: str, revision: str | None = None) -> TaskVector:
         """Stamp the model it was made with (name, pinned revision, layout, fingerprint), as an export does."""
@@ -118,7 +110,6 @@ class TaskVector:
             "fingerprint": self.fingerprint,
             "tasks": self.tasks,
             "policy": self.policy,
-            **self.kind_metadata(),
         }
 
     # ---- checks --------------------------------------------------------------------------------
@@ -204,7 +195,8 @@ class TaskVector:
 
     @property
     def fitted_on(self) -> FittedOn:
-        return FittedOn(tuple(self.tasks), self.benchmark)
+        """Its tasks, and the benchmark (DataModule class) it was made on where the export recorded it."""
+        return FittedOn(tuple(self.tasks), cast(str | None, self.extra.get("benchmark")))
 
     def check_tasks(self, run: FittedOn, allow_other_task: bool = False) -> None:
         """Refuse a run on tasks (or a benchmark) the vector was not made for, unless allowed (then warn)."""
@@ -256,7 +248,6 @@ class TaskVector:
                 f"{self.where} was made for task {self.tasks[index]!r}; applied to task {task!r} (allow_other_task)",
                 stacklevel=3,
             )
-        with ExitStack() as stack:
-            stack.callback(model.register_forward_pre_hook(_refuse_right_padding, with_kwargs=True).remove)
-            stack.enter_context(self.patching(HookedModel(model, layout), index, policy, layer))
+        padding = model.register_forward_pre_hook(_refuse_right_padding, with_kwargs=True)
+        with removed_on_exit([padding]), self.patching(HookedModel(model, layout), index, policy, layer):
             yield

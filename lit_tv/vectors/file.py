@@ -98,20 +98,15 @@ def write_vector_file(
     return Path(path)
 
 
-def read_metadata(path: str | Path) -> dict[str, str]:
-    path = Path(path)
-    if not path.is_file():
+def load_task_vector(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and raw metadata of a file, every tensor verified against the checksum saved at export."""
+    if not Path(path).is_file():
         raise FileNotFoundError(f"task vector file not found: {path}")
     try:
         with safe_open(str(path), framework="pt") as file:
-            return dict(file.metadata() or {})
+            metadata = dict(file.metadata() or {})
     except Exception as error:  # safetensors raises its own SafetensorError (and OSError) on a bad header
         raise TaskVectorError(f"task vector {path} is not a readable safetensors file: {error}") from error
-
-
-def load_task_vector(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The tensors and raw metadata of a file, every tensor verified against the checksum saved at export."""
-    metadata = read_metadata(path)
     if "checksums" not in metadata:
         raise TaskVectorError(
             f"task vector {path}: no 'checksums' in its metadata: it was written by an earlier "

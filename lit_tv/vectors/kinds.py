@@ -97,8 +97,8 @@ class ResidualVector(TaskVector):
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"vectors": self.vectors, **self.provenance}
 
-    def kind_metadata(self) -> dict[str, object]:
-        return {"layer": self.layer, "mode": self.mode, "scale": self.scale}
+    def metadata(self) -> dict[str, object]:
+        return {**super().metadata(), "layer": self.layer, "mode": self.mode, "scale": self.scale}
 
     def _check_ranges(self, layout: dict[str, int]) -> None:
         if self.layer is None:
@@ -123,17 +123,18 @@ class ResidualVector(TaskVector):
 
 
 KINDS: dict[str, type[TaskVector]] = {kind.kind: kind for kind in (HeadVector, ResidualVector)}
-_COMMON = tuple("kind method model revision layout fingerprint tasks policy checksums lit_tv_version".split())
 
 
 def load(path: str | Path, kind: type[TaskVector] | None = None) -> TaskVector:
     """Read a task-vector file (checksums verified), as its kind's object; `kind`: the one expected."""
     path = Path(path)
     tensors, raw = load_task_vector(path)
-    metadata = {key: _decode(value) for key, value in raw.items()}
+    # every field read below is popped: what is left is the vector's `extra` (provenance)
+    metadata = {key: _decode(value) for key, value in raw.items() if key not in ("checksums", "lit_tv_version")}
     found = KINDS.get(str(metadata.get("kind")))
     if found is None:
         raise TaskVectorError(f"{path}: field 'kind' is {metadata.get('kind')!r}, expected one of {sorted(KINDS)}")
+    del metadata["kind"]
     if kind is not None and found is not kind:
         raise TaskVectorError(
             f"task vector {path} was exported by method {metadata.get('method')!r} (a "
@@ -143,31 +144,29 @@ def load(path: str | Path, kind: type[TaskVector] | None = None) -> TaskVector:
     if missing:
         raise TaskVectorError(f"task vector {path} has no tensor '{missing[0]}' (it has {sorted(tensors)})")
     common: dict[str, Any] = {
-        "tasks": list(metadata.get("tasks") or []),
-        "method": str(metadata.get("method", "")),
-        "model": str(metadata.get("model", "")),
-        "revision": metadata.get("revision"),
-        "layout": metadata.get("layout") or {},
-        "fingerprint": metadata.get("fingerprint") or {},
-        "policy": metadata.get("policy", "prompt"),  # files exported before the field were scored on the prompt
+        "tasks": list(metadata.pop("tasks", None) or []),
+        "method": str(metadata.pop("method", "")),
+        "model": str(metadata.pop("model", "")),
+        "revision": metadata.pop("revision", None),
+        "layout": metadata.pop("layout", None) or {},
+        "fingerprint": metadata.pop("fingerprint", None) or {},
+        "policy": metadata.pop("policy", "prompt"),  # files exported before the field were scored on the prompt
         "path": path,
     }
     if found is HeadVector:
         vector: TaskVector = HeadVector(
             means=tensors.pop("mean_activations"), theta=tensors.pop("theta"), heads=tensors.pop("heads"), **common
         )
-        kind_keys: tuple[str, ...] = ()
     else:
         vector = ResidualVector(
             vectors=tensors.pop("vectors"),
-            layer=metadata.get("layer"),
-            mode=metadata.get("mode", "replace"),
-            scale=float(metadata.get("scale", 1.0)),
+            layer=metadata.pop("layer", None),
+            mode=metadata.pop("mode", "replace"),
+            scale=float(metadata.pop("scale", 1.0)),
             provenance=tensors,
             **common,
         )
-        kind_keys = ("layer", "mode", "scale")
-    vector.extra = {key: value for key, value in metadata.items() if key not in (*_COMMON, *kind_keys)}
+    vector.extra = metadata
     vector._check_tensors()
     return vector
 
