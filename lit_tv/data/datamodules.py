@@ -16,7 +16,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 from torchmetrics import Metric
 
-from lit_tv.data.loaders import check_batch_multiple, episode_loader
+from lit_tv.data.loaders import episode_loader
 from lit_tv.data.pool import Pool, seeded_random
 from lit_tv.data.records import DataError, DataIssues, Record, Split
 from lit_tv.episodes import Episode, Example
@@ -181,8 +181,12 @@ class EpisodeDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Draw the roles the method uses in this stage (all without one), now, before the model loads."""
-        if stage == "fit" and self.trainer is not None:  # before the mean-activation pass, not at the first step
-            check_batch_multiple(self.batch_size, self.trainer.world_size)
+        # before the mean-activation pass, not at the first step: each process holds its share of every training batch
+        if stage == "fit" and self.trainer is not None and self.batch_size % self.trainer.world_size:
+            raise ValueError(
+                f"data.init_args.batch_size {self.batch_size} must be a multiple of the {self.trainer.world_size} "
+                "processes"
+            )
         method = self.trainer.lightning_module if self.trainer is not None else None
         data_roles = getattr(method, "data_roles", None)
         roles = frozenset(data_roles(stage)) if data_roles is not None else frozenset(ROLES)
@@ -193,7 +197,7 @@ class EpisodeDataModule(L.LightningDataModule):
 
     def _loader(self, episodes: list[Episode], training: bool) -> DataLoader[list[Episode]]:
         size = self.batch_size if training else self.eval_batch_size
-        return episode_loader(episodes, size, self.trainer, shuffle=training, seed=self.seed, training=training)
+        return episode_loader(episodes, size, self.trainer, seed=self.seed, training=training)
 
     def train_dataloader(self) -> DataLoader[list[Episode]]:
         return self._loader(self.train_queries(), training=True)
