@@ -32,7 +32,7 @@ class Family:
     image_token: str | None = None
     image_wrapping: tuple[str, str] = ("", "")
     # called with the family's own processor class
-    build_inputs: Callable[[Any, list[str], list[list], str], BatchFeature] | None = None
+    build_inputs: Callable[[Any, list[str], list[list]], BatchFeature] | None = None
     fix_processor: Callable[[ProcessorMixin], None] | None = None
 
 

@@ -186,7 +186,7 @@ class FrozenVLM(nn.Module):
             texts.append(text)
             images.append([load_image(image, self.image_width) for image in row_images])
         if self.family.build_inputs is not None:
-            batch = self.family.build_inputs(self.processor, texts, images, self.image_token)
+            batch = self.family.build_inputs(self.processor, texts, images)
         elif not any(images):
             batch = self.tokenizer(texts, padding=True, return_tensors="pt")  # with BOS, as the processor adds
         else:
