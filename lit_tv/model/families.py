@@ -57,9 +57,3 @@ def position_offset_modules(model: nn.Module) -> list[nn.Module]:
     """Modules that carry position offsets from one call to the next: found by attribute, not by family,
     so every M-RoPE model transformers ships is covered, listed or not."""
     return [module for module in model.modules() if hasattr(module, POSITION_OFFSETS)]
-
-
-def forget_position_offsets(modules: list[nn.Module]) -> None:
-    """So an earlier prompt's M-RoPE offsets do not leak into the next prompt's prefill."""
-    for module in modules:
-        setattr(module, POSITION_OFFSETS, None)

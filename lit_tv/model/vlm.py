@@ -14,7 +14,7 @@ from transformers import BatchFeature, GenerationMixin, PreTrainedModel, PreTrai
 
 from lit_tv.episodes import Episode, ImageLike
 from lit_tv.model.compat import cache_argument
-from lit_tv.model.families import family_of, forget_position_offsets, position_offset_modules
+from lit_tv.model.families import POSITION_OFFSETS, family_of, position_offset_modules
 from lit_tv.model.layout import Layout, discover_layout
 from lit_tv.model.loading import VLMOptions, dispatched_device, load_pretrained
 from lit_tv.prompts import PromptTemplate, word_start_token_id
@@ -80,8 +80,9 @@ class FrozenVLM(nn.Module):
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        start, end = self.family.image_wrapping
         placeholder = options.image_placeholder
-        self.image_placeholder = self._default_image_placeholder() if placeholder is None else placeholder
+        self.image_placeholder = start + self.image_token + end if placeholder is None else placeholder
 
     @classmethod
     def from_options(cls, options: VLMOptions, device: str = "cpu") -> FrozenVLM:
@@ -127,10 +128,6 @@ class FrozenVLM(nn.Module):
         """The token the processor expands per image (Fuyu: the placeholder lit_tv replaces with patches)."""
         token = self.family.image_token
         return getattr(self.processor, "image_token", "") if token is None else token
-
-    def _default_image_placeholder(self) -> str:
-        start, end = self.family.image_wrapping
-        return start + self.image_token + end
 
     # ---- prompts -------------------------------------------------------------------------------
 
@@ -247,7 +244,8 @@ class FrozenVLM(nn.Module):
 
     def forget_position_offsets(self) -> None:
         """Before a prompt's prefill: M-RoPE offsets an earlier prompt left behind must not leak into it."""
-        forget_position_offsets(self._position_offsets)
+        for module in self._position_offsets:
+            setattr(module, POSITION_OFFSETS, None)
 
     @torch.inference_mode()
     def generate(self, inputs: BatchFeature, max_new_tokens: int = 10) -> list[str]:
