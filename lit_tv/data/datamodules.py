@@ -231,6 +231,14 @@ class SplitDataModule(EpisodeDataModule):
             query=self.render(query, "query", rng), shots=tuple(self.render(shot, "shot", rng) for shot in shots)
         )
 
+    def _answered(
+        self, queries: Sequence[Record], pool: Pool, shots: int, rng: random.Random, purpose: str
+    ) -> list[Episode]:
+        """Each query with ``shots`` demonstrations of its group drawn from ``pool``, never the query itself."""
+        return [
+            self._episode(pool.draw(shots, rng, purpose, query.group, exclude=[query]), query, rng) for query in queries
+        ]
+
     def build_episodes(self, seed: int, sizes: Sizes) -> dict[Role, list[Episode]]:
         groups = list(self.tasks) or [""]
         train = self.pool(self.train_split, seed, self.check_images)
@@ -243,18 +251,11 @@ class SplitDataModule(EpisodeDataModule):
         episodes: dict[Role, list[Episode]] = {}
         role_shots: tuple[tuple[Role, int], ...] = (("train", 0), ("val", self.test_shots), ("test", self.test_shots))
         for role, shots in role_shots:
-            rng = seeded_random(seed, role)
-            episodes[role] = [
-                self._episode(train.draw(shots, rng, f"{role} shots", query.group, exclude=[query]), query, rng)
-                for query in queries[role]
-            ]
+            episodes[role] = self._answered(queries[role], train, shots, seeded_random(seed, role), f"{role} shots")
         rng = seeded_random(seed, "support")
         support_size = sizes["support"]
         if support_size is None:  # every record the query of its own episode, shots from the others
-            episodes["support"] = [
-                self._episode(train.draw(self.shots, rng, "support shots", query.group, exclude=[query]), query, rng)
-                for query in train.usable(groups)
-            ]
+            episodes["support"] = self._answered(train.usable(groups), train, self.shots, rng, "support shots")
             return episodes
         episodes["support"] = []
         for index in range(support_size):
