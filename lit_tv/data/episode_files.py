@@ -37,10 +37,6 @@ class ListedEpisode:
     negative_label: str
     origin: str  # "<file>: record <index>", for errors
 
-    def images(self) -> dict[str, Path]:
-        """The image of each field, by the file's field name."""
-        return dict(zip(IMAGE_FIELDS, (self.query, self.positive, self.negative), strict=True))
-
 
 @dataclass(frozen=True)
 class ImageLayout:
@@ -121,7 +117,7 @@ class ImageCheck:
     def usable(self, episode: ListedEpisode) -> bool:
         """True if every image reads; otherwise raises, or in skip mode counts the episode and returns False."""
         with self.issues.guard("episodes with unreadable images"):
-            for name, image in episode.images().items():
+            for name, image in zip(IMAGE_FIELDS, (episode.query, episode.positive, episode.negative), strict=True):
                 if image not in self._problems:
                     self._problems[image] = image_problem(image)
                 if self._problems[image]:
