@@ -127,11 +127,10 @@ class OKVQA(VQADataModule):
         test_questions: str = "OpenEnded_mscoco_val2014_questions.json",
         test_annotations: str = "mscoco_val2014_annotations.json",
         test_images: str = "val2014",
-        instruction: str = "",
         answer_format: str = "{answer}\n",
         **kwargs,
     ) -> None:
-        super().__init__(instruction=instruction, answer_format=answer_format, **kwargs)
+        super().__init__(answer_format=answer_format, **kwargs)
         base = Path(root)
         self.train_split = self._read(base / train_questions, base / train_annotations, base / train_images)
         self.test_split = self._read(base / test_questions, base / test_annotations, base / test_images)
@@ -168,8 +167,8 @@ class VQAJsonl(VQADataModule):
     (default: each file's folder).
     """
 
-    def __init__(self, train: str, test: str, image_root: str | None = None, instruction: str = "", **kwargs) -> None:
-        super().__init__(instruction=instruction, **kwargs)
+    def __init__(self, train: str, test: str, image_root: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
         self.train_split = self._read(Path(train), image_root)
         self.test_split = self._read(Path(test), image_root)
 
