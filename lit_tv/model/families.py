@@ -9,14 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from torch import nn
 from transformers import BatchFeature, ProcessorMixin
 
 from lit_tv.model.compat import fix_fuyu_patchify
 from lit_tv.model.fuyu import IMAGE_PLACEHOLDER, build_fuyu_inputs
-
-# M-RoPE models (Qwen2-VL and kin) keep the last prompt's position offsets on modules with this attribute
-POSITION_OFFSETS = "rope_deltas"
 
 
 @dataclass(frozen=True)
@@ -51,9 +47,3 @@ PLAIN = Family()
 def family_of(processor: object) -> Family:
     """The entry of the processor's class or its nearest listed base; `PLAIN` for the rest (and tokenizers)."""
     return next((FAMILIES[base.__name__] for base in type(processor).__mro__ if base.__name__ in FAMILIES), PLAIN)
-
-
-def position_offset_modules(model: nn.Module) -> list[nn.Module]:
-    """Modules that carry position offsets from one call to the next: found by attribute, not by family,
-    so every M-RoPE model transformers ships is covered, listed or not."""
-    return [module for module in model.modules() if hasattr(module, POSITION_OFFSETS)]

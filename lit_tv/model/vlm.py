@@ -14,7 +14,7 @@ from transformers import BatchFeature, GenerationMixin, PreTrainedModel, PreTrai
 
 from lit_tv.episodes import Episode, ImageLike
 from lit_tv.model.compat import cache_argument
-from lit_tv.model.families import POSITION_OFFSETS, family_of, position_offset_modules
+from lit_tv.model.families import family_of
 from lit_tv.model.layout import Layout, discover_layout
 from lit_tv.model.loading import VLMOptions, dispatched_device, load_pretrained
 from lit_tv.prompts import PromptTemplate, word_start_token_id
@@ -45,6 +45,8 @@ def load_image(image: ImageLike, width: int | None = None) -> Image.Image:
 # the options that set an episode's shots, named when its prompt is past the model's context
 QUERY_SHOTS = "data.init_args.test_shots"  # validation and test queries
 SUPPORT_SHOTS = "data.init_args.shots"  # the support episodes a task vector is averaged over
+# M-RoPE models (Qwen2-VL and kin) keep the last prompt's position offsets on modules with this attribute
+POSITION_OFFSETS = "rope_deltas"
 
 
 class FrozenVLM(nn.Module):
@@ -70,7 +72,8 @@ class FrozenVLM(nn.Module):
         self._dispatched_to = dispatched_device(model)
         # only the last positions' logits: [batch, tokens, vocab] of a long image prompt is gigabytes
         self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
-        self._position_offsets = position_offset_modules(model)
+        # found by attribute, not by family, so every M-RoPE model transformers ships is covered, listed or not
+        self._position_offsets = [module for module in model.modules() if hasattr(module, POSITION_OFFSETS)]
         self.cache_name = cache_argument(model)  # the KV cache's argument and output field
         # whether rows may share one prefix through a 4-D mask: checked on first use
         # (lit_tv.interventions.shared_prefix), or set
