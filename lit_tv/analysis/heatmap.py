@@ -62,8 +62,8 @@ def head_heatmap(
     return figure
 
 
-def layer_curve(values: Sequence[float], title: str, ylabel: str = "accuracy", best: int | None = None) -> Figure:
-    """One value in [0, 1] per layer (e.g. accuracy) as a line, the chosen layer (`best`) marked."""
+def layer_curve(values: Sequence[float], title: str, best: int | None = None) -> Figure:
+    """One accuracy per layer as a line, the chosen layer (`best`) marked."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -73,7 +73,7 @@ def layer_curve(values: Sequence[float], title: str, ylabel: str = "accuracy", b
     if best is not None:
         axes.axvline(best, color="red", linestyle="--", label=f"chosen layer {best}")
         axes.legend()
-    axes.set(xlabel="layer", ylabel=ylabel, title=title, ylim=(0, 1.02))
+    axes.set(xlabel="layer", ylabel="accuracy", title=title, ylim=(0, 1.02))
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     figure.tight_layout()
     return figure

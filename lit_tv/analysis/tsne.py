@@ -12,12 +12,12 @@ from sklearn.manifold import TSNE
 MARKERS = "o^sDvP*X"
 
 
-def tsne_2d(points: torch.Tensor, perplexity: float = 30.0, seed: int = 0) -> np.ndarray:
+def tsne_2d(points: torch.Tensor, perplexity: float = 30.0) -> np.ndarray:
     """`[n, hidden]` → `[n, 2]`; the perplexity is lowered to fit few points (t-SNE needs it below n)."""
     if len(points) < 2:
         raise ValueError(f"t-SNE needs at least 2 vectors, got {len(points)}")
     perplexity = min(perplexity, max(1.0, (len(points) - 1) / 3))
-    return TSNE(n_components=2, perplexity=perplexity, random_state=seed).fit_transform(points.float().cpu().numpy())
+    return TSNE(n_components=2, perplexity=perplexity, random_state=0).fit_transform(points.float().cpu().numpy())
 
 
 def scatter_figure(coordinates: np.ndarray, tasks: Sequence[str], specifications: Sequence[str], title: str) -> Figure:

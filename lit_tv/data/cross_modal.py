@@ -128,11 +128,9 @@ class CrossModalTasks(SplitDataModule):
         if self.test_shots_from == "val" or not self.test_shots:
             return episodes
         test = Pool(self.test_split, seed, self.issues, check_images=self.check_images, overlap=True)
+        queries = test.take(sizes["test"], "test queries", list(self.tasks))
         rng = seeded_random(seed, "test shots from the test file")
-        episodes["test"] = [
-            self._episode(test.draw(self.test_shots, rng, "test shots", query.group, exclude=[query]), query, rng)
-            for query in test.take(sizes["test"], "test queries", list(self.tasks))
-        ]
+        episodes["test"] = self._answered(queries, test, self.test_shots, rng, "test shots")
         return episodes
 
     def render(self, record: Record, kind: Literal["shot", "query"], rng: random.Random) -> Example:

@@ -16,7 +16,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 from torchmetrics import Metric
 
-from lit_tv.data.loaders import check_batch_multiple, episode_loader
+from lit_tv.data.loaders import episode_loader
 from lit_tv.data.pool import Pool, seeded_random
 from lit_tv.data.records import DataError, DataIssues, Record, Split
 from lit_tv.episodes import Episode, Example
@@ -181,8 +181,12 @@ class EpisodeDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Draw the roles the method uses in this stage (all without one), now, before the model loads."""
-        if stage == "fit" and self.trainer is not None:  # before the mean-activation pass, not at the first step
-            check_batch_multiple(self.batch_size, self.trainer.world_size)
+        # before the mean-activation pass, not at the first step: each process holds its share of every training batch
+        if stage == "fit" and self.trainer is not None and self.batch_size % self.trainer.world_size:
+            raise ValueError(
+                f"data.init_args.batch_size {self.batch_size} must be a multiple of the {self.trainer.world_size} "
+                "processes"
+            )
         method = self.trainer.lightning_module if self.trainer is not None else None
         data_roles = getattr(method, "data_roles", None)
         roles = frozenset(data_roles(stage)) if data_roles is not None else frozenset(ROLES)
@@ -193,7 +197,7 @@ class EpisodeDataModule(L.LightningDataModule):
 
     def _loader(self, episodes: list[Episode], training: bool) -> DataLoader[list[Episode]]:
         size = self.batch_size if training else self.eval_batch_size
-        return episode_loader(episodes, size, self.trainer, shuffle=training, seed=self.seed, training=training)
+        return episode_loader(episodes, size, self.trainer, seed=self.seed, training=training)
 
     def train_dataloader(self) -> DataLoader[list[Episode]]:
         return self._loader(self.train_queries(), training=True)
@@ -227,6 +231,14 @@ class SplitDataModule(EpisodeDataModule):
             query=self.render(query, "query", rng), shots=tuple(self.render(shot, "shot", rng) for shot in shots)
         )
 
+    def _answered(
+        self, queries: Sequence[Record], pool: Pool, shots: int, rng: random.Random, purpose: str
+    ) -> list[Episode]:
+        """Each query with ``shots`` demonstrations of its group drawn from ``pool``, never the query itself."""
+        return [
+            self._episode(pool.draw(shots, rng, purpose, query.group, exclude=[query]), query, rng) for query in queries
+        ]
+
     def build_episodes(self, seed: int, sizes: Sizes) -> dict[Role, list[Episode]]:
         groups = list(self.tasks) or [""]
         train = self.pool(self.train_split, seed, self.check_images)
@@ -239,18 +251,11 @@ class SplitDataModule(EpisodeDataModule):
         episodes: dict[Role, list[Episode]] = {}
         role_shots: tuple[tuple[Role, int], ...] = (("train", 0), ("val", self.test_shots), ("test", self.test_shots))
         for role, shots in role_shots:
-            rng = seeded_random(seed, role)
-            episodes[role] = [
-                self._episode(train.draw(shots, rng, f"{role} shots", query.group, exclude=[query]), query, rng)
-                for query in queries[role]
-            ]
+            episodes[role] = self._answered(queries[role], train, shots, seeded_random(seed, role), f"{role} shots")
         rng = seeded_random(seed, "support")
         support_size = sizes["support"]
         if support_size is None:  # every record the query of its own episode, shots from the others
-            episodes["support"] = [
-                self._episode(train.draw(self.shots, rng, "support shots", query.group, exclude=[query]), query, rng)
-                for query in train.usable(groups)
-            ]
+            episodes["support"] = self._answered(train.usable(groups), train, self.shots, rng, "support shots")
             return episodes
         episodes["support"] = []
         for index in range(support_size):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -36,10 +37,6 @@ class ListedEpisode:
     positive_label: str
     negative_label: str
     origin: str  # "<file>: record <index>", for errors
-
-    def images(self) -> dict[str, Path]:
-        """The image of each field, by the file's field name."""
-        return dict(zip(IMAGE_FIELDS, (self.query, self.positive, self.negative), strict=True))
 
 
 @dataclass(frozen=True)
@@ -116,16 +113,15 @@ class ImageCheck:
 
     def __init__(self, issues: DataIssues) -> None:
         self.issues = issues
-        self._problems: dict[Path, str | None] = {}
+        self._problem = cache(image_problem)
 
     def usable(self, episode: ListedEpisode) -> bool:
         """True if every image reads; otherwise raises, or in skip mode counts the episode and returns False."""
         with self.issues.guard("episodes with unreadable images"):
-            for name, image in episode.images().items():
-                if image not in self._problems:
-                    self._problems[image] = image_problem(image)
-                if self._problems[image]:
-                    raise DataError(f"{image}: {self._problems[image]} (field '{name}' of {episode.origin})")
+            for name, image in zip(IMAGE_FIELDS, (episode.query, episode.positive, episode.negative), strict=True):
+                problem = self._problem(image)
+                if problem:
+                    raise DataError(f"{image}: {problem} (field '{name}' of {episode.origin})")
             return True
         return False
 

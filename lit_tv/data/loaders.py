@@ -19,28 +19,19 @@ from torch.utils.data import DataLoader, DistributedSampler
 from lit_tv.episodes import Episode
 
 
-def check_batch_multiple(batch_size: int, world_size: int) -> None:
-    """Training batches are split evenly over the processes (each holds its share of every global batch)."""
-    if batch_size % world_size:
-        raise ValueError(f"data.init_args.batch_size {batch_size} must be a multiple of the {world_size} processes")
-
-
 class GlobalBatchSampler(DistributedSampler):
     """Indices of this rank's slices of consecutive global batches.
 
-    A DistributedSampler subclass, so Lightning keeps it instead of injecting its own. With
-    `drop_incomplete` (training) a final batch that cannot give every rank the same share is dropped,
-    so no rank waits on a gradient sync the others skip.
+    A DistributedSampler subclass, so Lightning keeps it instead of injecting its own. In `training` the
+    order is shuffled and a final batch that cannot give every rank the same share is dropped, so no rank
+    waits on a gradient sync the others skip (the batch is a multiple of the processes: checked in the
+    DataModule's setup).
     """
 
-    def __init__(
-        self, size: int, global_batch: int, rank: int, world_size: int, shuffle: bool, seed: int, drop_incomplete: bool
-    ) -> None:
-        if drop_incomplete:
-            check_batch_multiple(global_batch, world_size)
+    def __init__(self, size: int, global_batch: int, rank: int, world_size: int, seed: int, training: bool) -> None:
         # any sized sequence serves (torch's stubs type the argument as Dataset)
-        super().__init__(range(size), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed)  # type: ignore[arg-type]
-        self.size, self.global_batch, self.drop_incomplete = size, global_batch, drop_incomplete
+        super().__init__(range(size), num_replicas=world_size, rank=rank, shuffle=training, seed=seed)  # type: ignore[arg-type]
+        self.size, self.global_batch, self.training = size, global_batch, training
         self._served = 0  # indices handed out in the current epoch
         self._resume: dict[str, int] | None = None
 
@@ -53,7 +44,7 @@ class GlobalBatchSampler(DistributedSampler):
         order = self._order()
         for start in range(0, self.size, self.global_batch):
             batch = order[start : start + self.global_batch]
-            if self.drop_incomplete and len(batch) < self.global_batch:
+            if self.training and len(batch) < self.global_batch:
                 return
             share = -(-len(batch) // self.num_replicas)
             yield batch[self.rank * share : (self.rank + 1) * share]
@@ -92,10 +83,10 @@ class EpisodeLoader(DataLoader):
 
 
 def episode_loader(
-    episodes: Sequence[Episode], batch_size: int, trainer: L.Trainer | None, shuffle: bool, seed: int, training: bool
+    episodes: Sequence[Episode], batch_size: int, trainer: L.Trainer | None, seed: int, training: bool
 ) -> DataLoader:
-    """Batches of Episode lists; under DDP each rank gets its slice of every global batch."""
+    """Batches of Episode lists (shuffled in training); under DDP each rank gets its slice of every global batch."""
     world_size, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-    sampler = GlobalBatchSampler(len(episodes), batch_size, rank, world_size, shuffle, seed, training)
+    sampler = GlobalBatchSampler(len(episodes), batch_size, rank, world_size, seed, training)
     # a list is a map-style dataset (torch's stubs type the argument as Dataset)
     return EpisodeLoader(list(episodes), batch_size=-(-batch_size // world_size), sampler=sampler, collate_fn=list)  # type: ignore[arg-type]

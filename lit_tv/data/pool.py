@@ -58,10 +58,6 @@ class Pool:
         self._free: dict[str, list[int]] = {}
         self._usable: dict[int, bool] = {}
 
-    @property
-    def groups(self) -> list[str]:
-        return sorted(self._by_group)
-
     def _is_usable(self, index: int) -> bool:
         if index not in self._usable:
             self._usable[index] = False
@@ -76,7 +72,7 @@ class Pool:
 
     def take(self, n: int | None, purpose: str, groups: Sequence[str] | None = None) -> list[Record]:
         """``n`` query records (all usable ones if None), spread evenly over ``groups`` and interleaved."""
-        groups = list(groups or self.groups) or [""]
+        groups = list(groups or sorted(self._by_group)) or [""]
         per_group = [None if n is None else n // len(groups) + (rank < n % len(groups)) for rank in range(len(groups))]
         columns = []
         for group, wanted in zip(groups, per_group, strict=True):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import lightning as L
 from torch.utils.data import DataLoader
 
-from lit_tv.data.records import DataError, image_problem
+from lit_tv.data.records import DataError, field, image_problem, parse_json
 from lit_tv.episodes import Episode, Example
 from lit_tv.options import require_at_least
 from lit_tv.prompts import PromptTemplate
@@ -22,12 +21,8 @@ def read_queries(path: Path) -> list[Episode]:
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}:{number}: not valid JSON ({error})") from error
-        if not isinstance(record, dict) or not isinstance(record.get("question"), str):
-            raise ValueError(f"{path}:{number}: field 'question' (a string) is missing")
+        record = parse_json(line, f"{path}:{number}")
+        question = field(record, "question", str, f"{path}:{number}")
         images = record.get("images", [])
         if not isinstance(images, list) or not all(isinstance(image, str) for image in images):
             raise ValueError(f"{path}:{number}: field 'images' must be a list of paths")
@@ -35,7 +30,7 @@ def read_queries(path: Path) -> list[Episode]:
             problem = image_problem(path.parent / image)
             if problem:
                 raise DataError(f"{path}:{number}: {problem}: {path.parent / image}")
-        episodes.append(Episode(query=Example(record["question"], tuple(path.parent / image for image in images))))
+        episodes.append(Episode(query=Example(question, tuple(path.parent / image for image in images))))
     if not episodes:
         raise ValueError(f"query file {path} has no questions (expected one {{images, question}} object per line)")
     return episodes

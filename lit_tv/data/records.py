@@ -30,12 +30,16 @@ def require(path: Path, what: str) -> Path:
     return path
 
 
-def read_json(path: Path, what: str) -> Any:
-    require(path, what)
+def parse_json(text: str, where: str) -> Any:
+    """The JSON value of ``text``, read at ``where`` (a file, or a jsonl file's line) for the error."""
     try:
-        return json.loads(path.read_text())
+        return json.loads(text)
     except json.JSONDecodeError as error:
-        raise DataError(f"{path}: not valid JSON ({error})") from error
+        raise DataError(f"{where}: not valid JSON ({error})") from error
+
+
+def read_json(path: Path, what: str) -> Any:
+    return parse_json(require(path, what).read_text(), str(path))
 
 
 def read_json_list(path: Path, what: str, expected: str) -> list:

@@ -11,14 +11,13 @@ model can tell where an answer stops (VQAAccuracy scores the first line of a gen
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from functools import partial
 from pathlib import Path
 from typing import Literal
 
 from lit_tv.data.datamodules import SplitDataModule
-from lit_tv.data.records import DataError, Record, Split, field, read_json, read_json_list, require
+from lit_tv.data.records import DataError, Record, Split, field, parse_json, read_json, read_json_list, require
 from lit_tv.episodes import Example
 from lit_tv.metrics import VQAAccuracy
 from lit_tv.prompts import PromptTemplate
@@ -30,25 +29,19 @@ VIZWIZ_INSTRUCTION = (
 )
 
 
-def majority_first(answers: list[str]) -> tuple[str, ...]:
-    """The human answers with the most common one first (ties: the first seen): it is what demonstrations
-    show and what the REINFORCE loss scores; the order does not change VQA accuracy."""
-    top = Counter(answers).most_common(1)[0][0]
-    rest = list(answers)
-    rest.remove(top)
-    return (top, *rest)
-
-
 def _answers(raw: list, where: str) -> tuple[str, ...]:
-    """A non-empty list of answers, each a string or an official ``{"answer": ...}`` object."""
+    """A non-empty list of answers, each a string or an official ``{"answer": ...}`` object, the most common one
+    first (ties: the first seen): it is what demonstrations show and what the REINFORCE loss scores; the order
+    does not change VQA accuracy."""
     if not raw:
         raise DataError(f"{where}: field 'answers' is empty (expected the human answers)")
-    return majority_first(
-        [
-            item if isinstance(item, str) else field(item, "answer", str, f"{where}, answers[{rank}]")
-            for rank, item in enumerate(raw)
-        ]
-    )
+    answers = [
+        item if isinstance(item, str) else field(item, "answer", str, f"{where}, answers[{rank}]")
+        for rank, item in enumerate(raw)
+    ]
+    top = Counter(answers).most_common(1)[0][0]
+    answers.remove(top)
+    return (top, *answers)
 
 
 class VQADataModule(SplitDataModule):
@@ -134,11 +127,10 @@ class OKVQA(VQADataModule):
         test_questions: str = "OpenEnded_mscoco_val2014_questions.json",
         test_annotations: str = "mscoco_val2014_annotations.json",
         test_images: str = "val2014",
-        instruction: str = "",
         answer_format: str = "{answer}\n",
         **kwargs,
     ) -> None:
-        super().__init__(instruction=instruction, answer_format=answer_format, **kwargs)
+        super().__init__(answer_format=answer_format, **kwargs)
         base = Path(root)
         self.train_split = self._read(base / train_questions, base / train_annotations, base / train_images)
         self.test_split = self._read(base / test_questions, base / test_annotations, base / test_images)
@@ -175,8 +167,8 @@ class VQAJsonl(VQADataModule):
     (default: each file's folder).
     """
 
-    def __init__(self, train: str, test: str, image_root: str | None = None, instruction: str = "", **kwargs) -> None:
-        super().__init__(instruction=instruction, **kwargs)
+    def __init__(self, train: str, test: str, image_root: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
         self.train_split = self._read(Path(train), image_root)
         self.test_split = self._read(Path(test), image_root)
 
@@ -188,10 +180,7 @@ class VQAJsonl(VQADataModule):
             if not line.strip():
                 continue
             with self.issues.guard():
-                try:
-                    raw = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise DataError(f"{where}: not valid JSON ({error})") from error
+                raw = parse_json(line, where)
                 if isinstance(raw, dict) and "answers" in raw:
                     answers = _answers(field(raw, "answers", list, where), where)
                 elif isinstance(raw, dict) and "answer" in raw:

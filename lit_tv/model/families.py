@@ -9,14 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from torch import nn
 from transformers import BatchFeature, ProcessorMixin
 
 from lit_tv.model.compat import fix_fuyu_patchify
 from lit_tv.model.fuyu import IMAGE_PLACEHOLDER, build_fuyu_inputs
-
-# M-RoPE models (Qwen2-VL and kin) keep the last prompt's position offsets on modules with this attribute
-POSITION_OFFSETS = "rope_deltas"
 
 
 @dataclass(frozen=True)
@@ -32,7 +28,7 @@ class Family:
     image_token: str | None = None
     image_wrapping: tuple[str, str] = ("", "")
     # called with the family's own processor class
-    build_inputs: Callable[[Any, list[str], list[list], str], BatchFeature] | None = None
+    build_inputs: Callable[[Any, list[str], list[list]], BatchFeature] | None = None
     fix_processor: Callable[[ProcessorMixin], None] | None = None
 
 
@@ -51,15 +47,3 @@ PLAIN = Family()
 def family_of(processor: object) -> Family:
     """The entry of the processor's class or its nearest listed base; `PLAIN` for the rest (and tokenizers)."""
     return next((FAMILIES[base.__name__] for base in type(processor).__mro__ if base.__name__ in FAMILIES), PLAIN)
-
-
-def position_offset_modules(model: nn.Module) -> list[nn.Module]:
-    """Modules that carry position offsets from one call to the next: found by attribute, not by family,
-    so every M-RoPE model transformers ships is covered, listed or not."""
-    return [module for module in model.modules() if hasattr(module, POSITION_OFFSETS)]
-
-
-def forget_position_offsets(modules: list[nn.Module]) -> None:
-    """So an earlier prompt's M-RoPE offsets do not leak into the next prompt's prefill."""
-    for module in modules:
-        setattr(module, POSITION_OFFSETS, None)

@@ -64,13 +64,13 @@ def image_patches(processor: FuyuProcessor, image: Image.Image) -> tuple[torch.T
 
 
 def _row_ids(
-    processor: FuyuProcessor, layout: FuyuLayout, text: str, images: list[Image.Image], placeholder: str
+    processor: FuyuProcessor, layout: FuyuLayout, text: str, images: list[Image.Image]
 ) -> tuple[list[int], list[torch.Tensor]]:
     tokenizer = processor.tokenizer
     if not images:  # text-only prompts: Mantis' processor adds no special tokens, HF's the tokenizer's
         return tokenizer(text, add_special_tokens=layout.markers is None).input_ids, []
     bos = tokenizer.convert_tokens_to_ids("<s>")
-    pieces = text.split(placeholder)
+    pieces = text.split(IMAGE_PLACEHOLDER)
     ids, patches = [], []
     for index, piece in enumerate(pieces):
         if index:
@@ -85,20 +85,16 @@ def _row_ids(
 
 
 def build_fuyu_inputs(
-    processor: FuyuProcessor,
-    texts: list[str],
-    images: list[list[Image.Image]],
-    placeholder: str = IMAGE_PLACEHOLDER,
-    layout: FuyuLayout | None = None,
+    processor: FuyuProcessor, texts: list[str], images: list[list[Image.Image]], layout: FuyuLayout | None = None
 ) -> BatchFeature:
-    """Left-padded batch of prompts whose images stand at `placeholder`: position -1 is each last text token.
+    """Left-padded batch of prompts whose images stand at `IMAGE_PLACEHOLDER`: position -1 is each last text token.
 
     `layout` defaults to the one the processor's tokenizer supports (`FuyuLayout.of`).
     """
     layout = layout or FuyuLayout.of(processor)
     rows, patches = [], []
     for text, row_images in zip(texts, images, strict=True):
-        ids, row_patches = _row_ids(processor, layout, text, row_images, placeholder)
+        ids, row_patches = _row_ids(processor, layout, text, row_images)
         rows.append(ids)
         patches += row_patches
     length = max(len(ids) for ids in rows)

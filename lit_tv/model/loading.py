@@ -35,24 +35,6 @@ class ModelLoadError(OSError):
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
-def check_dtype(dtype: str) -> None:
-    if dtype not in DTYPES:
-        raise ValueError(f"model.dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-
-
-def check_revision(revision: str | None) -> None:
-    if revision is not None and (not isinstance(revision, str) or not revision.strip()):
-        raise ValueError(
-            f"model.revision must be a hub commit hash, branch or tag (e.g. the 40-hex commit a paper pins) "
-            f"or null, got {revision!r}"
-        )
-
-
-def check_image_width(width: int | None) -> None:
-    if width is not None and (not isinstance(width, int) or isinstance(width, bool) or width < 1):
-        raise ValueError(f"model.image_width must be a positive number of pixels or null, got {width!r}")
-
-
 def quantization_config(quantization: str | None, dtype: str, device: str) -> BitsAndBytesConfig | None:
     """transformers' config for `quantization`; refused where it cannot run, before any weights load.
 
@@ -177,9 +159,17 @@ class VLMOptions:
     offload_folder: str | None = None
 
     def __post_init__(self) -> None:
-        check_dtype(self.dtype)  # a config mistake stops the run before data or weights load
-        check_revision(self.revision)
-        check_image_width(self.image_width)
+        # a config mistake stops the run before data or weights load
+        if self.dtype not in DTYPES:
+            raise ValueError(f"model.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        revision, width = self.revision, self.image_width
+        if revision is not None and (not isinstance(revision, str) or not revision.strip()):
+            raise ValueError(
+                f"model.revision must be a hub commit hash, branch or tag (e.g. the 40-hex commit a paper pins) "
+                f"or null, got {revision!r}"
+            )
+        if width is not None and (not isinstance(width, int) or isinstance(width, bool) or width < 1):
+            raise ValueError(f"model.image_width must be a positive number of pixels or null, got {width!r}")
         check_prompt_wrap(self.prompt_wrap)
         check_dispatch(self.device_map, self.max_memory, self.offload_folder)
 

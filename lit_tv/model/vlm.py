@@ -14,7 +14,7 @@ from transformers import BatchFeature, GenerationMixin, PreTrainedModel, PreTrai
 
 from lit_tv.episodes import Episode, ImageLike
 from lit_tv.model.compat import cache_argument
-from lit_tv.model.families import family_of, forget_position_offsets, position_offset_modules
+from lit_tv.model.families import family_of
 from lit_tv.model.layout import Layout, discover_layout
 from lit_tv.model.loading import VLMOptions, dispatched_device, load_pretrained
 from lit_tv.prompts import PromptTemplate, word_start_token_id
@@ -45,6 +45,8 @@ def load_image(image: ImageLike, width: int | None = None) -> Image.Image:
 # the options that set an episode's shots, named when its prompt is past the model's context
 QUERY_SHOTS = "data.init_args.test_shots"  # validation and test queries
 SUPPORT_SHOTS = "data.init_args.shots"  # the support episodes a task vector is averaged over
+# M-RoPE models (Qwen2-VL and kin) keep the last prompt's position offsets on modules with this attribute
+POSITION_OFFSETS = "rope_deltas"
 
 
 class FrozenVLM(nn.Module):
@@ -70,7 +72,8 @@ class FrozenVLM(nn.Module):
         self._dispatched_to = dispatched_device(model)
         # only the last positions' logits: [batch, tokens, vocab] of a long image prompt is gigabytes
         self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
-        self._position_offsets = position_offset_modules(model)
+        # found by attribute, not by family, so every M-RoPE model transformers ships is covered, listed or not
+        self._position_offsets = [module for module in model.modules() if hasattr(module, POSITION_OFFSETS)]
         self.cache_name = cache_argument(model)  # the KV cache's argument and output field
         # whether rows may share one prefix through a 4-D mask: checked on first use
         # (lit_tv.interventions.shared_prefix), or set
@@ -80,8 +83,9 @@ class FrozenVLM(nn.Module):
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        start, end = self.family.image_wrapping
         placeholder = options.image_placeholder
-        self.image_placeholder = self._default_image_placeholder() if placeholder is None else placeholder
+        self.image_placeholder = start + self.image_token + end if placeholder is None else placeholder
 
     @classmethod
     def from_options(cls, options: VLMOptions, device: str = "cpu") -> FrozenVLM:
@@ -127,10 +131,6 @@ class FrozenVLM(nn.Module):
         """The token the processor expands per image (Fuyu: the placeholder lit_tv replaces with patches)."""
         token = self.family.image_token
         return getattr(self.processor, "image_token", "") if token is None else token
-
-    def _default_image_placeholder(self) -> str:
-        start, end = self.family.image_wrapping
-        return start + self.image_token + end
 
     # ---- prompts -------------------------------------------------------------------------------
 
@@ -186,7 +186,7 @@ class FrozenVLM(nn.Module):
             texts.append(text)
             images.append([load_image(image, self.image_width) for image in row_images])
         if self.family.build_inputs is not None:
-            batch = self.family.build_inputs(self.processor, texts, images, self.image_token)
+            batch = self.family.build_inputs(self.processor, texts, images)
         elif not any(images):
             batch = self.tokenizer(texts, padding=True, return_tensors="pt")  # with BOS, as the processor adds
         else:
@@ -247,7 +247,8 @@ class FrozenVLM(nn.Module):
 
     def forget_position_offsets(self) -> None:
         """Before a prompt's prefill: M-RoPE offsets an earlier prompt left behind must not leak into it."""
-        forget_position_offsets(self._position_offsets)
+        for module in self._position_offsets:
+            setattr(module, POSITION_OFFSETS, None)
 
     @torch.inference_mode()
     def generate(self, inputs: BatchFeature, max_new_tokens: int = 10) -> list[str]:

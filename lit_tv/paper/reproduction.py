@@ -25,15 +25,11 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "reproducing.md"
 # ---- reading configs against the table ------------------------------------------------------------
 
 
-def config_parts(path: Path) -> tuple[str, str, str]:
-    """(benchmark, method, model) of ``configs/<benchmark>/<method>_<model>.yaml``."""
-    method, _, model = path.stem.rpartition("_")
-    return path.parent.name, method, model
-
-
 def matching_rules(path: Path) -> list[Rule]:
-    """The rules of one config, in table order; a config no benchmark x method rule covers is refused."""
-    benchmark, method, model = config_parts(path)
+    """The rules of ``configs/<benchmark>/<method>_<model>.yaml``, in table order; a config no benchmark x method
+    rule covers is refused."""
+    benchmark = path.parent.name
+    method, _, model = path.stem.rpartition("_")
     rules = [rule for rule in RULES if rule.matches(benchmark, method, model)]
     if not any(rule.benchmark != "*" and rule.method != "*" for rule in rules):
         raise KeyError(f"{path}: no rule for ({benchmark}, {method}) in lit_tv.paper.settings.RULES")

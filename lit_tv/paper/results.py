@@ -26,11 +26,6 @@ class Target:
     reported: str = ""
 
 
-def not_transcribed(table: str) -> str:
-    """The `reported` cell of a row whose numbers are still to be copied from the paper."""
-    return f"TODO: not transcribed yet ({table})"
-
-
 def _per_model(
     pattern: str, models: tuple[str, ...] = ("qwen2-vl-7b", "idefics2-8b", "llava-1.5-7b")
 ) -> tuple[str, ...]:
@@ -177,13 +172,11 @@ TARGETS: tuple[Target, ...] = (
         "Instruction vectors / ensemble of instruction and exemplars",
         _XPATCH,
         "`--model.init_args.source instruction` / `ensemble` (the reference's instructions)",
-        not_transcribed(
-            "Luo et al., the instruction / ensemble accuracies: not among the tables extracted in "
-            "github.com/deep-diver/ai-paper-reviewer content/paper-reviews/2410.22330/index.md (arXiv v1), whose only "
-            "instruction table lists the tokens each task's instruction vector decodes to (no accuracy); the "
-            "stored copies of the full text (ar5iv.labs.arxiv.org/html/2410.22330, hf.kigml.com/papers/2410.22330.md, "
-            "the ICML 2025 text at object.cloud.sdsc.edu) are searchable only in their first pages"
-        ),
+        "TODO: not transcribed yet (Luo et al., the instruction / ensemble accuracies: not among the tables "
+        "extracted in github.com/deep-diver/ai-paper-reviewer content/paper-reviews/2410.22330/index.md (arXiv v1), "
+        "whose only instruction table lists the tokens each task's instruction vector decodes to (no accuracy); the "
+        "stored copies of the full text (ar5iv.labs.arxiv.org/html/2410.22330, hf.kigml.com/papers/2410.22330.md, "
+        "the ICML 2025 text at object.cloud.sdsc.edu) are searchable only in their first pages)",
     ),
     Target(
         CROSS_MODAL_PAPER,
