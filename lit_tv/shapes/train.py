@@ -133,7 +133,7 @@ def train(
     lr: float,
     max_shots: int,
     eval_every: int,
-    log_dir: Path,
+    logs: Path,
     threads: int = 1,
     distractors: float = 0.0,
     context: int = 1024,
@@ -163,7 +163,7 @@ def train(
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(min(100, steps // 10 + 1), steps))
     # Monitoring episodes use their own seed, so evaluating never changes the training stream.
     sets = {name: heldout_episodes(name, 20, seed + 1, distractors=distractors) for name in MONITORED}
-    writer = SummaryWriter(log_dir / f"seed{seed}")
+    writer = SummaryWriter(logs / f"seed{seed}")
     scores: dict[str, dict[str, float]] = {}
     progress = tqdm(range(1, steps + 1), desc="train", dynamic_ncols=True)
     for step in progress:
@@ -221,24 +221,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--text-shots", type=int, default=0, help="half the batches hold up to this many text shots instead (0: off)"
     )
-    args = parser.parse_args(argv)
-    train(
-        args.out,
-        args.seed,
-        args.steps,
-        args.batch_size,
-        args.lr,
-        args.max_shots,
-        args.eval_every,
-        args.logs,
-        args.threads,
-        args.distractors,
-        args.context,
-        args.init,
-        args.denoise,
-        args.uniform_tasks,
-        args.text_shots,
-    )
+    train(**vars(parser.parse_args(argv)))
 
 
 if __name__ == "__main__":
