@@ -29,7 +29,7 @@ from transformers import BatchFeature, LlavaForConditionalGeneration, LlavaProce
 
 from lit_tv.episodes import Episode, Modality
 from lit_tv.shapes.report import accuracy_by_task, heldout_episodes
-from lit_tv.shapes.toy import SHAPES_TEMPLATE, build_model, build_processor, save
+from lit_tv.shapes.toy import SHAPES_TEMPLATE, build_model, build_processor
 from lit_tv.shapes.world import make_episode
 
 MODALITIES: tuple[Modality, ...] = ("image", "text", "mixed")
@@ -114,17 +114,6 @@ def warmup_cosine(warmup: int, steps: int, floor: float = 0.1) -> Callable[[int]
     return factor
 
 
-@torch.no_grad()
-def evaluate(
-    model: LlavaForConditionalGeneration, processor: LlavaProcessor, sets: dict[str, list[Episode]]
-) -> dict[str, dict[str, float]]:
-    """Held-out first-token accuracy per monitored setting, per task and mean."""
-    model.eval()
-    scores = {name: accuracy_by_task(model, processor, episodes) for name, episodes in sets.items()}
-    model.train()
-    return scores
-
-
 def train(
     out: Path,
     seed: int,
@@ -177,7 +166,9 @@ def train(
         writer.add_scalar("train/loss", loss.item(), step)
         writer.add_scalar("train/lr", schedule.get_last_lr()[0], step)
         if step % eval_every == 0 or step == steps:
-            scores = evaluate(model, processor, sets)
+            model.eval()  # held-out first-token accuracy per monitored setting, per task and mean
+            scores = {name: accuracy_by_task(model, processor, episodes) for name, episodes in sets.items()}
+            model.train()
             for name, by_task in scores.items():
                 for task, value in by_task.items():
                     writer.add_scalar(f"heldout/{name}/{task}", value, step)
@@ -186,7 +177,8 @@ def train(
             tqdm.write(f"step {step} loss {loss.item():.4f} " + " ".join(f"{k}={v}" for k, v in means.items()))
     writer.close()
     model.eval()
-    save(model, processor, out)
+    model.save_pretrained(out)  # model (safetensors) and processor, which the ``Auto*`` classes load offline
+    processor.save_pretrained(out)
     return scores
 
 
