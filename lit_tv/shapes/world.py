@@ -150,9 +150,7 @@ def make_example(
     answers = (obj.attribute(task),) if answered is None else (obj.attribute(answered), obj.attribute(task))
     if modality == "image":
         return Example(text="", images=(draw(obj, rng),), answers=answers, task=task)
-    if modality == "text":
-        return Example(text=obj.text, answers=answers, task=task)
-    raise ValueError(f"unknown modality {modality!r}")
+    return Example(text=obj.text, answers=answers, task=task)
 
 
 def _pick_modality(modality: Modality, rng: random.Random) -> Literal["image", "text"]:

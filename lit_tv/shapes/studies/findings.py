@@ -162,19 +162,6 @@ def mtv_vs_iterations(budget: Budget, logdir: Path, seed: int) -> dict[str, Any]
     return {"accuracy": accuracy, "random_heads": draws, "heads": heads}
 
 
-def many_shot_curves(budget: Budget) -> dict[str, object]:
-    """(1) on the many-shot family, where a few shots are not enough: `lit_tv.shapes.studies.many_shot`'s numbers, once
-    per seed."""
-    return over_seeds(
-        budget.many_shot_seeds,
-        queries=budget.many_shot_queries,
-        iterations=budget.many_shot_iterations,
-        steps=budget.steps,
-        draws=budget.many_shot_draws,
-        **budget.many_shot_options,
-    )
-
-
 # ---- (2) the cross-modal table ---------------------------------------------------------------------------
 
 # setting -> (config, options): the reference's settings on the toy (7 shots; image queries unless said)
@@ -278,7 +265,15 @@ def measure(budget: Budget, logdir: Path) -> tuple[dict[str, Any], dict[str, Any
         "icl_vs_shots": by_seed(each_seed(icl_vs_shots, budget.seeds)),
         "mtv_vs_iterations": by_seed([fit["accuracy"] for fit in fits]),
         "mtv_random_heads": [fit["random_heads"] for fit in fits],
-        "many_shot": many_shot_curves(budget),
+        # (1) on the many-shot family, where a few shots are not enough: `lit_tv.shapes.studies.many_shot`'s numbers
+        "many_shot": over_seeds(
+            budget.many_shot_seeds,
+            queries=budget.many_shot_queries,
+            iterations=budget.many_shot_iterations,
+            steps=budget.steps,
+            draws=budget.many_shot_draws,
+            **budget.many_shot_options,
+        ),
         "cross_modal": by_seed(each_seed(cross_modal_table, budget.seeds)),
         "sample_efficiency": by_seed(each_seed(vectors_vs_examples, budget.seeds)),
         "heads_overlap": by_seed([overlap(fit["heads"], fit["fv"]) for fit in fits]),
