@@ -53,15 +53,12 @@ def training_batch(
     ``weights``: how often each task is drawn (with distractors also the prior a majority is weighed against).
     ``text_shots``: half the batches instead hold 0 to this many text shots (short: many fit a small context).
     """
-    if text_shots and rng.random() < 0.5:  # no draw without text_shots: the shipped toy's stream is unchanged
-        shots = rng.randint(0, text_shots)
-        return [
-            make_episode(task, shots, rng, "train", "text", rng.choice(MODALITIES), distractors)
-            for task in rng.choices(list(weights), weights=list(weights.values()), k=batch_size)
-        ]
-    shots = rng.randint(0, max_shots)
+    text = bool(text_shots) and rng.random() < 0.5  # no draw without text_shots: the shipped toy's stream is unchanged
+    shots = rng.randint(0, text_shots if text else max_shots)
     return [
-        make_episode(task, shots, rng, "train", rng.choice(MODALITIES), rng.choice(MODALITIES), distractors)
+        make_episode(
+            task, shots, rng, "train", "text" if text else rng.choice(MODALITIES), rng.choice(MODALITIES), distractors
+        )
         for task in rng.choices(list(weights), weights=list(weights.values()), k=batch_size)
     ]
 

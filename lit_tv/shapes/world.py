@@ -65,10 +65,7 @@ class ShapeObject:
 
 
 ALL_OBJECTS: tuple[ShapeObject, ...] = tuple(
-    ShapeObject(colour, shape, position)
-    for (ci, colour), (si, shape), (pi, position) in itertools.product(
-        enumerate(COLOURS), enumerate(SHAPES), enumerate(POSITIONS)
-    )
+    ShapeObject(colour, shape, position) for colour, shape, position in itertools.product(COLOURS, SHAPES, POSITIONS)
 )
 # Held out of training: the 20 combinations whose attribute indices sum to a multiple of 5.
 # Every colour, shape and position still occurs in training, only never in these combinations,
