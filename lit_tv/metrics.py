@@ -57,8 +57,6 @@ wouldn't wouldn't've y'all y'all'll y'all'd've you'd you'd've you'll you're you'
 def _spellings_without_apostrophe(word: str) -> list[str]:
     """The official table's keys for a contraction: each spelling with one apostrophe left out."""
     positions = [index for index, char in enumerate(word) if char == "'"]
-    if len(positions) == 1:
-        return [word.replace("'", "")]
     return [word[:index] + word[index + 1 :] for index in positions]
 
 

@@ -54,10 +54,10 @@ def first_token_hits(
 
 
 def accuracy_by_task(
-    model: PreTrainedModel, processor: LlavaProcessor, episodes: Sequence[Episode], batch_size: int = 64
+    model: PreTrainedModel, processor: LlavaProcessor, episodes: Sequence[Episode]
 ) -> dict[str, float]:
     """Mean first-token hit rate per task, plus ``mean`` over tasks."""
-    hits = first_token_hits(model, processor, episodes, batch_size)
+    hits = first_token_hits(model, processor, episodes)
     tasks = sorted({episode.task for episode in episodes}, key=list(TASKS).index)
     scores = {
         task: sum(h for h, e in zip(hits, episodes, strict=True) if e.task == task)
@@ -68,12 +68,10 @@ def accuracy_by_task(
     return scores
 
 
-def heldout_episodes(
-    setting: str, n: int, seed: int, tasks: Sequence[str] = TASKS, distractors: float = 0.0
-) -> list[Episode]:
+def heldout_episodes(setting: str, n: int, seed: int, distractors: float = 0.0) -> list[Episode]:
     """``n`` held-out episodes per task for one of ``SETTINGS`` (shots with that distractor rate)."""
     shots, shot_modality, query_modality = SETTINGS[setting]
-    return make_episodes(tasks, n * len(tasks), shots, seed, "heldout", shot_modality, query_modality, distractors)
+    return make_episodes(TASKS, n * len(TASKS), shots, seed, "heldout", shot_modality, query_modality, distractors)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -7,7 +7,6 @@ a CPU, in seconds.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import cast
 
 from tokenizers import Tokenizer
@@ -118,9 +117,3 @@ def build_model(tokenizer: PreTrainedTokenizerFast, context: int = 1024) -> Llav
         image_seq_length=IMAGE_TOKENS,
     )
     return LlavaForConditionalGeneration(config)
-
-
-def save(model: LlavaForConditionalGeneration, processor: LlavaProcessor, folder: str | Path) -> None:
-    """Write model (safetensors) and processor so the ``Auto*`` classes load them offline."""
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)

@@ -29,7 +29,7 @@ from transformers import BatchFeature, LlavaForConditionalGeneration, LlavaProce
 
 from lit_tv.episodes import Episode, Modality
 from lit_tv.shapes.report import accuracy_by_task, heldout_episodes
-from lit_tv.shapes.toy import SHAPES_TEMPLATE, build_model, build_processor, save
+from lit_tv.shapes.toy import SHAPES_TEMPLATE, build_model, build_processor
 from lit_tv.shapes.world import make_episode
 
 MODALITIES: tuple[Modality, ...] = ("image", "text", "mixed")
@@ -53,15 +53,12 @@ def training_batch(
     ``weights``: how often each task is drawn (with distractors also the prior a majority is weighed against).
     ``text_shots``: half the batches instead hold 0 to this many text shots (short: many fit a small context).
     """
-    if text_shots and rng.random() < 0.5:  # no draw without text_shots: the shipped toy's stream is unchanged
-        shots = rng.randint(0, text_shots)
-        return [
-            make_episode(task, shots, rng, "train", "text", rng.choice(MODALITIES), distractors)
-            for task in rng.choices(list(weights), weights=list(weights.values()), k=batch_size)
-        ]
-    shots = rng.randint(0, max_shots)
+    text = bool(text_shots) and rng.random() < 0.5  # no draw without text_shots: the shipped toy's stream is unchanged
+    shots = rng.randint(0, text_shots if text else max_shots)
     return [
-        make_episode(task, shots, rng, "train", rng.choice(MODALITIES), rng.choice(MODALITIES), distractors)
+        make_episode(
+            task, shots, rng, "train", "text" if text else rng.choice(MODALITIES), rng.choice(MODALITIES), distractors
+        )
         for task in rng.choices(list(weights), weights=list(weights.values()), k=batch_size)
     ]
 
@@ -114,17 +111,6 @@ def warmup_cosine(warmup: int, steps: int, floor: float = 0.1) -> Callable[[int]
     return factor
 
 
-@torch.no_grad()
-def evaluate(
-    model: LlavaForConditionalGeneration, processor: LlavaProcessor, sets: dict[str, list[Episode]]
-) -> dict[str, dict[str, float]]:
-    """Held-out first-token accuracy per monitored setting, per task and mean."""
-    model.eval()
-    scores = {name: accuracy_by_task(model, processor, episodes) for name, episodes in sets.items()}
-    model.train()
-    return scores
-
-
 def train(
     out: Path,
     seed: int,
@@ -133,7 +119,7 @@ def train(
     lr: float,
     max_shots: int,
     eval_every: int,
-    log_dir: Path,
+    logs: Path,
     threads: int = 1,
     distractors: float = 0.0,
     context: int = 1024,
@@ -163,7 +149,7 @@ def train(
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(min(100, steps // 10 + 1), steps))
     # Monitoring episodes use their own seed, so evaluating never changes the training stream.
     sets = {name: heldout_episodes(name, 20, seed + 1, distractors=distractors) for name in MONITORED}
-    writer = SummaryWriter(log_dir / f"seed{seed}")
+    writer = SummaryWriter(logs / f"seed{seed}")
     scores: dict[str, dict[str, float]] = {}
     progress = tqdm(range(1, steps + 1), desc="train", dynamic_ncols=True)
     for step in progress:
@@ -177,7 +163,9 @@ def train(
         writer.add_scalar("train/loss", loss.item(), step)
         writer.add_scalar("train/lr", schedule.get_last_lr()[0], step)
         if step % eval_every == 0 or step == steps:
-            scores = evaluate(model, processor, sets)
+            model.eval()  # held-out first-token accuracy per monitored setting, per task and mean
+            scores = {name: accuracy_by_task(model, processor, episodes) for name, episodes in sets.items()}
+            model.train()
             for name, by_task in scores.items():
                 for task, value in by_task.items():
                     writer.add_scalar(f"heldout/{name}/{task}", value, step)
@@ -186,7 +174,8 @@ def train(
             tqdm.write(f"step {step} loss {loss.item():.4f} " + " ".join(f"{k}={v}" for k, v in means.items()))
     writer.close()
     model.eval()
-    save(model, processor, out)
+    model.save_pretrained(out)  # model (safetensors) and processor, which the ``Auto*`` classes load offline
+    processor.save_pretrained(out)
     return scores
 
 
@@ -221,24 +210,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--text-shots", type=int, default=0, help="half the batches hold up to this many text shots instead (0: off)"
     )
-    args = parser.parse_args(argv)
-    train(
-        args.out,
-        args.seed,
-        args.steps,
-        args.batch_size,
-        args.lr,
-        args.max_shots,
-        args.eval_every,
-        args.logs,
-        args.threads,
-        args.distractors,
-        args.context,
-        args.init,
-        args.denoise,
-        args.uniform_tasks,
-        args.text_shots,
-    )
+    train(**vars(parser.parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -65,10 +65,7 @@ class ShapeObject:
 
 
 ALL_OBJECTS: tuple[ShapeObject, ...] = tuple(
-    ShapeObject(colour, shape, position)
-    for (ci, colour), (si, shape), (pi, position) in itertools.product(
-        enumerate(COLOURS), enumerate(SHAPES), enumerate(POSITIONS)
-    )
+    ShapeObject(colour, shape, position) for colour, shape, position in itertools.product(COLOURS, SHAPES, POSITIONS)
 )
 # Held out of training: the 20 combinations whose attribute indices sum to a multiple of 5.
 # Every colour, shape and position still occurs in training, only never in these combinations,
@@ -150,9 +147,7 @@ def make_example(
     answers = (obj.attribute(task),) if answered is None else (obj.attribute(answered), obj.attribute(task))
     if modality == "image":
         return Example(text="", images=(draw(obj, rng),), answers=answers, task=task)
-    if modality == "text":
-        return Example(text=obj.text, answers=answers, task=task)
-    raise ValueError(f"unknown modality {modality!r}")
+    return Example(text=obj.text, answers=answers, task=task)
 
 
 def _pick_modality(modality: Modality, rng: random.Random) -> Literal["image", "text"]:

@@ -89,6 +89,19 @@ TEXT = dict(
 )
 
 
+def _fast(tokenizer: Tokenizer, **options: Any) -> PreTrainedTokenizerFast:
+    """The transformers tokenizer around a trained one: the zoo's special tokens, padding on the left."""
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        padding_side="left",
+        **options,
+    )
+
+
 def build_tokenizer(**named_tokens: str) -> PreTrainedTokenizerFast:
     """Byte-level BPE trained on a few lines, with every architecture's special tokens.
 
@@ -103,16 +116,7 @@ def build_tokenizer(**named_tokens: str) -> PreTrainedTokenizerFast:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tokenizer.train_from_iterator(CORPUS * 4, trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        pad_token="<pad>",
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        padding_side="left",
-        extra_special_tokens=named_tokens,
-    )
-    return fast
+    return _fast(tokenizer, extra_special_tokens=named_tokens)
 
 
 def build_fuyu_tokenizer() -> PreTrainedTokenizerFast:
@@ -138,14 +142,7 @@ def build_fuyu_tokenizer() -> PreTrainedTokenizerFast:
         vocab_size=TEXT["vocab_size"], special_tokens=specials, initial_alphabet=sorted(set("".join(corpus)) | {"▁"})
     )
     tokenizer.train_from_iterator(corpus, trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        pad_token="<pad>",
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        padding_side="left",
-    )
+    return _fast(tokenizer)
 
 
 def _text_config(tokenizer: PreTrainedTokenizerFast, **overrides) -> dict:
@@ -158,8 +155,8 @@ def _text_config(tokenizer: PreTrainedTokenizerFast, **overrides) -> dict:
     return {**TEXT, **tokens, **overrides}
 
 
-def _vision(**overrides) -> dict:
-    return dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, **overrides)
+def _vision() -> dict:
+    return dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
 
 
 def build_llava(

@@ -42,7 +42,7 @@ from lit_tv.shapes.studies.findings_figures import (
     scaling_figure,
     table_figure,
 )
-from lit_tv.shapes.studies.main_job import CONFIGS, means_only, quiet_run, run_test, tested
+from lit_tv.shapes.studies.main_job import CONFIGS, means_only, quiet_run, run_test, test_metrics
 from lit_tv.shapes.studies.many_shot import ITERATIONS, SEEDS, over_seeds
 from lit_tv.shapes.studies.many_shot import table as many_shot_table
 from lit_tv.shapes.world import TASKS
@@ -103,8 +103,8 @@ def _sizes(logdir: Path, seed: int, **sizes: int) -> list[str]:
     return [*quiet_run(seed, **sizes), f"--trainer.default_root_dir={logdir}"]
 
 
-def per_task(metrics: Mapping[str, float], tasks: tuple[str, ...] = TASKS) -> dict[str, float]:
-    return {**{task: metrics[f"test/accuracy/{task}"] for task in tasks}, "mean": metrics["test/accuracy"]}
+def per_task(metrics: Mapping[str, float]) -> dict[str, float]:
+    return {**{task: metrics[f"test/accuracy/{task}"] for task in TASKS}, "mean": metrics["test/accuracy"]}
 
 
 # ---- (1) shots and iterations --------------------------------------------------------------------------
@@ -144,8 +144,8 @@ def mtv_vs_iterations(budget: Budget, logdir: Path, seed: int) -> dict[str, Any]
         heads[task] = fit.model.selected_heads.cpu()
         for n in budget.iterations:
             control = ["--model.init_args.test_heads=random"] if n == max(budget.iterations) else []
-            metrics, cli = tested(
-                "mtv.yaml",
+            cli = build_cli(
+                CONFIGS / "mtv.yaml",
                 [
                     *options,
                     f"--data.init_args.support_size={n}",
@@ -155,24 +155,11 @@ def mtv_vs_iterations(budget: Budget, logdir: Path, seed: int) -> dict[str, Any]
                     *control,
                 ],
             )
-            accuracy[n] += metrics["test/accuracy"] / len(TASKS)
+            accuracy[n] += test_metrics(cli)["test/accuracy"] / len(TASKS)
             if control:
                 random_heads.append(cli.model.random_control.accuracies())
     draws = [sum(draw) / len(TASKS) for draw in zip(*random_heads, strict=True)]
     return {"accuracy": accuracy, "random_heads": draws, "heads": heads}
-
-
-def many_shot_curves(budget: Budget) -> dict[str, object]:
-    """(1) on the many-shot family, where a few shots are not enough: `lit_tv.shapes.studies.many_shot`'s numbers, once
-    per seed."""
-    return over_seeds(
-        budget.many_shot_seeds,
-        queries=budget.many_shot_queries,
-        iterations=budget.many_shot_iterations,
-        steps=budget.steps,
-        draws=budget.many_shot_draws,
-        **budget.many_shot_options,
-    )
 
 
 # ---- (2) the cross-modal table ---------------------------------------------------------------------------
@@ -238,7 +225,7 @@ def fv_heads(budget: Budget, logdir: Path, seed: int) -> torch.Tensor:
             "--model.init_args.export=null",
         ],
     )
-    cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
+    test_metrics(cli)
     return cli.model.selected_heads[0].cpu()
 
 
@@ -260,12 +247,6 @@ def overlap(mtv: dict[str, torch.Tensor], fv: torch.Tensor) -> dict[str, dict[st
     return {"all tasks": stats(union), **{task: stats(heads) for task, heads in mtv.items()}}
 
 
-def mtv_and_fv_heads(budget: Budget, logdir: Path, seed: int) -> dict[str, Any]:
-    """One seed of the sections that fit MTV: its accuracy by support episodes, its control, the FV heads."""
-    mtv = mtv_vs_iterations(budget, logdir, seed)
-    return {**mtv, "fv": fv_heads(budget, logdir, seed)}
-
-
 # ---- the command -----------------------------------------------------------------------------------------
 
 
@@ -276,12 +257,23 @@ def measure(budget: Budget, logdir: Path) -> tuple[dict[str, Any], dict[str, Any
     def each_seed(section: Callable[[Budget, Path, int], Any], seeds: tuple[int, ...]) -> list[Any]:
         return [section(budget, logdir, seed) for seed in seeds]
 
-    fits = each_seed(mtv_and_fv_heads, budget.fit_seeds)
+    # the sections that fit MTV, per seed: its accuracy by support episodes, its control, the FV heads
+    fits = [
+        {**mtv_vs_iterations(budget, logdir, seed), "fv": fv_heads(budget, logdir, seed)} for seed in budget.fit_seeds
+    ]
     numbers = {
         "icl_vs_shots": by_seed(each_seed(icl_vs_shots, budget.seeds)),
         "mtv_vs_iterations": by_seed([fit["accuracy"] for fit in fits]),
         "mtv_random_heads": [fit["random_heads"] for fit in fits],
-        "many_shot": many_shot_curves(budget),
+        # (1) on the many-shot family, where a few shots are not enough: `lit_tv.shapes.studies.many_shot`'s numbers
+        "many_shot": over_seeds(
+            budget.many_shot_seeds,
+            queries=budget.many_shot_queries,
+            iterations=budget.many_shot_iterations,
+            steps=budget.steps,
+            draws=budget.many_shot_draws,
+            **budget.many_shot_options,
+        ),
         "cross_modal": by_seed(each_seed(cross_modal_table, budget.seeds)),
         "sample_efficiency": by_seed(each_seed(vectors_vs_examples, budget.seeds)),
         "heads_overlap": by_seed([overlap(fit["heads"], fit["fv"]) for fit in fits]),

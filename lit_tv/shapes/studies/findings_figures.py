@@ -201,10 +201,9 @@ def heads_figure(mtv: Sequence[Mapping[str, torch.Tensor]], fv: Sequence[torch.T
     )
 
 
-def save(figure: Figure, name: str, out: Path, writer: SummaryWriter) -> Path:
+def save(figure: Figure, name: str, out: Path, writer: SummaryWriter) -> None:
     """The figure as `<out>/<name>.png` (written atomically) and as TensorBoard figure `findings/<name>`."""
     path = out / f"{name}.png"
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png", dpi=90)
     writer.add_figure(f"findings/{name}", figure, 0)
-    return path

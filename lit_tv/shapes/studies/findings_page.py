@@ -39,18 +39,14 @@ def _seeds(seeds: Sequence[int]) -> str:
     return ", ".join(map(str, seeds))
 
 
-def _of_seeds(values: Sequence[float], seeds: Sequence[int], wanted: Sequence[int]) -> list[float]:
-    """The values of the `wanted` seeds, from a list ordered as `seeds` (to compare sections on common seeds)."""
-    return [values[list(seeds).index(seed)] for seed in wanted]
-
-
 def shapes_toy_section(numbers: dict) -> list[str]:
     """(1) on the shapes toy: ICL by shots, MTV by support episodes, its random heads; what held per seed."""
     icl, mtv, budget = numbers["icl_vs_shots"], numbers["mtv_vs_iterations"], numbers["budget"]
     seeds, fit_seeds = budget["seeds"], budget["fit_seeds"]
     randoms = numbers["mtv_random_heads"]
     most = mtv[list(mtv)[-1]]
-    best_icl = _of_seeds([max(run) for run in zip(*icl.values(), strict=True)], seeds, fit_seeds)
+    best_icl = [max(run) for run in zip(*icl.values(), strict=True)]
+    best_icl = [best_icl[seeds.index(seed)] for seed in fit_seeds]  # compared with MTV on the seeds of its fits
     draws = len(randoms[0])
     return [
         "| setting (mean ± std (min–max) over seeds) | held-out accuracy |",

@@ -60,14 +60,9 @@ def test_metrics(cli: LitTVCLI) -> Mapping[str, float]:
     return cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
 
 
-def tested(config: str, options: list[str]) -> tuple[Mapping[str, float], LitTVCLI]:
-    """`lit-tv test --config configs/shapes/<config> <options>`'s logged metrics, and the run's objects."""
-    cli = build_cli(CONFIGS / config, options)
-    return test_metrics(cli), cli
-
-
 def run_test(config: str, options: list[str]) -> Mapping[str, float]:
-    return tested(config, options)[0]
+    """`lit-tv test --config configs/shapes/<config> <options>`'s logged metrics."""
+    return test_metrics(build_cli(CONFIGS / config, options))
 
 
 def run_task(task: str, overrides: list[str], seed: int = 0) -> dict[str, object]:

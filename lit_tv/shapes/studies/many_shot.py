@@ -93,7 +93,6 @@ def _kept_heads(options: list[str], vector: Path, count: int, draws: int) -> flo
 def accuracy_vs_iterations(
     model: str = MODEL,
     iterations: Sequence[int] = ITERATIONS,
-    tasks: Sequence[str] = TASKS,
     steps: int = 40,
     samples: int = 32,
     queries: int = 150,
@@ -114,7 +113,7 @@ def accuracy_vs_iterations(
     _, shots = context_shots(model)
     per_task: dict[str, dict[str, list[float]]] = {}
     zero_shot, random_heads = [], []  # random_heads: per task, every draw's accuracy
-    for task in tasks:
+    for task in TASKS:
         data = {"tasks": f"[{task}]", "test_size": queries}
         options = [
             *_run(model, seed, **data, shots=shots, train_size=REINFORCE_QUERIES),
@@ -139,7 +138,7 @@ def accuracy_vs_iterations(
         zero_shot.append(_accuracy(ICL_CONFIG, _run(model, seed, **data, test_shots=0)))
 
     def mean(curve: str) -> list[float]:
-        return [sum(by[curve][i] for by in per_task.values()) / len(tasks) for i in range(len(iterations))]
+        return [sum(by[curve][i] for by in per_task.values()) / len(TASKS) for i in range(len(iterations))]
 
     return {
         "iterations": iterations,
@@ -149,8 +148,8 @@ def accuracy_vs_iterations(
         "shots_per_iteration": shots,
         "reinforce_queries": REINFORCE_QUERIES,
         "steps": steps,
-        "zero_shot": sum(zero_shot) / len(tasks),
-        "random_heads": [sum(draws) / len(tasks) for draws in zip(*random_heads, strict=True)],
+        "zero_shot": sum(zero_shot) / len(TASKS),
+        "random_heads": [sum(draws) / len(TASKS) for draws in zip(*random_heads, strict=True)],
     }
 
 
