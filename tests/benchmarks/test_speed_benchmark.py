@@ -22,7 +22,8 @@ from lit_tv.testing.zoo import BENCHMARK_MODELS
 
 ROOT = REPO
 # what a stock CUDA PyTorch + transformers + lightning image holds (and the standard library)
-STOCK = {"torch", "transformers", "lightning", "torchmetrics", "safetensors", "tokenizers", "PIL", "numpy"}
+# the GPU image's packages lit_tv imports (.library/device/KINDS.md lists filelock there: torch needs it)
+STOCK = {"torch", "transformers", "lightning", "torchmetrics", "safetensors", "tokenizers", "PIL", "numpy", "filelock"}
 
 
 def checkout_with_venv(tmp_path: Path) -> tuple[Path, dict[str, str]]:
