@@ -21,8 +21,7 @@ from lit_tv.model.vlm import FrozenVLM
 from lit_tv.testing.zoo import BENCHMARK_MODELS
 
 ROOT = REPO
-# what a stock CUDA PyTorch + transformers + lightning image holds (and the standard library)
-# the GPU image's packages lit_tv imports (.library/device/KINDS.md lists filelock there: torch needs it)
+# what a stock CUDA PyTorch + transformers + lightning image holds (and the standard library; filelock: torch needs it)
 STOCK = {"torch", "transformers", "lightning", "torchmetrics", "safetensors", "tokenizers", "PIL", "numpy", "filelock"}
 
 
