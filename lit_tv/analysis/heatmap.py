@@ -6,7 +6,7 @@ and the heads a method selected marked, so a reader sees at a glance where a tas
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -62,26 +62,18 @@ def head_heatmap(
     return figure
 
 
-def layer_curve(
-    curves: Sequence[float] | Mapping[str, Sequence[float]],
-    title: str,
-    best: int | None = None,
-    ylabel: str = "accuracy",
-    top: float = 1.02,
-) -> Figure:
-    """Values per layer as a line (or one named line per entry of a mapping), the chosen layer (`best`) marked."""
+def layer_curve(values: Sequence[float], title: str, best: int | None = None) -> Figure:
+    """One accuracy per layer as a line, the chosen layer (`best`) marked."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(5, 3.5))
     axes = figure.add_subplot()
-    for name, values in curves.items() if isinstance(curves, Mapping) else [(None, curves)]:
-        axes.plot(range(len(values)), list(values), marker="o", label=name)
+    axes.plot(range(len(values)), list(values), marker="o")
     if best is not None:
         axes.axvline(best, color="red", linestyle="--", label=f"chosen layer {best}")
-    if best is not None or isinstance(curves, Mapping):
         axes.legend()
-    axes.set(xlabel="layer", ylabel=ylabel, title=title, ylim=(0, top))
+    axes.set(xlabel="layer", ylabel="accuracy", title=title, ylim=(0, 1.02))
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     figure.tight_layout()
     return figure

@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from lit_tv.analysis.heatmap import layer_curve
 from lit_tv.model.vlm import FrozenVLM
 
 
@@ -24,5 +24,12 @@ def token_set_mass(vlm: FrozenVLM, hidden: torch.Tensor, sets: Mapping[str, Sequ
 
 def evolution_figure(mass: torch.Tensor, names: Sequence[str], title: str) -> Figure:
     """One line per token set over layers, from `mass` `[layers, sets]`."""
-    lines = {name: mass[:, column].tolist() for column, name in enumerate(names)}
-    return layer_curve(lines, title, ylabel="logit-lens probability", top=1)
+    figure = Figure(figsize=(5, 3.5))
+    axes = figure.add_subplot()
+    for column, name in enumerate(names):
+        axes.plot(range(mass.shape[0]), mass[:, column].tolist(), marker="o", label=name)
+    axes.set(xlabel="layer", ylabel="logit-lens probability", title=title, ylim=(0, 1))
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.legend()
+    figure.tight_layout()
+    return figure
