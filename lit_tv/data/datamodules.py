@@ -16,7 +16,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 from torchmetrics import Metric
 
-from lit_tv.data.loaders import episode_loader
+from lit_tv.data.loaders import EpisodeLoader, GlobalBatchSampler
 from lit_tv.data.pool import Pool, seeded_random
 from lit_tv.data.records import DataError, DataIssues, Record, Split
 from lit_tv.episodes import Episode, Example
@@ -196,8 +196,12 @@ class EpisodeDataModule(L.LightningDataModule):
             self.episodes(role)  # choose and check everything now
 
     def _loader(self, episodes: list[Episode], training: bool) -> DataLoader[list[Episode]]:
+        """Batches of Episode lists (shuffled in training); under DDP each rank gets its slice of every global batch."""
         size = self.batch_size if training else self.eval_batch_size
-        return episode_loader(episodes, size, self.trainer, seed=self.seed, training=training)
+        world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
+        sampler = GlobalBatchSampler(len(episodes), size, rank, world_size, self.seed, training)
+        # a list is a map-style dataset (torch's stubs type the argument as Dataset)
+        return EpisodeLoader(list(episodes), batch_size=-(-size // world_size), sampler=sampler, collate_fn=list)  # type: ignore[arg-type]
 
     def train_dataloader(self) -> DataLoader[list[Episode]]:
         return self._loader(self.train_queries(), training=True)

@@ -9,14 +9,11 @@ on with the next query of the same order (not the epoch's first).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
-
-from lit_tv.episodes import Episode
 
 
 class GlobalBatchSampler(DistributedSampler):
@@ -73,20 +70,10 @@ class EpisodeLoader(DataLoader):
     """A DataLoader whose position in the epoch goes into checkpoints (Lightning saves loaders with a
     state_dict), so a fit resumed mid-epoch sees the queries the uninterrupted fit would have seen."""
 
-    sampler: GlobalBatchSampler  # always (episode_loader)
+    sampler: GlobalBatchSampler  # always (EpisodeDataModule's loaders)
 
     def state_dict(self) -> dict[str, Any]:
         return self.sampler.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.sampler.load_state_dict(state)
-
-
-def episode_loader(
-    episodes: Sequence[Episode], batch_size: int, trainer: L.Trainer | None, seed: int, training: bool
-) -> DataLoader:
-    """Batches of Episode lists (shuffled in training); under DDP each rank gets its slice of every global batch."""
-    world_size, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-    sampler = GlobalBatchSampler(len(episodes), batch_size, rank, world_size, seed, training)
-    # a list is a map-style dataset (torch's stubs type the argument as Dataset)
-    return EpisodeLoader(list(episodes), batch_size=-(-batch_size // world_size), sampler=sampler, collate_fn=list)  # type: ignore[arg-type]

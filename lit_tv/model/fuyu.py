@@ -97,12 +97,7 @@ def build_fuyu_inputs(
         ids, row_patches = _row_ids(processor, layout, text, row_images)
         rows.append(ids)
         patches += row_patches
-    length = max(len(ids) for ids in rows)
-    pad = processor.tokenizer.pad_token_id
-    data = {
-        "input_ids": torch.tensor([[pad] * (length - len(ids)) + ids for ids in rows]),
-        "attention_mask": torch.tensor([[0] * (length - len(ids)) + [1] * len(ids) for ids in rows]),
-    }
+    data = dict(processor.tokenizer.pad({"input_ids": rows}, padding_side="left", return_tensors="pt"))
     if patches:
         data["pixel_values"] = torch.cat(patches)
     return BatchFeature(data)
