@@ -74,7 +74,8 @@ class MTV(FrozenVLMMethod):
     scores_per_seed = False
     vector_kind = HeadVector
     vector_method = "mtv"
-    # buffers, registered in configure_model
+    # the parameter and buffers, registered in configure_model
+    theta: nn.Parameter
     mean_activations: torch.Tensor
     selected_heads: torch.Tensor
     heads_chosen: torch.Tensor
@@ -114,7 +115,6 @@ class MTV(FrozenVLMMethod):
                 "so no head would be kept; give a threshold in [0, 1)"
             )
         self.read_task_vector(task_vector)
-        self.theta: nn.Parameter | None = None
         # Head masks come from a generator of their own, seeded when the run starts (`setup`) and saved in
         # every checkpoint: a resumed fit draws the masks the uninterrupted fit would have drawn.
         self.mask_generator = torch.Generator()
@@ -134,7 +134,7 @@ class MTV(FrozenVLMMethod):
 
     def configure_model(self) -> None:
         super().configure_model()
-        if self.theta is not None:
+        if hasattr(self, "theta"):
             return
         layout = self.vlm.layout
         shape = (layout.num_layers, layout.num_heads)
@@ -192,7 +192,6 @@ class MTV(FrozenVLMMethod):
         require_finite(self.mean_activations, "mean_activations", "this fit")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        assert self.theta is not None  # created in configure_model
         return torch.optim.Adam([self.theta], lr=self.hparams.learning_rate)
 
     def _losses(self, query: Episode, masks: torch.Tensor) -> torch.Tensor:
@@ -217,7 +216,6 @@ class MTV(FrozenVLMMethod):
 
     def training_step(self, batch: list[Episode], batch_idx: int) -> torch.Tensor:
         self.heads_chosen.fill_(False)  # theta moves on: heads chosen before (a resumed final checkpoint) are stale
-        assert self.theta is not None  # created in configure_model
         sampling = sampling_probabilities(self.theta)
         masks = self._sample_masks(sampling, self.hparams.samples)
         losses = torch.stack([self._losses(query, masks) for query in batch]).mean(0)
@@ -264,7 +262,6 @@ class MTV(FrozenVLMMethod):
     def _choose_heads(self) -> None:
         heads = self.select_heads()
         if not heads.any():
-            assert self.theta is not None, "heads are chosen after a fit"
             raise ValueError(
                 f"selection {self.hparams.selection!r} (model.init_args.threshold={self.hparams.threshold}) kept no "
                 f"head: the largest sigmoid(theta) is {torch.sigmoid(self.theta).max():.3f}; fit again with a lower "
@@ -292,7 +289,6 @@ class MTV(FrozenVLMMethod):
         """sigmoid(theta) as a layer x head heatmap on a fixed 0..1 scale, the final heads boxed once chosen."""
         if not isinstance(self.logger, TensorBoardLogger) or self.global_rank != 0:
             return
-        assert self.theta is not None  # created in configure_model
         figure = head_heatmap(
             torch.sigmoid(self.theta),
             f"MTV head probabilities, step {self.global_step}",
@@ -306,7 +302,6 @@ class MTV(FrozenVLMMethod):
     def select_heads(self) -> torch.Tensor:
         """The final head set: best of sampled masks (optionally only among likely heads) on the first
         `selection_queries` training queries (the reference's train[:50]), or a threshold."""
-        assert self.theta is not None  # created in configure_model
         probabilities = torch.sigmoid(self.theta)
         if self.hparams.selection == "threshold":
             return probabilities > self.hparams.threshold
@@ -321,7 +316,6 @@ class MTV(FrozenVLMMethod):
     def task_vector(self, heads: torch.Tensor | None = None) -> HeadVector:
         """The means, theta and selected heads (`heads`: another head set, e.g. a random-heads draw) as the vector
         that test patches with and fit exports; built from the buffers, which the checkpoints hold."""
-        assert self.theta is not None  # created in configure_model
         return HeadVector(
             means=self.mean_activations.float(),
             theta=self.theta.detach().float(),
