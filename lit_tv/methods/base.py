@@ -210,6 +210,8 @@ class FrozenVLMMethod(L.LightningModule):
         self.accuracy = nn.ModuleDict({key: make_metric() for key in keys})
         self.accuracy.to(self.device)
 
+    on_validation_start = on_test_start = _start_scoring
+
     def _log_spread_over_seeds(self, stage: str) -> None:
         """Mean and standard deviation of the per-seed accuracies (the cross-modal paper reports both)."""
         values = [
@@ -253,12 +255,6 @@ class FrozenVLMMethod(L.LightningModule):
                 sync_dist=True,
                 batch_size=len(batch),
             )
-
-    def on_validation_start(self) -> None:
-        self._start_scoring()
-
-    def on_test_start(self) -> None:
-        self._start_scoring()
 
     def test_summary(self, task: str) -> dict[str, object]:
         """Extra columns of the end-of-test table for one task ("all" = every task): e.g. heads used, layer."""
