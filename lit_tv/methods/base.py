@@ -202,12 +202,12 @@ class FrozenVLMMethod(L.LightningModule):
 
     def _start_scoring(self) -> None:
         """One metric overall, one per task and (over several data seeds) one per seed; the DataModule may name
-        its metric (default ExactMatch)."""
+        its metric (default ExactMatch), which MTV's random-heads control scores with too."""
         data = datamodule_of(self.trainer)
-        make_metric = getattr(data, "metric", ExactMatch)
+        self.make_metric = getattr(data, "metric", ExactMatch)
         seeds = self.data_seeds
         keys = ("all", *getattr(data, "tasks", ()), *(_seed_key(seed) for seed in seeds if len(seeds) > 1))
-        self.accuracy = nn.ModuleDict({key: make_metric() for key in keys})
+        self.accuracy = nn.ModuleDict({key: self.make_metric() for key in keys})
         self.accuracy.to(self.device)
 
     on_validation_start = on_test_start = _start_scoring

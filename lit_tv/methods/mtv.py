@@ -29,7 +29,6 @@ from lit_tv.methods.base import FrozenVLMMethod
 from lit_tv.methods.checkpoints import checkpoint_folders
 from lit_tv.methods.random_heads import RandomHeadsControl, answers_over_one_prefix
 from lit_tv.methods.reinforce import reinforce_surrogate, sampling_probabilities
-from lit_tv.metrics import ExactMatch
 from lit_tv.model.loading import SHAPES_TOY, VLMOptions
 from lit_tv.options import require_at_least
 from lit_tv.vectors.file import require_finite
@@ -345,11 +344,9 @@ class MTV(FrozenVLMMethod):
             )
         self.random_control = None
         if self.hparams.test_heads == "random":
-            data = datamodule_of(self.trainer)
-            make_metric = getattr(data, "metric", ExactMatch)
-            tasks = tuple(getattr(data, "tasks", ()))
+            tasks = tuple(getattr(datamodule_of(self.trainer), "tasks", ()))
             control = RandomHeadsControl(
-                self.selected_heads, self.hparams.random_draws, self.run_seed, tasks, make_metric
+                self.selected_heads, self.hparams.random_draws, self.run_seed, tasks, self.make_metric
             )
             self.random_control = control.to(self.device)
 
