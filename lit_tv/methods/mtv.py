@@ -275,10 +275,7 @@ class MTV(FrozenVLMMethod):
         if isinstance(self.logger, TensorBoardLogger) and self.global_rank == 0:
             self.logger.experiment.add_scalar("heads/selected", int(self.selected_heads.sum()), self.global_step)
         self.export()
-        self._save_final_checkpoints()
-
-    def _save_final_checkpoints(self) -> None:
-        """Rewrite each `last.ckpt`: ModelCheckpoint saved it during the last step, before the heads were chosen."""
+        # rewrite each `last.ckpt`: ModelCheckpoint saved it during the last step, before the heads were chosen
         for callback in checkpoint_folders(self.trainer):
             if callback.save_last and callback.dirpath:
                 name = f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
