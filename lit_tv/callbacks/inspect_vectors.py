@@ -219,14 +219,10 @@ class InspectVectors(Callback):
             task_specs = sorted(spec for t, spec in means if t == task)
             for first, second in combinations(task_specs, 2):
                 results[f"{_name(task)}/{first}_vs_{second}"] = cosine_by_layer(means[task, first], means[task, second])
-        own = pl_module.vectors_of_seed()
-        for task, reference in self.reference_vectors().items():
-            if task in own:
-                results[f"{_name(task)}/vs_reference"] = cosine_by_layer(own[task], reference.to(vectors))
+        if self.reference is not None:
+            own = pl_module.vectors_of_seed()
+            reference = cast(ResidualVector, load(self.reference, ResidualVector))  # load checks the kind
+            for task, vector in zip(reference.tasks, reference.vectors, strict=True):
+                if task in own:
+                    results[f"{_name(task)}/vs_reference"] = cosine_by_layer(own[task], vector.to(vectors))
         return results
-
-    def reference_vectors(self) -> dict[str, torch.Tensor]:
-        if self.reference is None:
-            return {}
-        reference = cast(ResidualVector, load(self.reference, ResidualVector))  # load checks the kind
-        return dict(zip(reference.tasks, reference.vectors, strict=True))

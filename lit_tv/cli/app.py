@@ -209,32 +209,18 @@ class LitTVCLI(LightningCLI):
             )
         self._check_ckpt_path()
 
-    def before_validate(self) -> None:
-        self._check_ckpt_path()
+    before_validate = before_test = before_predict = _check_ckpt_path
 
-    def before_test(self) -> None:
-        self._check_ckpt_path()
-
-    def before_predict(self) -> None:
-        self._check_ckpt_path()
-
-    def _require_queries(self, batches: list[int | float], split: str) -> None:
+    def _require_queries(self) -> None:
         """A run that scored nothing must not end as if it had: Lightning skips an empty loop without a word."""
-        if not sum(batches):
+        split = "val" if self.subcommand == "validate" else self.subcommand
+        if not sum(getattr(self.trainer, f"num_{split}_batches")):
             raise ValueError(
                 f"lit-tv {self.subcommand} scored no query: the {split} split is empty (data.init_args.{split}_size "
-                f"is 0, trainer.limit_{'val' if split == 'val' else split}_batches is 0, or every record was "
-                "skipped): nothing to report"
+                f"is 0, trainer.limit_{split}_batches is 0, or every record was skipped): nothing to report"
             )
 
-    def after_validate(self) -> None:
-        self._require_queries(self.trainer.num_val_batches, "val")
-
-    def after_test(self) -> None:
-        self._require_queries(self.trainer.num_test_batches, "test")
-
-    def after_predict(self) -> None:
-        self._require_queries(self.trainer.num_predict_batches, "predict")
+    after_validate = after_test = after_predict = _require_queries
 
 
 def saved_when_stopped(trainer: Trainer, subcommand: str) -> str:

@@ -57,7 +57,7 @@ def _stopped(stop: RunInterrupted, cause: BaseException) -> None:
     print(
         f"lit-tv: stopped by {stop}: {stop.saved or 'nothing of this run is complete; run it again'}", file=sys.stderr
     )
-    raise SystemExit(stop.exit_status) from cause
+    raise SystemExit(128 + stop.signum) from cause  # the shell's convention for a process ended by a signal
 
 
 def main(argv: list[str] | None = None) -> None:

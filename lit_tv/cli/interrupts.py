@@ -27,11 +27,6 @@ class RunInterrupted(BaseException):
         self.signum = signum
         self.saved = saved
 
-    @property
-    def exit_status(self) -> int:
-        """The shell's convention for a process ended by a signal."""
-        return 128 + self.signum
-
 
 def _raise(signum: int, frame: FrameType | None) -> None:
     raise RunInterrupted(signum)

@@ -8,17 +8,11 @@ cannot leave its ``last.ckpt`` where a command expects the first one's. The plac
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from jsonargparse import Namespace
 
 PLACEHOLDER = "{tasks}"
-
-
-def tasks_name(tasks: Sequence[str] | None) -> str | None:
-    """What ``{tasks}`` becomes (None: the run names no tasks)."""
-    return None if tasks is None else "+".join(tasks)
 
 
 def fill_tasks(value: Any, tasks: str | None) -> Any:
@@ -43,4 +37,5 @@ def fill_tasks(value: Any, tasks: str | None) -> Any:
 
 def name_task_folders(config: Namespace) -> None:
     """Replace ``{tasks}`` in every string option of a parsed run config by the run's tasks."""
-    fill_tasks(config, tasks_name(config.get("data.init_args.tasks")))
+    tasks = config.get("data.init_args.tasks")  # None: the run names no tasks
+    fill_tasks(config, None if tasks is None else "+".join(tasks))

@@ -202,13 +202,15 @@ class FrozenVLMMethod(L.LightningModule):
 
     def _start_scoring(self) -> None:
         """One metric overall, one per task and (over several data seeds) one per seed; the DataModule may name
-        its metric (default ExactMatch)."""
+        its metric (default ExactMatch), which MTV's random-heads control scores with too."""
         data = datamodule_of(self.trainer)
-        make_metric = getattr(data, "metric", ExactMatch)
+        self.make_metric = getattr(data, "metric", ExactMatch)
         seeds = self.data_seeds
         keys = ("all", *getattr(data, "tasks", ()), *(_seed_key(seed) for seed in seeds if len(seeds) > 1))
-        self.accuracy = nn.ModuleDict({key: make_metric() for key in keys})
+        self.accuracy = nn.ModuleDict({key: self.make_metric() for key in keys})
         self.accuracy.to(self.device)
+
+    on_validation_start = on_test_start = _start_scoring
 
     def _log_spread_over_seeds(self, stage: str) -> None:
         """Mean and standard deviation of the per-seed accuracies (the cross-modal paper reports both)."""
@@ -253,12 +255,6 @@ class FrozenVLMMethod(L.LightningModule):
                 sync_dist=True,
                 batch_size=len(batch),
             )
-
-    def on_validation_start(self) -> None:
-        self._start_scoring()
-
-    def on_test_start(self) -> None:
-        self._start_scoring()
 
     def test_summary(self, task: str) -> dict[str, object]:
         """Extra columns of the end-of-test table for one task ("all" = every task): e.g. heads used, layer."""

@@ -29,7 +29,6 @@ from lit_tv.methods.base import FrozenVLMMethod
 from lit_tv.methods.checkpoints import checkpoint_folders
 from lit_tv.methods.random_heads import RandomHeadsControl, answers_over_one_prefix
 from lit_tv.methods.reinforce import reinforce_surrogate, sampling_probabilities
-from lit_tv.metrics import ExactMatch
 from lit_tv.model.loading import SHAPES_TOY, VLMOptions
 from lit_tv.options import require_at_least
 from lit_tv.vectors.file import require_finite
@@ -74,7 +73,8 @@ class MTV(FrozenVLMMethod):
     scores_per_seed = False
     vector_kind = HeadVector
     vector_method = "mtv"
-    # buffers, registered in configure_model
+    # the parameter and buffers, registered in configure_model
+    theta: nn.Parameter
     mean_activations: torch.Tensor
     selected_heads: torch.Tensor
     heads_chosen: torch.Tensor
@@ -114,7 +114,6 @@ class MTV(FrozenVLMMethod):
                 "so no head would be kept; give a threshold in [0, 1)"
             )
         self.read_task_vector(task_vector)
-        self.theta: nn.Parameter | None = None
         # Head masks come from a generator of their own, seeded when the run starts (`setup`) and saved in
         # every checkpoint: a resumed fit draws the masks the uninterrupted fit would have drawn.
         self.mask_generator = torch.Generator()
@@ -134,7 +133,7 @@ class MTV(FrozenVLMMethod):
 
     def configure_model(self) -> None:
         super().configure_model()
-        if self.theta is not None:
+        if hasattr(self, "theta"):
             return
         layout = self.vlm.layout
         shape = (layout.num_layers, layout.num_heads)
@@ -192,7 +191,6 @@ class MTV(FrozenVLMMethod):
         require_finite(self.mean_activations, "mean_activations", "this fit")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        assert self.theta is not None  # created in configure_model
         return torch.optim.Adam([self.theta], lr=self.hparams.learning_rate)
 
     def _losses(self, query: Episode, masks: torch.Tensor) -> torch.Tensor:
@@ -217,7 +215,6 @@ class MTV(FrozenVLMMethod):
 
     def training_step(self, batch: list[Episode], batch_idx: int) -> torch.Tensor:
         self.heads_chosen.fill_(False)  # theta moves on: heads chosen before (a resumed final checkpoint) are stale
-        assert self.theta is not None  # created in configure_model
         sampling = sampling_probabilities(self.theta)
         masks = self._sample_masks(sampling, self.hparams.samples)
         losses = torch.stack([self._losses(query, masks) for query in batch]).mean(0)
@@ -264,7 +261,6 @@ class MTV(FrozenVLMMethod):
     def _choose_heads(self) -> None:
         heads = self.select_heads()
         if not heads.any():
-            assert self.theta is not None, "heads are chosen after a fit"
             raise ValueError(
                 f"selection {self.hparams.selection!r} (model.init_args.threshold={self.hparams.threshold}) kept no "
                 f"head: the largest sigmoid(theta) is {torch.sigmoid(self.theta).max():.3f}; fit again with a lower "
@@ -279,10 +275,7 @@ class MTV(FrozenVLMMethod):
         if isinstance(self.logger, TensorBoardLogger) and self.global_rank == 0:
             self.logger.experiment.add_scalar("heads/selected", int(self.selected_heads.sum()), self.global_step)
         self.export()
-        self._save_final_checkpoints()
-
-    def _save_final_checkpoints(self) -> None:
-        """Rewrite each `last.ckpt`: ModelCheckpoint saved it during the last step, before the heads were chosen."""
+        # rewrite each `last.ckpt`: ModelCheckpoint saved it during the last step, before the heads were chosen
         for callback in checkpoint_folders(self.trainer):
             if callback.save_last and callback.dirpath:
                 name = f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
@@ -292,7 +285,6 @@ class MTV(FrozenVLMMethod):
         """sigmoid(theta) as a layer x head heatmap on a fixed 0..1 scale, the final heads boxed once chosen."""
         if not isinstance(self.logger, TensorBoardLogger) or self.global_rank != 0:
             return
-        assert self.theta is not None  # created in configure_model
         figure = head_heatmap(
             torch.sigmoid(self.theta),
             f"MTV head probabilities, step {self.global_step}",
@@ -306,7 +298,6 @@ class MTV(FrozenVLMMethod):
     def select_heads(self) -> torch.Tensor:
         """The final head set: best of sampled masks (optionally only among likely heads) on the first
         `selection_queries` training queries (the reference's train[:50]), or a threshold."""
-        assert self.theta is not None  # created in configure_model
         probabilities = torch.sigmoid(self.theta)
         if self.hparams.selection == "threshold":
             return probabilities > self.hparams.threshold
@@ -321,7 +312,6 @@ class MTV(FrozenVLMMethod):
     def task_vector(self, heads: torch.Tensor | None = None) -> HeadVector:
         """The means, theta and selected heads (`heads`: another head set, e.g. a random-heads draw) as the vector
         that test patches with and fit exports; built from the buffers, which the checkpoints hold."""
-        assert self.theta is not None  # created in configure_model
         return HeadVector(
             means=self.mean_activations.float(),
             theta=self.theta.detach().float(),
@@ -351,11 +341,9 @@ class MTV(FrozenVLMMethod):
             )
         self.random_control = None
         if self.hparams.test_heads == "random":
-            data = datamodule_of(self.trainer)
-            make_metric = getattr(data, "metric", ExactMatch)
-            tasks = tuple(getattr(data, "tasks", ()))
+            tasks = tuple(getattr(datamodule_of(self.trainer), "tasks", ()))
             control = RandomHeadsControl(
-                self.selected_heads, self.hparams.random_draws, self.run_seed, tasks, make_metric
+                self.selected_heads, self.hparams.random_draws, self.run_seed, tasks, self.make_metric
             )
             self.random_control = control.to(self.device)
 
