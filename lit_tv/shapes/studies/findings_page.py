@@ -16,10 +16,10 @@ from pathlib import Path
 
 from lit_tv.files import write_atomic
 from lit_tv.shapes.studies.findings_figures import CONTEXT_SHOTS, VECTOR_NAMES, markdown_table
-from lit_tv.shapes.studies.many_shot import claims
+from lit_tv.shapes.studies.many_shot import cell, claims
 from lit_tv.shapes.studies.many_shot import table as many_shot_table
 from lit_tv.shapes.world import MANY_SHOT_DISTRACTORS
-from lit_tv.spread import format_spread, on_seeds
+from lit_tv.spread import on_seeds
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
 NUMBERS = DOCS / "figures" / "findings.json"
@@ -29,10 +29,6 @@ DURATION = (
     "prefix per query; 17 min before that change at load 1-3, 49 min at load 3-10); findings.json and the "
     "figures came out byte for byte as before it"
 )
-
-
-def _cell(values: Sequence[float]) -> str:
-    return format_spread(values, digits=2)
 
 
 def _seeds(seeds: Sequence[int]) -> str:
@@ -51,16 +47,13 @@ def shapes_toy_section(numbers: dict) -> list[str]:
     return [
         "| setting (mean ± std (min–max) over seeds) | held-out accuracy |",
         "|---|---|",
+        *(f"| ICL, {k} shot{'s' * (k != '1')} (seeds {_seeds(seeds)}) | {cell(values)} |" for k, values in icl.items()),
         *(
-            f"| ICL, {k} shot{'s' * (k != '1')} (seeds {_seeds(seeds)}) | {_cell(values)} |"
-            for k, values in icl.items()
-        ),
-        *(
-            f"| MTV, means over {n} episode{'s' * (n != '1')} (seeds {_seeds(fit_seeds)}) | {_cell(values)} |"
+            f"| MTV, means over {n} episode{'s' * (n != '1')} (seeds {_seeds(fit_seeds)}) | {cell(values)} |"
             for n, values in mtv.items()
         ),
         f"| MTV, as many heads at random ({draws} draws per seed, {list(mtv)[-1]} episodes) | "
-        f"{_cell([draw for run in randoms for draw in run])} |",
+        f"{cell([draw for run in randoms for draw in run])} |",
         "",
         f"- 1 shot beats 0 shots on {on_seeds([one > zero for zero, one in zip(icl['0'], icl['1'], strict=True)])}."
         if "1" in icl
@@ -109,10 +102,10 @@ def efficiency_section(efficiency: dict, instruction: Sequence[float]) -> list[s
         "| text examples per task | " + " | ".join(exemplars) + " |",
         "|---" * (len(exemplars) + 1) + "|",
         *(
-            f"| {VECTOR_NAMES[source]} | " + " | ".join(_cell(v) for v in curve.values()) + " |"
+            f"| {VECTOR_NAMES[source]} | " + " | ".join(cell(v) for v in curve.values()) + " |"
             for source, curve in efficiency.items()
         ),
-        f"| instruction vector alone (no examples) | {_cell(instruction)} |" + " |" * (len(exemplars) - 1),
+        f"| instruction vector alone (no examples) | {cell(instruction)} |" + " |" * (len(exemplars) - 1),
         "",
         "With one example the vector is read from a 0-shot prompt (the example is the prompt's query). The ensemble "
         f"scores above the exemplar vector ({per_k}); the instruction vector alone, which needs no examples, is above "
@@ -125,12 +118,12 @@ def heads_section(heads: dict) -> list[str]:
     union = heads["all tasks"]
     below = on_seeds([b < c for b, c in zip(union["both"], union["chance"], strict=True)])
     return [
-        f"Over the three tasks' fits MTV selects {_cell(union['mtv'])} heads per seed; Function Vectors use "
-        f"{_cell(union['fv'])} (top AIE, shared by the tasks). They share {_cell(union['both'])} (Jaccard "
-        f"{_cell(union['jaccard'])}), against {_cell(union['chance'])} that random head sets of these sizes share on "
+        f"Over the three tasks' fits MTV selects {cell(union['mtv'])} heads per seed; Function Vectors use "
+        f"{cell(union['fv'])} (top AIE, shared by the tasks). They share {cell(union['both'])} (Jaccard "
+        f"{cell(union['jaccard'])}), against {cell(union['chance'])} that random head sets of these sizes share on "
         f"average: fewer than chance on {below}. Per task, heads in both of MTV's: "
         + ", ".join(
-            f"{task} {_cell(row['both'])} of {_cell(row['mtv'])}" for task, row in heads.items() if task != "all tasks"
+            f"{task} {cell(row['both'])} of {cell(row['mtv'])}" for task, row in heads.items() if task != "all tasks"
         )
         + "."
     ]

@@ -162,7 +162,8 @@ def over_seeds(seeds: Sequence[int] = SEEDS, model: str = MODEL, queries: int = 
     }
 
 
-def _cell(values: Sequence[float]) -> str:
+def cell(values: Sequence[float]) -> str:
+    """A table cell: mean ± std (min–max) to two digits."""
     return format_spread(values, digits=2)
 
 
@@ -171,20 +172,20 @@ def table(result: dict) -> str:
     over the seeds; the random heads over every draw of every seed."""
     icl, mtv = result["icl"], result["mtv"]
     last, draws = mtv[0]["iterations"][-1], len(mtv[0]["random_heads"])
-    rows = [f"| 0-shot | {_cell([run['zero_shot'] for run in mtv])} | |"]
+    rows = [f"| 0-shot | {cell([run['zero_shot'] for run in mtv])} | |"]
     rows += [
-        f"| ICL, {k} image shot{'s' * (k != 1)} | {_cell([run['accuracy'][i] for run in icl])} | |"
+        f"| ICL, {k} image shot{'s' * (k != 1)} | {cell([run['accuracy'][i] for run in icl])} | |"
         for i, k in enumerate(icl[0]["shots"])
         if k
     ]
     rows += [
         f"| MTV, means over {n} episode{'s' * (n != 1)} of {mtv[0]['shots_per_iteration']} shots | "
-        f"{_cell([run['searched'][i] for run in mtv])} | {_cell([run['fixed_heads'][i] for run in mtv])} |"
+        f"{cell([run['searched'][i] for run in mtv])} | {cell([run['fixed_heads'][i] for run in mtv])} |"
         for i, n in enumerate(mtv[0]["iterations"])
     ]
     randoms = [draw for run in mtv for draw in run["random_heads"]]
     rows.append(
-        f"| MTV, as many heads at random ({draws} draws per task and seed, {last} episodes) | {_cell(randoms)} | |"
+        f"| MTV, as many heads at random ({draws} draws per task and seed, {last} episodes) | {cell(randoms)} | |"
     )
     header = (
         f"| setting (context {icl[0]['context']} tokens; mean ± std (min–max) over seeds "
