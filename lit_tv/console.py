@@ -1,6 +1,6 @@
 """What `lit-tv` prints: the libraries' advertising and per-load bars silenced, a per-task table at the end of test.
 
-`quiet_libraries` is called once by the CLI, the main job and the findings command. It drops only
+`quiet_libraries` is called once by the CLI, the main job, the many-shot and the findings commands. It drops only
 messages that carry no information about the run: Lightning's cloud tips (litlogger / litmodels), its
 note on `weights_only` when saving a checkpoint, its warning that the CLI was built from Python (the
 main job does that on purpose), its internal pytree deprecation warning, torchmetrics' warning that a

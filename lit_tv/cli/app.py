@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -245,8 +244,5 @@ def saved_when_stopped(trainer: Trainer, subcommand: str) -> str:
 
 
 def build_cli(config: Path, overrides: list[str]) -> LitTVCLI:
-    """Objects exactly as `lit-tv <subcommand> --config config ...overrides` would build them (a study's own
-    command-line arguments are not the run's: LightningCLI's warning that both were given does not apply)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        return LitTVCLI(["--config", str(config), *overrides], run=False)
+    """Objects exactly as `lit-tv <subcommand> --config config ...overrides` would build them."""
+    return LitTVCLI(["--config", str(config), *overrides], run=False)

@@ -24,7 +24,7 @@ import transformers
 from transformers import AutoConfig
 
 from lit_tv.cli.app import LitTVCLI, build_cli
-from lit_tv.console import lightning_warnings_only
+from lit_tv.console import lightning_warnings_only, quiet_libraries
 from lit_tv.model.loading import resolve_model_path
 from lit_tv.shapes.studies.main_job import CONFIGS, means_only, quiet_run, run_test, test_metrics
 from lit_tv.shapes.toy import max_image_shots
@@ -228,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the least CPU time on a busy box)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    quiet_libraries()  # a study's own argv beside its runs' args, Lightning's deprecation notes: not the user's
     transformers.utils.logging.disable_progress_bar()
     with lightning_warnings_only():  # one table, not a Trainer banner per run; the levels come back after
         result = over_seeds(args.seeds, args.model, args.queries, steps=args.steps)
