@@ -229,6 +229,21 @@ class FrozenVLMMethod(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_spread_over_seeds("test")
+        self.log_dict(  # the end-of-test table's other columns (heads, layer), for loggers that never see the print
+            {
+                f"test/{column}{'' if key == 'all' else f'/{key}'}": float(value)
+                for key in getattr(self, "accuracy", {})
+                for column, value in self.test_summary(key).items()
+                if isinstance(value, (int, float))
+            }
+        )
+
+    def log_series(self, name: str, values: Iterable[float], step: int | None = None) -> None:
+        """Scalars outside Lightning's per-epoch logging (a value per layer, per draw, at the end of a fit), to every
+        logger the run has (TensorBoard, CSV, ...): at `step`, or one value per step 0, 1, ... when `step` is None."""
+        for index, value in enumerate(values):
+            for logger in self.loggers:
+                logger.log_metrics({name: float(value)}, index if step is None else step)
 
     def _score(self, batch: list[Episode], stage: str) -> None:
         answers = self.answer(batch)
