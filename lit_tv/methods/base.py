@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict
 from pathlib import Path
 from typing import ClassVar, cast
 
 import lightning as L
 from lightning.fabric.utilities.data import AttributeDict
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from torchmetrics import Metric
 
@@ -95,10 +97,24 @@ class FrozenVLMMethod(L.LightningModule):
         if not path or self.global_rank:
             return
         data = datamodule_of(self.trainer)
-        made = {"benchmark": type(data).__name__, "shots": getattr(data, "shots", None)}
+        made = {
+            **self.usage(),
+            "benchmark": type(data).__name__,
+            "shots": getattr(data, "shots", None),
+            "config": {"model": _as_config(self.hparams), "data": _as_config(getattr(data, "hparams", {}))},
+        }
         for target, vector in self.exported_vectors(path).items():
             vector.extra = {**made, **vector.extra}
             vector.with_model(self.vlm.model, self.model_name, self.model_options.revision).save(target, overwrite=True)
+
+    def usage(self) -> dict[str, object]:
+        """How this run prompts and answers, as a vector file records it (`TaskVector.usage`)."""
+        return {
+            "prompt": asdict(self.template),
+            "prompt_wrap": self.model_options.prompt_wrap,
+            "image_placeholder": self.vlm.image_placeholder,
+            "max_new_tokens": self.max_new_tokens,
+        }
 
     @property
     def hparams(self) -> AttributeDict:
@@ -117,6 +133,28 @@ class FrozenVLMMethod(L.LightningModule):
             object.__setattr__(self, "_vlm", vlm)  # bypass nn.Module registration on purpose (see class doc)
             if self.task_vector_file is not None:
                 self.task_vector_file.check_model(vlm.model, self.hparams.allow_other_model)
+                self._compare_usage(self.task_vector_file)
+
+    def _compare_usage(self, vector: TaskVector) -> None:
+        """A vector patched into prompts of another form than it was made with is a different intervention: say
+        which fields differ (the run's options win), or which the file does not record."""
+        if not hasattr(self, "template"):  # configured outside a run (no DataModule): nothing to compare yet
+            return
+        differences = vector.differences(self.usage())
+        if differences:
+            rank_zero_warn(
+                f"{vector.where} was made with another prompt or generation than this run's (file's -> run's): "
+                f"{'; '.join(differences)}; the run's are used"
+            )
+        unknown = [
+            name
+            for name in ("prompt", "prompt_wrap", "image_placeholder", "max_new_tokens")
+            if name not in vector.usage
+        ]
+        if unknown:
+            rank_zero_info(
+                f"{vector.where} does not record its {', '.join(unknown)} (exported by an earlier lit_tv): unchecked"
+            )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["lit_tv"] = checkpoint_entry(self, self.vlm.layout.signature(), datamodule_of(self.trainer))
@@ -229,6 +267,21 @@ class FrozenVLMMethod(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_spread_over_seeds("test")
+        self.log_dict(  # the end-of-test table's other columns (heads, layer), for loggers that never see the print
+            {
+                f"test/{column}{'' if key == 'all' else f'/{key}'}": float(value)
+                for key in getattr(self, "accuracy", {})
+                for column, value in self.test_summary(key).items()
+                if isinstance(value, (int, float))
+            }
+        )
+
+    def log_series(self, name: str, values: Iterable[float], step: int | None = None) -> None:
+        """Scalars outside Lightning's per-epoch logging (a value per layer, per draw, at the end of a fit), to every
+        logger the run has (TensorBoard, CSV, ...): at `step`, or one value per step 0, 1, ... when `step` is None."""
+        for index, value in enumerate(values):
+            for logger in self.loggers:
+                logger.log_metrics({name: float(value)}, index if step is None else step)
 
     def _score(self, batch: list[Episode], stage: str) -> None:
         answers = self.answer(batch)
@@ -303,3 +356,10 @@ class FrozenVLMMethod(L.LightningModule):
             {"question": episode.query.text, "images": [str(image) for image in episode.query.images], "answer": answer}
             for episode, answer in zip(batch, answers, strict=True)
         ]
+
+
+def _as_config(hparams: Mapping[str, object]) -> dict[str, object]:
+    """Saved hyper-parameters as a config block (``class_path``, ``init_args``), JSON-safe: what a vector file
+    records of the run that made it (a value JSON cannot hold is written as its text)."""
+    init_args = {key: value for key, value in hparams.items() if not key.startswith("_")}
+    return json.loads(json.dumps({"class_path": hparams.get("_class_path"), "init_args": init_args}, default=str))

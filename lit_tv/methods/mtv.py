@@ -272,8 +272,7 @@ class MTV(FrozenVLMMethod):
 
     def _finish_fit(self) -> None:
         self._log_heatmap()
-        if isinstance(self.logger, TensorBoardLogger) and self.global_rank == 0:
-            self.logger.experiment.add_scalar("heads/selected", int(self.selected_heads.sum()), self.global_step)
+        self.log_series("heads/selected", [int(self.selected_heads.sum())], self.global_step)
         self.export()
         # rewrite each `last.ckpt`: ModelCheckpoint saved it during the last step, before the heads were chosen
         for callback in checkpoint_folders(self.trainer):
@@ -363,6 +362,7 @@ class MTV(FrozenVLMMethod):
         if self.random_control is not None:
             logged = self.random_control.logged(self._selected_accuracy())
             self.log_dict({f"test/random_heads/{key}": value for key, value in logged.items()})
+            self.log_series("test/random_heads/draw_accuracy", self.random_control.accuracies())  # step: the draw
 
     def test_notes(self) -> list[str]:
         control = self.random_control

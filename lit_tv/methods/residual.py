@@ -250,11 +250,10 @@ class ResidualTaskVectors(FrozenVLMMethod):
         accuracy = by_group.mean(0)
         self.layer = int(accuracy.argmax())  # torch.argmax returns the first maximum
         self._print_grid(present, by_group, accuracy)
+        self.log_series("val/accuracy_by_layer", accuracy.tolist())  # step: the layer
+        self.log_series("val/best_layer", [self.layer], self.global_step)
+        self.log_series("val/best_accuracy", [float(accuracy.max())], self.global_step)
         if isinstance(self.logger, TensorBoardLogger) and self.global_rank == 0:
-            for layer, value in enumerate(accuracy.tolist()):
-                self.logger.experiment.add_scalar("val/accuracy_by_layer", value, layer)
-            self.logger.experiment.add_scalar("val/best_layer", self.layer, self.global_step)
-            self.logger.experiment.add_scalar("val/best_accuracy", accuracy.max(), self.global_step)
             self.logger.experiment.add_figure(
                 "val/accuracy_by_layer_plot",
                 layer_curve(accuracy.tolist(), "validation accuracy with the vector at each layer", best=self.layer),

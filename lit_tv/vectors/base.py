@@ -74,6 +74,32 @@ class TaskVector:
     tensor_specs: ClassVar[dict[str, tuple[Dims, torch.dtype]]]
     choices: ClassVar[dict[str, tuple[str, ...]]] = {"policy": PATCH_POLICIES}  # metadata fields of a few values
 
+    USAGE: ClassVar[tuple[str, ...]] = (
+        "prompt",
+        "prompt_wrap",
+        "image_placeholder",
+        "max_new_tokens",
+        "benchmark",
+        "config",
+        "lit_tv_version",
+    )
+
+    @property
+    def usage(self) -> dict[str, object]:
+        """How the vector was made and scored, as the file records it: the prompt template's fields, the chat
+        wrap, the image placeholder, the new tokens, the benchmark (besides `policy`), the run's model and data
+        config blocks and the lit_tv version; a field the file lacks (exported before lit_tv recorded it) is
+        missing here."""
+        return {name: self.extra[name] for name in self.USAGE if name in self.extra}
+
+    def differences(self, run: dict[str, object]) -> list[str]:
+        """Where a run's usage (fields as in `usage`) differs from the file's, as ``field: file's -> run's``;
+        fields the file does not record are not compared."""
+        recorded = self.usage
+        return [
+            f"{key}: {recorded[key]!r} -> {value!r}" for key, value in run.items() if recorded.get(key, value) != value
+        ]
+
     @property
     def where(self) -> str:
         return f"task vector {self.path}" if self.path else "task vector"

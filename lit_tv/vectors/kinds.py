@@ -130,7 +130,7 @@ def load(path: str | Path, kind: type[TaskVector] | None = None) -> TaskVector:
     path = Path(path)
     tensors, raw = load_task_vector(path)
     # every field read below is popped: what is left is the vector's `extra` (provenance)
-    metadata = {key: _decode(value) for key, value in raw.items() if key not in ("checksums", "lit_tv_version")}
+    metadata = {key: _decode(value) for key, value in raw.items() if key != "checksums"}
     found = KINDS.get(str(metadata.get("kind")))
     if found is None:
         raise TaskVectorError(f"{path}: field 'kind' is {metadata.get('kind')!r}, expected one of {sorted(KINDS)}")

@@ -173,6 +173,12 @@ INVENTORY: tuple[Shown, ...] = (
     ),
     Shown("docs/runs.md", "tensorboard --logdir logs", TENSORBOARD, AS_WRITTEN + " with --port: a free one"),
     Shown(
+        "docs/runs.md",
+        "lit-tv test --config configs/shapes/icl.yaml --trainer.logger=lightning.pytorch.loggers.CSVLogger",
+        RUNS + "test_the_csv_logger_command_writes_the_tables_numbers",
+        AS_WRITTEN + ": the CSV file's per-task accuracies equal the printed table's",
+    ),
+    Shown(
         "docs/scaling.md",
         "srun lit-tv test --config configs/shapes/icl.yaml --trainer.strategy ddp --trainer.devices N "
         "--trainer.num_nodes M",

@@ -6,6 +6,7 @@ run writes into this one. `tests/docs/test_doc_command_inventory.py` lists which
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -114,6 +115,20 @@ def test_sourcing_the_environment_puts_its_commands_first_on_path(tmp_path):
     assert "{fit,validate,test,predict}" in done.stdout, done.stdout[-2000:]
     assert re.search(r"^\d+\.\d+", rest[-2], re.MULTILINE), rest  # tensorboard's version
     assert Path(rest[-1]).resolve().is_relative_to(ROOT.resolve()), rest[-1]
+
+
+@pytest.mark.slow
+def test_the_csv_logger_command_writes_the_tables_numbers(tmp_path, monkeypatch, capfd):
+    monkeypatch.chdir(checkout(tmp_path, "configs"))
+    printed = lit_tv(
+        page_command("docs/runs.md", "lit-tv test --config configs/shapes/icl.yaml --trainer.logger"), capfd
+    )
+    (metrics,) = Path("logs/shapes_icl").glob("version_*/metrics.csv")
+    with metrics.open() as file:
+        (row,) = csv.DictReader(file)  # one test: one row
+    for task in ("colour", "shape", "position"):
+        assert float(row[f"test/accuracy/{task}"]) == pytest.approx(task_row(printed, task, 50), abs=5e-4)
+        assert float(row[f"test/queries/{task}"]) == 50
 
 
 def test_tensorboard_serves_a_runs_logged_scalars(tmp_path, monkeypatch, capfd):

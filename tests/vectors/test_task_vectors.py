@@ -11,6 +11,7 @@ from helpers import SHAPES_CONFIGS
 from safetensors.torch import save_file
 from transformers import AutoModelForImageTextToText
 
+from lit_tv import __version__
 from lit_tv.cli.app import build_cli
 from lit_tv.methods.mtv import MTV
 from lit_tv.model.layout import discover_layout
@@ -76,7 +77,7 @@ def last_logits(model, **apply) -> torch.Tensor:
 def test_each_kind_round_trips_and_applies_as_saved(make, toy, tmp_path):
     vector = make(toy)
     loaded = load(vector.save(tmp_path / "vector.safetensors"))
-    assert type(loaded) is type(vector) and loaded.metadata() == vector.metadata()
+    assert type(loaded) is type(vector) and loaded.metadata() == {**vector.metadata(), "lit_tv_version": __version__}
     for name, tensor in vector.tensors().items():
         assert torch.equal(loaded.tensors()[name], tensor), name
     task = vector.tasks[-1]
