@@ -140,17 +140,14 @@ class FrozenVLMMethod(L.LightningModule):
         which fields differ (the run's options win), or which the file does not record."""
         if not hasattr(self, "template"):  # configured outside a run (no DataModule): nothing to compare yet
             return
-        differences = vector.differences(self.usage())
+        run = self.usage()
+        differences = vector.differences(run)
         if differences:
             rank_zero_warn(
                 f"{vector.where} was made with another prompt or generation than this run's (file's -> run's): "
                 f"{'; '.join(differences)}; the run's are used"
             )
-        unknown = [
-            name
-            for name in ("prompt", "prompt_wrap", "image_placeholder", "max_new_tokens")
-            if name not in vector.usage
-        ]
+        unknown = [name for name in run if name not in vector.usage]
         if unknown:
             rank_zero_info(
                 f"{vector.where} does not record its {', '.join(unknown)} (exported by an earlier lit_tv): unchecked"
