@@ -44,6 +44,14 @@ def _answers(raw: list, where: str) -> tuple[str, ...]:
     return (top, *answers)
 
 
+def vqa_template(
+    instruction: str = "", answer_format: str = " {answer}\n", target_token: Literal["word_start", "continuation"] = "word_start"
+) -> PromptTemplate:
+    """The MTV reference's VQA prompt (``<image>{question} Answer:``): the DataModules' and, for a harness's VizWiz or
+    OK-VQA task, the lit_tv model's prompt when no vector says otherwise."""
+    return PromptTemplate(query="{images}{text} Answer:", answer=answer_format, instruction=instruction, target=target_token)
+
+
 class VQADataModule(SplitDataModule):
     """Shared by the VQA loaders: the reference prompt format (with an optional instruction) and VQA accuracy.
 
@@ -69,9 +77,7 @@ class VQADataModule(SplitDataModule):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        self.template = PromptTemplate(
-            query="{images}{text} Answer:", answer=answer_format, instruction=instruction, target=target_token
-        )
+        self.template = vqa_template(instruction, answer_format, target_token)
         self.metric = partial(VQAAccuracy, answer_cut=answer_cut, normalize_references=normalize_references)
 
 

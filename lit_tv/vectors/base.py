@@ -15,6 +15,7 @@ from torch import nn
 
 from lit_tv.interventions.hooks import PATCH_POLICIES, Hookable, PatchPolicy, removed_on_exit
 from lit_tv.model.layout import Layout, discover_layout
+from lit_tv.prompts import PromptTemplate
 from lit_tv.vectors.file import (
     TaskVectorError,
     TaskVectorMismatchError,
@@ -91,6 +92,17 @@ class TaskVector:
         config blocks and the lit_tv version; a field the file lacks (exported before lit_tv recorded it) is
         missing here."""
         return {name: self.extra[name] for name in self.USAGE if name in self.extra}
+
+    def prompt_template(self) -> PromptTemplate | None:
+        """The prompt format the vector was made and scored with, to build prompts from (None: the file is older
+        than the field); a recorded template that does not parse is refused, naming the field."""
+        recorded = self.extra.get("prompt")
+        if recorded is None:
+            return None
+        try:
+            return PromptTemplate(**cast(dict, recorded))
+        except TypeError as error:
+            raise TaskVectorError(f"{self.where}: field 'prompt' is not a prompt template ({error})") from error
 
     def differences(self, run: dict[str, object]) -> list[str]:
         """Where a run's usage (fields as in `usage`) differs from the file's, as ``field: file's -> run's``;
