@@ -3,14 +3,13 @@ layout: the same records give the same episodes, pixels and accuracy; bad tables
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import datasets
 import numpy as np
 import pytest
-from benchmark_fixtures import corrupt_jpeg, write_okvqa, write_vizwiz
+from benchmark_fixtures import corrupt_jpeg, okvqa_rows, vizwiz_rows, write_okvqa, write_table, write_vizwiz
 from datasets.data_files import DataFilesDict
 from datasets.packaged_modules.parquet.parquet import Parquet
 from PIL import Image
@@ -27,12 +26,7 @@ ROLES = ("support", "train", "val", "test")
 HUB_ID = "lit-tv/vizwiz-tiny"
 
 
-@pytest.fixture(autouse=True)
-def datasets_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """`datasets` converts parquet into its cache: the test's own, never the user's."""
-    cache = tmp_path / "hf-datasets-cache"
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
-    return cache
+pytestmark = pytest.mark.usefixtures("datasets_cache")  # the tables' Arrow copies go to the test's own cache
 
 
 def write_rotated_photo(path: Path) -> None:
@@ -42,52 +36,6 @@ def write_rotated_photo(path: Path) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6
     Image.fromarray(pixels).save(path, "JPEG", exif=exif)
-
-
-def vizwiz_rows(root: Path, split: str) -> dict[str, list]:
-    """The official split's records in file order, as the lmms-lab copy holds them (answers: ten strings)."""
-    records = json.loads((root / "Annotations" / f"{split}.json").read_text())
-    names = [record["image"] for record in records]
-    return {
-        "question_id": names,
-        "image": [{"bytes": (root / split / name).read_bytes(), "path": name} for name in names],
-        "question": [record["question"] for record in records],
-        "answers": [[answer["answer"] for answer in record["answers"]] for record in records],
-        "category": ["other" for _ in records],  # columns lit_tv does not read are ignored
-    }
-
-
-def okvqa_rows(root: Path, split: str) -> dict[str, list]:
-    """OK-VQA's questions joined with their annotations, answers as the official objects."""
-    questions = json.loads((root / f"OpenEnded_mscoco_{split}_questions.json").read_text())["questions"]
-    annotations = json.loads((root / f"mscoco_{split}_annotations.json").read_text())["annotations"]
-    answers = {annotation["question_id"]: annotation["answers"] for annotation in annotations}
-    images = [root / split / f"COCO_{split}_{question['image_id']:012d}.jpg" for question in questions]
-    return {
-        "question_id": [question["question_id"] for question in questions],
-        "image": [{"bytes": image.read_bytes(), "path": None} for image in images],
-        "question": [question["question"] for question in questions],
-        "answers": [answers[question["question_id"]] for question in questions],
-        "answer_type": ["other" for _ in questions],
-    }
-
-
-def table(rows: dict[str, list]) -> datasets.Dataset:
-    return datasets.Dataset.from_dict(rows).cast_column("image", datasets.Image())
-
-
-def write_source(rows: dict[str, list], form: str, folder: Path, split: str) -> str:
-    """The table as a user may hold it: one parquet file, `save_to_disk` output, or a folder of parquet files
-    named by split (as a Hub repository names them)."""
-    if form == "parquet":
-        table(rows).to_parquet(str(folder / f"{split}.parquet"))
-        return str(folder / f"{split}.parquet")
-    if form == "save_to_disk":
-        datasets.DatasetDict({split: table(rows)}).save_to_disk(str(folder / split))
-        return str(folder / split)
-    (folder / "repo" / "data").mkdir(parents=True, exist_ok=True)
-    table(rows).to_parquet(str(folder / "repo" / "data" / f"{split}-00000-of-00001.parquet"))
-    return str(folder / "repo")
 
 
 def pixels(image) -> np.ndarray:
@@ -121,7 +69,7 @@ def assert_same_data(official, copied) -> None:
 def test_vizwiz_tables_give_the_official_episodes_pixels_and_accuracy(tmp_path, form):
     root = write_vizwiz(tmp_path / "official")
     write_rotated_photo(root / "val" / "VizWiz_val_00000002.jpg")  # the table must not turn it upright
-    train, test = (write_source(vizwiz_rows(root, split), form, tmp_path, split) for split in ("train", "val"))
+    train, test = (write_table(vizwiz_rows(root, split), form, tmp_path, split) for split in ("train", "val"))
     official = VizWiz(str(root), **SIZES)
     copied = VizWiz(train=train, test=test, **SIZES)
     assert_same_data(official, copied)
@@ -132,14 +80,14 @@ def test_vizwiz_tables_give_the_official_episodes_pixels_and_accuracy(tmp_path, 
 def test_okvqa_tables_give_the_official_episodes_pixels_and_accuracy(tmp_path):
     root = write_okvqa(tmp_path / "official")
     train, test = (
-        write_source(okvqa_rows(root, split), "parquet", tmp_path, split) for split in ("train2014", "val2014")
+        write_table(okvqa_rows(root, split), "parquet", tmp_path, split) for split in ("train2014", "val2014")
     )
     assert_same_data(OKVQA(str(root), **SIZES), OKVQA(train=train, test=test, **SIZES))
 
 
 def test_a_table_for_one_split_and_the_official_layout_for_the_other(tmp_path):
     root = write_vizwiz(tmp_path / "official")
-    test = write_source(vizwiz_rows(root, "val"), "parquet", tmp_path, "val")
+    test = write_table(vizwiz_rows(root, "val"), "parquet", tmp_path, "val")
     mixed = VizWiz(str(root), test=test, **SIZES)
     assert_same_data(VizWiz(str(root), **SIZES), mixed)
     assert all(isinstance(image, Path) for e in mixed.support_episodes() for image in e.images())
@@ -164,7 +112,7 @@ def prefill_hub_cache(cache: Path, repo_id: str, split: str, parquet: str) -> No
 
 def test_a_hub_id_is_read_offline_from_the_local_cache(tmp_path, datasets_cache, monkeypatch):
     root = write_vizwiz(tmp_path / "official")
-    prefill_hub_cache(datasets_cache, HUB_ID, "val", write_source(vizwiz_rows(root, "val"), "parquet", tmp_path, "val"))
+    prefill_hub_cache(datasets_cache, HUB_ID, "val", write_table(vizwiz_rows(root, "val"), "parquet", tmp_path, "val"))
     (tmp_path / "val.parquet").unlink()  # only the cache holds the table now
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -179,7 +127,7 @@ def test_a_table_without_a_column_is_refused_naming_the_column_and_the_file(tmp_
     root = write_vizwiz(tmp_path / "official")
     rows = vizwiz_rows(root, "val")
     del rows["answers"]
-    test = write_source(rows, "parquet", tmp_path, "val")
+    test = write_table(rows, "parquet", tmp_path, "val")
     with pytest.raises(DataError, match=rf"data.init_args.test: {test} has no column 'answers' \(expected"):
         VizWiz(str(root), test=test)
 
@@ -210,7 +158,7 @@ def test_bad_table_options_are_refused_naming_the_option(tmp_path, monkeypatch, 
 def test_an_unreadable_image_in_a_table_is_named_by_its_row_or_skipped(tmp_path):
     root = write_vizwiz(tmp_path / "official")
     corrupt_jpeg(root / "val" / "VizWiz_val_00000001.jpg")
-    test = write_source(vizwiz_rows(root, "val"), "parquet", tmp_path, "val")
+    test = write_table(vizwiz_rows(root, "val"), "parquet", tmp_path, "val")
     with pytest.raises(DataError, match=r"cannot read image .*named by column 'image' of .*val.parquet \(val\) row 1"):
         VizWiz(str(root), test=test, train_size=0, support_size=0).test_queries()
     skipping = VizWiz(str(root), test=test, train_size=0, support_size=0, skip_bad_data=True)
