@@ -3,15 +3,19 @@ layout: the same records give the same episodes, pixels and accuracy; bad tables
 
 from __future__ import annotations
 
+import importlib
+import re
 import shutil
 from pathlib import Path
 
 import datasets
 import numpy as np
 import pytest
+import yaml
 from benchmark_fixtures import corrupt_jpeg, okvqa_rows, vizwiz_rows, write_okvqa, write_table, write_vizwiz
 from datasets.data_files import DataFilesDict
 from datasets.packaged_modules.parquet.parquet import Parquet
+from helpers import REPO
 from PIL import Image
 
 from lit_tv.data.harness_tables import write_vqa_table
@@ -24,6 +28,7 @@ from lit_tv.model.vlm import load_image
 SIZES = {"train_size": 3, "support_size": 3, "val_size": 1, "test_shots": 2}
 ROLES = ("support", "train", "val", "test")
 HUB_ID = "lit-tv/vizwiz-tiny"
+METHODS = REPO / "docs" / "methods.md"
 
 
 pytestmark = pytest.mark.usefixtures("datasets_cache")  # the tables' Arrow copies go to the test's own cache
@@ -105,7 +110,8 @@ def prefill_hub_cache(cache: Path, repo_id: str, split: str, parquet: str) -> No
         data_files=DataFilesDict.from_patterns({split: [parquet]}),
     )
     builder.download_and_prepare()
-    prepared = cache / f"{namespace}___{name}" / "default" / "0.0.0" / "0123456789abcdef"
+    # the builder's name in snake case, as for the Hub's builder: VizWiz-VQA is cached as viz_wiz-vqa
+    prepared = cache / f"{namespace}___{builder.dataset_name}" / "default" / "0.0.0" / "0123456789abcdef"
     prepared.parent.mkdir(parents=True)
     shutil.move(builder.cache_dir, prepared)
 
@@ -188,3 +194,18 @@ def test_write_vqa_table_writes_the_harness_columns_and_reads_back_the_same_quer
     np.testing.assert_array_equal(pixels(teal), np.asarray(drawn))
     with pytest.raises(ValueError, match="example 0 .* holds one image, the example has 0"):
         write_vqa_table(tmp_path / "none.parquet", [Example("text only", (), ("a",))])
+
+
+def test_the_documented_config_reads_lmms_labs_vizwiz_copy_offline(workdir, datasets_cache, monkeypatch):
+    """docs/methods.md's config block as written: the official train split under data/vizwiz, the test split from
+    lmms-lab/VizWiz-VQA, here its cache prefilled with the fixture's val split."""
+    block = re.search(r"```yaml\n(data:\n  class_path: lit_tv.data.vqa.VizWiz\n.*?)```", METHODS.read_text(), re.DOTALL)
+    assert block, "docs/methods.md no longer shows the VizWiz table config"
+    data = yaml.safe_load(block.group(1))["data"]
+    root = write_vizwiz(workdir / data["init_args"]["root"])
+    copy = write_table(vizwiz_rows(root, "val"), "parquet", workdir, "val")
+    prefill_hub_cache(datasets_cache, "lmms-lab/VizWiz-VQA", "val", copy)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    module, name = data["class_path"].rsplit(".", 1)
+    documented = getattr(importlib.import_module(module), name)(**data["init_args"], **SIZES)
+    assert_same_data(VizWiz(str(root), **SIZES), documented)
