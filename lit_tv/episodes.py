@@ -2,13 +2,38 @@
 
 from __future__ import annotations
 
+import io
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from PIL import Image
 
-ImageLike = Image.Image | str | Path
+
+class StoredImage(ABC):
+    """An image file's bytes kept inside a larger file (a row of a table) rather than in a file of its own.
+
+    Read only when a prompt or a check needs it, so a benchmark of thousands of images holds none of them in memory.
+    """
+
+    @abstractmethod
+    def encoded(self) -> bytes:
+        """The image file's bytes (JPEG, PNG, ...), as a file of its own would hold them."""
+
+    def open(self) -> Image.Image:
+        return Image.open(io.BytesIO(self.encoded()))
+
+
+ImageLike = Image.Image | str | Path | StoredImage
+
+
+def open_image(image: str | Path | StoredImage) -> Image.Image:
+    """`PIL.Image.open` of the file or of the stored bytes, not yet decoded: one way to open both, so an image
+    read from a table has the pixels of the same bytes read from a file (no EXIF rotation either way)."""
+    return image.open() if isinstance(image, StoredImage) else Image.open(image)
+
+
 # where a prompt's examples come from: one name for the shapes world and the cross-modal tasks
 Modality = Literal["text", "image", "mixed"]
 

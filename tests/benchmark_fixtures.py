@@ -1,6 +1,7 @@
 """Small copies of each benchmark in its official layout, with generated images, for the loader tests.
 
-Every writer returns the data root to hand to the DataModule. Images are tiny JPEGs in a colour per
+Every writer returns the data root to hand to the DataModule; `write_table` writes an official split's records
+as the harness-format copies hold them (`vizwiz_rows`, `okvqa_rows`). Images are tiny JPEGs in a colour per
 class or record; the files around them follow the official releases field by field.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import datasets
 import numpy as np
 from PIL import Image
 from scipy.io import savemat
@@ -123,6 +125,67 @@ def write_vqa_jsonl(root: Path, train: int = 12, test: int = 6) -> Path:
                 record["answer"] = _colour(index)
             lines.append(json.dumps(record))
         (root / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def vizwiz_rows(root: Path, split: str) -> dict[str, list]:
+    """The official split's records in file order, as the lmms-lab copy holds them (answers: ten strings)."""
+    records = json.loads((root / "Annotations" / f"{split}.json").read_text())
+    names = [record["image"] for record in records]
+    return {
+        "question_id": names,
+        "image": [{"bytes": (root / split / name).read_bytes(), "path": name} for name in names],
+        "question": [record["question"] for record in records],
+        "answers": [[answer["answer"] for answer in record["answers"]] for record in records],
+        "category": ["other" for _ in records],  # columns lit_tv does not read are ignored
+    }
+
+
+def okvqa_rows(root: Path, split: str) -> dict[str, list]:
+    """OK-VQA's questions joined with their annotations, answers as the official objects."""
+    questions = json.loads((root / f"OpenEnded_mscoco_{split}_questions.json").read_text())["questions"]
+    annotations = json.loads((root / f"mscoco_{split}_annotations.json").read_text())["annotations"]
+    answers = {annotation["question_id"]: annotation["answers"] for annotation in annotations}
+    images = [root / split / f"COCO_{split}_{question['image_id']:012d}.jpg" for question in questions]
+    return {
+        "question_id": [question["question_id"] for question in questions],
+        "image": [{"bytes": image.read_bytes(), "path": None} for image in images],
+        "question": [question["question"] for question in questions],
+        "answers": [answers[question["question_id"]] for question in questions],
+        "answer_type": ["other" for _ in questions],
+    }
+
+
+def _table(rows: dict[str, list]) -> datasets.Dataset:
+    """The rows with ``image`` a `datasets.Image` column, as the Hugging Face copies hold it."""
+    return datasets.Dataset.from_dict(rows).cast_column("image", datasets.Image())
+
+
+def write_table(rows: dict[str, list], form: str, folder: Path, split: str) -> str:
+    """The table as a user may hold it: one parquet file, `save_to_disk` output, or a folder of parquet files
+    named by split (as a Hub repository names them)."""
+    if form == "parquet":
+        _table(rows).to_parquet(str(folder / f"{split}.parquet"))
+        return str(folder / f"{split}.parquet")
+    if form == "save_to_disk":
+        datasets.DatasetDict({split: _table(rows)}).save_to_disk(str(folder / split))
+        return str(folder / split)
+    (folder / "repo" / "data").mkdir(parents=True, exist_ok=True)
+    _table(rows).to_parquet(str(folder / "repo" / "data" / f"{split}-00000-of-00001.parquet"))
+    return str(folder / "repo")
+
+
+def write_vizwiz_with_table(root: Path) -> Path:
+    """The official layout, its val split also as ``val.parquet`` (the lmms-lab copy's columns)."""
+    write_table(vizwiz_rows(write_vizwiz(root), "val"), "parquet", root, "val")
+    return root
+
+
+def write_okvqa_tables(root: Path) -> Path:
+    """The official layout, both splits also as ``train2014.parquet`` and ``val2014.parquet``."""
+    write_okvqa(root)
+    for split in ("train2014", "val2014"):
+        write_table(okvqa_rows(root, split), "parquet", root, split)
     return root
 
 

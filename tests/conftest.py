@@ -45,3 +45,13 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The test runs in its own empty folder: runs write `logs/` and their outputs under the working directory."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def datasets_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`datasets` converts the tables it reads into its cache: the test's own, never the user's."""
+    import datasets  # here, not at the top: 2 s that only the tests of tables need
+
+    cache = tmp_path / "hf-datasets-cache"
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+    return cache

@@ -11,8 +11,8 @@ answers: a query with one reference answer is written with it ten times, which t
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import datasets
@@ -22,9 +22,8 @@ from lightning import LightningDataModule
 
 from lit_tv.cli.command import run_as_command
 from lit_tv.data.datamodules import EpisodeDataModule
-from lit_tv.episodes import Episode
-from lit_tv.files import atomic_path
-from lit_tv.model.vlm import load_image
+from lit_tv.data.harness_tables import write_vqa_table
+from lit_tv.episodes import Episode, Example
 
 VQA_ANSWERS = 10  # human answers per question in VizWiz-VQA / OK-VQA, what the official scorer averages over
 
@@ -43,29 +42,18 @@ def episodes_of(config: Path) -> list[Episode]:
     return data.test_queries()
 
 
-def write_harness_table(episodes: Sequence[Episode], out: Path, overwrite: bool = False) -> Path:
-    """One row per zero-shot query (its image as PNG bytes), written atomically; an existing `out` is replaced
-    only with `overwrite`."""
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"--out: {out} exists; add --overwrite to replace it")
-    rows: dict[str, list] = {"image": [], "question": [], "answers": [], "question_id": []}
+def harness_rows(episodes: Sequence[Episode]) -> list[Example]:
+    """The zero-shot queries as table rows; one reference answer is repeated to the ten the VQA scorer reads."""
+    rows = []
     for index, episode in enumerate(episodes):
-        if episode.shots or len(episode.query.images) != 1:
+        if episode.shots:
             raise ValueError(
-                f"test query {index} has {len(episode.shots)} shots and {len(episode.query.images)} images: the "
-                "harness's VQA tasks ask zero-shot questions about one image (data.init_args.test_shots: 0)"
+                f"test query {index} has {len(episode.shots)} shots: the harness's VQA tasks ask zero-shot "
+                "questions (data.init_args.test_shots: 0)"
             )
-        png = io.BytesIO()
-        load_image(episode.query.images[0]).save(png, format="PNG")
-        answers = list(episode.query.answers)
-        rows["image"].append({"bytes": png.getvalue(), "path": None})
-        rows["question"].append(episode.query.text)
-        rows["answers"].append(answers * VQA_ANSWERS if len(answers) == 1 else answers)
-        rows["question_id"].append(index)
-    table = datasets.Dataset.from_dict(rows).cast_column("image", datasets.Image())
-    with atomic_path(out) as temporary:
-        table.to_parquet(str(temporary))
-    return out
+        answers = episode.query.answers
+        rows.append(replace(episode.query, answers=answers * VQA_ANSWERS if len(answers) == 1 else answers))
+    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -78,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"--out must name a .parquet file, got {args.out}")
 
     def write() -> None:
-        written = write_harness_table(episodes_of(args.config), args.out, args.overwrite)
+        written = write_vqa_table(args.out, harness_rows(episodes_of(args.config)), overwrite=args.overwrite)
         print(f"wrote {written} ({datasets.Dataset.from_parquet(str(written)).num_rows} test queries of {args.config})")
 
     run_as_command(write)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import cast
 
 from lit_tv.data.records import DataError, DataIssues, Record, Split, image_problem
+from lit_tv.episodes import StoredImage
 
 
 def seeded_random(seed: int, stream: str) -> random.Random:
@@ -47,7 +48,7 @@ class Pool:
         self, split: Split, seed: int, issues: DataIssues, check_images: bool = True, overlap: bool = False
     ) -> None:
         self.name = split.name
-        self.records = seeded_random(seed, split.name).sample(split.records, len(split.records))
+        self.records = seeded_random(seed, split.order or split.name).sample(split.records, len(split.records))
         self.issues = issues
         self.check_images = check_images
         self.overlap = overlap
@@ -64,7 +65,8 @@ class Pool:
             with self.issues.guard("records with unreadable images"):
                 record = self.records[index]
                 for image in record.example.images if self.check_images else ():
-                    problem = image_problem(Path(cast(str | Path, image)))  # records read from files name them
+                    # records read from files name them; tables store them
+                    problem = image_problem(image if isinstance(image, StoredImage) else Path(cast(str | Path, image)))
                     if problem:
                         raise DataError(f"{image}: {problem} (named by {record.origin})")
                 self._usable[index] = True

@@ -1,7 +1,8 @@
 """Reading benchmark files with checks: records, splits, and the errors that name the file and field.
 
 Annotations are read in a DataModule's ``__init__``, so a bad file fails before any model loads.
-Images stay paths: FrozenVLM opens them (and converts them to RGB) only when a prompt needs them.
+Images stay paths (or rows of a table, `lit_tv.episodes.StoredImage`): FrozenVLM opens them (and converts them
+to RGB) only when a prompt needs them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from PIL import Image
 
-from lit_tv.episodes import Example
+from lit_tv.episodes import Example, StoredImage, open_image
 
 
 class DataError(ValueError):
@@ -65,15 +66,15 @@ def field(record: Any, name: str, kind: type, where: str) -> Any:
     return value
 
 
-def image_problem(path: Path) -> str | None:
-    """Why ``path`` cannot serve as an image, or None. It is decoded (a JPEG at reduced scale, so cheaply),
-    since a truncated file opens fine and fails only when its pixels are read."""
-    if not path.is_file():
+def image_problem(image: Path | StoredImage) -> str | None:
+    """Why ``image`` (a file, or an image stored in a table) cannot serve as an image, or None. It is decoded
+    (a JPEG at reduced scale, so cheaply), since a truncated file opens fine and fails only when its pixels are read."""
+    if isinstance(image, Path) and not image.is_file():
         return "image file not found"
     try:
-        with Image.open(path) as image:
-            image.draft("RGB", (64, 64))
-            image.load()
+        with open_image(image) as opened:
+            opened.draft("RGB", (64, 64))
+            opened.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         return f"cannot read image ({error})"
     return None
@@ -88,12 +89,32 @@ class Record:
     group: str = ""
 
 
+def ranked_answers(raw: list, where: str) -> tuple[str, ...]:
+    """A non-empty list of answers, each a string or an official ``{"answer": ...}`` object, the most common one
+    first (ties: the first seen): it is what demonstrations show and what the REINFORCE loss scores; the order
+    does not change VQA accuracy."""
+    if not raw:
+        raise DataError(f"{where}: field 'answers' is empty (expected the human answers)")
+    answers = [
+        item if isinstance(item, str) else field(item, "answer", str, f"{where}, answers[{rank}]")
+        for rank, item in enumerate(raw)
+    ]
+    top = Counter(answers).most_common(1)[0][0]
+    answers.remove(top)
+    return (top, *answers)
+
+
 @dataclass(frozen=True)
 class Split:
-    """A named list of records, e.g. the official train split of one benchmark."""
+    """A named list of records, e.g. the official train split of one benchmark.
+
+    ``order`` names the seeded order its records are drawn in (default: ``name``): a copy of an official file
+    (a table of the same records in the same order) is drawn as that file, so it gives the same episodes.
+    """
 
     name: str
     records: list[Record]
+    order: str = ""
 
 
 class DataIssues:

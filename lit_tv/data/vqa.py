@@ -11,13 +11,25 @@ model can tell where an answer stops (VQAAccuracy scores the first line of a gen
 
 from __future__ import annotations
 
-from collections import Counter
+import inspect
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from lit_tv.data.datamodules import SplitDataModule
-from lit_tv.data.records import DataError, Record, Split, field, parse_json, read_json, read_json_list, require
+from lit_tv.data.harness_tables import read_table
+from lit_tv.data.records import (
+    DataError,
+    Record,
+    Split,
+    field,
+    parse_json,
+    ranked_answers,
+    read_json,
+    read_json_list,
+    require,
+)
 from lit_tv.episodes import Example
 from lit_tv.metrics import VQAAccuracy
 from lit_tv.prompts import PromptTemplate
@@ -29,27 +41,16 @@ VIZWIZ_INSTRUCTION = (
 )
 
 
-def _answers(raw: list, where: str) -> tuple[str, ...]:
-    """A non-empty list of answers, each a string or an official ``{"answer": ...}`` object, the most common one
-    first (ties: the first seen): it is what demonstrations show and what the REINFORCE loss scores; the order
-    does not change VQA accuracy."""
-    if not raw:
-        raise DataError(f"{where}: field 'answers' is empty (expected the human answers)")
-    answers = [
-        item if isinstance(item, str) else field(item, "answer", str, f"{where}, answers[{rank}]")
-        for rank, item in enumerate(raw)
-    ]
-    top = Counter(answers).most_common(1)[0][0]
-    answers.remove(top)
-    return (top, *answers)
-
-
 def vqa_template(
-    instruction: str = "", answer_format: str = " {answer}\n", target_token: Literal["word_start", "continuation"] = "word_start"
+    instruction: str = "",
+    answer_format: str = " {answer}\n",
+    target_token: Literal["word_start", "continuation"] = "word_start",
 ) -> PromptTemplate:
     """The MTV reference's VQA prompt (``<image>{question} Answer:``): the DataModules' and, for a harness's VizWiz or
     OK-VQA task, the lit_tv model's prompt when no vector says otherwise."""
-    return PromptTemplate(query="{images}{text} Answer:", answer=answer_format, instruction=instruction, target=target_token)
+    return PromptTemplate(
+        query="{images}{text} Answer:", answer=answer_format, instruction=instruction, target=target_token
+    )
 
 
 class VQADataModule(SplitDataModule):
@@ -67,6 +68,8 @@ class VQADataModule(SplitDataModule):
             or ``continuation`` (how the shot's answer format continues the prompt).
     """
 
+    benchmark: ClassVar[str] = "VQA"  # the official splits' names begin with it
+
     def __init__(
         self,
         instruction: str = "",
@@ -80,28 +83,89 @@ class VQADataModule(SplitDataModule):
         self.template = vqa_template(instruction, answer_format, target_token)
         self.metric = partial(VQAAccuracy, answer_cut=answer_cut, normalize_references=normalize_references)
 
+    def _split(
+        self,
+        role: Literal["train", "test"],
+        table: str | None,
+        table_split: str,
+        root: str | None,
+        layout: dict[str, str],
+        read_official: Callable[[Path], Split],
+    ) -> Split:
+        """The ``role`` split from its harness-format table, or else from the official layout under ``root``
+        (``layout``: the role's official-layout options, the first naming the file the table copies). A table is
+        drawn in that file's order, so the same records give the same episodes."""
+        if table is None:
+            if root is None:
+                raise ValueError(
+                    f"data.init_args.root is not set: the {role} split is read from the official layout under it "
+                    f"(or give data.init_args.{role}: a harness-format table)"
+                )
+            return read_official(Path(root))
+        defaults = inspect.signature(type(self).__init__).parameters
+        for option, value in layout.items():
+            if value != defaults[option].default:
+                raise ValueError(
+                    f"data.init_args.{role} ({table}) and data.init_args.{option} ({value}) both given: the {role} "
+                    "split comes from a table or from the official layout, not both"
+                )
+        official = f"{self.benchmark} {Path(next(iter(layout.values()))).name}"
+        name = f"{self.benchmark} {table} ({table_split})"
+        return read_table(table, table_split, f"data.init_args.{role}", name, official, self.issues)
+
+    @staticmethod
+    def _refuse_unread_root(root: str | None, train: str | None, test: str | None) -> None:
+        if root is not None and train is not None and test is not None:
+            raise ValueError(
+                f"data.init_args.root ({root}) is given, but data.init_args.train and data.init_args.test are "
+                "tables, so nothing is read from it; set root to null"
+            )
+
 
 class VizWiz(VQADataModule):
     """VizWiz-VQA: ``Annotations/{train,val}.json`` (lists of ``{image, question, answers: [{answer,
     answer_confidence}], answer_type, answerable}``) and the ``train/`` and ``val/`` image folders.
 
     Paths are relative to ``root``. The test split has no public answers; the val split is the test set.
+    ``train`` / ``test``: that split from a harness-format table instead (`lit_tv.data.harness_tables`: a
+    ``.parquet`` file, a folder or a Hub id such as ``lmms-lab/VizWiz-VQA``), its split ``train_table_split`` /
+    ``test_table_split``; not together with that split's official-layout options.
     """
+
+    benchmark = "VizWiz"
 
     def __init__(
         self,
-        root: str,
+        root: str | None = None,
         train_annotations: str = "Annotations/train.json",
         test_annotations: str = "Annotations/val.json",
         train_images: str = "train",
         test_images: str = "val",
         instruction: str = VIZWIZ_INSTRUCTION,
+        train: str | None = None,
+        test: str | None = None,
+        train_table_split: str = "train",
+        test_table_split: str = "val",
         **kwargs,
     ) -> None:
         super().__init__(instruction=instruction, **kwargs)
-        base = Path(root)
-        self.train_split = self._read(base / train_annotations, require(base / train_images, "VizWiz image folder"))
-        self.test_split = self._read(base / test_annotations, require(base / test_images, "VizWiz image folder"))
+        self._refuse_unread_root(root, train, test)
+        self.train_split = self._split(
+            "train",
+            train,
+            train_table_split,
+            root,
+            {"train_annotations": train_annotations, "train_images": train_images},
+            lambda base: self._read(base / train_annotations, require(base / train_images, "VizWiz image folder")),
+        )
+        self.test_split = self._split(
+            "test",
+            test,
+            test_table_split,
+            root,
+            {"test_annotations": test_annotations, "test_images": test_images},
+            lambda base: self._read(base / test_annotations, require(base / test_images, "VizWiz image folder")),
+        )
 
     def _read(self, path: Path, images: Path) -> Split:
         records = []
@@ -112,21 +176,27 @@ class VizWiz(VQADataModule):
                 example = Example(
                     field(raw, "question", str, where),
                     (images / field(raw, "image", str, where),),
-                    _answers(field(raw, "answers", list, where), where),
+                    ranked_answers(field(raw, "answers", list, where), where),
                 )
                 records.append(Record(example, f"field 'image' of {where}"))
-        return Split(f"VizWiz {path.name}", records)
+        return Split(f"{self.benchmark} {path.name}", records)
 
 
 class OKVQA(VQADataModule):
     """OK-VQA: ``OpenEnded_mscoco_{split}_questions.json`` (``{questions: [{image_id, question, question_id}]}``),
     ``mscoco_{split}_annotations.json`` (``{annotations: [{question_id, answers: [{answer, ...}]}]}``) and
     the COCO image folders, whose names give the file names (``train2014/COCO_train2014_<id:012>.jpg``).
+
+    ``train`` / ``test``: that split from a harness-format table instead (`lit_tv.data.harness_tables`: a
+    ``.parquet`` file, a folder or a Hub id such as ``lmms-lab/OK-VQA``), its split ``train_table_split`` /
+    ``test_table_split``; not together with that split's official-layout options.
     """
+
+    benchmark = "OK-VQA"
 
     def __init__(
         self,
-        root: str,
+        root: str | None = None,
         train_questions: str = "OpenEnded_mscoco_train2014_questions.json",
         train_annotations: str = "mscoco_train2014_annotations.json",
         train_images: str = "train2014",
@@ -134,12 +204,30 @@ class OKVQA(VQADataModule):
         test_annotations: str = "mscoco_val2014_annotations.json",
         test_images: str = "val2014",
         answer_format: str = "{answer}\n",
+        train: str | None = None,
+        test: str | None = None,
+        train_table_split: str = "train2014",
+        test_table_split: str = "val2014",
         **kwargs,
     ) -> None:
         super().__init__(answer_format=answer_format, **kwargs)
-        base = Path(root)
-        self.train_split = self._read(base / train_questions, base / train_annotations, base / train_images)
-        self.test_split = self._read(base / test_questions, base / test_annotations, base / test_images)
+        self._refuse_unread_root(root, train, test)
+        self.train_split = self._split(
+            "train",
+            train,
+            train_table_split,
+            root,
+            {"train_questions": train_questions, "train_annotations": train_annotations, "train_images": train_images},
+            lambda base: self._read(base / train_questions, base / train_annotations, base / train_images),
+        )
+        self.test_split = self._split(
+            "test",
+            test,
+            test_table_split,
+            root,
+            {"test_questions": test_questions, "test_annotations": test_annotations, "test_images": test_images},
+            lambda base: self._read(base / test_questions, base / test_annotations, base / test_images),
+        )
 
     def _read(self, questions_path: Path, annotations_path: Path, images: Path) -> Split:
         require(images, "COCO image folder")
@@ -150,7 +238,8 @@ class OKVQA(VQADataModule):
         for index, raw in enumerate(annotations):
             where = f"{annotations_path}: annotation {index}"
             with self.issues.guard():
-                answers[field(raw, "question_id", int, where)] = _answers(field(raw, "answers", list, where), where)
+                question_id = field(raw, "question_id", int, where)
+                answers[question_id] = ranked_answers(field(raw, "answers", list, where), where)
         records = []
         questions = field(read_json(questions_path, "OK-VQA question file"), "questions", list, str(questions_path))
         for index, raw in enumerate(questions):
@@ -162,7 +251,7 @@ class OKVQA(VQADataModule):
                 image = images / f"COCO_{images.name}_{field(raw, 'image_id', int, where):012d}.jpg"
                 example = Example(field(raw, "question", str, where), (image,), answers[question_id])
                 records.append(Record(example, f"field 'image_id' of {where}"))
-        return Split(f"OK-VQA {questions_path.name}", records)
+        return Split(f"{self.benchmark} {questions_path.name}", records)
 
 
 class VQAJsonl(VQADataModule):
@@ -188,7 +277,7 @@ class VQAJsonl(VQADataModule):
             with self.issues.guard():
                 raw = parse_json(line, where)
                 if isinstance(raw, dict) and "answers" in raw:
-                    answers = _answers(field(raw, "answers", list, where), where)
+                    answers = ranked_answers(field(raw, "answers", list, where), where)
                 elif isinstance(raw, dict) and "answer" in raw:
                     answers = (field(raw, "answer", str, where),)
                 else:
@@ -197,4 +286,4 @@ class VQAJsonl(VQADataModule):
                     field(raw, "question", str, where), (images / field(raw, "image", str, where),), answers
                 )
                 records.append(Record(example, f"field 'image' of {where}"))
-        return Split(f"VQA {path.name}", records)
+        return Split(f"{self.benchmark} {path.name}", records)

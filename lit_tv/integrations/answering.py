@@ -72,7 +72,9 @@ class VectorAnswerer:
         file.check(vlm.layout.signature(), vlm.model, allow_other_model=allow_other_model)
         index = file.task_index(task, allow_other_task)
         recorded_template = file.prompt_template()
-        unknown = [name for name in ("prompt", "prompt_wrap", "image_placeholder", "max_new_tokens") if name not in usage]
+        unknown = [
+            name for name in ("prompt", "prompt_wrap", "image_placeholder", "max_new_tokens") if name not in usage
+        ]
         if unknown:
             warnings.warn(
                 f"{file.where} does not record its {', '.join(unknown)} (exported by an earlier lit_tv): the "

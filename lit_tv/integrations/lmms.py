@@ -29,10 +29,7 @@ from lit_tv.integrations.answering import VectorAnswerer
 from lit_tv.prompts import PromptTemplate
 
 # the harness tasks (by name prefix) lit_tv has a benchmark for: the prompt its DataModule uses
-TASK_PROMPTS = {
-    "vizwiz_vqa": vqa_template(VIZWIZ_INSTRUCTION),
-    "ok_vqa": vqa_template(answer_format="{answer}\n"),
-}
+TASK_PROMPTS = {"vizwiz_vqa": vqa_template(VIZWIZ_INSTRUCTION), "ok_vqa": vqa_template(answer_format="{answer}\n")}
 HARNESS_PROMPT = PromptTemplate(query="{images}{text}")  # the harness's text as it is, after the images
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 from torch import nn
 from transformers import BatchFeature, GenerationMixin, PreTrainedModel, PreTrainedTokenizerBase
 
-from lit_tv.episodes import Episode, ImageLike
+from lit_tv.episodes import Episode, ImageLike, StoredImage, open_image
 from lit_tv.model.compat import cache_argument
 from lit_tv.model.families import family_of
 from lit_tv.model.layout import Layout, discover_layout
@@ -29,14 +29,13 @@ def load_image(image: ImageLike, width: int | None = None) -> Image.Image:
     if isinstance(image, Image.Image):
         rgb = image.convert("RGB")
     else:
-        path = Path(image)
-        if not path.is_file():
-            raise FileNotFoundError(f"image file not found: {path}")
+        if not isinstance(image, StoredImage) and not Path(image).is_file():
+            raise FileNotFoundError(f"image file not found: {image}")
         try:
-            with Image.open(path) as opened:
+            with open_image(image) as opened:
                 rgb = opened.convert("RGB")
         except OSError as error:
-            raise ValueError(f"cannot read image {path}: {error}") from error
+            raise ValueError(f"cannot read image {image}: {error}") from error
     if width is None:
         return rgb
     return rgb.resize((width, max(1, int(width / rgb.width * rgb.height))))

@@ -21,7 +21,9 @@ from benchmark_fixtures import (
     write_flowers_with_episodes,
     write_json,
     write_okvqa,
+    write_okvqa_tables,
     write_vizwiz,
+    write_vizwiz_with_table,
     write_vqa_jsonl,
 )
 from helpers import logged_scalars, paper_config_on_zoo
@@ -372,6 +374,22 @@ CLI_RUNS = {
     # benchmark: (writer, config folder, data arguments given the fixture root)
     "vizwiz": (write_vizwiz, "vizwiz", lambda root: ["--data.init_args.root", str(root)]),
     "okvqa": (write_okvqa, "okvqa", lambda root: ["--data.init_args.root", str(root)]),
+    "vizwiz_test_table": (
+        write_vizwiz_with_table,
+        "vizwiz",
+        lambda root: ["--data.init_args.root", str(root), "--data.init_args.test", str(root / "val.parquet")],
+    ),
+    "okvqa_tables": (
+        write_okvqa_tables,
+        "okvqa",
+        lambda root: [
+            "--data.init_args.root=null",
+            "--data.init_args.train",
+            str(root / "train2014.parquet"),
+            "--data.init_args.test",
+            str(root / "val2014.parquet"),
+        ],
+    ),
     "jsonl": (
         write_vqa_jsonl,
         "okvqa",
@@ -402,7 +420,7 @@ CLI_RUNS = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("benchmark", sorted(CLI_RUNS))
-def test_mtv_fit_and_test_through_the_cli_on_each_benchmark(zoo_folder, benchmark, workdir):
+def test_mtv_fit_and_test_through_the_cli_on_each_benchmark(zoo_folder, benchmark, workdir, datasets_cache):
     writer, folder, data_args = CLI_RUNS[benchmark]
     root = writer(workdir / "data")
     args = [
