@@ -18,6 +18,7 @@ from PIL import Image
 
 from lit_tv.episodes import Episode, Example
 from lit_tv.interventions.hooks import PatchPolicy
+from lit_tv.model.compat import cache_argument
 from lit_tv.model.loading import VLMOptions
 from lit_tv.model.vlm import FrozenVLM
 from lit_tv.prompts import PromptTemplate
@@ -129,10 +130,11 @@ class VectorAnswerer:
         if targets.numel() == 0:
             raise ValueError(f"continuation {continuation!r} adds no token to the prompt")
         model, total, greedy = self.vlm.model, 0.0, True
+        cache_name = cache_argument(model)
         self.vlm.forget_position_offsets()
         with self.patching():
             output = model(**prompt, use_cache=True)
-            cache, mask = output.past_key_values, prompt["attention_mask"]
+            cache, mask = getattr(output, cache_name), prompt["attention_mask"]
             for position, token in enumerate(targets.tolist()):
                 log_probs = torch.log_softmax(output.logits[0, -1].float(), dim=-1)
                 total -= float(log_probs[token])
@@ -140,13 +142,9 @@ class VectorAnswerer:
                 if position + 1 == len(targets):
                     break
                 mask = torch.cat([mask, mask.new_ones(1, 1)], dim=1)
-                output = model(
-                    input_ids=targets[position : position + 1][None],
-                    attention_mask=mask,
-                    past_key_values=cache,
-                    use_cache=True,
-                )
-                cache = output.past_key_values
+                step = {"input_ids": targets[position : position + 1][None], "attention_mask": mask, cache_name: cache}
+                output = model(**step, use_cache=True)
+                cache = getattr(output, cache_name)
         return total, greedy
 
 

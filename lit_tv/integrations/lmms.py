@@ -4,7 +4,7 @@ harness next to other models.
     lmms-eval --model lit_tv --model_args pretrained=<hub id or folder>,vector=<file, folder or hub id> \\
         --tasks vizwiz_vqa_val
 
-Registered through the entry point group ``lmms_eval.models`` (`manifest`). Prompts come from the vector file
+Registered through the entry point group ``lmms_eval.models`` (`lit_tv.integrations.lmms_manifest`). Prompts come from the vector file
 (`VectorAnswerer`), with the doc's ``question`` as the query text, so the harness scores the prompt `lit-tv test`
 scored; ``prompt=harness`` puts the harness's own text (its pre/post prompts) in the query instead. Without a
 vector the model answers zero-shot: for the harness's VizWiz and OK-VQA tasks in lit_tv's prompt for them (the
@@ -21,7 +21,6 @@ from typing import Literal
 
 from lmms_eval.api.instance import Instance, unwrap_generation_output
 from lmms_eval.api.model import lmms
-from lmms_eval.models.registry_v2 import ModelManifest
 from tqdm import tqdm
 
 from lit_tv.data.vqa import VIZWIZ_INSTRUCTION, vqa_template
@@ -31,11 +30,6 @@ from lit_tv.prompts import PromptTemplate
 # the harness tasks (by name prefix) lit_tv has a benchmark for: the prompt its DataModule uses
 TASK_PROMPTS = {"vizwiz_vqa": vqa_template(VIZWIZ_INSTRUCTION), "ok_vqa": vqa_template(answer_format="{answer}\n")}
 HARNESS_PROMPT = PromptTemplate(query="{images}{text}")  # the harness's text as it is, after the images
-
-
-def manifest() -> ModelManifest:
-    """The entry point's payload: lmms-eval's name for the model and where its class is."""
-    return ModelManifest(model_id="lit_tv", simple_class_path="lit_tv.integrations.lmms.LitTVModel")
 
 
 def _flag(value: bool | str) -> bool:
