@@ -4,12 +4,12 @@ harness next to other models.
     lmms-eval --model lit_tv --model_args pretrained=<hub id or folder>,vector=<file, folder or hub id> \\
         --tasks vizwiz_vqa_val
 
-Registered through the entry point group ``lmms_eval.models`` (`lit_tv.integrations.lmms_manifest`). Prompts come from the vector file
-(`VectorAnswerer`), with the doc's ``question`` as the query text, so the harness scores the prompt `lit-tv test`
-scored; ``prompt=harness`` puts the harness's own text (its pre/post prompts) in the query instead. Without a
-vector the model answers zero-shot: for the harness's VizWiz and OK-VQA tasks in lit_tv's prompt for them (the
-DataModules'), otherwise in the harness's text. lit_tv's scorers read a generation's first line, so generation
-also stops at a newline. ``loglikelihood`` returns the continuation's loss (negative log-likelihood: the
+Registered through the entry point group ``lmms_eval.models`` (`lit_tv.integrations.lmms_manifest`). Prompts
+come from the vector file (`VectorAnswerer`), with the doc's ``question`` as the query text, so the harness scores
+the prompt `lit-tv test` scored; ``prompt=harness`` puts the harness's own text (its pre/post prompts) in the query
+instead. Without a vector the model answers zero-shot: for the harness's VizWiz and OK-VQA tasks in lit_tv's prompt
+for them (the DataModules'), otherwise in the harness's text. lit_tv's scorers read a generation's first line, so
+generation also stops at a newline. ``loglikelihood`` returns the continuation's loss (negative log-likelihood: the
 harness's multiple-choice tasks take the smallest) and is refused on lmms-eval versions that turn those results
 into strings (0.7.3).
 """
