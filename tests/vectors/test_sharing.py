@@ -4,14 +4,13 @@ network calls replaced), and loading back from a folder or a hub id out of a pre
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import MTV_YAML, REPO, TINY_MTV, logged_scalars, mtv_vector_file
+from helpers import COMMIT, MTV_YAML, REPO, TINY_MTV, hub_cache, logged_scalars, mtv_vector_file
 from huggingface_hub import HfApi, constants
 
 from lit_tv.cli.command import main
@@ -23,8 +22,6 @@ from lit_tv.vectors.kinds import HeadVector, load
 from lit_tv.vectors.scores import SCORES_FILE, file_sha256, read_scores, write_scores
 from lit_tv.vectors.sharing import push_to_hub, save_pretrained
 from lit_tv.vectors.sources import FILENAME
-
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 def header_and_body(card: str) -> tuple[dict, str]:
@@ -40,15 +37,6 @@ def scores_for(vector: Path, folder: Path, accuracies: dict[int, float], model: 
         write_scores(path, {vector: None}, accuracy=keys, queries=dict.fromkeys(keys, 6), seeds=[seed],
                      method="mtv", model=model, tasks=["colour"], config=None)  # fmt: skip
     return path
-
-
-def hub_cache(cache: Path, repo_id: str, file: Path, revision: str = "main", commit: str = COMMIT) -> None:
-    """The layout hf_hub_download reads offline: refs/<revision> holds a commit, snapshots/<commit>/ the file."""
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    (repo / "refs").mkdir(parents=True, exist_ok=True)
-    (repo / "refs" / revision).write_text(commit)
-    (repo / "snapshots" / commit).mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(file, repo / "snapshots" / commit / FILENAME)
 
 
 @pytest.fixture
