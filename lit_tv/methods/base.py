@@ -74,7 +74,7 @@ class FrozenVLMMethod(L.LightningModule):
         """The `task_vector` option: read (checksums) and checked against the model's layout and this method
         now, before any weights load; against the run's tasks at setup and the model's weights once loaded."""
         if path is not None:
-            self.task_vector_file = load(path, self.vector_kind, option="model.init_args.task_vector")
+            self.task_vector_file = load(path, kind=self.vector_kind, option="model.init_args.task_vector")
             self.task_vector_file.check(layout_from_config(self.model_options), method=self.vector_method)
 
     def patch_policy(self) -> PatchPolicy:

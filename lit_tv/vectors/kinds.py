@@ -127,7 +127,7 @@ KINDS: dict[str, type[TaskVector]] = {kind.kind: kind for kind in (HeadVector, R
 
 
 def load(
-    source: str | Path, kind: type[TaskVector] | None = None, revision: str | None = None, option: str = "source"
+    source: str | Path, revision: str | None = None, *, kind: type[TaskVector] | None = None, option: str = "source"
 ) -> TaskVector:
     """Read a task vector (checksums verified), as its kind's object: `source` is a file, a folder holding
     task_vector.safetensors, or a hub id ``user/name[@revision]`` (`lit_tv.vectors.sources`); `kind`: the one
