@@ -4,6 +4,7 @@ task-vector files, the logs a run wrote, the commands a page shows. Fixtures are
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import torch
@@ -21,6 +22,7 @@ from lit_tv.shapes.world import ShapeObject
 from lit_tv.testing.zoo import ZOO
 from lit_tv.vectors.file import layout_from_config, model_fingerprint, write_vector_file
 from lit_tv.vectors.kinds import HeadVector, ResidualVector
+from lit_tv.vectors.sources import FILENAME
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
@@ -116,6 +118,18 @@ def mtv_vector_file(
     return write_vector_file(folder / name, tensors, {key: value for key, value in fields.items() if value is not None})
 
 
+COMMIT = "0123456789abcdef0123456789abcdef01234567"  # a hub commit hash, for hub caches written by tests
+
+
+def hub_cache(cache: Path, repo_id: str, file: Path, revision: str = "main", commit: str = COMMIT) -> None:
+    """The layout hf_hub_download reads offline: refs/<revision> holds a commit, snapshots/<commit>/ the file."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / revision).write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(file, repo / "snapshots" / commit / FILENAME)
+
+
 # sizes of a seconds-long MTV fit and test
 TINY_MTV = [*sized(support=8, test=6, steps=4), "--model.init_args.selection_queries=4", "--model.init_args.samples=8"]
 
@@ -182,7 +196,7 @@ def text_objects(episodes: list[Episode]) -> list[ShapeObject]:
     return [ShapeObject(*x.text.split()) for e in episodes for x in (*e.shots, e.query) if x.text]
 
 
-COMMAND_WORDS = ("lit-tv", "python", "bash", "tensorboard", "torchrun", "srun", "source")
+COMMAND_WORDS = ("lit-tv", "lit-tv-share", "python", "bash", "tensorboard", "torchrun", "srun", "source")
 
 
 FENCE = re.compile(r"^ *```(\w*)\n(.*?)^ *```", re.MULTILINE | re.DOTALL)

@@ -221,7 +221,7 @@ class InspectVectors(Callback):
                 results[f"{_name(task)}/{first}_vs_{second}"] = cosine_by_layer(means[task, first], means[task, second])
         if self.reference is not None:
             own = pl_module.vectors_of_seed()
-            reference = cast(ResidualVector, load(self.reference, ResidualVector))  # load checks the kind
+            reference = cast(ResidualVector, load(self.reference, kind=ResidualVector))  # load checks the kind
             for task, vector in zip(reference.tasks, reference.vectors, strict=True):
                 if task in own:
                     results[f"{_name(task)}/vs_reference"] = cosine_by_layer(own[task], vector.to(vectors))

@@ -30,6 +30,7 @@ from lit_tv.spread import format_spread, spread
 from lit_tv.vectors.file import layout_from_config
 from lit_tv.vectors.fitted_on import FittedOn
 from lit_tv.vectors.kinds import TaskVector, load
+from lit_tv.vectors.scores import SCORES_FILE, write_scores
 
 _SEED = "seed_"
 
@@ -64,6 +65,7 @@ class FrozenVLMMethod(L.LightningModule):
         self._vlm: FrozenVLM | None = None
         self.strict_loading = False
         self.task_vector_file: TaskVector | None = None
+        self.exported_files: list[Path] = []  # the vector files this process's `export` wrote
         self.overwrite_outputs = False  # `--overwrite`: this run may replace an earlier run's outputs
         self.resumes_fit = False  # `fit --ckpt_path`: the checkpoint folder holds this fit's own checkpoints
         self.checkpoint_fitted_on: FittedOn | None = None  # of the fit whose checkpoint was loaded
@@ -72,7 +74,7 @@ class FrozenVLMMethod(L.LightningModule):
         """The `task_vector` option: read (checksums) and checked against the model's layout and this method
         now, before any weights load; against the run's tasks at setup and the model's weights once loaded."""
         if path is not None:
-            self.task_vector_file = load(path, self.vector_kind)
+            self.task_vector_file = load(path, kind=self.vector_kind, option="model.init_args.task_vector")
             self.task_vector_file.check(layout_from_config(self.model_options), method=self.vector_method)
 
     def patch_policy(self) -> PatchPolicy:
@@ -106,6 +108,7 @@ class FrozenVLMMethod(L.LightningModule):
         for target, vector in self.exported_vectors(path).items():
             vector.extra = {**made, **vector.extra}
             vector.with_model(self.vlm.model, self.model_name, self.model_options.revision).save(target, overwrite=True)
+            self.exported_files.append(target)
 
     def usage(self) -> dict[str, object]:
         """How this run prompts and answers, as a vector file records it (`TaskVector.usage`)."""
@@ -176,7 +179,15 @@ class FrozenVLMMethod(L.LightningModule):
         paths = [Path(export)] if export and stage in self.export_stages else []
         if stage == "fit":
             paths += [Path(callback.dirpath) for callback in checkpoint_folders(self.trainer) if callback.dirpath]
-        return paths
+        return paths + [scores] if (scores := self.scores_path(stage)) else paths
+
+    def scores_path(self, stage: str) -> Path | None:
+        """Where a test that uses or exports a task vector writes its scores: its logger's run folder (a run
+        without a logger writes none)."""
+        log_dir = getattr(self.logger, "log_dir", None)
+        export = getattr(self.hparams, "export", None) and "test" in self.export_stages
+        uses = self.task_vector_file is not None or self.exported_files or export
+        return Path(log_dir) / SCORES_FILE if stage == "test" and uses and isinstance(log_dir, str) else None
 
     @property
     def data_seeds(self) -> list[int]:
@@ -209,7 +220,7 @@ class FrozenVLMMethod(L.LightningModule):
             self.outputs(stage) if self.global_rank == 0 else [],
             "model.init_args.export, the ModelCheckpoint dirpath, or run it elsewhere",
             overwrite=self.overwrite_outputs,
-            inputs=[self.hparams.task_vector] if getattr(self.hparams, "task_vector", None) else [],
+            inputs=[self.task_vector_file.path] if self.task_vector_file and self.task_vector_file.path else [],
             continued=[folder.dirpath for folder in checkpoint_folders(self.trainer) if folder.dirpath]
             if self.resumes_fit
             else [],
@@ -315,9 +326,10 @@ class FrozenVLMMethod(L.LightningModule):
         return []
 
     def on_test_end(self) -> None:
-        """Print the per-task table once (rank 0) in place of Lightning's metric dump, unless run quietly."""
+        """Write the scores of a task vector (`scores_path`), and print the per-task table once (rank 0) in place of
+        Lightning's metric dump, unless run quietly."""
         loop = self.trainer.test_loop
-        if not loop.verbose or not self.trainer.is_global_zero:
+        if not self.trainer.is_global_zero:
             return
         metrics = self.trainer.callback_metrics
         rows = {}
@@ -329,6 +341,9 @@ class FrozenVLMMethod(L.LightningModule):
                 "queries": queries,
                 **self.test_summary(key),
             }
+        self._write_scores(rows)
+        if not loop.verbose:
+            return
         columns = list(dict.fromkeys(column for row in rows.values() for column in row))
         fitted = self.fitted_elsewhere()
         elsewhere = f", fitted on {fitted}" if fitted is not None else ""
@@ -339,6 +354,24 @@ class FrozenVLMMethod(L.LightningModule):
             + "".join(f"\n{line}" for line in self.test_notes())
         )
         loop.verbose = False  # the table above replaces Lightning's, which the loop prints after this hook
+
+    def _write_scores(self, rows: dict[str, dict[str, object]]) -> None:
+        """The test table's accuracies and queries, with the vector files they score and the run's config."""
+        path, file, data = self.scores_path("test"), self.task_vector_file, datamodule_of(self.trainer)
+        if path is None:
+            return
+        write_scores(
+            path,
+            {file.path: file.hub} if file is not None and file.path else dict.fromkeys(self.exported_files),
+            **{column: {key: row[column] for key, row in rows.items()} for column in ("accuracy", "queries")},
+            seeds=self.data_seeds,
+            method=self.vector_method,
+            model=self.model_name,
+            revision=self.model_options.revision,
+            tasks=list(getattr(data, "tasks", ())),
+            benchmark=type(data).__name__,
+            config=str(path.parent / "config.yaml") if (path.parent / "config.yaml").is_file() else None,
+        )
 
     def validation_step(self, batch: list[Episode], batch_idx: int) -> None:
         self._score(batch, "val")

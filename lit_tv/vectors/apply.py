@@ -37,10 +37,14 @@ def apply_task_vector(
     policy: PatchPolicy | None = None,
     layer: int | None = None,
     *,
+    revision: str | None = None,
     allow_other_task: bool = False,
     allow_other_model: bool = False,
 ) -> AbstractContextManager[None]:
     """Patch `model` with the task vector in `path` while the block runs; the hooks go on exit.
+
+    path: the file, a folder holding task_vector.safetensors (`lit_tv.vectors.sharing.save_pretrained`'s), or a
+        hub id ``user/name`` (downloaded at `revision`: a branch, tag or commit; None: main).
 
     model: a plain `transformers` model (VLM or causal LM); its layout and weights must match the file's
         (checked first, naming both). task: which of the file's per-task vectors (needed when it has
@@ -51,6 +55,6 @@ def apply_task_vector(
         allow_other_task / allow_other_model: use a one-task vector for another task, or a vector made
         with other weights of the same layout (a transfer), with a warning.
     """
-    return load(path).apply(
+    return load(path, revision=revision, option="path").apply(
         model, task, policy=policy, layer=layer, allow_other_task=allow_other_task, allow_other_model=allow_other_model
     )

@@ -70,6 +70,7 @@ class TaskVector:
     extra: dict[str, object] = field(default_factory=dict)  # provenance (benchmark, shots, seed, ...)
     policy: PatchPolicy = "prompt"  # the patch policy its run scored it with, which `apply` repeats by default
     path: Path | None = None
+    hub: str | None = None  # ``user/name@revision`` when the file was downloaded from the Hub (`path`: its cached copy)
 
     kind: ClassVar[str]
     tensor_specs: ClassVar[dict[str, tuple[Dims, torch.dtype]]]
@@ -114,7 +115,7 @@ class TaskVector:
 
     @property
     def where(self) -> str:
-        return f"task vector {self.path}" if self.path else "task vector"
+        return f"task vector {self.hub or self.path}" if self.hub or self.path else "task vector"
 
     def tensors(self) -> dict[str, torch.Tensor]:
         raise NotImplementedError

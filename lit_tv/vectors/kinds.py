@@ -18,6 +18,7 @@ import torch
 from lit_tv.interventions.hooks import Hookable, PatchPolicy, patch_residual, replace_heads
 from lit_tv.vectors.base import Dims, TaskVector
 from lit_tv.vectors.file import TaskVectorError, load_task_vector
+from lit_tv.vectors.sources import resolve_source
 
 __all__ = ["HeadVector", "ResidualVector", "TaskVector", "load"]
 
@@ -125,24 +126,34 @@ class ResidualVector(TaskVector):
 KINDS: dict[str, type[TaskVector]] = {kind.kind: kind for kind in (HeadVector, ResidualVector)}
 
 
-def load(path: str | Path, kind: type[TaskVector] | None = None) -> TaskVector:
-    """Read a task-vector file (checksums verified), as its kind's object; `kind`: the one expected."""
-    path = Path(path)
-    tensors, raw = load_task_vector(path)
+def load(
+    source: str | Path, revision: str | None = None, *, kind: type[TaskVector] | None = None, option: str = "source"
+) -> TaskVector:
+    """Read a task vector (checksums verified), as its kind's object: `source` is a file, a folder holding
+    task_vector.safetensors, or a hub id ``user/name[@revision]`` (`lit_tv.vectors.sources`); `kind`: the one
+    expected; `option`: the argument's name in errors."""
+    found_at = resolve_source(source, revision, option)
+    path, name = found_at.path, found_at.label
+    try:
+        tensors, raw = load_task_vector(path)
+    except TaskVectorError as error:
+        if found_at.repo_id is None:
+            raise
+        raise TaskVectorError(f"hub repo {name}: {error}") from error
     # every field read below is popped: what is left is the vector's `extra` (provenance)
     metadata = {key: _decode(value) for key, value in raw.items() if key != "checksums"}
     found = KINDS.get(str(metadata.get("kind")))
     if found is None:
-        raise TaskVectorError(f"{path}: field 'kind' is {metadata.get('kind')!r}, expected one of {sorted(KINDS)}")
+        raise TaskVectorError(f"{name}: field 'kind' is {metadata.get('kind')!r}, expected one of {sorted(KINDS)}")
     del metadata["kind"]
     if kind is not None and found is not kind:
         raise TaskVectorError(
-            f"task vector {path} was exported by method {metadata.get('method')!r} (a "
+            f"task vector {name} was exported by method {metadata.get('method')!r} (a "
             f"{found.kind} vector); this run reads {kind.kind} vectors (field 'kind')"
         )
     missing = sorted(set(found.tensor_specs) - set(tensors))
     if missing:
-        raise TaskVectorError(f"task vector {path} has no tensor '{missing[0]}' (it has {sorted(tensors)})")
+        raise TaskVectorError(f"task vector {name} has no tensor '{missing[0]}' (it has {sorted(tensors)})")
     common: dict[str, Any] = {
         "tasks": list(metadata.pop("tasks", None) or []),
         "method": str(metadata.pop("method", "")),
@@ -152,6 +163,7 @@ def load(path: str | Path, kind: type[TaskVector] | None = None) -> TaskVector:
         "fingerprint": metadata.pop("fingerprint", None) or {},
         "policy": metadata.pop("policy", "prompt"),  # files exported before the field were scored on the prompt
         "path": path,
+        "hub": None if found_at.repo_id is None else name,
     }
     if found is HeadVector:
         vector: TaskVector = HeadVector(

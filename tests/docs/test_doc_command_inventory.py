@@ -41,6 +41,7 @@ REPORT = RUNS + "test_the_shapes_report_prints_its_table"
 TRAIN = RUNS + "test_the_shapes_train_commands_save_a_loadable_toy"
 MANY_SHOT_CLI = RUNS + "test_the_many_shot_cli_commands_run_as_written"
 TORCHRUN = RUNS + "test_torchrun_launches_two_processes"
+SHARE = RUNS + "test_the_sharing_commands_run_as_written"
 TEST_SH_HOW = (
     "the script as written with one `-k` test; its other arguments go to pytest unchanged (the whole suite is "
     "CI's command, .ci/run: run inside the suite it would recurse)"
@@ -77,6 +78,40 @@ INVENTORY: tuple[Shown, ...] = (
         "lit-tv predict --config configs/shapes/predict.yaml --data.init_args.path questions.jsonl",
         TABLE,
         AS_WRITTEN + ", on a questions.jsonl of the row's form",
+    ),
+    Shown(
+        "README.md",
+        "lit-tv test --config configs/shapes/mtv.yaml --model.init_args.task_vector "
+        "logs/shapes_mtv_colour/task_vector.safetensors",
+        SHARE,
+        AS_WRITTEN + ", after the README's fit on fewer queries (24 support, 40 training): its scores file",
+    ),
+    Shown(
+        "README.md",
+        "lit-tv-share --vector logs/shapes_mtv_colour/task_vector.safetensors --scores "
+        "logs/shapes_mtv_colour/version_1/test_scores.json --folder shared/colour",
+        SHARE,
+        AS_WRITTEN + ", in a shell, the console script first on PATH: the folder and its card",
+    ),
+    Shown(
+        "README.md",
+        "lit-tv-share --vector shared/colour --scores logs/shapes_mtv_colour/version_1/test_scores.json "
+        "--folder shared/colour --overwrite --repo_id user/shapes-mtv-colour",
+        SHARE,
+        AS_WRITTEN + " in-process, HfApi's create_repo and upload_folder recorded (no network): what is uploaded",
+    ),
+    Shown(
+        "README.md",
+        "lit-tv test --config configs/shapes/mtv.yaml --model.init_args.task_vector user/shapes-mtv-colour",
+        SHARE,
+        AS_WRITTEN + ", offline from a hub cache holding the pushed file: the same accuracy as by path",
+    ),
+    Shown(
+        "docs/runs.md",
+        "lit-tv-share --vector FILE [--scores JSON [JSON ...]] --folder DIR [--repo_id USER/NAME] "
+        "[--revision BRANCH] [--private] [--overwrite]",
+        SHARE,
+        "the synopsis; the README's commands are run (tests/vectors/test_sharing.py: each option)",
     ),
     Shown("benchmarks/README.md", "bash scripts/main.sh", MAIN_SH, AS_WRITTEN),
     Shown("benchmarks/README.md", "source .venv/bin/activate", ACTIVATE, AS_WRITTEN),

@@ -23,13 +23,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO, logged_scalars, shown_commands
+from helpers import COMMIT, REPO, hub_cache, logged_scalars, shown_commands
+from huggingface_hub import HfApi, constants
 from safetensors.torch import load_file
 
 from lit_tv.cli.command import main
+from lit_tv.cli.share import main as share_main
 from lit_tv.model.vlm import FrozenVLM
 from lit_tv.shapes.studies.main_job import ROWS
 from lit_tv.shapes.world import draw, objects
+from lit_tv.vectors.scores import read_scores
 
 pytestmark = pytest.mark.slow  # each runs a full-size command: deselect with -m 'not slow'
 
@@ -53,6 +56,7 @@ def installed_venv(folder: Path) -> None:
     bin_dir = folder / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
     commands = {"python": sys.executable, "lit-tv": f"{sys.executable} -m lit_tv"}
+    commands["lit-tv-share"] = f"{sys.executable} -m lit_tv.cli.share"  # pyproject's script (checked where run)
     commands |= {name: str(VENV_BIN / name) for name in ("ruff", "mypy")}
     for name, target in commands.items():
         (bin_dir / name).write_text(f'#!/bin/sh\nexec {target} "$@"\n')
@@ -321,3 +325,42 @@ def test_torchrun_launches_two_processes(tmp_path):
     done = run(command, folder)
     assert done.returncode == 0, done.stderr[-3000:]
     assert task_row(done.stdout, "all", 150) > 0.5, done.stdout  # both processes' queries, counted once
+
+
+def test_the_sharing_commands_run_as_written(tmp_path, monkeypatch, capfd):
+    """README "Sharing a vector", after its fit (here on fewer queries): the test writes its scores, `lit-tv-share`
+    (the console script, in a shell) writes the folder and card, the push command (in-process, HfApi's network calls
+    recorded) uploads it, and the hub id loads it back from the hub cache offline, scoring as the file did."""
+    assert '\nlit-tv-share = "lit_tv.cli.share:main"\n' in (ROOT / "pyproject.toml").read_text()  # installed_venv's
+    folder = checkout(tmp_path, "configs")
+    installed_venv(folder)
+    monkeypatch.chdir(folder)
+    fit = "lit-tv fit --config configs/shapes/mtv.yaml --data.init_args.support_size 24 --data.init_args.train_size 40"
+    lit_tv(fit, capfd)
+    with_vector = "lit-tv test --config configs/shapes/mtv.yaml --model.init_args.task_vector"
+    by_path = task_row(lit_tv(page_command("README.md", f"{with_vector} logs"), capfd), "colour", 150)
+    scores = read_scores(folder / "logs" / "shapes_mtv_colour" / "version_1" / "test_scores.json")
+    assert scores["accuracy"]["colour"] == pytest.approx(by_path, abs=5e-4) and scores["queries"]["colour"] == 150
+
+    shell = f"{folder / '.venv' / 'bin'}:{os.environ['PATH']}"  # the installed console script first, as activated
+    done = run(page_command("README.md", "lit-tv-share --vector logs"), folder, PATH=shell)
+    assert done.returncode == 0, done.stderr[-3000:]
+    card = (folder / "shared" / "colour" / "README.md").read_text()
+    assert "library_name: lit_tv" in card and f"Accuracy: **{by_path:.3f} ± 0.000" in card and "fewer than 3" in card
+
+    uploads: list[dict] = []
+    commit = type("Commit", (), {"commit_url": "https://huggingface.co/user/shapes-mtv-colour/commit/1"})
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **options: None)
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **upload: uploads.append(upload) or commit)
+    share_main(shlex.split(page_command("README.md", "lit-tv-share --vector shared"))[1:])
+    (upload,) = uploads
+    assert upload["repo_id"] == "user/shapes-mtv-colour" and Path(upload["folder_path"]) == Path("shared/colour")
+    assert "user/shapes-mtv-colour" in (folder / "shared" / "colour" / "README.md").read_text()
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    hub_cache(tmp_path / "hub", "user/shapes-mtv-colour", folder / "shared" / "colour" / "task_vector.safetensors")
+    by_id = lit_tv(page_command("README.md", f"{with_vector} user/"), capfd)
+    assert task_row(by_id, "colour", 150) == by_path
+    scored = read_scores(folder / "logs" / "shapes_mtv_colour" / "version_2" / "test_scores.json")["vectors"]
+    assert scored[0]["hub"] == "user/shapes-mtv-colour@main" and COMMIT in scored[0]["path"]

@@ -100,12 +100,12 @@ def test_function_vectors_are_residual_vectors_added_at_a_layer(toy, tmp_path):
     vector = ResidualVector(
         vectors=torch.randn(1, layout["hidden_size"]), layer=2, mode="add", tasks=["colour"], method="function_vectors"
     ).with_model(toy, "lit_tv/shapes-toy")
-    loaded = load(vector.save(tmp_path / "fv.safetensors"), ResidualVector)
+    loaded = load(vector.save(tmp_path / "fv.safetensors"), kind=ResidualVector)
     assert (loaded.layer, loaded.mode, loaded.vectors.shape) == (2, "add", (1, layout["hidden_size"]))
     with pytest.raises(TaskVectorError, match=r"fv.safetensors was exported by method 'function_vectors'.*'method'"):
         loaded.check(layout, method="residual")
     with pytest.raises(TaskVectorError, match=r"fv.safetensors .*this run reads heads vectors \(field 'kind'\)"):
-        load(tmp_path / "fv.safetensors", HeadVector)
+        load(tmp_path / "fv.safetensors", kind=HeadVector)
 
 
 # (id, tensor replaced in a head vector, the message naming the field)
