@@ -196,7 +196,9 @@ def text_objects(episodes: list[Episode]) -> list[ShapeObject]:
     return [ShapeObject(*x.text.split()) for e in episodes for x in (*e.shots, e.query) if x.text]
 
 
-COMMAND_WORDS = ("lit-tv", "lit-tv-share", "python", "bash", "tensorboard", "torchrun", "srun", "source")
+COMMAND_WORDS = (
+    "lit-tv", "lit-tv-share", "lit-tv-harness-copy", "python", "bash", "tensorboard", "torchrun", "srun", "source"
+)  # fmt: skip
 
 
 FENCE = re.compile(r"^ *```(\w*)\n(.*?)^ *```", re.MULTILINE | re.DOTALL)

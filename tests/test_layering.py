@@ -28,6 +28,7 @@ WINGS: tuple[tuple[str, str], ...] = (
     ("analysis", "logit lens, token mass, t-SNE, similarity"),
     ("vectors", "the saved artefact: file format and checksums, kinds, apply, fitted-on"),
     ("data", "records, the seeded pool, DataModules per benchmark"),
+    ("integrations", "lit_tv's vectors in other tools: a harness's answerer, lmms-eval's model"),
     ("methods", "LightningModules (ICL, MTV, FV, residual, majority, random heads) and their checkpoints"),
     ("callbacks", "mean activations, answer writing, TensorBoard inspection"),
     ("cli", "the LightningCLI subclass, errors, signals, task folders"),

@@ -41,7 +41,7 @@ REPORT = RUNS + "test_the_shapes_report_prints_its_table"
 TRAIN = RUNS + "test_the_shapes_train_commands_save_a_loadable_toy"
 MANY_SHOT_CLI = RUNS + "test_the_many_shot_cli_commands_run_as_written"
 TORCHRUN = RUNS + "test_torchrun_launches_two_processes"
-SHARE = RUNS + "test_the_sharing_commands_run_as_written"
+SHARE = RUNS + "test_the_sharing_and_lmms_eval_commands_run_as_written"
 TEST_SH_HOW = (
     "the script as written with one `-k` test; its other arguments go to pytest unchanged (the whole suite is "
     "CI's command, .ci/run: run inside the suite it would recurse)"
@@ -105,6 +105,34 @@ INVENTORY: tuple[Shown, ...] = (
         "lit-tv test --config configs/shapes/mtv.yaml --model.init_args.task_vector user/shapes-mtv-colour",
         SHARE,
         AS_WRITTEN + ", offline from a hub cache holding the pushed file: the same accuracy as by path",
+    ),
+    Shown(
+        "README.md",
+        "lit-tv-harness-copy --config configs/shapes/mtv.yaml --out shapes_colour",
+        SHARE,
+        AS_WRITTEN + ", in a shell after the sharing commands: 150 queries, the table lmms-eval reads",
+    ),
+    Shown(
+        "README.md",
+        "bash scripts/lmms.sh --model lit_tv --model_args pretrained=lit_tv/shapes-toy,vector=user/shapes-mtv-colour "
+        "--tasks shapes_colour --batch_size 16",
+        SHARE,
+        AS_WRITTEN + ", offline from the hub cache the sharing commands left: the accuracy `lit-tv test` printed",
+    ),
+    Shown(
+        "README.md",
+        "bash scripts/lmms.sh --model lit_tv --model_args pretrained=lit_tv/shapes-toy,max_new_tokens=1 "
+        "--tasks shapes_colour --batch_size 16",
+        SHARE,
+        AS_WRITTEN + ": the zero-shot accuracy the VizWiz DataModule prints on the same table, below the vector's",
+    ),
+    Shown(
+        "README.md",
+        "lit-tv test --config configs/shapes/icl.yaml --data lit_tv.data.vqa.VizWiz --data.init_args.root=null "
+        "--data.init_args.train shapes_colour/val.parquet --data.init_args.train_table_split val "
+        "--data.init_args.test shapes_colour/val.parquet --data.init_args.test_shots 0",
+        SHARE,
+        AS_WRITTEN + ": equals lmms-eval's zero-shot number",
     ),
     Shown(
         "docs/runs.md",

@@ -97,6 +97,16 @@ def task_row(printed: str, task: str, queries: int) -> float:
     return float(row.group(1))
 
 
+MODEL_ARG = "pretrained=lit_tv/shapes-toy,"
+
+
+def harness_accuracy(printed: str) -> float:
+    """The exact_match value in lmms-eval's results table (its vizwiz_vqa_val row)."""
+    row = re.search(r"^\|vizwiz_vqa_val\s*\|none\s*\|\s*0\|exact_match\|[^|]*\|\s*([\d.]+)\|", printed, re.MULTILINE)
+    assert row, printed[-3000:]
+    return float(row.group(1))
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -327,10 +337,13 @@ def test_torchrun_launches_two_processes(tmp_path):
     assert task_row(done.stdout, "all", 150) > 0.5, done.stdout  # both processes' queries, counted once
 
 
-def test_the_sharing_commands_run_as_written(tmp_path, monkeypatch, capfd):
+def test_the_sharing_and_lmms_eval_commands_run_as_written(tmp_path, monkeypatch, capfd):
     """README "Sharing a vector", after its fit (here on fewer queries): the test writes its scores, `lit-tv-share`
     (the console script, in a shell) writes the folder and card, the push command (in-process, HfApi's network calls
-    recorded) uploads it, and the hub id loads it back from the hub cache offline, scoring as the file did."""
+    recorded) uploads it, and the hub id loads it back from the hub cache offline, scoring as the file did. Then
+    README "Scoring a vector in lmms-eval": the harness copy of the test queries, lmms-eval's own vizwiz_vqa_val
+    scoring the vector (by hub id, offline) at the accuracy `lit-tv test` printed, and zero-shot at what lit_tv's
+    VizWiz DataModule prints on the same table, below the vector."""
     assert '\nlit-tv-share = "lit_tv.cli.share:main"\n' in (ROOT / "pyproject.toml").read_text()  # installed_venv's
     folder = checkout(tmp_path, "configs")
     installed_venv(folder)
@@ -364,3 +377,21 @@ def test_the_sharing_commands_run_as_written(tmp_path, monkeypatch, capfd):
     assert task_row(by_id, "colour", 150) == by_path
     scored = read_scores(folder / "logs" / "shapes_mtv_colour" / "version_2" / "test_scores.json")["vectors"]
     assert scored[0]["hub"] == "user/shapes-mtv-colour@main" and COMMIT in scored[0]["path"]
+
+    installed = run(f"bash {ROOT / 'scripts' / 'lmms.sh'} --help", ROOT)  # the extra, into this checkout's .lmms/
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    (folder / "scripts").symlink_to(ROOT / "scripts")
+    (folder / ".lmms").symlink_to(ROOT / ".lmms")
+    offline = {"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path / "ds")}
+    copied = run(page_command("README.md", "lit-tv-harness-copy"), folder, **offline)
+    assert copied.returncode == 0 and "150 test queries" in copied.stdout, copied.stderr[-3000:]
+    harness = {}
+    for kind in ("vector=", "max_new_tokens="):
+        done = run(page_command("README.md", f"bash scripts/lmms.sh --model lit_tv --model_args {MODEL_ARG}{kind}"),
+                   folder, timeout=1800, **offline)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        harness[kind] = harness_accuracy(done.stdout)
+    zero_shot = task_row(lit_tv(page_command("README.md", "lit-tv test --config configs/shapes/icl.yaml"), capfd),
+                         "all", 150)  # fmt: skip
+    assert harness["vector="] == pytest.approx(by_path, abs=1e-3)
+    assert harness["max_new_tokens="] == pytest.approx(zero_shot, abs=1e-3) and zero_shot < by_path
