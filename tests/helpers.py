@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -18,6 +19,7 @@ from lit_tv.episodes import Episode, Example
 from lit_tv.model.loading import BUILTIN_MODELS, VLMOptions
 from lit_tv.model.vlm import FrozenVLM
 from lit_tv.prompts import PromptTemplate
+from lit_tv.shapes.toy import SHAPES_TEMPLATE
 from lit_tv.shapes.world import ShapeObject
 from lit_tv.testing.zoo import ZOO
 from lit_tv.vectors.file import layout_from_config, model_fingerprint, write_vector_file
@@ -170,6 +172,7 @@ class KillAtStep(Callback):
 
 
 def residual_file(path: Path, model, tasks: list[str], hidden: int, head_dim: int) -> Path:
+    """A residual vectors file for `model` (ones), recording the shapes world's prompt as a cross-modal export does."""
     layout = {"num_layers": 4, "num_heads": 8, "head_dim": head_dim, "hidden_size": hidden}
     return ResidualVector(
         vectors=torch.ones(len(tasks), 4, hidden),
@@ -178,6 +181,7 @@ def residual_file(path: Path, model, tasks: list[str], hidden: int, head_dim: in
         method="residual",
         layout=layout,
         fingerprint=model_fingerprint(model),
+        extra={"prompt": asdict(SHAPES_TEMPLATE), "prompt_wrap": None, "image_placeholder": "<image>"},
     ).save(path)
 
 

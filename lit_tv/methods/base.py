@@ -117,6 +117,7 @@ class FrozenVLMMethod(L.LightningModule):
             "prompt_wrap": self.model_options.prompt_wrap,
             "image_placeholder": self.vlm.image_placeholder,
             "max_new_tokens": self.max_new_tokens,
+            "patch_position": "last_prompt_token",  # where every lit_tv method patches (and `apply` does)
         }
 
     @property

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, ClassVar, cast
 import torch
 from torch import nn
 
+from lit_tv.episodes import Episode, Example
 from lit_tv.interventions.hooks import PATCH_POLICIES, Hookable, PatchPolicy, removed_on_exit
 from lit_tv.model.layout import Layout, discover_layout
 from lit_tv.prompts import PromptTemplate
@@ -81,6 +82,7 @@ class TaskVector:
         "prompt_wrap",
         "image_placeholder",
         "max_new_tokens",
+        "patch_position",
         "benchmark",
         "config",
         "lit_tv_version",
@@ -89,7 +91,7 @@ class TaskVector:
     @property
     def usage(self) -> dict[str, object]:
         """How the vector was made and scored, as the file records it: the prompt template's fields, the chat
-        wrap, the image placeholder, the new tokens, the benchmark (besides `policy`), the run's model and data
+        wrap, the image placeholder, the new tokens, the patched position, the benchmark (besides `policy`), the run's model and data
         config blocks and the lit_tv version; a field the file lacks (exported before lit_tv recorded it) is
         missing here."""
         return {name: self.extra[name] for name in self.USAGE if name in self.extra}
@@ -104,6 +106,24 @@ class TaskVector:
             return PromptTemplate(**cast(dict, recorded))
         except TypeError as error:
             raise TaskVectorError(f"{self.where}: field 'prompt' is not a prompt template ({error})") from error
+
+    def render_prompt(self, text: str = "", images: int = 0) -> str:
+        """A zero-shot query's prompt as the vector was made and scored with it (the recorded template, chat wrap and
+        image placeholder): the text to build a model's inputs from when applying it outside lit_tv."""
+        template = self.prompt_template()
+        if template is None:
+            raise TaskVectorError(
+                f"{self.where} does not record its prompt (exported by an earlier lit_tv): build the prompt as its run "
+                "did"
+            )
+        if template.chat:
+            raise TaskVectorError(
+                f"{self.where} was made in the model's chat template: render the query with the processor's "
+                "apply_chat_template (lit_tv.FrozenVLM.render does)"
+            )
+        placeholder, wrap = self.extra.get("image_placeholder"), self.extra.get("prompt_wrap")
+        prompt = template.render(Episode(Example(text, ("",) * images)), str(placeholder or ""))
+        return prompt if not isinstance(wrap, str) else wrap.format(prompt=prompt)
 
     def differences(self, run: dict[str, object]) -> list[str]:
         """Where a run's usage (fields as in `usage`) differs from the file's, as ``field: file's -> run's``;

@@ -380,8 +380,8 @@ def test_the_sharing_and_lmms_eval_commands_run_as_written(tmp_path, monkeypatch
 
     installed = run(f"bash {ROOT / 'scripts' / 'lmms.sh'} --help", ROOT)  # the extra, into this checkout's .lmms/
     assert installed.returncode == 0, installed.stderr[-3000:]
-    (folder / "scripts").symlink_to(ROOT / "scripts")
-    (folder / ".lmms").symlink_to(ROOT / ".lmms")
+    for name in ("scripts", "pyproject.toml", ".lmms"):
+        (folder / name).symlink_to(ROOT / name)
     offline = {"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path / "ds")}
     copied = run(page_command("README.md", "lit-tv-harness-copy"), folder, **offline)
     assert copied.returncode == 0 and "150 test queries" in copied.stdout, copied.stderr[-3000:]
