@@ -164,10 +164,12 @@ The run's model and data config blocks, as the file records them:
 import lit_tv
 
 vector = lit_tv.load_vector("{source}")  # revision="..." pins a branch, tag or commit
+prompt = vector.render_prompt("<question>", images=1)  # the prompt format above, for one query
 with lit_tv.apply_task_vector(model, "{source}"{task}):  # a plain transformers model, left-padded batch
-    output = model.generate(**inputs, max_new_tokens=1)
+    output = model.generate(**inputs, max_new_tokens={vector.extra.get("max_new_tokens", 1)})
 ```
 
-or in a run: `lit-tv test --config <config> --model.init_args.task_vector {source}`.
+or in a run: `lit-tv test --config <config> --model.init_args.task_vector {source}`; in lmms-eval (lit_tv's
+`scripts/lmms.sh`): `--model lit_tv --model_args pretrained={vector.model},vector={source}`.
 """
     return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
