@@ -391,7 +391,7 @@ def test_the_sharing_and_lmms_eval_commands_run_as_written(tmp_path, monkeypatch
                    folder, timeout=1800, **offline)  # fmt: skip
         assert done.returncode == 0, done.stderr[-3000:]
         harness[kind] = harness_accuracy(done.stdout)
-    zero_shot = task_row(lit_tv(page_command("README.md", "lit-tv test --config configs/shapes/icl.yaml --data lit_tv"), capfd),
-                         "all", 150)  # fmt: skip
+    vizwiz = page_command("README.md", "lit-tv test --config configs/shapes/icl.yaml --data lit_tv")
+    zero_shot = task_row(lit_tv(vizwiz, capfd), "all", 150)
     assert harness["vector="] == pytest.approx(by_path, abs=1e-3)
     assert harness["max_new_tokens="] == pytest.approx(zero_shot, abs=1e-3) and zero_shot < by_path
