@@ -22,17 +22,11 @@ class StoredImage(ABC):
         """The image file's bytes (JPEG, PNG, ...), as a file of its own would hold them."""
 
     def open(self) -> Image.Image:
+        """`PIL.Image.open` of the bytes, not yet decoded: `lit_tv.images.read_image` decodes it as it does a file."""
         return Image.open(io.BytesIO(self.encoded()))
 
 
 ImageLike = Image.Image | str | Path | StoredImage
-
-
-def open_image(image: str | Path | StoredImage) -> Image.Image:
-    """`PIL.Image.open` of the file or of the stored bytes, not yet decoded: one way to open both, so an image
-    read from a table has the pixels of the same bytes read from a file (no EXIF rotation either way)."""
-    return image.open() if isinstance(image, StoredImage) else Image.open(image)
-
 
 # where a prompt's examples come from: one name for the shapes world and the cross-modal tasks
 Modality = Literal["text", "image", "mixed"]

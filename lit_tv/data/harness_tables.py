@@ -5,9 +5,9 @@ official ``{"answer": ...}`` objects) and ``question_id``; others (``answer_type
 A source is a ``.parquet`` file, a folder (`datasets.Dataset.save_to_disk` output, or parquet files whose names
 give the splits, as a Hub repository's do) or a Hub id (`datasets.load_dataset`, which offline reads the local cache).
 
-Images stay in the memory-mapped table and are opened as the path loader opens a file: ``PIL.Image.open`` of the
-same bytes. The table is read with ``decode=False`` because `datasets`' own decoding turns images by their EXIF
-orientation, which the official files, read from disk, are not.
+Images stay in the memory-mapped table (read with ``decode=False``) and are decoded when a prompt needs them by
+the decoding a file gets (`lit_tv.images.read_image` of the same bytes), so a table image and its file give the same
+pixels: EXIF orientation applied, 16-bit scaled, transparency on white.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from PIL import Image
 from lit_tv.data.records import DataError, DataIssues, Record, Split, field, ranked_answers
 from lit_tv.episodes import Example, StoredImage
 from lit_tv.files import atomic_path
+from lit_tv.images import read_image
 
 COLUMNS = ("image", "question", "answers")  # read; question_id, when there, names the rows in messages
 
@@ -107,12 +108,13 @@ def read_table(source: str, split: str, option: str, name: str, order: str, issu
 
 def _encoded(image: object, where: str) -> tuple[bytes, str | None]:
     """An example's image as file bytes and a file name: a file's own bytes (the same pixels when read back),
-    a stored image's, or a PIL image as PNG (lossless)."""
+    a stored image's, or a PIL image as a PNG (lossless) of its pixels as `read_image` decodes them (any mode, and
+    no EXIF tag left for a reader to apply twice)."""
     if isinstance(image, StoredImage):
         return image.encoded(), None
     if isinstance(image, Image.Image):
         buffer = BytesIO()
-        image.save(buffer, "PNG")
+        read_image(image).save(buffer, "PNG")
         return buffer.getvalue(), None
     if isinstance(image, str | Path):
         return Path(image).read_bytes(), Path(image).name

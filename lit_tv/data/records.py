@@ -1,8 +1,8 @@
 """Reading benchmark files with checks: records, splits, and the errors that name the file and field.
 
 Annotations are read in a DataModule's ``__init__``, so a bad file fails before any model loads.
-Images stay paths (or rows of a table, `lit_tv.episodes.StoredImage`): FrozenVLM opens them (and converts them
-to RGB) only when a prompt needs them.
+Images stay paths (or rows of a table, `lit_tv.episodes.StoredImage`): FrozenVLM decodes them (as a viewer shows
+them, `lit_tv.images`) only when a prompt needs them.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
-from lit_tv.episodes import Example, StoredImage, open_image
+from lit_tv.episodes import Example, StoredImage
+from lit_tv.images import ImageReadError, read_image
 
 
 class DataError(ValueError):
@@ -67,16 +66,15 @@ def field(record: Any, name: str, kind: type, where: str) -> Any:
 
 
 def image_problem(image: Path | StoredImage) -> str | None:
-    """Why ``image`` (a file, or an image stored in a table) cannot serve as an image, or None. It is decoded
-    (a JPEG at reduced scale, so cheaply), since a truncated file opens fine and fails only when its pixels are read."""
-    if isinstance(image, Path) and not image.is_file():
-        return "image file not found"
+    """Why ``image`` (a file, or an image stored in a table) cannot serve as an image, or None. It is decoded as a
+    prompt decodes it (a JPEG at reduced scale, so cheaply), since a truncated file opens fine and fails only when its
+    pixels are read."""
     try:
-        with open_image(image) as opened:
-            opened.draft("RGB", (64, 64))
-            opened.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        return f"cannot read image ({error})"
+        read_image(image, draft=(64, 64))
+    except FileNotFoundError:
+        return "image file not found"
+    except ImageReadError as error:
+        return f"cannot read image ({error.reason})"
     return None
 
 

@@ -12,7 +12,8 @@ from PIL import Image
 from torch import nn
 from transformers import BatchFeature, GenerationMixin, PreTrainedModel, PreTrainedTokenizerBase
 
-from lit_tv.episodes import Episode, ImageLike, StoredImage, open_image
+from lit_tv.episodes import Episode, ImageLike
+from lit_tv.images import read_image
 from lit_tv.model.compat import cache_argument
 from lit_tv.model.families import family_of
 from lit_tv.model.layout import Layout, discover_layout
@@ -21,21 +22,12 @@ from lit_tv.prompts import PromptTemplate, word_start_token_id
 
 
 def load_image(image: ImageLike, width: int | None = None) -> Image.Image:
-    """Open lazily (paths stay paths until a prompt needs them) and convert to RGB.
+    """Decode lazily (paths stay paths until a prompt needs them) as a viewer shows the image (`read_image`).
 
     With `width`, resize to that width keeping the aspect ratio, as the cross-modal reference does
     (width 224) before the model's processor sees the image.
     """
-    if isinstance(image, Image.Image):
-        rgb = image.convert("RGB")
-    else:
-        if not isinstance(image, StoredImage) and not Path(image).is_file():
-            raise FileNotFoundError(f"image file not found: {image}")
-        try:
-            with open_image(image) as opened:
-                rgb = opened.convert("RGB")
-        except OSError as error:
-            raise ValueError(f"cannot read image {image}: {error}") from error
+    rgb = read_image(image)
     if width is None:
         return rgb
     return rgb.resize((width, max(1, int(width / rgb.width * rgb.height))))

@@ -18,10 +18,10 @@ from datasets.packaged_modules.parquet.parquet import Parquet
 from helpers import REPO
 from PIL import Image
 
-from lit_tv.data.harness_tables import write_vqa_table
-from lit_tv.data.records import DataError
+from lit_tv.data.harness_tables import read_table, write_vqa_table
+from lit_tv.data.records import DataError, DataIssues
 from lit_tv.data.vqa import OKVQA, VizWiz
-from lit_tv.episodes import Episode, Example
+from lit_tv.episodes import Episode, Example, StoredImage
 from lit_tv.metrics import VQAAccuracy
 from lit_tv.model.vlm import load_image
 
@@ -35,7 +35,8 @@ pytestmark = pytest.mark.usefixtures("datasets_cache")  # the tables' Arrow copi
 
 
 def write_rotated_photo(path: Path) -> None:
-    """A phone photo: stored landscape with EXIF orientation 6 (`datasets`' decoding would turn it upright)."""
+    """A phone photo: stored landscape, left half red, with EXIF orientation 6 (a viewer turns it a quarter
+    clockwise: portrait, top half red)."""
     pixels = np.zeros((30, 40, 3), dtype=np.uint8)
     pixels[:, :20] = (250, 10, 10)
     exif = Image.Exif()
@@ -73,13 +74,31 @@ def assert_same_data(official, copied) -> None:
 @pytest.mark.parametrize("form", ["parquet", "save_to_disk", "parquet_folder"])
 def test_vizwiz_tables_give_the_official_episodes_pixels_and_accuracy(tmp_path, form):
     root = write_vizwiz(tmp_path / "official")
-    write_rotated_photo(root / "val" / "VizWiz_val_00000002.jpg")  # the table must not turn it upright
+    write_rotated_photo(root / "val" / "VizWiz_val_00000002.jpg")  # both turn it upright, as a viewer does
     train, test = (write_table(vizwiz_rows(root, split), form, tmp_path, split) for split in ("train", "val"))
     official = VizWiz(str(root), **SIZES)
     copied = VizWiz(train=train, test=test, **SIZES)
     assert_same_data(official, copied)
     rotated = next(e.query.images[0] for e in copied.test_queries() if e.query.text == "What colour is this 2?")
-    assert load_image(rotated).size == (40, 30)  # as read from the file: stored landscape, EXIF not applied
+    assert load_image(rotated).size == (30, 40)  # stored landscape, shown (EXIF orientation 6) and read upright
+
+
+@pytest.mark.parametrize("given", ["file", "opened PIL image"])
+def test_a_rotated_photo_in_a_table_decodes_upright_like_its_file(tmp_path, given):
+    photo = tmp_path / "photo.jpg"
+    write_rotated_photo(photo)
+    image = photo if given == "file" else Image.open(photo)  # a PIL image keeps its EXIF tag until decoded
+    table = write_vqa_table(tmp_path / "table.parquet", [Example("q", (image,), ("red",))])
+    split = read_table(str(table), "test", "data.init_args.test", "test", "test", DataIssues(skip=False))
+    stored = split.records[0].example.images[0]
+    assert isinstance(stored, StoredImage)
+    shown = pixels(stored)
+    assert shown.shape == (40, 30, 3)
+    assert shown[:15, :, 0].mean() > 200 > shown[25:, :, 0].mean()  # red on top: turned clockwise
+    if given == "file":
+        np.testing.assert_array_equal(shown, pixels(photo))
+    else:  # written as a lossless PNG of the decoded pixels
+        np.testing.assert_array_equal(shown, pixels(Image.open(photo)))
 
 
 def test_okvqa_tables_give_the_official_episodes_pixels_and_accuracy(tmp_path):

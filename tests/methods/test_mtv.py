@@ -20,6 +20,7 @@ from helpers import (
     read_events,
     zoo_mtv_run,
 )
+from PIL import Image
 
 from lit_tv.cli.app import build_cli
 from lit_tv.cli.command import main
@@ -274,10 +275,15 @@ def test_predict_answers_a_jsonl_with_a_saved_vector(zoo_folder, workdir):
         ('{"images": ["0.png"]}', "questions.jsonl:1: field 'question'"),
         ('{"images": ["missing.png"], "question": "q"}', "questions.jsonl:1: image file not found: .*missing.png"),
         ("{not json", "questions.jsonl:1: not valid JSON"),
+        (
+            '{"images": ["lab.tif"], "question": "q"}',
+            r"questions.jsonl:1: cannot read image \(mode LAB has no RGB conversion .*\): .*lab.tif",
+        ),
     ],
 )
 def test_bad_query_files_name_the_line_and_field(tmp_path, line, message):
     colour_image("red").save(tmp_path / "0.png")
+    Image.new("LAB", (8, 8)).save(tmp_path / "lab.tif")  # a mode no viewer-like conversion reads
     (tmp_path / "questions.jsonl").write_text(line + "\n")
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         QueryFile(str(tmp_path / "questions.jsonl"))

@@ -10,6 +10,7 @@ import huggingface_hub.constants
 import pytest
 import torch
 from helpers import CHAT_TEMPLATE, TEMPLATE, ZOO_NAMES, colour_image, episodes_for
+from PIL import Image
 from torch import nn
 from transformers import LlamaConfig, MambaConfig, MambaForCausalLM
 
@@ -196,6 +197,10 @@ def test_image_width_resizes_keeping_the_aspect_ratio_like_the_reference(tmp_pat
     colour_image("red", (40, 30)).save(tmp_path / "red.png")
     assert load_image(tmp_path / "red.png", width=224).size == (224, 168)
     assert load_image(colour_image("red", (40, 30))).size == (40, 30)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 40x30, shown turned a quarter: upright first, then resized
+    colour_image("red", (40, 30)).save(tmp_path / "turned.jpg", exif=exif)
+    assert load_image(tmp_path / "turned.jpg", width=224).size == (224, 298)
 
 
 def test_image_width_reaches_the_prompts_images(zoo_folder):
