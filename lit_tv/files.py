@@ -86,11 +86,66 @@ def remove_output(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def flock_holders(lock_file: Path) -> list[int] | None:
+    """The pids the kernel lists (``/proc/locks``) as holding an flock on ``lock_file`` that this process can see, or
+    None where the kernel keeps no such list (not Linux). A pid is the process that took the lock: one that
+    inherited it (a process the run started) holds it on under that pid after the taker has ended."""
+    try:
+        table = Path("/proc/locks").read_text()
+        status = lock_file.stat()
+    except OSError:
+        return None
+    file_id = f"{os.major(status.st_dev):02x}:{os.minor(status.st_dev):02x}:{status.st_ino}"
+    rows = (line.split() for line in table.splitlines())  # "1: FLOCK ADVISORY WRITE <pid> <dev:inode> 0 EOF"
+    pids = [int(row[4]) for row in rows if len(row) > 5 and row[1] == "FLOCK" and row[5] == file_id]
+    return [pid for pid in pids if pid > 0]  # 0: a holder in another pid namespace
+
+
+def command_line(pid: int) -> str | None:
+    """The command line of a live process (Linux); "" where it cannot be read; None when the process has ended
+    (gone, or a zombie: its command line is empty)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return ""
+    return command.replace(b"\0", b" ").decode(errors="replace").strip() or None
+
+
+def held_by(lock_file: Path) -> str:
+    """Who holds an output's ``lock_file`` and how to clear it when no lit_tv run is behind it: the rest of a
+    message that starts with the output's path. A lit_tv run is this process or one whose command line names
+    lit_tv (``lit-tv``, ``python -m lit_tv``, ...); a stale lock is one whose taker has ended."""
+    clear = f"if no run is writing it, delete {lock_file} and run again"
+    holders = flock_holders(lock_file)
+    if not holders:
+        return f"is locked by another process ({lock_file} is held): wait for its run to end or, {clear}"
+    for pid in holders:
+        command = "this process" if pid == os.getpid() else command_line(pid)
+        if command is None:
+            continue
+        if command == "this process" or "lit_tv" in command or "lit-tv" in command:
+            return (
+                f"is being written by another run (pid {pid}: {command:.100}, holding {lock_file}): wait for it to end"
+            )
+        return (
+            f"is locked by pid {pid} ({command or 'command line unreadable':.100}), which is not a lit_tv run: "
+            f"end it (kill {pid}) or, {clear}"
+        )
+    return (
+        f"is locked by a stale lock: {lock_file} is still held though the process that took it (pid {holders[0]}) "
+        f"has ended (a process it started inherited the lock; `fuser {lock_file}` names it): end that process or, "
+        f"{clear}"
+    )
+
+
 class OutputLock:
     """Claims output paths for one run: an flock on ``<path>.lock`` beside each (`filelock.FileLock`).
 
     A second run that would write the same files while the first is alive is refused with the path named
-    (two fits in one folder would otherwise overwrite each other's checkpoints and vector). The kernel drops
+    (two fits in one folder would otherwise overwrite each other's checkpoints and vector), and the lock's holder
+    (`held_by`: a live run to wait for, or another program or a stale lock, with how to clear it). The kernel drops
     the lock of a process that ends, however it ends, so a killed run's lock is never in the way; of any number
     of simultaneous starts exactly one wins. A lock is held until `release` or until this object is collected;
     the owning process may re-claim (a fit stopped in-process and resumed: the same lock, `is_singleton`).
@@ -130,10 +185,8 @@ class OutputLock:
                 lock.acquire(timeout=0)
             except Timeout:
                 self.release()
-                raise FileExistsError(
-                    f"{path} is being written by another run (it holds {lock.lock_file}); wait for it to end or "
-                    f"give this run other outputs ({self.what})"
-                ) from None
+                advice = held_by(Path(lock.lock_file))
+                raise FileExistsError(f"{path} {advice}; or give this run other outputs ({self.what})") from None
             self.held.append(lock)
         earlier = [path for path in self.paths if path.resolve() not in self.continued and holds_output(path)]
         if earlier and not self.overwrite:

@@ -3,7 +3,9 @@
 A one-task fit (configs/shapes/mtv.yaml) writes its TensorBoard run, checkpoints and vector under
 ``logs/shapes_mtv_{tasks}``: fits of different tasks never share a folder, so a later fit on another task
 cannot leave its ``last.ckpt`` where a command expects the first one's. The placeholder becomes the run's
-``data.init_args.tasks`` joined by ``+`` (``colour``, ``colour+shape``) before any class is built.
+``data.init_args.tasks`` in sorted order joined by ``+`` (``colour``, ``colour+shape``) before any class is built:
+a task set names one folder whatever order it is given in (a test of ``[shape, colour]`` finds the fit of
+``[colour, shape]``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,6 @@ def fill_tasks(value: Any, tasks: str | None) -> Any:
 
 
 def name_task_folders(config: Namespace) -> None:
-    """Replace ``{tasks}`` in every string option of a parsed run config by the run's tasks."""
+    """Replace ``{tasks}`` in every string option of a parsed run config by the run's tasks, sorted."""
     tasks = config.get("data.init_args.tasks")  # None: the run names no tasks
-    fill_tasks(config, None if tasks is None else "+".join(tasks))
+    fill_tasks(config, None if tasks is None else "+".join(sorted(tasks)))

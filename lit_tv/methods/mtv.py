@@ -17,6 +17,7 @@ from typing import Any, Literal, cast
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import Metric
 
@@ -181,6 +182,12 @@ class MTV(FrozenVLMMethod):
             )
         if not datamodule_of(trainer).train_queries():
             raise ValueError("data.init_args.train_size must be >= 1: the head search scores training queries")
+        tasks = list(getattr(datamodule_of(trainer), "tasks", None) or ())
+        if len(tasks) > 1:  # a warning, not a refusal: a mixed-task vector can be what a study wants to measure
+            rank_zero_warn(
+                f"MTV fit on {len(tasks)} tasks {tasks} (data.init_args.tasks): one mean over several tasks carries "
+                f"none of them; for a vector per task fit each alone (--data.init_args.tasks=[{tasks[0]}], ...)"
+            )
 
     def on_train_start(self) -> None:
         if not self.mean_activations.any():

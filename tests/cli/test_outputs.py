@@ -60,16 +60,16 @@ def test_a_checkpoint_save_that_fails_leaves_the_last_one_whole(tmp_path, usual_
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
-# another run: holds the lock of the output named in argv[1] until it is killed
+# another lit_tv run: claims the output named in argv[1] and holds it until it is killed
 HOLDER = (
-    "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); "
-    "print(flush=True); time.sleep(60)"
+    "import sys, time; from lit_tv.files import OutputLock; lock = OutputLock([sys.argv[1]], 'another run'); "
+    "lock.acquire(); print(flush=True); time.sleep(60)"
 )
 
 
 def _held_by_another_run(path: Path) -> subprocess.Popen:
     path.parent.mkdir(parents=True, exist_ok=True)
-    other = subprocess.Popen([sys.executable, "-c", HOLDER, f"{path}.lock"], stdout=subprocess.PIPE, text=True)
+    other = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, text=True)
     assert other.stdout is not None and other.stdout.readline() == "\n", "the other run holds the lock"
     return other
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -142,3 +147,49 @@ def test_one_of_twenty_simultaneous_starts_claims_an_output(tmp_path):
         for start in starts:
             start.join()
         assert winners == 1, f"attempt {attempt}: {winners} runs claimed the same output"
+
+
+# processes that hold an output's lock as others than a live run would: argv[1] is the lock file
+FLOCK = "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); "
+HOLDERS = {
+    "another program": FLOCK + "print(os.getpid(), flush=True); import time; time.sleep(60)",
+    # takes the lock, starts a process that inherits it, and ends: the lock outlives the process that took it
+    "a stale lock": FLOCK
+    + "import subprocess; print(subprocess.Popen(['sleep', '60'], pass_fds=[fd]).pid, os.getpid())",
+    "another run": "import sys, time; from lit_tv.files import OutputLock; lock = OutputLock([sys.argv[1][:-5]], 'x'); "
+    "lock.acquire(); import os; print(os.getpid(), flush=True); time.sleep(60)",
+}
+MESSAGES = {
+    "another program": r"out.bin is locked by pid {pid} \(.*python.*\), which is not a lit_tv run: end it "
+    r"\(kill {pid}\) or, if no run is writing it, delete {lock} and run again; or give this run other outputs "
+    r"\(the option\)",
+    "a stale lock": r"out.bin is locked by a stale lock: {lock} is still held though the process that took it "
+    r"\(pid {pid}\) has ended .*fuser {lock}.*: end that process or, if no run is writing it, delete {lock} and run",
+    "another run": r"out.bin is being written by another run \(pid {pid}: .*lit_tv.*\): wait for it to end; or give",
+}
+
+
+@pytest.mark.skipif(not Path("/proc/locks").is_file(), reason="the kernel's lock list is Linux's")
+@pytest.mark.parametrize("holder", sorted(HOLDERS))
+def test_a_held_lock_names_its_holder_and_how_to_clear_it(tmp_path, holder):
+    output, lock_file = tmp_path / "out.bin", tmp_path / "out.bin.lock"
+    started = subprocess.Popen(
+        [sys.executable, "-c", HOLDERS[holder], str(lock_file)], stdout=subprocess.PIPE, text=True
+    )
+    assert started.stdout is not None
+    pids = [int(pid) for pid in started.stdout.readline().split()]
+    holding = pids[0]  # the process that holds the lock now
+    if holder == "a stale lock":
+        started.wait()  # reaped: the taker has ended, its child holds on
+    try:
+        message = MESSAGES[holder].format(pid=pids[-1], lock=re.escape(str(lock_file)))
+        with pytest.raises(FileExistsError, match=message):
+            OutputLock([output], "the option").acquire()
+        if holder != "another run":  # the advice, followed, gets past it
+            lock_file.unlink()
+            claimed = OutputLock([output], "the option")
+            claimed.acquire()
+            claimed.release()
+    finally:
+        os.kill(holding, signal.SIGKILL)
+        started.wait()

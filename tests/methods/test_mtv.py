@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -347,6 +348,29 @@ def test_fit_without_mean_activations_is_refused(zoo_folder, tmp_path):
         trainer.fit(
             MTV(model=VLMOptions(str(zoo_folder("llava")))), datamodule=ShapesDataModule(train_size=2, batch_size=1)
         )
+
+
+@pytest.mark.slow  # a model and a trainer: about 1.5 s
+@pytest.mark.parametrize("tasks", [("colour", "shape"), ("colour",)])
+def test_a_fit_on_several_tasks_warns_that_one_mean_carries_none_of_them(zoo_folder, tmp_path, tasks):
+    """Said at setup, before the mean pass: here the fit then stops at its missing means (no callback)."""
+    import lightning as L
+
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False, default_root_dir=tmp_path
+    )
+    data = ShapesDataModule(tasks=tasks, train_size=2, batch_size=1)
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(ValueError, match="no mean activations"):
+        warnings.simplefilter("always")
+        trainer.fit(MTV(model=VLMOptions(str(zoo_folder("llava")))), datamodule=data)
+    said = [str(warning.message) for warning in caught if "one mean over several tasks" in str(warning.message)]
+    if len(tasks) == 1:
+        assert not said
+    else:
+        assert said == [
+            "MTV fit on 2 tasks ['colour', 'shape'] (data.init_args.tasks): one mean over several tasks carries none "
+            "of them; for a vector per task fit each alone (--data.init_args.tasks=[colour], ...)"
+        ]
 
 
 @pytest.mark.slow
