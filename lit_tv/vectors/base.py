@@ -91,9 +91,9 @@ class TaskVector:
     @property
     def usage(self) -> dict[str, object]:
         """How the vector was made and scored, as the file records it: the prompt template's fields, the chat
-        wrap, the image placeholder, the new tokens, the patched position, the benchmark (besides `policy`), the run's model and data
-        config blocks and the lit_tv version; a field the file lacks (exported before lit_tv recorded it) is
-        missing here."""
+        wrap, the image placeholder, the new tokens, the patched position, the benchmark (besides `policy`), the
+        run's model and data config blocks and the lit_tv version; a field the file lacks (exported before lit_tv
+        recorded it) is missing here."""
         return {name: self.extra[name] for name in self.USAGE if name in self.extra}
 
     def prompt_template(self) -> PromptTemplate | None:

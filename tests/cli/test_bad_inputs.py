@@ -127,7 +127,7 @@ CASES = [
     (
         "missing task vector",
         ["test", "--config", MTV, "--model.init_args.task_vector={folder}/none.safetensors"],
-        r"task vector file not found: .*none.safetensors",
+        r"model.init_args.task_vector: .*none.safetensors. is neither an existing file",
     ),
     (
         "bad safetensors header",
