@@ -20,13 +20,12 @@ from lit_tv.prompts import PromptTemplate
 from lit_tv.vectors.file import (
     TaskVectorError,
     TaskVectorMismatchError,
-    fingerprint_difference,
-    model_fingerprint,
     model_scale,
     require_finite,
     require_plausible_scale,
     write_vector_file,
 )
+from lit_tv.vectors.fingerprint import fingerprint_difference, is_partial, model_fingerprint
 from lit_tv.vectors.fitted_on import FittedOn
 
 if TYPE_CHECKING:
@@ -91,9 +90,9 @@ class TaskVector:
     @property
     def usage(self) -> dict[str, object]:
         """How the vector was made and scored, as the file records it: the prompt template's fields, the chat
-        wrap, the image placeholder, the new tokens, the patched position, the benchmark (besides `policy`), the run's model and data
-        config blocks and the lit_tv version; a field the file lacks (exported before lit_tv recorded it) is
-        missing here."""
+        wrap, the image placeholder, the new tokens, the patched position, the benchmark (besides `policy`), the
+        run's model and data config blocks and the lit_tv version; a field the file lacks (exported before lit_tv
+        recorded it) is missing here."""
         return {name: self.extra[name] for name in self.USAGE if name in self.extra}
 
     def prompt_template(self) -> PromptTemplate | None:
@@ -244,6 +243,13 @@ class TaskVector:
                     "(model.init_args.allow_other_model=true)"
                 )
             warnings.warn(f"{message}; applied anyway (allow_other_model)", stacklevel=2)
+        elif is_partial(self.fingerprint):
+            warnings.warn(
+                f"{self.where} records the first form of model fingerprint (exported by an earlier lit_tv): it matches "
+                "this model's config and embeddings, but the layer weights are not checked; export it again to check "
+                "them",
+                stacklevel=2,
+            )
         scale = model_scale(model)
         for name, vectors in self.scaled_vectors().items():
             require_plausible_scale(vectors, name, self.where, scale)
