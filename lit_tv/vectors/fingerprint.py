@@ -55,7 +55,8 @@ def embedding_row_norms(module: nn.Module | None) -> torch.Tensor | None:
 def sample_positions(name: str, numel: int) -> list[int]:
     """Where a parameter is sampled: fixed by its name alone, so every load of the model samples the same values."""
     digest = hashlib.sha256(name.encode()).digest()
-    return [int.from_bytes(digest[start : start + 8], "little") % numel for start in range(0, 32, 8)]
+    starts = range(0, 8 * SAMPLES_PER_TENSOR, 8)
+    return [int.from_bytes(digest[start : start + 8], "little") % numel for start in starts]
 
 
 def weight_samples(model: nn.Module) -> dict[str, list[float]]:
@@ -104,7 +105,7 @@ def _samples_difference(saved: dict[str, list[float]], model: PreTrainedModel, o
     names = {name for name, _ in model.named_parameters()}
     for name, values in saved.items():
         if name not in names:
-            return f"weight {name!r} in the file, no such weight in this model"
+            return f"weight {name!r} in the file, no weight of that name in this model (another model class?)"
         for position, (value, mine) in enumerate(zip(values, own.get(name, values), strict=True)):
             if abs(value - mine) > SAMPLE_TOLERANCE * max(abs(value), abs(mine)) + SAMPLE_FLOOR:
                 return f"weight {name!r}, sample {position}: {value:.6g} in the file, {mine:.6g} in this model"

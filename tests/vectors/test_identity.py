@@ -163,3 +163,14 @@ def test_a_file_without_metadata_checksums_loads_with_a_warning(toy, tmp_path):
     with pytest.warns(UserWarning, match=r"old.safetensors: no 'metadata_checksums' .* fields .* are not"):
         vector = load(path)
     assert isinstance(vector, ResidualVector) and (vector.layer, vector.scale) == (1, 2.0)
+
+
+def test_a_weight_the_model_does_not_have_is_named(toy):
+    saved = model_fingerprint(toy)
+    samples = saved[SAMPLES]
+    assert isinstance(samples, dict)
+    samples["model.language_model.layers.9.mlp.down_proj.weight"] = samples.pop(TUNED)
+    assert fingerprint_difference(saved, toy) == (
+        "weight 'model.language_model.layers.9.mlp.down_proj.weight' in the file, no weight of that name in this "
+        "model (another model class?)"
+    )
