@@ -22,7 +22,8 @@ from lit_tv.prompts import PromptTemplate
 from lit_tv.shapes.toy import SHAPES_TEMPLATE
 from lit_tv.shapes.world import ShapeObject
 from lit_tv.testing.zoo import ZOO
-from lit_tv.vectors.file import layout_from_config, model_fingerprint, write_vector_file
+from lit_tv.vectors.file import layout_from_config, write_vector_file
+from lit_tv.vectors.fingerprint import model_fingerprint
 from lit_tv.vectors.kinds import HeadVector, ResidualVector
 from lit_tv.vectors.sources import FILENAME
 

@@ -28,6 +28,7 @@ from lit_tv.options import require_at_least, require_file_path
 from lit_tv.prompts import PromptTemplate
 from lit_tv.spread import format_spread, spread
 from lit_tv.vectors.file import layout_from_config
+from lit_tv.vectors.fingerprint import model_fingerprint
 from lit_tv.vectors.fitted_on import FittedOn
 from lit_tv.vectors.kinds import TaskVector, load
 from lit_tv.vectors.scores import SCORES_FILE, write_scores
@@ -158,11 +159,14 @@ class FrozenVLMMethod(L.LightningModule):
             )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["lit_tv"] = checkpoint_entry(self, self.vlm.layout.signature(), datamodule_of(self.trainer))
+        layout, fingerprint = self.vlm.layout.signature(), model_fingerprint(self.vlm.model)
+        checkpoint["lit_tv"] = checkpoint_entry(self, layout, fingerprint, datamodule_of(self.trainer))
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """The CLI checks this before the model loads; this catches a checkpoint handed to a Trainer directly."""
-        check_identity(checkpoint, "checkpoint", self, self.vlm.layout.signature())
+        """The CLI checks method and layout before the model loads; the weights are checked here, once loaded
+        (and all of it for a checkpoint handed to a Trainer directly)."""
+        path = self.trainer.ckpt_path or "checkpoint"
+        check_identity(checkpoint, path, self, self.vlm.layout.signature(), self.vlm.model)
         self.checkpoint_fitted_on = fitted_on(checkpoint)
 
     def fitted_elsewhere(self) -> FittedOn | None:

@@ -3,8 +3,13 @@
 LightningCLI (2.6) re-applies a checkpoint's saved hyper-parameters over the config and the command
 line, so `lit-tv test ... --ckpt_path last.ckpt --model.init_args.test_heads random` used to test the
 *selected* heads. lit_tv's CLI does not: the options given are the options that run. Before any
-weights load, a checkpoint of another method or another model is refused, and a resumed fit must
-be given the options of the fit it continues (else it would not be the same run).
+weights load, a checkpoint of another method or layout is refused, and a resumed fit must be given the
+options of the fit it continues (else it would not be the same run).
+
+A checkpoint records its model's weights fingerprint (`lit_tv.vectors.fingerprint`), checked as a task vector's
+is once the weights load: a checkpoint of other weights (another model, or the same folder's weights changed
+since the fit) is refused unless ``allow_other_model`` (then a warning); a model moved to another folder matches.
+Checkpoints written before the fingerprint are checked by model name (a path or hub id) only, with a warning.
 """
 
 from __future__ import annotations
@@ -18,10 +23,13 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from transformers import PreTrainedModel
 
 from lit_tv.files import atomic_path
 from lit_tv.model.loading import BUILTIN_MODELS, VLMOptions
 from lit_tv.vectors.file import layout_from_config, require_finite
+from lit_tv.vectors.fingerprint import fingerprint_difference
 from lit_tv.vectors.fitted_on import FittedOn
 
 
@@ -68,13 +76,16 @@ def method_path(method: object) -> str:
     return f"{type(method).__module__}.{type(method).__qualname__}"
 
 
-def checkpoint_entry(method: CheckpointedMethod, layout: dict[str, int], datamodule: object) -> dict[str, Any]:
+def checkpoint_entry(
+    method: CheckpointedMethod, layout: dict[str, int], fingerprint: dict[str, object], datamodule: object
+) -> dict[str, Any]:
     """What `lit-tv` stores in every checkpoint to recognise it later (`checkpoint["lit_tv"]`)."""
     data = FittedOn.of(datamodule)  # a fit's heads and means belong to its benchmark and tasks
     return {
         "method": method_path(method),
         "model": model_identity(method.model_options.name),
         "layout": layout,
+        "fingerprint": fingerprint,
         "data": {"benchmark": data.benchmark, "tasks": list(data.tasks)},
     }
 
@@ -132,9 +143,14 @@ def differences(saved: Mapping[str, Any], given: Mapping[str, Any], prefix: str)
 
 
 def check_identity(
-    checkpoint: Mapping[str, Any], path: Path | str, method: CheckpointedMethod, layout: dict[str, int]
+    checkpoint: Mapping[str, Any],
+    path: Path | str,
+    method: CheckpointedMethod,
+    layout: dict[str, int],
+    model: PreTrainedModel | None = None,
 ) -> None:
-    """Refuse a checkpoint written by another method, or for another model or layout than `method`'s."""
+    """Refuse a checkpoint written by another method, or for another layout than `method`'s; for other weights
+    than `model`'s once it is loaded (the fingerprint; a checkpoint without one: another model name, at once)."""
     entry = checkpoint.get("lit_tv")
     if entry is None:
         raise CheckpointMismatchError(f"--ckpt_path: {path} was not written by lit-tv fit (no 'lit_tv' entry)")
@@ -144,16 +160,55 @@ def check_identity(
             f"{method_path(method)}; use that method's config or its own checkpoint"
         )
     name = method.model_options.name
+    fingerprint = entry.get("fingerprint")
     if entry["model"] != model_identity(name):
-        raise CheckpointMismatchError(
-            f"--ckpt_path: {path} was fitted on model {entry['model']} but model.init_args.model.name is "
-            f"{name}; its heads and means belong to that model"
-        )
+        if fingerprint is None:
+            raise CheckpointMismatchError(
+                f"--ckpt_path: {path} was fitted on model {entry['model']} but model.init_args.model.name is "
+                f"{name}; its heads and means belong to that model"
+            )
+        if model is None:
+            rank_zero_info(
+                f"--ckpt_path: {path} was fitted on model {entry['model']}, this run's is {name}: "
+                "their weights are compared once they load"
+            )
     if entry["layout"] != layout:
         raise CheckpointMismatchError(
             f"--ckpt_path: {path} was fitted on layout {entry['layout']}; "
             f"model.init_args.model.name {name} has layout {layout}"
         )
+    if model is not None:
+        _check_weights(fingerprint, entry["model"], path, method, model)
+
+
+def _check_weights(
+    fingerprint: dict[str, object] | None,
+    fitted_on_model: str,
+    path: Path | str,
+    method: CheckpointedMethod,
+    model: PreTrainedModel,
+) -> None:
+    """The checkpoint's fingerprint against the loaded weights, as a task vector's is checked."""
+    if fingerprint is None:
+        rank_zero_warn(
+            f"--ckpt_path: {path} was written before checkpoints recorded their model's weights fingerprint: "
+            f"its model is checked by name only ({fitted_on_model}), not by its weights; fit again to check them"
+        )
+        return
+    difference = fingerprint_difference(fingerprint, model)
+    if difference is None:
+        return
+    message = (
+        f"--ckpt_path: {path} was fitted on model {fitted_on_model} and does not match the weights of "
+        f"model.init_args.model.name {method.model_options.name} (its 'lit_tv' entry's field 'fingerprint': "
+        f"{difference}); its heads and means belong to those weights"
+    )
+    if not method.hparams.get("allow_other_model", False):
+        raise CheckpointMismatchError(
+            f"{message}; to use it on purpose, model.init_args.allow_other_model=true (a fit from scratch: "
+            "without --ckpt_path and with --overwrite)"
+        )
+    rank_zero_warn(f"{message}; used anyway (allow_other_model)")
 
 
 def check_checkpoint(

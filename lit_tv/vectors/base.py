@@ -20,13 +20,12 @@ from lit_tv.prompts import PromptTemplate
 from lit_tv.vectors.file import (
     TaskVectorError,
     TaskVectorMismatchError,
-    fingerprint_difference,
-    model_fingerprint,
     model_scale,
     require_finite,
     require_plausible_scale,
     write_vector_file,
 )
+from lit_tv.vectors.fingerprint import fingerprint_difference, is_partial, model_fingerprint
 from lit_tv.vectors.fitted_on import FittedOn
 
 if TYPE_CHECKING:
@@ -244,6 +243,13 @@ class TaskVector:
                     "(model.init_args.allow_other_model=true)"
                 )
             warnings.warn(f"{message}; applied anyway (allow_other_model)", stacklevel=2)
+        elif is_partial(self.fingerprint):
+            warnings.warn(
+                f"{self.where} records the first form of model fingerprint (exported by an earlier lit_tv): it matches "
+                "this model's config and embeddings, but the layer weights are not checked; export it again to check "
+                "them",
+                stacklevel=2,
+            )
         scale = model_scale(model)
         for name, vectors in self.scaled_vectors().items():
             require_plausible_scale(vectors, name, self.where, scale)

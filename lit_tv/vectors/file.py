@@ -1,15 +1,14 @@
 """Task-vector files and the checks every use of one shares.
 
 A file is safetensors: the tensors, plus string metadata (JSON values) that says what made it. Export writes
-atomically and stores a SHA-256 per tensor (metadata ``checksums``); reading recomputes them, so a tensor
-altered after export is refused, naming it. Files of the first format (no checksums) are refused with a
-message to re-export: their contents cannot be vouched for, and re-exporting takes one ``lit-tv test``.
+atomically and stores a SHA-256 per tensor (metadata ``checksums``) and one per metadata field (``metadata_checksums``:
+of every field's stored string: tasks, model, revision, layout, fingerprint, kind, method, policy, layer, mode,
+scale, the prompt, ...); reading recomputes them, so a tensor altered or a field edited, added or removed after
+export is refused, naming it. Files of the first format (no checksums) are refused with a message to re-export:
+their contents cannot be vouched for, and re-exporting takes one ``lit-tv test``. Files exported before
+``metadata_checksums`` load with a warning that their metadata is not verified (their tensors are).
 
-Model identity is a *fingerprint*, cheap to take from a loaded model: its text config's ``model_type`` and
-``vocab_size`` and the Frobenius norms of its input and output embeddings (found through the model's own
-accessors). Two models match when the strings are equal and both norms agree to 1% (so a bf16 load matches
-its fp32 export; embeddings stay unquantized under 4-bit loading). A model moved to another folder still
-matches; a same-shaped model with other weights does not.
+Model identity (the ``fingerprint`` field) is `lit_tv.vectors.fingerprint`'s.
 
 Scale: a vector's norms are compared with the model's own scale, the median L2 norm of its input-embedding
 rows (the residual stream's scale where it starts). Any norm more than ``SCALE_LIMIT`` (10^4) times above or
@@ -27,15 +26,15 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from torch import nn
 from transformers import AutoConfig, PreTrainedModel
 
 import lit_tv
 from lit_tv.files import atomic_path
 from lit_tv.model.loading import VLMOptions
+from lit_tv.vectors.fingerprint import embedding_row_norms
 
 SCALE_LIMIT = 1e4
-FINGERPRINT_TOLERANCE = 0.01
+CHECKSUMS, METADATA_CHECKSUMS = "checksums", "metadata_checksums"
 
 
 class TaskVectorError(ValueError):
@@ -78,7 +77,8 @@ def tensor_checksum(tensor: torch.Tensor) -> str:
 def write_vector_file(
     path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, object], overwrite: bool = False
 ) -> Path:
-    """Write atomically (temp file + rename) with a checksum per tensor; no check of the contents (the
+    """Write atomically (temp file + rename) with a checksum per tensor and per metadata field; no check of the
+    contents (the
     kinds' `save` checks them). An existing file is replaced only with ``overwrite`` (runs pass it once their
     output lock has cleared the path: `--overwrite`, or the run's own file), and then it says so."""
     if Path(path).exists():
@@ -91,15 +91,57 @@ def write_vector_file(
         warnings.warn(f"replacing the task vector {path} written {written} by an earlier run", stacklevel=2)
     tensors = {key: value.detach().cpu().contiguous() for key, value in tensors.items()}
     strings = {key: value if isinstance(value, str) else json.dumps(value) for key, value in metadata.items()}
-    strings["checksums"] = json.dumps({key: tensor_checksum(value) for key, value in sorted(tensors.items())})
+    strings[CHECKSUMS] = json.dumps({key: tensor_checksum(value) for key, value in sorted(tensors.items())})
     strings["lit_tv_version"] = lit_tv.__version__
+    strings[METADATA_CHECKSUMS] = json.dumps(metadata_checksums(strings))
     with atomic_path(path) as temporary:
         save_file(tensors, str(temporary), metadata=strings)
     return Path(path)
 
 
+def metadata_checksums(strings: dict[str, str]) -> dict[str, str]:
+    """SHA-256 of each metadata field's stored string (the checksum fields aside: they check themselves)."""
+    return {
+        key: hashlib.sha256(value.encode()).hexdigest()
+        for key, value in sorted(strings.items())
+        if key not in (CHECKSUMS, METADATA_CHECKSUMS)
+    }
+
+
+def _saved_checksums(metadata: dict[str, str], field: str, path: str | Path) -> dict[str, str]:
+    try:
+        saved = json.loads(metadata[field])
+    except ValueError as error:
+        raise TaskVectorError(f"task vector {path}: field {field!r} is not JSON ({error}): export it again") from error
+    if not isinstance(saved, dict):
+        raise TaskVectorError(f"task vector {path}: field {field!r} is not a mapping of checksums: export it again")
+    return saved
+
+
+def verify_metadata(metadata: dict[str, str], path: str | Path) -> None:
+    """Refuse a metadata field edited, added or removed after export, naming it; a file exported before the
+    metadata checksums loads with a warning (its tensors are verified, its fields cannot be)."""
+    if METADATA_CHECKSUMS not in metadata:
+        warnings.warn(
+            f"task vector {path}: no {METADATA_CHECKSUMS!r} in its metadata (exported by an earlier lit_tv): its "
+            "tensors are verified but its fields (tasks, model, layer, mode, scale, ...) are not; export it again "
+            "to have them checked",
+            stacklevel=3,
+        )
+        return
+    saved, own = _saved_checksums(metadata, METADATA_CHECKSUMS, path), metadata_checksums(metadata)
+    for field in sorted(saved.keys() | own.keys()):
+        if saved.get(field) != own.get(field):
+            change = "added" if field not in saved else "removed" if field not in own else "edited"
+            raise TaskVectorError(
+                f"task vector {path}: field {field!r} was {change} after export (it does not match "
+                f"{METADATA_CHECKSUMS!r} saved at export); export it again"
+            )
+
+
 def load_task_vector(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The tensors and raw metadata of a file, every tensor verified against the checksum saved at export."""
+    """The tensors and raw metadata of a file, every tensor and metadata field verified against the checksums
+    saved at export."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"task vector file not found: {path}")
     try:
@@ -107,17 +149,18 @@ def load_task_vector(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
             metadata = dict(file.metadata() or {})
     except Exception as error:  # safetensors raises its own SafetensorError (and OSError) on a bad header
         raise TaskVectorError(f"task vector {path} is not a readable safetensors file: {error}") from error
-    if "checksums" not in metadata:
+    if CHECKSUMS not in metadata:
         raise TaskVectorError(
             f"task vector {path}: no 'checksums' in its metadata: it was written by an earlier "
             "lit_tv (or by hand) and cannot be verified; export it again with this version"
         )
+    verify_metadata(metadata, path)
     try:
         with safe_open(str(path), framework="pt") as file:
             tensors = {key: file.get_tensor(key) for key in file.keys()}
     except Exception as error:
         raise TaskVectorError(f"task vector {path}: cannot read its tensors: {error}") from error
-    saved = json.loads(metadata["checksums"])
+    saved = _saved_checksums(metadata, CHECKSUMS, path)
     if sorted(saved) != sorted(tensors):
         raise TaskVectorError(
             f"task vector {path}: field 'checksums' lists tensors {sorted(saved)}, the file holds "
@@ -132,42 +175,9 @@ def load_task_vector(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
     return tensors, metadata
 
 
-def _embedding_row_norms(module: nn.Module | None) -> torch.Tensor | None:
-    weight = getattr(module, "weight", None)
-    if not isinstance(weight, torch.Tensor) or weight.dim() != 2 or weight.is_meta:
-        return None
-    return torch.linalg.vector_norm(weight.detach(), dim=1, dtype=torch.float32)
-
-
-def model_fingerprint(model: PreTrainedModel) -> dict[str, object]:
-    """What identifies a model's weights cheaply (see the module doc): config type, vocabulary, embedding norms."""
-    text = model.config.get_text_config()
-    norms = {}
-    for name, module in (
-        ("input_embedding_norm", model.get_input_embeddings()),
-        ("output_embedding_norm", model.get_output_embeddings()),
-    ):
-        rows = _embedding_row_norms(module)
-        norms[name] = None if rows is None else float(rows.square().sum().sqrt())
-    return {"model_type": getattr(text, "model_type", ""), "vocab_size": getattr(text, "vocab_size", None), **norms}
-
-
-def fingerprint_difference(saved: dict[str, object], model: PreTrainedModel) -> str | None:
-    """Where `model` differs from a saved fingerprint (None when it matches)."""
-    own = model_fingerprint(model)
-    for key, value in saved.items():
-        mine = own.get(key)
-        if isinstance(value, float) and isinstance(mine, float):
-            if abs(value - mine) > FINGERPRINT_TOLERANCE * max(abs(value), abs(mine)):
-                return f"{key} {value:.6g} in the file, {mine:.6g} in this model"
-        elif value != mine:
-            return f"{key} {value!r} in the file, {mine!r} in this model"
-    return None
-
-
 def model_scale(model: PreTrainedModel) -> float | None:
     """The median L2 norm of the model's input-embedding rows (None when it has no plain embedding matrix)."""
-    rows = _embedding_row_norms(model.get_input_embeddings())
+    rows = embedding_row_norms(model.get_input_embeddings())
     return None if rows is None else float(rows.median())
 
 

@@ -17,7 +17,7 @@ import torch
 
 from lit_tv.interventions.hooks import Hookable, PatchPolicy, patch_residual, replace_heads
 from lit_tv.vectors.base import Dims, TaskVector
-from lit_tv.vectors.file import TaskVectorError, load_task_vector
+from lit_tv.vectors.file import CHECKSUMS, METADATA_CHECKSUMS, TaskVectorError, load_task_vector
 from lit_tv.vectors.sources import resolve_source
 
 __all__ = ["HeadVector", "ResidualVector", "TaskVector", "load"]
@@ -141,7 +141,7 @@ def load(
             raise
         raise TaskVectorError(f"hub repo {name}: {error}") from error
     # every field read below is popped: what is left is the vector's `extra` (provenance)
-    metadata = {key: _decode(value) for key, value in raw.items() if key != "checksums"}
+    metadata = {key: _decode(value) for key, value in raw.items() if key not in (CHECKSUMS, METADATA_CHECKSUMS)}
     found = KINDS.get(str(metadata.get("kind")))
     if found is None:
         raise TaskVectorError(f"{name}: field 'kind' is {metadata.get('kind')!r}, expected one of {sorted(KINDS)}")

@@ -1,8 +1,8 @@
 """Every message that tells the user to set an option: run the command that prints it, then the same command with
 the options as the message prints them, which must get past it (issue 18: advice that does not work as written
 is a fault of its own). The nested nulls (quantization, image_width, device_map) are in tests/cli/test_app.py,
-the checkpoint-resume advice in tests/methods/test_checkpoints.py, `--overwrite` with each output it guards in their
-tests."""
+the checkpoint-resume and checkpoint `allow_other_model` advice in tests/methods/test_checkpoints.py, `--overwrite`
+with each output it guards in their tests."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from helpers import MTV_YAML, SHAPES_CONFIGS, KillAtStep, Killed, logged_scalars, sized, zoo_mtv_run
 from lightning.pytorch.callbacks import Callback
+from transformers import AutoModelForImageTextToText
 
 from lit_tv.cli.app import build_cli
 from lit_tv.cli.command import main
@@ -77,7 +78,7 @@ def test_a_checkpoint_of_another_method_is_refused(fitted_shapes, monkeypatch, c
 
 def test_a_checkpoint_of_another_model_is_refused_before_the_model_loads(fitted_shapes, monkeypatch, zoo_folder):
     monkeypatch.chdir(fitted_shapes)
-    with pytest.raises(SystemExit, match="fitted on model lit_tv/shapes-toy but model.init_args.model.name is .*llava"):
+    with pytest.raises(SystemExit, match=r"fitted on layout .*; model.init_args.model.name .*llava\w* has layout"):
         main(
             [
                 "test",
@@ -89,6 +90,30 @@ def test_a_checkpoint_of_another_model_is_refused_before_the_model_loads(fitted_
                 str(zoo_folder("llava")),
             ]
         )
+
+
+def test_a_checkpoint_follows_its_model_s_weights_not_its_folder(zoo_folder, workdir):
+    """The fit's model in another folder still matches its checkpoint; weights changed in the fit's own folder since
+    the fit are refused, naming the field and allow_other_model, as the same fit's vector is."""
+    folder, moved = workdir / "model", workdir / "moved"
+    shutil.copytree(zoo_folder("llava"), folder)
+    main(["fit", *zoo_mtv_run(folder)])
+    (last,), (vector,) = workdir.glob("logs/**/last.ckpt"), workdir.glob("logs/**/task_vector.safetensors")
+    shutil.copytree(folder, moved)
+    main(["test", *zoo_mtv_run(moved, "--ckpt_path", str(last))])
+    model = AutoModelForImageTextToText.from_pretrained(folder)
+    name, weight = next((name, weight) for name, weight in model.named_parameters() if "layers.1.mlp" in name)
+    with torch.no_grad():
+        weight.add_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)) * float(weight.std()))
+    model.save_pretrained(folder)  # a fine-tune written over the fit's folder: embeddings and layout unchanged
+    with pytest.raises(
+        SystemExit, match=rf"last.ckpt was fitted on model .*'fingerprint': weight '{name}'.*allow_other_model=true"
+    ):
+        main(["test", *zoo_mtv_run(folder, "--ckpt_path", str(last))])
+    with pytest.raises(SystemExit, match=rf"task_vector.safetensors .*'fingerprint': weight '{name}'"):
+        main(["test", *zoo_mtv_run(folder, f"--model.init_args.task_vector={vector}")])
+    with pytest.warns(UserWarning, match=r"last.ckpt was fitted on model .* used anyway \(allow_other_model\)"):
+        main(["test", *zoo_mtv_run(folder, "--ckpt_path", str(last), "--model.init_args.allow_other_model=true")])
 
 
 def test_ckpt_path_and_task_vector_together_are_refused(fitted_shapes, monkeypatch):
