@@ -12,6 +12,12 @@ def require_at_least(option: str, value: int | float | None, minimum: int, why: 
         raise ValueError(f"{option} must be >= {minimum}, got {value}{f' ({why})' if why else ''}")
 
 
+def require_between(option: str, value: int | None, low: int, high: int, why: str) -> None:
+    """`value` (None: unset, allowed) must lie in [`low`, `high`]; `why` says where the range comes from."""
+    if value is not None and not low <= value <= high:
+        raise ValueError(f"{option} must be an integer from {low} to {high} ({why}) or null, got {value}")
+
+
 def require_file_path(option: str, path: str | Path) -> None:
     """An output file's path, checked before the run's work: not a folder, and no file where a folder goes."""
     path = Path(path)

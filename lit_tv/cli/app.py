@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import sys
+from argparse import ArgumentError
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -20,8 +21,10 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lit_tv.cli.interrupts import RunInterrupted
+from lit_tv.cli.run_checks import check_data_split, check_trainer_options
 from lit_tv.cli.task_folders import name_task_folders
 from lit_tv.methods.base import FrozenVLMMethod
 from lit_tv.methods.checkpoints import (
@@ -104,8 +107,10 @@ class LitTVCLI(LightningCLI):
                 run=run,
                 save_config_callback=RunConfigSaver,
                 save_config_kwargs={"overwrite": True},
-                parser_kwargs={"description": DESCRIPTION},
+                parser_kwargs={"description": DESCRIPTION, "exit_on_error": False},
             )
+        except ArgumentError as error:  # a bad command line or config file: one line, not the usage of every option
+            raise ValueError(f"{error} (`lit-tv --help` and `lit-tv <subcommand> --help` list the options)") from None
         except RunInterrupted as stop:
             subcommand = getattr(self, "subcommand", None)  # set once parsed; the trainer once built
             if subcommand is not None and hasattr(self, "trainer"):
@@ -113,7 +118,10 @@ class LitTVCLI(LightningCLI):
             raise
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        trainer = super().instantiate_trainer(**kwargs)
+        try:
+            trainer = super().instantiate_trainer(**kwargs)
+        except MisconfigurationException as error:  # what `check_trainer_options` does not foresee
+            raise ValueError(f"trainer options: {error}") from error
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # Lightning's default, not a user's choice
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer
@@ -139,6 +147,7 @@ class LitTVCLI(LightningCLI):
             raise ValueError(f"--seed_everything must be true, false or an integer from 0 to {MAX_SEED}, got {seed}")
 
     def before_instantiate_classes(self) -> None:
+        check_trainer_options(self._run_config()["trainer"])
         name_task_folders(self._run_config())
 
     def after_instantiate_classes(self) -> None:
@@ -179,6 +188,8 @@ class LitTVCLI(LightningCLI):
 
     def _check_ckpt_path(self) -> None:
         assert self.subcommand is not None  # called while a subcommand runs
+        check_data_split(self.subcommand, self.datamodule)
+        self.model.check_data(self.subcommand, self.datamodule)
         ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
         if ckpt_path is None:
             return

@@ -235,6 +235,9 @@ class FrozenVLMMethod(L.LightningModule):
     def teardown(self, stage: str) -> None:
         self._output_lock.release()
 
+    def check_data(self, stage: str, data: L.LightningDataModule) -> None:
+        """Refuse data this method cannot use in `stage`; the CLI calls it before any callback claims an output."""
+
     def data_roles(self, stage: str) -> set[Role]:
         """The episode roles this method uses in `stage`: the DataModule draws only these, so a role it does
         not use (REINFORCE queries in an ICL test) takes no records from the others."""

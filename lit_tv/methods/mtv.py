@@ -14,10 +14,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal, cast
 
+import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 from torchmetrics import Metric
 
@@ -28,12 +29,15 @@ from lit_tv.interventions.hooks import PatchPolicy, replace_heads
 from lit_tv.interventions.shared_prefix import fork_last_token, repeat_rows
 from lit_tv.methods.base import FrozenVLMMethod
 from lit_tv.methods.checkpoints import checkpoint_folders
+from lit_tv.methods.mtv_checks import check_fit_options, check_means_recomputed, check_transfer_data
 from lit_tv.methods.random_heads import RandomHeadsControl, answers_over_one_prefix
 from lit_tv.methods.reinforce import reinforce_surrogate, sampling_probabilities
 from lit_tv.model.loading import SHAPES_TOY, VLMOptions
-from lit_tv.options import require_at_least
+from lit_tv.options import require_at_least, require_between
 from lit_tv.vectors.file import require_finite
 from lit_tv.vectors.kinds import HeadVector, TaskVector
+
+MAX_DRAW_SEED = 2**64 - 1  # what `torch.Generator.manual_seed` takes (a negative seed would alias a large one)
 
 
 class MTV(FrozenVLMMethod):
@@ -63,8 +67,10 @@ class MTV(FrozenVLMMethod):
             ``seed_everything``, read when the run starts (not when the module is built), so runs in one
             process do not depend on their order. Several seeds are several runs (the main job, the
             many-shot and findings commands repeat them and print mean ± std (min-max)).
-        task_vector: a saved vector to test/predict with; ``transfer="heads"`` keeps its heads and
-            recomputes the means on this DataModule (e.g. Flowers -> CUB, with `allow_other_task`).
+        task_vector: a saved vector to test/predict with; ``transfer="heads"`` keeps its heads (the vector's or
+            the ``--ckpt_path`` checkpoint's) and recomputes the means over this DataModule's support episodes
+            with the `MeanActivations` callback (e.g. Flowers -> CUB, with `allow_other_task`); a run that has
+            neither (predict's query file) is refused.
         allow_other_task / allow_other_model: use `task_vector` on other tasks (or another benchmark), or
             on a model with other weights of the same layout, on purpose (a warning instead of an error).
         export: where fit writes the task vector (safetensors).
@@ -109,6 +115,7 @@ class MTV(FrozenVLMMethod):
         require_at_least("model.init_args.selection_samples", selection_samples, 1)
         require_at_least("model.init_args.selection_queries", selection_queries, 1)
         require_at_least("model.init_args.random_draws", random_draws, 2, "the control is a distribution")
+        require_between("model.init_args.draw_seed", draw_seed, 0, MAX_DRAW_SEED, "a torch generator's seeds")
         if selection != "best_of_samples" and not 0 <= threshold < 1:
             raise ValueError(
                 f"model.init_args.threshold={threshold} with selection {selection!r}: sigmoid(theta) lies in (0, 1), "
@@ -121,6 +128,7 @@ class MTV(FrozenVLMMethod):
         self.random_control: RandomHeadsControl | None = None  # the last test's control (`test_heads: random`)
         self._resumed_step: int | None = None  # the global step of the checkpoint a fit resumed from
         self._finish_at_fit_end = False
+        self.means_recomputed = False  # set by the `MeanActivations` callback, which fills `mean_activations`
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
@@ -129,6 +137,9 @@ class MTV(FrozenVLMMethod):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
         require_finite(checkpoint["state_dict"]["mean_activations"], "mean_activations", "the checkpoint")
+        if self.hparams.transfer == "heads" and self.trainer.state.fn != TrainerFn.FITTING:
+            # the checkpoint's heads only: its means (of the fit's tasks) are recomputed on this run's data
+            checkpoint["state_dict"]["mean_activations"].zero_()
         self.mask_generator.set_state(checkpoint["mask_generator"])
         self._resumed_step = checkpoint["global_step"]
 
@@ -161,7 +172,9 @@ class MTV(FrozenVLMMethod):
 
     def setup(self, stage: str) -> None:
         if stage == "fit":
-            self._check_fit_options()
+            check_fit_options(self.trainer, datamodule_of(self.trainer))
+        elif self.hparams.transfer == "heads":
+            check_means_recomputed(stage, datamodule_of(self.trainer), self.means_recomputed)
         precision = str(self.trainer.precision)
         if precision.endswith("-true") and precision != "32-true":
             raise ValueError(
@@ -172,22 +185,9 @@ class MTV(FrozenVLMMethod):
         self.run_seed = self.hparams.draw_seed if self.hparams.draw_seed is not None else torch.initial_seed()
         self.mask_generator.manual_seed(self.run_seed)  # a resumed fit then restores the checkpoint's state
 
-    def _check_fit_options(self) -> None:
-        """What would make the head search do nothing, refused before the mean-activation pass."""
-        trainer = self.trainer
-        if trainer.max_steps == 0 or (trainer.max_steps == -1 and trainer.max_epochs == 0):
-            raise ValueError(
-                f"trainer.max_steps={trainer.max_steps} / trainer.max_epochs={trainer.max_epochs}: "
-                "the REINFORCE head search needs at least one step"
-            )
-        if not datamodule_of(trainer).train_queries():
-            raise ValueError("data.init_args.train_size must be >= 1: the head search scores training queries")
-        tasks = list(getattr(datamodule_of(trainer), "tasks", None) or ())
-        if len(tasks) > 1:  # a warning, not a refusal: a mixed-task vector can be what a study wants to measure
-            rank_zero_warn(
-                f"MTV fit on {len(tasks)} tasks {tasks} (data.init_args.tasks): one mean over several tasks carries "
-                f"none of them; for a vector per task fit each alone (--data.init_args.tasks=[{tasks[0]}], ...)"
-            )
+    def check_data(self, stage: str, data: L.LightningDataModule) -> None:
+        if stage != "fit" and self.hparams.transfer == "heads":
+            check_transfer_data(stage, data)
 
     def on_train_start(self) -> None:
         if not self.mean_activations.any():

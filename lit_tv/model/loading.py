@@ -22,7 +22,13 @@ from transformers import (
     PreTrainedModel,
 )
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
-from transformers.utils import cached_file
+from transformers.utils import (
+    cached_file,
+    is_flash_attn_2_available,
+    is_flash_attn_3_available,
+    is_flash_attn_4_available,
+    is_torch_flex_attn_available,
+)
 
 from lit_tv.model.compat import load_processor_without_video
 from lit_tv.prompts import check_prompt_wrap
@@ -33,6 +39,13 @@ class ModelLoadError(OSError):
 
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+# transformers' attention implementations that need a package (and a GPU) of their own
+ATTENTION_PACKAGES = {
+    "flash_attention_2": is_flash_attn_2_available,
+    "flash_attention_3": is_flash_attn_3_available,
+    "flash_attention_4": is_flash_attn_4_available,
+    "flex_attention": is_torch_flex_attn_available,
+}
 
 
 def quantization_config(quantization: str | None, dtype: str, device: str) -> BitsAndBytesConfig | None:
@@ -171,6 +184,7 @@ class VLMOptions:
         if width is not None and (not isinstance(width, int) or isinstance(width, bool) or width < 1):
             raise ValueError(f"model.image_width must be a positive number of pixels or null, got {width!r}")
         check_prompt_wrap(self.prompt_wrap)
+        check_attention(self.attn_implementation)
         check_dispatch(self.device_map, self.max_memory, self.offload_folder)
 
     @cached_property
@@ -191,6 +205,17 @@ class VLMOptions:
                 "offload_folder": self.offload_folder,
             }
         return placement
+
+
+def check_attention(implementation: str | None) -> None:
+    """An attention kernel whose package is not installed, refused before any data or weights load (transformers
+    would refuse it only while loading the weights, with a traceback). Other names are transformers' to judge."""
+    installed = ATTENTION_PACKAGES.get(implementation or "")
+    if installed is not None and not installed():
+        raise ValueError(
+            f"model.attn_implementation={implementation!r}: its package is not installed (or finds no supported "
+            "GPU) here; use sdpa or eager, or null for the model's default"
+        )
 
 
 SHAPES_TOY = VLMOptions()  # the default model of every method: the shipped toy VLM

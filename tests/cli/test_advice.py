@@ -63,6 +63,18 @@ ADVICE = {
         "add their callback",
         ["--trainer.callbacks=[]", "--trainer.callbacks+=lit_tv.callbacks.mean_activations.MeanActivations"],
     ),
+    "mtv-transfer-callback": (
+        [*MTV_TEST, "--model.init_args.task_vector={vector}", "--model.init_args.transfer=heads"],
+        ["--trainer.callbacks=[]"],
+        "no callback that does",
+        ["--trainer.callbacks=[]", "--trainer.callbacks+=lit_tv.callbacks.mean_activations.MeanActivations"],
+    ),
+    "mtv-transfer-support": (
+        [*MTV_TEST, "--model.init_args.task_vector={vector}", "--model.init_args.transfer=heads"],
+        ["--data.init_args.support_size=0"],
+        "give it a positive number of episodes",
+        ["--data.init_args.support_size=2"],
+    ),
     "mtv-threshold": (
         [*MTV_FIT, "--model.init_args.selection=threshold"],
         ["--model.init_args.threshold=0.99"],

@@ -12,15 +12,18 @@ from types import SimpleNamespace
 import pytest
 import torch
 from helpers import SHAPES_CONFIGS, colour_image, held_locks, mtv_vector_file
+from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator
 from PIL import Image
 from transformers import T5Config, T5ForConditionalGeneration
 
 from lit_tv.cli.command import main
+from lit_tv.model.loading import ATTENTION_PACKAGES
 from lit_tv.shapes.datamodule import ShapesDataModule
 
 CONFIGS = SHAPES_CONFIGS
 MTV, ICL = str(CONFIGS / "mtv.yaml"), str(CONFIGS / "icl.yaml")
 PREDICT = [str(CONFIGS / "predict.yaml"), "--model.init_args.task_vector={valid}"]
+QUESTIONS = [*PREDICT, "--data.init_args.path={folder}/questions.jsonl"]  # a good query file
 SMALL = [
     "--data.init_args.support_size=2",
     "--data.init_args.train_size=2",
@@ -41,6 +44,8 @@ def _files(folder: Path) -> dict[str, Path]:
     (folder / "empty.jsonl").write_text("\n")
     (folder / "truncated.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
     (folder / "bad_image.jsonl").write_text('{"images": ["truncated.png"], "question": "colour?"}\n')
+    colour_image("red").save(folder / "red.png")
+    (folder / "questions.jsonl").write_text('{"images": ["red.png"], "question": "colour?"}\n')
     nan = torch.zeros(4, 8)
     nan[1, 2] = float("nan")
     return {
@@ -169,6 +174,84 @@ CASES = [
         ["predict", "--config", *PREDICT, "--data.init_args.path={folder}/bad_image.jsonl"],
         r"bad_image.jsonl:1: cannot read image .*truncated.png",
     ),
+    (
+        "no devices",
+        ["fit", "--config", MTV, "--trainer.devices", "0"],
+        r"trainer.devices='0': a run needs at least one",
+    ),
+    (
+        "negative max_steps",
+        ["fit", "--config", MTV, "--trainer.max_steps=-5"],
+        r"trainer.max_steps must be -1 \(no limit\) or >= 0, got -5",
+    ),
+    (
+        "draw seed out of range",
+        ["fit", "--config", MTV, "--model.init_args.draw_seed=18446744073709551616"],
+        r"model.init_args.draw_seed must be an integer from 0 to 18446744073709551615 .*got 18446744073709551616",
+    ),
+    (
+        "predict without a predict split",
+        ["predict", "--config", MTV, "--model.init_args.task_vector={valid}"],
+        r"lit-tv predict reads the predict split, but data.class_path lit_tv.shapes.datamodule.ShapesDataModule has no",
+    ),
+    (
+        "test of a query file",
+        ["test", "--config", *QUESTIONS],
+        r"lit-tv test reads the test split, but data.class_path lit_tv.data.query_file.QueryFile has none",
+    ),
+    (
+        "test of a query file, other tasks allowed",
+        ["test", "--config", *QUESTIONS, "--model.init_args.allow_other_task=true"],
+        r"lit-tv test reads the test split, but data.class_path lit_tv.data.query_file.QueryFile has none",
+    ),
+    (
+        "transfer heads in predict",
+        ["predict", "--config", *QUESTIONS, "--model.init_args.transfer=heads"],
+        r"model.init_args.transfer=heads recomputes the means .* but lit-tv predict's data \(QueryFile\) has none",
+    ),
+    (
+        "transfer heads without the means callback",
+        [
+            "test",
+            "--config",
+            MTV,
+            "--model.init_args.task_vector={valid}",
+            "--model.init_args.transfer=heads",
+            "--trainer.callbacks=[]",
+        ],
+        r"model.init_args.transfer=heads .* no callback that does: --trainer.callbacks\+=lit_tv.callbacks.mean_",
+    ),
+    (
+        "transfer heads without support episodes",
+        [
+            "test",
+            "--config",
+            MTV,
+            "--model.init_args.task_vector={valid}",
+            "--model.init_args.transfer=heads",
+            "--data.init_args.support_size=0",
+        ],
+        r"model.init_args.transfer=heads .* data.init_args.support_size is 0",
+    ),
+    (
+        "missing config file",
+        ["fit", "--config", "{folder}/none.yaml"],
+        r'Parser key "config": File does not exist: .*none.yaml.* --help',
+    ),
+    ("missing required option", ["fit"], r"the following arguments are required: fit.model .*--help"),
+]
+# what this machine may have: refused as on a machine without it
+MISSING_HARDWARE = [
+    (
+        "GPU accelerator",
+        ["fit", "--config", MTV, "--trainer.accelerator", "gpu"],
+        r"trainer.accelerator=gpu: this machine has no GPU that torch can use; use --trainer.accelerator=cpu",
+    ),
+    (
+        "attention kernel",
+        ["test", "--config", ICL, "--model.init_args.model.attn_implementation=flash_attention_2"],
+        r"model.attn_implementation='flash_attention_2': its package is not installed",
+    ),
 ]
 
 
@@ -180,6 +263,20 @@ def bad_files(tmp_path_factory) -> dict[str, Path]:
 @pytest.mark.slow
 @pytest.mark.parametrize(("args", "message"), [case[1:] for case in CASES], ids=[case[0] for case in CASES])
 def test_a_bad_input_stops_with_one_line_naming_it(bad_files, args, message, workdir):
+    _refused_in_one_line(bad_files, args, message, workdir)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"), [case[1:] for case in MISSING_HARDWARE], ids=[case[0] for case in MISSING_HARDWARE]
+)
+def test_hardware_the_machine_lacks_stops_with_one_line_naming_it(bad_files, args, message, workdir, monkeypatch):
+    for backend in (CUDAAccelerator, MPSAccelerator):
+        monkeypatch.setattr(backend, "is_available", staticmethod(lambda: False))
+    monkeypatch.setitem(ATTENTION_PACKAGES, "flash_attention_2", lambda: False)
+    _refused_in_one_line(bad_files, args, message, workdir)
+
+
+def _refused_in_one_line(bad_files: dict[str, Path], args: list[str], message: str, workdir: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([arg.format(**bad_files) for arg in args])
     text = str(exit_info.value.code)

@@ -13,6 +13,7 @@ from transformers import AutoModelForImageTextToText
 
 from lit_tv.cli.app import build_cli
 from lit_tv.cli.command import main
+from lit_tv.methods.mtv import MTV
 from lit_tv.model.vlm import FrozenVLM
 from lit_tv.vectors.file import load_task_vector
 
@@ -252,3 +253,30 @@ def test_a_checkpoint_or_vector_used_on_another_task_on_purpose_is_named(fitted_
         )
     title = "MTV on ShapesDataModule (lit_tv/shapes-toy, fitted on tasks ['position'] of ShapesDataModule), test split"
     assert title in capsys.readouterr().out
+
+
+def _means_patched_on_colour(monkeypatch: pytest.MonkeyPatch, given: str, source: Path) -> torch.Tensor:
+    """`lit-tv test` on the colour task with the position fit's heads (`transfer: heads`): the means it patched."""
+    kept: list[torch.Tensor] = []
+    test_end = MTV.on_test_end
+
+    def keep_means(method: MTV) -> None:
+        kept.append(method.mean_activations.clone())
+        test_end(method)
+
+    monkeypatch.setattr(MTV, "on_test_end", keep_means)
+    colour = ["--data.init_args.tasks=[colour]", "--data.init_args.test_size=8", "--model.init_args.export=null"]
+    transfer = ["--model.init_args.allow_other_task=true", "--model.init_args.transfer=heads"]
+    main(["test", "--config", MTV_YAML, *SHAPES, *colour, *transfer, given, str(source)])
+    return kept[0]
+
+
+def test_transferred_heads_get_means_of_the_new_task_through_ckpt_path_as_through_task_vector(
+    fitted_shapes, monkeypatch
+):
+    monkeypatch.chdir(fitted_shapes)
+    by_checkpoint = _means_patched_on_colour(monkeypatch, "--ckpt_path", LAST)
+    by_vector = _means_patched_on_colour(monkeypatch, "--model.init_args.task_vector", VECTOR)
+    fitted = torch.load(LAST, weights_only=True)["state_dict"]["mean_activations"]
+    assert torch.equal(by_checkpoint, by_vector), "the same transfer must patch the same means either way"
+    assert not torch.equal(by_checkpoint, fitted), "the means are the colour task's, not the position fit's"
