@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -27,6 +26,7 @@ from lit_tv.model.vlm import FrozenVLM
 from lit_tv.options import require_at_least, require_file_path
 from lit_tv.prompts import PromptTemplate
 from lit_tv.spread import format_spread, spread
+from lit_tv.vectors.base import config_block
 from lit_tv.vectors.file import layout_from_config
 from lit_tv.vectors.fingerprint import model_fingerprint
 from lit_tv.vectors.fitted_on import FittedOn
@@ -104,7 +104,7 @@ class FrozenVLMMethod(L.LightningModule):
             **self.usage(),
             "benchmark": type(data).__name__,
             "shots": getattr(data, "shots", None),
-            "config": {"model": _as_config(self.hparams), "data": _as_config(getattr(data, "hparams", {}))},
+            "config": {"model": config_block(self.hparams), "data": config_block(getattr(data, "hparams", {}))},
         }
         for target, vector in self.exported_vectors(path).items():
             vector.extra = {**made, **vector.extra}
@@ -394,10 +394,3 @@ class FrozenVLMMethod(L.LightningModule):
             {"question": episode.query.text, "images": [str(image) for image in episode.query.images], "answer": answer}
             for episode, answer in zip(batch, answers, strict=True)
         ]
-
-
-def _as_config(hparams: Mapping[str, object]) -> dict[str, object]:
-    """Saved hyper-parameters as a config block (``class_path``, ``init_args``), JSON-safe: what a vector file
-    records of the run that made it (a value JSON cannot hold is written as its text)."""
-    init_args = {key: value for key, value in hparams.items() if not key.startswith("_")}
-    return json.loads(json.dumps({"class_path": hparams.get("_class_path"), "init_args": init_args}, default=str))

@@ -3,8 +3,9 @@ and applying it to a plain transformers model as a context manager. The kinds ar
 
 from __future__ import annotations
 
+import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,13 @@ if TYPE_CHECKING:
 
 # a tensor's dims by layout field ("tasks": one per task; "heads": one per selected head; None: any size)
 Dims = tuple[str | int | None, ...]
+
+
+def config_block(hparams: Mapping[str, object]) -> dict[str, object]:
+    """Saved hyper-parameters as a config block (``class_path``, ``init_args``), JSON-safe: what a vector file
+    records of the run that made it (a value JSON cannot hold is written as its text)."""
+    init_args = {key: value for key, value in hparams.items() if not key.startswith("_")}
+    return json.loads(json.dumps({"class_path": hparams.get("_class_path"), "init_args": init_args}, default=str))
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ SAMPLES_PER_TENSOR = 4  # one SHA-256 digest: four 8-byte positions
 SAMPLES = "weight_samples"
 
 # model -> (its parameters' identities, storages and in-place versions when taken, its fingerprint)
-_TAKEN: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[tuple[int, int, int], ...], dict[str, object]]] = (
+_TAKEN: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[tuple[int, int, int | None], ...], dict[str, object]]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -71,9 +71,15 @@ def weight_samples(model: nn.Module) -> dict[str, list[float]]:
     return samples
 
 
+def _version(parameter: torch.Tensor) -> int | None:
+    """How often the tensor was changed in place; inference tensors (weights an offloading load creates under
+    inference mode) keep no count, and cannot be changed outside it."""
+    return None if parameter.is_inference() else parameter._version
+
+
 def model_fingerprint(model: PreTrainedModel) -> dict[str, object]:
     """What identifies a model's weights (see the module doc); taken once per load of the weights."""
-    state = tuple((id(parameter), parameter.data_ptr(), parameter._version) for parameter in model.parameters())
+    state = tuple((id(parameter), parameter.data_ptr(), _version(parameter)) for parameter in model.parameters())
     taken = _TAKEN.get(model)
     if taken is None or taken[0] != state:
         text = model.config.get_text_config()

@@ -219,7 +219,8 @@ def test_test_sh_checks_format_lint_types_then_runs_pytest_with_its_arguments(tm
 
 def test_the_readme_method_commands_run_as_written(tmp_path, monkeypatch, capfd):
     """The README's "Running methods" table, top to bottom, in a fresh folder (the VTV row: the main.sh test)."""
-    rows = [command for command in shown_commands((ROOT / "README.md").read_text()) if "configs/shapes/" in command]
+    table = (ROOT / "README.md").read_text().split("## Running methods", 1)[1].split("\n## ", 1)[0]
+    rows = [command for command in shown_commands(table) if "configs/shapes/" in command]
     fit, test, resume, _vtv, icl, function_vectors, cross_modal, predict = rows
     folder = checkout(tmp_path, "configs")
     monkeypatch.chdir(folder)
