@@ -198,6 +198,7 @@ def test_push_to_hub_uploads_the_folder_to_the_repo_and_branch(tmp_path, monkeyp
         push_to_hub(tmp_path / "empty", "user/x")
 
 
+@pytest.mark.slow  # a subprocess that imports torch and transformers: half a minute on 2 cores
 def test_the_share_command_runs_as_a_subprocess_and_refuses_an_existing_folder(tmp_path):
     path = mtv_vector_file(tmp_path, "v.safetensors", metadata={"tasks": ["colour"]})
     scores = scores_for(path, tmp_path, {0: 0.8, 1: 0.9, 2: 1.0})
