@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 from collections.abc import Callable
 from functools import partial
@@ -21,7 +20,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import (
     CLIPImageProcessorPil,
     CLIPVisionConfig,
@@ -43,7 +41,6 @@ from transformers import (
     LlavaForConditionalGeneration,
     LlavaProcessor,
     PreTrainedModel,
-    PreTrainedTokenizerFast,
     Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
     Qwen2VLImageProcessorPil,
@@ -52,107 +49,7 @@ from transformers import (
 
 from lit_tv.files import partial_path
 from lit_tv.model.compat import build_processor_without_video
-from lit_tv.model.fuyu import MANTIS_MARKERS
-
-SPECIAL_TOKENS = [
-    "<pad>",
-    "<s>",
-    "</s>",
-    "<unk>",
-    "<image>",
-    "<fake_token_around_image>",
-    "<global-img>",
-    "<end_of_utterance>",
-    "<|vision_start|>",
-    "<|image_pad|>",
-    "<|vision_end|>",
-    "<|video_pad|>",
-    "|SPEAKER|",
-    "|NEWLINE|",
-    "<0x04>",
-]
-CORPUS = [
-    "Q: What colour is the object? A: red green blue yellow purple orange",
-    "Q: What shape is it? A: circle square triangle star heart",
-    "Question: Is it top-left, top-right, bottom-left or bottom-right? Answer: unanswerable",
-    "country capital currency animal young latin food colour flavour 0123456789",
-    "The quick brown fox jumps over the lazy dog. A: B: Options: yes no",
-]
-TEXT = dict(
-    vocab_size=400,
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=1024,
-)
-
-
-def _fast(tokenizer: Tokenizer, **options: Any) -> PreTrainedTokenizerFast:
-    """The transformers tokenizer around a trained one: the zoo's special tokens, padding on the left."""
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        pad_token="<pad>",
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        padding_side="left",
-        **options,
-    )
-
-
-def build_tokenizer(**named_tokens: str) -> PreTrainedTokenizerFast:
-    """Byte-level BPE trained on a few lines, with every architecture's special tokens.
-
-    `named_tokens` become tokenizer attributes (e.g. ``image_token``) that processors look up.
-    """
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=TEXT["vocab_size"],
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tokenizer.train_from_iterator(CORPUS * 4, trainer)
-    return _fast(tokenizer, extra_special_tokens=named_tokens)
-
-
-def build_fuyu_tokenizer() -> PreTrainedTokenizerFast:
-    """Sentencepiece-style BPE like Fuyu's own: '▁' prepended, image tokens ordinary vocabulary.
-
-    FuyuProcessor drops the first token of the image part, which its real tokenizer emits as a
-    lone '▁'; this tokenizer reproduces that. It also has Mantis-Fuyu's image markers
-    (``|IMAGE|``, ``|ENDOFIMAGE|``), so prompts get Mantis' layout (`lit_tv.model.fuyu`).
-    """
-    image_tokens = ["|SPEAKER|", "|NEWLINE|"]
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex("|".join(re.escape(token) for token in image_tokens)), "isolated"),
-            pre_tokenizers.Split("▁", "merged_with_next"),
-        ]
-    )
-    tokenizer.decoder = decoders.Replace("▁", " ")
-    corpus = CORPUS * 4 + ["".join(image_tokens)] * 8
-    specials = ["<pad>", "<s>", "</s>", "<unk>", "<0x04>", *MANTIS_MARKERS]
-    trainer = trainers.BpeTrainer(
-        vocab_size=TEXT["vocab_size"], special_tokens=specials, initial_alphabet=sorted(set("".join(corpus)) | {"▁"})
-    )
-    tokenizer.train_from_iterator(corpus, trainer)
-    return _fast(tokenizer)
-
-
-def _text_config(tokenizer: PreTrainedTokenizerFast, **overrides) -> dict:
-    tokens = dict(
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    return {**TEXT, **tokens, **overrides}
+from lit_tv.testing.tiny_text import TEXT, build_fuyu_tokenizer, build_tokenizer, text_options
 
 
 def _vision() -> dict:
@@ -166,7 +63,7 @@ def build_llava(
     vision_config = CLIPVisionConfig(
         image_size=image_size, patch_size=patch_size, projection_dim=32, **(vision or _vision())
     )
-    text_config = LlamaConfig(**_text_config(tokenizer, **(text or {})))
+    text_config = LlamaConfig(**text_options(tokenizer, **(text or {})))
     config = LlavaConfig(
         vision_config=vision_config,
         text_config=text_config,
@@ -229,7 +126,7 @@ def build_idefics2() -> tuple[PreTrainedModel, Any]:
             resampler_head_dim=16,
             num_key_value_heads=1,
         ),
-        text_config=dict(model_type="mistral", **_text_config(tokenizer)),
+        text_config=dict(model_type="mistral", **text_options(tokenizer)),
         image_token_id=cast(int, tokenizer.convert_tokens_to_ids("<image>")),  # one token: one id
     )
     processor = Idefics2Processor(
@@ -246,7 +143,7 @@ def build_idefics3() -> tuple[PreTrainedModel, Any]:
     tokenizer = build_tokenizer()
     config = Idefics3Config(
         vision_config=dict(image_size=32, patch_size=8, **_vision()),
-        text_config=dict(model_type="llama", **_text_config(tokenizer)),
+        text_config=dict(model_type="llama", **text_options(tokenizer)),
         scale_factor=2,
         image_token_id=cast(int, tokenizer.convert_tokens_to_ids("<image>")),
     )
@@ -282,7 +179,7 @@ def build_qwen2_vl() -> tuple[PreTrainedModel, Any]:
             spatial_merge_size=2,
             temporal_patch_size=2,
         ),
-        text_config=_text_config(
+        text_config=text_options(
             tokenizer,
             rope_parameters=dict(
                 rope_type="default", rope_theta=10000.0, mrope_section=[head_dim // 4, head_dim // 8, head_dim // 8]
@@ -299,7 +196,7 @@ def build_qwen2_vl() -> tuple[PreTrainedModel, Any]:
 
 def build_fuyu() -> tuple[PreTrainedModel, Any]:
     tokenizer = build_fuyu_tokenizer()
-    text = _text_config(tokenizer, model_type="persimmon", pad_token_id=0)
+    text = text_options(tokenizer, model_type="persimmon", pad_token_id=0)
     del text["num_key_value_heads"]
     config = FuyuConfig(
         image_size=32,
@@ -316,7 +213,7 @@ def build_fuyu() -> tuple[PreTrainedModel, Any]:
 
 def build_llama() -> tuple[PreTrainedModel, Any]:
     tokenizer = build_tokenizer()
-    return LlamaForCausalLM(LlamaConfig(**_text_config(tokenizer))), tokenizer
+    return LlamaForCausalLM(LlamaConfig(**text_options(tokenizer))), tokenizer
 
 
 ZOO: dict[str, Callable[[], tuple[PreTrainedModel, Any]]] = {
