@@ -24,6 +24,7 @@ from lit_tv.methods.function_vectors import (
 from lit_tv.model.loading import VLMOptions
 from lit_tv.model.vlm import FrozenVLM
 from lit_tv.vectors.file import load_task_vector
+from lit_tv.vectors.kinds import ResidualVector
 
 CONFIG = SHAPES_CONFIGS / "function_vectors.yaml"
 
@@ -186,3 +187,35 @@ def test_a_data_seed_other_than_the_function_vectors_seed_runs_and_is_logged(wor
     (hparams,) = Path("logs/shapes_function_vectors").glob("*/hparams.yaml")
     logged = hparams.read_text()
     assert "seed: 0\n" in logged and "    seed: 1\n" in logged, "the method's seed and the data's, both kept"
+
+
+@pytest.mark.parametrize("policy", ["prompt", "every_token"])
+def test_the_policy_option_decides_where_the_function_vector_is_added(zoo_folder, policy):
+    """`policy` reaches the intervention: the FV is added at the prompt's last position, and under ``every_token``
+    (the paper configs') at every generated token too. The vector's own policy is the other one, so a method that
+    ignored the option (or patched the prompt only whatever it says) fails here."""
+    method = FunctionVectors(model=VLMOptions(str(zoo_folder("llava"))), policy=policy, layer=0, max_new_tokens=4)
+    method.configure_model()
+    method.template = TEMPLATE
+    layout = method.vlm.layout
+    method.vector = ResidualVector(
+        vectors=torch.full((1, layout.hidden_size), 1e4),
+        layer=0,
+        mode="add",
+        tasks=[""],
+        method="fv",
+        policy="every_token" if policy == "prompt" else "prompt",
+    )
+    added: list[bool] = []  # per forward: whether layer 0's output at the last position carries the FV
+
+    def spy(module, args, kwargs) -> None:
+        hidden = args[0] if args else kwargs["hidden_states"]
+        added.append(bool(hidden[:, -1].abs().max() > 1e3))
+
+    handle = layout.layers[1].register_forward_pre_hook(spy, with_kwargs=True)
+    try:
+        method.answer([PROMPT])
+    finally:
+        handle.remove()
+    assert len(added) >= 2 and added[0]  # the prompt's forward, then the generated tokens'
+    assert all(added[1:]) if policy == "every_token" else not any(added[1:])
