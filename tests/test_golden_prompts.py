@@ -2,8 +2,8 @@
 stand-in models' wrapping and image budget as the paper configs set them, and the answer token REINFORCE
 scores, per tokenizer family of the zoo, against the reference's target.
 
-The one remaining difference, the newline that ends each shot's answer (the reference runs VQA shots
-together), is listed in lit_tv/paper/reproduction.py.
+lit_tv's VQA default ends each shot's answer with a newline; the reference runs the shots together, and so do the
+paper configs (`answer_format`), checked here on every VizWiz and OK-VQA config.
 """
 
 from __future__ import annotations
@@ -49,6 +49,26 @@ def test_okvqa_prompt_is_the_references(tmp_path):
     template = OKVQA(str(write_okvqa(tmp_path)), **SIZES).template
     text = template.render(two_shot(("What sport?", "tennis"), ("Who made it?", "apple"), "What animal?"), "<image>")
     assert text == "<image>What sport? Answer:tennis\n<image>Who made it? Answer:apple\n<image>What animal? Answer:"
+
+
+@pytest.mark.parametrize(
+    "config",
+    sorted(
+        str(path.relative_to(CONFIGS)) for folder in ("vizwiz", "okvqa") for path in (CONFIGS / folder).glob("*.yaml")
+    ),
+)
+def test_the_vqa_paper_configs_run_the_shots_together_as_the_reference(tmp_path, config):
+    """MTV/preprocess.py format_vizwiz / format_okvqa: nothing between one shot's answer and the next image."""
+    data = yaml.safe_load((CONFIGS / config).read_text())["data"]["init_args"]
+    benchmark = VizWiz if config.startswith("vizwiz") else OKVQA
+    writer = write_vizwiz if config.startswith("vizwiz") else write_okvqa
+    options = {"answer_format": data["answer_format"]} if "answer_format" in data else {}
+    template = benchmark(str(writer(tmp_path)), **options, **SIZES).template
+    text = template.render(two_shot(("What sport?", "tennis"), ("Who made it?", "apple"), "What animal?"), "<image>")
+    space = " " if benchmark is VizWiz else ""  # OK-VQA: no space after "Answer:" either
+    assert text.removeprefix(VIZWIZ_INSTRUCTION) == (
+        f"<image>What sport? Answer:{space}tennis<image>Who made it? Answer:{space}apple<image>What animal? Answer:"
+    )
 
 
 def test_two_way_prompts_are_the_references(tmp_path):

@@ -243,6 +243,14 @@ class SplitDataModule(EpisodeDataModule):
             self._episode(pool.draw(shots, rng, purpose, query.group, exclude=[query]), query, rng) for query in queries
         ]
 
+    def first_train_queries(self, count: int) -> list[Episode]:
+        """The train split's first `count` usable records (of `tasks`) in its file order, as zero-shot queries: where
+        the MTV reference scores its final heads (train[:50]), whatever the seed."""
+        ordered = Pool(self.train_split, self.seed, self.issues, self.check_images, shuffle=False)
+        records = ordered.first(count, "head-selection queries (the first records)", list(self.tasks) or [""])
+        rng = seeded_random(self.seed, "selection")
+        return [self._episode((), record, rng) for record in records]
+
     def build_episodes(self, seed: int, sizes: Sizes) -> dict[Role, list[Episode]]:
         groups = list(self.tasks) or [""]
         train = self.pool(self.train_split, seed, self.check_images)

@@ -37,7 +37,7 @@ def _of(group: str) -> str:
 
 
 class Pool:
-    """One split's records in a seeded order.
+    """One split's records in a seeded order (``shuffle`` off: the split's own, its file order).
 
     `take` hands out query records, each at most once; `draw` samples demonstrations from the
     records not taken (from all of them with ``overlap``), so a query is never also a shot. A record's
@@ -45,10 +45,17 @@ class Pool:
     """
 
     def __init__(
-        self, split: Split, seed: int, issues: DataIssues, check_images: bool = True, overlap: bool = False
+        self,
+        split: Split,
+        seed: int,
+        issues: DataIssues,
+        check_images: bool = True,
+        overlap: bool = False,
+        shuffle: bool = True,
     ) -> None:
         self.name = split.name
-        self.records = seeded_random(seed, split.order or split.name).sample(split.records, len(split.records))
+        order = seeded_random(seed, split.order or split.name)
+        self.records = order.sample(split.records, len(split.records)) if shuffle else list(split.records)
         self.issues = issues
         self.check_images = check_images
         self.overlap = overlap
@@ -93,6 +100,21 @@ class Pool:
             columns.append(chosen)
         self._free.clear()
         return _interleave(columns)
+
+    def first(self, n: int, purpose: str, groups: Collection[str]) -> list[Record]:
+        """The first ``n`` usable records of ``groups`` in the pool's order, whatever their group (not spread)."""
+        chosen: list[Record] = []
+        for index, record in enumerate(self.records):
+            if len(chosen) == n:
+                break
+            if record.group in groups and self._is_usable(index):
+                chosen.append(record)
+        if len(chosen) < n:
+            raise DataError(
+                f"{self.name}: {purpose} need its first {n} records but it holds only {len(chosen)} usable ones; "
+                "lower the number or add data"
+            )
+        return chosen
 
     def usable(self, groups: Sequence[str]) -> list[Record]:
         """Every usable record of `groups` in the pool's order, interleaved by group (taken ones only with

@@ -169,6 +169,19 @@ class TwoWayClassification(EpisodeDataModule):
             episodes[role] = [self._listed_episode(record, shots, rng) for record in records]
         return episodes
 
+    def first_train_queries(self, count: int) -> list[Episode]:
+        """The first `count` usable episodes of the reference's train file, in its order (where the MTV reference
+        scores its final heads: train[:50]); without the files, the first official train images of the train
+        classes, each an episode like a REINFORCE query's."""
+        rng, purpose = seeded_random(self.seed, "selection"), "head-selection queries (the first records)"
+        if self.listed is not None:
+            chosen, _ = ImageCheck(self.issues).take(self.listed["train"], count, purpose, self.episode_files[0])
+            return [self._listed_episode(listed, self.test_shots, rng) for listed in chosen]
+        classes, _ = self.class_split(self.seed)
+        shots = self._pool(self.train_split, classes, "train", self.seed)
+        queries = Pool(self.train_split, self.seed, self.issues, shuffle=False).first(count, purpose, classes)
+        return [self._episode(query, classes, shots, self.test_shots, rng) for query in queries]
+
     def build_episodes(self, seed: int, sizes: Sizes) -> dict[Role, list[Episode]]:
         if self.listed is not None:
             return self._build_listed(self.listed, seed, sizes)

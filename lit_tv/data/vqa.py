@@ -59,7 +59,8 @@ class VQADataModule(SplitDataModule):
     Args:
         instruction: text before the first shot.
         answer_format: how a shot's answer follows its ``Answer:`` (VizWiz ``" {answer}\\n"``, OK-VQA
-            ``"{answer}\\n"``: the reference has no space there).
+            ``"{answer}\\n"``: the reference has no space there); the reference's shots run together: ``" {answer}"``
+            / ``"{answer}"``, the paper configs'.
         answer_cut: score the text before the first '.' and newline (the MTV reference does so for non-Qwen
             models); off: the first line.
         normalize_references: normalise the human answers fully too (off: as the official script).

@@ -29,7 +29,12 @@ from lit_tv.interventions.hooks import PatchPolicy, replace_heads
 from lit_tv.interventions.shared_prefix import fork_last_token, repeat_rows
 from lit_tv.methods.base import FrozenVLMMethod
 from lit_tv.methods.checkpoints import checkpoint_folders
-from lit_tv.methods.mtv_checks import check_fit_options, check_means_recomputed, check_transfer_data
+from lit_tv.methods.mtv_checks import (
+    check_fit_options,
+    check_means_recomputed,
+    check_transfer_data,
+    head_selection_queries,
+)
 from lit_tv.methods.random_heads import RandomHeadsControl, answers_over_one_prefix
 from lit_tv.methods.reinforce import reinforce_surrogate, sampling_probabilities
 from lit_tv.model.loading import SHAPES_TOY, VLMOptions
@@ -48,9 +53,12 @@ class MTV(FrozenVLMMethod):
         samples: Bernoulli head-mask samples per query, all in one batched forward (reference: 32).
         learning_rate / theta_init: Adam on theta (reference: 0.1 and -1).
         selection: ``best_of_samples`` (reference: the lowest-loss of `selection_samples` masks on
-            the first `selection_queries` training queries), ``pruned_best_of_samples`` (the same, heads with
+            `selection_queries` queries), ``pruned_best_of_samples`` (the same, heads with
             sigmoid(theta) < `threshold` never sampled: the reference's Idefics2 setting, 0.8) or
             ``threshold`` (sigmoid(theta) > `threshold`).
+        selection_from: which queries score the masks: ``train_split``, the training split's first records in its
+            file order (the reference's train[:50], the paper configs'; benchmarks read from files only), or
+            ``reinforce_queries``, the first of the seeded REINFORCE queries.
         policy: patch the prompt's last position only, or also every generated token; None: the
             `task_vector` file's (the policy it was scored with), else ``prompt``. The exported file records it.
         fast_path: score the mask samples of a query in one forward of its prompt: the samples are
@@ -96,6 +104,7 @@ class MTV(FrozenVLMMethod):
         selection: Literal["best_of_samples", "pruned_best_of_samples", "threshold"] = "best_of_samples",
         selection_samples: int = 10,
         selection_queries: int = 50,
+        selection_from: Literal["train_split", "reinforce_queries"] = "reinforce_queries",
         threshold: float = 0.5,
         policy: PatchPolicy | None = None,
         fast_path: bool = True,
@@ -129,6 +138,7 @@ class MTV(FrozenVLMMethod):
         self._resumed_step: int | None = None  # the global step of the checkpoint a fit resumed from
         self._finish_at_fit_end = False
         self.means_recomputed = False  # set by the `MeanActivations` callback, which fills `mean_activations`
+        self.selection_episodes: list[Episode] = []  # what the final heads are scored on, drawn when a fit starts
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
@@ -173,6 +183,7 @@ class MTV(FrozenVLMMethod):
     def setup(self, stage: str) -> None:
         if stage == "fit":
             check_fit_options(self.trainer, datamodule_of(self.trainer))
+            self.selection_episodes = head_selection_queries(self.hparams, datamodule_of(self.trainer))
         elif self.hparams.transfer == "heads":
             check_means_recomputed(stage, datamodule_of(self.trainer), self.means_recomputed)
         precision = str(self.trainer.precision)
@@ -302,16 +313,15 @@ class MTV(FrozenVLMMethod):
 
     @torch.no_grad()
     def select_heads(self) -> torch.Tensor:
-        """The final head set: best of sampled masks (optionally only among likely heads) on the first
-        `selection_queries` training queries (the reference's train[:50]), or a threshold."""
+        """The final head set: best of sampled masks (optionally only among likely heads) on the queries of
+        `selection_from`, or a threshold."""
         probabilities = torch.sigmoid(self.theta)
         if self.hparams.selection == "threshold":
             return probabilities > self.hparams.threshold
         if self.hparams.selection == "pruned_best_of_samples":
             probabilities = probabilities * (probabilities >= self.hparams.threshold)
         masks = self._sample_masks(probabilities, self.hparams.selection_samples)
-        queries = datamodule_of(self.trainer).train_queries()[: self.hparams.selection_queries]
-        losses = torch.stack([self._losses(query, masks) for query in queries]).mean(0)
+        losses = torch.stack([self._losses(query, masks) for query in self.selection_episodes]).mean(0)
         # an empty sample replaces nothing (it is zero-shot): chosen only when every sample is empty (refused then)
         return masks[losses.masked_fill(~masks.flatten(1).any(1), torch.inf).argmin()]
 

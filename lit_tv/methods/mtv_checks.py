@@ -1,6 +1,7 @@
 """What MTV refuses (or warns about) before its long work, naming the option.
 
-A fit whose head search would do nothing. `transfer: heads` outside a fit: a vector's or checkpoint's heads patched
+A fit whose head search would do nothing, and the queries its final heads are scored on (drawn, their images
+checked, before the model loads). `transfer: heads` outside a fit: a vector's or checkpoint's heads patched
 with means recomputed over this run's support episodes (by the `MeanActivations` callback); where nothing would
 recompute them the heads would be patched with zeros and the answers pass for the vector's.
 """
@@ -12,6 +13,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
+
+from lit_tv.episodes import Episode
 
 
 def check_fit_options(trainer: L.Trainer, data: Any) -> None:
@@ -55,3 +58,19 @@ def check_means_recomputed(stage: str, data: Any, has_means_callback: bool) -> N
             "model.init_args.transfer=heads recomputes the means over the support episodes, but this run has no "
             "callback that does: --trainer.callbacks+=lit_tv.callbacks.mean_activations.MeanActivations"
         )
+
+
+def head_selection_queries(options: Any, data: Any) -> list[Episode]:
+    """The queries `selection_from` names (none for ``selection: threshold``, which scores nothing)."""
+    count = options.selection_queries
+    if options.selection == "threshold":
+        return []
+    if options.selection_from == "reinforce_queries":
+        return data.train_queries()[:count]
+    if not hasattr(data, "first_train_queries"):
+        raise ValueError(
+            f"model.init_args.selection_from=train_split scores the final heads on the first records of a training "
+            f"split in its file order, which {type(data).__name__} does not have (its episodes are drawn): use "
+            "--model.init_args.selection_from=reinforce_queries"
+        )
+    return data.first_train_queries(count)

@@ -2,8 +2,8 @@
 and the configs (under configs/) that run it. lit_tv/paper/reproduction.py renders them with every deviation of
 those configs into docs/reproducing.md.
 
-Numbers are transcribed from the papers only, each cell naming its table and source; a row whose numbers have
-not been found says so with a TODO naming its table and where it was looked for, never a guess.
+Numbers are transcribed from the papers only, each cell naming its paper version (arXiv id), table and source; a row
+whose numbers have not been found says so with a TODO naming its table and where it was looked for, never a guess.
 tests/paper/test_reference_values.py checks every number here against a second, hand-written transcription.
 """
 
@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MTV_PAPER = "MTV (Huang et al., NeurIPS 2024)"
-CROSS_MODAL_PAPER = "Cross-modal task vectors (Luo, Darrell & Bar, ICML 2025)"
+MTV_PAPER = "MTV (Huang et al., NeurIPS 2024; the numbers as arXiv 2406.15334 prints them)"
+CROSS_MODAL_PAPER = (
+    'Cross-modal task vectors (Luo, Darrell & Bar; the numbers of arXiv 2410.22330v1, "Task Vectors are '
+    'Cross-Modal", not of the ICML 2025 version, whose tables may differ)'
+)
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,11 @@ LUO_V1 = (
     "arXiv 2410.22330v1, tables as extracted in github.com/deep-diver/ai-paper-reviewer "
     "content/paper-reviews/2410.22330/index.md (commit 3f5c048)"
 )
-# The MTV paper's NeurIPS 2024 text (arXiv 2406.15334), supplement section A.1; accuracy in %.
-HUANG_SUPPLEMENT = "Huang et al., NeurIPS 2024 supplement (arxiv.org/abs/2406.15334)"
+# The MTV paper's arXiv text (2406.15334), whose every cell here was checked against it; accuracy in %. Its appendix
+# numbers the supplement's tables on from the main text's: the NeurIPS 2024 supplement calls Tables 6a / 6b
+# Tables 1a / 1b and gives only two of Table 7b's numbers.
+HUANG_ARXIV = "arXiv 2406.15334"
+HUANG_APPENDIX = "arXiv 2406.15334, appendix (the NeurIPS 2024 supplement's Tables 1a / 1b are its 6a / 6b)"
 
 TARGETS: tuple[Target, ...] = (
     Target(
@@ -53,14 +59,14 @@ TARGETS: tuple[Target, ...] = (
         "Table 2a, VizWiz: 0-shot / 4-shot ICL / MTV (Qwen-VL, Idefics2, VILA)",
         _per_model("vizwiz/icl_{model}.yaml") + _per_model("vizwiz/mtv_{model}.yaml"),
         "0-shot: the ICL config with `--data.init_args.test_shots 0`",
-        "35.2/42.0/45.6, 31.3/40.8/52.5, 28.0/39.3/55.2",
+        f"35.2/42.0/45.6, 31.3/40.8/52.5, 28.0/39.3/55.2 (Table 2a; {HUANG_ARXIV})",
     ),
     Target(
         MTV_PAPER,
         "Table 2a, OK-VQA: 0-shot / 4-shot ICL / MTV (Qwen-VL, Idefics2, VILA)",
         _per_model("okvqa/icl_{model}.yaml") + _per_model("okvqa/mtv_{model}.yaml"),
         "0-shot: the ICL config with `--data.init_args.test_shots 0`",
-        "58.6/62.0/62.0, 52.4/51.5/53.0, 32.8/35.6/40.6",
+        f"58.6/62.0/62.0, 52.4/51.5/53.0, 32.8/35.6/40.6 (Table 2a; {HUANG_ARXIV})",
     ),
     Target(
         MTV_PAPER,
@@ -69,7 +75,7 @@ TARGETS: tuple[Target, ...] = (
         + _per_model("flowers/mtv_{model}.yaml")
         + _per_model("cub/icl_{model}.yaml")
         + _per_model("cub/mtv_{model}.yaml"),
-        reported="Idefics2: 82.8 -> 83.8 / 88.7 -> 89.8",
+        reported=f"Idefics2: 82.8 -> 83.8 / 88.7 -> 89.8 (Table 2b; {HUANG_ARXIV})",
     ),
     Target(
         MTV_PAPER,
@@ -85,7 +91,7 @@ TARGETS: tuple[Target, ...] = (
         "VILA's; here Idefics2 runs it, so the numbers are not comparable, only the transfer itself)",
         ("flowers/mtv_idefics2-8b.yaml", "cub/transfer_idefics2-8b.yaml"),
         reported=f"VILA-1.5-8B, Flowers / CUB: 1-shot ICL 87.4 / 88.4, MTV-Flowers + 1-shot ICL 89.3 / 89.9 "
-        f"(Table 6a; {HUANG_SUPPLEMENT})",
+        f"(Table 6a; {HUANG_APPENDIX})",
     ),
     Target(
         MTV_PAPER,
@@ -96,7 +102,7 @@ TARGETS: tuple[Target, ...] = (
             "vizwiz/fv_qwen2-vl-7b.yaml",
             "okvqa/fv_qwen2-vl-7b.yaml",
         ),
-        reported="VTV 37.0 / 58.9; FV 36.4 / 59.0",
+        reported=f"VTV 37.0 / 58.9; FV 36.4 / 59.0 ({HUANG_ARXIV}, one of main Tables 1-4: table number not recorded)",
     ),
     Target(
         MTV_PAPER,
@@ -111,7 +117,7 @@ TARGETS: tuple[Target, ...] = (
         ("vizwiz/mtv_llava-1.5-7b.yaml", "okvqa/mtv_llava-1.5-7b.yaml"),
         "`--data.init_args.shots 4 --data.init_args.support_size 1`",
         f"VizWiz / OK-VQA: 0-shot 28.0 / 32.8, 4-shot ICL 39.3 / 35.6, MTV 4 shots x 1 iteration 57.4 / 40.0 "
-        f"(Table 6b; {HUANG_SUPPLEMENT})",
+        f"(Table 6b; {HUANG_APPENDIX})",
     ),
     Target(
         MTV_PAPER,
@@ -122,7 +128,7 @@ TARGETS: tuple[Target, ...] = (
         "by `--data.init_args.shots` and `--data.init_args.support_size`",
         "MTV 4 shots x 100 iterations 45.2 (0.7), 4 x 200 48.3 (0.4), 8 x 100 50.4 (0.9), 8 x 200 51.8 (0.6); "
         f"4-shot ICL 41.3 (0.8), 8-shot ICL 42.9 (1.5) (Table 7b, dataset not named in the table; "
-        f"{HUANG_SUPPLEMENT})",
+        f"{HUANG_APPENDIX}; the supplement gives two of these numbers)",
     ),
     Target(
         CROSS_MODAL_PAPER,
@@ -151,7 +157,7 @@ TARGETS: tuple[Target, ...] = (
         "Text -> text patching (text vector -> text query)",
         _XPATCH,
         "`--data.init_args.query_modality text` on the xPatch configs",
-        f"LLaVA-1.5 0.59, Mantis-Fuyu 0.34, Idefics2 0.65 (the table of transfer directions; {LUO_V1})",
+        f"LLaVA-1.5 0.59, Mantis-Fuyu 0.34, Idefics2 0.65 (Table 8; {LUO_V1})",
     ),
     Target(
         CROSS_MODAL_PAPER,
@@ -165,18 +171,16 @@ TARGETS: tuple[Target, ...] = (
         "Image -> text transfer",
         _XPATCH,
         "`--data.init_args.shot_modality image --data.init_args.query_modality text`",
-        f"LLaVA-1.5 - (no image ICL), Mantis-Fuyu 0.25, Idefics2 0.42 (the table of transfer directions; {LUO_V1})",
+        f"LLaVA-1.5 - (no image ICL), Mantis-Fuyu 0.25, Idefics2 0.42 (Table 8; {LUO_V1})",
     ),
     Target(
         CROSS_MODAL_PAPER,
         "Instruction vectors / ensemble of instruction and exemplars",
         _XPATCH,
         "`--model.init_args.source instruction` / `ensemble` (the reference's instructions)",
-        "TODO: not transcribed yet (Luo et al., the instruction / ensemble accuracies: not among the tables "
-        "extracted in github.com/deep-diver/ai-paper-reviewer content/paper-reviews/2410.22330/index.md (arXiv v1), "
-        "whose only instruction table lists the tokens each task's instruction vector decodes to (no accuracy); the "
-        "stored copies of the full text (ar5iv.labs.arxiv.org/html/2410.22330, hf.kigml.com/papers/2410.22330.md, "
-        "the ICML 2025 text at object.cloud.sdsc.edu) are searchable only in their first pages)",
+        "no table: a figure and two claims relative to the exemplar vector, which are its result: an instruction "
+        "vector does about as well as an exemplar vector from 5 examples, and the ensemble of the two improves on "
+        "the 5-example exemplar vector by 18% (arXiv 2410.22330v1, text beside the figure)",
     ),
     Target(
         CROSS_MODAL_PAPER,
@@ -190,7 +194,7 @@ TARGETS: tuple[Target, ...] = (
         "LLM -> VLM: vectors from the base LLM patched into the VLM",
         _per_model("cross_modal/llm_to_vlm_{model}.yaml", CM_MODELS),
         reported="VLM -> VLM / LLM -> VLM xPatch: LLaVA-1.5 (from Vicuna) 0.32 / 0.37, Idefics2 (from Mistral) "
-        f"0.51 / 0.52; Mantis-Fuyu: none, not run by the paper (the LLM -> VLM table; {LUO_V1})",
+        f"0.51 / 0.52; Mantis-Fuyu: none, not run by the paper (Table 4, per task appendix Table 7; {LUO_V1})",
     ),
     Target(
         CROSS_MODAL_PAPER,

@@ -39,6 +39,7 @@ _REINFORCE = {
     f"{M}theta_init": -1.0,
     f"{M}selection_samples": 10,
     f"{M}selection_queries": 50,
+    f"{M}selection_from": "train_split",  # mtv_eval.py scores the final masks on train_dataset[:50]
     f"{M}policy": "every_token",
     f"{D}support_size": 100,
     f"{D}train_size": 100,
@@ -57,19 +58,23 @@ _TWO_WAY = {
     f"{D}option_match": "exact",
     f"{D}episodes": ".",
 }
-_NEWLINE = (
-    "each shot's answer ends with a newline; the reference runs the shots together (a model continuing "
-    "the pattern then writes the next question after a newline, not glued to its answer); undo with "
-    "`--data.init_args.answer_format ' {answer}'` (OK-VQA: `'{answer}'`)",
+# the reference's shots run together, nothing after an answer (MTV/preprocess.py format_vizwiz / format_okvqa)
+_ANSWER_FORMATS = {"vizwiz": " {answer}", "okvqa": "{answer}"}
+_FIRST_RECORDS = (
+    "the final heads are scored on the first 50 records of the official train annotation file, in its order "
+    "(`selection_from: train_split`); the reference reads them from its own jsonl, whose preprocessing it does "
+    "not release, so that its order is the official file's is assumed, not checked. The first 50 of the seeded "
+    "REINFORCE queries instead: `--model.init_args.selection_from reinforce_queries`",
 )
 _FIXED_EPISODES = (
     "episodes: the reference's own files (MTV/data/flower/flower_{train,test}.json, MTV/data/cub/cub_*.json) "
     "placed in the dataset root; what remains different: each episode's option order is one seeded coin "
-    "flip (the reference flips anew at every use), support episodes are drawn once and apart from the "
-    "REINFORCE queries (the reference samples each iteration from the whole train file), and the final "
-    "heads are scored on the first 50 REINFORCE queries (the reference: the train file's first 50). "
-    "Without the files, `--data.init_args.episodes null --data.init_args.test_size null` draws seeded "
-    "episodes over a seeded half of the classes (`test_class_fraction`): another test set, not comparable",
+    "flip (the reference flips anew at every use), and support episodes are drawn once and apart from the "
+    "REINFORCE queries (the reference samples each iteration from the whole train file); the MTV configs score "
+    "the final heads on the train file's first 50 episodes, as the reference (`selection_from: train_split`; "
+    "their queries show 5 Flowers / 2 CUB classes). Without the files, `--data.init_args.episodes null "
+    "--data.init_args.test_size null` draws seeded episodes over a seeded half of the classes "
+    "(`test_class_fraction`): another test set, not comparable",
 )
 # the layer the released cross-modal code fixes per model (the paper instead searches a grid on val)
 RELEASED_LAYERS = {"llava-1.5-7b": 15, "idefics2-8b": 16, "mantis-fuyu": 23}
@@ -140,12 +145,12 @@ _MTV_UNPINNED = (
 RULES: tuple[Rule, ...] = (
     # ---- MTV paper ----
     *(Rule(benchmark, "mtv", "*", {**_REINFORCE, f"{M}selection": "best_of_samples"}) for benchmark in MTV_BENCHMARKS),
-    Rule("vizwiz", "mtv", "*", {**_VQA, f"{D}shots": 4, f"{D}test_shots": 0}, _NEWLINE),
-    Rule("okvqa", "mtv", "*", {**_VQA, f"{D}shots": 4, f"{D}test_shots": 0}, _NEWLINE),
+    Rule("vizwiz", "mtv", "*", {**_VQA, f"{D}shots": 4, f"{D}test_shots": 0}, _FIRST_RECORDS),
+    Rule("okvqa", "mtv", "*", {**_VQA, f"{D}shots": 4, f"{D}test_shots": 0}, _FIRST_RECORDS),
     Rule("flowers", "mtv", "*", {**_TWO_WAY, f"{D}test_size": 5076}, _FIXED_EPISODES),
     Rule("cub", "mtv", "*", {**_TWO_WAY, f"{D}test_size": 5023}, _FIXED_EPISODES),
-    Rule("vizwiz", "icl", "*", {**_VQA, f"{D}test_shots": 4}, _NEWLINE),
-    Rule("okvqa", "icl", "*", {**_VQA, f"{D}test_shots": 4}, _NEWLINE),
+    Rule("vizwiz", "icl", "*", {**_VQA, f"{D}test_shots": 4}),
+    Rule("okvqa", "icl", "*", {**_VQA, f"{D}test_shots": 4}),
     Rule("flowers", "icl", "*", {**_TWO_WAY, f"{D}test_size": 5076}, _FIXED_EPISODES),
     Rule("cub", "icl", "*", {**_TWO_WAY, f"{D}test_size": 5023}, _FIXED_EPISODES),
     Rule(
@@ -174,7 +179,7 @@ RULES: tuple[Rule, ...] = (
                 f"{D}shots": 1,
                 f"{M}selection": "best_of_samples",
             },
-            _NEWLINE,
+            _FIRST_RECORDS,
         )
         for benchmark in ("vizwiz", "okvqa")
     ),
@@ -199,6 +204,7 @@ RULES: tuple[Rule, ...] = (
         )
         for benchmark in ("vizwiz", "okvqa")
     ),
+    *(Rule(benchmark, "*", "*", {f"{D}answer_format": answer}) for benchmark, answer in _ANSWER_FORMATS.items()),
     # the reference cuts the answers of every model but Qwen-VL at the first '.' and newline
     *(
         Rule(benchmark, "*", model, {f"{D}answer_cut": model != "qwen2-vl-7b"})
@@ -350,7 +356,12 @@ DEVIATIONS: dict[str, dict[str, str]] = {
 
 
 for _model in ("llava-1.5-7b", "idefics2-8b", "qwen2-vl-7b"):
-    DEVIATIONS.setdefault(f"cross_modal/mtv_{_model}.yaml", {})[f"{D}train_size"] = (
-        "20: the released cross-modal val files hold 30 records per task, so 100 REINFORCE queries of one task "
-        "do not exist; 10 records stay for the demonstrations. Not a paper result, so nothing to compare"
+    DEVIATIONS.setdefault(f"cross_modal/mtv_{_model}.yaml", {}).update(
+        {
+            f"{D}train_size": "20: the released cross-modal val files hold 30 records per task, so 100 REINFORCE "
+            "queries of one task do not exist; 10 records stay for the demonstrations. Not a paper result, so "
+            "nothing to compare",
+            f"{M}selection_from": "reinforce_queries: a task's 30 val records are fewer than the 50 first records "
+            "the reference scores its final heads on; they are scored on the 20 REINFORCE queries",
+        }
     )

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
-from benchmark_fixtures import write_cross_modal, write_vizwiz
+from benchmark_fixtures import write_cross_modal, write_flowers_with_episodes, write_vizwiz
 from helpers import CONFIGS, logged_scalars
 
 from lit_tv.cli.command import main
 from lit_tv.data.cross_modal import CrossModalTasks
 from lit_tv.data.records import DataError
+from lit_tv.data.two_way import Flowers102
+from lit_tv.data.vqa import VizWiz
+from lit_tv.methods.mtv_checks import head_selection_queries
 from lit_tv.methods.residual import ResidualTaskVectors
+from lit_tv.shapes.datamodule import ShapesDataModule
 
 
 @pytest.mark.slow
@@ -96,3 +102,41 @@ def test_cross_modal_test_demonstrations_come_from_the_test_file_s_other_records
     val = CrossModalTasks(str(root), tasks=["food-color"], test_shots=5, test_shots_from="val")
     val.setup("test")
     assert all(not {shot.text for shot in episode.shots} & test_inputs for episode in val.test_queries())
+
+
+def _options(source: str, count: int = 3) -> SimpleNamespace:
+    return SimpleNamespace(selection="best_of_samples", selection_from=source, selection_queries=count)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_the_head_selection_queries_are_the_train_file_s_first_records_whatever_the_seed(tmp_path, seed):
+    """``selection_from: train_split`` (the paper configs'): as the MTV reference's train[:50], zero-shot, in file
+    order."""
+    data = VizWiz(str(write_vizwiz(tmp_path, train=14, val=2)), shots=1, support_size=2, train_size=6, seed=seed)
+    data.setup("fit")
+    first = head_selection_queries(_options("train_split"), data)
+    assert [episode.query.text for episode in first] == [f"What colour is this {index}?" for index in range(3)]
+    assert [len(episode.shots) for episode in first] == [0, 0, 0]
+    assert head_selection_queries(_options("reinforce_queries"), data) == data.train_queries()[:3]
+    assert head_selection_queries(_options("reinforce_queries"), data) != first  # the seeded draw is another
+    with pytest.raises(DataError, match=r"need its first 20 records but it holds only 14"):
+        head_selection_queries(_options("train_split", 20), data)
+
+
+def test_two_way_head_selection_queries_are_the_reference_train_file_s_first_episodes(tmp_path):
+    root = write_flowers_with_episodes(tmp_path)
+    listed = json.loads((root / "flower_train.json").read_text())
+    data = Flowers102(str(root), episodes=".", support_size=2, train_size=3, val_size=0, test_size=2)
+    data.setup("fit")
+    first = head_selection_queries(_options("train_split", 4), data)
+    assert [episode.query.images[0].name for episode in first] == [Path(row["query"]).name for row in listed[:4]]
+    assert [len(episode.shots) for episode in first] == [2, 2, 2, 2]  # the positive and negative examples
+    seeded = Flowers102(str(root), episodes=None, support_size=2, train_size=3, val_size=0, test_size=2)
+    assert len(head_selection_queries(_options("train_split", 4), seeded)) == 4  # the first official train images
+
+
+def test_train_split_selection_is_refused_where_episodes_have_no_file_order():
+    with pytest.raises(
+        ValueError, match=r"selection_from=train_split .* ShapesDataModule .*selection_from=reinforce_queries"
+    ):
+        head_selection_queries(_options("train_split"), ShapesDataModule())

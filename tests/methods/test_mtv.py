@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from benchmark_fixtures import write_cross_modal
+from benchmark_fixtures import write_cross_modal, write_vizwiz
 from helpers import (
     CONFIGS,
     SHAPES_CONFIGS,
@@ -441,3 +441,38 @@ def test_a_threshold_that_keeps_no_head_is_refused():
 
 def test_method_defaults_answer_the_built_in_world_in_one_word():
     assert MTVMethod().max_new_tokens == 1 and FrozenVLMMethod().max_new_tokens == 1
+
+
+@pytest.mark.slow  # a fit; the queries themselves: tests/data/test_draws.py
+@pytest.mark.parametrize("selection_from", ["train_split", "reinforce_queries"])
+def test_the_final_heads_are_scored_on_the_queries_selection_from_names(zoo_folder, workdir, selection_from):
+    """``train_split`` (the paper configs'): the training file's first `selection_queries` records in file order,
+    as the reference's train[:50]; ``reinforce_queries``: the first of the seeded REINFORCE queries."""
+    root = write_vizwiz(workdir / "data", train=14, val=2)
+    cli = build_cli(
+        CONFIGS / "vizwiz" / "mtv_idefics2-8b.yaml",
+        [
+            *paper_config_on_zoo("vizwiz/mtv_idefics2-8b.yaml", zoo_folder("llava"))[2:],
+            *("--data.init_args.root", str(root), "--data.init_args.test_size=2", "--trainer.accelerator=cpu"),
+            *("--data.init_args.support_size=2", "--data.init_args.train_size=6", "--trainer.max_steps=1"),
+            *("--model.init_args.samples=4", "--model.init_args.selection_samples=2", "--model.init_args.threshold=0"),
+            *("--model.init_args.selection_queries=3", f"--model.init_args.selection_from={selection_from}"),
+            *("--model.init_args.export=null", "--trainer.logger=false", "--trainer.enable_progress_bar=false"),
+            "--trainer.callbacks=[{class_path: lit_tv.callbacks.mean_activations.MeanActivations}]",
+        ],
+    )
+    scored: list[str] = []  # the questions the final heads are scored on (2 masks; REINFORCE scores 4)
+    losses = cli.model._losses
+
+    def recording(query: Episode, masks: torch.Tensor) -> torch.Tensor:
+        if len(masks) == 2:
+            scored.append(query.query.text)
+        return losses(query, masks)
+
+    cli.model._losses = recording
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    if selection_from == "train_split":
+        assert scored == [f"What colour is this {index}?" for index in range(3)]
+    else:
+        assert scored == [episode.query.text for episode in cli.datamodule.train_queries()[:3]]
+        assert scored != [f"What colour is this {index}?" for index in range(3)]  # a seeded draw, not the file's

@@ -179,7 +179,7 @@ def test_the_settings_table_agrees_with_a_second_transcription_of_the_papers(con
 
 
 # A second transcription of the papers' reported numbers, in the order each `reported` cell gives them, typed
-# from the sources named in lit_tv/paper/results.py (MTV: NeurIPS 2024 text, Table 2 and supplement Tables 6-7;
+# from the sources named in lit_tv/paper/results.py (MTV: arXiv 2406.15334, Table 2 and appendix Tables 6-7;
 # cross-modal: arXiv 2410.22330v1's tables, six-task averages). Keyed by the start of the row's `result`.
 REPORTED_NUMBERS = {
     "Table 2a, VizWiz": [35.2, 42.0, 45.6, 31.3, 40.8, 52.5, 28.0, 39.3, 55.2],
@@ -214,3 +214,50 @@ def test_the_reported_numbers_agree_with_a_second_transcription(result):
 def test_no_reported_cell_holds_a_number_the_second_transcription_lacks():
     unchecked = [target for target in TARGETS if not target.result.startswith(tuple(REPORTED_NUMBERS))]
     assert [target.result for target in unchecked if CELL_NUMBER.findall(target.reported)] == []
+
+
+# Where each row's numbers are printed: (table, paper version), the version as the arXiv id and, for the MTV
+# appendix, its part (the NeurIPS supplement numbers those tables otherwise). None: the table number is not recorded.
+SOURCES = {
+    "Table 2a, VizWiz": ("Table 2a", "arXiv 2406.15334"),
+    "Table 2a, OK-VQA": ("Table 2a", "arXiv 2406.15334"),
+    "Flowers / CUB: 1-shot ICL": ("Table 2b", "arXiv 2406.15334"),
+    "Flowers -> CUB": ("Table 6a", "arXiv 2406.15334, appendix"),
+    "Baselines on Qwen-VL": (None, "arXiv 2406.15334"),
+    "Supplement: 4 shots, 1 iteration": ("Table 6b", "arXiv 2406.15334, appendix"),
+    "Supplement: mean (standard deviation) over 5 seeds": ("Table 7b", "arXiv 2406.15334, appendix"),
+    "No Context": ("Table 3", "arXiv 2410.22330v1"),
+    "Text ICL: xBase": ("Table 3", "arXiv 2410.22330v1"),
+    "Text -> text patching": ("Table 8", "arXiv 2410.22330v1"),
+    "Image ICL: Base / Patch": ("Table 3", "arXiv 2410.22330v1"),
+    "Image -> text transfer": ("Table 8", "arXiv 2410.22330v1"),
+    "LLM -> VLM": ("Table 4", "arXiv 2410.22330v1"),
+    "Random baseline": ("Table 3", "arXiv 2410.22330v1"),
+    "Idefics2 chat ablation": ("Table 6", "arXiv 2410.22330v1"),
+}
+TABLE = re.compile(r"\bTable \d+[ab]?\b")
+
+
+@pytest.mark.parametrize("result", sorted(SOURCES))
+def test_each_row_names_the_table_and_paper_version_its_numbers_are_printed_in(result):
+    (target,) = [target for target in TARGETS if target.result.startswith(result)]
+    table, version = SOURCES[result]
+    assert version in target.reported
+    if table is None:
+        assert "table number not recorded" in target.reported and not TABLE.search(target.reported)
+    else:
+        assert TABLE.findall(target.reported)[0] == table
+
+
+def test_every_row_with_numbers_names_its_source():
+    assert sorted(target.result for target in TARGETS if CELL_NUMBER.findall(target.reported)) == sorted(
+        target.result for target in TARGETS if target.result.startswith(tuple(SOURCES))
+    )
+
+
+def test_the_instruction_row_quotes_the_paper_s_relative_claims():
+    """arXiv v1 gives the instruction / ensemble result as a figure and two claims, no table."""
+    (target,) = [target for target in TARGETS if target.result.startswith("Instruction vectors")]
+    assert "TODO" not in target.reported
+    assert "about as well as an exemplar vector from 5 examples" in target.reported
+    assert "by 18%" in target.reported and "arXiv 2410.22330v1" in target.reported
