@@ -4,7 +4,8 @@ A config is named ``configs/<benchmark>/<method>_<model>.yaml``. Its expected va
 its benchmark x method row, of its model and of its method x model pair, as dotted keys of the full
 configuration (`lit-tv test --config ... --print_config`). A value may differ only where `DEVIATIONS`
 lists that key for that config, with the reason (both tables: lit_tv/paper/settings.py).
-tests/paper/test_fidelity.py checks every config against this table, and `python -m lit_tv.paper.reproduction` writes
+tests/paper/test_fidelity.py checks every config against this table (in the fast loop from the config files and their
+classes' defaults, in the slow one from the CLI's configuration too), and `python -m lit_tv.paper.reproduction` writes
 docs/reproducing.md from it, so the table and the configs cannot drift apart.
 """
 
