@@ -61,7 +61,8 @@ _TWO_WAY = {
 # the reference's shots run together, nothing after an answer (MTV/preprocess.py format_vizwiz / format_okvqa)
 _ANSWER_FORMATS = {"vizwiz": " {answer}", "okvqa": "{answer}"}
 _FIRST_RECORDS = (
-    "the final heads are scored on the first 50 records of the official train annotation file, in its order "
+    "the final heads are scored on the first 50 records of the official train file (VizWiz: annotations, OK-VQA: "
+    "questions), in its order "
     "(`selection_from: train_split`); the reference reads them from its own jsonl, whose preprocessing it does "
     "not release, so that its order is the official file's is assumed, not checked. The first 50 of the seeded "
     "REINFORCE queries instead: `--model.init_args.selection_from reinforce_queries`",
