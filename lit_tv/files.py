@@ -150,10 +150,12 @@ class OutputLock:
     of simultaneous starts exactly one wins. A lock is held until `release` or until this object is collected;
     the owning process may re-claim (a fit stopped in-process and resumed: the same lock, `is_singleton`).
 
-    Once the locks are held, an output an earlier run left is refused unless `overwrite` (then it is removed
-    now, so that a run stopped later leaves nothing that passes for its own); outputs in `continued` (a
-    resumed fit's checkpoint folder) are the run's own. An output that is also one of the run's `inputs`
-    is refused outright: the run would rewrite the file it reads.
+    Once the locks are held, an output an earlier run left is refused unless `overwrite`; then it stays until
+    the run writes its own in its place (files atomically at the end, checkpoint folders through
+    `ReplaceOnSuccess`), so a run that fails or is stopped loses nothing. Outputs in `continued` (a resumed fit's
+    checkpoint folder) are the run's own; `scratch` folders (an `--overwrite` fit's staging folders) are emptied
+    of what an earlier, unfinished run left there. An output that is also one of the run's `inputs` is refused
+    outright: the run would rewrite the file it reads.
     """
 
     def __init__(
@@ -163,12 +165,14 @@ class OutputLock:
         overwrite: bool = False,
         inputs: Iterable[str | Path] = (),
         continued: Iterable[str | Path] = (),
+        scratch: Iterable[str | Path] = (),
     ) -> None:
         self.paths = [Path(path) for path in paths]
         self.what = what
         self.overwrite = overwrite
         self.inputs = {Path(path).resolve() for path in inputs}
         self.continued = {Path(path).resolve() for path in continued}
+        self.scratch = {Path(path).resolve() for path in scratch} - self.continued
         self.held: list[FileLock] = []
 
     def acquire(self) -> None:
@@ -188,15 +192,18 @@ class OutputLock:
                 advice = held_by(Path(lock.lock_file))
                 raise FileExistsError(f"{path} {advice}; or give this run other outputs ({self.what})") from None
             self.held.append(lock)
-        earlier = [path for path in self.paths if path.resolve() not in self.continued and holds_output(path)]
+        earlier = [
+            path for path in self.paths if path.resolve() not in self.continued | self.scratch and holds_output(path)
+        ]
         if earlier and not self.overwrite:
             self.release()
             raise FileExistsError(
                 f"{', '.join(map(str, earlier))}: an earlier run's output, which this run would replace; give "
                 f"--overwrite to replace it, or other outputs ({self.what})"
             )
-        for path in earlier:
-            remove_output(path)
+        for path in self.paths:
+            if path.resolve() in self.scratch:
+                remove_output(path)
 
     def release(self) -> None:
         """Release the locks this run holds."""

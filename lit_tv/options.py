@@ -3,6 +3,7 @@ stops it before any data or weights load, with the option's name as the user wri
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 
@@ -26,3 +27,10 @@ def require_file_path(option: str, path: str | Path) -> None:
     for parent in path.parents:
         if parent.exists() and not parent.is_dir():
             raise ValueError(f"{option}: {parent} is a file, not a folder, so {path} cannot be written")
+
+
+def require_positive(option: str, value: float, why: str) -> None:
+    """`value` must be a finite number above 0 (a step size: 0 changes nothing, a negative one or NaN is refused
+    by the optimizer only once the long work before its first step is done)."""
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{option} must be a finite number above 0 ({why}), got {value}")

@@ -16,8 +16,8 @@ class AnswersWriter(BasePredictionWriter):
 
     The answers go to ``<path>.partial`` as they come (a failure late in the query file keeps every answer
     before it) and become `path` only when every query is answered. An earlier run's `path` is replaced only
-    with `--overwrite` (it is removed when the run starts, so a stopped run leaves no answers that pass for its
-    own), a live run writing the same path is refused (`OutputLock`), and so is a path the run reads.
+    with `--overwrite`, and only then (a run that fails or is stopped leaves it as it was); a live run writing the
+    same path is refused (`OutputLock`), and so is a path the run reads.
     """
 
     def __init__(self, path: str = "logs/answers.jsonl") -> None:

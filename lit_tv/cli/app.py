@@ -23,6 +23,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from lit_tv.callbacks.replace_on_success import ReplaceOnSuccess
 from lit_tv.cli.interrupts import RunInterrupted
 from lit_tv.cli.run_checks import check_data_split, check_trainer_options
 from lit_tv.cli.task_folders import name_task_folders
@@ -152,11 +153,15 @@ class LitTVCLI(LightningCLI):
 
     def after_instantiate_classes(self) -> None:
         """Tell the run's writers whether they may replace an earlier run's outputs; move a short run's off the
-        config's paths."""
+        config's paths; an `--overwrite` fit's checkpoints go beside the earlier ones until it succeeds."""
         for writer in (self.model, *cast(Any, self.trainer).callbacks):  # set by Lightning, undeclared
             if hasattr(writer, "overwrite_outputs"):
                 writer.overwrite_outputs = bool(self._run_config().get("overwrite"))
         self._move_short_run_outputs()
+        if self.subcommand == "fit" and self._run_config().get("overwrite"):
+            staged = ReplaceOnSuccess.stage(self.trainer)
+            if staged is not None:
+                cast(Any, self.trainer).callbacks.append(staged)
 
     def _move_short_run_outputs(self) -> None:
         """A run its command line cuts short (`--trainer.fast_dev_run`, `--trainer.limit_*_batches`,

@@ -38,7 +38,7 @@ from lit_tv.methods.mtv_checks import (
 from lit_tv.methods.random_heads import RandomHeadsControl, answers_over_one_prefix
 from lit_tv.methods.reinforce import reinforce_surrogate, sampling_probabilities
 from lit_tv.model.loading import SHAPES_TOY, VLMOptions
-from lit_tv.options import require_at_least, require_between
+from lit_tv.options import require_at_least, require_between, require_positive
 from lit_tv.vectors.file import require_finite
 from lit_tv.vectors.kinds import HeadVector, TaskVector
 
@@ -123,6 +123,7 @@ class MTV(FrozenVLMMethod):
         require_at_least("model.init_args.samples", samples, 2, "the losses are z-normalised across the samples")
         require_at_least("model.init_args.selection_samples", selection_samples, 1)
         require_at_least("model.init_args.selection_queries", selection_queries, 1)
+        require_positive("model.init_args.learning_rate", learning_rate, "Adam's step size on theta")
         require_at_least("model.init_args.random_draws", random_draws, 2, "the control is a distribution")
         require_between("model.init_args.draw_seed", draw_seed, 0, MAX_DRAW_SEED, "a torch generator's seeds")
         if selection != "best_of_samples" and not 0 <= threshold < 1:

@@ -16,6 +16,7 @@ from lit_tv.methods.base import FrozenVLMMethod
 from lit_tv.methods.mtv import MTV as MTVMethod
 
 SMOKE_VECTOR = Path("logs/shapes_mtv_colour/smoke/task_vector.safetensors")
+SMOKE_CHECKPOINT = Path("logs/shapes_mtv_colour/smoke/checkpoints/last.ckpt")
 
 
 def _kill_self_at_first_step(monkeypatch, method: type, hook: str, signum: int) -> None:
@@ -37,17 +38,20 @@ def test_every_signal_ends_a_command_with_a_non_zero_exit_and_one_line(signum, c
 
 
 @pytest.mark.slow
-def test_a_sigtermed_fit_exits_non_zero_names_its_checkpoint_and_leaves_no_vector(monkeypatch, capsys, workdir):
-    main(
-        ["fit", "--config", MTV_YAML, "--trainer.max_steps=1", *sized(support=2, train=2, test=2)]
-    )  # an earlier (smoke) run's vector
+def test_a_sigtermed_overwrite_fit_exits_non_zero_and_leaves_the_earlier_vector_and_checkpoints(
+    monkeypatch, capsys, workdir
+):
+    run = ["fit", "--config", MTV_YAML, "--trainer.max_steps=1", *sized(support=2, train=2, test=2)]
+    main(run)  # an earlier (smoke) run's vector and checkpoint
+    earlier = {path: path.read_bytes() for path in (SMOKE_VECTOR, SMOKE_CHECKPOINT)}
     _kill_self_at_first_step(monkeypatch, MTVMethod, "training_step", signal.SIGTERM)
     with pytest.raises(SystemExit) as stopped:
-        main(["fit", "--config", MTV_YAML, "--trainer.max_steps=1", *sized(support=2, train=2, test=2), "--overwrite"])
+        main([*run, "--overwrite"])
     assert stopped.value.code == 128 + signal.SIGTERM
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert "stopped by SIGTERM" in line and "no task vector was exported" in line, line
-    assert not SMOKE_VECTOR.exists(), "the earlier run's vector must not pass for this run's"
+    assert "the earlier fit's checkpoints" in line and "its vector are unchanged" in line, line
+    assert {path: path.read_bytes() for path in earlier} == earlier, "a stopped --overwrite run loses nothing"
 
 
 @pytest.mark.slow

@@ -13,16 +13,20 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import MTV_YAML, PREDICT_ARGS, mtv_vector_file, sized
 
 from lit_tv.cli.app import build_cli
 from lit_tv.cli.command import main
 from lit_tv.files import OutputLock
+from lit_tv.methods.mtv import MTV as MTVMethod
 from lit_tv.testing.zoo import main as zoo_main
 
 CROSS_MODAL = str(Path(MTV_YAML).parent / "cross_modal.yaml")
 VECTOR = Path("logs/shapes_mtv_colour/task_vector.safetensors")
 SMOKE_VECTOR = Path("logs/shapes_mtv_colour/smoke/task_vector.safetensors")
+SMOKE_CHECKPOINT = Path("logs/shapes_mtv_colour/smoke/checkpoints/last.ckpt")
+STAGING = Path("logs/shapes_mtv_colour/smoke/checkpoints.partial")
 
 
 def _start(path: str, barrier, results) -> None:
@@ -58,6 +62,40 @@ def test_a_second_fit_is_refused_without_overwrite_and_replaces_with_it(workdir)
     assert SMOKE_VECTOR.stat().st_mtime_ns == written
     main(["fit", "--config", MTV_YAML, *sized(support=2, train=2, test=2, steps=1), "--overwrite"])
     assert SMOKE_VECTOR.stat().st_mtime_ns != written
+
+
+@pytest.mark.slow
+def test_an_overwrite_fit_that_fails_late_loses_nothing_and_its_resume_replaces_the_earlier_outputs(
+    monkeypatch, workdir
+):
+    """The earlier vector and checkpoint stay through a failure after the training steps (choosing the heads); the
+    failed fit's checkpoints wait in `<dirpath>.partial`, which the same command with --ckpt_path last resumes,
+    replacing the earlier ones."""
+    run = ["fit", "--config", MTV_YAML, *sized(support=2, train=2, test=2, steps=1)]
+    main(run)
+    earlier = {path: path.read_bytes() for path in (SMOKE_VECTOR, SMOKE_CHECKPOINT)}
+
+    def fails(self):
+        raise RuntimeError("failed after the training steps")
+
+    other = [*run, "--model.init_args.samples=4", "--overwrite"]  # a fit the earlier checkpoint cannot resume
+    with monkeypatch.context() as patched:
+        patched.setattr(MTVMethod, "select_heads", fails)
+        with pytest.raises(RuntimeError, match="failed after the training steps"):
+            main(other)
+    assert {path: path.read_bytes() for path in earlier} == earlier, "a failed --overwrite run loses nothing"
+    assert (STAGING / "last.ckpt").is_file(), "the failed fit's checkpoint waits beside the earlier one"
+    main([*other, "--ckpt_path", "last"])  # resumes the staged checkpoint: the earlier one would be refused
+    assert not STAGING.exists(), "its checkpoints moved over the earlier ones"
+    assert sorted(SMOKE_CHECKPOINT.parent.glob("*.ckpt")) == [SMOKE_CHECKPOINT]
+    assert torch.load(SMOKE_CHECKPOINT, weights_only=True)["hyper_parameters"]["samples"] == 4
+    assert SMOKE_VECTOR.read_bytes() != earlier[SMOKE_VECTOR], "the resumed fit exported its own vector"
+
+
+def test_a_learning_rate_adam_refuses_is_refused_before_any_work(workdir):
+    with pytest.raises(SystemExit, match=r"model.init_args.learning_rate must be a finite number above 0.*got -0.1"):
+        main(["fit", "--config", MTV_YAML, "--model.init_args.learning_rate=-0.1"])
+    assert not Path("logs").exists(), "refused before the run made its folders"
 
 
 def test_a_test_never_rewrites_the_vector_it_reads(workdir):
