@@ -105,9 +105,9 @@ def _cache_prefix(vlm: FrozenVLM, inputs: BatchFeature, rows: int, along: RowsAl
     step = {key: inputs[key][:, -1:] for key in aligned if key != "attention_mask"}
     if along == "batch":  # positions continue from the cache; one prompt has no padding: no mask needed
         cache.batch_repeat_interleave(rows)
-        step = {key: value.repeat(rows, 1) for key, value in step.items()}
+        step = {key: value.repeat(rows, *[1] * (value.dim() - 1)) for key, value in step.items()}
     else:
-        step = {key: value.repeat(1, rows) for key, value in step.items()}
+        step = {key: value.repeat(1, rows, *[1] * (value.dim() - 2)) for key, value in step.items()}
     mask = _rows_mask(vlm, length, rows) if along == "positions" else None
     return LastTokenRows(vlm, {**step, vlm.cache_name: cache, "use_cache": True}, rows, along, cached=True, mask=mask)
 
@@ -118,7 +118,9 @@ def _forked_logits(vlm: FrozenVLM, inputs: BatchFeature | dict, rows: int) -> to
     the prefix and itself only, and every copy sits at the last token's position → `[rows, vocab]`."""
     length = inputs["input_ids"].shape[1] - 1
     extended = {
-        key: torch.cat([value, value[:, -1:].expand(-1, rows - 1)], dim=1) if _aligned(key, inputs) else value
+        key: torch.cat([value, value[:, -1:].expand(-1, rows - 1, *value.shape[2:])], dim=1)
+        if _aligned(key, inputs)
+        else value
         for key, value in inputs.items()
         if key != "attention_mask"
     }
@@ -142,7 +144,8 @@ def _can_share_prefix(vlm: FrozenVLM, inputs: BatchFeature, rows: int) -> bool:
 
 
 def _aligned(key: str, inputs: BatchFeature | dict) -> bool:
-    """Inputs with one entry per token (ids, mask, Fuyu's patch indices, Qwen2-VL's token types)."""
+    """Inputs with one entry (or a block of them) per token: ids, mask, Fuyu's patch indices, Qwen2-VL's token types,
+    Mllama's cross-attention mask `[batch, tokens, images, tiles]`."""
     value = inputs[key]
     return torch.is_tensor(value) and value.shape[:2] == inputs["input_ids"].shape
 

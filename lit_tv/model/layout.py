@@ -1,4 +1,9 @@
-"""Where the parts of a decoder live: found from the model's own accessors, never from name strings."""
+"""Where the parts of a decoder live: found from the model's own accessors, never from name strings.
+
+Only layers that attend over the prompt are mapped: a cross-attention layer (Mllama's, between its
+self-attention layers) attends over image features instead, and its model skips it on a prompt without images,
+so its heads and residual output are not there on every prompt. It stays in the model, unhooked.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 ATTENTION_NAMES = ("self_attn", "attn", "attention", "self_attention")
+CROSS_ATTENTION_NAMES = ("cross_attn",)
 OUT_PROJECTION_NAMES = ("o_proj", "dense", "c_proj", "out_proj")
 FINAL_NORM_NAMES = ("norm", "final_layernorm", "ln_f", "final_layer_norm")
 LAYER_LIST_NAMES = ("layers", "h", "blocks")
@@ -22,7 +28,9 @@ class UnsupportedModelError(ValueError):
 
 @dataclass(frozen=True)
 class Layout:
-    """The text decoder's geometry and the modules interventions hook into."""
+    """The text decoder's geometry and the modules interventions hook into: its layers that attend over the prompt,
+    numbered 0..num_layers-1 in decoder order, and where the decoder has cross-attention layers between them, their
+    indices in the decoder (`cross_attention_layers`)."""
 
     num_layers: int
     num_heads: int
@@ -32,6 +40,7 @@ class Layout:
     out_projections: tuple[nn.Module, ...]
     final_norm: nn.Module
     lm_head: nn.Module
+    cross_attention_layers: tuple[int, ...] = ()
 
     def signature(self) -> dict[str, int]:
         """The numbers a saved task vector must agree with to be patched into this model."""
@@ -41,6 +50,12 @@ class Layout:
             "head_dim": self.head_dim,
             "hidden_size": self.hidden_size,
         }
+
+
+def prompt_layer_count(text_config) -> int:
+    """How many layers a `Layout` of this text config maps, from the config alone: all but its cross-attention
+    layers (listed in ``cross_attention_layers`` by the models that have them, e.g. Mllama)."""
+    return text_config.num_hidden_layers - len(getattr(text_config, "cross_attention_layers", None) or ())
 
 
 def _first_child(module: nn.Module, names: tuple[str, ...]) -> nn.Module | None:
@@ -67,9 +82,12 @@ def discover_layout(model: PreTrainedModel) -> Layout:
         )
     hidden_size = text_config.hidden_size
     head_dim = getattr(text_config, "head_dim", None) or hidden_size // num_heads
-    out_projections = []
+    prompt_layers, out_projections, cross_attention_layers = [], [], []
     for index, layer in enumerate(layers):
         attention = _first_child(layer, ATTENTION_NAMES)
+        if attention is None and _first_child(layer, CROSS_ATTENTION_NAMES) is not None:
+            cross_attention_layers.append(index)
+            continue
         projection = _first_child(attention, OUT_PROJECTION_NAMES) if attention is not None else None
         if projection is None:
             raise UnsupportedModelError(
@@ -82,6 +100,7 @@ def discover_layout(model: PreTrainedModel) -> Layout:
                 f"{model_name}: layer {index} out-projection takes {in_features} features, "
                 f"expected heads x head_dim = {num_heads} x {head_dim}"
             )
+        prompt_layers.append(layer)
         out_projections.append(projection)
     final_norm = _first_child(decoder, FINAL_NORM_NAMES)
     if final_norm is None:
@@ -90,12 +109,13 @@ def discover_layout(model: PreTrainedModel) -> Layout:
     if lm_head is None:
         raise UnsupportedModelError(f"{model_name}: get_output_embeddings() returned no lm_head")
     return Layout(
-        num_layers=len(layers),
+        num_layers=len(prompt_layers),
         num_heads=num_heads,
         head_dim=head_dim,
         hidden_size=hidden_size,
-        layers=tuple(layers),
+        layers=tuple(prompt_layers),
         out_projections=tuple(out_projections),
         final_norm=final_norm,
         lm_head=lm_head,
+        cross_attention_layers=tuple(cross_attention_layers),
     )

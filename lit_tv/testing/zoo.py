@@ -50,6 +50,7 @@ from transformers import (
 from lit_tv.files import partial_path
 from lit_tv.model.compat import build_processor_without_video
 from lit_tv.testing.glm_family import build_glm4v
+from lit_tv.testing.llama_vision_family import build_mllama
 from lit_tv.testing.qwen_family import build_qwen2_5_vl, build_qwen3_vl, build_qwen3_vl_moe
 from lit_tv.testing.tiny_text import TEXT, build_fuyu_tokenizer, build_tokenizer, text_options
 
@@ -230,6 +231,7 @@ ZOO: dict[str, Callable[[], tuple[PreTrainedModel, Any]]] = {
     "qwen3_vl": build_qwen3_vl,
     "qwen3_vl_moe": build_qwen3_vl_moe,
     "glm4v": build_glm4v,
+    "mllama": build_mllama,
 }
 # Not in ZOO (the tests build and save every ZOO model): built in memory by benchmarks/speed.py. The 7B one
 # needs a GPU's memory, in bf16; the small one (1/16 of its widths, 4 layers) runs its 600-token prompts on a

@@ -1,0 +1,52 @@
+"""Tiny random Llama vision models for the zoo (`lit_tv.testing.zoo`): Mllama (Llama 3.2 Vision) and Llama 4.
+
+Mllama's decoder interleaves cross-attention layers, which read the image features and not the prompt, between
+self-attention layers; an image is one ``<|image|>`` token in the prompt. Its cross-attention layers are
+tanh-gated, and the gates start at zero (a new model ignores its images): the tiny model opens them, as
+training does, so that its images matter.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import torch
+from transformers import (
+    MllamaConfig,
+    MllamaForConditionalGeneration,
+    MllamaImageProcessorPil,
+    MllamaProcessor,
+    PreTrainedModel,
+)
+
+from lit_tv.testing.tiny_text import build_tokenizer, text_options
+
+
+def build_mllama() -> tuple[PreTrainedModel, Any]:
+    """Self-attention, cross-attention, self-attention layers; one 32x32 tile per image (16 patches + class)."""
+    tokenizer = build_tokenizer(image_token="<|image|>", python_token="<|python_tag|>")
+    config = MllamaConfig(
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_global_layers=1,
+            attention_heads=2,
+            intermediate_layers_indices=[0],
+            vision_output_dim=2 * 32,  # the last layer's features beside each intermediate layer's
+            image_size=32,
+            patch_size=8,
+            max_num_tiles=1,
+            supported_aspect_ratios=[[1, 1]],
+        ),
+        text_config=text_options(tokenizer, num_hidden_layers=3, cross_attention_layers=[1]),
+        image_token_index=cast(int, tokenizer.convert_tokens_to_ids("<|image|>")),
+    )
+    model = MllamaForConditionalGeneration(config)
+    with torch.no_grad():
+        for index in config.text_config.cross_attention_layers:
+            layer = model.model.language_model.layers[index]
+            layer.cross_attn_attn_gate.fill_(1.0)
+            layer.cross_attn_mlp_gate.fill_(1.0)
+    image_processor = MllamaImageProcessorPil(size={"height": 32, "width": 32}, max_image_tiles=1)
+    return model, MllamaProcessor(image_processor=image_processor, tokenizer=tokenizer)
