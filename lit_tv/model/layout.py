@@ -36,6 +36,7 @@ class Layout:
     num_heads: int
     head_dim: int
     hidden_size: int
+    decoder: nn.Module  # the module that runs the layers: hooks on it see each forward's cache and positions
     layers: tuple[nn.Module, ...]
     out_projections: tuple[nn.Module, ...]
     final_norm: nn.Module
@@ -62,10 +63,20 @@ def _first_child(module: nn.Module, names: tuple[str, ...]) -> nn.Module | None:
     return next((getattr(module, name) for name in names if isinstance(getattr(module, name, None), nn.Module)), None)
 
 
+def _text_decoder(model: nn.Module) -> nn.Module | None:
+    """`get_decoder()`'s module; where that is a whole causal LM (Llama 4's language model, a `Llama4ForCausalLM`,
+    returns itself), its base model `model`, which holds the layers."""
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    inner = getattr(decoder, "model", None)
+    if decoder is not None and _first_child(decoder, LAYER_LIST_NAMES) is None and isinstance(inner, nn.Module):
+        return inner
+    return decoder
+
+
 def discover_layout(model: PreTrainedModel) -> Layout:
     """Map any HF causal LM or VLM onto a `Layout`, or say exactly what could not be found."""
     model_name = type(model).__name__
-    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    decoder = _text_decoder(model)
     if decoder is None:
         raise UnsupportedModelError(f"{model_name}: get_decoder() found no text decoder")
     layers = _first_child(decoder, LAYER_LIST_NAMES)
@@ -113,6 +124,7 @@ def discover_layout(model: PreTrainedModel) -> Layout:
         num_heads=num_heads,
         head_dim=head_dim,
         hidden_size=hidden_size,
+        decoder=decoder,
         layers=tuple(prompt_layers),
         out_projections=tuple(out_projections),
         final_norm=final_norm,

@@ -31,9 +31,7 @@ GLM_TOKENS = dict(
 )
 HEAD_DIM = TEXT["hidden_size"] // TEXT["num_attention_heads"]
 # rotary on half of each head (partial_rotary_factor 0.5), split over time, height and width as GLM-4.1V's 8:12:12
-ROPE = dict(
-    rope_type="default", rope_theta=10000.0, partial_rotary_factor=0.5, mrope_section=[HEAD_DIM // 8, 1, 1]
-)
+ROPE = dict(rope_type="default", rope_theta=10000.0, partial_rotary_factor=0.5, mrope_section=[HEAD_DIM // 8, 1, 1])
 
 
 def build_glm4v() -> tuple[PreTrainedModel, Any]:

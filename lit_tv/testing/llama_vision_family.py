@@ -4,6 +4,10 @@ Mllama's decoder interleaves cross-attention layers, which read the image featur
 self-attention layers; an image is one ``<|image|>`` token in the prompt. Its cross-attention layers are
 tanh-gated, and the gates start at zero (a new model ignores its images): the tiny model opens them, as
 training does, so that its images matter.
+
+Llama 4's decoder routes MLPs over experts, leaves rotary positions out of every few layers (NoPE) and attends
+in chunks in the others. transformers ships its image processor for torchvision only, which lit_tv does not
+install, so the tiny Llama 4 comes with its tokenizer: its decoder is checked on text prompts.
 """
 
 from __future__ import annotations
@@ -12,14 +16,17 @@ from typing import Any, cast
 
 import torch
 from transformers import (
+    Llama4Config,
+    Llama4ForConditionalGeneration,
     MllamaConfig,
     MllamaForConditionalGeneration,
     MllamaImageProcessorPil,
     MllamaProcessor,
     PreTrainedModel,
+    PreTrainedTokenizerFast,
 )
 
-from lit_tv.testing.tiny_text import build_tokenizer, text_options
+from lit_tv.testing.tiny_text import TEXT, build_tokenizer, text_options
 
 
 def build_mllama() -> tuple[PreTrainedModel, Any]:
@@ -50,3 +57,35 @@ def build_mllama() -> tuple[PreTrainedModel, Any]:
             layer.cross_attn_mlp_gate.fill_(1.0)
     image_processor = MllamaImageProcessorPil(size={"height": 32, "width": 32}, max_image_tiles=1)
     return model, MllamaProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def build_llama4() -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    """Llama 4 with 4 experts (1 per token) in every layer, the second layer without RoPE, 16-token attention
+    chunks; its vision tower takes 32x32 images as 4 ``<|image|>`` tokens (8-pixel patches, pixel-shuffled)."""
+    tokenizer = build_tokenizer(image_token="<|image|>")
+    text = text_options(
+        tokenizer,
+        head_dim=TEXT["hidden_size"] // TEXT["num_attention_heads"],
+        intermediate_size_mlp=TEXT["intermediate_size"],
+        num_local_experts=4,
+        num_experts_per_tok=1,
+        no_rope_layer_interval=2,
+        attention_chunk_size=16,
+    )
+    vision = dict(
+        hidden_size=32,
+        intermediate_size=4 * 32,  # the pixel shuffle's width: 2x2 patches side by side
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+        vision_output_dim=TEXT["hidden_size"],
+        projector_input_dim=TEXT["hidden_size"],
+        projector_output_dim=TEXT["hidden_size"],
+    )
+    config = Llama4Config(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=cast(int, tokenizer.convert_tokens_to_ids("<|image|>")),
+    )
+    return Llama4ForConditionalGeneration(config), tokenizer

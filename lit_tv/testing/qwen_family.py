@@ -99,7 +99,9 @@ def _qwen3_text(tokenizer: PreTrainedTokenizerFast, **overrides: Any) -> dict:
 def build_qwen3_vl() -> tuple[PreTrainedModel, Any]:
     """Qwen3-VL: interleaved M-RoPE, DeepStack vision features added in the decoder's first layers."""
     tokenizer = build_tokenizer()
-    config = Qwen3VLConfig(vision_config=_qwen3_vision(), text_config=_qwen3_text(tokenizer), **qwen_token_ids(tokenizer))
+    config = Qwen3VLConfig(
+        vision_config=_qwen3_vision(), text_config=_qwen3_text(tokenizer), **qwen_token_ids(tokenizer)
+    )
     processor = build_processor_without_video(Qwen3VLProcessor, tokenizer, _image_processor(8))
     return Qwen3VLForConditionalGeneration(config), processor
 
