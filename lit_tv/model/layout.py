@@ -63,7 +63,7 @@ def _first_child(module: nn.Module, names: tuple[str, ...]) -> nn.Module | None:
     return next((getattr(module, name) for name in names if isinstance(getattr(module, name, None), nn.Module)), None)
 
 
-def _text_decoder(model: nn.Module) -> nn.Module | None:
+def _text_decoder(model: PreTrainedModel) -> nn.Module | None:
     """`get_decoder()`'s module; where that is a whole causal LM (Llama 4's language model, a `Llama4ForCausalLM`,
     returns itself), its base model `model`, which holds the layers."""
     decoder = model.get_decoder() if hasattr(model, "get_decoder") else None

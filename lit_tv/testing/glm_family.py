@@ -7,7 +7,7 @@ output again before it joins the residual stream (sandwich norms).
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from transformers import (
     Glm4vConfig,
@@ -37,7 +37,7 @@ ROPE = dict(rope_type="default", rope_theta=10000.0, partial_rotary_factor=0.5, 
 def build_glm4v() -> tuple[PreTrainedModel, Any]:
     """One 32x32 image: 8-pixel patches merged 2x2, 4 image tokens."""
     tokenizer = build_tokenizer(**GLM_TOKENS)
-    ids = {f"{name}_id": cast(int, tokenizer.convert_tokens_to_ids(token)) for name, token in GLM_TOKENS.items()}
+    ids: dict[str, Any] = {f"{name}_id": tokenizer.convert_tokens_to_ids(token) for name, token in GLM_TOKENS.items()}
     config = Glm4vConfig(
         vision_config=dict(
             depth=1,

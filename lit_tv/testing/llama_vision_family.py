@@ -28,6 +28,8 @@ from transformers import (
 
 from lit_tv.testing.tiny_text import TEXT, build_tokenizer, text_options
 
+CROSS_ATTENTION_LAYERS = [1]  # of the tiny Mllama's three decoder layers
+
 
 def build_mllama() -> tuple[PreTrainedModel, Any]:
     """Self-attention, cross-attention, self-attention layers; one 32x32 tile per image (16 patches + class)."""
@@ -46,12 +48,12 @@ def build_mllama() -> tuple[PreTrainedModel, Any]:
             max_num_tiles=1,
             supported_aspect_ratios=[[1, 1]],
         ),
-        text_config=text_options(tokenizer, num_hidden_layers=3, cross_attention_layers=[1]),
+        text_config=text_options(tokenizer, num_hidden_layers=3, cross_attention_layers=CROSS_ATTENTION_LAYERS),
         image_token_index=cast(int, tokenizer.convert_tokens_to_ids("<|image|>")),
     )
     model = MllamaForConditionalGeneration(config)
     with torch.no_grad():
-        for index in config.text_config.cross_attention_layers:
+        for index in CROSS_ATTENTION_LAYERS:
             layer = model.model.language_model.layers[index]
             layer.cross_attn_attn_gate.fill_(1.0)
             layer.cross_attn_mlp_gate.fill_(1.0)

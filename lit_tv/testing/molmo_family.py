@@ -8,7 +8,7 @@ so the tiny Molmo 2 comes with its tokenizer: its decoder is checked on text pro
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any
 
 from transformers import Molmo2Config, Molmo2ForConditionalGeneration, PreTrainedModel, PreTrainedTokenizerFast
 
@@ -25,8 +25,8 @@ def build_molmo2() -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     itself (no extra embedding rows)."""
     tokenizer = build_tokenizer(image_token="<|image|>", video_token="<|video|>")
     tokenizer.add_special_tokens({"additional_special_tokens": MOLMO_TOKENS})
-    token_ids = {
-        name: cast(int, tokenizer.convert_tokens_to_ids(token))
+    token_ids: dict[str, Any] = {
+        name: tokenizer.convert_tokens_to_ids(token)
         for name, token in [
             ("image_start_token_id", "<im_start>"),
             ("low_res_image_start_token_id", "<low_res_im_start>"),
