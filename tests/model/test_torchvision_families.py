@@ -79,13 +79,12 @@ def test_rows_over_one_prefix_score_as_the_plain_forward(zoo_vlm, name):
         torch.testing.assert_close(fork_last_token(vlm, inputs, 3).logits(), plain.expand(3, -1), atol=1e-5, rtol=0)
 
 
-def test_loads_in_bfloat16(zoo_vlm, name):
-    vlm = FrozenVLM(zoo_vlm(name).model.to(torch.bfloat16), zoo_vlm(name).processor)
-    try:
-        inputs = vlm.build_inputs(episodes_for(vlm), TEMPLATE)
-        assert vlm.dtype == torch.bfloat16 and torch.isfinite(vlm.last_logits(inputs)).all()
-    finally:
-        vlm.model.to(torch.float32)  # the module's other checks share the model
+def test_loads_in_bfloat16(name, tmp_path):
+    model, tokenizer = TORCHVISION_FAMILIES[name]()
+    model.save_pretrained(tmp_path)
+    vlm = FrozenVLM(AutoModelForImageTextToText.from_pretrained(tmp_path, dtype=torch.bfloat16), tokenizer)
+    inputs = vlm.build_inputs(episodes_for(vlm), TEMPLATE)
+    assert vlm.dtype == torch.bfloat16 and torch.isfinite(vlm.last_logits(inputs)).all()
 
 
 def test_a_saved_model_is_refused_by_name_before_its_weights_load(name, tmp_path, monkeypatch):
