@@ -62,7 +62,7 @@ def _track_prefill(vlm: Hookable, step: _Step):
         cache = decoder_cache(kwargs)
         step.prefill = cache is None or cache.get_seq_length() == 0
 
-    return vlm.model.get_decoder().register_forward_pre_hook(hook, with_kwargs=True)
+    return vlm.layout.decoder.register_forward_pre_hook(hook, with_kwargs=True)
 
 
 def _select(hidden: torch.Tensor, position: Position) -> torch.Tensor:

@@ -17,12 +17,15 @@ from torch import nn
 from transformers import BatchFeature
 
 from lit_tv.interventions.hooks import RowsAlong, removed_on_exit, replace_heads
-from lit_tv.model.compat import decoder_cache
+from lit_tv.model.compat import decoder_cache, keep_rollback
 from lit_tv.model.vlm import FrozenVLM
 
 LOGGER = logging.getLogger(__name__)
 # attention implementations that apply a user-supplied 4-D mask (eager adds it; sdpa and flex take it as is)
 MASKED_ATTENTION = ("eager", "sdpa", "flex_attention")
+# text config options of attention that sees only part of the sequence: the last tokens (a sliding window) or its
+# own chunk's (Llama 4's chunked attention); a 4-D mask over a longer sequence would have to cut the prefix too
+WINDOW_OPTIONS = ("sliding_window", "attention_chunk_size")
 
 
 @dataclass
@@ -98,6 +101,7 @@ def _cache_prefix(vlm: FrozenVLM, inputs: BatchFeature, rows: int, along: RowsAl
     prefix = {key: value[:, :-1] if key in aligned else value for key, value in inputs.items()}
     vlm.forget_position_offsets()
     cache = getattr(vlm.model(**prefix, use_cache=True), vlm.cache_name)
+    keep_rollback(cache)  # each scoring's step is cropped off again
     length = cache.get_seq_length()
     windows = [size for layer in cache.layers if (size := layer.get_max_length()) > 0]
     if along == "positions" and windows and length + rows >= min(windows):
@@ -105,9 +109,9 @@ def _cache_prefix(vlm: FrozenVLM, inputs: BatchFeature, rows: int, along: RowsAl
     step = {key: inputs[key][:, -1:] for key in aligned if key != "attention_mask"}
     if along == "batch":  # positions continue from the cache; one prompt has no padding: no mask needed
         cache.batch_repeat_interleave(rows)
-        step = {key: value.repeat(rows, 1) for key, value in step.items()}
+        step = {key: value.repeat(rows, *[1] * (value.dim() - 1)) for key, value in step.items()}
     else:
-        step = {key: value.repeat(1, rows) for key, value in step.items()}
+        step = {key: value.repeat(1, rows, *[1] * (value.dim() - 2)) for key, value in step.items()}
     mask = _rows_mask(vlm, length, rows) if along == "positions" else None
     return LastTokenRows(vlm, {**step, vlm.cache_name: cache, "use_cache": True}, rows, along, cached=True, mask=mask)
 
@@ -118,7 +122,9 @@ def _forked_logits(vlm: FrozenVLM, inputs: BatchFeature | dict, rows: int) -> to
     the prefix and itself only, and every copy sits at the last token's position → `[rows, vocab]`."""
     length = inputs["input_ids"].shape[1] - 1
     extended = {
-        key: torch.cat([value, value[:, -1:].expand(-1, rows - 1)], dim=1) if _aligned(key, inputs) else value
+        key: torch.cat([value, value[:, -1:].expand(-1, rows - 1, *value.shape[2:])], dim=1)
+        if _aligned(key, inputs)
+        else value
         for key, value in inputs.items()
         if key != "attention_mask"
     }
@@ -133,16 +139,18 @@ def _forked_logits(vlm: FrozenVLM, inputs: BatchFeature | dict, rows: int) -> to
 
 def _can_share_prefix(vlm: FrozenVLM, inputs: BatchFeature, rows: int) -> bool:
     """Whether `rows` copies of this prompt's last token may share its prefix through a 4-D mask: the
-    model honours such masks (`vlm.shares_prefix`, checked on first use) and no sliding attention window
-    is shorter than the sequence (the mask would have to crop the prefix too)."""
+    model honours such masks (`vlm.shares_prefix`, checked on first use) and no attention window or chunk
+    (`WINDOW_OPTIONS`) is shorter than the sequence."""
     if vlm.shares_prefix is None:
         vlm.shares_prefix = _check_shared_prefix(vlm, inputs)
-    window = getattr(vlm.model.config.get_text_config(), "sliding_window", None)
-    return vlm.shares_prefix and not (window and inputs["input_ids"].shape[1] + rows > window)
+    text_config = vlm.model.config.get_text_config()
+    windows = [size for option in WINDOW_OPTIONS if (size := getattr(text_config, option, None))]
+    return vlm.shares_prefix and not (windows and inputs["input_ids"].shape[1] + rows > min(windows))
 
 
 def _aligned(key: str, inputs: BatchFeature | dict) -> bool:
-    """Inputs with one entry per token (ids, mask, Fuyu's patch indices, Qwen2-VL's token types)."""
+    """Inputs with one entry (or a block of them) per token: ids, mask, Fuyu's patch indices, Qwen2-VL's token types,
+    Mllama's cross-attention mask `[batch, tokens, images, tiles]`."""
     value = inputs[key]
     return torch.is_tensor(value) and value.shape[:2] == inputs["input_ids"].shape
 
@@ -172,7 +180,7 @@ def _rows_at_one_position(vlm: FrozenVLM, mask: torch.Tensor, rows: int) -> Iter
         positions[..., -rows:] = positions[..., -rows, None]
         return args, {**kwargs, "attention_mask": mask, "position_ids": positions}
 
-    with removed_on_exit([vlm.model.get_decoder().register_forward_pre_hook(hook, with_kwargs=True)]):
+    with removed_on_exit([vlm.layout.decoder.register_forward_pre_hook(hook, with_kwargs=True)]):
         yield
 
 

@@ -30,6 +30,14 @@ def decoder_cache(kwargs: dict):
     return cache if cache is not None else kwargs.get("past_key_values")
 
 
+def keep_rollback(cache) -> None:
+    """Let a KV cache with sliding-window or chunked layers be cropped back after a step past the window, as scoring
+    many steps over one cached prefix needs (transformers keeps such layers' past only when asked to)."""
+    activate = getattr(cache, "activate_past_recording", None)  # not in every transformers 5 release
+    if activate is not None:
+        activate()
+
+
 def build_processor_without_video(processor_class: type[ProcessorMixin], tokenizer, image_processor) -> ProcessorMixin:
     """An image+text processor whose video component needs torchvision (e.g. Qwen2-VL).
 

@@ -40,6 +40,8 @@ FAMILIES = {
     ),
     "Qwen2VLProcessor": Family(image_wrapping=_QWEN_VISION),
     "Qwen2_5_VLProcessor": Family(image_wrapping=_QWEN_VISION),
+    "Qwen3VLProcessor": Family(image_wrapping=_QWEN_VISION),
+    "Glm4vProcessor": Family(image_wrapping=("<|begin_of_image|>", "<|end_of_image|>")),
 }
 PLAIN = Family()
 

@@ -1,4 +1,9 @@
-"""Where the parts of a decoder live: found from the model's own accessors, never from name strings."""
+"""Where the parts of a decoder live: found from the model's own accessors, never from name strings.
+
+Only layers that attend over the prompt are mapped: a cross-attention layer (Mllama's, between its
+self-attention layers) attends over image features instead, and its model skips it on a prompt without images,
+so its heads and residual output are not there on every prompt. It stays in the model, unhooked.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 ATTENTION_NAMES = ("self_attn", "attn", "attention", "self_attention")
+CROSS_ATTENTION_NAMES = ("cross_attn",)
 OUT_PROJECTION_NAMES = ("o_proj", "dense", "c_proj", "out_proj")
 FINAL_NORM_NAMES = ("norm", "final_layernorm", "ln_f", "final_layer_norm")
 LAYER_LIST_NAMES = ("layers", "h", "blocks")
@@ -22,16 +28,20 @@ class UnsupportedModelError(ValueError):
 
 @dataclass(frozen=True)
 class Layout:
-    """The text decoder's geometry and the modules interventions hook into."""
+    """The text decoder's geometry and the modules interventions hook into: its layers that attend over the prompt,
+    numbered 0..num_layers-1 in decoder order, and where the decoder has cross-attention layers between them, their
+    indices in the decoder (`cross_attention_layers`)."""
 
     num_layers: int
     num_heads: int
     head_dim: int
     hidden_size: int
+    decoder: nn.Module  # the module that runs the layers: hooks on it see each forward's cache and positions
     layers: tuple[nn.Module, ...]
     out_projections: tuple[nn.Module, ...]
     final_norm: nn.Module
     lm_head: nn.Module
+    cross_attention_layers: tuple[int, ...] = ()
 
     def signature(self) -> dict[str, int]:
         """The numbers a saved task vector must agree with to be patched into this model."""
@@ -43,14 +53,30 @@ class Layout:
         }
 
 
+def prompt_layer_count(text_config) -> int:
+    """How many layers a `Layout` of this text config maps, from the config alone: all but its cross-attention
+    layers (listed in ``cross_attention_layers`` by the models that have them, e.g. Mllama)."""
+    return text_config.num_hidden_layers - len(getattr(text_config, "cross_attention_layers", None) or ())
+
+
 def _first_child(module: nn.Module, names: tuple[str, ...]) -> nn.Module | None:
     return next((getattr(module, name) for name in names if isinstance(getattr(module, name, None), nn.Module)), None)
+
+
+def _text_decoder(model: PreTrainedModel) -> nn.Module | None:
+    """`get_decoder()`'s module; where that is a whole causal LM (Llama 4's language model, a `Llama4ForCausalLM`,
+    returns itself), its base model `model`, which holds the layers."""
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    inner = getattr(decoder, "model", None)
+    if decoder is not None and _first_child(decoder, LAYER_LIST_NAMES) is None and isinstance(inner, nn.Module):
+        return inner
+    return decoder
 
 
 def discover_layout(model: PreTrainedModel) -> Layout:
     """Map any HF causal LM or VLM onto a `Layout`, or say exactly what could not be found."""
     model_name = type(model).__name__
-    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    decoder = _text_decoder(model)
     if decoder is None:
         raise UnsupportedModelError(f"{model_name}: get_decoder() found no text decoder")
     layers = _first_child(decoder, LAYER_LIST_NAMES)
@@ -67,9 +93,12 @@ def discover_layout(model: PreTrainedModel) -> Layout:
         )
     hidden_size = text_config.hidden_size
     head_dim = getattr(text_config, "head_dim", None) or hidden_size // num_heads
-    out_projections = []
+    prompt_layers, out_projections, cross_attention_layers = [], [], []
     for index, layer in enumerate(layers):
         attention = _first_child(layer, ATTENTION_NAMES)
+        if attention is None and _first_child(layer, CROSS_ATTENTION_NAMES) is not None:
+            cross_attention_layers.append(index)
+            continue
         projection = _first_child(attention, OUT_PROJECTION_NAMES) if attention is not None else None
         if projection is None:
             raise UnsupportedModelError(
@@ -82,6 +111,7 @@ def discover_layout(model: PreTrainedModel) -> Layout:
                 f"{model_name}: layer {index} out-projection takes {in_features} features, "
                 f"expected heads x head_dim = {num_heads} x {head_dim}"
             )
+        prompt_layers.append(layer)
         out_projections.append(projection)
     final_norm = _first_child(decoder, FINAL_NORM_NAMES)
     if final_norm is None:
@@ -90,12 +120,14 @@ def discover_layout(model: PreTrainedModel) -> Layout:
     if lm_head is None:
         raise UnsupportedModelError(f"{model_name}: get_output_embeddings() returned no lm_head")
     return Layout(
-        num_layers=len(layers),
+        num_layers=len(prompt_layers),
         num_heads=num_heads,
         head_dim=head_dim,
         hidden_size=hidden_size,
-        layers=tuple(layers),
+        decoder=decoder,
+        layers=tuple(prompt_layers),
         out_projections=tuple(out_projections),
         final_norm=final_norm,
         lm_head=lm_head,
+        cross_attention_layers=tuple(cross_attention_layers),
     )

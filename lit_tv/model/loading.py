@@ -249,26 +249,40 @@ def load_pretrained(options: VLMOptions, device: str) -> tuple[PreTrainedModel, 
             f"model.name: {name} is a {type(config).__name__} ({config.model_type!r}), neither an "
             "image-text-to-text model nor a causal LM: lit_tv patches decoder-only models"
         )
+    # before the weights: a processor that cannot be built here stops the run in seconds, not after a download
+    processor = _load_processor(name, config, is_vlm, options.processor_kwargs or {}, **common)
     model_class = AutoModelForImageTextToText if is_vlm else AutoModelForCausalLM
     dtype = getattr(torch, options.dtype) if options.dtype != "auto" else "auto"
     model = model_class.from_pretrained(
         name, dtype=dtype, attn_implementation=options.attn_implementation, **placement, **common
     )
-    processor = _load_processor(name, config, is_vlm, options.processor_kwargs or {}, **common)
     # transformers' `to` is wrapped with functools.wraps(nn.Module.to), which its stubs type without `self`
     return model if placement else model.to(device), processor, name  # type: ignore[arg-type]
 
 
 def _load_processor(name_or_path: str, config: PretrainedConfig, is_vlm: bool, processor_kwargs: dict, **kwargs):
+    """The processor, built without its video part where only that needs torchvision; refused by name where the
+    image processor itself does (transformers ships e.g. Llama 4's and Molmo 2's for torchvision only)."""
     if not is_vlm:
         return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
     try:
-        return AutoProcessor.from_pretrained(name_or_path, **processor_kwargs, **kwargs)
-    except ImportError as error:
+        try:
+            return AutoProcessor.from_pretrained(name_or_path, **processor_kwargs, **kwargs)
+        except ImportError as error:
+            if "torchvision" not in str(error).lower():
+                raise
+            class_name = getattr(config, "processor_class", None) or _processor_class_name(
+                name_or_path, kwargs["revision"]
+            )
+            return load_processor_without_video(name_or_path, class_name, processor_kwargs, **kwargs)
+    except (ImportError, ValueError) as error:
         if "torchvision" not in str(error).lower():
             raise
-        class_name = getattr(config, "processor_class", None) or _processor_class_name(name_or_path, kwargs["revision"])
-        return load_processor_without_video(name_or_path, class_name, processor_kwargs, **kwargs)
+        raise ModelLoadError(
+            f"model.name: {name_or_path} ({config.model_type!r}) has an image processor that transformers ships for "
+            "torchvision only, which is not installed (lit_tv does not need it otherwise): install the torchvision "
+            f"that matches your torch to run this model ({error})"
+        ) from error
 
 
 def _processor_class_name(name_or_path: str, revision: str | None) -> str:

@@ -41,6 +41,7 @@ from transformers import (
     LlavaForConditionalGeneration,
     LlavaProcessor,
     PreTrainedModel,
+    PreTrainedTokenizerFast,
     Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
     Qwen2VLImageProcessorPil,
@@ -49,6 +50,10 @@ from transformers import (
 
 from lit_tv.files import partial_path
 from lit_tv.model.compat import build_processor_without_video
+from lit_tv.testing.glm_family import build_glm4v
+from lit_tv.testing.llama_vision_family import build_llama4, build_mllama
+from lit_tv.testing.molmo_family import build_molmo2
+from lit_tv.testing.qwen_family import build_qwen2_5_vl, build_qwen3_vl, build_qwen3_vl_moe
 from lit_tv.testing.tiny_text import TEXT, build_fuyu_tokenizer, build_tokenizer, text_options
 
 
@@ -223,6 +228,19 @@ ZOO: dict[str, Callable[[], tuple[PreTrainedModel, Any]]] = {
     "qwen2_vl": build_qwen2_vl,
     "fuyu": build_fuyu,
     "llama": build_llama,
+    # zoo_b families
+    "qwen2_5_vl": build_qwen2_5_vl,
+    "qwen3_vl": build_qwen3_vl,
+    "qwen3_vl_moe": build_qwen3_vl_moe,
+    "glm4v": build_glm4v,
+    "mllama": build_mllama,
+}
+# zoo_b: families whose image processor transformers ships for torchvision only, which lit_tv runs without: each
+# comes with its tokenizer, its decoder checked on text prompts (tests/model/test_torchvision_families.py), and
+# loading a saved one without torchvision is refused by name
+TORCHVISION_FAMILIES: dict[str, Callable[[], tuple[PreTrainedModel, PreTrainedTokenizerFast]]] = {
+    "llama4": build_llama4,
+    "molmo2": build_molmo2,
 }
 # Not in ZOO (the tests build and save every ZOO model): built in memory by benchmarks/speed.py. The 7B one
 # needs a GPU's memory, in bf16; the small one (1/16 of its widths, 4 layers) runs its 600-token prompts on a

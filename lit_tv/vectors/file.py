@@ -30,6 +30,7 @@ from transformers import AutoConfig, PreTrainedModel
 
 import lit_tv
 from lit_tv.files import atomic_path
+from lit_tv.model.layout import prompt_layer_count
 from lit_tv.model.loading import VLMOptions
 from lit_tv.vectors.fingerprint import embedding_row_norms
 
@@ -53,7 +54,7 @@ def layout_from_config(options: VLMOptions) -> dict[str, int]:
     ).get_text_config()
     heads = text.num_attention_heads
     return {
-        "num_layers": text.num_hidden_layers,
+        "num_layers": prompt_layer_count(text),
         "num_heads": heads,
         "head_dim": getattr(text, "head_dim", None) or text.hidden_size // heads,
         "hidden_size": text.hidden_size,
