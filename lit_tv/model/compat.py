@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import types
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import torch
@@ -30,20 +31,31 @@ def decoder_cache(kwargs: dict):
     return cache if cache is not None else kwargs.get("past_key_values")
 
 
-def build_processor_without_video(processor_class: type[ProcessorMixin], tokenizer, image_processor) -> ProcessorMixin:
+def build_processor_without_video(
+    processor_class: type[ProcessorMixin], tokenizer, image_processor, **options: Any
+) -> ProcessorMixin:
     """An image+text processor whose video component needs torchvision (e.g. Qwen2-VL).
 
     transformers refuses to build these without torchvision; images and text need only the
-    tokenizer and the image processor, so the video slot is left empty.
+    tokenizer and the image processor, so the video slot is left empty. `options` are the processor's own
+    (e.g. LLaVA-OneVision's ``num_image_tokens``).
     """
     with mock.patch.object(ProcessorMixin, "check_argument_for_proper_class", lambda self, name, arg: type(arg)):
-        return processor_class(image_processor=image_processor, tokenizer=tokenizer, video_processor=None)
+        return processor_class(image_processor=image_processor, tokenizer=tokenizer, video_processor=None, **options)
+
+
+def processor_options(processor_class: type[ProcessorMixin], saved: dict) -> dict:
+    """The entries of a saved processor_config.json that `processor_class` takes as its own options."""
+    taken = inspect.signature(processor_class.__init__).parameters
+    components = {"image_processor", "tokenizer", "video_processor", "feature_extractor"}
+    return {key: value for key, value in saved.items() if key in taken and key not in components}
 
 
 def load_processor_without_video(
-    path: str | Path, processor_class_name: str, image_kwargs: dict, **kwargs
+    path: str | Path, processor_class_name: str, image_kwargs: dict, saved: dict, **kwargs
 ) -> ProcessorMixin:
-    """`AutoProcessor.from_pretrained` for those processors, from the saved tokenizer and image processor.
+    """`AutoProcessor.from_pretrained` for those processors, from the saved tokenizer and image processor, and
+    the processor's own options in `saved` (its processor_config.json).
 
     `image_kwargs` (the user's processor options, e.g. ``min_pixels``) go to the image processor.
     """
@@ -54,6 +66,7 @@ def load_processor_without_video(
         processor_class,
         AutoTokenizer.from_pretrained(path, **kwargs),
         AutoImageProcessor.from_pretrained(path, **image_kwargs, **kwargs),
+        **processor_options(processor_class, saved),
     )
 
 

@@ -48,7 +48,8 @@ from transformers import (
 )
 
 from lit_tv.files import partial_path
-from lit_tv.model.compat import build_processor_without_video
+from lit_tv.model.compat import build_processor_without_video, processor_options
+from lit_tv.testing.llava_family import build_llava_next, build_llava_onevision
 from lit_tv.testing.tiny_text import TEXT, build_fuyu_tokenizer, build_tokenizer, text_options
 
 
@@ -223,6 +224,9 @@ ZOO: dict[str, Callable[[], tuple[PreTrainedModel, Any]]] = {
     "qwen2_vl": build_qwen2_vl,
     "fuyu": build_fuyu,
     "llama": build_llama,
+    # zoo_a families
+    "llava_next": build_llava_next,
+    "llava_onevision": build_llava_onevision,
 }
 # Not in ZOO (the tests build and save every ZOO model): built in memory by benchmarks/speed.py. The 7B one
 # needs a GPU's memory, in bf16; the small one (1/16 of its widths, 4 layers) runs its 600-token prompts on a
@@ -256,7 +260,12 @@ def save_zoo_model(name: str, folder: Path, seed: int = 0, overwrite: bool = Fal
         # Saved as a hub folder holds it; transformers cannot save a processor with an empty slot.
         processor.tokenizer.save_pretrained(unfinished)
         processor.image_processor.save_pretrained(unfinished)
-        (unfinished / "processor_config.json").write_text(json.dumps({"processor_class": type(processor).__name__}))
+        # the processor's own options, as a hub folder's processor_config.json holds them
+        options = processor_options(type(processor), processor.to_dict())
+        options = {key: value for key, value in options.items() if key != "chat_template"}
+        (unfinished / "processor_config.json").write_text(
+            json.dumps({"processor_class": type(processor).__name__, **options})
+        )
     else:
         processor.save_pretrained(unfinished)
     if folder.is_dir():
