@@ -98,6 +98,8 @@ def _cache_prefix(vlm: FrozenVLM, inputs: BatchFeature, rows: int, along: RowsAl
     prefix = {key: value[:, :-1] if key in aligned else value for key, value in inputs.items()}
     vlm.forget_position_offsets()
     cache = getattr(vlm.model(**prefix, use_cache=True), vlm.cache_name)
+    if hasattr(cache, "activate_past_recording"):  # a sliding window's layers keep what a crop gives back
+        cache.activate_past_recording()
     length = cache.get_seq_length()
     windows = [size for layer in cache.layers if (size := layer.get_max_length()) > 0]
     if along == "positions" and windows and length + rows >= min(windows):

@@ -1,7 +1,8 @@
 """Work-arounds for differences between transformers versions, and for processors that break without torchvision.
 
 The KV cache is passed and returned as `cache` since transformers 5.24, as `past_key_values` before.
-lit_tv does not depend on torchvision, so transformers falls back to its PIL image processors.
+lit_tv does not depend on torchvision, so transformers falls back to its PIL image processors; video processors,
+and the num2words package SmolVLM's processor wants for video prompts only, are left out.
 Two processors are broken on that path (seen on transformers 5.23); each shim below is applied
 only to the processor instance that needs it.
 """
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 from transformers import AutoImageProcessor, AutoTokenizer, ProcessorMixin
 from transformers.models.auto.processing_auto import processor_class_from_name
+from transformers.models.smolvlm import processing_smolvlm as smolvlm_processing
 
 
 def cache_argument(model: nn.Module) -> str:
@@ -40,8 +42,16 @@ def build_processor_without_video(
     tokenizer and the image processor, so the video slot is left empty. `options` are the processor's own
     (e.g. LLaVA-OneVision's ``num_image_tokens``).
     """
-    with mock.patch.object(ProcessorMixin, "check_argument_for_proper_class", lambda self, name, arg: type(arg)):
+    with (
+        mock.patch.object(ProcessorMixin, "check_argument_for_proper_class", lambda self, name, arg: type(arg)),
+        mock.patch.object(smolvlm_processing, "num2words", smolvlm_processing.num2words or _video_only_num2words),
+    ):
         return processor_class(image_processor=image_processor, tokenizer=tokenizer, video_processor=None, **options)
+
+
+def _video_only_num2words(number: int) -> str:
+    """Stands in for the num2words package, which SmolVLM's processor demands but uses only in video prompts."""
+    raise ImportError(f"writing {number} video frames in words needs the num2words package (pip install num2words)")
 
 
 def processor_options(processor_class: type[ProcessorMixin], saved: dict) -> dict:

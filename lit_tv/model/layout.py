@@ -32,6 +32,9 @@ class Layout:
     out_projections: tuple[nn.Module, ...]
     final_norm: nn.Module
     lm_head: nn.Module
+    # what the model does to lm_head's output: Cohere's scale, Gemma 2 / 4's tanh cap (the text config's numbers)
+    logit_scale: float = 1.0
+    logit_softcap: float | None = None
 
     def signature(self) -> dict[str, int]:
         """The numbers a saved task vector must agree with to be patched into this model."""
@@ -98,4 +101,6 @@ def discover_layout(model: PreTrainedModel) -> Layout:
         out_projections=tuple(out_projections),
         final_norm=final_norm,
         lm_head=lm_head,
+        logit_scale=getattr(text_config, "logit_scale", None) or 1.0,
+        logit_softcap=getattr(text_config, "final_logit_softcapping", None),
     )

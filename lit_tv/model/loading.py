@@ -264,7 +264,7 @@ def _load_processor(name_or_path: str, config: PretrainedConfig, is_vlm: bool, p
         return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
     try:
         return AutoProcessor.from_pretrained(name_or_path, **processor_kwargs, **kwargs)
-    except ImportError as error:
+    except (ImportError, ValueError) as error:  # a video processor's refusal is one or the other
         if "torchvision" not in str(error).lower():
             raise
         revision = kwargs["revision"]

@@ -270,6 +270,9 @@ class FrozenVLM(nn.Module):
         return [text.strip() for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
     def logit_lens(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Decode residual-stream vectors with the final norm and lm_head → logits."""
+        """Decode residual-stream vectors with the final norm and lm_head → logits, scaled and capped as the
+        model's own forward does (`Layout.logit_scale`, `Layout.logit_softcap`)."""
         layout = self.layout
-        return layout.lm_head(layout.final_norm(hidden.to(self.dtype))).float()
+        logits = layout.lm_head(layout.final_norm(hidden.to(self.dtype))).float() * layout.logit_scale
+        cap = layout.logit_softcap
+        return logits if cap is None else torch.tanh(logits / cap) * cap

@@ -9,7 +9,11 @@ from __future__ import annotations
 from typing import Any, cast
 
 from transformers import (
+    AyaVisionConfig,
+    AyaVisionForConditionalGeneration,
+    AyaVisionProcessor,
     CLIPVisionConfig,
+    GotOcr2ImageProcessorPil,
     LlamaConfig,
     LlavaNextConfig,
     LlavaNextForConditionalGeneration,
@@ -24,7 +28,7 @@ from transformers import (
 )
 
 from lit_tv.model.compat import build_processor_without_video
-from lit_tv.testing.tiny_text import TEXT, build_tokenizer, text_options
+from lit_tv.testing.tiny_text import build_tokenizer, text_options
 
 IMAGE = 32  # pixels per side of the one tile every image becomes
 PATCH = 8
@@ -74,3 +78,28 @@ def build_llava_onevision() -> tuple[PreTrainedModel, Any]:
     processor.num_image_tokens = (IMAGE // PATCH) ** 2
     processor.vision_feature_select_strategy = "full"
     return LlavaOnevisionForConditionalGeneration(config), processor
+
+
+AYA_TOKENS = ("<|START_OF_IMG|>", "<|END_OF_IMG|>", "<|IMG_PATCH|>", "<|IMG_LINE_BREAK|>", "TILE", "TILE_GLOBAL")
+
+
+def build_aya_vision() -> tuple[PreTrainedModel, Any]:
+    """Aya Vision: SigLIP, pixel shuffle by 2 (4 patch tokens per 32-pixel tile), a Cohere2 decoder whose
+    sliding-window and global layers alternate."""
+    tokenizer = build_tokenizer(AYA_TOKENS)
+    config = AyaVisionConfig(
+        vision_config=SiglipVisionConfig(image_size=IMAGE, patch_size=PATCH, **VISION),
+        text_config=dict(
+            model_type="cohere2",
+            sliding_window=8,
+            layer_types=["sliding_attention", "full_attention"],
+            **text_options(tokenizer),
+        ),
+        downsample_factor=2,
+        image_token_index=cast(int, tokenizer.convert_tokens_to_ids("<|IMG_PATCH|>")),
+    )
+    image_processor = GotOcr2ImageProcessorPil(size=EDGE, max_patches=1)
+    processor = AyaVisionProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, patch_size=PATCH, img_size=IMAGE, downsample_factor=2
+    )
+    return AyaVisionForConditionalGeneration(config), processor
