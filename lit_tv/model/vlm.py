@@ -183,7 +183,8 @@ class FrozenVLM(nn.Module):
         else:
             batch = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
         self._check_context(batch, episodes, new_tokens, shots_option)
-        return BatchFeature(dict(batch)).to(self.device, dtype=self.dtype)
+        kept = {key: value for key, value in batch.items() if key not in self.family.dropped_inputs}
+        return BatchFeature(kept).to(self.device, dtype=self.dtype)
 
     def _check_context(
         self, batch: BatchFeature | dict, episodes: Sequence[Episode], new_tokens: int, shots_option: str

@@ -13,7 +13,11 @@ from transformers import (
     Gemma3ForConditionalGeneration,
     Gemma3ImageProcessorPil,
     Gemma3Processor,
+    PaliGemmaConfig,
+    PaliGemmaForConditionalGeneration,
+    PaliGemmaProcessor,
     PreTrainedModel,
+    SiglipImageProcessorPil,
 )
 
 from lit_tv.testing.tiny_text import TEXT, build_tokenizer, text_options
@@ -55,3 +59,21 @@ def build_gemma3() -> tuple[PreTrainedModel, Any]:
     image_processor = Gemma3ImageProcessorPil(size={"height": IMAGE, "width": IMAGE}, do_pan_and_scan=False)
     processor = Gemma3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_length=4)
     return Gemma3ForConditionalGeneration(config), processor
+
+
+def build_paligemma() -> tuple[PreTrainedModel, Any]:
+    """PaliGemma: every SigLIP patch a token (16 per image) before BOS and the prompt, which the processor ends
+    with a newline; image and prompt attend both ways (a prefix LM), the answer causally."""
+    tokenizer = build_tokenizer(image_token="<image>")
+    image_processor = SiglipImageProcessorPil(size={"height": IMAGE, "width": IMAGE})
+    image_processor.image_seq_length = (IMAGE // PATCH) ** 2
+    processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer)  # adds its location tokens
+    config = PaliGemmaConfig(
+        vision_config=SIGLIP,
+        text_config=text_options(tokenizer, model_type="gemma", head_dim=HEAD_DIM),
+        image_token_index=cast(int, tokenizer.convert_tokens_to_ids("<image>")),
+        projection_dim=TEXT["hidden_size"],
+        hidden_size=TEXT["hidden_size"],
+        vocab_size=len(tokenizer),
+    )
+    return PaliGemmaForConditionalGeneration(config), processor
