@@ -37,6 +37,7 @@ def test_loads_frozen_with_its_layout(zoo_vlm, name):
     assert (layout.num_layers, layout.num_heads, layout.head_dim, layout.hidden_size) == (2, 4, 16, 64)
     assert len(layout.out_projections) == 2
     assert vlm.is_multimodal == (name != "llama")
+    assert vlm.model.config.model_type == name  # docs/families.md matches zoo keys to model types
 
 
 @pytest.mark.slow
