@@ -46,7 +46,11 @@ def build_processor_without_video(
         mock.patch.object(ProcessorMixin, "check_argument_for_proper_class", lambda self, name, arg: type(arg)),
         mock.patch.object(smolvlm_processing, "num2words", smolvlm_processing.num2words or _video_only_num2words),
     ):
-        return processor_class(image_processor=image_processor, tokenizer=tokenizer, video_processor=None, **options)
+        # an audio part (Gemma 4's feature extractor) is left out as the video part is
+        audio = {"feature_extractor": None} if "feature_extractor" in inspect.signature(processor_class).parameters else {}
+        return processor_class(
+            image_processor=image_processor, tokenizer=tokenizer, video_processor=None, **audio, **options
+        )
 
 
 def _video_only_num2words(number: int) -> str:

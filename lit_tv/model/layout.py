@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel
+    from transformers import PretrainedConfig, PreTrainedModel
 
 ATTENTION_NAMES = ("self_attn", "attn", "attention", "self_attention")
 OUT_PROJECTION_NAMES = ("o_proj", "dense", "c_proj", "out_proj")
@@ -50,6 +50,19 @@ def _first_child(module: nn.Module, names: tuple[str, ...]) -> nn.Module | None:
     return next((getattr(module, name) for name in names if isinstance(getattr(module, name, None), nn.Module)), None)
 
 
+def _shared_by_layers(model_name: str, text_config: PretrainedConfig, name: str, num_layers: int) -> int | None:
+    """A text config's number that every layer shares; one a heterogeneous config sets per layer must agree."""
+    if name not in (getattr(text_config, "per_layer_attributes", None) or ()):
+        return getattr(text_config, name, None)
+    values = [getattr(text_config.per_layer_config[index], name) for index in range(num_layers)]
+    if len(set(values)) > 1:
+        raise UnsupportedModelError(
+            f"{model_name}: its layers differ in {name} (per layer: {values}), but lit_tv's head vectors take one "
+            f"{name} for every layer"
+        )
+    return values[0]
+
+
 def discover_layout(model: PreTrainedModel) -> Layout:
     """Map any HF causal LM or VLM onto a `Layout`, or say exactly what could not be found."""
     model_name = type(model).__name__
@@ -62,14 +75,14 @@ def discover_layout(model: PreTrainedModel) -> Layout:
             f"{model_name}: its decoder {type(decoder).__name__} has no list of layers (looked for {LAYER_LIST_NAMES})"
         )
     text_config = model.config.get_text_config()
-    num_heads = getattr(text_config, "num_attention_heads", None)
+    num_heads = _shared_by_layers(model_name, text_config, "num_attention_heads", len(layers))
     if not num_heads:
         raise UnsupportedModelError(
             f"{model_name}: its text config {type(text_config).__name__} has no num_attention_heads, "
             "so the model has no attention out-projection to map"
         )
     hidden_size = text_config.hidden_size
-    head_dim = getattr(text_config, "head_dim", None) or hidden_size // num_heads
+    head_dim = _shared_by_layers(model_name, text_config, "head_dim", len(layers)) or hidden_size // num_heads
     out_projections = []
     for index, layer in enumerate(layers):
         attention = _first_child(layer, ATTENTION_NAMES)

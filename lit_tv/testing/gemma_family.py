@@ -1,5 +1,5 @@
 """Google's VLMs: PaliGemma (SigLIP + Gemma, a prefix of image tokens), Gemma 3 (SigLIP pooled to a few soft
-tokens, sliding-window and global layers) and Gemma 4.
+tokens, sliding-window and global layers) and Gemma 4 (global layers with wider heads).
 
 Tiny random models of the real architectures with the families' own processors and special tokens.
 """
@@ -13,6 +13,10 @@ from transformers import (
     Gemma3ForConditionalGeneration,
     Gemma3ImageProcessorPil,
     Gemma3Processor,
+    Gemma4Config,
+    Gemma4ForConditionalGeneration,
+    Gemma4ImageProcessorPil,
+    Gemma4Processor,
     PaliGemmaConfig,
     PaliGemmaForConditionalGeneration,
     PaliGemmaProcessor,
@@ -20,6 +24,7 @@ from transformers import (
     SiglipImageProcessorPil,
 )
 
+from lit_tv.model.compat import build_processor_without_video
 from lit_tv.testing.tiny_text import TEXT, build_tokenizer, text_options
 
 IMAGE = 32  # pixels per side
@@ -77,3 +82,47 @@ def build_paligemma() -> tuple[PreTrainedModel, Any]:
         vocab_size=len(tokenizer),
     )
     return PaliGemmaForConditionalGeneration(config), processor
+
+
+GEMMA4_TOKENS = ("<|image>", "<image|>", "<|image|>", "<|audio>", "<audio|>", "<|audio|>", "<|video|>")
+
+
+def build_gemma4() -> tuple[PreTrainedModel, Any]:
+    """Gemma 4: a sliding-window layer then a global one whose heads are twice as wide (as the real 256 and 512),
+    a vision tower pooling 2x2 patches into soft tokens (at least 70 per image) between markers; its audio and
+    video parts stay empty. lit_tv refuses it: a head vector has one head size for every layer."""
+    boi, eoi, image, boa, eoa, audio, video = GEMMA4_TOKENS
+    tokenizer = build_tokenizer(
+        GEMMA4_TOKENS, boi_token=boi, eoi_token=eoi, image_token=image, boa_token=boa, eoa_token=eoa, audio_token=audio
+    )
+    ids = {name: cast(int, tokenizer.convert_tokens_to_ids(token)) for name, token in [
+        ("boi_token_id", boi), ("eoi_token_id", eoi), ("image_token_id", image), ("video_token_id", video),
+        ("boa_token_id", boa), ("eoa_token_index", eoa), ("audio_token_id", audio)]}  # fmt: skip
+    config = Gemma4Config(
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            head_dim=16,
+            patch_size=PATCH,
+            pooling_kernel_size=2,
+            position_embedding_size=64,
+        ),
+        text_config=text_options(
+            tokenizer,
+            model_type="gemma4_text",
+            head_dim=HEAD_DIM,
+            sliding_window=8,
+            layer_types=["sliding_attention", "full_attention"],
+            global_head_dim=2 * HEAD_DIM,  # as the real 256 / 512 (refused: one head size per model)
+            hidden_size_per_layer_input=16,
+            vocab_size_per_layer_input=len(tokenizer),
+        ),
+        audio_config=None,
+        **ids,
+    )
+    image_processor = Gemma4ImageProcessorPil(patch_size=PATCH, max_soft_tokens=70, pooling_kernel_size=2)
+    processor = build_processor_without_video(Gemma4Processor, tokenizer, image_processor, image_seq_length=4)
+    return Gemma4ForConditionalGeneration(config), processor

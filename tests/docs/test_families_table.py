@@ -11,8 +11,8 @@ import pytest
 from helpers import REPO, ZOO_NAMES
 from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
-from lit_tv.testing.coverage import CHECKS, DOC, NOT_YET, coverage_page, coverage_rows
-from lit_tv.testing.zoo import ZOO
+from lit_tv.testing.coverage import CHECKS, DOC, NOT_YET, REASONS, coverage_page, coverage_rows
+from lit_tv.testing.zoo import REFUSED, ZOO
 
 ROW = re.compile(r"^\| `([^`]+)` \| `[^`]+` \| (✓|✗) \| (.*) \|$", re.MULTILINE)
 COUNT = re.compile(r"\*\*(\d+) of (\d+) model types are ✓\.\*\*")
@@ -37,6 +37,7 @@ def test_the_pages_checked_rows_are_the_zoo_and_its_count_is_theirs():
     count = COUNT.search(DOC.read_text())
     assert count and (int(count[1]), int(count[2])) == (len(verified), len(rows))
     assert all(note for _, note in rows.values()), "every ✗ has its reason"
+    assert all(rows[name] == ("✗", REASONS[name]) for name in REFUSED), "a refused family is ✗ with its reason"
 
 
 def test_the_readme_states_the_pages_count():

@@ -121,6 +121,13 @@ def test_model_without_attention_is_refused_with_its_class_name(tmp_path):
         discover_layout(MambaForCausalLM.from_pretrained(tmp_path))
 
 
+def test_gemma4_is_refused_naming_its_two_head_sizes(zoo_folder):
+    """Its global layers' heads are twice as wide as its sliding layers': no one head size for a head vector."""
+    with pytest.raises(UnsupportedModelError, match=r"Gemma4ForConditionalGeneration: its layers differ in head_dim "
+                       r"\(per layer: \[16, 32\]\), but lit_tv's head vectors take one head_dim"):  # fmt: skip
+        FrozenVLM.from_pretrained(zoo_folder("gemma4"))
+
+
 def test_model_without_decoder_is_refused():
     class Headless(nn.Module):
         config = LlamaConfig()
