@@ -66,6 +66,12 @@ class FrozenVLM(nn.Module):
         # found by attribute, not by family, so every M-RoPE model transformers ships is covered, listed or not
         self._position_offsets = [module for module in model.modules() if hasattr(module, POSITION_OFFSETS)]
         self.cache_name = cache_argument(model)  # the KV cache's argument and output field
+        # a prefix LM (PaliGemma): image and prompt attend both ways in the prefill, so every prompt position sees
+        # a patch at the last one, and no prefix can be shared by rows patched differently
+        self.prompt_attends_both_ways = getattr(model.config.get_text_config(), "use_bidirectional_attention", None) in (
+            True,
+            "all",
+        )
         # whether rows may share one prefix through a 4-D mask: checked on first use
         # (lit_tv.interventions.shared_prefix), or set
         self.shares_prefix: bool | None = None

@@ -49,7 +49,7 @@ from transformers import (
 
 from lit_tv.files import partial_path
 from lit_tv.model.compat import build_processor_without_video, processor_options
-from lit_tv.testing.gemma_family import build_gemma3, build_gemma4
+from lit_tv.testing.gemma_family import build_gemma3, build_gemma4, build_paligemma
 from lit_tv.testing.idefics_family import build_smolvlm
 from lit_tv.testing.internvl_family import build_internvl
 from lit_tv.testing.llava_family import build_aya_vision, build_llava_next, build_llava_onevision
@@ -234,6 +234,7 @@ ZOO: dict[str, Callable[[], tuple[PreTrainedModel, Any]]] = {
     "aya_vision": build_aya_vision,
     "internvl": build_internvl,
     "smolvlm": build_smolvlm,
+    "paligemma": build_paligemma,
 }
 # Architectures lit_tv refuses, built to show that it says why (tests/model/test_vlm.py; docs/families.md's reason).
 REFUSED: dict[str, Callable[[], tuple[PreTrainedModel, Any]]] = {
