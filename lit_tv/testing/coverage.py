@@ -45,8 +45,10 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "families.md"
 REASONS: dict[str, str] = {
     "diffusion_gemma": "generates by block diffusion, not token by token: no last prompt position to patch",
     "evolla": "a protein-language model (protein sequences in, text out), not an image-text one",
+    "mistral3": "its processor (PixtralProcessor) needs torchvision, which lit_tv does not install: none can be "
+    "built here (with torchvision it may work: untested)",
     "gemma4": "its global layers' heads are twice as wide as its sliding layers' (512 vs 256), but a head vector "
-    "has one head size for every layer: refused with that message (a tiny Gemma 4 in the zoo's REFUSED shows it)",
+    "has one head size for every layer: refused, saying so",
 }
 PAGE_HEAD = """# Model families: what lit_tv is verified on
 
