@@ -221,7 +221,7 @@ def _check_shared_prefix(vlm: FrozenVLM, inputs: BatchFeature) -> bool:
     return True
 
 
-def repeat_rows(inputs: BatchFeature, times: int) -> BatchFeature:
+def repeat_rows(inputs: BatchFeature | dict, times: int) -> BatchFeature:
     """One prompt's model inputs repeated `times` along every tensor's first dim (images included)."""
     return BatchFeature(
         {

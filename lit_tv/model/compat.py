@@ -47,7 +47,8 @@ def build_processor_without_video(
         mock.patch.object(smolvlm_processing, "num2words", smolvlm_processing.num2words or _video_only_num2words),
     ):
         # an audio part (Gemma 4's feature extractor) is left out as the video part is
-        audio = {"feature_extractor": None} if "feature_extractor" in inspect.signature(processor_class).parameters else {}
+        takes_audio = "feature_extractor" in inspect.signature(processor_class).parameters
+        audio = {"feature_extractor": None} if takes_audio else {}
         return processor_class(
             image_processor=image_processor, tokenizer=tokenizer, video_processor=None, **audio, **options
         )

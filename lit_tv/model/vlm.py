@@ -68,10 +68,8 @@ class FrozenVLM(nn.Module):
         self.cache_name = cache_argument(model)  # the KV cache's argument and output field
         # a prefix LM (PaliGemma): image and prompt attend both ways in the prefill, so every prompt position sees
         # a patch at the last one, and no prefix can be shared by rows patched differently
-        self.prompt_attends_both_ways = getattr(model.config.get_text_config(), "use_bidirectional_attention", None) in (
-            True,
-            "all",
-        )
+        both_ways = getattr(model.config.get_text_config(), "use_bidirectional_attention", None)
+        self.prompt_attends_both_ways = both_ways in (True, "all")
         # whether rows may share one prefix through a 4-D mask: checked on first use
         # (lit_tv.interventions.shared_prefix), or set
         self.shares_prefix: bool | None = None

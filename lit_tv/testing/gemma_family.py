@@ -30,7 +30,7 @@ from lit_tv.testing.tiny_text import TEXT, build_tokenizer, text_options
 IMAGE = 32  # pixels per side
 PATCH = 8
 HEAD_DIM = TEXT["hidden_size"] // TEXT["num_attention_heads"]  # Gemma's default head size (256) is not the zoo's
-SIGLIP = dict(
+SIGLIP: dict[str, Any] = dict(
     model_type="siglip_vision_model",
     image_size=IMAGE,
     patch_size=PATCH,
@@ -47,7 +47,7 @@ def build_gemma3() -> tuple[PreTrainedModel, Any]:
     tokenizer = build_tokenizer(
         GEMMA3_TOKENS, boi_token="<start_of_image>", eoi_token="<end_of_image>", image_token="<image_soft_token>"
     )
-    ids = {name: cast(int, tokenizer.convert_tokens_to_ids(token)) for name, token in zip(
+    ids: dict[str, Any] = {name: tokenizer.convert_tokens_to_ids(token) for name, token in zip(
         ("boi_token_index", "eoi_token_index", "image_token_index"), GEMMA3_TOKENS, strict=True)}  # fmt: skip
     config = Gemma3Config(
         vision_config=SIGLIP,
@@ -70,8 +70,9 @@ def build_paligemma() -> tuple[PreTrainedModel, Any]:
     """PaliGemma: every SigLIP patch a token (16 per image) before BOS and the prompt, which the processor ends
     with a newline; image and prompt attend both ways (a prefix LM), the answer causally."""
     tokenizer = build_tokenizer(image_token="<image>")
-    image_processor = SiglipImageProcessorPil(size={"height": IMAGE, "width": IMAGE})
-    image_processor.image_seq_length = (IMAGE // PATCH) ** 2
+    image_processor = SiglipImageProcessorPil(
+        size={"height": IMAGE, "width": IMAGE}, image_seq_length=(IMAGE // PATCH) ** 2
+    )
     processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer)  # adds its location tokens
     config = PaliGemmaConfig(
         vision_config=SIGLIP,
@@ -95,7 +96,7 @@ def build_gemma4() -> tuple[PreTrainedModel, Any]:
     tokenizer = build_tokenizer(
         GEMMA4_TOKENS, boi_token=boi, eoi_token=eoi, image_token=image, boa_token=boa, eoa_token=eoa, audio_token=audio
     )
-    ids = {name: cast(int, tokenizer.convert_tokens_to_ids(token)) for name, token in [
+    ids: dict[str, Any] = {name: tokenizer.convert_tokens_to_ids(token) for name, token in [
         ("boi_token_id", boi), ("eoi_token_id", eoi), ("image_token_id", image), ("video_token_id", video),
         ("boa_token_id", boa), ("eoa_token_index", eoa), ("audio_token_id", audio)]}  # fmt: skip
     config = Gemma4Config(

@@ -32,7 +32,7 @@ from lit_tv.testing.tiny_text import build_tokenizer, text_options
 
 IMAGE = 32  # pixels per side of the one tile every image becomes
 PATCH = 8
-VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+VISION: dict[str, Any] = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
 EDGE = {"height": IMAGE, "width": IMAGE}
 
 
@@ -74,9 +74,13 @@ def build_llava_onevision() -> tuple[PreTrainedModel, Any]:
         vision_feature_layer=-1,
     )
     image_processor = LlavaOnevisionImageProcessorPil(size=EDGE, image_grid_pinpoints=[[IMAGE, IMAGE]])
-    processor = build_processor_without_video(LlavaOnevisionProcessor, tokenizer, image_processor)
-    processor.num_image_tokens = (IMAGE // PATCH) ** 2
-    processor.vision_feature_select_strategy = "full"
+    processor = build_processor_without_video(
+        LlavaOnevisionProcessor,
+        tokenizer,
+        image_processor,
+        num_image_tokens=(IMAGE // PATCH) ** 2,
+        vision_feature_select_strategy="full",
+    )
     return LlavaOnevisionForConditionalGeneration(config), processor
 
 

@@ -237,9 +237,7 @@ ZOO: dict[str, Callable[[], tuple[PreTrainedModel, Any]]] = {
     "paligemma": build_paligemma,
 }
 # Architectures lit_tv refuses, built to show that it says why (tests/model/test_vlm.py; docs/families.md's reason).
-REFUSED: dict[str, Callable[[], tuple[PreTrainedModel, Any]]] = {
-    "gemma4": build_gemma4,
-}
+REFUSED: dict[str, Callable[[], tuple[PreTrainedModel, Any]]] = {"gemma4": build_gemma4}
 # Not in ZOO (the tests build and save every ZOO model): built in memory by benchmarks/speed.py. The 7B one
 # needs a GPU's memory, in bf16; the small one (1/16 of its widths, 4 layers) runs its 600-token prompts on a
 # CPU in minutes, the tiny one (1 layer) in seconds, for the tests.

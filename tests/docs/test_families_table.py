@@ -54,10 +54,15 @@ def test_each_check_the_page_names_runs_on_every_zoo_model(label, node):
     functions = {item.name: item for item in tree.body if isinstance(item, ast.FunctionDef)}
     assert test in functions, f"{label}: {node} does not exist"
     module_marks = [
-        ast.unparse(item.value) for item in tree.body if isinstance(item, ast.Assign) and "pytestmark" in ast.unparse(item)
+        ast.unparse(item.value)
+        for item in tree.body
+        if isinstance(item, ast.Assign) and "pytestmark" in ast.unparse(item)
     ]
     marks = [ast.unparse(decorator) for decorator in functions[test].decorator_list] + module_marks
-    assert any("parametrize" in mark and "ZOO_NAMES" in mark for mark in marks), f"{node} is not run per zoo model"
+    per_model = ("ZOO_NAMES", "zoo_params()")
+    assert any("parametrize" in mark and any(name in mark for name in per_model) for mark in marks), (
+        f"{node} is not run per zoo model"
+    )
 
 
 def test_every_zoo_key_names_its_model_type():

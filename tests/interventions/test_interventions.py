@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import TEMPLATE, ZOO_NAMES, episodes_for
+from helpers import TEMPLATE, episodes_for, zoo_params
 
 from lit_tv.interventions.hooks import patch_residual, record_heads, record_residual, replace_heads
 
-pytestmark = pytest.mark.parametrize("name", ZOO_NAMES)
+pytestmark = pytest.mark.parametrize("name", zoo_params())  # beyond FAST_ZOO: slow
 
 
 def _forward(vlm, inputs) -> torch.Tensor:
