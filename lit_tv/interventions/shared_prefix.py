@@ -36,7 +36,8 @@ class LastTokenRows:
     the prefix and itself (a 4-D `mask`), all at the last token's position; ``batch``: the prefix's cache
     was copied to `rows` sequences. `cached`: the prefix sits in a KV cache and `inputs` are the step over
     it, which is cropped off after each scoring, so the rows can be scored again; otherwise `inputs` are
-    the whole prompt, run in one forward with the copies appended (no cache kept, nothing copied).
+    the whole prompt, run in one forward with the copies appended (no cache kept, nothing copied), or along
+    ``batch`` repeated whole per row.
     """
 
     vlm: FrozenVLM = field(repr=False)
@@ -62,6 +63,8 @@ class LastTokenRows:
     def _logits(self) -> torch.Tensor:
         vlm = self.vlm
         if not self.cached:
+            if self.along == "batch":  # a prompt attending both ways: each row runs all of it
+                return vlm.last_logits(repeat_rows(self.inputs, self.rows))
             return _forked_logits(vlm, self.inputs, self.rows)
         if self.along == "batch":
             logits = vlm.last_logits(self.inputs)
@@ -83,10 +86,13 @@ def fork_last_token(
     runs once into a KV cache, and the copies are a step over it. A model that refuses a 4-D mask
     (checked once per model), or a prompt past a sliding attention window, gets the prefix's cache
     copied per row instead (``along="batch"``). `along` forces one layout (the benchmark compares them).
+    A prompt that attends both ways (`FrozenVLM.prompt_attends_both_ways`) runs whole in every row.
     """
     ids = inputs["input_ids"]
     if ids.shape[0] != 1 or not inputs["attention_mask"].all():
         raise ValueError(f"fork_last_token takes one unpadded prompt, got a batch of shape {tuple(ids.shape)}")
+    if vlm.prompt_attends_both_ways:  # the prefix sees the patched last token: nothing to share
+        return LastTokenRows(vlm, inputs, rows, "batch", cached=False)
     if along is None:
         along = "positions" if _can_share_prefix(vlm, inputs, 1 if reuse else rows) else "batch"
     if along == "positions" and not reuse:
@@ -221,7 +227,7 @@ def _check_shared_prefix(vlm: FrozenVLM, inputs: BatchFeature) -> bool:
     return True
 
 
-def repeat_rows(inputs: BatchFeature, times: int) -> BatchFeature:
+def repeat_rows(inputs: BatchFeature | dict, times: int) -> BatchFeature:
     """One prompt's model inputs repeated `times` along every tensor's first dim (images included)."""
     return BatchFeature(
         {

@@ -1,7 +1,8 @@
 """Work-arounds for differences between transformers versions, and for processors that break without torchvision.
 
 The KV cache is passed and returned as `cache` since transformers 5.24, as `past_key_values` before.
-lit_tv does not depend on torchvision, so transformers falls back to its PIL image processors.
+lit_tv does not depend on torchvision, so transformers falls back to its PIL image processors; video processors,
+and the num2words package SmolVLM's processor wants for video prompts only, are left out.
 Two processors are broken on that path (seen on transformers 5.23); each shim below is applied
 only to the processor instance that needs it.
 """
@@ -11,12 +12,14 @@ from __future__ import annotations
 import inspect
 import types
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import torch
 from torch import nn
 from transformers import AutoImageProcessor, AutoTokenizer, ProcessorMixin
 from transformers.models.auto.processing_auto import processor_class_from_name
+from transformers.models.smolvlm import processing_smolvlm as smolvlm_processing
 
 
 def cache_argument(model: nn.Module) -> str:
@@ -38,20 +41,44 @@ def keep_rollback(cache) -> None:
         activate()
 
 
-def build_processor_without_video(processor_class: type[ProcessorMixin], tokenizer, image_processor) -> ProcessorMixin:
+def build_processor_without_video(
+    processor_class: type[ProcessorMixin], tokenizer, image_processor, **options: Any
+) -> ProcessorMixin:
     """An image+text processor whose video component needs torchvision (e.g. Qwen2-VL).
 
     transformers refuses to build these without torchvision; images and text need only the
-    tokenizer and the image processor, so the video slot is left empty.
+    tokenizer and the image processor, so the video slot is left empty. `options` are the processor's own
+    (e.g. LLaVA-OneVision's ``num_image_tokens``).
     """
-    with mock.patch.object(ProcessorMixin, "check_argument_for_proper_class", lambda self, name, arg: type(arg)):
-        return processor_class(image_processor=image_processor, tokenizer=tokenizer, video_processor=None)
+    with (
+        mock.patch.object(ProcessorMixin, "check_argument_for_proper_class", lambda self, name, arg: type(arg)),
+        mock.patch.object(smolvlm_processing, "num2words", smolvlm_processing.num2words or _video_only_num2words),
+    ):
+        # an audio part (Gemma 4's feature extractor) is left out as the video part is
+        takes_audio = "feature_extractor" in inspect.signature(processor_class).parameters
+        audio = {"feature_extractor": None} if takes_audio else {}
+        return processor_class(
+            image_processor=image_processor, tokenizer=tokenizer, video_processor=None, **audio, **options
+        )
+
+
+def _video_only_num2words(number: int) -> str:
+    """Stands in for the num2words package, which SmolVLM's processor demands but uses only in video prompts."""
+    raise ImportError(f"writing {number} video frames in words needs the num2words package (pip install num2words)")
+
+
+def processor_options(processor_class: type[ProcessorMixin], saved: dict) -> dict:
+    """The entries of a saved processor_config.json that `processor_class` takes as its own options."""
+    taken = inspect.signature(processor_class.__init__).parameters
+    components = {"image_processor", "tokenizer", "video_processor", "feature_extractor"}
+    return {key: value for key, value in saved.items() if key in taken and key not in components}
 
 
 def load_processor_without_video(
-    path: str | Path, processor_class_name: str, image_kwargs: dict, **kwargs
+    path: str | Path, processor_class_name: str, image_kwargs: dict, saved: dict, **kwargs
 ) -> ProcessorMixin:
-    """`AutoProcessor.from_pretrained` for those processors, from the saved tokenizer and image processor.
+    """`AutoProcessor.from_pretrained` for those processors, from the saved tokenizer and image processor, and
+    the processor's own options in `saved` (its processor_config.json).
 
     `image_kwargs` (the user's processor options, e.g. ``min_pixels``) go to the image processor.
     """
@@ -62,6 +89,7 @@ def load_processor_without_video(
         processor_class,
         AutoTokenizer.from_pretrained(path, **kwargs),
         AutoImageProcessor.from_pretrained(path, **image_kwargs, **kwargs),
+        **processor_options(processor_class, saved),
     )
 
 

@@ -23,6 +23,7 @@ class Family:
     image_wrapping: markers around each image token in plain-text (non-chat) prompts.
     build_inputs: builds a batch from texts and images itself, where the processor cannot.
     fix_processor: a shim applied to the processor when a `FrozenVLM` wraps it.
+    dropped_inputs: what the processor returns that the model must not get (PaliGemma's training labels).
     """
 
     image_token: str | None = None
@@ -30,6 +31,7 @@ class Family:
     # called with the family's own processor class
     build_inputs: Callable[[Any, list[str], list[list]], BatchFeature] | None = None
     fix_processor: Callable[[ProcessorMixin], None] | None = None
+    dropped_inputs: tuple[str, ...] = ()
 
 
 _QWEN_VISION = ("<|vision_start|>", "<|vision_end|>")
@@ -42,6 +44,8 @@ FAMILIES = {
     "Qwen2_5_VLProcessor": Family(image_wrapping=_QWEN_VISION),
     "Qwen3VLProcessor": Family(image_wrapping=_QWEN_VISION),
     "Glm4vProcessor": Family(image_wrapping=("<|begin_of_image|>", "<|end_of_image|>")),
+    # returns labels with every batch (kept for old fine-tuning code): a forward given them computes a loss
+    "PaliGemmaProcessor": Family(dropped_inputs=("labels",)),
 }
 PLAIN = Family()
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel
+    from transformers import PretrainedConfig, PreTrainedModel
 
 ATTENTION_NAMES = ("self_attn", "attn", "attention", "self_attention")
 CROSS_ATTENTION_NAMES = ("cross_attn",)
@@ -42,6 +42,9 @@ class Layout:
     final_norm: nn.Module
     lm_head: nn.Module
     cross_attention_layers: tuple[int, ...] = ()
+    # what the model does to lm_head's output: Cohere's scale, Gemma 2 / 4's tanh cap (the text config's numbers)
+    logit_scale: float = 1.0
+    logit_softcap: float | None = None
 
     def signature(self) -> dict[str, int]:
         """The numbers a saved task vector must agree with to be patched into this model."""
@@ -73,6 +76,19 @@ def _text_decoder(model: PreTrainedModel) -> nn.Module | None:
     return decoder
 
 
+def _shared_by_layers(model_name: str, text_config: PretrainedConfig, name: str, num_layers: int) -> int | None:
+    """A text config's number that every layer shares; one a heterogeneous config sets per layer must agree."""
+    if name not in (getattr(text_config, "per_layer_attributes", None) or ()):
+        return getattr(text_config, name, None)
+    values = [getattr(text_config.per_layer_config[index], name) for index in range(num_layers)]
+    if len(set(values)) > 1:
+        raise UnsupportedModelError(
+            f"{model_name}: its layers differ in {name} (per layer: {values}), but lit_tv's head vectors take one "
+            f"{name} for every layer"
+        )
+    return values[0]
+
+
 def discover_layout(model: PreTrainedModel) -> Layout:
     """Map any HF causal LM or VLM onto a `Layout`, or say exactly what could not be found."""
     model_name = type(model).__name__
@@ -85,14 +101,14 @@ def discover_layout(model: PreTrainedModel) -> Layout:
             f"{model_name}: its decoder {type(decoder).__name__} has no list of layers (looked for {LAYER_LIST_NAMES})"
         )
     text_config = model.config.get_text_config()
-    num_heads = getattr(text_config, "num_attention_heads", None)
+    num_heads = _shared_by_layers(model_name, text_config, "num_attention_heads", len(layers))
     if not num_heads:
         raise UnsupportedModelError(
             f"{model_name}: its text config {type(text_config).__name__} has no num_attention_heads, "
             "so the model has no attention out-projection to map"
         )
     hidden_size = text_config.hidden_size
-    head_dim = getattr(text_config, "head_dim", None) or hidden_size // num_heads
+    head_dim = _shared_by_layers(model_name, text_config, "head_dim", len(layers)) or hidden_size // num_heads
     prompt_layers, out_projections, cross_attention_layers = [], [], []
     for index, layer in enumerate(layers):
         attention = _first_child(layer, ATTENTION_NAMES)
@@ -130,4 +146,6 @@ def discover_layout(model: PreTrainedModel) -> Layout:
         final_norm=final_norm,
         lm_head=lm_head,
         cross_attention_layers=tuple(cross_attention_layers),
+        logit_scale=getattr(text_config, "logit_scale", None) or 1.0,
+        logit_softcap=getattr(text_config, "final_logit_softcapping", None),
     )

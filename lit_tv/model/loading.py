@@ -268,13 +268,13 @@ def _load_processor(name_or_path: str, config: PretrainedConfig, is_vlm: bool, p
     try:
         try:
             return AutoProcessor.from_pretrained(name_or_path, **processor_kwargs, **kwargs)
-        except ImportError as error:
+        except (ImportError, ValueError) as error:  # a video processor's refusal is one or the other
             if "torchvision" not in str(error).lower():
                 raise
-            class_name = getattr(config, "processor_class", None) or _processor_class_name(
-                name_or_path, kwargs["revision"]
-            )
-            return load_processor_without_video(name_or_path, class_name, processor_kwargs, **kwargs)
+            revision = kwargs["revision"]
+            class_name = getattr(config, "processor_class", None) or _processor_class_name(name_or_path, revision)
+            saved = _saved_json(name_or_path, "processor_config.json", revision)
+            return load_processor_without_video(name_or_path, class_name, processor_kwargs, saved, **kwargs)
     except (ImportError, ValueError) as error:
         if "torchvision" not in str(error).lower():
             raise
@@ -285,10 +285,15 @@ def _load_processor(name_or_path: str, config: PretrainedConfig, is_vlm: bool, p
         ) from error
 
 
+def _saved_json(name_or_path: str, file_name: str, revision: str | None) -> dict:
+    """One JSON file of a local folder or hub repo; empty where it has none."""
+    resolved = cached_file(name_or_path, file_name, revision=revision, _raise_exceptions_for_missing_entries=False)
+    return json.loads(Path(resolved).read_text()) if resolved else {}
+
+
 def _processor_class_name(name_or_path: str, revision: str | None) -> str:
     """Read the processor class a saved folder declares (processor_config.json or tokenizer config)."""
     for file_name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
-        resolved = cached_file(name_or_path, file_name, revision=revision, _raise_exceptions_for_missing_entries=False)
-        if resolved and (name := json.loads(Path(resolved).read_text()).get("processor_class")):
+        if name := _saved_json(name_or_path, file_name, revision).get("processor_class"):
             return name
     raise ModelLoadError(f"{name_or_path}: no processor_class declared in its processor or tokenizer config")

@@ -66,6 +66,10 @@ class FrozenVLM(nn.Module):
         # found by attribute, not by family, so every M-RoPE model transformers ships is covered, listed or not
         self._position_offsets = [module for module in model.modules() if hasattr(module, POSITION_OFFSETS)]
         self.cache_name = cache_argument(model)  # the KV cache's argument and output field
+        # a prefix LM (PaliGemma): image and prompt attend both ways in the prefill, so every prompt position sees
+        # a patch at the last one, and no prefix can be shared by rows patched differently
+        both_ways = getattr(model.config.get_text_config(), "use_bidirectional_attention", None)
+        self.prompt_attends_both_ways = both_ways in (True, "all")
         # whether rows may share one prefix through a 4-D mask: checked on first use
         # (lit_tv.interventions.shared_prefix), or set
         self.shares_prefix: bool | None = None
@@ -183,7 +187,8 @@ class FrozenVLM(nn.Module):
         else:
             batch = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
         self._check_context(batch, episodes, new_tokens, shots_option)
-        return BatchFeature(dict(batch)).to(self.device, dtype=self.dtype)
+        kept = {key: value for key, value in batch.items() if key not in self.family.dropped_inputs}
+        return BatchFeature(kept).to(self.device, dtype=self.dtype)
 
     def _check_context(
         self, batch: BatchFeature | dict, episodes: Sequence[Episode], new_tokens: int, shots_option: str
@@ -270,6 +275,9 @@ class FrozenVLM(nn.Module):
         return [text.strip() for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
     def logit_lens(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Decode residual-stream vectors with the final norm and lm_head → logits."""
+        """Decode residual-stream vectors with the final norm and lm_head → logits, scaled and capped as the
+        model's own forward does (`Layout.logit_scale`, `Layout.logit_softcap`)."""
         layout = self.layout
-        return layout.lm_head(layout.final_norm(hidden.to(self.dtype))).float()
+        logits = layout.lm_head(layout.final_norm(hidden.to(self.dtype))).float() * layout.logit_scale
+        cap = layout.logit_softcap
+        return logits if cap is None else torch.tanh(logits / cap) * cap

@@ -21,7 +21,7 @@ from lit_tv.model.compat import build_processor_without_video
 from lit_tv.testing.tiny_text import TEXT, build_tokenizer, text_options
 
 # GLM-4V's own special tokens; the processor finds the image and video tokens by these attribute names
-GLM_TOKENS = dict(
+GLM_TOKENS: dict[str, Any] = dict(
     image_token="<|image|>",
     video_token="<|video|>",
     image_start_token="<|begin_of_image|>",

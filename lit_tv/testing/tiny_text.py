@@ -62,17 +62,18 @@ def fast_tokenizer(tokenizer: Tokenizer, **options: Any) -> PreTrainedTokenizerF
     )
 
 
-def build_tokenizer(**named_tokens: str) -> PreTrainedTokenizerFast:
+def build_tokenizer(extra_special: tuple[str, ...] = (), **named_tokens: str) -> PreTrainedTokenizerFast:
     """Byte-level BPE trained on a few lines, with every architecture's special tokens.
 
-    `named_tokens` become tokenizer attributes (e.g. ``image_token``) that processors look up.
+    `extra_special`: one family's own special tokens, after the shared ones (so the shared tokens keep their
+    ids in every model). `named_tokens` become tokenizer attributes (e.g. ``image_token``) that processors look up.
     """
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=TEXT["vocab_size"],
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=[*SPECIAL_TOKENS, *extra_special],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tokenizer.train_from_iterator(CORPUS * 4, trainer)

@@ -49,9 +49,13 @@ from transformers import (
 )
 
 from lit_tv.files import partial_path
-from lit_tv.model.compat import build_processor_without_video
+from lit_tv.model.compat import build_processor_without_video, processor_options
+from lit_tv.testing.gemma_family import build_gemma3, build_gemma4, build_paligemma
 from lit_tv.testing.glm_family import build_glm4v
+from lit_tv.testing.idefics_family import build_smolvlm
+from lit_tv.testing.internvl_family import build_internvl
 from lit_tv.testing.llama_vision_family import build_llama4, build_mllama
+from lit_tv.testing.llava_family import build_aya_vision, build_llava_next, build_llava_onevision
 from lit_tv.testing.molmo_family import build_molmo2
 from lit_tv.testing.qwen_family import build_qwen2_5_vl, build_qwen3_vl, build_qwen3_vl_moe
 from lit_tv.testing.tiny_text import TEXT, build_fuyu_tokenizer, build_tokenizer, text_options
@@ -228,20 +232,28 @@ ZOO: dict[str, Callable[[], tuple[PreTrainedModel, Any]]] = {
     "qwen2_vl": build_qwen2_vl,
     "fuyu": build_fuyu,
     "llama": build_llama,
-    # zoo_b families
+    "llava_next": build_llava_next,
+    "llava_onevision": build_llava_onevision,
+    "gemma3": build_gemma3,
+    "aya_vision": build_aya_vision,
+    "internvl": build_internvl,
+    "smolvlm": build_smolvlm,
+    "paligemma": build_paligemma,
     "qwen2_5_vl": build_qwen2_5_vl,
     "qwen3_vl": build_qwen3_vl,
     "qwen3_vl_moe": build_qwen3_vl_moe,
     "glm4v": build_glm4v,
     "mllama": build_mllama,
 }
-# zoo_b: families whose image processor transformers ships for torchvision only, which lit_tv runs without: each
+# Families whose image processor transformers ships for torchvision only, which lit_tv runs without: each
 # comes with its tokenizer, its decoder checked on text prompts (tests/model/test_torchvision_families.py), and
 # loading a saved one without torchvision is refused by name
 TORCHVISION_FAMILIES: dict[str, Callable[[], tuple[PreTrainedModel, PreTrainedTokenizerFast]]] = {
     "llama4": build_llama4,
     "molmo2": build_molmo2,
 }
+# Architectures lit_tv refuses, built to show that it says why (tests/model/test_vlm.py; docs/families.md's reason).
+REFUSED: dict[str, Callable[[], tuple[PreTrainedModel, Any]]] = {"gemma4": build_gemma4}
 # Not in ZOO (the tests build and save every ZOO model): built in memory by benchmarks/speed.py. The 7B one
 # needs a GPU's memory, in bf16; the small one (1/16 of its widths, 4 layers) runs its 600-token prompts on a
 # CPU in minutes, the tiny one (1 layer) in seconds, for the tests.
@@ -266,7 +278,7 @@ def save_zoo_model(name: str, folder: Path, seed: int = 0, overwrite: bool = Fal
         if not overwrite:
             raise FileExistsError(f"{folder} already holds a model: give --overwrite to replace it, or another folder")
     torch.manual_seed(seed)
-    model, processor = {**ZOO, **BENCHMARK_MODELS}[name]()
+    model, processor = {**ZOO, **REFUSED, **BENCHMARK_MODELS}[name]()
     unfinished = partial_path(folder)
     shutil.rmtree(unfinished, ignore_errors=True)  # an earlier interrupted save's
     model.save_pretrained(unfinished)
@@ -274,7 +286,12 @@ def save_zoo_model(name: str, folder: Path, seed: int = 0, overwrite: bool = Fal
         # Saved as a hub folder holds it; transformers cannot save a processor with an empty slot.
         processor.tokenizer.save_pretrained(unfinished)
         processor.image_processor.save_pretrained(unfinished)
-        (unfinished / "processor_config.json").write_text(json.dumps({"processor_class": type(processor).__name__}))
+        # the processor's own options, as a hub folder's processor_config.json holds them
+        options = processor_options(type(processor), processor.to_dict())
+        options = {key: value for key, value in options.items() if key != "chat_template"}
+        (unfinished / "processor_config.json").write_text(
+            json.dumps({"processor_class": type(processor).__name__, **options})
+        )
     else:
         processor.save_pretrained(unfinished)
     if folder.is_dir():

@@ -211,6 +211,12 @@ INVENTORY: tuple[Shown, ...] = (
         AS_WRITTEN + " into a temporary folder instead of /tmp/tiny-llava",
     ),
     Shown(
+        "docs/families.md",
+        "python -m lit_tv.testing.coverage",
+        "tests/docs/test_families_table.py::test_the_families_page_is_up_to_date",
+        "the page equals what the command writes",
+    ),
+    Shown(
         "docs/reproducing.md",
         "python -m lit_tv.paper.reproduction",
         "tests/paper/test_fidelity.py::test_the_reproduction_document_is_up_to_date",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from collections import Counter
 
@@ -12,7 +13,14 @@ import torch
 from helpers import CHAT_TEMPLATE, TEMPLATE, ZOO_NAMES, colour_image, episodes_for
 from PIL import Image
 from torch import nn
-from transformers import LlamaConfig, MambaConfig, MambaForCausalLM
+from transformers import (
+    LlamaConfig,
+    MambaConfig,
+    MambaForCausalLM,
+    Mistral3Config,
+    Mistral3ForConditionalGeneration,
+    PixtralImageProcessorPil,
+)
 
 from lit_tv.episodes import Episode, Example
 from lit_tv.interventions.shared_prefix import fork_last_token
@@ -24,6 +32,7 @@ from lit_tv.model.loading import ModelLoadError, VLMOptions, quantization_config
 from lit_tv.model.vlm import FrozenVLM, load_image
 from lit_tv.prompts import PromptTemplate, check_prompt_wrap
 from lit_tv.shapes.datamodule import ShapesDataModule
+from lit_tv.testing.tiny_text import build_tokenizer, text_options
 from lit_tv.testing.zoo import build_llava_1_5
 from lit_tv.vectors.file import layout_from_config
 
@@ -37,6 +46,7 @@ def test_loads_frozen_with_its_layout(zoo_vlm, name):
     assert (layout.num_layers, layout.num_heads, layout.head_dim, layout.hidden_size) == (2, 4, 16, 64)
     assert len(layout.out_projections) == 2
     assert vlm.is_multimodal == (name != "llama")
+    assert vlm.model.config.model_type == name  # docs/families.md matches zoo keys to model types
 
 
 @pytest.mark.slow
@@ -118,6 +128,30 @@ def test_model_without_attention_is_refused_with_its_class_name(tmp_path):
     MambaForCausalLM(config).save_pretrained(tmp_path)
     with pytest.raises(UnsupportedModelError, match="MambaForCausalLM: .* no attention out-projection"):
         discover_layout(MambaForCausalLM.from_pretrained(tmp_path))
+
+
+def test_gemma4_is_refused_naming_its_two_head_sizes(zoo_folder):
+    """Its global layers' heads are twice as wide as its sliding layers': no one head size for a head vector."""
+    with pytest.raises(UnsupportedModelError, match=r"Gemma4ForConditionalGeneration: its layers differ in head_dim "
+                       r"\(per layer: \[16, 32\]\), but lit_tv's head vectors take one head_dim"):  # fmt: skip
+        FrozenVLM.from_pretrained(zoo_folder("gemma4"))
+
+
+def test_mistral3_stops_at_its_processor_which_needs_torchvision(tmp_path):
+    """docs/families.md's reason for Mistral 3: PixtralProcessor cannot be built without torchvision."""
+    tokenizer = build_tokenizer(("[IMG]", "[IMG_BREAK]", "[IMG_END]"))
+    vision = dict(model_type="pixtral", image_size=32, patch_size=8, head_dim=16)
+    config = Mistral3Config(
+        vision_config={**vision, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1},
+        text_config=dict(model_type="mistral", **text_options(tokenizer)),
+        image_token_index=tokenizer.convert_tokens_to_ids("[IMG]"),
+    )
+    Mistral3ForConditionalGeneration(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    PixtralImageProcessorPil(size={"longest_edge": 32}, patch_size=8).save_pretrained(tmp_path)
+    (tmp_path / "processor_config.json").write_text(json.dumps({"processor_class": "PixtralProcessor"}))
+    with pytest.raises(ImportError, match="PixtralProcessor requires the Torchvision library"):
+        FrozenVLM.from_pretrained(tmp_path)
 
 
 def test_model_without_decoder_is_refused():

@@ -1,0 +1,109 @@
+"""The LLaVA lineage beyond LLaVA-1.5: LLaVA-NeXT and LLaVA-OneVision (any-resolution tiles), Aya Vision.
+
+Each is a tiny random model of the real architecture with the family's own processor; the image grid is
+one 32-pixel tile so a prompt stays a few dozen tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from transformers import (
+    AyaVisionConfig,
+    AyaVisionForConditionalGeneration,
+    AyaVisionProcessor,
+    CLIPVisionConfig,
+    GotOcr2ImageProcessorPil,
+    LlamaConfig,
+    LlavaNextConfig,
+    LlavaNextForConditionalGeneration,
+    LlavaNextImageProcessorPil,
+    LlavaNextProcessor,
+    LlavaOnevisionConfig,
+    LlavaOnevisionForConditionalGeneration,
+    LlavaOnevisionImageProcessorPil,
+    LlavaOnevisionProcessor,
+    PreTrainedModel,
+    SiglipVisionConfig,
+)
+
+from lit_tv.model.compat import build_processor_without_video
+from lit_tv.testing.tiny_text import build_tokenizer, text_options
+
+IMAGE = 32  # pixels per side of the one tile every image becomes
+PATCH = 8
+VISION: dict[str, Any] = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+EDGE = {"height": IMAGE, "width": IMAGE}
+
+
+def build_llava_next() -> tuple[PreTrainedModel, Any]:
+    """LLaVA-NeXT: a CLIP tower over the image and its any-resolution tiles (here a single 32-pixel grid)."""
+    tokenizer = build_tokenizer(image_token="<image>")
+    config = LlavaNextConfig(
+        vision_config=CLIPVisionConfig(image_size=IMAGE, patch_size=PATCH, projection_dim=32, **VISION),
+        text_config=LlamaConfig(**text_options(tokenizer)),
+        image_token_index=cast(int, tokenizer.convert_tokens_to_ids("<image>")),
+        image_grid_pinpoints=[[IMAGE, IMAGE]],
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+    )
+    image_processor = LlavaNextImageProcessorPil(
+        size={"shortest_edge": IMAGE}, crop_size=EDGE, image_grid_pinpoints=[[IMAGE, IMAGE]]
+    )
+    processor = LlavaNextProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=PATCH,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+    return LlavaNextForConditionalGeneration(config), processor
+
+
+def build_llava_onevision() -> tuple[PreTrainedModel, Any]:
+    """LLaVA-OneVision: a SigLIP tower (no class token) and a Qwen2 decoder; its video processor needs
+    torchvision, so that slot stays empty."""
+    tokenizer = build_tokenizer(image_token="<image>", video_token="<|video_pad|>")
+    config = LlavaOnevisionConfig(
+        vision_config=SiglipVisionConfig(image_size=IMAGE, patch_size=PATCH, **VISION),
+        text_config=dict(model_type="qwen2", **text_options(tokenizer)),
+        image_token_index=cast(int, tokenizer.convert_tokens_to_ids("<image>")),
+        video_token_index=cast(int, tokenizer.convert_tokens_to_ids("<|video_pad|>")),
+        image_grid_pinpoints=[[IMAGE, IMAGE]],
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+    )
+    image_processor = LlavaOnevisionImageProcessorPil(size=EDGE, image_grid_pinpoints=[[IMAGE, IMAGE]])
+    processor = build_processor_without_video(
+        LlavaOnevisionProcessor,
+        tokenizer,
+        image_processor,
+        num_image_tokens=(IMAGE // PATCH) ** 2,
+        vision_feature_select_strategy="full",
+    )
+    return LlavaOnevisionForConditionalGeneration(config), processor
+
+
+AYA_TOKENS = ("<|START_OF_IMG|>", "<|END_OF_IMG|>", "<|IMG_PATCH|>", "<|IMG_LINE_BREAK|>", "TILE", "TILE_GLOBAL")
+
+
+def build_aya_vision() -> tuple[PreTrainedModel, Any]:
+    """Aya Vision: SigLIP, pixel shuffle by 2 (4 patch tokens per 32-pixel tile), a Cohere2 decoder whose
+    sliding-window and global layers alternate."""
+    tokenizer = build_tokenizer(AYA_TOKENS)
+    config = AyaVisionConfig(
+        vision_config=SiglipVisionConfig(image_size=IMAGE, patch_size=PATCH, **VISION),
+        text_config=dict(
+            model_type="cohere2",
+            sliding_window=8,
+            layer_types=["sliding_attention", "full_attention"],
+            **text_options(tokenizer),
+        ),
+        downsample_factor=2,
+        image_token_index=cast(int, tokenizer.convert_tokens_to_ids("<|IMG_PATCH|>")),
+    )
+    image_processor = GotOcr2ImageProcessorPil(size=EDGE, max_patches=1)
+    processor = AyaVisionProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, patch_size=PATCH, img_size=IMAGE, downsample_factor=2
+    )
+    return AyaVisionForConditionalGeneration(config), processor
