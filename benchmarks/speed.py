@@ -76,8 +76,17 @@ def episode(shots: int, rng: torch.Generator) -> Episode:
     return Episode(query=example(shots), shots=tuple(example(i) for i in range(shots)))
 
 
+SECTIONS = "abcdefg"
+
+
 def run(
-    vlm: FrozenVLM, timer: Timer, batch: int, new_tokens: int, samples: int = 32, draws: int = 20
+    vlm: FrozenVLM,
+    timer: Timer,
+    batch: int,
+    new_tokens: int,
+    samples: int = 32,
+    draws: int = 20,
+    sections: str = SECTIONS,
 ) -> dict[str, dict]:
     layout, rng = vlm.layout, torch.Generator().manual_seed(0)
     means = torch.randn(layout.num_layers, layout.num_heads, layout.head_dim, generator=rng) * 0.1
@@ -96,9 +105,91 @@ def run(
         with replace_heads(vlm, means, selected, policy="every_token"):
             vlm.generate(queries, max_new_tokens=new_tokens)
 
-    results |= timer(
-        {"a_generation_unpatched": lambda: generate(False), "a_generation_patched": lambda: generate(True)}
-    )
+    if "a" in sections:
+        results |= timer(
+            {"a_generation_unpatched": lambda: generate(False), "a_generation_patched": lambda: generate(True)}
+        )
+
+    if "b" in sections:
+        _reinforce(vlm, timer, single, means, masks, results)
+    support = vlm.build_inputs([episode(4, rng) for _ in range(batch)], TEMPLATE)
+    queries_by_shots = {
+        shots: vlm.build_inputs([episode(shots, rng) for _ in range(batch)], TEMPLATE) for shots in (4, 8, 16)
+    }
+
+    def plain_forward() -> None:
+        vlm.last_logits(support)
+
+    def mean_activations() -> None:
+        with record_heads(vlm) as heads:
+            vlm.last_logits(support)
+        heads.value.float().sum(0)
+
+    if "c" in sections:
+        results |= timer({"c_forward_plain": plain_forward, "c_mean_activations": mean_activations})
+
+    by_shots: dict[str, Callable[[], object]] = {"d_query_mtv_0shot": lambda: generate(True)}
+    for shots, inputs in queries_by_shots.items():
+        by_shots[f"d_query_icl_{shots}shot"] = partial(vlm.generate, inputs, max_new_tokens=new_tokens)
+    if "d" in sections:
+        results |= timer(by_shots)
+    head_sets = random_head_sets(selected, draws, seed=0, tasks=["benchmark"])  # as MTV's control draws them
+
+    def control_by_generate(tokens: int) -> None:  # a generate of the batch per head set
+        for heads in head_sets:
+            with replace_heads(vlm, means, heads):
+                vlm.generate(queries, max_new_tokens=tokens)
+
+    def control_over_one_prefix(tokens: int) -> None:  # what MTV's control runs
+        answers_over_one_prefix(vlm, TEMPLATE, zero_shot, means, head_sets, max_new_tokens=tokens)
+
+    if "e" in sections:
+        results |= timer(
+            {"e_control_generate": partial(control_by_generate, 1), "e_control_one_prefix": partial(control_over_one_prefix, 1)}
+        )
+    if "f" in sections:
+        results |= timer(
+            {
+                "f_control_generate": partial(control_by_generate, new_tokens),
+                "f_control_one_prefix": partial(control_over_one_prefix, new_tokens),
+                "f_generate_one_query": partial(vlm.generate, single, max_new_tokens=new_tokens),
+            }
+        )
+    if "g" in sections:
+        results |= _test_loop(vlm, timer, [episode(shots, rng) for shots in (0, 1, 0, 2, 0, 1, 0, 2)], batch, new_tokens)
+    return results
+
+
+def _test_loop(vlm: FrozenVLM, timer: Timer, episodes: list[Episode], batch: int, new_tokens: int) -> dict[str, dict]:
+    """(g): the test loop's answers (lit_tv's batches: prompts built, generated, decoded) vs plain `model.generate`
+    over the same queries in their given order, prompts built beforehand."""
+    model = cast(GenerationMixin, vlm.model)
+    given = [episodes[start : start + batch] for start in range(0, len(episodes), batch)]
+    built = [vlm.build_inputs(part, TEMPLATE, new_tokens) for part in given]
+
+    def plain() -> None:
+        for inputs in built:
+            model.generate(
+                **inputs, max_new_tokens=new_tokens, do_sample=False, pad_token_id=vlm.tokenizer.pad_token_id
+            )
+
+    def test_loop() -> None:
+        for part in length_batches(episodes, batch):
+            vlm.generate(vlm.build_inputs([episodes[index] for index in part], TEMPLATE, new_tokens), new_tokens)
+
+    return timer({"g_plain_generate": plain, "g_test_loop": test_loop})
+
+
+def _reinforce(
+    vlm: FrozenVLM,
+    timer: Timer,
+    single: BatchFeature,
+    means: torch.Tensor,
+    masks: torch.Tensor,
+    results: dict[str, dict],
+) -> None:
+    """(b): MTV's REINFORCE step and the other ways to score the samples."""
+    samples = len(masks)
 
     def query_forward() -> None:
         vlm.last_logits(single)
@@ -128,39 +219,7 @@ def run(
         works |= {"b_reinforce_cached_prefix": lambda: branched("positions"), "b_reinforce_shared_prefix": forked}
     else:  # the model refuses 4-D masks: MTV copies the cache, and so does this row
         works["b_reinforce_shared_prefix"] = works["b_reinforce_copied_cache"]
-    results |= timer(works)
-
-    support = vlm.build_inputs([episode(4, rng) for _ in range(batch)], TEMPLATE)
-
-    def plain_forward() -> None:
-        vlm.last_logits(support)
-
-    def mean_activations() -> None:
-        with record_heads(vlm) as heads:
-            vlm.last_logits(support)
-        heads.value.float().sum(0)
-
-    results |= timer({"c_forward_plain": plain_forward, "c_mean_activations": mean_activations})
-
-    queries_by_shots = {
-        shots: vlm.build_inputs([episode(shots, rng) for _ in range(batch)], TEMPLATE) for shots in (4, 8, 16)
-    }
-    by_shots: dict[str, Callable[[], object]] = {"d_query_mtv_0shot": lambda: generate(True)}
-    for shots, inputs in queries_by_shots.items():
-        by_shots[f"d_query_icl_{shots}shot"] = partial(vlm.generate, inputs, max_new_tokens=new_tokens)
-    results |= timer(by_shots)
-    head_sets = random_head_sets(selected, draws, seed=0, tasks=["benchmark"])  # as MTV's control draws them
-
-    def control_by_generate() -> None:  # a one-token generate of the batch per head set
-        for heads in head_sets:
-            with replace_heads(vlm, means, heads):
-                vlm.generate(queries, max_new_tokens=1)
-
-    def control_over_one_prefix() -> None:  # what MTV's control runs with one new token
-        answers_over_one_prefix(vlm, TEMPLATE, zero_shot, means, head_sets)
-
-    results |= timer({"e_control_generate": control_by_generate, "e_control_one_prefix": control_over_one_prefix})
-    return results
+    results.update(timer(works))
 
 
 def ratios(results: dict[str, dict]) -> dict[str, dict[str, float]]:
