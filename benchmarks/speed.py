@@ -3,6 +3,7 @@
     python benchmarks/speed.py                      # tiny LLaVA on CPU
     python benchmarks/speed.py --model llava llava-1.5-small-random --threads 1   # 43- and 600-token prompts
     python benchmarks/speed.py --model lit_tv/shapes-toy
+    python benchmarks/speed.py --model llava llava-1.5-small-random --sections afg --threads 1   # new rows only
     python benchmarks/speed.py --model llava-7b-random --device cuda --dtype bfloat16 --json speed.json
     bash benchmarks/gpu.sh OUT_DIR                  # the same on a GPU in one command (see there)
 
@@ -12,7 +13,11 @@ reference implementation's way), one plain batched forward, the prefix cached an
 call over it (cache shared, or copied per sample), and one query forward, (c) mean-activation extraction
 vs a plain forward of the same episodes, (d) MTV zero-shot query vs 4/8/16-shot ICL queries, (e) MTV's
 random-heads control (20 head sets, one-token answers): a generate of the batch per head set vs each
-query's prefix run once with a copy of its last token per head set (`answers_over_one_prefix`).
+query's prefix run once with a copy of its last token per head set (`answers_over_one_prefix`), (f) the
+same control with `--new-tokens` answers: a generate per head set vs the sets' rows generated together over
+each query's cached prefix, and its peak memory against one query's generate, (g) the test loop (prompts
+built per batch, batches by prompt length, generated and decoded) vs plain `model.generate` over the same
+8 queries of 0-2 shots in their given order, prompts built beforehand. `--sections` picks some of them.
 Several models are measured one after another in one run, their ratios then printed side by side
 (e.g. the tiny zoo LLaVA's 43-token queries and llava-1.5-small-random's 600-token ones: LLaVA-1.5's
 layout at 1/16 of its widths). Every time is a median over rounds, measured in this run; a ratio divides
@@ -27,18 +32,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import cast
 
 import torch
 import transformers
 from PIL import Image
 from timing import Timer  # benchmarks/timing.py, beside this script
+from transformers import BatchFeature, GenerationMixin
 
+from lit_tv.data.loaders import by_length
 from lit_tv.episodes import Episode, Example
 from lit_tv.files import write_atomic
 from lit_tv.interventions.hooks import RowsAlong, record_heads, replace_heads
@@ -145,7 +154,10 @@ def run(
 
     if "e" in sections:
         results |= timer(
-            {"e_control_generate": partial(control_by_generate, 1), "e_control_one_prefix": partial(control_over_one_prefix, 1)}
+            {
+                "e_control_generate": partial(control_by_generate, 1),
+                "e_control_one_prefix": partial(control_over_one_prefix, 1),
+            }
         )
     if "f" in sections:
         results |= timer(
@@ -156,7 +168,9 @@ def run(
             }
         )
     if "g" in sections:
-        results |= _test_loop(vlm, timer, [episode(shots, rng) for shots in (0, 1, 0, 2, 0, 1, 0, 2)], batch, new_tokens)
+        results |= _test_loop(
+            vlm, timer, [episode(shots, rng) for shots in (0, 1, 0, 2, 0, 1, 0, 2)], batch, new_tokens
+        )
     return results
 
 
@@ -173,9 +187,12 @@ def _test_loop(vlm: FrozenVLM, timer: Timer, episodes: list[Episode], batch: int
                 **inputs, max_new_tokens=new_tokens, do_sample=False, pad_token_id=vlm.tokenizer.pad_token_id
             )
 
+    order = by_length(episodes)  # as the DataModules' test loaders batch them
+
     def test_loop() -> None:
-        for part in length_batches(episodes, batch):
-            vlm.generate(vlm.build_inputs([episodes[index] for index in part], TEMPLATE, new_tokens), new_tokens)
+        for start in range(0, len(order), batch):
+            part = [episodes[index] for index in order[start : start + batch]]
+            vlm.generate(vlm.build_inputs(part, TEMPLATE, new_tokens), new_tokens)
 
     return timer({"g_plain_generate": plain, "g_test_loop": test_loop})
 
@@ -222,42 +239,80 @@ def _reinforce(
     results.update(timer(works))
 
 
-def ratios(results: dict[str, dict]) -> dict[str, dict[str, float]]:
-    """Each ratio's median, min and max: times divided round by round, peak memory (one pass) once."""
-    seconds = {key: torch.tensor(value["rounds"], dtype=torch.float64) for key, value in results.items()}
-    peak = {key: torch.tensor([value["peak_mib"]], dtype=torch.float64) for key, value in results.items()}
-    step = "b_reinforce_shared_prefix"
-    out = {
-        "patched / unpatched generation (target <= 1.05)": seconds["a_generation_patched"]
-        / seconds["a_generation_unpatched"],
-        "REINFORCE step: one sequential batch-1 forward per sample / shared-prefix step (target >= 25)": seconds[
-            "b_reinforce_sequential"
-        ]
-        / seconds[step],
-        "REINFORCE step: shared-prefix step / one query forward (target <= 2)": seconds[step]
-        / seconds["b_query_forward"],
-        "REINFORCE step: one plain forward of all samples / shared-prefix step": seconds["b_reinforce_batched"]
-        / seconds[step],
-        "REINFORCE step: prefix cache copied per sample / shared-prefix step": seconds["b_reinforce_copied_cache"]
-        / seconds[step],
-        "REINFORCE peak memory: shared-prefix step / one query forward (target <= 1.3)": peak[step]
-        / peak["b_query_forward"],
-        "REINFORCE peak memory: prefix cache copied per sample / one query forward": peak["b_reinforce_copied_cache"]
-        / peak["b_query_forward"],
-        "mean-activation throughput / plain forward (target >= 0.9)": seconds["c_forward_plain"]
-        / seconds["c_mean_activations"],
-    }
-    if "b_reinforce_cached_prefix" in seconds:
-        out["REINFORCE step: prefix cached once, samples a second call / shared-prefix step"] = (
-            seconds["b_reinforce_cached_prefix"] / seconds[step]
+STEP = "b_reinforce_shared_prefix"
+# (ratio, numerator, denominator, of peak memory rather than time), printed in this order where both were measured
+RATIOS: tuple[tuple[str, str, str, bool], ...] = (
+    ("patched / unpatched generation (target <= 1.05)", "a_generation_patched", "a_generation_unpatched", False),
+    (
+        "REINFORCE step: one sequential batch-1 forward per sample / shared-prefix step (target >= 25)",
+        "b_reinforce_sequential",
+        STEP,
+        False,
+    ),
+    ("REINFORCE step: shared-prefix step / one query forward (target <= 2)", STEP, "b_query_forward", False),
+    ("REINFORCE step: one plain forward of all samples / shared-prefix step", "b_reinforce_batched", STEP, False),
+    ("REINFORCE step: prefix cache copied per sample / shared-prefix step", "b_reinforce_copied_cache", STEP, False),
+    ("REINFORCE peak memory: shared-prefix step / one query forward (target <= 1.3)", STEP, "b_query_forward", True),
+    (
+        "REINFORCE peak memory: prefix cache copied per sample / one query forward",
+        "b_reinforce_copied_cache",
+        "b_query_forward",
+        True,
+    ),
+    ("mean-activation throughput / plain forward (target >= 0.9)", "c_forward_plain", "c_mean_activations", False),
+    (
+        "REINFORCE step: prefix cached once, samples a second call / shared-prefix step",
+        "b_reinforce_cached_prefix",
+        STEP,
+        False,
+    ),
+    (
+        "random-heads control, one-token answers: a generate per head set / each prefix once",
+        "e_control_generate",
+        "e_control_one_prefix",
+        False,
+    ),
+    (
+        "random-heads control, N-token answers: a generate per head set / each prefix once (target >= 8)",
+        "f_control_generate",
+        "f_control_one_prefix",
+        False,
+    ),
+    (
+        "random-heads control peak memory, N-token answers: each prefix once / one query's generate (target <= 3)",
+        "f_control_one_prefix",
+        "f_generate_one_query",
+        True,
+    ),
+    (
+        "test loop tokens per second / plain model.generate over the same queries (target >= 0.9)",
+        "g_plain_generate",
+        "g_test_loop",
+        False,
+    ),
+    *(
+        (
+            f"{shots}-shot ICL query / MTV query" + (" (target >= 10)" if shots == 16 else ""),
+            f"d_query_icl_{shots}shot",
+            "d_query_mtv_0shot",
+            False,
         )
-    out["random-heads control, one-token answers: a generate per head set / each prefix once"] = (
-        seconds["e_control_generate"] / seconds["e_control_one_prefix"]
-    )
-    for shots in (4, 8, 16):
-        out[f"{shots}-shot ICL query / MTV query" + (" (target >= 10)" if shots == 16 else "")] = (
-            seconds[f"d_query_icl_{shots}shot"] / seconds["d_query_mtv_0shot"]
-        )
+        for shots in (4, 8, 16)
+    ),
+)
+
+
+def ratios(results: dict[str, dict], new_tokens: int) -> dict[str, dict[str, float]]:
+    """Each ratio's median, min and max: times divided round by round, peak memory (one pass) once; only the
+    ratios whose works were measured (see `--sections`)."""
+    out = {}
+    for name, numerator, denominator, memory in RATIOS:
+        if numerator in results and denominator in results:
+            top, bottom = (
+                torch.tensor([results[key]["peak_mib"]] if memory else results[key]["rounds"], dtype=torch.float64)
+                for key in (numerator, denominator)
+            )
+            out[name.replace("N-token", f"{new_tokens}-token")] = top / bottom
     return {
         key: {"median": statistics.median(values.tolist()), "min": float(values.min()), "max": float(values.max())}
         for key, values in out.items()
@@ -274,24 +329,27 @@ def prompt_tokens(vlm: FrozenVLM) -> dict[str, int]:
 
 def measure(name: str, args: argparse.Namespace, timer: Timer) -> dict:
     """Build one model and time every path on it: that model's part of the report."""
-    start = time.perf_counter()
+    start, load_before = time.perf_counter(), os.getloadavg()[0]
     vlm = load(name, args.device, args.dtype)
     build_seconds = time.perf_counter() - start
-    results = run(vlm, timer, args.batch, args.new_tokens, args.samples)
+    results = run(vlm, timer, args.batch, args.new_tokens, args.samples, sections=args.sections)
     along = (
         "shared prefix (4-D mask)"
         if "b_reinforce_cached_prefix" in results
         else "copied cache (the model refused the 4-D mask, or a sliding window is too short)"
+        if "b_reinforce_shared_prefix" in results
+        else "not measured"
     )
     return {
         "model": name,
         "prompt_tokens": prompt_tokens(vlm),
         "build_seconds": build_seconds,
         "seconds": time.perf_counter() - start,
+        "load_average": [load_before, os.getloadavg()[0]],  # the machine's 1-minute load, before and after
         "reinforce_fast_path": along,
         "parameters": sum(parameter.numel() for parameter in vlm.model.parameters()),
         "results": results,
-        "ratios": ratios(results),
+        "ratios": ratios(results, args.new_tokens),
     }
 
 
@@ -304,7 +362,8 @@ def print_model(report: dict) -> None:
     print(
         f"\n{report['model']} ({report['parameters'] / 1e6:.1f}M parameters): {tokens['0-shot']}-token query, "
         f"{tokens['16-shot']}-token 16-shot ICL prompt; built in {report['build_seconds']:.1f} s, measured in "
-        f"{report['seconds']:.1f} s; REINFORCE fast path: {report['reinforce_fast_path']}"
+        f"{report['seconds']:.1f} s at load average {report['load_average'][0]:.1f} to "
+        f"{report['load_average'][1]:.1f}; REINFORCE fast path: {report['reinforce_fast_path']}"
     )
     for key, value in report["results"].items():
         rounds = [seconds * 1000 for seconds in value["rounds"]]
@@ -343,12 +402,19 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, help="CPU threads (torch.set_num_threads): 1 keeps a shared machine's timings steady"
     )
+    parser.add_argument(
+        "--sections",
+        default=SECTIONS,
+        help=f"which of the sections ({SECTIONS}, see above) to measure, e.g. 'afg'; default: all",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     timer = Timer(args.device, args.repeats)
+    if set(args.sections) - set(SECTIONS):
+        parser.error(f"--sections takes letters of {SECTIONS!r}, got {args.sections!r}")
     print(
         f"on {device_name} ({args.dtype}, {torch.get_num_threads()} CPU threads), batch {args.batch}, "
         f"{args.new_tokens} new tokens, {args.samples} REINFORCE samples; times: median (min-max) of "
@@ -371,6 +437,7 @@ def main() -> None:
             "new_tokens": args.new_tokens,
             "samples": args.samples,
             "repeats": args.repeats,
+            "sections": args.sections,
             "memory_measure": timer.memory_measure,
             "models": reports,
         }

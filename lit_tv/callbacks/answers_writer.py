@@ -16,7 +16,8 @@ class AnswersWriter(BasePredictionWriter):
 
     Batches come in another order (queries of similar lengths together): each answer is held until every
     query before it in the file is answered. The answers go to ``<path>.partial`` in file order as they come
-    (a failure late in the run keeps every answer before the first unanswered query) and become `path` only when every query is answered. An earlier run's `path` is replaced only
+    (a failure late in the run keeps every answer before the first unanswered query) and become `path` only
+    when every query is answered. An earlier run's `path` is replaced only
     with `--overwrite` (it is removed when the run starts, so a stopped run leaves no answers that pass for its
     own), a live run writing the same path is refused (`OutputLock`), and so is a path the run reads.
     """

@@ -3,7 +3,6 @@ batch stops generating once all its rows ended."""
 
 from __future__ import annotations
 
-import torch
 from helpers import TEMPLATE, colour_image, episodes_for
 
 from lit_tv.data.loaders import GlobalBatchSampler, by_length
