@@ -95,8 +95,8 @@ class RandomHeadsControl(nn.Module):
         the first batch."""
         by_set = None
         if over_one_prefix is not None and self.shares_prefix is not False:
-            by_set = over_one_prefix(self.head_sets)
-            if self.shares_prefix is None:
+            by_set = self._try_first(over_one_prefix) if self.shares_prefix is None else over_one_prefix(self.head_sets)
+            if by_set is not None and self.shares_prefix is None:
                 generated = answer(self.head_sets[0])
                 self.shares_prefix = by_set[0] == generated
                 if self.shares_prefix:
@@ -113,6 +113,19 @@ class RandomHeadsControl(nn.Module):
             by_set = [answer(heads) for heads in self.head_sets]
         for answers, metric in zip(by_set, self.metrics(), strict=True):
             metric.update(answers, references)
+
+    def _try_first(self, over_one_prefix: AnswersOverOnePrefix) -> list[list[str]] | None:
+        """The first batch's answers over one prefix, or None (and generate from now on) where the model refuses
+        to continue from a cache it was handed."""
+        try:
+            return over_one_prefix(self.head_sets)
+        except (TypeError, ValueError, RuntimeError, IndexError) as error:
+            LOGGER.warning(
+                "random heads: answering over one prefix failed (%s): every head set is answered by generate instead",
+                error,
+            )
+            self.shares_prefix = False
+            return None
 
     def metrics(self) -> list[Metric]:
         """The per-set metrics, typed (a ModuleList yields plain modules)."""

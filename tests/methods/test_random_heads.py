@@ -160,3 +160,19 @@ def test_the_control_falls_back_to_generate_when_the_answers_over_one_prefix_dif
     assert control.shares_prefix is False and over_prefix_calls == [3], "not tried again after a mismatch"
     assert control.accuracies() == [0.5, 0.5, 0.5], "generate's answers are the ones scored"
     assert "answered by generate instead" in caplog.text
+
+
+def test_the_control_falls_back_to_generate_when_answering_over_one_prefix_fails_on_the_first_batch(caplog):
+    control, answered = _control(), []
+
+    def over_prefix(sets: list[torch.Tensor]) -> list[list[str]]:
+        raise TypeError("forward() got an unexpected keyword argument 'cache'")
+
+    def answer(heads: torch.Tensor) -> list[str]:
+        answered.append(heads)
+        return ["red", "blue"]
+
+    control.update(answer, [("red",), ("red",)], over_prefix)
+    assert control.shares_prefix is False and len(answered) == 3, "every set answered by generate"
+    assert control.accuracies() == [0.5, 0.5, 0.5]
+    assert "answering over one prefix failed (forward() got an unexpected keyword argument 'cache')" in caplog.text
