@@ -3,6 +3,7 @@
     python benchmarks/speed.py                      # tiny LLaVA on CPU
     python benchmarks/speed.py --model llava llava-1.5-small-random --threads 1   # 43- and 600-token prompts
     python benchmarks/speed.py --model lit_tv/shapes-toy
+    python benchmarks/speed.py --model llava llava-1.5-small-random --sections afg --threads 1   # new rows only
     python benchmarks/speed.py --model llava-7b-random --device cuda --dtype bfloat16 --json speed.json
     bash benchmarks/gpu.sh OUT_DIR                  # the same on a GPU in one command (see there)
 
@@ -12,7 +13,11 @@ reference implementation's way), one plain batched forward, the prefix cached an
 call over it (cache shared, or copied per sample), and one query forward, (c) mean-activation extraction
 vs a plain forward of the same episodes, (d) MTV zero-shot query vs 4/8/16-shot ICL queries, (e) MTV's
 random-heads control (20 head sets, one-token answers): a generate of the batch per head set vs each
-query's prefix run once with a copy of its last token per head set (`answers_over_one_prefix`).
+query's prefix run once with a copy of its last token per head set (`answers_over_one_prefix`), (f) the
+same control with `--new-tokens` answers: a generate per head set vs the sets' rows generated together over
+each query's cached prefix, and its peak memory against one query's generate, (g) the test loop (prompts
+built per batch, batches by prompt length, generated and decoded) vs plain `model.generate` over the same
+8 queries of 0-2 shots in their given order, prompts built beforehand. `--sections` picks some of them.
 Several models are measured one after another in one run, their ratios then printed side by side
 (e.g. the tiny zoo LLaVA's 43-token queries and llava-1.5-small-random's 600-token ones: LLaVA-1.5's
 layout at 1/16 of its widths). Every time is a median over rounds, measured in this run; a ratio divides
@@ -27,18 +32,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import os
 import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import cast
 
 import torch
 import transformers
 from PIL import Image
-from timing import Timer  # benchmarks/timing.py, beside this script
+from timing import Timer, ratios  # benchmarks/timing.py, beside this script
+from transformers import BatchFeature, GenerationMixin
 
+from lit_tv.data.loaders import by_length
 from lit_tv.episodes import Episode, Example
 from lit_tv.files import write_atomic
 from lit_tv.interventions.hooks import RowsAlong, record_heads, replace_heads
@@ -76,8 +84,17 @@ def episode(shots: int, rng: torch.Generator) -> Episode:
     return Episode(query=example(shots), shots=tuple(example(i) for i in range(shots)))
 
 
+SECTIONS = "abcdefg"
+
+
 def run(
-    vlm: FrozenVLM, timer: Timer, batch: int, new_tokens: int, samples: int = 32, draws: int = 20
+    vlm: FrozenVLM,
+    timer: Timer,
+    batch: int,
+    new_tokens: int,
+    samples: int = 32,
+    draws: int = 20,
+    sections: str = SECTIONS,
 ) -> dict[str, dict]:
     layout, rng = vlm.layout, torch.Generator().manual_seed(0)
     means = torch.randn(layout.num_layers, layout.num_heads, layout.head_dim, generator=rng) * 0.1
@@ -96,9 +113,99 @@ def run(
         with replace_heads(vlm, means, selected, policy="every_token"):
             vlm.generate(queries, max_new_tokens=new_tokens)
 
-    results |= timer(
-        {"a_generation_unpatched": lambda: generate(False), "a_generation_patched": lambda: generate(True)}
-    )
+    if "a" in sections:
+        results |= timer(
+            {"a_generation_unpatched": lambda: generate(False), "a_generation_patched": lambda: generate(True)}
+        )
+
+    if "b" in sections:
+        _reinforce(vlm, timer, single, means, masks, results)
+    support = vlm.build_inputs([episode(4, rng) for _ in range(batch)], TEMPLATE)
+    queries_by_shots = {
+        shots: vlm.build_inputs([episode(shots, rng) for _ in range(batch)], TEMPLATE) for shots in (4, 8, 16)
+    }
+
+    def plain_forward() -> None:
+        vlm.last_logits(support)
+
+    def mean_activations() -> None:
+        with record_heads(vlm) as heads:
+            vlm.last_logits(support)
+        heads.value.float().sum(0)
+
+    if "c" in sections:
+        results |= timer({"c_forward_plain": plain_forward, "c_mean_activations": mean_activations})
+
+    by_shots: dict[str, Callable[[], object]] = {"d_query_mtv_0shot": lambda: generate(True)}
+    for shots, inputs in queries_by_shots.items():
+        by_shots[f"d_query_icl_{shots}shot"] = partial(vlm.generate, inputs, max_new_tokens=new_tokens)
+    if "d" in sections:
+        results |= timer(by_shots)
+    head_sets = random_head_sets(selected, draws, seed=0, tasks=["benchmark"])  # as MTV's control draws them
+
+    def control_by_generate(tokens: int) -> None:  # a generate of the batch per head set
+        for heads in head_sets:
+            with replace_heads(vlm, means, heads):
+                vlm.generate(queries, max_new_tokens=tokens)
+
+    def control_over_one_prefix(tokens: int) -> None:  # what MTV's control runs
+        answers_over_one_prefix(vlm, TEMPLATE, zero_shot, means, head_sets, max_new_tokens=tokens)
+
+    if "e" in sections:
+        results |= timer(
+            {
+                "e_control_generate": partial(control_by_generate, 1),
+                "e_control_one_prefix": partial(control_over_one_prefix, 1),
+            }
+        )
+    if "f" in sections:
+        results |= timer(
+            {
+                "f_control_generate": partial(control_by_generate, new_tokens),
+                "f_control_one_prefix": partial(control_over_one_prefix, new_tokens),
+                "f_generate_one_query": partial(vlm.generate, single, max_new_tokens=new_tokens),
+            }
+        )
+    if "g" in sections:
+        results |= _test_loop(
+            vlm, timer, [episode(shots, rng) for shots in (0, 1, 0, 2, 0, 1, 0, 2)], batch, new_tokens
+        )
+    return results
+
+
+def _test_loop(vlm: FrozenVLM, timer: Timer, episodes: list[Episode], batch: int, new_tokens: int) -> dict[str, dict]:
+    """(g): the test loop's answers (lit_tv's batches: prompts built, generated, decoded) vs plain `model.generate`
+    over the same queries in their given order, prompts built beforehand."""
+    model = cast(GenerationMixin, vlm.model)
+    given = [episodes[start : start + batch] for start in range(0, len(episodes), batch)]
+    built = [vlm.build_inputs(part, TEMPLATE, new_tokens) for part in given]
+
+    def plain() -> None:
+        for inputs in built:
+            model.generate(
+                **inputs, max_new_tokens=new_tokens, do_sample=False, pad_token_id=vlm.tokenizer.pad_token_id
+            )
+
+    order = by_length(episodes)  # as the DataModules' test loaders batch them
+
+    def test_loop() -> None:
+        for start in range(0, len(order), batch):
+            part = [episodes[index] for index in order[start : start + batch]]
+            vlm.generate(vlm.build_inputs(part, TEMPLATE, new_tokens), new_tokens)
+
+    return timer({"g_plain_generate": plain, "g_test_loop": test_loop})
+
+
+def _reinforce(
+    vlm: FrozenVLM,
+    timer: Timer,
+    single: BatchFeature,
+    means: torch.Tensor,
+    masks: torch.Tensor,
+    results: dict[str, dict],
+) -> None:
+    """(b): MTV's REINFORCE step and the other ways to score the samples."""
+    samples = len(masks)
 
     def query_forward() -> None:
         vlm.last_logits(single)
@@ -128,81 +235,7 @@ def run(
         works |= {"b_reinforce_cached_prefix": lambda: branched("positions"), "b_reinforce_shared_prefix": forked}
     else:  # the model refuses 4-D masks: MTV copies the cache, and so does this row
         works["b_reinforce_shared_prefix"] = works["b_reinforce_copied_cache"]
-    results |= timer(works)
-
-    support = vlm.build_inputs([episode(4, rng) for _ in range(batch)], TEMPLATE)
-
-    def plain_forward() -> None:
-        vlm.last_logits(support)
-
-    def mean_activations() -> None:
-        with record_heads(vlm) as heads:
-            vlm.last_logits(support)
-        heads.value.float().sum(0)
-
-    results |= timer({"c_forward_plain": plain_forward, "c_mean_activations": mean_activations})
-
-    queries_by_shots = {
-        shots: vlm.build_inputs([episode(shots, rng) for _ in range(batch)], TEMPLATE) for shots in (4, 8, 16)
-    }
-    by_shots: dict[str, Callable[[], object]] = {"d_query_mtv_0shot": lambda: generate(True)}
-    for shots, inputs in queries_by_shots.items():
-        by_shots[f"d_query_icl_{shots}shot"] = partial(vlm.generate, inputs, max_new_tokens=new_tokens)
-    results |= timer(by_shots)
-    head_sets = random_head_sets(selected, draws, seed=0, tasks=["benchmark"])  # as MTV's control draws them
-
-    def control_by_generate() -> None:  # a one-token generate of the batch per head set
-        for heads in head_sets:
-            with replace_heads(vlm, means, heads):
-                vlm.generate(queries, max_new_tokens=1)
-
-    def control_over_one_prefix() -> None:  # what MTV's control runs with one new token
-        answers_over_one_prefix(vlm, TEMPLATE, zero_shot, means, head_sets)
-
-    results |= timer({"e_control_generate": control_by_generate, "e_control_one_prefix": control_over_one_prefix})
-    return results
-
-
-def ratios(results: dict[str, dict]) -> dict[str, dict[str, float]]:
-    """Each ratio's median, min and max: times divided round by round, peak memory (one pass) once."""
-    seconds = {key: torch.tensor(value["rounds"], dtype=torch.float64) for key, value in results.items()}
-    peak = {key: torch.tensor([value["peak_mib"]], dtype=torch.float64) for key, value in results.items()}
-    step = "b_reinforce_shared_prefix"
-    out = {
-        "patched / unpatched generation (target <= 1.05)": seconds["a_generation_patched"]
-        / seconds["a_generation_unpatched"],
-        "REINFORCE step: one sequential batch-1 forward per sample / shared-prefix step (target >= 25)": seconds[
-            "b_reinforce_sequential"
-        ]
-        / seconds[step],
-        "REINFORCE step: shared-prefix step / one query forward (target <= 2)": seconds[step]
-        / seconds["b_query_forward"],
-        "REINFORCE step: one plain forward of all samples / shared-prefix step": seconds["b_reinforce_batched"]
-        / seconds[step],
-        "REINFORCE step: prefix cache copied per sample / shared-prefix step": seconds["b_reinforce_copied_cache"]
-        / seconds[step],
-        "REINFORCE peak memory: shared-prefix step / one query forward (target <= 1.3)": peak[step]
-        / peak["b_query_forward"],
-        "REINFORCE peak memory: prefix cache copied per sample / one query forward": peak["b_reinforce_copied_cache"]
-        / peak["b_query_forward"],
-        "mean-activation throughput / plain forward (target >= 0.9)": seconds["c_forward_plain"]
-        / seconds["c_mean_activations"],
-    }
-    if "b_reinforce_cached_prefix" in seconds:
-        out["REINFORCE step: prefix cached once, samples a second call / shared-prefix step"] = (
-            seconds["b_reinforce_cached_prefix"] / seconds[step]
-        )
-    out["random-heads control, one-token answers: a generate per head set / each prefix once"] = (
-        seconds["e_control_generate"] / seconds["e_control_one_prefix"]
-    )
-    for shots in (4, 8, 16):
-        out[f"{shots}-shot ICL query / MTV query" + (" (target >= 10)" if shots == 16 else "")] = (
-            seconds[f"d_query_icl_{shots}shot"] / seconds["d_query_mtv_0shot"]
-        )
-    return {
-        key: {"median": statistics.median(values.tolist()), "min": float(values.min()), "max": float(values.max())}
-        for key, values in out.items()
-    }
+    results.update(timer(works))
 
 
 def prompt_tokens(vlm: FrozenVLM) -> dict[str, int]:
@@ -215,24 +248,27 @@ def prompt_tokens(vlm: FrozenVLM) -> dict[str, int]:
 
 def measure(name: str, args: argparse.Namespace, timer: Timer) -> dict:
     """Build one model and time every path on it: that model's part of the report."""
-    start = time.perf_counter()
+    start, load_before = time.perf_counter(), os.getloadavg()[0]
     vlm = load(name, args.device, args.dtype)
     build_seconds = time.perf_counter() - start
-    results = run(vlm, timer, args.batch, args.new_tokens, args.samples)
+    results = run(vlm, timer, args.batch, args.new_tokens, args.samples, sections=args.sections)
     along = (
         "shared prefix (4-D mask)"
         if "b_reinforce_cached_prefix" in results
         else "copied cache (the model refused the 4-D mask, or a sliding window is too short)"
+        if "b_reinforce_shared_prefix" in results
+        else "not measured"
     )
     return {
         "model": name,
         "prompt_tokens": prompt_tokens(vlm),
         "build_seconds": build_seconds,
         "seconds": time.perf_counter() - start,
+        "load_average": [load_before, os.getloadavg()[0]],  # the machine's 1-minute load, before and after
         "reinforce_fast_path": along,
         "parameters": sum(parameter.numel() for parameter in vlm.model.parameters()),
         "results": results,
-        "ratios": ratios(results),
+        "ratios": ratios(results, args.new_tokens),
     }
 
 
@@ -245,7 +281,8 @@ def print_model(report: dict) -> None:
     print(
         f"\n{report['model']} ({report['parameters'] / 1e6:.1f}M parameters): {tokens['0-shot']}-token query, "
         f"{tokens['16-shot']}-token 16-shot ICL prompt; built in {report['build_seconds']:.1f} s, measured in "
-        f"{report['seconds']:.1f} s; REINFORCE fast path: {report['reinforce_fast_path']}"
+        f"{report['seconds']:.1f} s at load average {report['load_average'][0]:.1f} to "
+        f"{report['load_average'][1]:.1f}; REINFORCE fast path: {report['reinforce_fast_path']}"
     )
     for key, value in report["results"].items():
         rounds = [seconds * 1000 for seconds in value["rounds"]]
@@ -284,12 +321,19 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, help="CPU threads (torch.set_num_threads): 1 keeps a shared machine's timings steady"
     )
+    parser.add_argument(
+        "--sections",
+        default=SECTIONS,
+        help=f"which of the sections ({SECTIONS}, see above) to measure, e.g. 'afg'; default: all",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     timer = Timer(args.device, args.repeats)
+    if set(args.sections) - set(SECTIONS):
+        parser.error(f"--sections takes letters of {SECTIONS!r}, got {args.sections!r}")
     print(
         f"on {device_name} ({args.dtype}, {torch.get_num_threads()} CPU threads), batch {args.batch}, "
         f"{args.new_tokens} new tokens, {args.samples} REINFORCE samples; times: median (min-max) of "
@@ -312,6 +356,7 @@ def main() -> None:
             "new_tokens": args.new_tokens,
             "samples": args.samples,
             "repeats": args.repeats,
+            "sections": args.sections,
             "memory_measure": timer.memory_measure,
             "models": reports,
         }

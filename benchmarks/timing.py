@@ -1,5 +1,6 @@
 """How benchmarks/speed.py measures: median wall time over interleaved rounds, and peak working memory
-(CUDA's allocator on a GPU; on CPU, which reports no peak, live tensor storage bytes counted op by op)."""
+(CUDA's allocator on a GPU; on CPU, which reports no peak, live tensor storage bytes counted op by op); and
+the ratios it reports, divided round by round."""
 
 from __future__ import annotations
 
@@ -100,3 +101,83 @@ class Timer:
             name: {"seconds": statistics.median(values), "rounds": values, "peak_mib": self.peak_mib(works[name])}
             for name, values in runs.items()
         }
+
+
+STEP = "b_reinforce_shared_prefix"
+# (ratio, numerator, denominator, of peak memory rather than time), printed in this order where both were measured
+RATIOS: tuple[tuple[str, str, str, bool], ...] = (
+    ("patched / unpatched generation (target <= 1.05)", "a_generation_patched", "a_generation_unpatched", False),
+    (
+        "REINFORCE step: one sequential batch-1 forward per sample / shared-prefix step (target >= 25)",
+        "b_reinforce_sequential",
+        STEP,
+        False,
+    ),
+    ("REINFORCE step: shared-prefix step / one query forward (target <= 2)", STEP, "b_query_forward", False),
+    ("REINFORCE step: one plain forward of all samples / shared-prefix step", "b_reinforce_batched", STEP, False),
+    ("REINFORCE step: prefix cache copied per sample / shared-prefix step", "b_reinforce_copied_cache", STEP, False),
+    ("REINFORCE peak memory: shared-prefix step / one query forward (target <= 1.3)", STEP, "b_query_forward", True),
+    (
+        "REINFORCE peak memory: prefix cache copied per sample / one query forward",
+        "b_reinforce_copied_cache",
+        "b_query_forward",
+        True,
+    ),
+    ("mean-activation throughput / plain forward (target >= 0.9)", "c_forward_plain", "c_mean_activations", False),
+    (
+        "REINFORCE step: prefix cached once, samples a second call / shared-prefix step",
+        "b_reinforce_cached_prefix",
+        STEP,
+        False,
+    ),
+    (
+        "random-heads control, one-token answers: a generate per head set / each prefix once",
+        "e_control_generate",
+        "e_control_one_prefix",
+        False,
+    ),
+    (
+        "random-heads control, N-token answers: a generate per head set / each prefix once (target >= 8)",
+        "f_control_generate",
+        "f_control_one_prefix",
+        False,
+    ),
+    (
+        "random-heads control peak memory, N-token answers: each prefix once / one query's generate (target <= 3)",
+        "f_control_one_prefix",
+        "f_generate_one_query",
+        True,
+    ),
+    (
+        "test loop tokens per second / plain model.generate over the same queries (target >= 0.9)",
+        "g_plain_generate",
+        "g_test_loop",
+        False,
+    ),
+    *(
+        (
+            f"{shots}-shot ICL query / MTV query" + (" (target >= 10)" if shots == 16 else ""),
+            f"d_query_icl_{shots}shot",
+            "d_query_mtv_0shot",
+            False,
+        )
+        for shots in (4, 8, 16)
+    ),
+)
+
+
+def ratios(results: dict[str, dict], new_tokens: int) -> dict[str, dict[str, float]]:
+    """Each ratio's median, min and max: times divided round by round, peak memory (one pass) once; only the
+    ratios whose works were measured (see `--sections`)."""
+    out = {}
+    for name, numerator, denominator, memory in RATIOS:
+        if numerator in results and denominator in results:
+            top, bottom = (
+                torch.tensor([results[key]["peak_mib"]] if memory else results[key]["rounds"], dtype=torch.float64)
+                for key in (numerator, denominator)
+            )
+            out[name.replace("N-token", f"{new_tokens}-token")] = top / bottom
+    return {
+        key: {"median": statistics.median(values.tolist()), "min": float(values.min()), "max": float(values.max())}
+        for key, values in out.items()
+    }

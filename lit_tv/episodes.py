@@ -67,3 +67,10 @@ class Episode:
     def images(self) -> list[ImageLike]:
         """All images in prompt order: shots first, then the query."""
         return [image for example in (*self.shots, self.query) for image in example.images]
+
+    def prompt_size(self) -> tuple[int, int]:
+        """What the prompt's length grows with, known before a model tokenises it: its images (each many
+        tokens), then the characters of its texts and of its shots' answers."""
+        examples = (*self.shots, self.query)
+        characters = sum(len(example.text) for example in examples) + sum(len(shot.answer) for shot in self.shots)
+        return len(self.images()), characters

@@ -14,10 +14,12 @@ from lit_tv.options import require_file_path
 class AnswersWriter(BasePredictionWriter):
     """One `{question, images, answer}` per line, in input order.
 
-    The answers go to ``<path>.partial`` as they come (a failure late in the query file keeps every answer
-    before it) and become `path` only when every query is answered. An earlier run's `path` is replaced only
-    with `--overwrite`, and only then (a run that fails or is stopped leaves it as it was); a live run writing the
-    same path is refused (`OutputLock`), and so is a path the run reads.
+    Batches come in another order (queries of similar lengths together): each answer is held until every
+    query before it in the file is answered. The answers go to ``<path>.partial`` in file order as they come
+    (a failure late in the run keeps every answer before the first unanswered query) and become `path` only
+    when every query is answered. An earlier run's `path` is replaced only with `--overwrite`, and only then (a
+    run that fails or is stopped leaves it as it was); a live run writing the same path is refused
+    (`OutputLock`), and so is a path the run reads.
     """
 
     def __init__(self, path: str = "logs/answers.jsonl") -> None:
@@ -26,6 +28,8 @@ class AnswersWriter(BasePredictionWriter):
         self.overwrite_outputs = False  # set by the CLI's `--overwrite`
         self._stream: LineStream | None = None
         self._lock: OutputLock | None = None
+        self._held: dict[int, dict] = {}  # answers of queries whose predecessors are not all answered yet
+        self._next = 0  # the query file's index of the next line to write
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if stage == "predict":
@@ -46,13 +50,21 @@ class AnswersWriter(BasePredictionWriter):
     def on_predict_start(self, trainer, pl_module) -> None:
         if trainer.world_size > 1:
             raise RuntimeError("AnswersWriter writes from one process: run `lit-tv predict` with --trainer.devices 1")
-        self._stream = LineStream(self.path)
+        self._stream, self._held, self._next = LineStream(self.path), {}, 0
 
     def write_on_batch_end(
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
     ) -> None:
+        """Hold the batch's answers by their queries' indices in the file; write those now in order."""
         assert self._stream is not None  # opened in on_predict_start
-        self._stream.write(json.dumps(record) for record in prediction)
+        if batch_indices is None:
+            raise RuntimeError("AnswersWriter needs the queries' indices, which Lightning did not give for this batch")
+        self._held.update(zip(batch_indices, prediction, strict=True))
+        ready = []
+        while self._next in self._held:
+            ready.append(self._held.pop(self._next))
+            self._next += 1
+        self._stream.write(json.dumps(record) for record in ready)
 
     def on_predict_end(self, trainer, pl_module) -> None:
         self._close(complete=True)

@@ -16,7 +16,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 from torchmetrics import Metric
 
-from lit_tv.data.loaders import EpisodeLoader, GlobalBatchSampler
+from lit_tv.data.loaders import EpisodeLoader, GlobalBatchSampler, by_length
 from lit_tv.data.pool import Pool, seeded_random
 from lit_tv.data.records import DataError, DataIssues, Record, Split
 from lit_tv.episodes import Episode, Example
@@ -64,6 +64,8 @@ class EpisodeDataModule(L.LightningDataModule):
     tasks: tuple[str, ...] = ()
     metric: Callable[[], Metric] = ExactMatch  # set per instance where options shape the scoring
     support_per_record: ClassVar[bool] = False  # whether support_size=None (one episode per record) is drawn
+    # validation and test batches of similar prompt lengths (`by_length`): little padding; scores are order-free
+    eval_by_length: ClassVar[bool] = True
 
     def transfer_batch_to_device(self, batch: list[Episode], device, dataloader_idx: int) -> list[Episode]:
         """Episodes stay as they are: the model's `build_inputs` moves the tensors it makes."""
@@ -199,7 +201,8 @@ class EpisodeDataModule(L.LightningDataModule):
         """Batches of Episode lists (shuffled in training); under DDP each rank gets its slice of every global batch."""
         size = self.batch_size if training else self.eval_batch_size
         world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
-        sampler = GlobalBatchSampler(len(episodes), size, rank, world_size, self.seed, training)
+        order = by_length(episodes) if self.eval_by_length and not training else None
+        sampler = GlobalBatchSampler(len(episodes), size, rank, world_size, self.seed, training, order)
         # a list is a map-style dataset (torch's stubs type the argument as Dataset)
         return EpisodeLoader(list(episodes), batch_size=-(-size // world_size), sampler=sampler, collate_fn=list)  # type: ignore[arg-type]
 

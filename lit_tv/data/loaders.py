@@ -9,11 +9,19 @@ on with the next query of the same order (not the epoch's first).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
+
+from lit_tv.episodes import Episode
+
+
+def by_length(episodes: Sequence[Episode]) -> list[int]:
+    """Indices of `episodes`, shortest prompts first (`Episode.prompt_size`; equal sizes keep their order): batches
+    of consecutive ones pad little, and a batch of short answers stops without waiting on a long prompt."""
+    return sorted(range(len(episodes)), key=lambda index: episodes[index].prompt_size())
 
 
 class GlobalBatchSampler(DistributedSampler):
@@ -25,16 +33,27 @@ class GlobalBatchSampler(DistributedSampler):
     DataModule's setup).
     """
 
-    def __init__(self, size: int, global_batch: int, rank: int, world_size: int, seed: int, training: bool) -> None:
+    def __init__(
+        self,
+        size: int,
+        global_batch: int,
+        rank: int,
+        world_size: int,
+        seed: int,
+        training: bool,
+        order: list[int] | None = None,
+    ) -> None:
+        """`order`: the unshuffled (eval) order, e.g. `by_length`; None: as given."""
         # any sized sequence serves (torch's stubs type the argument as Dataset)
         super().__init__(range(size), num_replicas=world_size, rank=rank, shuffle=training, seed=seed)  # type: ignore[arg-type]
         self.size, self.global_batch, self.training = size, global_batch, training
+        self.order = list(range(size)) if order is None else order
         self._served = 0  # indices handed out in the current epoch
         self._resume: dict[str, int] | None = None
 
     def _order(self) -> list[int]:
         if not self.shuffle:
-            return list(range(self.size))
+            return self.order
         return torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
 
     def _slices(self) -> Iterator[list[int]]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import lightning as L
 from torch.utils.data import DataLoader
 
+from lit_tv.data.loaders import by_length
 from lit_tv.data.records import DataError, field, image_problem, parse_json
 from lit_tv.episodes import Episode, Example
 from lit_tv.options import require_at_least
@@ -53,4 +54,10 @@ class QueryFile(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader[list[Episode]]:
         # a list is a map-style dataset (torch's stubs type the argument as Dataset)
-        return DataLoader(self.episodes, batch_size=self.batch_size, collate_fn=list)  # type: ignore[arg-type]
+        # batches of similar prompt lengths pad little; the answers file restores the file's order (AnswersWriter)
+        return DataLoader(
+            self.episodes,  # type: ignore[arg-type]
+            batch_size=self.batch_size,
+            sampler=by_length(self.episodes),
+            collate_fn=list,
+        )

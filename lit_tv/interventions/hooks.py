@@ -55,12 +55,13 @@ def removed_on_exit(handles: list) -> Iterator[None]:
         yield
 
 
-def _track_prefill(vlm: Hookable, step: _Step):
-    """A decoder pre-hook: prefill = called without a cache or with an empty one (see `decoder_cache`)."""
+def _track_prefill(vlm: Hookable, step: _Step, cached_prefix: int = 0):
+    """A decoder pre-hook: prefill = called without a cache or with one holding only the prompt's
+    `cached_prefix` tokens (0: an empty one; see `decoder_cache`)."""
 
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
         cache = decoder_cache(kwargs)
-        step.prefill = cache is None or cache.get_seq_length() == 0
+        step.prefill = cache is None or cache.get_seq_length() == cached_prefix
 
     return vlm.layout.decoder.register_forward_pre_hook(hook, with_kwargs=True)
 
@@ -127,6 +128,7 @@ def replace_heads(
     mask: torch.Tensor,
     policy: PatchPolicy = "prompt",
     rows_along: RowsAlong = "batch",
+    cached_prefix: int = 0,
 ) -> Iterator[None]:
     """Replace the masked heads' out-projection input at the last position with `values`.
 
@@ -134,8 +136,9 @@ def replace_heads(
     mask: `[layers, heads]` or per row `[rows, layers, heads]` (bool): one batched forward can
     patch different heads in every row. Rows are batch rows, or with ``rows_along="positions"`` the
     last `rows` positions of a batch-1 sequence (`lit_tv.interventions.shared_prefix.fork_last_token`). policy "prompt"
-    patches the prefill's last position only; "every_token" also every generated token. Only layers
-    with a selected head are hooked.
+    patches the prefill's last position only; "every_token" also every generated token. A generate that
+    continues from a cache of the prompt's first `cached_prefix` tokens (`lit_tv.interventions.prefix_rows`)
+    has its first call, over the rest of the prompt, as its prefill. Only layers with a selected head are hooked.
     """
     _check_policy(policy)
     layout, step = vlm.layout, _Step()
@@ -181,7 +184,7 @@ def replace_heads(
 
         return hook
 
-    handles = [_track_prefill(vlm, step)]
+    handles = [_track_prefill(vlm, step, cached_prefix)]
     handles += [layout.out_projections[i].register_forward_pre_hook(make_hook(i)) for i in layers_used]
     with removed_on_exit(handles):
         yield

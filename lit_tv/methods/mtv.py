@@ -69,8 +69,8 @@ class MTV(FrozenVLMMethod):
         test_heads: ``selected``, or ``random``: the control beside the selected heads, `random_draws` head sets
             of the selected count drawn at random (different per seed and task) and scored on the same queries;
             `test/accuracy` stays the selected heads', `test/random_heads/*` holds the draws' mean, std,
-            min, max and how many draws the selected heads beat or tie. One new token: every draw over each
-            query's one prefix (`answers_over_one_prefix`); more: a generate per draw.
+            min, max and how many draws the selected heads beat or tie. Every draw is answered over each
+            query's one prefix (`answers_over_one_prefix`), checked against a generate per draw on the first batch.
         draw_seed: seeds the REINFORCE mask samples and the random-heads draws; None: the run's
             ``seed_everything``, read when the run starts (not when the module is built), so runs in one
             process do not depend on their order. Several seeds are several runs (the main job, the
@@ -369,10 +369,17 @@ class MTV(FrozenVLMMethod):
         super()._score(batch, stage)
         if stage == "test" and self.random_control is not None:
             references: list[Sequence[str]] = [episode.query.answers for episode in batch]
-            over_prefix = partial(answers_over_one_prefix, self.vlm, self.template, batch, self.mean_activations)
-            one_token = over_prefix if self.max_new_tokens == 1 else None  # more tokens: a generate per head set
+            over_prefix = partial(
+                answers_over_one_prefix,
+                self.vlm,
+                self.template,
+                batch,
+                self.mean_activations,
+                max_new_tokens=self.max_new_tokens,
+                policy=self.patch_policy(),
+            )
             self.random_control.update(
-                lambda heads: self.answer(batch, self.task_vector(heads).patching(self.vlm)), references, one_token
+                lambda heads: self.answer(batch, self.task_vector(heads).patching(self.vlm)), references, over_prefix
             )
 
     def on_test_epoch_end(self) -> None:

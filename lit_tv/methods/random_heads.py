@@ -2,10 +2,12 @@
 test queries, so a reader sees where the selected heads fall among them (one draw cannot say whether selection
 matters: on the shapes toy single draws range from chance to MTV's own accuracy).
 
-Answered one generate per head set, the control costs `random_draws` times the test. With one new token
-(the shapes world, the cross-modal tasks) only the last prompt position differs between head sets, so each
-query's prefix runs once and every set patches its own copy of the last token (`answers_over_one_prefix`,
-the REINFORCE fast path); checked once per run against generate's answers, and generate is used on any mismatch.
+Answered one generate per head set, the control costs `random_draws` times the test. Only the last prompt
+position (and, patched every token, the generated ones) differs between head sets, so each query's prefix runs
+once and the sets answer as rows over it (`answers_over_one_prefix`): with one new token (the shapes world, the
+cross-modal tasks) each set patches its own copy of the last token (the REINFORCE fast path), with more (the VQA
+configs' 10) the sets generate together over the prefix's cache; checked once per run against generate's
+answers, and generate is used on any mismatch.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from torch import nn
 from torchmetrics import Metric
 
 from lit_tv.episodes import Episode
+from lit_tv.interventions.hooks import PatchPolicy
+from lit_tv.interventions.prefix_rows import cache_prefix
 from lit_tv.interventions.shared_prefix import fork_last_token
 from lit_tv.model.vlm import FrozenVLM
 from lit_tv.prompts import PromptTemplate
@@ -50,15 +54,21 @@ def answers_over_one_prefix(
     batch: Sequence[Episode],
     values: torch.Tensor,
     head_sets: list[torch.Tensor],
+    max_new_tokens: int = 1,
+    policy: PatchPolicy = "prompt",
 ) -> list[list[str]]:
-    """Each query's one-token greedy answer under every head set (`head_sets[i]` replaced by `values`), per set:
-    the query's prefix runs once, one copy of its last token per set, answered as `FrozenVLM.generate` would
-    with one new token (`FrozenVLM.one_token_answers`)."""
-    per_query = []
+    """Each query's greedy answer under every head set (`head_sets[i]` replaced by `values` under `policy`), per
+    set, as `FrozenVLM.generate` gives it: the query's prefix runs once. One new token: one copy of its last
+    token per set, over the uncached prefix (`fork_last_token`); more: one row per set, generated together over
+    the prefix's cache (`cache_prefix`)."""
+    per_query, heads = [], torch.stack(head_sets)
     for episode in batch:
-        inputs = vlm.build_inputs([episode], template, new_tokens=1)
-        logits = fork_last_token(vlm, inputs, len(head_sets)).logits(values, torch.stack(head_sets))
-        per_query.append(vlm.one_token_answers(logits))
+        inputs = vlm.build_inputs([episode], template, new_tokens=max_new_tokens)
+        if max_new_tokens == 1:
+            logits = fork_last_token(vlm, inputs, len(head_sets)).logits(values, heads)
+            per_query.append(vlm.one_token_answers(logits))
+        else:
+            per_query.append(cache_prefix(vlm, inputs, len(head_sets)).generate(max_new_tokens, values, heads, policy))
     return [list(answers) for answers in zip(*per_query, strict=True)]
 
 
@@ -81,15 +91,17 @@ class RandomHeadsControl(nn.Module):
         over_one_prefix: AnswersOverOnePrefix | None = None,
     ) -> None:
         """Score every head set's answers to the batch: `answer(heads)` (a generate with those heads replaced),
-        or with `over_one_prefix` (one-token answers) all sets at once, once its answers of the first set
-        matched `answer`'s on the first batch."""
+        or with `over_one_prefix` all sets at once, once its answers of the first set matched `answer`'s on
+        the first batch."""
         by_set = None
         if over_one_prefix is not None and self.shares_prefix is not False:
-            by_set = over_one_prefix(self.head_sets)
-            if self.shares_prefix is None:
+            by_set = self._try_first(over_one_prefix) if self.shares_prefix is None else over_one_prefix(self.head_sets)
+            if by_set is not None and self.shares_prefix is None:
                 generated = answer(self.head_sets[0])
                 self.shares_prefix = by_set[0] == generated
-                if not self.shares_prefix:
+                if self.shares_prefix:
+                    LOGGER.info("random heads: the answers over one prefix match generate's, every set is answered so")
+                else:
                     LOGGER.warning(
                         "random heads: the answers over one prefix differ from generate's (%s vs %s): every head "
                         "set is answered by generate instead",
@@ -101,6 +113,19 @@ class RandomHeadsControl(nn.Module):
             by_set = [answer(heads) for heads in self.head_sets]
         for answers, metric in zip(by_set, self.metrics(), strict=True):
             metric.update(answers, references)
+
+    def _try_first(self, over_one_prefix: AnswersOverOnePrefix) -> list[list[str]] | None:
+        """The first batch's answers over one prefix, or None (and generate from now on) where the model refuses
+        to continue from a cache it was handed."""
+        try:
+            return over_one_prefix(self.head_sets)
+        except (TypeError, ValueError, RuntimeError, IndexError) as error:
+            LOGGER.warning(
+                "random heads: answering over one prefix failed (%s): every head set is answered by generate instead",
+                error,
+            )
+            self.shares_prefix = False
+            return None
 
     def metrics(self) -> list[Metric]:
         """The per-set metrics, typed (a ModuleList yields plain modules)."""

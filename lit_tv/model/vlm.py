@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from torch import nn
 from transformers import BatchFeature, GenerationMixin, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.cache_utils import Cache
 
 from lit_tv.episodes import Episode, ImageLike
 from lit_tv.images import read_image
@@ -247,11 +248,14 @@ class FrozenVLM(nn.Module):
             setattr(module, POSITION_OFFSETS, None)
 
     @torch.inference_mode()
-    def generate(self, inputs: BatchFeature, max_new_tokens: int = 10) -> list[str]:
+    def generate(self, inputs: BatchFeature, max_new_tokens: int = 10, cache: Cache | None = None) -> list[str]:
         """Greedy answers, decoded without the prompt and special tokens; at least one token each
-        (``min_new_tokens=1``, as the MTV reference generates: an end-of-sequence first is never taken)."""
+        (``min_new_tokens=1``, as the MTV reference generates: an end-of-sequence first is never taken). A batch
+        stops once every row ended. With `cache` (holding the prompts' first tokens), generation continues from it.
+        """
         output = cast(GenerationMixin, self.model).generate(  # every model lit_tv loads generates
             **inputs,
+            **({} if cache is None else {self.cache_name: cache}),
             max_new_tokens=max_new_tokens,
             min_new_tokens=1,
             do_sample=False,

@@ -52,31 +52,8 @@ def _image_processor(patch_size: int) -> Qwen2VLImageProcessorPil:
     )
 
 
-def build_qwen2_5_vl() -> tuple[PreTrainedModel, Any]:
-    """Qwen2.5-VL: windowed vision attention (one full-attention block here), M-RoPE text decoder."""
-    tokenizer = build_tokenizer()
-    config = Qwen2_5_VLConfig(
-        vision_config=dict(
-            depth=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_heads=2,
-            out_hidden_size=TEXT["hidden_size"],
-            patch_size=8,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            window_size=32,
-            fullatt_block_indexes=[1],
-        ),
-        text_config=text_options(tokenizer, rope_parameters=MROPE),
-        **qwen_token_ids(tokenizer),
-    )
-    processor = build_processor_without_video(Qwen2_5_VLProcessor, tokenizer, _image_processor(8))
-    return Qwen2_5_VLForConditionalGeneration(config), processor
-
-
-def _qwen3_vision() -> dict:
-    """A two-block Qwen3-VL vision tower whose first block feeds DeepStack features to the text decoder."""
+def _vision_tower(**options: Any) -> dict:
+    """A two-block vision tower of 8-pixel patches merged 2x2 into the text width; `options`: the version's own."""
     return dict(
         depth=2,
         hidden_size=32,
@@ -86,9 +63,25 @@ def _qwen3_vision() -> dict:
         patch_size=8,
         spatial_merge_size=2,
         temporal_patch_size=2,
-        num_position_embeddings=16,
-        deepstack_visual_indexes=[0],
+        **options,
     )
+
+
+def _qwen3_vision() -> dict:
+    """Qwen3-VL's tower: its first block feeds DeepStack features to the text decoder."""
+    return _vision_tower(num_position_embeddings=16, deepstack_visual_indexes=[0])
+
+
+def build_qwen2_5_vl() -> tuple[PreTrainedModel, Any]:
+    """Qwen2.5-VL: windowed vision attention (one full-attention block here), M-RoPE text decoder."""
+    tokenizer = build_tokenizer()
+    config = Qwen2_5_VLConfig(
+        vision_config=_vision_tower(window_size=32, fullatt_block_indexes=[1]),
+        text_config=text_options(tokenizer, rope_parameters=MROPE),
+        **qwen_token_ids(tokenizer),
+    )
+    processor = build_processor_without_video(Qwen2_5_VLProcessor, tokenizer, _image_processor(8))
+    return Qwen2_5_VLForConditionalGeneration(config), processor
 
 
 def _qwen3_text(tokenizer: PreTrainedTokenizerFast, **overrides: Any) -> dict:

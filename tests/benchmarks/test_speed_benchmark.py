@@ -21,6 +21,11 @@ from lit_tv.model.vlm import FrozenVLM
 from lit_tv.testing.zoo import BENCHMARK_MODELS
 
 ROOT = REPO
+# gpu.sh --cpu generates 2 new tokens
+CONTROL_RATIO = "random-heads control, 2-token answers: a generate per head set / each prefix once (target >= 8)"
+CONTROL_MEMORY = (
+    "random-heads control peak memory, 2-token answers: each prefix once / one query's generate (target <= 3)"
+)
 # what a stock CUDA PyTorch + transformers + lightning image holds (and the standard library; filelock: torch needs it)
 STOCK = {"torch", "transformers", "lightning", "torchmetrics", "safetensors", "tokenizers", "PIL", "numpy", "filelock"}
 
@@ -66,8 +71,9 @@ def test_gpu_benchmark_in_cpu_mode_writes_every_ratio_and_peak_memory_at_both_pr
     for model in report["models"]:
         assert model["reinforce_fast_path"] == "shared prefix (4-D mask)"
         targets = [key for key in model["ratios"] if "target" in key]
-        assert len(targets) == 6, targets  # every target of the issue has its ratio
+        assert len(targets) == 9, targets  # every target of the issues has its ratio
         assert "random-heads control, one-token answers: a generate per head set / each prefix once" in model["ratios"]
+        assert CONTROL_RATIO in model["ratios"] and len(model["load_average"]) == 2
         for ratio in model["ratios"].values():
             assert math.isfinite(ratio["median"]) and 0 < ratio["min"] <= ratio["median"] <= ratio["max"]
         peak = {key: value["peak_mib"] for key, value in model["results"].items()}
@@ -75,6 +81,10 @@ def test_gpu_benchmark_in_cpu_mode_writes_every_ratio_and_peak_memory_at_both_pr
         # 32 samples over one prefix vs the prefix cache copied 32 times, or the whole prompt run 32 times
         assert peak["b_reinforce_copied_cache"] > 2 * peak["b_reinforce_shared_prefix"]
         assert peak["b_reinforce_batched"] > 2 * peak["b_reinforce_shared_prefix"]
+    # the control at a second batch size, in the same command
+    other = json.loads((out / "speed_batch2.json").read_text())
+    assert other["batch"] == 2 and [model["model"] for model in other["models"]] == ["llava", "llava-1.5-tiny-random"]
+    assert all(set(model["ratios"]) == {CONTROL_RATIO, CONTROL_MEMORY} for model in other["models"])
     printed = (out / "speed.txt").read_text()
     # the side-by-side table: one row per ratio, a column per prompt length
     row = next(line for line in printed.splitlines() if line.startswith("| REINFORCE peak memory: shared-prefix"))

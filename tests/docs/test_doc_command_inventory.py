@@ -176,6 +176,14 @@ INVENTORY: tuple[Shown, ...] = (
         "the page's arguments, then `--model llava llava-1.5-tiny-random --repeats 1 --new-tokens 2` "
         "(argparse keeps the last): as written it takes 9 min",
     ),
+    Shown(
+        "benchmarks/README.md",
+        "python benchmarks/speed.py --model llava llava-1.5-small-random --device cpu --batch 1 --new-tokens 10 "
+        "--repeats 5 --threads 1 --sections afg --json speed.json",
+        SPEED,
+        "the page's arguments, then `--model llava llava-1.5-tiny-random --repeats 1 --new-tokens 2`: as written it "
+        "takes minutes",
+    ),
     Shown("docs/architecture.md", "bash scripts/test.sh", TEST_SH, TEST_SH_HOW),
     Shown("docs/architecture.md", 'bash scripts/test.sh -m "not slow"', TEST_SH, TEST_SH_HOW),
     Shown(

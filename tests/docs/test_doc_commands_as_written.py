@@ -314,17 +314,28 @@ def test_the_shapes_train_commands_save_a_loadable_toy(start, tmp_path):
     assert list((folder / "logs" / "shapes").rglob("events.out.tfevents.*")), "TensorBoard under logs/shapes"
 
 
-def test_speed_py_measures_both_prompt_lengths_side_by_side(tmp_path):
+SPEED_RUN = "python benchmarks/speed.py --model llava llava-1.5-small-random --device cpu --batch 1 --new-tokens 10 "
+
+
+@pytest.mark.parametrize(
+    ("options", "ratios", "row"),
+    [
+        ("--repeats 5 --threads 1 --json", 16, "| REINFORCE peak memory: shared-prefix"),
+        ("--repeats 5 --threads 1 --sections afg", 4, "| random-heads control, 2-token answers"),
+    ],
+    ids=["every section", "the control's and the test loop's rows"],
+)
+def test_speed_py_measures_both_prompt_lengths_side_by_side(tmp_path, options, ratios, row):
     folder = checkout(tmp_path, "benchmarks", "lit_tv")
-    command = page_command("benchmarks/README.md", "python benchmarks/speed.py --model")
+    command = page_command("benchmarks/README.md", SPEED_RUN + options)
     done = run(f"{command} --model llava llava-1.5-tiny-random --repeats 1 --new-tokens 2", folder)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((folder / "speed.json").read_text())
     short, long = report["models"]
     assert short["prompt_tokens"]["0-shot"] < 100 < 576 < long["prompt_tokens"]["0-shot"]
-    assert report["device"] == "cpu" and len(short["ratios"]) == len(long["ratios"]) >= 10
-    row = next(line for line in done.stdout.splitlines() if line.startswith("| REINFORCE peak memory: shared-prefix"))
-    assert row.count("|") == 4, row  # one column per model: the two prompt lengths side by side
+    assert report["device"] == "cpu" and len(short["ratios"]) == len(long["ratios"]) == ratios
+    printed = next(line for line in done.stdout.splitlines() if line.startswith(row))
+    assert printed.count("|") == 4, printed  # one column per model: the two prompt lengths side by side
 
 
 def test_torchrun_launches_two_processes(tmp_path):

@@ -262,6 +262,7 @@ def test_predict_answers_a_jsonl_with_a_saved_vector(zoo_folder, workdir):
             str(questions),
             "--model.init_args.task_vector",
             "logs/shapes_mtv_colour/smoke/task_vector.safetensors",  # --trainer.max_steps given: a short run
+            "--data.init_args.batch_size=1",  # the shorter question is answered first: the file keeps its order
         ]
     )
     lines = (workdir / "logs" / "shapes_mtv_colour" / "answers.jsonl").read_text().splitlines()

@@ -3,6 +3,8 @@ seed the run starts with, not on the global state when the module was built."""
 
 from __future__ import annotations
 
+import logging
+
 import lightning as L
 import pytest
 import torch
@@ -47,11 +49,20 @@ def test_per_seed_results_merge_into_one_list_per_number_in_the_seeds_order():
 
 
 @pytest.mark.slow
-def test_the_control_logs_its_draws_beside_the_selected_heads_and_prints_the_rank(zoo_folder, capsys, workdir):
+@pytest.mark.parametrize("new_tokens", [1, 3])
+def test_the_control_logs_its_draws_beside_the_selected_heads_and_prints_the_rank(
+    zoo_folder, capsys, caplog, workdir, new_tokens
+):
+    """With one new token or more, the draws are answered over each query's one prefix (checked against generate
+    on the first batch: no fallback)."""
     run = zoo_mtv_run(zoo_folder("llava"))
     main(["fit", *run])
     checkpoint = workdir / "logs" / "shapes_mtv_colour" / "smoke" / "checkpoints" / "last.ckpt"  # a short fit
-    main(["test", *run, "--ckpt_path", str(checkpoint), "--model.init_args.test_heads", "random"])
+    test = ["--ckpt_path", str(checkpoint), "--model.init_args.test_heads", "random"]
+    with caplog.at_level(logging.INFO, logger="lit_tv.methods.random_heads"):
+        main(["test", *run, *test, f"--model.init_args.max_new_tokens={new_tokens}"])
+    assert "answers over one prefix match generate's" in caplog.text
+    assert "answered by generate instead" not in caplog.text
     scalars = logged_scalars(workdir / "logs" / "shapes_mtv_colour" / "version_1")
     control = {key: values[0] for key, values in scalars.items() if key.startswith("test/random_heads/")}
     assert control["test/random_heads/draws"] == 20
@@ -86,8 +97,10 @@ def test_a_fit_is_seeded_when_it_starts_not_when_the_module_is_built(zoo_folder,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ZOO_NAMES)
-def test_one_token_answers_over_one_prefix_equal_generate_for_every_head_set(zoo_vlm, name):
-    """The control's fast path (each query's prefix once, one row per head set) answers as a generate per set."""
+def test_answers_over_one_prefix_equal_a_generate_per_head_set(zoo_vlm, name):
+    """The control's fast path (each query's prefix once, one row per head set) answers as a generate per set: one
+    new token over the uncached prefix, 3 and 10 generated together over its cache, patched at the prompt or at
+    every token; a set's answers sit in its own place (two sets swapped would differ)."""
     vlm = zoo_vlm(name)
     layout = vlm.layout
     values = 10 * torch.randn(
@@ -97,12 +110,30 @@ def test_one_token_answers_over_one_prefix_equal_generate_for_every_head_set(zoo
     selected.view(-1)[: max(2, selected.numel() // 3)] = True
     head_sets = random_head_sets(selected, 5, seed=0, tasks=["colour"])
     episodes = episodes_for(vlm)
-    generated = []
-    for heads in head_sets:
-        with replace_heads(vlm, values, heads):
-            generated.append(vlm.generate(vlm.build_inputs(episodes, TEMPLATE, 1), max_new_tokens=1))
-    assert answers_over_one_prefix(vlm, TEMPLATE, episodes, values, head_sets) == generated
-    assert len({tuple(answers) for answers in generated}) > 1, "the head sets should answer differently"
+    shared = (1, "prompt") if vlm.prompt_attends_both_ways else (10, "every_token")  # the swap's, below
+    by_run = {}
+    for new_tokens, policy in ((1, "prompt"), (3, "prompt"), (10, "prompt"), (10, "every_token")):
+        generated = by_run[new_tokens, policy] = []
+        for heads in head_sets:
+            with replace_heads(vlm, values, heads, policy=policy):
+                inputs = vlm.build_inputs(episodes, TEMPLATE, new_tokens)
+                generated.append(vlm.generate(inputs, max_new_tokens=new_tokens))
+        if new_tokens > 1 and vlm.prompt_attends_both_ways:  # PaliGemma: no prefix to share; the control falls back
+            with pytest.raises(ValueError, match="prompt attends both ways"):
+                answers_over_one_prefix(vlm, TEMPLATE, episodes, values, head_sets, new_tokens, policy)
+            continue
+        over_prefix = answers_over_one_prefix(vlm, TEMPLATE, episodes, values, head_sets, new_tokens, policy)
+        assert over_prefix == generated, (new_tokens, policy)
+        assert len({tuple(answers) for answers in generated}) > 1, "the head sets should answer differently"
+        if new_tokens > 1:  # answers longer than one token: the cache's rows really decode on
+            assert max(len(vlm.tokenizer(answer).input_ids) for answers in generated for answer in answers) > 1
+    # two sets that answer differently, swapped: their answers swap too (a row answers for its own set)
+    generated = by_run[shared]
+    i, j = next((i, j) for i in range(5) for j in range(i) if generated[i] != generated[j])
+    swapped = [*head_sets]
+    swapped[i], swapped[j] = head_sets[j], head_sets[i]
+    answers = answers_over_one_prefix(vlm, TEMPLATE, episodes, values, swapped, *shared)
+    assert (answers[i], answers[j]) == (generated[j], generated[i]) and answers != generated
 
 
 def _control(draws: int = 3) -> RandomHeadsControl:
@@ -136,3 +167,19 @@ def test_the_control_falls_back_to_generate_when_the_answers_over_one_prefix_dif
     assert control.shares_prefix is False and over_prefix_calls == [3], "not tried again after a mismatch"
     assert control.accuracies() == [0.5, 0.5, 0.5], "generate's answers are the ones scored"
     assert "answered by generate instead" in caplog.text
+
+
+def test_the_control_falls_back_to_generate_when_answering_over_one_prefix_fails_on_the_first_batch(caplog):
+    control, answered = _control(), []
+
+    def over_prefix(sets: list[torch.Tensor]) -> list[list[str]]:
+        raise TypeError("forward() got an unexpected keyword argument 'cache'")
+
+    def answer(heads: torch.Tensor) -> list[str]:
+        answered.append(heads)
+        return ["red", "blue"]
+
+    control.update(answer, [("red",), ("red",)], over_prefix)
+    assert control.shares_prefix is False and len(answered) == 3, "every set answered by generate"
+    assert control.accuracies() == [0.5, 0.5, 0.5]
+    assert "answering over one prefix failed (forward() got an unexpected keyword argument 'cache')" in caplog.text

@@ -1,0 +1,116 @@
+"""One prompt continued as many rows over its one cached prefix: every row generates its own answer.
+
+MTV's random-heads control answers each query under 20 head sets. Only the prompt's last position (and, with
+``every_token``, the generated tokens) is patched, so all but the last prompt token are the same in every
+row: they run once into a KV cache, stored once for all rows (`SharedPrefixLayer`: each layer hands attention
+the prefix expanded, a view, beside the row's own tokens), and `FrozenVLM.generate` continues from it with one
+row per head set. Generate itself applies the family's positions over a cache (Qwen2-VL's M-RoPE offsets,
+Fuyu's patch positions), end of sequence and ``min_new_tokens``, exactly as in a plain generate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from transformers import BatchFeature
+from transformers.cache_utils import Cache, DynamicLayer
+
+from lit_tv.interventions.hooks import PatchPolicy, replace_heads
+from lit_tv.model.vlm import FrozenVLM
+
+
+class SharedPrefixLayer(DynamicLayer):
+    """A decoder layer's cache: the prefix's keys and values once (batch 1), then each row's own tokens.
+
+    Attention gets the prefix expanded to the rows beside their own tokens; only that one layer's copy is
+    alive at a time, where copying the cache per row keeps every layer's copy for the whole generation.
+    """
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        super().__init__()
+        self.prefix_keys, self.prefix_values = keys, values
+        self.device = keys.device
+        self.keys, self.values = keys[:, :, :0], values[:, :, :0]  # the rows' own tokens: none yet
+        self.is_initialized = True
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = key_states.shape[0]
+        own_keys, own_values = self._own()
+        self.keys = keys = torch.cat([own_keys.expand(rows, -1, -1, -1), key_states], dim=-2)
+        self.values = values = torch.cat([own_values.expand(rows, -1, -1, -1), value_states], dim=-2)
+        return (
+            torch.cat([self.prefix_keys.expand(rows, -1, -1, -1), keys], dim=-2),
+            torch.cat([self.prefix_values.expand(rows, -1, -1, -1), values], dim=-2),
+        )
+
+    def _own(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows' own keys and values (set from the start: never None here)."""
+        assert self.keys is not None and self.values is not None
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.prefix_keys.shape[-2] + self._own()[0].shape[-2]
+
+
+@dataclass
+class PrefixRows:
+    """A prompt's prefix in `cache` (`cached` tokens) and the prompt's token inputs repeated per row; the image
+    inputs are left out: the images sit in the cache, and the uncached last token holds none. Generated once:
+    generation extends the cache."""
+
+    vlm: FrozenVLM = field(repr=False)
+    inputs: BatchFeature
+    cache: Cache
+    cached: int
+
+    def generate(
+        self,
+        max_new_tokens: int,
+        values: torch.Tensor | None = None,
+        heads: torch.Tensor | None = None,
+        policy: PatchPolicy = "prompt",
+    ) -> list[str]:
+        """Every row's greedy answer (`FrozenVLM.generate`); with `heads` `[rows, layers, heads]`, each row's
+        selected heads replaced by `values` under `policy`, the call over the last prompt token as the prefill."""
+        if heads is None:
+            return self.vlm.generate(self.inputs, max_new_tokens, cache=self.cache)
+        assert values is not None, "heads are replaced by values"
+        with replace_heads(self.vlm, values, heads, policy=policy, cached_prefix=self.cached):
+            return self.vlm.generate(self.inputs, max_new_tokens, cache=self.cache)
+
+
+@torch.inference_mode()
+def cache_prefix(vlm: FrozenVLM, inputs: BatchFeature, rows: int) -> PrefixRows:
+    """Run all but the last token of one unpadded prompt once; `rows` rows continue from that cache.
+
+    A cache of plain growing layers is shared (`SharedPrefixLayer`); any other (a sliding window's) is copied
+    per row, which costs memory but answers alike.
+    """
+    ids = inputs["input_ids"]
+    if ids.shape[0] != 1 or not inputs["attention_mask"].all():
+        raise ValueError(f"cache_prefix takes one unpadded prompt, got a batch of shape {tuple(ids.shape)}")
+    if vlm.prompt_attends_both_ways:  # a prefix LM's prompt sees the patched last token: no prefix to share
+        raise ValueError(f"{vlm.name}'s prompt attends both ways: its prefix cannot be shared by rows patched apart")
+    aligned = [key for key, value in inputs.items() if torch.is_tensor(value) and value.shape[:2] == ids.shape]
+    prefix = {key: value[:, :-1] if key in aligned else value for key, value in inputs.items()}
+    vlm.forget_position_offsets()
+    cache = getattr(vlm.model(**prefix, use_cache=True, **vlm.logits_to_keep(1)), vlm.cache_name)
+    if all(type(layer) is DynamicLayer for layer in cache.layers):
+        cross = set(vlm.layout.cross_attention_layers)  # read whole by the decoder (Mllama's image keys): per row
+        cache.layers = [
+            _repeated(layer, rows) if index in cross else SharedPrefixLayer(layer.keys, layer.values)
+            for index, layer in enumerate(cache.layers)
+        ]
+    else:
+        cache.batch_repeat_interleave(rows)
+    repeated = BatchFeature({key: inputs[key].repeat(rows, *[1] * (inputs[key].dim() - 1)) for key in aligned})
+    return PrefixRows(vlm, repeated, cache, int(ids.shape[1]) - 1)
+
+
+def _repeated(layer: DynamicLayer, rows: int) -> DynamicLayer:
+    """A layer's cache copied per row (a cross-attention layer's, which the decoder reads as keys and values)."""
+    layer.batch_repeat_interleave(rows)
+    return layer
