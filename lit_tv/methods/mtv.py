@@ -16,7 +16,6 @@ from typing import Any, Literal, cast
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
@@ -25,8 +24,7 @@ from torchmetrics import Metric
 from lit_tv.analysis.heatmap import head_heatmap
 from lit_tv.data.datamodules import Role, datamodule_of
 from lit_tv.episodes import Episode
-from lit_tv.interventions.hooks import PatchPolicy, replace_heads
-from lit_tv.interventions.shared_prefix import fork_last_token, repeat_rows
+from lit_tv.interventions.hooks import PatchPolicy
 from lit_tv.methods.base import FrozenVLMMethod
 from lit_tv.methods.checkpoints import checkpoint_folders
 from lit_tv.methods.mtv_checks import (
@@ -36,7 +34,7 @@ from lit_tv.methods.mtv_checks import (
     head_selection_queries,
 )
 from lit_tv.methods.random_heads import RandomHeadsControl, answers_over_one_prefix
-from lit_tv.methods.reinforce import reinforce_surrogate, sampling_probabilities
+from lit_tv.methods.reinforce import mask_losses, reinforce_surrogate, sampling_probabilities
 from lit_tv.model.loading import SHAPES_TOY, VLMOptions
 from lit_tv.options import require_at_least, require_between, require_positive
 from lit_tv.vectors.file import require_finite
@@ -213,16 +211,8 @@ class MTV(FrozenVLMMethod):
         return torch.optim.Adam([self.theta], lr=self.hparams.learning_rate)
 
     def _losses(self, query: Episode, masks: torch.Tensor) -> torch.Tensor:
-        """First-answer-token cross-entropy of `query` under each mask `[samples, layers, heads]`."""
-        inputs = self.vlm.build_inputs([query], self.template)
-        target = self.vlm.answer_token_ids([query], self.template).expand(len(masks))
-        with torch.no_grad():  # each sample its own heads: per-row masks through the hooks, not one vector
-            if not self.hparams.fast_path:
-                with replace_heads(self.vlm, self.mean_activations, masks, policy="prompt"):
-                    logits = self.vlm.last_logits(repeat_rows(inputs, len(masks)))
-            else:  # the samples are copies of the last token over one prefix
-                logits = fork_last_token(self.vlm, inputs, len(masks)).logits(self.mean_activations, masks)
-        return F.cross_entropy(logits.clone(), target, reduction="none").to(self.device)  # dispatched: may differ
+        losses = mask_losses(self.vlm, self.template, query, self.mean_activations, masks, self.hparams.fast_path)
+        return losses.to(self.device)  # a dispatched model's logits may sit elsewhere
 
     def _sample_masks(self, probabilities: torch.Tensor, count: int) -> torch.Tensor:
         """`count` masks from Bernoulli(`probabilities`), drawn on rank 0 and shared, so every process scores

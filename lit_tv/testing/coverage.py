@@ -34,7 +34,7 @@ CHECKS: tuple[tuple[str, str], ...] = (
     ),
     (
         "one prefix = generate",
-        "tests/methods/test_random_heads.py::test_one_token_answers_over_one_prefix_equal_generate_for_every_head_set",
+        "tests/methods/test_random_heads.py::test_answers_over_one_prefix_equal_a_generate_per_head_set",
     ),
     ("CLI: MTV, random heads, cross-modal", "tests/methods/test_zoo_runs.py::test_every_method_runs_through_the_cli"),
     ("bf16", "tests/model/test_bf16.py::test_mtv_fit_and_test_run_in_bfloat16_through_the_cli"),

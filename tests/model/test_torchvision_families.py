@@ -11,7 +11,7 @@ import torch
 from helpers import TEMPLATE, episodes_for
 from interventions import test_interventions as zoo_checks
 from methods.test_random_heads import (  # parametrized over the zoo there: called, not collected, here
-    test_one_token_answers_over_one_prefix_equal_generate_for_every_head_set as one_prefix_answers_equal_generate,
+    test_answers_over_one_prefix_equal_a_generate_per_head_set as one_prefix_answers_equal_generate,
 )
 from transformers import AutoModelForImageTextToText
 

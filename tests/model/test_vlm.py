@@ -150,7 +150,7 @@ def test_mistral3_stops_at_its_processor_which_needs_torchvision(tmp_path):
     tokenizer.save_pretrained(tmp_path)
     PixtralImageProcessorPil(size={"longest_edge": 32}, patch_size=8).save_pretrained(tmp_path)
     (tmp_path / "processor_config.json").write_text(json.dumps({"processor_class": "PixtralProcessor"}))
-    needs_torchvision = r"'mistral3'.*torchvision only.*PixtralProcessor requires the Torchvision"
+    needs_torchvision = r"(?s)'mistral3'.*torchvision only.*PixtralProcessor requires the Torchvision"
     with pytest.raises(ModelLoadError, match=needs_torchvision):
         FrozenVLM.from_pretrained(tmp_path)
 
