@@ -1,4 +1,4 @@
-"""A tiny random GLM-4V (GLM-4.1V-Thinking's architecture) for the zoo (`lit_tv.testing.zoo`).
+"""Tiny random GLM-4V (GLM-4.1V-Thinking's architecture) and GLM-4.5V (its MoE text decoder) for the zoo.
 
 GLM-4V writes an image as ``<|begin_of_image|>`` + merged-patch ``<|image|>`` tokens + ``<|end_of_image|>``,
 places it with M-RoPE over half of each head's dimensions (partial rotary), and norms each attention and MLP
@@ -13,6 +13,8 @@ from transformers import (
     Glm4vConfig,
     Glm4vForConditionalGeneration,
     Glm4vImageProcessorPil,
+    Glm4vMoeConfig,
+    Glm4vMoeForConditionalGeneration,
     Glm4vProcessor,
     PreTrainedModel,
 )
@@ -36,9 +38,28 @@ ROPE = dict(rope_type="default", rope_theta=10000.0, partial_rotary_factor=0.5, 
 
 def build_glm4v() -> tuple[PreTrainedModel, Any]:
     """One 32x32 image: 8-pixel patches merged 2x2, 4 image tokens."""
+    return _build(Glm4vConfig, Glm4vForConditionalGeneration)
+
+
+def build_glm4v_moe() -> tuple[PreTrainedModel, Any]:
+    """GLM-4.5V: GLM-4V's vision side and prompt, a text decoder whose layers after the first route each token to
+    2 of 4 experts beside a shared one."""
+    return _build(
+        Glm4vMoeConfig,
+        Glm4vMoeForConditionalGeneration,
+        n_routed_experts=4,
+        num_experts_per_tok=2,
+        n_shared_experts=1,
+        moe_intermediate_size=32,
+        first_k_dense_replace=1,
+    )
+
+
+def _build(config_class: type, model_class: type, **text: Any) -> tuple[PreTrainedModel, Any]:
+    """The model of `config_class` (`text`: its text decoder's own options) with GLM-4V's tokens and processor."""
     tokenizer = build_tokenizer(**GLM_TOKENS)
     ids: dict[str, Any] = {f"{name}_id": tokenizer.convert_tokens_to_ids(token) for name, token in GLM_TOKENS.items()}
-    config = Glm4vConfig(
+    config = config_class(
         vision_config=dict(
             depth=1,
             hidden_size=32,
@@ -50,7 +71,7 @@ def build_glm4v() -> tuple[PreTrainedModel, Any]:
             temporal_patch_size=2,
             out_hidden_size=TEXT["hidden_size"],
         ),
-        text_config=text_options(tokenizer, rope_parameters=ROPE),
+        text_config=text_options(tokenizer, rope_parameters=ROPE, **text),
         **ids,
     )
     pixels = 2 * 32 * 32  # GLM counts an image's pixels over the two frames it is repeated into
@@ -58,4 +79,4 @@ def build_glm4v() -> tuple[PreTrainedModel, Any]:
         patch_size=8, merge_size=2, temporal_patch_size=2, size={"shortest_edge": pixels, "longest_edge": pixels}
     )
     processor = build_processor_without_video(Glm4vProcessor, tokenizer, image_processor)
-    return Glm4vForConditionalGeneration(config), processor
+    return model_class(config), processor

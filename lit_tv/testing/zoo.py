@@ -51,7 +51,7 @@ from transformers import (
 from lit_tv.files import partial_path
 from lit_tv.model.compat import build_processor_without_video, processor_options
 from lit_tv.testing.gemma_family import build_gemma3, build_gemma4, build_paligemma
-from lit_tv.testing.glm_family import build_glm4v
+from lit_tv.testing.glm_family import build_glm4v, build_glm4v_moe
 from lit_tv.testing.idefics_family import build_smolvlm
 from lit_tv.testing.internvl_family import build_internvl
 from lit_tv.testing.llama_vision_family import build_llama4, build_mllama
@@ -243,6 +243,7 @@ ZOO: dict[str, Callable[[], tuple[PreTrainedModel, Any]]] = {
     "qwen3_vl": build_qwen3_vl,
     "qwen3_vl_moe": build_qwen3_vl_moe,
     "glm4v": build_glm4v,
+    "glm4v_moe": build_glm4v_moe,
     "mllama": build_mllama,
 }
 # Families whose image processor transformers ships for torchvision only, which lit_tv runs without: each
