@@ -61,7 +61,8 @@ def mean_recording(
 def mean_head_activations(
     trainer: L.Trainer, vlm: FrozenVLM, template: PromptTemplate, episodes: Sequence[Episode], batch_size: int = 8
 ) -> torch.Tensor:
-    """Each head's out-projection input at the last prompt position, averaged → fp32 `[layers, heads, head_dim]`.
+    """Each head's out-projection input at the last prompt position, averaged → fp32 `[layers, heads, head_dim]`
+    (a layer with narrower heads: zeros after its entries, as `record_heads` pads them).
 
     The `MeanActivations` callback fills MTV's buffer with it; methods that need several means (one per task)
     call it directly.

@@ -95,7 +95,8 @@ class Recording:
 def record_heads(vlm: Hookable) -> Iterator[Recording]:
     """Record each layer's per-head out-projection input at the last prompt position.
 
-    `recording.value` is `[batch, layers, heads, head_dim]`, detached, in the model's dtype.
+    `recording.value` is `[batch, layers, heads, head_dim]`, detached, in the model's dtype; a layer with narrower
+    heads than `head_dim` (`Layout.head_dims`) fills each head's first entries, zeros after.
     """
     layout, step, recording = vlm.layout, _Step(), Recording()
 
@@ -103,7 +104,7 @@ def record_heads(vlm: Hookable) -> Iterator[Recording]:
         def hook(module: nn.Module, args: tuple) -> None:
             if step.prefill:  # to one device: a dispatched model runs its layers on several
                 last = args[0][:, -1].detach().to(vlm.device)
-                recording.per_layer[index] = last.unflatten(-1, (layout.num_heads, layout.head_dim))
+                recording.per_layer[index] = layout.pad_heads(index, last)
 
         return hook
 
@@ -132,7 +133,8 @@ def replace_heads(
 ) -> Iterator[None]:
     """Replace the masked heads' out-projection input at the last position with `values`.
 
-    values: `[layers, heads, head_dim]` or per row `[rows, layers, heads, head_dim]`.
+    values: `[layers, heads, head_dim]` or per row `[rows, layers, heads, head_dim]`; a layer with narrower heads
+    takes each head's first entries (as `record_heads` fills them).
     mask: `[layers, heads]` or per row `[rows, layers, heads]` (bool): one batched forward can
     patch different heads in every row. Rows are batch rows, or with ``rows_along="positions"`` the
     last `rows` positions of a batch-1 sequence (`lit_tv.interventions.shared_prefix.fork_last_token`). policy "prompt"
@@ -158,7 +160,7 @@ def replace_heads(
 
     def make_hook(index: int):
         layer_mask = mask[..., index, :, None]  # [heads, 1] or [rows, heads, 1]
-        layer_values = values[..., index, :, :]  # [heads, dim] or [rows, heads, dim]
+        layer_values = layout.narrow_heads(index, values[..., index, :, :])  # [heads, dim] or [rows, heads, dim]
 
         def hook(module: nn.Module, args: tuple) -> tuple | None:
             if policy == "prompt" and not step.prefill:
@@ -176,7 +178,7 @@ def replace_heads(
             patched = torch.where(
                 layer_mask.to(rows.device),
                 layer_values.to(rows.device),
-                rows.unflatten(-1, (layout.num_heads, layout.head_dim)),
+                rows.unflatten(-1, (layout.num_heads, layout.head_dims[index])),
             )
             out = hidden.clone()
             out[place] = patched.flatten(-2)

@@ -27,6 +27,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from transformers import PreTrainedModel
 
 from lit_tv.files import atomic_path
+from lit_tv.model.layout import Signature
 from lit_tv.model.loading import BUILTIN_MODELS, VLMOptions
 from lit_tv.vectors.file import layout_from_config, require_finite
 from lit_tv.vectors.fingerprint import fingerprint_difference
@@ -77,7 +78,7 @@ def method_path(method: object) -> str:
 
 
 def checkpoint_entry(
-    method: CheckpointedMethod, layout: dict[str, int], fingerprint: dict[str, object], datamodule: object
+    method: CheckpointedMethod, layout: Signature, fingerprint: dict[str, object], datamodule: object
 ) -> dict[str, Any]:
     """What `lit-tv` stores in every checkpoint to recognise it later (`checkpoint["lit_tv"]`)."""
     data = FittedOn.of(datamodule)  # a fit's heads and means belong to its benchmark and tasks
@@ -146,7 +147,7 @@ def check_identity(
     checkpoint: Mapping[str, Any],
     path: Path | str,
     method: CheckpointedMethod,
-    layout: dict[str, int],
+    layout: Signature,
     model: PreTrainedModel | None = None,
 ) -> None:
     """Refuse a checkpoint written by another method, or for another layout than `method`'s; for other weights

@@ -93,8 +93,8 @@ def function_vector(vlm: FrozenVLM, means: torch.Tensor, heads: torch.Tensor) ->
     total = torch.zeros(layout.hidden_size, device=vlm.device)
     dtype = vlm.dtype
     for layer, head in heads.nonzero().tolist():
-        alone = torch.zeros(2, layout.num_heads, layout.head_dim, device=vlm.device, dtype=dtype)
-        alone[0, head] = means[layer, head]
+        alone = torch.zeros(2, layout.num_heads, layout.head_dims[layer], device=vlm.device, dtype=dtype)
+        alone[0, head] = layout.narrow_heads(layer, means[layer, head])
         output = layout.out_projections[layer](alone.flatten(-2)).float().to(total.device)
         total += output[0] - output[1]
     return total

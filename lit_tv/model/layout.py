@@ -1,5 +1,9 @@
 """Where the parts of a decoder live: found from the model's own accessors, never from name strings.
 
+Each layer keeps its own head size: Gemma 4's global layers' heads are twice as wide as its sliding layers'. A head
+vector is `[layers, heads, head_dim]` with `head_dim` the widest layer's; a narrower layer's heads fill their first
+entries, zeros after (`pad_heads` on the way in, `narrow_heads` on the way out).
+
 Only layers that attend over the prompt are mapped: a cross-attention layer (Mllama's, between its
 self-attention layers) attends over image features instead, and its model skips it on a prompt without images,
 so its heads and residual output are not there on every prompt. It stays in the model, unhooked.
@@ -10,7 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import torch
 from torch import nn
+from torch.nn import functional
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel
@@ -20,6 +26,9 @@ CROSS_ATTENTION_NAMES = ("cross_attn",)
 OUT_PROJECTION_NAMES = ("o_proj", "dense", "c_proj", "out_proj")
 FINAL_NORM_NAMES = ("norm", "final_layernorm", "ln_f", "final_layer_norm")
 LAYER_LIST_NAMES = ("layers", "h", "blocks")
+
+# the numbers a saved task vector must agree with: sizes, and ``head_dims`` (a list) where the layers' head sizes differ
+Signature = dict[str, int | list[int]]
 
 
 class UnsupportedModelError(ValueError):
@@ -34,7 +43,7 @@ class Layout:
 
     num_layers: int
     num_heads: int
-    head_dim: int
+    head_dims: tuple[int, ...]  # each layer's head size
     hidden_size: int
     decoder: nn.Module  # the module that runs the layers: hooks on it see each forward's cache and positions
     layers: tuple[nn.Module, ...]
@@ -46,20 +55,53 @@ class Layout:
     logit_scale: float = 1.0
     logit_softcap: float | None = None
 
-    def signature(self) -> dict[str, int]:
+    @property
+    def head_dim(self) -> int:
+        """The width of a head vector: every layer's head size where they agree, else the widest layer's."""
+        return max(self.head_dims)
+
+    def pad_heads(self, layer: int, features: torch.Tensor) -> torch.Tensor:
+        """Layer `layer`'s out-projection input `[..., heads * its head size]` as `[..., heads, head_dim]`, zeros
+        after a narrower layer's entries: every layer's heads stack into one head vector."""
+        size = self.head_dims[layer]
+        return functional.pad(features.unflatten(-1, (self.num_heads, size)), (0, self.head_dim - size))
+
+    def narrow_heads(self, layer: int, values: torch.Tensor) -> torch.Tensor:
+        """Head-vector values `[..., heads, head_dim]` at layer `layer`'s own head size (its first entries)."""
+        return values[..., : self.head_dims[layer]]
+
+    def signature(self) -> Signature:
         """The numbers a saved task vector must agree with to be patched into this model."""
-        return {
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "head_dim": self.head_dim,
-            "hidden_size": self.hidden_size,
-        }
+        return layout_signature(self.num_heads, self.head_dims, self.hidden_size)
 
 
-def prompt_layer_count(text_config) -> int:
-    """How many layers a `Layout` of this text config maps, from the config alone: all but its cross-attention
-    layers (listed in ``cross_attention_layers`` by the models that have them, e.g. Mllama)."""
-    return text_config.num_hidden_layers - len(getattr(text_config, "cross_attention_layers", None) or ())
+def layout_signature(num_heads: int, head_dims: tuple[int, ...], hidden_size: int) -> Signature:
+    """A layout's `Layout.signature`, also from a config alone: ``head_dims`` only where the layers' sizes differ,
+    so that a single-size model's signature (and its saved vectors') stays the four numbers it always was."""
+    numbers: Signature = {
+        "num_layers": len(head_dims),
+        "num_heads": num_heads,
+        "head_dim": max(head_dims),
+        "hidden_size": hidden_size,
+    }
+    return numbers if len(set(head_dims)) == 1 else {**numbers, "head_dims": list(head_dims)}
+
+
+def layer_head_dim(text_config: PretrainedConfig, index: int) -> int:
+    """Decoder layer `index`'s head size, from the text config: its own where a heterogeneous config sets
+    ``head_dim`` per layer (Gemma 4), else the config's one ``head_dim`` (or hidden_size / heads)."""
+    if "head_dim" in (getattr(text_config, "per_layer_attributes", None) or ()):
+        return text_config.per_layer_config[index].head_dim
+    return getattr(text_config, "head_dim", None) or text_config.hidden_size // text_config.num_attention_heads
+
+
+def config_head_dims(text_config: PretrainedConfig) -> tuple[int, ...]:
+    """The head size of each layer a `Layout` of this text config maps, from the config alone: all layers but its
+    cross-attention ones (listed in ``cross_attention_layers`` by the models that have them, e.g. Mllama)."""
+    skipped = set(getattr(text_config, "cross_attention_layers", None) or ())
+    return tuple(
+        layer_head_dim(text_config, index) for index in range(text_config.num_hidden_layers) if index not in skipped
+    )
 
 
 def _first_child(module: nn.Module, names: tuple[str, ...]) -> nn.Module | None:
@@ -108,8 +150,7 @@ def discover_layout(model: PreTrainedModel) -> Layout:
             "so the model has no attention out-projection to map"
         )
     hidden_size = text_config.hidden_size
-    head_dim = _shared_by_layers(model_name, text_config, "head_dim", len(layers)) or hidden_size // num_heads
-    prompt_layers, out_projections, cross_attention_layers = [], [], []
+    prompt_layers, out_projections, cross_attention_layers, head_dims = [], [], [], []
     for index, layer in enumerate(layers):
         attention = _first_child(layer, ATTENTION_NAMES)
         if attention is None and _first_child(layer, CROSS_ATTENTION_NAMES) is not None:
@@ -121,6 +162,7 @@ def discover_layout(model: PreTrainedModel) -> Layout:
                 f"{model_name}: layer {index} ({type(layer).__name__}) has no attention out-projection "
                 f"(looked for {ATTENTION_NAMES} then {OUT_PROJECTION_NAMES})"
             )
+        head_dim = layer_head_dim(text_config, index)
         in_features = getattr(projection, "in_features", num_heads * head_dim)
         if in_features != num_heads * head_dim:
             raise UnsupportedModelError(
@@ -129,6 +171,7 @@ def discover_layout(model: PreTrainedModel) -> Layout:
             )
         prompt_layers.append(layer)
         out_projections.append(projection)
+        head_dims.append(head_dim)
     final_norm = _first_child(decoder, FINAL_NORM_NAMES)
     if final_norm is None:
         raise UnsupportedModelError(f"{model_name}: decoder has no final norm (looked for {FINAL_NORM_NAMES})")
@@ -138,7 +181,7 @@ def discover_layout(model: PreTrainedModel) -> Layout:
     return Layout(
         num_layers=len(prompt_layers),
         num_heads=num_heads,
-        head_dim=head_dim,
+        head_dims=tuple(head_dims),
         hidden_size=hidden_size,
         decoder=decoder,
         layers=tuple(prompt_layers),

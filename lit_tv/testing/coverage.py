@@ -53,8 +53,6 @@ REASONS: dict[str, str] = {
     "molmo2": "its image processor (Molmo2ImageProcessor) exists for torchvision only, which lit_tv does not install: "
     "a saved one is refused by name; its decoder passes the intervention checks on text prompts "
     "(tests/model/test_torchvision_families.py)",
-    "gemma4": "its global layers' heads are twice as wide as its sliding layers' (512 vs 256), but a head vector "
-    "has one head size for every layer: refused, saying so",
 }
 PAGE_HEAD = """# Model families: what lit_tv is verified on
 

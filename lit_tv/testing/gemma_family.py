@@ -91,7 +91,7 @@ GEMMA4_TOKENS = ("<|image>", "<image|>", "<|image|>", "<|audio>", "<audio|>", "<
 def build_gemma4() -> tuple[PreTrainedModel, Any]:
     """Gemma 4: a sliding-window layer then a global one whose heads are twice as wide (as the real 256 and 512),
     a vision tower pooling 2x2 patches into soft tokens (at least 70 per image) between markers; its audio and
-    video parts stay empty. lit_tv refuses it: a head vector has one head size for every layer."""
+    video parts stay empty."""
     boi, eoi, image, boa, eoa, audio, video = GEMMA4_TOKENS
     tokenizer = build_tokenizer(
         GEMMA4_TOKENS, boi_token=boi, eoi_token=eoi, image_token=image, boa_token=boa, eoa_token=eoa, audio_token=audio
@@ -117,7 +117,7 @@ def build_gemma4() -> tuple[PreTrainedModel, Any]:
             head_dim=HEAD_DIM,
             sliding_window=8,
             layer_types=["sliding_attention", "full_attention"],
-            global_head_dim=2 * HEAD_DIM,  # as the real 256 / 512 (refused: one head size per model)
+            global_head_dim=2 * HEAD_DIM,  # as the real 256 / 512: a head vector pads the sliding layer's heads
             hidden_size_per_layer_input=16,
             vocab_size_per_layer_input=len(tokenizer),
         ),

@@ -16,7 +16,7 @@ from torch import nn
 
 from lit_tv.episodes import Episode, Example
 from lit_tv.interventions.hooks import PATCH_POLICIES, Hookable, PatchPolicy, removed_on_exit
-from lit_tv.model.layout import Layout, discover_layout
+from lit_tv.model.layout import Layout, Signature, discover_layout
 from lit_tv.prompts import PromptTemplate
 from lit_tv.vectors.file import (
     TaskVectorError,
@@ -73,7 +73,7 @@ class TaskVector:
     method: str
     model: str = ""
     revision: str | None = None  # the hub revision the model was pinned to (None: whatever the name resolved to)
-    layout: dict[str, int] = field(default_factory=dict)
+    layout: Signature = field(default_factory=dict)
     fingerprint: dict[str, object] = field(default_factory=dict)
     extra: dict[str, object] = field(default_factory=dict)  # provenance (benchmark, shots, seed, ...)
     policy: PatchPolicy = "prompt"  # the patch policy its run scored it with, which `apply` repeats by default
@@ -180,7 +180,7 @@ class TaskVector:
 
     # ---- checks --------------------------------------------------------------------------------
 
-    def _check_tensors(self, layout: dict[str, int] | None = None) -> None:
+    def _check_tensors(self, layout: Signature | None = None) -> None:
         """Every tensor of the kind of its dtype and shape (sizes of `layout` when given, else only their number
         of dims and tasks), all finite; `choices` fields one of their values."""
         for name, allowed in self.choices.items():
@@ -211,7 +211,7 @@ class TaskVector:
 
     def check(
         self,
-        layout: dict[str, int],
+        layout: Signature,
         model: PreTrainedModel | None = None,
         *,
         method: str | None = None,
@@ -234,7 +234,7 @@ class TaskVector:
         if model is not None:
             self.check_model(model, allow_other_model)
 
-    def _check_ranges(self, layout: dict[str, int]) -> None:
+    def _check_ranges(self, layout: Signature) -> None:
         """Indices in the vector that must fall inside the model (heads, layer)."""
 
     def check_model(self, model: PreTrainedModel, allow_other_model: bool = False) -> None:

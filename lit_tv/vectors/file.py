@@ -30,7 +30,7 @@ from transformers import AutoConfig, PreTrainedModel
 
 import lit_tv
 from lit_tv.files import atomic_path
-from lit_tv.model.layout import prompt_layer_count
+from lit_tv.model.layout import Signature, config_head_dims, layout_signature
 from lit_tv.model.loading import VLMOptions
 from lit_tv.vectors.fingerprint import embedding_row_norms
 
@@ -46,19 +46,13 @@ class TaskVectorMismatchError(TaskVectorError):
     """A task vector made for another model, layout or task than the one it is given to."""
 
 
-def layout_from_config(options: VLMOptions) -> dict[str, int]:
+def layout_from_config(options: VLMOptions) -> Signature:
     """The layout numbers of a model read from its config alone (no weights are loaded), at the options'
     revision: the config of the model the run will load."""
     text = AutoConfig.from_pretrained(
         options.path, trust_remote_code=options.trust_remote_code, revision=options.revision
     ).get_text_config()
-    heads = text.num_attention_heads
-    return {
-        "num_layers": prompt_layer_count(text),
-        "num_heads": heads,
-        "head_dim": getattr(text, "head_dim", None) or text.hidden_size // heads,
-        "hidden_size": text.hidden_size,
-    }
+    return layout_signature(text.num_attention_heads, config_head_dims(text), text.hidden_size)
 
 
 def require_finite(tensor: torch.Tensor, name: str, where: str) -> None:

@@ -11,11 +11,12 @@ import json
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 
 from lit_tv.interventions.hooks import Hookable, PatchPolicy, patch_residual, replace_heads
+from lit_tv.model.layout import Signature
 from lit_tv.vectors.base import Dims, TaskVector
 from lit_tv.vectors.file import CHECKSUMS, METADATA_CHECKSUMS, TaskVectorError, load_task_vector
 from lit_tv.vectors.sources import resolve_source
@@ -25,7 +26,8 @@ __all__ = ["HeadVector", "ResidualVector", "TaskVector", "load"]
 
 @dataclass(kw_only=True)
 class HeadVector(TaskVector):
-    """MTV: per-head means `[layers, heads, head_dim]`, the replaced heads as (layer, head) index pairs
+    """MTV: per-head means `[layers, heads, head_dim]` (a layer with narrower heads: zeros after its heads' entries,
+    as `record_heads` pads them), the replaced heads as (layer, head) index pairs
     `[n, 2]`, and theta `[layers, heads]` (the head-selection logits they came from)."""
 
     means: torch.Tensor
@@ -53,13 +55,20 @@ class HeadVector(TaskVector):
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"mean_activations": self.means, "theta": self.theta, "heads": self.heads}
 
-    def _check_ranges(self, layout: dict[str, int]) -> None:
+    def _check_ranges(self, layout: Signature) -> None:
         for column, dim in enumerate(("num_layers", "num_heads")):
-            values = self.heads[:, column]
-            if len(values) and (int(values.min()) < 0 or int(values.max()) >= layout[dim]):
+            values, count = self.heads[:, column], cast(int, layout[dim])
+            if len(values) and (int(values.min()) < 0 or int(values.max()) >= count):
                 raise TaskVectorError(
                     f"{self.where}: 'heads' holds {dim[4:-1]} indices {sorted(set(values.tolist()))}"
-                    f", out of range 0..{layout[dim] - 1}"
+                    f", out of range 0..{count - 1}"
+                )
+        # a layer with narrower heads fills their first entries (`record_heads`): the rest were never recorded
+        for layer, size in enumerate(cast(list[int], layout.get("head_dims", []))):
+            if self.means[layer, :, size:].any():
+                raise TaskVectorError(
+                    f"{self.where}: 'mean_activations' of layer {layer} holds values after its heads' {size} entries "
+                    f"(the layout's head_dims: {layout['head_dims']}): they were not recorded from this model"
                 )
 
     def scaled_vectors(self) -> dict[str, torch.Tensor]:
@@ -101,10 +110,11 @@ class ResidualVector(TaskVector):
     def metadata(self) -> dict[str, object]:
         return {**super().metadata(), "layer": self.layer, "mode": self.mode, "scale": self.scale}
 
-    def _check_ranges(self, layout: dict[str, int]) -> None:
+    def _check_ranges(self, layout: Signature) -> None:
         if self.layer is None:
             return
-        layers = layout["num_layers"] if self.vectors.dim() == 2 else min(layout["num_layers"], self.vectors.shape[1])
+        layers = cast(int, layout["num_layers"])
+        layers = layers if self.vectors.dim() == 2 else min(layers, self.vectors.shape[1])
         if not 0 <= self.layer < layers:
             raise TaskVectorError(f"{self.where}: field 'layer' is {self.layer}, out of range 0..{layers - 1}")
 

@@ -92,10 +92,10 @@ def test_prompt_policy_patches_prefill_only_and_every_token_policy_patches_all(z
     mask = torch.zeros(layout.num_layers, layout.num_heads, dtype=torch.bool)
     mask[0, 0] = True
     values = torch.full((layout.num_layers, layout.num_heads, layout.head_dim), 7.0)
-    target = torch.full((2, layout.head_dim), 7.0)
+    target = torch.full((2, layout.head_dims[0]), 7.0)  # layer 0's heads: narrower than head_dim in Gemma 4
 
     def head0(seen_input: torch.Tensor) -> torch.Tensor:
-        return seen_input[:, : layout.head_dim].float()
+        return seen_input[:, : layout.head_dims[0]].float()
 
     prompt_only = _patched_inputs_seen(vlm, inputs, "prompt", values, mask)
     assert len(prompt_only) == 3  # prefill + two decode steps (the third token needs no forward)
