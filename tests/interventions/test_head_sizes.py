@@ -102,5 +102,5 @@ def test_a_vector_file_records_the_head_sizes_and_is_refused_by_other_sizes(gemm
     filled = recorded.float().mean(0)
     filled[SLIDING, :, NARROW:] = 1.0
     altered = load(_head_vector(gemma4, filled).save(tmp_path / "filled.safetensors"))
-    with pytest.raises(TaskVectorError, match=r"'mean_activations' of layer 0 holds values after its heads' 16 entries"):
+    with pytest.raises(TaskVectorError, match=r"'mean_activations' of layer 0 holds values after its heads' 16"):
         altered.check(signature, gemma4.model)
