@@ -45,6 +45,8 @@ def test_loads_frozen_with_its_layout(zoo_vlm, zoo_folder, name):
     layout = vlm.layout
     assert (layout.num_layers, layout.num_heads, layout.hidden_size) == (2, 4, 64)
     assert layout.head_dims == ((16, 32) if name == "gemma4" else (16, 16))  # Gemma 4's global layer: wider heads
+    sizes = {"num_layers": 2, "num_heads": 4, "head_dim": layout.head_dim, "hidden_size": 64}  # as files always had
+    assert layout.signature() == ({**sizes, "head_dims": [16, 32]} if name == "gemma4" else sizes)
     assert layout_from_config(VLMOptions(str(zoo_folder(name)))) == layout.signature()  # what files are checked on
     assert len(layout.out_projections) == 2
     assert vlm.is_multimodal == (name != "llama")
