@@ -17,6 +17,7 @@ from transformers import BatchFeature
 from transformers.cache_utils import Cache, DynamicLayer
 
 from lit_tv.interventions.hooks import PatchPolicy, replace_heads
+from lit_tv.interventions.prefix_attention import HANDOFF, shared_prefix_attention
 from lit_tv.model.vlm import FrozenVLM
 
 
@@ -41,6 +42,9 @@ class SharedPrefixLayer(DynamicLayer):
         own_keys, own_values = self._own()
         self.keys = keys = torch.cat([own_keys.expand(rows, -1, -1, -1), key_states], dim=-2)
         self.values = values = torch.cat([own_values.expand(rows, -1, -1, -1), value_states], dim=-2)
+        if HANDOFF.active:  # attention reads the prefix once for all rows (`attend_over_shared_prefix`)
+            HANDOFF.leave(self.prefix_keys, self.prefix_values)
+            return keys, values
         return (
             torch.cat([self.prefix_keys.expand(rows, -1, -1, -1), keys], dim=-2),
             torch.cat([self.prefix_values.expand(rows, -1, -1, -1), values], dim=-2),
@@ -75,11 +79,12 @@ class PrefixRows:
     ) -> list[str]:
         """Every row's greedy answer (`FrozenVLM.generate`); with `heads` `[rows, layers, heads]`, each row's
         selected heads replaced by `values` under `policy`, the call over the last prompt token as the prefill."""
-        if heads is None:
-            return self.vlm.generate(self.inputs, max_new_tokens, cache=self.cache)
-        assert values is not None, "heads are replaced by values"
-        with replace_heads(self.vlm, values, heads, policy=policy, cached_prefix=self.cached):
-            return self.vlm.generate(self.inputs, max_new_tokens, cache=self.cache)
+        with shared_prefix_attention(self.vlm.model):
+            if heads is None:
+                return self.vlm.generate(self.inputs, max_new_tokens, cache=self.cache)
+            assert values is not None, "heads are replaced by values"
+            with replace_heads(self.vlm, values, heads, policy=policy, cached_prefix=self.cached):
+                return self.vlm.generate(self.inputs, max_new_tokens, cache=self.cache)
 
 
 @torch.inference_mode()

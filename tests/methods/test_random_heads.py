@@ -9,10 +9,13 @@ import lightning as L
 import pytest
 import torch
 from helpers import SHAPES_CONFIGS, TEMPLATE, ZOO_NAMES, episodes_for, logged_scalars, zoo_mtv_run
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from lit_tv.cli.app import build_cli
 from lit_tv.cli.command import main
 from lit_tv.interventions.hooks import replace_heads
+from lit_tv.interventions.prefix_attention import HANDOFF
 from lit_tv.methods.random_heads import RandomHeadsControl, answers_over_one_prefix, random_head_sets
 from lit_tv.metrics import ExactMatch
 from lit_tv.spread import by_seed, format_rank, format_spread, on_seeds, rank_among, spread
@@ -97,7 +100,7 @@ def test_a_fit_is_seeded_when_it_starts_not_when_the_module_is_built(zoo_folder,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ZOO_NAMES)
-def test_answers_over_one_prefix_equal_a_generate_per_head_set(zoo_vlm, name):
+def test_answers_over_one_prefix_equal_a_generate_per_head_set(zoo_vlm, name, monkeypatch):
     """The control's fast path (each query's prefix once, one row per head set) answers as a generate per set: one
     new token over the uncached prefix, 3 and 10 generated together over its cache, patched at the prompt or at
     every token; a set's answers sit in its own place (two sets swapped would differ)."""
@@ -122,8 +125,12 @@ def test_answers_over_one_prefix_equal_a_generate_per_head_set(zoo_vlm, name):
             with pytest.raises(ValueError, match="prompt attends both ways"):
                 answers_over_one_prefix(vlm, TEMPLATE, episodes, values, head_sets, new_tokens, policy)
             continue
+        taken = _prefix_takes(monkeypatch)
         over_prefix = answers_over_one_prefix(vlm, TEMPLATE, episodes, values, head_sets, new_tokens, policy)
         assert over_prefix == generated, (new_tokens, policy)
+        # rows over a cache of plain layers read the prefix once (not copied per row): every decoder layer, each step
+        plain = all(type(layer) is DynamicLayer for layer in DynamicCache(config=vlm.model.config).layers)
+        assert len(taken) >= new_tokens * len(vlm.layout.layers) if plain and new_tokens > 1 else not taken, taken
         assert len({tuple(answers) for answers in generated}) > 1, "the head sets should answer differently"
         if new_tokens > 1:  # answers longer than one token: the cache's rows really decode on
             assert max(len(vlm.tokenizer(answer).input_ids) for answers in generated for answer in answers) > 1
@@ -134,6 +141,21 @@ def test_answers_over_one_prefix_equal_a_generate_per_head_set(zoo_vlm, name):
     swapped[i], swapped[j] = head_sets[j], head_sets[i]
     answers = answers_over_one_prefix(vlm, TEMPLATE, episodes, values, swapped, *shared)
     assert (answers[i], answers[j]) == (generated[j], generated[i]) and answers != generated
+
+
+def _prefix_takes(monkeypatch) -> list[int]:
+    """The prefix lengths attention reads from the shared-prefix handoff, one per layer and step, from now on."""
+    taken: list[int] = []
+    take = HANDOFF.take
+
+    def counted() -> tuple[torch.Tensor, torch.Tensor] | None:
+        prefix = take()
+        if prefix is not None:
+            taken.append(prefix[0].shape[-2])
+        return prefix
+
+    monkeypatch.setattr(HANDOFF, "take", counted)
+    return taken
 
 
 def _control(draws: int = 3) -> RandomHeadsControl:
