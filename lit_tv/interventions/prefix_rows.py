@@ -2,9 +2,10 @@
 
 MTV's random-heads control answers each query under 20 head sets. Only the prompt's last position (and, with
 ``every_token``, the generated tokens) is patched, so all but the last prompt token are the same in every
-row: they run once into a KV cache, stored once for all rows (`SharedPrefixLayer`: each layer hands attention
-the prefix expanded, a view, beside the row's own tokens), and `FrozenVLM.generate` continues from it with one
-row per head set. Generate itself applies the family's positions over a cache (Qwen2-VL's M-RoPE offsets,
+row: they run once into a KV cache, stored once for all rows (`SharedPrefixLayer`), and `FrozenVLM.generate`
+continues from it with one row per head set. On `sdpa` attention the rows read the prefix once per layer and step
+(`lit_tv.interventions.prefix_attention`); on another implementation each layer hands attention the prefix copied
+beside the rows' own tokens. Generate itself applies the family's positions over a cache (Qwen2-VL's M-RoPE offsets,
 Fuyu's patch positions), end of sequence and ``min_new_tokens``, exactly as in a plain generate.
 """
 
@@ -24,8 +25,9 @@ from lit_tv.model.vlm import FrozenVLM
 class SharedPrefixLayer(DynamicLayer):
     """A decoder layer's cache: the prefix's keys and values once (batch 1), then each row's own tokens.
 
-    Attention gets the prefix expanded to the rows beside their own tokens; only that one layer's copy is
-    alive at a time, where copying the cache per row keeps every layer's copy for the whole generation.
+    Inside `shared_prefix_attention` the prefix goes to attention apart from the rows' own keys (no copy);
+    otherwise attention gets it copied beside each row's own tokens, one layer's copy alive at a time, where
+    copying the cache per row keeps every layer's copy for the whole generation.
     """
 
     def __init__(self, keys: torch.Tensor, values: torch.Tensor) -> None:
