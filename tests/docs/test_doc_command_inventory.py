@@ -184,6 +184,12 @@ INVENTORY: tuple[Shown, ...] = (
         "the page's arguments, then `--model llava llava-1.5-tiny-random --repeats 1 --new-tokens 2`: as written it "
         "takes minutes",
     ),
+    Shown(
+        "benchmarks/README.md",
+        "python benchmarks/patching_profile.py --model llava-1.5-small-random --rounds 5 --heads 1",
+        RUNS + "test_the_patching_profile_lists_what_every_token_patching_adds",
+        "the page's arguments, then `--model llava --rounds 1` (argparse keeps the last)",
+    ),
     Shown("docs/architecture.md", "bash scripts/test.sh", TEST_SH, TEST_SH_HOW),
     Shown("docs/architecture.md", 'bash scripts/test.sh -m "not slow"', TEST_SH, TEST_SH_HOW),
     Shown(

@@ -338,6 +338,19 @@ def test_speed_py_measures_both_prompt_lengths_side_by_side(tmp_path, options, r
     assert printed.count("|") == 4, printed  # one column per model: the two prompt lengths side by side
 
 
+def test_the_patching_profile_lists_what_every_token_patching_adds(tmp_path):
+    """benchmarks/README.md's profile of every-token patching, on the tiny LLaVA (argparse keeps the last --model):
+    the patched run's added operators include the head replacement's `where`, and the added time is a small share."""
+    folder = checkout(tmp_path, "benchmarks", "lit_tv")
+    command = page_command("benchmarks/README.md", "python benchmarks/patching_profile.py")
+    done = run(f"{command} --model llava --rounds 1", folder)
+    assert done.returncode == 0, done.stderr[-3000:]
+    added = {line.split()[0] for line in done.stdout.splitlines() if line.startswith("  aten::")}
+    assert "aten::where" in added, done.stdout
+    last = done.stdout.strip().splitlines()[-1].split()  # patching adds A ms of T ms: ratio R
+    assert last[:2] == ["patching", "adds"] and 0 < float(last[2]) < float(last[5]), done.stdout
+
+
 def test_torchrun_launches_two_processes(tmp_path):
     """docs/scaling.md's torchrun line on one machine: M = 1 node, N = 2 processes (gloo on CPU)."""
     folder = checkout(tmp_path, "configs")
