@@ -65,7 +65,8 @@ def attend_over_shared_prefix(
     query per row). Returns `[rows, q, heads, head_dim]`.
     """
     prefix = HANDOFF.take()
-    unsupported = [name for name in ("sliding_window", "softcap", "s_aux") if kwargs.get(name) is not None]
+    # a sliding window is in the mask (sdpa's too); a logit cap or attention sinks are not
+    unsupported = [name for name in ("softcap", "s_aux") if kwargs.get(name) is not None]
     if prefix is None or unsupported or dropout or (attention_mask is None and query.shape[2] > 1):
         if prefix is not None:  # attention this function leaves to sdpa: the prefix copied per row
             key = torch.cat([prefix[0].expand(key.shape[0], -1, -1, -1), key], dim=-2)

@@ -12,10 +12,11 @@ Fuyu's patch positions), end of sequence and ``min_new_tokens``, exactly as in a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol, cast
 
 import torch
 from transformers import BatchFeature
-from transformers.cache_utils import Cache, DynamicLayer
+from transformers.cache_utils import Cache, CacheLayerMixin, DynamicLayer, DynamicSlidingWindowLayer
 
 from lit_tv.interventions.hooks import PatchPolicy, replace_heads
 from lit_tv.interventions.prefix_attention import HANDOFF, shared_prefix_attention
@@ -93,8 +94,9 @@ class PrefixRows:
 def cache_prefix(vlm: FrozenVLM, inputs: BatchFeature, rows: int) -> PrefixRows:
     """Run all but the last token of one unpadded prompt once; `rows` rows continue from that cache.
 
-    A cache of plain growing layers is shared (`SharedPrefixLayer`); any other (a sliding window's) is copied
-    per row, which costs memory but answers alike.
+    A cache layer that holds the whole prefix (a plain growing one, or a sliding window the prefix has not filled:
+    the attention mask keeps the window) is shared (`SharedPrefixLayer`); any other (a full sliding window's, a
+    cross-attention layer's) is copied per row, which costs memory but answers alike.
     """
     ids = inputs["input_ids"]
     if ids.shape[0] != 1 or not inputs["attention_mask"].all():
@@ -105,19 +107,32 @@ def cache_prefix(vlm: FrozenVLM, inputs: BatchFeature, rows: int) -> PrefixRows:
     prefix = {key: value[:, :-1] if key in aligned else value for key, value in inputs.items()}
     vlm.forget_position_offsets()
     cache = getattr(vlm.model(**prefix, use_cache=True, **vlm.logits_to_keep(1)), vlm.cache_name)
-    if all(type(layer) is DynamicLayer for layer in cache.layers):
-        cross = set(vlm.layout.cross_attention_layers)  # read whole by the decoder (Mllama's image keys): per row
-        cache.layers = [
-            _repeated(layer, rows) if index in cross else SharedPrefixLayer(layer.keys, layer.values)
-            for index, layer in enumerate(cache.layers)
-        ]
-    else:
-        cache.batch_repeat_interleave(rows)
+    cross = set(vlm.layout.cross_attention_layers)  # read whole by the decoder (Mllama's image keys): per row
+    cache.layers = [_for_rows(layer, rows, index in cross) for index, layer in enumerate(cache.layers)]
     repeated = BatchFeature({key: inputs[key].repeat(rows, *[1] * (inputs[key].dim() - 1)) for key in aligned})
     return PrefixRows(vlm, repeated, cache, int(ids.shape[1]) - 1)
 
 
-def _repeated(layer: DynamicLayer, rows: int) -> DynamicLayer:
-    """A layer's cache copied per row (a cross-attention layer's, which the decoder reads as keys and values)."""
-    layer.batch_repeat_interleave(rows)
+def _whole_prefix(layer: CacheLayerMixin) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A cache layer's keys and values where they hold every prefix token, growing as tokens come (a sliding window
+    keeps only its last ones once full)."""
+    keys, values = layer.keys, layer.values
+    if keys is None or values is None or type(layer) not in (DynamicLayer, DynamicSlidingWindowLayer):
+        return None
+    return (keys, values) if keys.shape[-2] == layer.get_seq_length() else None
+
+
+class _Repeatable(Protocol):
+    """A cache layer that copies itself per row: every layer a generate's cache holds (`Cache.batch_repeat_interleave`
+    calls it on each)."""
+
+    def batch_repeat_interleave(self, repeats: int) -> None: ...
+
+
+def _for_rows(layer: CacheLayerMixin, rows: int, cross_attention: bool) -> CacheLayerMixin:
+    """The layer as the rows read it: shared when it holds the whole prefix, else copied per row."""
+    prefix = None if cross_attention else _whole_prefix(layer)
+    if prefix is not None:
+        return SharedPrefixLayer(*prefix)
+    cast(_Repeatable, layer).batch_repeat_interleave(rows)
     return layer

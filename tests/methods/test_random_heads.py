@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers import SHAPES_CONFIGS, TEMPLATE, ZOO_NAMES, episodes_for, logged_scalars, zoo_mtv_run
 from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
+from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
 from lit_tv.cli.app import build_cli
 from lit_tv.cli.command import main
@@ -128,9 +128,9 @@ def test_answers_over_one_prefix_equal_a_generate_per_head_set(zoo_vlm, name, mo
         taken = _prefix_takes(monkeypatch)
         over_prefix = answers_over_one_prefix(vlm, TEMPLATE, episodes, values, head_sets, new_tokens, policy)
         assert over_prefix == generated, (new_tokens, policy)
-        # rows over a cache of plain layers read the prefix once (not copied per row): every decoder layer, each step
-        plain = all(type(layer) is DynamicLayer for layer in DynamicCache(config=vlm.model.config).layers)
-        assert len(taken) >= new_tokens * len(vlm.layout.layers) if plain and new_tokens > 1 else not taken, taken
+        # a cache layer that holds the whole prefix is read once by the rows (not copied per row), each step
+        holding = _layers_holding(vlm, int(vlm.build_inputs(episodes[:1], TEMPLATE)["input_ids"].shape[1]) - 1)
+        assert len(taken) >= new_tokens * holding if new_tokens > 1 else not taken, (taken, holding)
         assert len({tuple(answers) for answers in generated}) > 1, "the head sets should answer differently"
         if new_tokens > 1:  # answers longer than one token: the cache's rows really decode on
             assert max(len(vlm.tokenizer(answer).input_ids) for answers in generated for answer in answers) > 1
@@ -141,6 +141,41 @@ def test_answers_over_one_prefix_equal_a_generate_per_head_set(zoo_vlm, name, mo
     swapped[i], swapped[j] = head_sets[j], head_sets[i]
     answers = answers_over_one_prefix(vlm, TEMPLATE, episodes, values, swapped, *shared)
     assert (answers[i], answers[j]) == (generated[j], generated[i]) and answers != generated
+
+
+def _layers_holding(vlm, prefix: int) -> int:
+    """How many of the decoder's cache layers hold every token of a `prefix`-token prompt prefix: plain ones, and
+    sliding windows wider than it (a window keeps its last `sliding_window - 1` tokens)."""
+    layers = DynamicCache(config=vlm.model.config).layers
+    return sum(
+        type(layer) is DynamicLayer or (type(layer) is DynamicSlidingWindowLayer and prefix < layer.sliding_window)
+        for index, layer in enumerate(layers)
+        if index not in vlm.layout.cross_attention_layers
+    )
+
+
+@pytest.mark.slow
+def test_a_sliding_window_wider_than_the_prompt_shares_its_prefix_too(zoo_vlm, monkeypatch):
+    """Gemma 3 with its window widened past the prompt: its sliding layers hold the whole prefix, so every layer
+    is read once by the rows, and the answers are a generate's per head set (the mask keeps the window)."""
+    vlm = zoo_vlm("gemma3")
+    monkeypatch.setattr(vlm.model.config.get_text_config(), "sliding_window", 4096)
+    layout = vlm.layout
+    generator = torch.Generator().manual_seed(2)
+    values = 10 * torch.randn(layout.num_layers, layout.num_heads, layout.head_dim, generator=generator)
+    selected = torch.zeros(layout.num_layers, layout.num_heads, dtype=torch.bool)
+    selected.view(-1)[: max(2, selected.numel() // 3)] = True
+    head_sets = random_head_sets(selected, 4, seed=1, tasks=["colour"])
+    episodes = episodes_for(vlm)
+    generated = []
+    for heads in head_sets:
+        with replace_heads(vlm, values, heads, policy="every_token"):
+            generated.append(vlm.generate(vlm.build_inputs(episodes, TEMPLATE, 5), max_new_tokens=5))
+    taken = _prefix_takes(monkeypatch)
+    assert answers_over_one_prefix(vlm, TEMPLATE, episodes, values, head_sets, 5, "every_token") == generated
+    assert len({tuple(answers) for answers in generated}) > 1
+    layers = len(DynamicCache(config=vlm.model.config).layers)
+    assert _layers_holding(vlm, 10**3) == layers and len(taken) >= 5 * layers, taken
 
 
 def _prefix_takes(monkeypatch) -> list[int]:
