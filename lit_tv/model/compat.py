@@ -78,7 +78,7 @@ def load_processor_without_video(
     path: str | Path, processor_class_name: str, image_kwargs: dict, saved: dict, **kwargs
 ) -> ProcessorMixin:
     """`AutoProcessor.from_pretrained` for those processors, from the saved tokenizer and image processor, and
-    the processor's own options in `saved` (its processor_config.json).
+    the processor's own options in `saved` (its processor_config.json, and its chat template).
 
     `image_kwargs` (the user's processor options, e.g. ``min_pixels``) go to the image processor.
     """

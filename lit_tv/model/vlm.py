@@ -18,7 +18,7 @@ from lit_tv.images import read_image
 from lit_tv.model.compat import cache_argument
 from lit_tv.model.families import family_of
 from lit_tv.model.layout import Layout, discover_layout
-from lit_tv.model.loading import VLMOptions, dispatched_device, load_pretrained
+from lit_tv.model.loading import VLMOptions, check_chat_template, dispatched_device, load_pretrained
 from lit_tv.prompts import PromptTemplate, word_start_token_id
 
 
@@ -84,12 +84,13 @@ class FrozenVLM(nn.Module):
         self.image_placeholder = start + self.image_token + end if placeholder is None else placeholder
 
     @classmethod
-    def from_options(cls, options: VLMOptions, device: str = "cpu") -> FrozenVLM:
+    def from_options(cls, options: VLMOptions, device: str = "cpu", chat: bool = False) -> FrozenVLM:
         """Load by hub id or local folder; VLMs with their processor, text-only LMs with their tokenizer.
 
-        With `options.device_map` the model is dispatched while it loads and never moved afterwards.
+        With `options.device_map` the model is dispatched while it loads and never moved afterwards; with `chat`
+        (the run's prompts in the model's chat template) a model without one is refused before its weights load.
         """
-        model, processor, path = load_pretrained(options, device)
+        model, processor, path = load_pretrained(options, device, chat)
         return cls(model, processor, name=path, options=options)
 
     @classmethod
@@ -141,6 +142,7 @@ class FrozenVLM(nn.Module):
                 f"model.prompt_wrap {self.prompt_wrap!r} and the data's chat option both wrap the prompt: "
                 "keep one (the chat option uses the model's own chat template)"
             )
+        check_chat_template(self.processor, self.name)
         messages = []
         for index, example in enumerate((*episode.shots, episode.query)):
             text = template.render_query(example, "")
