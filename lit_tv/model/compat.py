@@ -3,8 +3,8 @@
 The KV cache is passed and returned as `cache` since transformers 5.24, as `past_key_values` before.
 lit_tv does not depend on torchvision, so transformers falls back to its PIL image processors; video processors,
 and the num2words package SmolVLM's processor wants for video prompts only, are left out.
-Two processors are broken on that path (seen on transformers 5.23); each shim below is applied
-only to the processor instance that needs it.
+Processors broken on that path (seen on transformers 5.23-5.25) get a shim each, applied only to the processor
+instance that needs it.
 """
 
 from __future__ import annotations
@@ -103,3 +103,10 @@ def fix_fuyu_patchify(processor: ProcessorMixin) -> None:
         return torch.as_tensor(patches)
 
     image_processor.patchify_image = types.MethodType(patchify_image, image_processor)
+
+
+def fix_smolvlm_chat(processor: ProcessorMixin) -> None:
+    """SmolVLMProcessor.apply_chat_template reads its video processor's frame defaults for every conversation;
+    without a video processor the common method, which renders image and text turns the same, is used instead."""
+    if getattr(processor, "video_processor", None) is None:
+        processor.apply_chat_template = types.MethodType(ProcessorMixin.apply_chat_template, processor)
