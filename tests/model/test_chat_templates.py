@@ -102,6 +102,16 @@ def test_the_chat_template_survives_saving_and_loading(zoo_folder, name):
     assert getattr(loaded, "chat_template", None) == expected
 
 
+def no_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading any model's weights fails the test from here on."""
+
+    def loads_weights(*args, **kwargs):
+        raise AssertionError("the weights loaded before the chat template was checked")
+
+    for auto_class in (AutoModelForCausalLM, AutoModelForImageTextToText):
+        monkeypatch.setattr(auto_class, "from_pretrained", loads_weights)
+
+
 @pytest.mark.parametrize("name", params(WITHOUT))
 def test_chat_on_a_model_without_a_template_is_refused_by_name_before_its_weights_load(zoo_folder, name, monkeypatch):
     folder = zoo_folder(name)
@@ -109,17 +119,12 @@ def test_chat_on_a_model_without_a_template_is_refused_by_name_before_its_weight
     refusal = rf"data.init_args.chat: template .* model.name {folder} has none"
     with pytest.raises(ValueError, match=refusal):
         vlm.render(one_shot(), CHAT)
-
-    def loads_weights(*args, **kwargs):
-        raise AssertionError("the weights loaded before the chat template was checked")
-
-    for auto_class in (AutoModelForCausalLM, AutoModelForImageTextToText):
-        monkeypatch.setattr(auto_class, "from_pretrained", loads_weights)
+    no_weights(monkeypatch)
     with pytest.raises(ValueError, match=refusal):
         FrozenVLM.from_options(VLMOptions(str(folder)), chat=True)
 
 
-def test_a_chat_run_on_a_model_without_a_template_stops_before_it_answers(zoo_folder, workdir):
+def test_a_chat_run_on_a_model_without_a_template_stops_before_its_weights_load(zoo_folder, workdir, monkeypatch):
     root = write_cross_modal(workdir / "data", tasks=("food-color",))
     run = [
         *paper_config_on_zoo("cross_modal/icl_idefics2-8b.yaml", zoo_folder("llama")),
@@ -131,6 +136,7 @@ def test_a_chat_run_on_a_model_without_a_template_stops_before_it_answers(zoo_fo
             "--data.init_args.test_shots=2",
         ),
     ]
+    no_weights(monkeypatch)
     with pytest.raises(SystemExit, match="data.init_args.chat: template renders prompts in the model's own chat"):
         main(["test", *run])
 
