@@ -109,4 +109,6 @@ def fix_smolvlm_chat(processor: ProcessorMixin) -> None:
     """SmolVLMProcessor.apply_chat_template reads its video processor's frame defaults for every conversation;
     without a video processor the common method, which renders image and text turns the same, is used instead."""
     if getattr(processor, "video_processor", None) is None:
-        processor.apply_chat_template = types.MethodType(ProcessorMixin.apply_chat_template, processor)
+        processor.apply_chat_template = types.MethodType(  # type: ignore[method-assign]  # this instance only
+            ProcessorMixin.apply_chat_template, processor
+        )
