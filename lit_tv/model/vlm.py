@@ -183,12 +183,16 @@ class FrozenVLM(nn.Module):
             self._check_images(index, text, row_images)
             texts.append(text)
             images.append([load_image(image, self.image_width) for image in row_images])
+        # a prompt that already starts with BOS (a chat template writes it) gets no second one, as transformers'
+        # apply_chat_template tokenizes it
+        bos = self.tokenizer.bos_token
+        special = {"add_special_tokens": False} if bos and all(text.startswith(bos) for text in texts) else {}
         if self.family.build_inputs is not None:
             batch = self.family.build_inputs(self.processor, texts, images)
         elif not any(images):
-            batch = self.tokenizer(texts, padding=True, return_tensors="pt")  # with BOS, as the processor adds
+            batch = self.tokenizer(texts, padding=True, return_tensors="pt", **special)  # with BOS, as the processor's
         else:
-            batch = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+            batch = self.processor(text=texts, images=images, padding=True, return_tensors="pt", **special)
         self._check_context(batch, episodes, new_tokens, shots_option)
         kept = {key: value for key, value in batch.items() if key not in self.family.dropped_inputs}
         return BatchFeature(kept).to(self.device, dtype=self.dtype)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from benchmark_fixtures import write_cross_modal
 from helpers import FAST_ZOO, colour_image, paper_config_on_zoo
+from tokenizers.processors import TemplateProcessing
 from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
 from lit_tv.cli.command import main
@@ -90,6 +91,21 @@ def test_a_chat_episode_renders_in_the_family_s_turns_and_generates(zoo_vlm, nam
     assert expanded >= 2 and expanded == image_token_count(vlm, vlm.build_inputs([one_shot()], PLAIN))
     assert torch.isfinite(vlm.last_logits(inputs)).all()
     assert len(vlm.generate(inputs, max_new_tokens=1)) == 1
+
+
+@pytest.mark.parametrize("name", params(name for name, chat in CHAT_FORMATS.items() if chat.bos))
+def test_a_template_that_writes_bos_gets_no_second_one_from_a_tokenizer_that_adds_it(zoo_folder, name):
+    vlm = FrozenVLM.from_pretrained(zoo_folder(name))  # a copy of its own: its tokenizer changes below
+    tokenizer, bos = vlm.tokenizer, vlm.tokenizer.bos_token
+    # as the family's real tokenizer (the zoo's add no BOS)
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+        single=f"{bos} $A", special_tokens=[(bos, tokenizer.bos_token_id)]
+    )
+    assert tokenizer("x").input_ids[0] == tokenizer.bos_token_id
+    chat = vlm.build_inputs([one_shot()], CHAT)["input_ids"][0].tolist()
+    assert chat[0] == tokenizer.bos_token_id and chat.count(tokenizer.bos_token_id) == 1, chat
+    plain = vlm.build_inputs([one_shot()], PLAIN)["input_ids"][0].tolist()
+    assert plain[0] == tokenizer.bos_token_id  # a plain prompt still gets the tokenizer's
 
 
 @pytest.mark.parametrize("name", params(ZOO))
