@@ -134,7 +134,8 @@ class FrozenVLMMethod(L.LightningModule):
 
     def configure_model(self) -> None:
         if self._vlm is None:
-            vlm = FrozenVLM.from_options(self.model_options, str(self.device))
+            template = getattr(self, "template", None)  # set in setup(); absent when configured outside a run
+            vlm = FrozenVLM.from_options(self.model_options, str(self.device), chat=bool(template and template.chat))
             object.__setattr__(self, "_vlm", vlm)  # bypass nn.Module registration on purpose (see class doc)
             if self.task_vector_file is not None:
                 self.task_vector_file.check_model(vlm.model, self.hparams.allow_other_model)

@@ -3,8 +3,8 @@
 The KV cache is passed and returned as `cache` since transformers 5.24, as `past_key_values` before.
 lit_tv does not depend on torchvision, so transformers falls back to its PIL image processors; video processors,
 and the num2words package SmolVLM's processor wants for video prompts only, are left out.
-Two processors are broken on that path (seen on transformers 5.23); each shim below is applied
-only to the processor instance that needs it.
+Processors broken on that path (seen on transformers 5.23-5.25) get a shim each, applied only to the processor
+instance that needs it.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def load_processor_without_video(
     path: str | Path, processor_class_name: str, image_kwargs: dict, saved: dict, **kwargs
 ) -> ProcessorMixin:
     """`AutoProcessor.from_pretrained` for those processors, from the saved tokenizer and image processor, and
-    the processor's own options in `saved` (its processor_config.json).
+    the processor's own options in `saved` (its processor_config.json, and its chat template).
 
     `image_kwargs` (the user's processor options, e.g. ``min_pixels``) go to the image processor.
     """
@@ -103,3 +103,12 @@ def fix_fuyu_patchify(processor: ProcessorMixin) -> None:
         return torch.as_tensor(patches)
 
     image_processor.patchify_image = types.MethodType(patchify_image, image_processor)
+
+
+def fix_smolvlm_chat(processor: ProcessorMixin) -> None:
+    """SmolVLMProcessor.apply_chat_template reads its video processor's frame defaults for every conversation;
+    without a video processor the common method, which renders image and text turns the same, is used instead."""
+    if getattr(processor, "video_processor", None) is None:
+        processor.apply_chat_template = types.MethodType(  # type: ignore[method-assign]  # this instance only
+            ProcessorMixin.apply_chat_template, processor
+        )

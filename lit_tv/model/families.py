@@ -11,7 +11,7 @@ from typing import Any
 
 from transformers import BatchFeature, ProcessorMixin
 
-from lit_tv.model.compat import fix_fuyu_patchify
+from lit_tv.model.compat import fix_fuyu_patchify, fix_smolvlm_chat
 from lit_tv.model.fuyu import IMAGE_PLACEHOLDER, build_fuyu_inputs
 
 
@@ -44,6 +44,8 @@ FAMILIES = {
     "Qwen2_5_VLProcessor": Family(image_wrapping=_QWEN_VISION),
     "Qwen3VLProcessor": Family(image_wrapping=_QWEN_VISION),
     "Glm4vProcessor": Family(image_wrapping=("<|begin_of_image|>", "<|end_of_image|>")),
+    # its chat method needs the video processor, left out without torchvision
+    "SmolVLMProcessor": Family(fix_processor=fix_smolvlm_chat),
     # returns labels with every batch (kept for old fine-tuning code): a forward given them computes a loss
     "PaliGemmaProcessor": Family(dropped_inputs=("labels",)),
 }

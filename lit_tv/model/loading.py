@@ -20,6 +20,7 @@ from transformers import (
     BitsAndBytesConfig,
     PretrainedConfig,
     PreTrainedModel,
+    ProcessorMixin,
 )
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
 from transformers.utils import (
@@ -36,6 +37,21 @@ from lit_tv.prompts import check_prompt_wrap
 
 class ModelLoadError(OSError):
     """A model id or path that cannot be loaded, with the reason and what to check."""
+
+
+# the run option that renders every prompt in the model's own chat template
+CHAT_OPTION = "data.init_args.chat"
+
+
+def check_chat_template(processor: Any, model_name: str) -> None:
+    """A chat prompt is rendered by the processor's (a text-only LM's tokenizer's) chat template: a model that ships
+    none is refused by name, before its weights load, not by transformers' error at the first prompt."""
+    if getattr(processor, "chat_template", None) is None:
+        raise ValueError(
+            f"{CHAT_OPTION}: template renders prompts in the model's own chat template, but model.name {model_name} "
+            f"has none (its processor or tokenizer saved no chat_template; e.g. a base or prefix LM prompted "
+            f"plainly): use {CHAT_OPTION}: none (or roles), or a model that ships a chat template"
+        )
 
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -221,10 +237,11 @@ def check_attention(implementation: str | None) -> None:
 SHAPES_TOY = VLMOptions()  # the default model of every method: the shipped toy VLM
 
 
-def load_pretrained(options: VLMOptions, device: str) -> tuple[PreTrainedModel, Any, str]:
+def load_pretrained(options: VLMOptions, device: str, chat: bool = False) -> tuple[PreTrainedModel, Any, str]:
     """The model on `device` (or placed while it loads), its processor (a text-only LM's tokenizer) and its path.
 
-    Refused with the reason: a path that is not a model, a model that is not decoder-only.
+    Refused with the reason: a path that is not a model, a model that is not decoder-only, and with `chat` (prompts
+    in the model's chat template) a model without a chat template.
     """
     placement = options.placement(device)
     name = options.path
@@ -251,6 +268,8 @@ def load_pretrained(options: VLMOptions, device: str) -> tuple[PreTrainedModel, 
         )
     # before the weights: a processor that cannot be built here stops the run in seconds, not after a download
     processor = _load_processor(name, config, is_vlm, options.processor_kwargs or {}, **common)
+    if chat:
+        check_chat_template(processor, name)
     model_class = AutoModelForImageTextToText if is_vlm else AutoModelForCausalLM
     dtype = getattr(torch, options.dtype) if options.dtype != "auto" else "auto"
     model = model_class.from_pretrained(
@@ -273,7 +292,8 @@ def _load_processor(name_or_path: str, config: PretrainedConfig, is_vlm: bool, p
                 raise
             revision = kwargs["revision"]
             class_name = getattr(config, "processor_class", None) or _processor_class_name(name_or_path, revision)
-            saved = _saved_json(name_or_path, "processor_config.json", revision)
+            # processor_config.json's options, with the chat template a hub folder keeps in a file of its own
+            saved, _ = ProcessorMixin.get_processor_dict(name_or_path, revision=revision)
             return load_processor_without_video(name_or_path, class_name, processor_kwargs, saved, **kwargs)
     except (ImportError, ValueError) as error:
         if "torchvision" not in str(error).lower():

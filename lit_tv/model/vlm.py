@@ -18,7 +18,7 @@ from lit_tv.images import read_image
 from lit_tv.model.compat import cache_argument
 from lit_tv.model.families import family_of
 from lit_tv.model.layout import Layout, discover_layout
-from lit_tv.model.loading import VLMOptions, dispatched_device, load_pretrained
+from lit_tv.model.loading import VLMOptions, check_chat_template, dispatched_device, load_pretrained
 from lit_tv.prompts import PromptTemplate, word_start_token_id
 
 
@@ -84,12 +84,13 @@ class FrozenVLM(nn.Module):
         self.image_placeholder = start + self.image_token + end if placeholder is None else placeholder
 
     @classmethod
-    def from_options(cls, options: VLMOptions, device: str = "cpu") -> FrozenVLM:
+    def from_options(cls, options: VLMOptions, device: str = "cpu", chat: bool = False) -> FrozenVLM:
         """Load by hub id or local folder; VLMs with their processor, text-only LMs with their tokenizer.
 
-        With `options.device_map` the model is dispatched while it loads and never moved afterwards.
+        With `options.device_map` the model is dispatched while it loads and never moved afterwards; with `chat`
+        (the run's prompts in the model's chat template) a model without one is refused before its weights load.
         """
-        model, processor, path = load_pretrained(options, device)
+        model, processor, path = load_pretrained(options, device, chat)
         return cls(model, processor, name=path, options=options)
 
     @classmethod
@@ -141,6 +142,7 @@ class FrozenVLM(nn.Module):
                 f"model.prompt_wrap {self.prompt_wrap!r} and the data's chat option both wrap the prompt: "
                 "keep one (the chat option uses the model's own chat template)"
             )
+        check_chat_template(self.processor, self.name)
         messages = []
         for index, example in enumerate((*episode.shots, episode.query)):
             text = template.render_query(example, "")
@@ -181,12 +183,16 @@ class FrozenVLM(nn.Module):
             self._check_images(index, text, row_images)
             texts.append(text)
             images.append([load_image(image, self.image_width) for image in row_images])
+        # a prompt that already starts with BOS (a chat template writes it) gets no second one, as transformers'
+        # apply_chat_template tokenizes it
+        bos = self.tokenizer.bos_token
+        special = {"add_special_tokens": False} if bos and all(text.startswith(bos) for text in texts) else {}
         if self.family.build_inputs is not None:
             batch = self.family.build_inputs(self.processor, texts, images)
         elif not any(images):
-            batch = self.tokenizer(texts, padding=True, return_tensors="pt")  # with BOS, as the processor adds
+            batch = self.tokenizer(texts, padding=True, return_tensors="pt", **special)  # with BOS, as the processor's
         else:
-            batch = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+            batch = self.processor(text=texts, images=images, padding=True, return_tensors="pt", **special)
         self._check_context(batch, episodes, new_tokens, shots_option)
         kept = {key: value for key, value in batch.items() if key not in self.family.dropped_inputs}
         return BatchFeature(kept).to(self.device, dtype=self.dtype)

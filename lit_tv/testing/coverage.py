@@ -19,6 +19,7 @@ from transformers import CONFIG_MAPPING
 from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
 from lit_tv.files import write_atomic
+from lit_tv.testing.chat_templates import CHAT_FORMATS
 from lit_tv.testing.zoo import ZOO
 
 # What every zoo model goes through in the test suite (each test is parametrized over every ZOO entry; the
@@ -39,6 +40,13 @@ CHECKS: tuple[tuple[str, str], ...] = (
     ("CLI: MTV, random heads, cross-modal", "tests/methods/test_zoo_runs.py::test_every_method_runs_through_the_cli"),
     ("bf16", "tests/model/test_bf16.py::test_mtv_fit_and_test_run_in_bfloat16_through_the_cli"),
 )
+# Run on the zoo families whose checkpoints ship a chat template (CHAT_FORMATS, parametrized over them); the others'
+# rows say that they have none.
+CHAT_CHECK = (
+    "chat template",
+    "tests/model/test_chat_templates.py::test_a_chat_episode_renders_in_the_family_s_turns_and_generates",
+)
+NO_CHAT = "no chat template, as its checkpoints ship none: `data.init_args.chat: template` is refused by name"
 NOT_YET = "not in the zoo yet: untested (the layout discovery is generic, so it may work)"
 DOC = Path(__file__).resolve().parents[2] / "docs" / "families.md"
 # Reasons no default config shows.
@@ -65,11 +73,14 @@ tokens and image processor, saved and loaded like a hub model; every check liste
 *Verified* means the mechanics are exact on random weights: the layout is found, writing recorded heads or the
 residual back leaves the logits bit-identical, a per-row mask touches only its rows, the one-prefix fast path
 answers as `generate`, the CLI runs MTV (fit, test, the random-heads control) and a cross-modal residual run,
-and the model loads and runs in bfloat16. It says nothing about accuracy: random weights answer at random.
-A real checkpoint of a ✓ family can still differ (another processor option, a chat template); a ✗ family may
-work (its reason says why it is not claimed).
+and the model loads and runs in bfloat16; where the family's checkpoints ship a chat template, the tiny model's
+processor carries the family's chat format (turn markers, image placeholder, generation prompt:
+`lit_tv/testing/chat_templates.py`), and a chat episode renders in those turns, with its images, and generates.
+It says nothing about accuracy: random weights answer at random. A real checkpoint of a ✓ family can still
+differ (another processor option, another chat template); a ✗ family may work (its reason says why it is not
+claimed).
 
-Checks: {checks}.
+Checks (the chat template's on the families whose checkpoints ship one): {checks}.
 
 | model type | model class | status | checks passed / reason |
 | --- | --- | --- | --- |
@@ -82,6 +93,12 @@ class Row:
     model_class: str
     verified: bool
     note: str  # the checks passed, or the reason
+
+
+def zoo_checks(model_type: str) -> str:
+    """The checks a zoo family passes: every one of CHECKS, and the chat template's where it has one."""
+    checks = ", ".join(label for label, _ in CHECKS)
+    return f"{checks}, {CHAT_CHECK[0]}" if model_type in CHAT_FORMATS else f"{checks}; {NO_CHAT}"
 
 
 def config_reason(model_type: str) -> str | None:
@@ -107,12 +124,11 @@ def coverage_rows(
     mapping: Mapping[str, str] = MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES, zoo: Mapping[str, object] = ZOO
 ) -> list[Row]:
     """One row per model type of `mapping`, ✓ for those in `zoo`; a type sharing a ✓ type's class says so."""
-    checks = ", ".join(label for label, _ in CHECKS)
     verified_classes = {mapping[name]: name for name in mapping if name in zoo}
     rows = []
     for model_type, model_class in sorted(mapping.items()):
         if model_type in zoo:
-            rows.append(Row(model_type, model_class, True, checks))
+            rows.append(Row(model_type, model_class, True, zoo_checks(model_type)))
             continue
         twin = verified_classes.get(model_class)
         reason = (
@@ -130,13 +146,14 @@ def coverage_page(rows: list[Row]) -> str:
         version=transformers.__version__,
         verified=sum(row.verified for row in rows),
         total=len(rows),
-        checks="; ".join(f"{label} (`{test}`)" for label, test in CHECKS),
+        checks="; ".join(f"{label} (`{test}`)" for label, test in (*CHECKS, CHAT_CHECK)),
     )
     lines = [
         f"| `{row.model_type}` | `{row.model_class}` | {'✓' if row.verified else '✗'} | {row.note} |" for row in rows
     ]
     others = sorted(set(ZOO) - {row.model_type for row in rows})
-    tail = f"\nAlso in the zoo, outside this mapping: {', '.join(f'`{name}`' for name in others)} (text-only).\n"
+    named = ", ".join(f"`{name}`" + ("" if name in CHAT_FORMATS else f" ({NO_CHAT})") for name in others)
+    tail = f"\nAlso in the zoo, outside this mapping, text-only: {named}.\n"
     return head + "\n".join(lines) + "\n" + (tail if others else "")
 
 

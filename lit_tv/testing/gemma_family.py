@@ -25,6 +25,7 @@ from transformers import (
 )
 
 from lit_tv.model.compat import build_processor_without_video
+from lit_tv.testing.chat_templates import CHAT_FORMATS
 from lit_tv.testing.tiny_text import TEXT, build_tokenizer, text_options
 
 IMAGE = 32  # pixels per side
@@ -44,8 +45,12 @@ GEMMA3_TOKENS = ("<start_of_image>", "<end_of_image>", "<image_soft_token>")
 
 def build_gemma3() -> tuple[PreTrainedModel, Any]:
     """Gemma 3: a sliding-window layer then a global one, the image pooled to 4 soft tokens between markers."""
+    chat = CHAT_FORMATS["gemma3"]
     tokenizer = build_tokenizer(
-        GEMMA3_TOKENS, boi_token="<start_of_image>", eoi_token="<end_of_image>", image_token="<image_soft_token>"
+        (*GEMMA3_TOKENS, *chat.tokens),
+        boi_token="<start_of_image>",
+        eoi_token="<end_of_image>",
+        image_token="<image_soft_token>",
     )
     ids: dict[str, Any] = {name: tokenizer.convert_tokens_to_ids(token) for name, token in zip(
         ("boi_token_index", "eoi_token_index", "image_token_index"), GEMMA3_TOKENS, strict=True)}  # fmt: skip
@@ -62,7 +67,9 @@ def build_gemma3() -> tuple[PreTrainedModel, Any]:
         **ids,
     )
     image_processor = Gemma3ImageProcessorPil(size={"height": IMAGE, "width": IMAGE}, do_pan_and_scan=False)
-    processor = Gemma3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_length=4)
+    processor = Gemma3Processor(
+        image_processor=image_processor, tokenizer=tokenizer, image_seq_length=4, chat_template=chat.jinja()
+    )
     return Gemma3ForConditionalGeneration(config), processor
 
 
@@ -93,8 +100,15 @@ def build_gemma4() -> tuple[PreTrainedModel, Any]:
     a vision tower pooling 2x2 patches into soft tokens (at least 70 per image) between markers; its audio and
     video parts stay empty."""
     boi, eoi, image, boa, eoa, audio, video = GEMMA4_TOKENS
+    chat = CHAT_FORMATS["gemma4"]
     tokenizer = build_tokenizer(
-        GEMMA4_TOKENS, boi_token=boi, eoi_token=eoi, image_token=image, boa_token=boa, eoa_token=eoa, audio_token=audio
+        (*GEMMA4_TOKENS, *chat.tokens),
+        boi_token=boi,
+        eoi_token=eoi,
+        image_token=image,
+        boa_token=boa,
+        eoa_token=eoa,
+        audio_token=audio,
     )
     ids: dict[str, Any] = {name: tokenizer.convert_tokens_to_ids(token) for name, token in [
         ("boi_token_id", boi), ("eoi_token_id", eoi), ("image_token_id", image), ("video_token_id", video),
@@ -125,5 +139,7 @@ def build_gemma4() -> tuple[PreTrainedModel, Any]:
         **ids,
     )
     image_processor = Gemma4ImageProcessorPil(patch_size=PATCH, max_soft_tokens=70, pooling_kernel_size=2)
-    processor = build_processor_without_video(Gemma4Processor, tokenizer, image_processor, image_seq_length=4)
+    processor = build_processor_without_video(
+        Gemma4Processor, tokenizer, image_processor, image_seq_length=4, chat_template=chat.jinja()
+    )
     return Gemma4ForConditionalGeneration(config), processor

@@ -20,6 +20,7 @@ from transformers import (
 )
 
 from lit_tv.model.compat import build_processor_without_video
+from lit_tv.testing.chat_templates import CHAT_FORMATS
 from lit_tv.testing.tiny_text import TEXT, build_tokenizer, text_options
 
 # GLM-4V's own special tokens; the processor finds the image and video tokens by these attribute names
@@ -38,13 +39,14 @@ ROPE = dict(rope_type="default", rope_theta=10000.0, partial_rotary_factor=0.5, 
 
 def build_glm4v() -> tuple[PreTrainedModel, Any]:
     """One 32x32 image: 8-pixel patches merged 2x2, 4 image tokens."""
-    return _build(Glm4vConfig, Glm4vForConditionalGeneration)
+    return _build("glm4v", Glm4vConfig, Glm4vForConditionalGeneration)
 
 
 def build_glm4v_moe() -> tuple[PreTrainedModel, Any]:
     """GLM-4.5V: GLM-4V's vision side and prompt, a text decoder whose layers after the first route each token to
     2 of 4 experts beside a shared one."""
     return _build(
+        "glm4v_moe",
         Glm4vMoeConfig,
         Glm4vMoeForConditionalGeneration,
         n_routed_experts=4,
@@ -55,9 +57,11 @@ def build_glm4v_moe() -> tuple[PreTrainedModel, Any]:
     )
 
 
-def _build(config_class: type, model_class: type, **text: Any) -> tuple[PreTrainedModel, Any]:
-    """The model of `config_class` (`text`: its text decoder's own options) with GLM-4V's tokens and processor."""
-    tokenizer = build_tokenizer(**GLM_TOKENS)
+def _build(family: str, config_class: type, model_class: type, **text: Any) -> tuple[PreTrainedModel, Any]:
+    """The model of `config_class` (`text`: its text decoder's own options) with GLM-4V's tokens and processor,
+    and the chat format of `family`."""
+    chat = CHAT_FORMATS[family]
+    tokenizer = build_tokenizer(chat.tokens, **GLM_TOKENS)
     ids: dict[str, Any] = {f"{name}_id": tokenizer.convert_tokens_to_ids(token) for name, token in GLM_TOKENS.items()}
     config = config_class(
         vision_config=dict(
@@ -78,5 +82,5 @@ def _build(config_class: type, model_class: type, **text: Any) -> tuple[PreTrain
     image_processor = Glm4vImageProcessorPil(
         patch_size=8, merge_size=2, temporal_patch_size=2, size={"shortest_edge": pixels, "longest_edge": pixels}
     )
-    processor = build_processor_without_video(Glm4vProcessor, tokenizer, image_processor)
+    processor = build_processor_without_video(Glm4vProcessor, tokenizer, image_processor, chat_template=chat.jinja())
     return model_class(config), processor

@@ -17,13 +17,15 @@ from transformers import (
 )
 
 from lit_tv.model.compat import build_processor_without_video
+from lit_tv.testing.chat_templates import CHAT_FORMATS
 from lit_tv.testing.tiny_text import build_tokenizer, text_options
 
 IMAGE = 32  # pixels per side: 4x4 patches of 8, shuffled by 2 into 4 image tokens
 
 
 def build_smolvlm() -> tuple[PreTrainedModel, Any]:
-    tokenizer = build_tokenizer()
+    chat = CHAT_FORMATS["smolvlm"]
+    tokenizer = build_tokenizer(chat.tokens)
     config = SmolVLMConfig(
         vision_config=dict(
             image_size=IMAGE,
@@ -40,5 +42,7 @@ def build_smolvlm() -> tuple[PreTrainedModel, Any]:
     image_processor = SmolVLMImageProcessorPil(
         do_image_splitting=False, size={"longest_edge": IMAGE}, max_image_size={"longest_edge": IMAGE}
     )
-    processor = build_processor_without_video(SmolVLMProcessor, tokenizer, image_processor, image_seq_len=4)
+    processor = build_processor_without_video(
+        SmolVLMProcessor, tokenizer, image_processor, image_seq_len=4, chat_template=chat.jinja()
+    )
     return SmolVLMForConditionalGeneration(config), processor

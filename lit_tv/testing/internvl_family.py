@@ -17,6 +17,7 @@ from transformers import (
 )
 
 from lit_tv.model.compat import build_processor_without_video
+from lit_tv.testing.chat_templates import CHAT_FORMATS
 from lit_tv.testing.tiny_text import build_tokenizer, text_options
 
 IMAGE = 32  # pixels per side: one tile, 4x4 patches of 8, shuffled to 2x2 = 4 context tokens
@@ -25,8 +26,9 @@ INTERNVL_TOKENS = ("<img>", "</img>", "<IMG_CONTEXT>", "<video>")
 
 
 def build_internvl() -> tuple[PreTrainedModel, Any]:
+    chat = CHAT_FORMATS["internvl"]
     tokenizer = build_tokenizer(
-        INTERNVL_TOKENS,
+        (*INTERNVL_TOKENS, *chat.tokens),
         start_image_token="<img>",
         end_image_token="</img>",
         context_image_token="<IMG_CONTEXT>",
@@ -47,5 +49,7 @@ def build_internvl() -> tuple[PreTrainedModel, Any]:
         downsample_ratio=0.5,
     )
     image_processor = GotOcr2ImageProcessorPil(size={"height": IMAGE, "width": IMAGE}, max_patches=1)
-    processor = build_processor_without_video(InternVLProcessor, tokenizer, image_processor, image_seq_length=4)
+    processor = build_processor_without_video(
+        InternVLProcessor, tokenizer, image_processor, image_seq_length=4, chat_template=chat.jinja()
+    )
     return InternVLForConditionalGeneration(config), processor

@@ -26,6 +26,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from lit_tv.testing.chat_templates import CHAT_FORMATS
 from lit_tv.testing.tiny_text import TEXT, build_tokenizer, text_options
 
 CROSS_ATTENTION_LAYERS = [1]  # of the tiny Mllama's three decoder layers
@@ -33,7 +34,8 @@ CROSS_ATTENTION_LAYERS = [1]  # of the tiny Mllama's three decoder layers
 
 def build_mllama() -> tuple[PreTrainedModel, Any]:
     """Self-attention, cross-attention, self-attention layers; one 32x32 tile per image (16 patches + class)."""
-    tokenizer = build_tokenizer(image_token="<|image|>", python_token="<|python_tag|>")
+    chat = CHAT_FORMATS["mllama"]
+    tokenizer = build_tokenizer(chat.tokens, image_token="<|image|>", python_token="<|python_tag|>")
     config = MllamaConfig(
         vision_config=dict(
             hidden_size=32,
@@ -58,7 +60,7 @@ def build_mllama() -> tuple[PreTrainedModel, Any]:
             layer.cross_attn_attn_gate.fill_(1.0)
             layer.cross_attn_mlp_gate.fill_(1.0)
     image_processor = MllamaImageProcessorPil(size={"height": 32, "width": 32}, max_image_tiles=1)
-    return model, MllamaProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    return model, MllamaProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat.jinja())
 
 
 def build_llama4() -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:

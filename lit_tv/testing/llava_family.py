@@ -28,6 +28,7 @@ from transformers import (
 )
 
 from lit_tv.model.compat import build_processor_without_video
+from lit_tv.testing.chat_templates import CHAT_FORMATS
 from lit_tv.testing.tiny_text import build_tokenizer, text_options
 
 IMAGE = 32  # pixels per side of the one tile every image becomes
@@ -56,6 +57,7 @@ def build_llava_next() -> tuple[PreTrainedModel, Any]:
         patch_size=PATCH,
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,
+        chat_template=CHAT_FORMATS["llava_next"].jinja(),
     )
     return LlavaNextForConditionalGeneration(config), processor
 
@@ -63,7 +65,8 @@ def build_llava_next() -> tuple[PreTrainedModel, Any]:
 def build_llava_onevision() -> tuple[PreTrainedModel, Any]:
     """LLaVA-OneVision: a SigLIP tower (no class token) and a Qwen2 decoder; its video processor needs
     torchvision, so that slot stays empty."""
-    tokenizer = build_tokenizer(image_token="<image>", video_token="<|video_pad|>")
+    chat = CHAT_FORMATS["llava_onevision"]
+    tokenizer = build_tokenizer(chat.tokens, image_token="<image>", video_token="<|video_pad|>")
     config = LlavaOnevisionConfig(
         vision_config=SiglipVisionConfig(image_size=IMAGE, patch_size=PATCH, **VISION),
         text_config=dict(model_type="qwen2", **text_options(tokenizer)),
@@ -80,6 +83,7 @@ def build_llava_onevision() -> tuple[PreTrainedModel, Any]:
         image_processor,
         num_image_tokens=(IMAGE // PATCH) ** 2,
         vision_feature_select_strategy="full",
+        chat_template=chat.jinja(),
     )
     return LlavaOnevisionForConditionalGeneration(config), processor
 
@@ -90,7 +94,8 @@ AYA_TOKENS = ("<|START_OF_IMG|>", "<|END_OF_IMG|>", "<|IMG_PATCH|>", "<|IMG_LINE
 def build_aya_vision() -> tuple[PreTrainedModel, Any]:
     """Aya Vision: SigLIP, pixel shuffle by 2 (4 patch tokens per 32-pixel tile), a Cohere2 decoder whose
     sliding-window and global layers alternate."""
-    tokenizer = build_tokenizer(AYA_TOKENS)
+    chat = CHAT_FORMATS["aya_vision"]
+    tokenizer = build_tokenizer((*AYA_TOKENS, *chat.tokens))
     config = AyaVisionConfig(
         vision_config=SiglipVisionConfig(image_size=IMAGE, patch_size=PATCH, **VISION),
         text_config=dict(
@@ -104,6 +109,11 @@ def build_aya_vision() -> tuple[PreTrainedModel, Any]:
     )
     image_processor = GotOcr2ImageProcessorPil(size=EDGE, max_patches=1)
     processor = AyaVisionProcessor(
-        image_processor=image_processor, tokenizer=tokenizer, patch_size=PATCH, img_size=IMAGE, downsample_factor=2
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=PATCH,
+        img_size=IMAGE,
+        downsample_factor=2,
+        chat_template=chat.jinja(),
     )
     return AyaVisionForConditionalGeneration(config), processor

@@ -25,6 +25,7 @@ from transformers import (
 )
 
 from lit_tv.model.compat import build_processor_without_video
+from lit_tv.testing.chat_templates import CHAT_FORMATS
 from lit_tv.testing.tiny_text import TEXT, build_tokenizer, text_options
 
 HEAD_DIM = TEXT["hidden_size"] // TEXT["num_attention_heads"]
@@ -74,13 +75,16 @@ def _qwen3_vision() -> dict:
 
 def build_qwen2_5_vl() -> tuple[PreTrainedModel, Any]:
     """Qwen2.5-VL: windowed vision attention (one full-attention block here), M-RoPE text decoder."""
-    tokenizer = build_tokenizer()
+    chat = CHAT_FORMATS["qwen2_5_vl"]
+    tokenizer = build_tokenizer(chat.tokens)
     config = Qwen2_5_VLConfig(
         vision_config=_vision_tower(window_size=32, fullatt_block_indexes=[1]),
         text_config=text_options(tokenizer, rope_parameters=MROPE),
         **qwen_token_ids(tokenizer),
     )
-    processor = build_processor_without_video(Qwen2_5_VLProcessor, tokenizer, _image_processor(8))
+    processor = build_processor_without_video(
+        Qwen2_5_VLProcessor, tokenizer, _image_processor(8), chat_template=chat.jinja()
+    )
     return Qwen2_5_VLForConditionalGeneration(config), processor
 
 
@@ -91,18 +95,24 @@ def _qwen3_text(tokenizer: PreTrainedTokenizerFast, **overrides: Any) -> dict:
 
 def build_qwen3_vl() -> tuple[PreTrainedModel, Any]:
     """Qwen3-VL: interleaved M-RoPE, DeepStack vision features added in the decoder's first layers."""
-    tokenizer = build_tokenizer()
+    chat = CHAT_FORMATS["qwen3_vl"]
+    tokenizer = build_tokenizer(chat.tokens)
     config = Qwen3VLConfig(
         vision_config=_qwen3_vision(), text_config=_qwen3_text(tokenizer), **qwen_token_ids(tokenizer)
     )
-    processor = build_processor_without_video(Qwen3VLProcessor, tokenizer, _image_processor(8))
+    processor = build_processor_without_video(
+        Qwen3VLProcessor, tokenizer, _image_processor(8), chat_template=chat.jinja()
+    )
     return Qwen3VLForConditionalGeneration(config), processor
 
 
 def build_qwen3_vl_moe() -> tuple[PreTrainedModel, Any]:
     """Qwen3-VL-MoE: Qwen3-VL whose decoder MLPs are sparse mixtures of experts (4 experts, 2 per token)."""
-    tokenizer = build_tokenizer()
+    chat = CHAT_FORMATS["qwen3_vl_moe"]
+    tokenizer = build_tokenizer(chat.tokens)
     text = _qwen3_text(tokenizer, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32)
     config = Qwen3VLMoeConfig(vision_config=_qwen3_vision(), text_config=text, **qwen_token_ids(tokenizer))
-    processor = build_processor_without_video(Qwen3VLProcessor, tokenizer, _image_processor(8))
+    processor = build_processor_without_video(
+        Qwen3VLProcessor, tokenizer, _image_processor(8), chat_template=chat.jinja()
+    )
     return Qwen3VLMoeForConditionalGeneration(config), processor

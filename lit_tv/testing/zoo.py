@@ -47,9 +47,11 @@ from transformers import (
     Qwen2VLImageProcessorPil,
     Qwen2VLProcessor,
 )
+from transformers.utils import CHAT_TEMPLATE_FILE
 
 from lit_tv.files import partial_path
 from lit_tv.model.compat import build_processor_without_video, processor_options
+from lit_tv.testing.chat_templates import CHAT_FORMATS
 from lit_tv.testing.gemma_family import build_gemma3, build_gemma4, build_paligemma
 from lit_tv.testing.glm_family import build_glm4v, build_glm4v_moe
 from lit_tv.testing.idefics_family import build_smolvlm
@@ -87,6 +89,7 @@ def build_llava(
         patch_size=patch_size,
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,
+        chat_template=CHAT_FORMATS["llava"].jinja(),
     )
     return LlavaForConditionalGeneration(config), processor
 
@@ -144,6 +147,7 @@ def build_idefics2() -> tuple[PreTrainedModel, Any]:
         ),
         tokenizer=tokenizer,
         image_seq_len=4,
+        chat_template=CHAT_FORMATS["idefics2"].jinja(),
     )
     return Idefics2ForConditionalGeneration(config), processor
 
@@ -162,12 +166,14 @@ def build_idefics3() -> tuple[PreTrainedModel, Any]:
         ),
         tokenizer=tokenizer,
         image_seq_len=4,
+        chat_template=CHAT_FORMATS["idefics3"].jinja(),
     )
     return Idefics3ForConditionalGeneration(config), processor
 
 
 def build_qwen2_vl() -> tuple[PreTrainedModel, Any]:
-    tokenizer = build_tokenizer()
+    chat = CHAT_FORMATS["qwen2_vl"]
+    tokenizer = build_tokenizer(chat.tokens)
     ids: dict[str, Any] = {
         name: tokenizer.convert_tokens_to_ids(token)
         for name, token in [
@@ -199,7 +205,7 @@ def build_qwen2_vl() -> tuple[PreTrainedModel, Any]:
     image_processor = Qwen2VLImageProcessorPil(
         patch_size=8, merge_size=2, temporal_patch_size=2, min_pixels=32 * 32, max_pixels=32 * 32
     )
-    processor = build_processor_without_video(Qwen2VLProcessor, tokenizer, image_processor)
+    processor = build_processor_without_video(Qwen2VLProcessor, tokenizer, image_processor, chat_template=chat.jinja())
     return Qwen2VLForConditionalGeneration(config), processor
 
 
@@ -286,12 +292,14 @@ def save_zoo_model(name: str, folder: Path, seed: int = 0, overwrite: bool = Fal
         # Saved as a hub folder holds it; transformers cannot save a processor with an empty slot.
         processor.tokenizer.save_pretrained(unfinished)
         processor.image_processor.save_pretrained(unfinished)
-        # the processor's own options, as a hub folder's processor_config.json holds them
+        # the processor's own options, as a hub folder's processor_config.json holds them, and its chat template
+        # in the file a hub folder holds it in (to_dict leaves it out)
         options = processor_options(type(processor), processor.to_dict())
-        options = {key: value for key, value in options.items() if key != "chat_template"}
         (unfinished / "processor_config.json").write_text(
             json.dumps({"processor_class": type(processor).__name__, **options})
         )
+        if processor.chat_template is not None:
+            (unfinished / CHAT_TEMPLATE_FILE).write_text(processor.chat_template)
     else:
         processor.save_pretrained(unfinished)
     if folder.is_dir():

@@ -11,7 +11,8 @@ import pytest
 from helpers import REPO, ZOO_NAMES
 from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
-from lit_tv.testing.coverage import CHECKS, DOC, NOT_YET, REASONS, coverage_page, coverage_rows
+from lit_tv.testing.chat_templates import CHAT_FORMATS
+from lit_tv.testing.coverage import CHAT_CHECK, CHECKS, DOC, NO_CHAT, NOT_YET, REASONS, coverage_page, coverage_rows
 from lit_tv.testing.zoo import ZOO
 
 ROW = re.compile(r"^\| `([^`]+)` \| `[^`]+` \| (✓|✗) \| (.*) \|$", re.MULTILINE)
@@ -47,22 +48,36 @@ def test_the_readme_states_the_pages_count():
     assert f"{count[1]} of the {count[2]} model types" in readme and "docs/families.md" in readme
 
 
-@pytest.mark.parametrize(("label", "node"), CHECKS)
-def test_each_check_the_page_names_runs_on_every_zoo_model(label, node):
+def parametrizations(node: str) -> list[str]:
+    """The source of the marks on the test `node` names (its own and its module's); fails where it does not exist."""
     path, test = node.split("::")
     tree = ast.parse((REPO / path).read_text())
     functions = {item.name: item for item in tree.body if isinstance(item, ast.FunctionDef)}
-    assert test in functions, f"{label}: {node} does not exist"
+    assert test in functions, f"{node} does not exist"
     module_marks = [
         ast.unparse(item.value)
         for item in tree.body
         if isinstance(item, ast.Assign) and "pytestmark" in ast.unparse(item)
     ]
     marks = [ast.unparse(decorator) for decorator in functions[test].decorator_list] + module_marks
+    return [mark for mark in marks if "parametrize" in mark]
+
+
+@pytest.mark.parametrize(("label", "node"), CHECKS)
+def test_each_check_the_page_names_runs_on_every_zoo_model(label, node):
     per_model = ("ZOO_NAMES", "zoo_params()")
-    assert any("parametrize" in mark and any(name in mark for name in per_model) for mark in marks), (
-        f"{node} is not run per zoo model"
+    assert any(any(name in mark for name in per_model) for mark in parametrizations(node)), (
+        f"{label}: {node} is not run per zoo model"
     )
+
+
+def test_the_chat_check_runs_on_every_family_with_a_chat_template_and_the_others_say_they_have_none():
+    # parametrized over its table of the families' turns, which it checks has the families of CHAT_FORMATS
+    assert any("TURNS" in mark for mark in parametrizations(CHAT_CHECK[1])), f"{CHAT_CHECK[1]} is not run per family"
+    rows = page_rows()
+    for name in set(ZOO) & set(rows):
+        note = rows[name][1]
+        assert note.endswith(f", {CHAT_CHECK[0]}") if name in CHAT_FORMATS else note.endswith(NO_CHAT), name
 
 
 def test_every_zoo_key_names_its_model_type():
@@ -79,9 +94,11 @@ def test_reasons_come_from_the_default_config_and_the_zoo():
         "pi0": "PI0ForConditionalGeneration",
         "dots3_note": "Dots3NoteForConditionalGeneration",
         "aria": "AriaForConditionalGeneration",
+        "paligemma": "PaliGemmaForConditionalGeneration",
     }
-    notes = {row.model_type: row.note for row in coverage_rows(mapping, zoo={"gemma3": None})}
-    assert notes["gemma3"] == ", ".join(label for label, _ in CHECKS)
+    notes = {row.model_type: row.note for row in coverage_rows(mapping, zoo={"gemma3": None, "paligemma": None})}
+    assert notes["gemma3"] == ", ".join(label for label, _ in (*CHECKS, CHAT_CHECK))
+    assert notes["paligemma"] == f"{', '.join(label for label, _ in CHECKS)}; {NO_CHAT}"  # it has no chat template
     assert notes["shieldgemma2"].startswith("same model class as `gemma3` (✓)")
     assert notes["florence2"].startswith("encoder-decoder")
     assert notes["pi0"].startswith("its text config has no attention heads")
