@@ -20,7 +20,6 @@ from transformers import (
     BitsAndBytesConfig,
     PretrainedConfig,
     PreTrainedModel,
-    ProcessorMixin,
 )
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
 from transformers.utils import (
@@ -292,8 +291,10 @@ def _load_processor(name_or_path: str, config: PretrainedConfig, is_vlm: bool, p
                 raise
             revision = kwargs["revision"]
             class_name = getattr(config, "processor_class", None) or _processor_class_name(name_or_path, revision)
-            # processor_config.json's options, with the chat template a hub folder keeps in a file of its own
-            saved, _ = ProcessorMixin.get_processor_dict(name_or_path, revision=revision)
+            saved = {
+                **_saved_json(name_or_path, "processor_config.json", revision),
+                **_chat_template(name_or_path, revision),
+            }
             return load_processor_without_video(name_or_path, class_name, processor_kwargs, saved, **kwargs)
     except (ImportError, ValueError) as error:
         if "torchvision" not in str(error).lower():
@@ -309,6 +310,21 @@ def _saved_json(name_or_path: str, file_name: str, revision: str | None) -> dict
     """One JSON file of a local folder or hub repo; empty where it has none."""
     resolved = cached_file(name_or_path, file_name, revision=revision, _raise_exceptions_for_missing_entries=False)
     return json.loads(Path(resolved).read_text()) if resolved else {}
+
+
+def _chat_template(name_or_path: str, revision: str | None) -> dict:
+    """The processor's chat template, which a saved folder keeps in a file of its own (chat_template.jinja, or the
+    older chat_template.json), as the processor option it is; empty where it has none."""
+    found = cached_file(
+        name_or_path, "chat_template.jinja", revision=revision, _raise_exceptions_for_missing_entries=False
+    )
+    if found:
+        return {"chat_template": Path(found).read_text()}
+    return {
+        key: value
+        for key, value in _saved_json(name_or_path, "chat_template.json", revision).items()
+        if key == "chat_template"
+    }
 
 
 def _processor_class_name(name_or_path: str, revision: str | None) -> str:
