@@ -280,7 +280,8 @@ def load_pretrained(options: VLMOptions, device: str, chat: bool = False) -> tup
 
 def _load_processor(name_or_path: str, config: PretrainedConfig, is_vlm: bool, processor_kwargs: dict, **kwargs):
     """The processor, built without its video part where only that needs torchvision; refused by name where the
-    image processor itself does (transformers ships e.g. Llama 4's and Molmo 2's for torchvision only)."""
+    image processor or the processor itself does (transformers ships e.g. Llama 4's and Molmo 2's image processors
+    and Mistral 3's PixtralProcessor for torchvision only)."""
     if not is_vlm:
         return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
     try:
@@ -300,7 +301,7 @@ def _load_processor(name_or_path: str, config: PretrainedConfig, is_vlm: bool, p
         if "torchvision" not in str(error).lower():
             raise
         raise ModelLoadError(
-            f"model.name: {name_or_path} ({config.model_type!r}) has an image processor that transformers ships for "
+            f"model.name: {name_or_path} ({config.model_type!r}) has a processor that transformers ships for "
             "torchvision only, which is not installed (lit_tv does not need it otherwise): install the torchvision "
             f"that matches your torch to run this model ({error})"
         ) from error

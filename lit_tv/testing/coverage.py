@@ -53,8 +53,9 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "families.md"
 REASONS: dict[str, str] = {
     "diffusion_gemma": "generates by block diffusion, not token by token: no last prompt position to patch",
     "evolla": "a protein-language model (protein sequences in, text out), not an image-text one",
-    "mistral3": "its processor (PixtralProcessor) needs torchvision, which lit_tv does not install: none can be "
-    "built here (with torchvision it may work: untested)",
+    "mistral3": "its processor (PixtralProcessor) imports torchvision, which lit_tv does not install: a saved one is "
+    "refused by name; its decoder (Mistral, sliding window) passes the intervention checks on text prompts "
+    "(tests/model/test_torchvision_families.py)",
     "llama4": "its image processor (Llama4ImageProcessor) exists for torchvision only, which lit_tv does not install: "
     "a saved one is refused by name; its decoder (MoE, NoPE layers, chunked attention) passes the intervention checks "
     "on text prompts (tests/model/test_torchvision_families.py)",

@@ -1,7 +1,9 @@
-"""The LLaVA lineage beyond LLaVA-1.5: LLaVA-NeXT and LLaVA-OneVision (any-resolution tiles), Aya Vision.
+"""The LLaVA lineage beyond LLaVA-1.5: LLaVA-NeXT and LLaVA-OneVision (any-resolution tiles), Aya Vision, and
+Mistral 3 (Pixtral's vision encoder).
 
 Each is a tiny random model of the real architecture with the family's own processor; the image grid is
-one 32-pixel tile so a prompt stays a few dozen tokens.
+one 32-pixel tile so a prompt stays a few dozen tokens. Mistral 3's processor (PixtralProcessor) imports
+torchvision, which lit_tv does not install, so it comes with its tokenizer: its decoder is checked on text prompts.
 """
 
 from __future__ import annotations
@@ -23,7 +25,11 @@ from transformers import (
     LlavaOnevisionForConditionalGeneration,
     LlavaOnevisionImageProcessorPil,
     LlavaOnevisionProcessor,
+    Mistral3Config,
+    Mistral3ForConditionalGeneration,
+    PixtralVisionConfig,
     PreTrainedModel,
+    PreTrainedTokenizerFast,
     SiglipVisionConfig,
 )
 
@@ -117,3 +123,19 @@ def build_aya_vision() -> tuple[PreTrainedModel, Any]:
         chat_template=chat.jinja(),
     )
     return AyaVisionForConditionalGeneration(config), processor
+
+
+PIXTRAL_TOKENS = ("[IMG]", "[IMG_BREAK]", "[IMG_END]")
+
+
+def build_mistral3() -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    """Mistral 3 (Mistral Small 3.1): a Pixtral encoder (2-D RoPE over patches, rows ended by [IMG_BREAK]), its
+    patches merged 2x2 into the projector, a Mistral decoder with a sliding window."""
+    tokenizer = build_tokenizer(PIXTRAL_TOKENS)
+    config = Mistral3Config(
+        vision_config=PixtralVisionConfig(image_size=IMAGE, patch_size=PATCH, **VISION),
+        text_config=dict(model_type="mistral", sliding_window=8, **text_options(tokenizer)),
+        image_token_index=cast(int, tokenizer.convert_tokens_to_ids("[IMG]")),
+        spatial_merge_size=2,
+    )
+    return Mistral3ForConditionalGeneration(config), tokenizer

@@ -57,7 +57,7 @@ from lit_tv.testing.glm_family import build_glm4v, build_glm4v_moe
 from lit_tv.testing.idefics_family import build_smolvlm
 from lit_tv.testing.internvl_family import build_internvl
 from lit_tv.testing.llama_vision_family import build_llama4, build_mllama
-from lit_tv.testing.llava_family import build_aya_vision, build_llava_next, build_llava_onevision
+from lit_tv.testing.llava_family import build_aya_vision, build_llava_next, build_llava_onevision, build_mistral3
 from lit_tv.testing.molmo_family import build_molmo2
 from lit_tv.testing.qwen_family import build_qwen2_5_vl, build_qwen3_vl, build_qwen3_vl_moe
 from lit_tv.testing.tiny_text import TEXT, build_fuyu_tokenizer, build_tokenizer, text_options
@@ -258,6 +258,7 @@ ZOO: dict[str, Callable[[], tuple[PreTrainedModel, Any]]] = {
 # loading a saved one without torchvision is refused by name
 TORCHVISION_FAMILIES: dict[str, Callable[[], tuple[PreTrainedModel, PreTrainedTokenizerFast]]] = {
     "llama4": build_llama4,
+    "mistral3": build_mistral3,
     "molmo2": build_molmo2,
 }
 # Not in ZOO (the tests build and save every ZOO model): built in memory by benchmarks/speed.py. The 7B one

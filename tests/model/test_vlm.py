@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import sys
 from collections import Counter
 
@@ -13,14 +12,7 @@ import torch
 from helpers import CHAT_TEMPLATE, TEMPLATE, ZOO_NAMES, colour_image, episodes_for
 from PIL import Image
 from torch import nn
-from transformers import (
-    LlamaConfig,
-    MambaConfig,
-    MambaForCausalLM,
-    Mistral3Config,
-    Mistral3ForConditionalGeneration,
-    PixtralImageProcessorPil,
-)
+from transformers import LlamaConfig, MambaConfig, MambaForCausalLM
 
 from lit_tv.episodes import Episode, Example
 from lit_tv.interventions.shared_prefix import fork_last_token
@@ -32,7 +24,6 @@ from lit_tv.model.loading import ModelLoadError, VLMOptions, quantization_config
 from lit_tv.model.vlm import FrozenVLM, load_image
 from lit_tv.prompts import PromptTemplate, check_prompt_wrap
 from lit_tv.shapes.datamodule import ShapesDataModule
-from lit_tv.testing.tiny_text import build_tokenizer, text_options
 from lit_tv.testing.zoo import build_llava_1_5
 from lit_tv.vectors.file import layout_from_config
 
@@ -132,24 +123,6 @@ def test_model_without_attention_is_refused_with_its_class_name(tmp_path):
     MambaForCausalLM(config).save_pretrained(tmp_path)
     with pytest.raises(UnsupportedModelError, match="MambaForCausalLM: .* no attention out-projection"):
         discover_layout(MambaForCausalLM.from_pretrained(tmp_path))
-
-
-def test_mistral3_stops_at_its_processor_which_needs_torchvision(tmp_path):
-    """docs/families.md's reason for Mistral 3: PixtralProcessor cannot be built without torchvision."""
-    tokenizer = build_tokenizer(("[IMG]", "[IMG_BREAK]", "[IMG_END]"))
-    vision = dict(model_type="pixtral", image_size=32, patch_size=8, head_dim=16)
-    config = Mistral3Config(
-        vision_config={**vision, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1},
-        text_config=dict(model_type="mistral", **text_options(tokenizer)),
-        image_token_index=tokenizer.convert_tokens_to_ids("[IMG]"),
-    )
-    Mistral3ForConditionalGeneration(config).save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)
-    PixtralImageProcessorPil(size={"longest_edge": 32}, patch_size=8).save_pretrained(tmp_path)
-    (tmp_path / "processor_config.json").write_text(json.dumps({"processor_class": "PixtralProcessor"}))
-    needs_torchvision = r"(?s)'mistral3'.*torchvision only.*PixtralProcessor requires the Torchvision"
-    with pytest.raises(ModelLoadError, match=needs_torchvision):
-        FrozenVLM.from_pretrained(tmp_path)
 
 
 def test_model_without_decoder_is_refused():
