@@ -48,6 +48,12 @@ class PrefixHandoff:
 HANDOFF = PrefixHandoff()
 
 
+def after(earlier: torch.Tensor, later: torch.Tensor) -> torch.Tensor:
+    """Each row of `later` (keys or values `[rows, heads, tokens, head_dim]`) after `earlier`'s tokens (batch 1,
+    expanded to the rows, or one per row): the copy this module's attention avoids for a shared prefix."""
+    return torch.cat([earlier.expand(later.shape[0], -1, -1, -1), later], dim=-2)
+
+
 def attend_over_shared_prefix(
     module: torch.nn.Module,
     query: torch.Tensor,
@@ -69,8 +75,7 @@ def attend_over_shared_prefix(
     unsupported = [name for name in ("softcap", "s_aux") if kwargs.get(name) is not None]
     if prefix is None or unsupported or dropout or (attention_mask is None and query.shape[2] > 1):
         if prefix is not None:  # attention this function leaves to sdpa: the prefix copied per row
-            key = torch.cat([prefix[0].expand(key.shape[0], -1, -1, -1), key], dim=-2)
-            value = torch.cat([prefix[1].expand(value.shape[0], -1, -1, -1), value], dim=-2)
+            key, value = after(prefix[0], key), after(prefix[1], value)
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
     prefix_keys, prefix_values = prefix
     rows, heads, length, head_dim = query.shape
@@ -98,16 +103,16 @@ ALL_MASK_ATTENTION_FUNCTIONS.register(SHARED_PREFIX_ATTENTION, sdpa_mask)
 
 
 @contextmanager
-def shared_prefix_attention(model: PreTrainedModel) -> Iterator[bool]:
-    """While inside, the text decoder's `sdpa` attention is `attend_over_shared_prefix`; yields whether it is (a model
-    on another attention implementation keeps it, and its rows get the prefix copied)."""
+def shared_prefix_attention(model: PreTrainedModel) -> Iterator[None]:
+    """While inside, the text decoder's `sdpa` attention is `attend_over_shared_prefix` (a model on another attention
+    implementation keeps it, and its rows get the prefix copied)."""
     config = model.config.get_text_config()
     if config._attn_implementation != "sdpa":
-        yield False
+        yield
         return
     config._attn_implementation, HANDOFF.active = SHARED_PREFIX_ATTENTION, True
     try:
-        yield True
+        yield
     finally:
         config._attn_implementation, HANDOFF.active = "sdpa", False
         HANDOFF.take()  # a generation that failed midway leaves nothing behind

@@ -19,7 +19,7 @@ from transformers import BatchFeature
 from transformers.cache_utils import Cache, CacheLayerMixin, DynamicLayer, DynamicSlidingWindowLayer
 
 from lit_tv.interventions.hooks import PatchPolicy, replace_heads
-from lit_tv.interventions.prefix_attention import HANDOFF, shared_prefix_attention
+from lit_tv.interventions.prefix_attention import HANDOFF, after, shared_prefix_attention
 from lit_tv.model.vlm import FrozenVLM
 
 
@@ -41,17 +41,12 @@ class SharedPrefixLayer(DynamicLayer):
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = key_states.shape[0]
         own_keys, own_values = self._own()
-        self.keys = keys = torch.cat([own_keys.expand(rows, -1, -1, -1), key_states], dim=-2)
-        self.values = values = torch.cat([own_values.expand(rows, -1, -1, -1), value_states], dim=-2)
+        self.keys, self.values = keys, values = after(own_keys, key_states), after(own_values, value_states)
         if HANDOFF.active:  # attention reads the prefix once for all rows (`attend_over_shared_prefix`)
             HANDOFF.leave(self.prefix_keys, self.prefix_values)
             return keys, values
-        return (
-            torch.cat([self.prefix_keys.expand(rows, -1, -1, -1), keys], dim=-2),
-            torch.cat([self.prefix_values.expand(rows, -1, -1, -1), values], dim=-2),
-        )
+        return after(self.prefix_keys, keys), after(self.prefix_values, values)
 
     def _own(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The rows' own keys and values (set from the start: never None here)."""

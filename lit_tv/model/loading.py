@@ -307,25 +307,25 @@ def _load_processor(name_or_path: str, config: PretrainedConfig, is_vlm: bool, p
         ) from error
 
 
+def _saved_text(name_or_path: str, file_name: str, revision: str | None) -> str | None:
+    """One file of a local folder or hub repo at `revision`; None where it has none."""
+    resolved = cached_file(name_or_path, file_name, revision=revision, _raise_exceptions_for_missing_entries=False)
+    return Path(resolved).read_text() if resolved else None
+
+
 def _saved_json(name_or_path: str, file_name: str, revision: str | None) -> dict:
     """One JSON file of a local folder or hub repo; empty where it has none."""
-    resolved = cached_file(name_or_path, file_name, revision=revision, _raise_exceptions_for_missing_entries=False)
-    return json.loads(Path(resolved).read_text()) if resolved else {}
+    text = _saved_text(name_or_path, file_name, revision)
+    return json.loads(text) if text is not None else {}
 
 
 def _chat_template(name_or_path: str, revision: str | None) -> dict:
     """The processor's chat template, which a saved folder keeps in a file of its own (chat_template.jinja, or the
     older chat_template.json), as the processor option it is; empty where it has none."""
-    found = cached_file(
-        name_or_path, "chat_template.jinja", revision=revision, _raise_exceptions_for_missing_entries=False
-    )
-    if found:
-        return {"chat_template": Path(found).read_text()}
-    return {
-        key: value
-        for key, value in _saved_json(name_or_path, "chat_template.json", revision).items()
-        if key == "chat_template"
-    }
+    template = _saved_text(name_or_path, "chat_template.jinja", revision)
+    if template is None:
+        template = _saved_json(name_or_path, "chat_template.json", revision).get("chat_template")
+    return {} if template is None else {"chat_template": template}
 
 
 def _processor_class_name(name_or_path: str, revision: str | None) -> str:
